@@ -1,0 +1,54 @@
+# The front door. Every target installs what it needs first (deploy/local/deps.sh).
+#
+#   make run           build, start the whole local stack in the foreground; Ctrl-C stops it
+#   make up / down     the same stack in the background / stop it
+#   make test          sanitizer build, own infrastructure on its own ports, all CTest suites
+#   make build         debug build with ASan+UBSan into build/ (what `ctest --test-dir build` reads)
+#   make release       optimized build into build-release/ (what run/up use)
+#   make format        clang-format every C file; make format-check fails on a difference
+
+SHELL := /bin/bash
+JOBS  ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+.PHONY: all deps build release test test-only run up down status format format-check clean
+
+all: build
+
+deps:
+	@deploy/local/deps.sh
+
+build: deps
+	@cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSHOP_SANITIZE=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j $(JOBS)
+
+release: deps
+	@cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOP_SANITIZE=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-release -j $(JOBS)
+
+# CTEST_ARGS passes through, e.g. make test CTEST_ARGS='-L unit'
+test: build
+	@tests/run.sh $(CTEST_ARGS)
+
+run: release
+	@deploy/local/stack.sh run
+
+up: release
+	@deploy/local/stack.sh up
+
+down:
+	@deploy/local/stack.sh down
+
+status:
+	@deploy/local/stack.sh status
+
+format:
+	@clang-format -i $(C_FILES)
+
+format-check:
+	@clang-format --dry-run --Werror $(C_FILES)
+
+clean:
+	rm -rf build build-release

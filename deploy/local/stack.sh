@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL x3, Redis, Kafka (and, as they land, the fleet's programs).
+#
+#   stack.sh up      start what is not running, wait until each part answers
+#   stack.sh down    stop everything this profile started; no process is left
+#   stack.sh run     up, then wait in the foreground; Ctrl-C (or SIGTERM) runs down
+#   stack.sh status  one line per part
+#   stack.sh env     the connection settings, as NAME=value lines (for tests and tools)
+#
+# STACK_PROFILE=dev|test picks ports and data directory (see lib.sh). Starting twice is
+# harmless; stale pid files are detected and replaced.
+set -euo pipefail
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+
+# ---- PostgreSQL: one cluster per service, run as the unprivileged postgres user ----
+
+# The clusters live under $DATA/pg unless the postgres user cannot reach $DATA (a
+# checkout under /root, say); then under /var/lib/shop-fleet, linked from $DATA/pg.
+pg_root() {
+    if [ -L "$DATA/pg" ] || [ -d "$DATA/pg" ]; then
+        readlink -f "$DATA/pg"
+        return
+    fi
+    mkdir -p "$DATA"
+    if [ "$(id -u)" -ne 0 ] || as_pg test -x "$DATA"; then
+        mkdir -p "$DATA/pg"
+        echo "$DATA/pg"
+    else
+        local alt
+        alt="/var/lib/shop-fleet/$(printf '%s' "$DATA" | md5sum | cut -c1-12)/pg"
+        mkdir -p "$alt"
+        ln -sfn "$alt" "$DATA/pg"
+        echo "$alt"
+    fi
+}
+
+pg_superuser_password() {
+    local f="$DATA/secrets/pg-superuser"
+    if [ ! -s "$f" ]; then
+        mkdir -p "$DATA/secrets"
+        chmod 700 "$DATA/secrets"
+        head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$f"
+        chmod 600 "$f"
+    fi
+    cat "$f"
+}
+
+pg_psql() { # pg_psql SVC SQL...
+    local svc=$1
+    shift
+    PGPASSWORD=$(pg_superuser_password) psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 \
+        -p "${PG_PORT[$svc]}" -U postgres -d postgres "$@"
+}
+
+pg_up() {
+    local svc=$1 root dir port=${PG_PORT[$1]}
+    root=$(pg_root)
+    dir="$root/$svc"
+    chown "$PG_USER:" "$root" 2>/dev/null || true
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        log "postgres/$svc: initdb in $dir"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        chown "$PG_USER:" "$dir" 2>/dev/null || true
+        chmod 700 "$dir"
+        local pwfile
+        pwfile=$(mktemp)
+        pg_superuser_password >"$pwfile"
+        chown "$PG_USER:" "$pwfile" 2>/dev/null || true
+        as_pg "$PG_BIN/initdb" -D "$dir" -U postgres --pwfile="$pwfile" -E UTF8 --no-locale \
+            --auth-local=scram-sha-256 --auth-host=scram-sha-256 >"$LOGDIR/pg-$svc-initdb.log"
+        rm -f "$pwfile"
+        cat >>"$dir/postgresql.conf" <<CONF
+# shop fleet local stack
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = ''
+max_connections = 200
+shared_buffers = 64MB
+logging_collector = off
+log_min_messages = warning
+CONF
+    fi
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        return 0
+    fi
+    # postgres removes a stale postmaster.pid itself when its pid is not a postmaster.
+    touch "$LOGDIR/pg-$svc.log"
+    chown "$PG_USER:" "$LOGDIR/pg-$svc.log" 2>/dev/null || true
+    log "postgres/$svc: starting on 127.0.0.1:$port"
+    as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$LOGDIR/pg-$svc.log" -w -t 60 start >/dev/null ||
+        die "postgres/$svc did not start (log: $LOGDIR/pg-$svc.log)"
+    wait_for 30 "postgres/$svc" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"
+    # One role and one database per service; credentials are the service name (local only).
+    if [ "$(pg_psql "$svc" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$svc'")" != 1 ]; then
+        log "postgres/$svc: creating role and database \"$svc\""
+        pg_psql "$svc" -c "CREATE ROLE \"$svc\" LOGIN PASSWORD '$svc'"
+        pg_psql "$svc" -c "CREATE DATABASE \"$svc\" OWNER \"$svc\""
+        pg_psql "$svc" -d "$svc" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC" \
+            -c "ALTER SCHEMA public OWNER TO \"$svc\""
+    fi
+}
+
+pg_down() {
+    local dir
+    dir="$(pg_root)/$1"
+    [ -f "$dir/PG_VERSION" ] || return 0
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        log "postgres/$1: stopping"
+        as_pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
+    fi
+}
+
+# ---- Redis ----
+
+redis_up() {
+    local pidfile="$RUNDIR/redis.pid"
+    pid_alive "$pidfile" "redis-server" && return 0
+    rm -f "$pidfile"
+    mkdir -p "$DATA/redis"
+    log "redis: starting on 127.0.0.1:$REDIS_PORT"
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$DATA/redis" \
+        --appendonly yes --save '' --daemonize yes --pidfile "$pidfile" \
+        --logfile "$LOGDIR/redis.log" >/dev/null
+    wait_for 30 redis redis-cli -p "$REDIS_PORT" ping
+}
+
+redis_down() {
+    pid_alive "$RUNDIR/redis.pid" "redis-server" && log "redis: stopping"
+    stop_pid "$RUNDIR/redis.pid" "redis-server"
+}
+
+# ---- Kafka (KRaft, single node) ----
+
+kafka_java() { java -Xms256m -Xmx512m -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" -cp "$KAFKA_LIBS/*" "$@"; }
+
+kafka_up() {
+    local pidfile="$RUNDIR/kafka.pid" props="$DATA/kafka/server.properties"
+    [ -f "$KAFKA_LIBS/.complete" ] || die "Kafka is not in $KAFKA_LIBS: run make deps"
+    if ! pid_alive "$pidfile" "$props"; then
+        rm -f "$pidfile"
+        mkdir -p "$DATA/kafka/data"
+        cat >"$props" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$DATA/kafka/data
+num.partitions=$TOPIC_PARTITIONS
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+        if [ ! -f "$DATA/kafka/data/meta.properties" ]; then
+            log "kafka: formatting storage"
+            kafka_java kafka.tools.StorageTool format --standalone --ignore-formatted \
+                -t "$(kafka_java kafka.tools.StorageTool random-uuid)" -c "$props" \
+                >"$LOGDIR/kafka-format.log" 2>&1 || die "kafka storage format failed ($LOGDIR/kafka-format.log)"
+        fi
+        log "kafka: starting on 127.0.0.1:$KAFKA_PORT"
+        setsid java -Xms256m -Xmx512m -XX:+UseSerialGC \
+            -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
+            -cp "$KAFKA_LIBS/*" kafka.Kafka "$props" >>"$LOGDIR/kafka.log" 2>&1 </dev/null &
+        echo $! >"$pidfile"
+    fi
+    wait_for 90 kafka kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 2 -t __none
+    kafka_topics
+}
+
+kafka_topics() {
+    local meta missing=() t
+    meta=$(kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 5 2>/dev/null)
+    for t in "${TOPICS[@]}"; do
+        grep -qF "topic \"$t\" with" <<<"$meta" || missing+=("$t")
+    done
+    ((${#missing[@]})) || return 0
+    log "kafka: creating topics ${missing[*]}"
+    local pids=() pid
+    for t in "${missing[@]}"; do
+        kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+            --create --if-not-exists --topic "$t" --partitions "$TOPIC_PARTITIONS" \
+            --replication-factor 1 >>"$LOGDIR/kafka-topics.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || die "kafka topic creation failed ($LOGDIR/kafka-topics.log)"
+    done
+}
+
+kafka_down() {
+    pid_alive "$RUNDIR/kafka.pid" "$DATA/kafka/server.properties" && log "kafka: stopping"
+    stop_pid "$RUNDIR/kafka.pid" "$DATA/kafka/server.properties" 60
+}
+
+# ---- the whole stack ----
+
+stack_env() {
+    local svc
+    echo "STACK_PROFILE=$STACK_PROFILE"
+    for svc in "${SERVICES[@]}"; do
+        echo "${svc^^}_DATABASE_URL=postgresql://$svc:$svc@127.0.0.1:${PG_PORT[$svc]}/$svc"
+    done
+    echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+}
+
+up() {
+    mkdir -p "$LOGDIR" "$RUNDIR"
+    chmod 755 "$DATA" "$LOGDIR"
+    local svc
+    for svc in "${SERVICES[@]}"; do pg_up "$svc"; done
+    redis_up
+    kafka_up
+    stack_env >"$DATA/stack.env"
+    log "up: $(status | tr '\n' ';')"
+}
+
+down() {
+    local svc
+    kafka_down
+    redis_down
+    for svc in "${SERVICES[@]}"; do pg_down "$svc"; done
+}
+
+status() {
+    local svc
+    for svc in "${SERVICES[@]}"; do
+        printf 'postgres/%s 127.0.0.1:%s %s\n' "$svc" "${PG_PORT[$svc]}" \
+            "$(port_open "${PG_PORT[$svc]}" && echo up || echo down)"
+    done
+    printf 'redis 127.0.0.1:%s %s\n' "$REDIS_PORT" "$(port_open "$REDIS_PORT" && echo up || echo down)"
+    printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
+}
+
+run() {
+    trap 'trap - INT TERM; echo; log "stopping"; down; exit 0' INT TERM
+    up
+    log "running; Ctrl-C stops everything"
+    while true; do sleep 1; done
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+run) run ;;
+status) status ;;
+env) stack_env ;;
+*) echo "usage: $0 up|down|run|status|env" >&2; exit 2 ;;
+esac

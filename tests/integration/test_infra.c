@@ -1,0 +1,286 @@
+/*
+ * The local infrastructure answers as the rest of the fleet expects: each service's
+ * PostgreSQL with its own role, Redis, and Kafka with the saga topics, headers,
+ * consumer groups and manual offset commits. Settings come from the environment
+ * that tests/run.sh exports (deploy/local/stack.sh env).
+ */
+#include <check.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const services[] = {"order", "product", "user"};
+static const char *const topics[] = {"order.events",         "inventory.events",
+                                     "payment.events",       "order.events.dlq",
+                                     "inventory.events.dlq", "payment.events.dlq"};
+#define N_TOPICS (sizeof(topics) / sizeof(topics[0]))
+
+static const char *env_required(const char *name)
+{
+    const char *v = getenv(name);
+    ck_assert_msg(v && *v, "%s is not set: run through make test", name);
+    return v;
+}
+
+static const char *db_url(const char *svc)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s_DATABASE_URL", svc);
+    for (char *p = name; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    return env_required(name);
+}
+
+START_TEST(test_each_service_database_accepts_its_own_role)
+{
+    const char *svc = services[_i];
+    PGconn *c = PQconnectdb(db_url(svc));
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s: %s", svc, PQerrorMessage(c));
+
+    PGresult *r = PQexec(c, "SELECT current_user, current_database()");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), svc);
+    ck_assert_str_eq(PQgetvalue(r, 0, 1), svc);
+    PQclear(r);
+
+    /* The role owns its schema: it can create what its migrations will create. */
+    r = PQexec(c, "CREATE TABLE infra_probe (id int PRIMARY KEY); DROP TABLE infra_probe");
+    ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", svc, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(test_a_service_role_cannot_enter_another_service_database)
+{
+    /* order's credentials against product's cluster: each service owns its data. */
+    char url[512];
+    const char *order = db_url("order"), *product = db_url("product");
+    const char *order_host = strchr(order, '@'), *product_host = strchr(product, '@');
+    ck_assert_ptr_nonnull(order_host);
+    ck_assert_ptr_nonnull(product_host);
+    snprintf(url, sizeof(url), "%.*s%s", (int)(order_host - order), order, product_host);
+
+    PGconn *c = PQconnectdb(url);
+    ck_assert_int_ne(PQstatus(c), CONNECTION_OK);
+    PQfinish(c);
+}
+END_TEST
+
+static redisContext *redis_connect(void)
+{
+    const char *url = env_required("REDIS_URL");
+    char host[128];
+    int port;
+    ck_assert_int_eq(sscanf(url, "redis://%127[^:]:%d", host, &port), 2);
+    struct timeval tv = {.tv_sec = 5};
+    redisContext *r = redisConnectWithTimeout(host, port, tv);
+    ck_assert_msg(r && !r->err, "redis: %s", r ? r->errstr : "out of memory");
+    return r;
+}
+
+START_TEST(test_redis_answers_ping_and_persists_with_aof)
+{
+    redisContext *r = redis_connect();
+    redisReply *reply = redisCommand(r, "PING");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
+    ck_assert_str_eq(reply->str, "PONG");
+    freeReplyObject(reply);
+
+    reply = redisCommand(r, "CONFIG GET appendonly");
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_int_eq(reply->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(reply->elements, 2);
+    ck_assert_str_eq(reply->element[1]->str, "yes");
+    freeReplyObject(reply);
+    redisFree(r);
+}
+END_TEST
+
+static rd_kafka_conf_t *kafka_conf(void)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    ck_assert_int_eq(rd_kafka_conf_set(conf, "bootstrap.servers", env_required("KAFKA_BROKERS"),
+                                       err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    return conf;
+}
+
+static void conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char err[512];
+    ck_assert_msg(rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK, "%s: %s", k,
+                  err);
+}
+
+START_TEST(test_every_saga_topic_has_six_partitions)
+{
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kafka_conf(), err, sizeof(err));
+    ck_assert_msg(rk != NULL, "%s", err);
+    const struct rd_kafka_metadata *md = NULL;
+    ck_assert_int_eq(rd_kafka_metadata(rk, 1, NULL, &md, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+    for (size_t t = 0; t < N_TOPICS; t++) {
+        int found = 0;
+        for (int i = 0; i < md->topic_cnt; i++) {
+            if (strcmp(md->topics[i].topic, topics[t]) != 0)
+                continue;
+            found = 1;
+            ck_assert_int_eq(md->topics[i].err, RD_KAFKA_RESP_ERR_NO_ERROR);
+            ck_assert_msg(md->topics[i].partition_cnt == 6, "%s has %d partitions", topics[t],
+                          md->topics[i].partition_cnt);
+        }
+        ck_assert_msg(found, "topic %s is missing", topics[t]);
+    }
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+}
+END_TEST
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    *(rd_kafka_resp_err_t *)m->_private = m->err;
+}
+
+START_TEST(test_each_topic_carries_a_message_with_headers_through_a_group_with_manual_commit)
+{
+    char err[512], key[64], group[96];
+    snprintf(key, sizeof(key), "infra-%ld-%d", (long)time(NULL), (int)getpid());
+    snprintf(group, sizeof(group), "infra-test-%s", key);
+
+    /* Produce one message per topic, idempotently, waiting for each delivery report. */
+    rd_kafka_conf_t *pconf = kafka_conf();
+    conf_set(pconf, "enable.idempotence", "true");
+    conf_set(pconf, "linger.ms", "0");
+    rd_kafka_conf_set_dr_msg_cb(pconf, on_delivery);
+    rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
+    ck_assert_msg(producer != NULL, "%s", err);
+    rd_kafka_resp_err_t delivered[N_TOPICS];
+    for (size_t t = 0; t < N_TOPICS; t++) {
+        delivered[t] = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_header_add(h, "ce_id", -1, key, -1);
+        rd_kafka_header_add(h, "ce_type", -1, topics[t], -1);
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            producer, RD_KAFKA_V_TOPIC(topics[t]), RD_KAFKA_V_KEY(key, strlen(key)),
+            RD_KAFKA_V_VALUE((void *)topics[t], strlen(topics[t])),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_OPAQUE(&delivered[t]), RD_KAFKA_V_END);
+        ck_assert_msg(e == RD_KAFKA_RESP_ERR_NO_ERROR, "%s", rd_kafka_err2str(e));
+    }
+    ck_assert_int_eq(rd_kafka_flush(producer, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    for (size_t t = 0; t < N_TOPICS; t++)
+        ck_assert_msg(delivered[t] == RD_KAFKA_RESP_ERR_NO_ERROR, "%s: %s", topics[t],
+                      rd_kafka_err2str(delivered[t]));
+    rd_kafka_destroy(producer);
+
+    /* Consume them in a fresh group, committing each offset by hand. */
+    rd_kafka_conf_t *cconf = kafka_conf();
+    conf_set(cconf, "group.id", group);
+    conf_set(cconf, "enable.auto.commit", "false");
+    conf_set(cconf, "auto.offset.reset", "earliest");
+    conf_set(cconf, "partition.assignment.strategy", "cooperative-sticky");
+    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
+    ck_assert_msg(consumer != NULL, "%s", err);
+    rd_kafka_poll_set_consumer(consumer);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)N_TOPICS);
+    for (size_t t = 0; t < N_TOPICS; t++)
+        rd_kafka_topic_partition_list_add(sub, topics[t], RD_KAFKA_PARTITION_UA);
+    ck_assert_int_eq(rd_kafka_subscribe(consumer, sub), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(sub);
+
+    int seen[N_TOPICS] = {0};
+    size_t n_seen = 0;
+    rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_new(6);
+    for (time_t end = time(NULL) + 60; n_seen < N_TOPICS && time(NULL) < end;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 500);
+        if (!m)
+            continue;
+        if (m->err || m->key_len != strlen(key) || memcmp(m->key, key, m->key_len) != 0) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        size_t t = 0;
+        while (t < N_TOPICS && strcmp(topics[t], topic) != 0)
+            t++;
+        ck_assert_uint_lt(t, N_TOPICS);
+        ck_assert_int_eq((int)m->len, (int)strlen(topic));
+
+        rd_kafka_headers_t *h = NULL;
+        const void *v;
+        size_t vlen;
+        ck_assert_int_eq(rd_kafka_message_headers(m, &h), RD_KAFKA_RESP_ERR_NO_ERROR);
+        ck_assert_int_eq(rd_kafka_header_get_last(h, "ce_id", &v, &vlen),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+        ck_assert_int_eq((int)vlen, (int)strlen(key));
+        ck_assert_int_eq(memcmp(v, key, vlen), 0);
+        ck_assert_int_eq(rd_kafka_header_get_last(h, "ce_type", &v, &vlen),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+        ck_assert_int_eq(memcmp(v, topic, vlen), 0);
+
+        ck_assert_int_eq(rd_kafka_commit_message(consumer, m, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+        rd_kafka_topic_partition_list_add(committed, topic, m->partition)->offset = m->offset + 1;
+        if (!seen[t]++)
+            n_seen++;
+        rd_kafka_message_destroy(m);
+    }
+    ck_assert_msg(n_seen == N_TOPICS, "consumed %zu of %zu topics", n_seen, N_TOPICS);
+
+    /* The broker kept the committed offsets for the group. */
+    rd_kafka_topic_partition_list_t *want = rd_kafka_topic_partition_list_copy(committed);
+    ck_assert_int_eq(rd_kafka_committed(consumer, want, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    for (int i = 0; i < want->cnt; i++)
+        ck_assert_msg(want->elems[i].offset >= committed->elems[i].offset,
+                      "%s[%d]: committed %lld, expected %lld", want->elems[i].topic,
+                      want->elems[i].partition, (long long)want->elems[i].offset,
+                      (long long)committed->elems[i].offset);
+    rd_kafka_topic_partition_list_destroy(want);
+    rd_kafka_topic_partition_list_destroy(committed);
+    rd_kafka_consumer_close(consumer);
+    rd_kafka_destroy(consumer);
+}
+END_TEST
+
+static Suite *infra_suite(void)
+{
+    Suite *s = suite_create("infra");
+    TCase *pg = tcase_create("postgres");
+    tcase_add_loop_test(pg, test_each_service_database_accepts_its_own_role, 0, 3);
+    tcase_add_test(pg, test_a_service_role_cannot_enter_another_service_database);
+    tcase_set_timeout(pg, 30);
+    suite_add_tcase(s, pg);
+
+    TCase *redis = tcase_create("redis");
+    tcase_add_test(redis, test_redis_answers_ping_and_persists_with_aof);
+    tcase_set_timeout(redis, 30);
+    suite_add_tcase(s, redis);
+
+    TCase *kafka = tcase_create("kafka");
+    tcase_add_test(kafka, test_every_saga_topic_has_six_partitions);
+    tcase_add_test(
+        kafka, test_each_topic_carries_a_message_with_headers_through_a_group_with_manual_commit);
+    tcase_set_timeout(kafka, 120);
+    suite_add_tcase(s, kafka);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(infra_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
