@@ -18,8 +18,7 @@ trap 'exit 130' INT TERM
 
 make -C "$root" --no-print-directory format-check
 # Every run starts from empty databases, broker and Redis: no state leaks between runs.
-"$stack" down
-rm -rf "$root/.data-test"
+"$stack" wipe
 "$stack" up
 set -a
 . <("$stack" env)

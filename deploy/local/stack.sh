@@ -5,6 +5,7 @@
 #   stack.sh down    stop everything this profile started; no process is left
 #   stack.sh run     up, then wait in the foreground; Ctrl-C (or SIGTERM) runs down
 #   stack.sh status  one line per part
+#   stack.sh wipe    down, then delete this profile's data
 #   stack.sh env     the connection settings, as NAME=value lines (for tests and tools)
 #
 # STACK_PROFILE=dev|test picks ports and data directory (see lib.sh). Starting twice is
@@ -241,6 +242,14 @@ status() {
     printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
 }
 
+# wipe: stop, then delete every byte of this profile's data (also the PostgreSQL
+# clusters when they live outside the checkout).
+wipe() {
+    down
+    [ -L "$DATA/pg" ] && rm -rf "$(readlink -f "$DATA/pg")"
+    rm -rf "$DATA"
+}
+
 run() {
     trap 'trap - INT TERM; echo; log "stopping"; down; exit 0' INT TERM
     up
@@ -253,6 +262,7 @@ up) up ;;
 down) down ;;
 run) run ;;
 status) status ;;
+wipe) wipe ;;
 env) stack_env ;;
-*) echo "usage: $0 up|down|run|status|env" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env" >&2; exit 2 ;;
 esac
