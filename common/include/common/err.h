@@ -19,18 +19,18 @@ typedef enum {
     ERR_OK = 0,
     ERR_CANCELLED = -1,
     ERR_UNKNOWN = -2,
-    ERR_INVALID = -3,           /* INVALID_ARGUMENT */
-    ERR_TIMEOUT = -4,           /* DEADLINE_EXCEEDED */
+    ERR_INVALID = -3, /* INVALID_ARGUMENT */
+    ERR_TIMEOUT = -4, /* DEADLINE_EXCEEDED */
     ERR_NOT_FOUND = -5,
-    ERR_CONFLICT = -6,          /* ALREADY_EXISTS */
-    ERR_PERMISSION = -7,        /* PERMISSION_DENIED */
-    ERR_EXHAUSTED = -8,         /* RESOURCE_EXHAUSTED */
-    ERR_PRECONDITION = -9,      /* FAILED_PRECONDITION */
-    ERR_ABORTED = -10,          /* ABORTED: retry the whole operation */
-    ERR_RANGE = -11,            /* OUT_OF_RANGE */
+    ERR_CONFLICT = -6,     /* ALREADY_EXISTS */
+    ERR_PERMISSION = -7,   /* PERMISSION_DENIED */
+    ERR_EXHAUSTED = -8,    /* RESOURCE_EXHAUSTED */
+    ERR_PRECONDITION = -9, /* FAILED_PRECONDITION */
+    ERR_ABORTED = -10,     /* ABORTED: retry the whole operation */
+    ERR_RANGE = -11,       /* OUT_OF_RANGE */
     ERR_UNIMPLEMENTED = -12,
     ERR_INTERNAL = -13,
-    ERR_UNAVAILABLE = -14,      /* a dependency is down: retry later */
+    ERR_UNAVAILABLE = -14, /* a dependency is down: retry later */
     ERR_DATA_LOSS = -15,
     ERR_UNAUTHENTICATED = -16,
 } err_code_t;
@@ -52,7 +52,9 @@ typedef struct err {
     err_field_t fields[ERR_FIELDS_MAX];
 } err_t;
 
-#define ERR_INIT {0}
+/* clang-format off */
+#define ERR_INIT {.code = ERR_OK}
+/* clang-format on */
 
 /* err_set: sets code and message (printf format) and returns code, so callers can
  * `return err_set(err, ERR_NOT_FOUND, "order %s not found", id);`. err may be NULL. */

@@ -57,7 +57,7 @@ void log__write(log_level_t level, const char *msg, const log_field_t *fields);
 #define LOG__AT(lvl, msg, ...)                                                                     \
     do {                                                                                           \
         if ((lvl) >= log__level)                                                                   \
-            log__write((lvl), (msg), (const log_field_t[]){__VA_ARGS__ __VA_OPT__(, ){0}});       \
+            log__write((lvl), (msg), (const log_field_t[]){__VA_ARGS__ __VA_OPT__(, ){0}});        \
     } while (0)
 
 #define LOG_DEBUG(...) LOG__AT(LOG_LEVEL_DEBUG, __VA_ARGS__)

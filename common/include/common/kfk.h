@@ -1,0 +1,212 @@
+/*
+ * kfk: Kafka for the saga (DESIGN.md §4) — an idempotent, latency-tuned producer
+ * whose delivery reports callers can wait for, a consumer-group member that commits
+ * an offset only when told the message was processed, the CloudEvents headers every
+ * event carries, and topic administration for tests and tooling.
+ *
+ * Only kfk_*.c include librdkafka; everything else uses this header. librdkafka's own
+ * log lines go through log.h ("kafka" messages with the facility and the client).
+ *
+ * Error codes: 0 or a negative err_code_t. Broker unreachable or a request timed out:
+ * ERR_UNAVAILABLE; local queue full: ERR_EXHAUSTED; unknown topic: ERR_NOT_FOUND; a
+ * purged message (shutdown): ERR_CANCELLED; bad input: ERR_INVALID; anything else,
+ * including a fatal producer error: ERR_INTERNAL.
+ */
+#ifndef COMMON_KFK_H
+#define COMMON_KFK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "common/err.h"
+
+/* ---- CloudEvents Kafka binding (binary mode), pure functions ---- */
+
+#define KFK_CE_SPECVERSION  "1.0"
+#define KFK_CE_CONTENT_TYPE "application/protobuf"
+#define KFK_CE_HEADERS_MAX                                                                         \
+    7                           /* ce_id ce_type ce_source ce_time ce_specversion
+                                    content-type [traceparent] */
+#define KFK_CE_VALUE_MAX    255 /* longest accepted header value, in bytes */
+#define KFK_TRACEPARENT_LEN 55  /* "00-<32 hex>-<16 hex>-<2 hex>" */
+
+/* A header as Kafka carries it: a name and a byte string (not NUL-terminated). */
+typedef struct kfk_header {
+    const char *name;
+    const void *value;
+    size_t len;
+} kfk_header_t;
+
+/* The event attributes. All strings are NUL-terminated; traceparent may be NULL. */
+typedef struct kfk_ce {
+    const char *id;          /* a UUID: the inbox dedup key */
+    const char *type;        /* the protobuf full name, "shop.events.v1.OrderCreated" */
+    const char *source;      /* the producer, "/shop/order-svc" */
+    const char *time;        /* RFC 3339 */
+    const char *traceparent; /* W3C trace context, or NULL */
+} kfk_ce_t;
+
+/* kfk_ce_headers: validates `ce` (what kfk_ce_parse would reject is rejected here
+ * too, except an invalid traceparent, which is left out as W3C asks) and fills `out`
+ * with the binding's headers. The values borrow from `ce` and from static strings.
+ * Returns the number of headers written (6 or 7) or ERR_INVALID naming the attribute.
+ * Thread-safe. */
+int kfk_ce_headers(const kfk_ce_t *ce, kfk_header_t out[KFK_CE_HEADERS_MAX], err_t *err);
+
+/* kfk_ce_parse: reads the attributes from a message's headers (when a name repeats,
+ * the last one counts, as in librdkafka). Required: ce_id (a UUID), ce_type,
+ * ce_source (printable ASCII), ce_time (RFC 3339), ce_specversion "1.0" and
+ * content-type "application/protobuf". traceparent is optional; an invalid one is
+ * treated as absent (W3C: restart the trace). The strings are copied into `a`.
+ * 0, or ERR_INVALID with a message naming the header ("missing header ce_id",
+ * "invalid header ce_time: ..."). Thread-safe. */
+int kfk_ce_parse(const kfk_header_t *headers, size_t n, arena_t *a, kfk_ce_t *out, err_t *err);
+
+/* kfk_traceparent_valid: true for a W3C traceparent (version 00: exactly 55 bytes;
+ * later versions: at least 55 with '-' after the flags; never version ff, an all-zero
+ * trace id or an all-zero parent id). */
+bool kfk_traceparent_valid(const char *s);
+
+/* ---- producer ---- */
+
+typedef struct kfk_producer kfk_producer_t;
+
+/* What to produce. The key decides the partition (murmur2, as the Java client does);
+ * every buffer is copied by kfk_produce. */
+typedef struct kfk_out_msg {
+    const char *topic;
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t len;
+    const kfk_header_t *headers;
+    size_t n_headers;
+} kfk_out_msg_t;
+
+/* kfk_producer_new: an idempotent producer (enable.idempotence, so acks=all and at
+ * most 5 requests in flight, which keeps per-partition order), tuned for latency
+ * (linger.ms=1, socket.nagle.disable), with the gap-less guarantee on and no local
+ * message timeout: a message is retried until the broker takes it or the producer is
+ * freed, so an outage delays events but never reorders them. `conf` (NULL or
+ * alternating librdkafka property names and values ending with NULL) overrides any
+ * of these. A thread of its own serves delivery reports as they arrive.
+ * Owned; NULL with ERR_INVALID on a bad property. Thread-safe. */
+kfk_producer_t *kfk_producer_new(const char *brokers, const char *client_id,
+                                 const char *const *conf, err_t *err);
+
+/* kfk_producer_free: waits up to 5 s for queued messages to be delivered, purges what
+ * is left (their delivery reports say ERR_CANCELLED), then destroys the producer.
+ * Every batch a message was produced with must outlive this call or be freed by
+ * kfk_batch_free (which is safe with reports still pending). NULL is accepted. */
+void kfk_producer_free(kfk_producer_t *p);
+
+/* kfk_producer_flush: waits up to timeout_ms for every queued message's delivery
+ * report; 0, or ERR_TIMEOUT with the number still queued. Thread-safe. */
+int kfk_producer_flush(kfk_producer_t *p, int timeout_ms, err_t *err);
+
+/* kfk_producer_ping: 0 if the producer is usable and a broker answered a metadata
+ * request within timeout_ms (readiness); ERR_UNAVAILABLE or, after a fatal producer
+ * error (it must then be recreated: restart the process), ERR_INTERNAL. */
+int kfk_producer_ping(kfk_producer_t *p, int timeout_ms, err_t *err);
+
+/* A batch collects the delivery reports of the messages produced with it, in
+ * produce order, so a caller can wait for all of them (the outbox relay, a DLQ
+ * copy). Reports arrive on the producer's thread; the batch is shared with it under
+ * a mutex, and kfk_batch_free may be called before every report arrived (the last
+ * report then frees it). One thread produces into and waits on a batch. */
+typedef struct kfk_batch kfk_batch_t;
+
+/* kfk_batch_new: an empty batch for up to `capacity` messages. Owned. */
+kfk_batch_t *kfk_batch_new(size_t capacity);
+
+/* kfk_batch_free: gives the batch up; reports still to come are discarded. NULL is
+ * accepted. */
+void kfk_batch_free(kfk_batch_t *b);
+
+/* kfk_batch_len: messages produced into the batch so far. */
+size_t kfk_batch_len(const kfk_batch_t *b);
+
+/* kfk_batch_wait: waits up to timeout_ms (0: just look) until every message produced
+ * into the batch has its report. 0 when all have, else ERR_TIMEOUT. */
+int kfk_batch_wait(kfk_batch_t *b, int timeout_ms);
+
+/* kfk_batch_status: the outcome of the i-th message: 0 delivered (then *partition and
+ * *offset, either may be NULL), ERR_TIMEOUT while its report is still to come, or the
+ * delivery error with its message in err. */
+int kfk_batch_status(kfk_batch_t *b, size_t i, int32_t *partition, int64_t *offset, err_t *err);
+
+/* kfk_produce: queues one message. With a batch, its report is recorded there as the
+ * next slot (a full batch is ERR_EXHAUSTED); without, a failed delivery is only
+ * logged and counted. Counts kafka_events_produced_total{topic} when the broker
+ * acknowledges and kafka_produce_errors_total{topic} on failure. 0, or
+ * ERR_EXHAUSTED (local queue full: wait for reports and retry), ERR_INVALID,
+ * ERR_INTERNAL (fatal producer error). Never blocks. Thread-safe. */
+int kfk_produce(kfk_producer_t *p, const kfk_out_msg_t *m, kfk_batch_t *b, err_t *err);
+
+/* ---- consumer ---- */
+
+typedef struct kfk_consumer kfk_consumer_t;
+typedef struct kfk_msg kfk_msg_t;
+
+/* kfk_consumer_new: joins consumer group `group` and subscribes to `topics`
+ * (partition.assignment.strategy=cooperative-sticky, auto.offset.reset=earliest,
+ * fetch.wait.max.ms=10, no automatic offset store or commit, topics that appear later
+ * noticed within 10 s). `conf` overrides as
+ * for the producer. Owned; close with kfk_consumer_close. One thread uses a
+ * consumer. NULL with ERR_INVALID on bad settings. */
+kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const char *const *topics,
+                                 size_t n_topics, const char *const *conf, err_t *err);
+
+/* kfk_consumer_poll: the next message, waiting up to timeout_ms; NULL on timeout or
+ * after a consumer error (logged). Serves rebalances and offset commits. Owned: free
+ * with kfk_msg_free. */
+kfk_msg_t *kfk_consumer_poll(kfk_consumer_t *c, int timeout_ms);
+
+/* kfk_consumer_commit: records that `m` was processed, so its partition's committed
+ * offset may move past it (offset + 1). Commits go to the broker asynchronously and
+ * coalesced (at most every 100 ms, when idle, before partitions are revoked, and at
+ * close); a commit that is lost only means redelivery, which the inbox absorbs.
+ * 0, or ERR_PRECONDITION if the partition is no longer assigned (the message will be
+ * redelivered to its new owner). */
+int kfk_consumer_commit(kfk_consumer_t *c, const kfk_msg_t *m, err_t *err);
+
+/* kfk_consumer_close: commits what was recorded, leaves the group cleanly (so its
+ * partitions move at once) and frees the consumer. NULL is accepted. */
+void kfk_consumer_close(kfk_consumer_t *c);
+
+/* Message accessors: borrowed, valid until kfk_msg_free. key and value may be NULL
+ * (then *len is 0). */
+const char *kfk_msg_topic(const kfk_msg_t *m);
+int32_t kfk_msg_partition(const kfk_msg_t *m);
+int64_t kfk_msg_offset(const kfk_msg_t *m);
+const void *kfk_msg_key(const kfk_msg_t *m, size_t *len);
+const void *kfk_msg_value(const kfk_msg_t *m, size_t *len);
+
+/* kfk_msg_header: the last value of header `name`, or NULL if absent. */
+const void *kfk_msg_header(const kfk_msg_t *m, const char *name, size_t *len);
+
+/* kfk_msg_headers: every header in order, as an array allocated in `a` whose names
+ * and values borrow from the message. Returns the count (*out is NULL for 0). */
+size_t kfk_msg_headers(const kfk_msg_t *m, arena_t *a, kfk_header_t **out);
+
+/* kfk_msg_ce: kfk_ce_parse over the message's headers. */
+int kfk_msg_ce(const kfk_msg_t *m, arena_t *a, kfk_ce_t *out, err_t *err);
+
+/* kfk_msg_free: NULL is accepted. */
+void kfk_msg_free(kfk_msg_t *m);
+
+/* ---- administration (tests and tooling) ---- */
+
+/* kfk_topics_create: creates each topic with `partitions` partitions and replication
+ * factor 1 (one that exists already is fine), then waits until the cluster's
+ * metadata shows them all, within timeout_ms. 0 or an error naming the topic. */
+int kfk_topics_create(const char *brokers, const char *const *topics, size_t n, int partitions,
+                      int timeout_ms, err_t *err);
+
+/* kfk_topics_delete: deletes each topic (one that does not exist is fine). */
+int kfk_topics_delete(const char *brokers, const char *const *topics, size_t n, int timeout_ms,
+                      err_t *err);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * rpc: unary gRPC on the gRPC C core, driven by protobuf-c service descriptors
+ * (DESIGN.md §2, STYLE.md "gRPC, protobuf, Kafka").
+ *
+ * Server. Handlers are the functions of a protobuf-c generated service, so a
+ * missing handler is a link error:
+ *
+ *   static void order_get_order(Shop__Order__V1__OrderService_Service *svc,
+ *                               const Shop__Order__V1__GetOrderRequest *req,
+ *                               Shop__Order__V1__GetOrderResponse_Closure done, void *call_data)
+ *   {
+ *       rpc_call_t *call = call_data;
+ *       Shop__Order__V1__GetOrderResponse resp = SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT;
+ *       if (!found) {
+ *           rpc_call_failf(call, ERR_NOT_FOUND, "order %s not found", req->order_id);
+ *           done(NULL, call_data);
+ *           return;
+ *       }
+ *       ...
+ *       done(&resp, call_data);
+ *   }
+ *   static Shop__Order__V1__OrderService_Service order_service =
+ *       SHOP__ORDER__V1__ORDER_SERVICE__INIT(order_);
+ *   rpc_server_add_service(srv, (ProtobufCService *)&order_service, ctx);
+ *
+ * `done` packs the response at once, so it may live on the handler's stack or in
+ * the call's arena. `done` must be called once, before the handler returns; a
+ * handler that returns without calling it is answered INTERNAL (and logged). The request and everything allocated from
+ * rpc_call_arena() live until the call's last completion, after the handler.
+ *
+ * Each call runs on one of the server's worker threads from start to end, so a
+ * handler may block (libpq): size `workers` to the database pool. Every method of
+ * every service is served, plus grpc.health.v1.Health/Check; any other method is
+ * answered UNIMPLEMENTED at once. Each call writes one access log line ("rpc", at
+ * info; debug for health checks) and updates rpc_server_requests_total{method,code}
+ * and rpc_server_duration_seconds{method}.
+ *
+ * Failures travel as the gRPC status: code = err_to_grpc_status(err->code),
+ * message = err->msg, and field violations as a serialized
+ * shop.common.v1.ErrorDetails in the trailing metadata key "x-error-details-bin".
+ *
+ * Client. One rpc_channel_t per upstream target, shared by every thread. Calls are
+ * unary, always carry a deadline, wait for the peer to become ready within that
+ * deadline, and are balanced round_robin over every address of the target.
+ *
+ * Metadata from the gateway (x-request-id, traceparent, x-user-id, x-user-role) is
+ * trusted only because services listen on the fleet's private network; services
+ * still check ownership themselves (DESIGN.md §2).
+ *
+ * gRPC itself is initialised by the first server or channel and shut down with the
+ * last one, so a process that frees everything leaves nothing behind. Host names
+ * are resolved with getaddrinfo (gRPC's "native" resolver): before initialising gRPC
+ * the first time, rpc sets GRPC_DNS_RESOLVER=native unless the environment already
+ * names a resolver. Create the first server or channel in main(), before other
+ * threads read the environment (setenv is not thread-safe).
+ */
+#ifndef COMMON_RPC_H
+#define COMMON_RPC_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "common/err.h"
+
+typedef struct rpc_server rpc_server_t;
+typedef struct rpc_call rpc_call_t;
+typedef struct rpc_channel rpc_channel_t;
+
+/* One metadata entry: a lower-case key ([a-z0-9._-]) and a printable ASCII value.
+ * Binary ("-bin") keys are not supported here. */
+typedef struct rpc_metadata {
+    const char *key;
+    const char *value;
+} rpc_metadata_t;
+
+/* ---------------------------------------------------------------- server ---- */
+
+typedef struct rpc_server_opts {
+    const char *addr;      /* "0.0.0.0:50052"; "127.0.0.1:0" picks a free port */
+    const char *name;      /* for log lines; NULL → "rpc" */
+    int workers;           /* threads running handlers; 0 → 4 */
+    int slots_per_method;  /* calls the core may hand over at once per method; 0 → workers */
+    int max_message_bytes; /* each way; 0 → 4 MiB */
+} rpc_server_opts_t;
+
+/* rpc_server_new: a server that is not yet listening. The options are copied.
+ * Returns an owned server (release with rpc_server_free), or NULL with err set to
+ * ERR_INVALID for a missing address or a negative number. */
+rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err);
+
+/* rpc_server_add_service: serves every method of `service` ("/<package.Service>/
+ * <Method>"); `ctx` is handed to its handlers through rpc_call_ctx. The service and
+ * ctx are borrowed and must outlive the server. Only before rpc_server_start, from
+ * the thread that owns the server. Every method is served as unary (protobuf-c
+ * descriptors do not say which methods stream: keep streaming methods out of
+ * served services). Returns 0, or ERR_INVALID when already started or when a
+ * service of that name was already added. */
+int rpc_server_add_service(rpc_server_t *srv, ProtobufCService *service, void *ctx);
+
+/* rpc_server_start: binds the address and starts the workers. The server reports
+ * SERVING until rpc_server_set_serving(srv, false). Returns 0, ERR_UNAVAILABLE when
+ * the address cannot be bound (also when another process holds the port), or
+ * ERR_INVALID when called twice. Once only. */
+int rpc_server_start(rpc_server_t *srv, err_t *err);
+
+/* rpc_server_port: the port bound by rpc_server_start (0 before it). */
+int rpc_server_port(const rpc_server_t *srv);
+
+/* rpc_server_set_serving: what Health/Check answers for "" and for every added
+ * service: SERVING or NOT_SERVING (a name the server does not serve is NOT_FOUND).
+ * Thread-safe. */
+void rpc_server_set_serving(rpc_server_t *srv, bool serving);
+
+/* rpc_server_shutdown: stops accepting calls (new ones fail UNAVAILABLE), lets the
+ * calls in flight finish for up to grace_ms, then cancels the rest (clients see
+ * CANCELLED; rpc_call_cancelled turns true so long handlers can stop), waits for
+ * every handler to return, and stops the workers. Idempotent; not from a handler. */
+void rpc_server_shutdown(rpc_server_t *srv, int64_t grace_ms);
+
+/* rpc_server_free: shuts down with no grace if that was not done, then frees.
+ * NULL is accepted. */
+void rpc_server_free(rpc_server_t *srv);
+
+/* ------------------------------------------------------ inside a handler ---- */
+/* These take the rpc_call_t that the handler received as call_data and are valid
+ * only on the handler's thread until it calls done (or returns). Strings returned
+ * are owned by the call's arena. */
+
+/* rpc_call_arena: the call's arena; the request was unpacked into it. */
+arena_t *rpc_call_arena(rpc_call_t *call);
+
+/* rpc_call_ctx: the ctx given to rpc_server_add_service for this service. */
+void *rpc_call_ctx(const rpc_call_t *call);
+
+/* rpc_call_method: the full method path, "/shop.order.v1.OrderService/GetOrder". */
+const char *rpc_call_method(const rpc_call_t *call);
+
+/* rpc_call_metadata: the value of request metadata `key` (lower-case), or NULL when
+ * absent. The first value wins when a key is repeated. */
+const char *rpc_call_metadata(rpc_call_t *call, const char *key);
+
+/* Shorthands for the metadata the gateway sends on every call (NULL when absent):
+ * x-request-id, traceparent, x-user-id, x-user-role. */
+const char *rpc_call_request_id(const rpc_call_t *call);
+const char *rpc_call_traceparent(const rpc_call_t *call);
+const char *rpc_call_user_id(const rpc_call_t *call);
+const char *rpc_call_user_role(const rpc_call_t *call);
+
+/* rpc_call_remaining_ms: milliseconds left before the caller's deadline (negative
+ * once past; INT64_MAX when the caller set none). */
+int64_t rpc_call_remaining_ms(const rpc_call_t *call);
+
+/* rpc_call_deadline_exceeded: true once the caller's deadline has passed. */
+bool rpc_call_deadline_exceeded(const rpc_call_t *call);
+
+/* rpc_call_cancelled: true when the answer can no longer reach the caller in time:
+ * the deadline passed, or the server's shutdown grace ran out. Long handlers poll
+ * it between steps and give up (e.g. rpc_call_failf(call, ERR_TIMEOUT, ...)). A
+ * client that hangs up early is not seen here. */
+bool rpc_call_cancelled(const rpc_call_t *call);
+
+/* rpc_call_add_metadata: adds key: value to the response's initial metadata. Both are
+ * copied. Returns 0, or ERR_INVALID for a key or value that gRPC would reject
+ * (upper case, "-bin", reserved "grpc-" keys, control characters). */
+int rpc_call_add_metadata(rpc_call_t *call, const char *key, const char *value);
+
+/* rpc_call_fail / rpc_call_failf: what the call answers when the handler then calls
+ * done(NULL, call_data): the code (a negative ERR_*; ERR_OK is taken as
+ * ERR_INTERNAL), the message and, for rpc_call_fail, err's field violations. A
+ * later call replaces an earlier one. Calling done with a response after failing
+ * sends the failure, not the response. */
+void rpc_call_fail(rpc_call_t *call, const err_t *err);
+void rpc_call_failf(rpc_call_t *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- client ---- */
+
+typedef struct rpc_channel_opts {
+    int max_message_bytes;        /* each way; 0 → 4 MiB */
+    int keepalive_ms;             /* ping an idle connection this often; 0 → 30 s */
+    int max_reconnect_backoff_ms; /* cap between reconnection attempts; 0 → 5 s */
+} rpc_channel_opts_t;
+
+/* rpc_channel_new: a channel to `target`, connected lazily:
+ *   "host:port"            a name resolved through DNS (every address is used) or
+ *                          an IP literal ("[::1]:50051" for IPv6)
+ *   "dns:///name:port"     any target in gRPC's own syntax is passed through
+ *   "a:1,b:2,..."          a fixed list; host names are resolved once, here, and
+ *                          the addresses must all be IPv4 or all IPv6
+ * Calls are balanced round_robin over the addresses. opts may be NULL (defaults).
+ * Returns an owned channel (rpc_channel_free), or NULL with err set: ERR_INVALID for
+ * a malformed target, ERR_UNAVAILABLE when a listed host name does not resolve.
+ * The channel is thread-safe: share one per target. */
+rpc_channel_t *rpc_channel_new(const char *target, const rpc_channel_opts_t *opts, err_t *err);
+
+/* rpc_channel_free: waits for the channel's asynchronous calls to finish (each is
+ * bounded by its deadline; their callbacks run), then frees. NULL is accepted. Not
+ * from an rpc_channel_call_async callback. */
+void rpc_channel_free(rpc_channel_t *ch);
+
+/* rpc_channel_call: calls svc's `method` (its name in the descriptor, e.g.
+ * "GetProduct") with `req`, blocking until the answer or the deadline. md (n_md
+ * entries, may be NULL) is sent as request metadata; timeout_ms <= 0 means 2 s.
+ * On success returns 0 and sets *resp to the response unpacked into `a` (freed
+ * with the arena). Otherwise *resp is NULL and the return value is err->code:
+ * ERR_INVALID for an unknown method or a request of the wrong type (nothing sent),
+ * else err_from_grpc_status(status) with err->msg = the status message and
+ * err->fields decoded from "x-error-details-bin". A peer that never became
+ * reachable before the deadline is ERR_UNAVAILABLE; one that was reached but did
+ * not answer in time is ERR_TIMEOUT. Thread-safe; `a` must not be used by another
+ * thread meanwhile. */
+int rpc_channel_call(rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc, const char *method,
+                     const ProtobufCMessage *req, arena_t *a, ProtobufCMessage **resp,
+                     const rpc_metadata_t *md, size_t n_md, int64_t timeout_ms, err_t *err);
+
+/* rpc_done_fn: the end of an asynchronous call. code is 0 with resp unpacked into
+ * the call's arena, or a negative ERR_* with resp NULL and err describing it as
+ * rpc_channel_call would. err and resp are valid only during the callback (resp
+ * stays valid until the arena is freed). Runs on the channel's client thread:
+ * keep it short and do not block on another call of the same channel. */
+typedef void (*rpc_done_fn)(void *ud, int code, ProtobufCMessage *resp, const err_t *err);
+
+/* rpc_channel_call_async: starts the call rpc_channel_call would make and returns.
+ * req and md are copied before returning; `a` belongs to the call until `done` runs.
+ * Returns 0 when started: `done` then runs exactly once. Otherwise returns the
+ * negative code (ERR_INVALID as for rpc_channel_call) with err set, and `done`
+ * never runs. Thread-safe. */
+int rpc_channel_call_async(rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+                           const char *method, const ProtobufCMessage *req, arena_t *a,
+                           const rpc_metadata_t *md, size_t n_md, int64_t timeout_ms,
+                           rpc_done_fn done, void *ud, err_t *err);
+
+#endif

@@ -1,0 +1,228 @@
+/*
+ * config: the settings table of config.h read from the environment.
+ *
+ * An empty variable counts as unset (compose files and systemd units often write
+ * `NAME=` to mean "not given"), so it takes the default or, for a required one, is
+ * reported missing. Defaults go through the same checks as the environment, so a
+ * bad default is caught the first time the program starts.
+ */
+#include "common/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/arena.h"
+#include "common/log.h"
+
+/* "1h", "5m", "30s", "250ms": the largest unit that divides the value exactly. */
+static void cfg_format_duration(int64_t ms, char *out, size_t size)
+{
+    if (ms != 0 && ms % 3600000 == 0)
+        snprintf(out, size, "%" PRId64 "h", ms / 3600000);
+    else if (ms != 0 && ms % 60000 == 0)
+        snprintf(out, size, "%" PRId64 "m", ms / 60000);
+    else if (ms != 0 && ms % 1000 == 0)
+        snprintf(out, size, "%" PRId64 "s", ms / 1000);
+    else
+        snprintf(out, size, "%" PRId64 "ms", ms);
+}
+
+int cfg_parse_duration(const char *s, int64_t *ms)
+{
+    static const struct {
+        const char *suffix;
+        int64_t ms;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].suffix) != 0)
+            continue;
+        int64_t out;
+        if (__builtin_mul_overflow((int64_t)v, units[i].ms, &out))
+            return -1;
+        *ms = out;
+        return 0;
+    }
+    return -1;
+}
+
+static int cfg_parse_int(const char *s, int64_t *out)
+{
+    if (s == NULL || *s == '\0')
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int cfg_parse_bool(const char *s, bool *out)
+{
+    if (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0)
+        *out = true;
+    else if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0)
+        *out = false;
+    else
+        return -1;
+    return 0;
+}
+
+static int cfg_load_str(const cfg_entry_t *e, const char *v, void *field, err_t *err)
+{
+    size_t len = strlen(v);
+    if (e->max > 0 && ((int64_t)len < e->min || (int64_t)len > e->max)) {
+        return err_set(err, ERR_INVALID,
+                       "%s: length must be in [%" PRId64 ", %" PRId64 "] bytes, got %zu", e->env,
+                       e->min, e->max, len);
+    }
+    *(const char **)field = v;
+    return 0;
+}
+
+static int cfg_load_int(const cfg_entry_t *e, const char *v, void *field, err_t *err)
+{
+    int64_t n;
+    if (cfg_parse_int(v, &n) != 0 || n < e->min || n > e->max) {
+        return err_set(err, ERR_INVALID,
+                       "%s: must be an integer in [%" PRId64 ", %" PRId64 "], got \"%s\"", e->env,
+                       e->min, e->max, v);
+    }
+    *(int64_t *)field = n;
+    return 0;
+}
+
+static int cfg_load_bool(const cfg_entry_t *e, const char *v, void *field, err_t *err)
+{
+    bool b;
+    if (cfg_parse_bool(v, &b) != 0)
+        return err_set(err, ERR_INVALID, "%s: must be true, false, 1 or 0, got \"%s\"", e->env, v);
+    *(bool *)field = b;
+    return 0;
+}
+
+static int cfg_load_duration(const cfg_entry_t *e, const char *v, void *field, err_t *err)
+{
+    int64_t ms;
+    if (cfg_parse_duration(v, &ms) != 0 || ms < e->min || ms > e->max) {
+        char lo[32], hi[32];
+        cfg_format_duration(e->min, lo, sizeof(lo));
+        cfg_format_duration(e->max, hi, sizeof(hi));
+        return err_set(err, ERR_INVALID,
+                       "%s: must be a duration (250ms, 2s, 5m, 1h or milliseconds) in [%s, %s], "
+                       "got \"%s\"",
+                       e->env, lo, hi, v);
+    }
+    *(int64_t *)field = ms;
+    return 0;
+}
+
+static int cfg_load_one(const cfg_entry_t *e, void *out, err_t *err)
+{
+    const char *v = getenv(e->env);
+    if (v == NULL || *v == '\0')
+        v = e->def;
+    if (v == NULL)
+        return err_set(err, ERR_INVALID, "%s: required but not set (%s)", e->env,
+                       e->help != NULL ? e->help : "no description");
+    void *field = (char *)out + e->offset;
+    switch (e->type) {
+    case CFG_STR:
+    case CFG_SECRET:
+        return cfg_load_str(e, v, field, err);
+    case CFG_INT:
+        return cfg_load_int(e, v, field, err);
+    case CFG_BOOL:
+        return cfg_load_bool(e, v, field, err);
+    case CFG_DURATION:
+        return cfg_load_duration(e, v, field, err);
+    }
+    return err_set(err, ERR_INTERNAL, "%s: unknown setting type %d", e->env, (int)e->type);
+}
+
+int cfg_load(const cfg_entry_t *table, size_t n, void *out, err_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = cfg_load_one(&table[i], out, err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Masks "password=..." (libpq keyword form, query strings) up to a space or '&'. */
+static void cfg_mask_password_kw(arena_t *a, char **s)
+{
+    char *p = strcasestr(*s, "password=");
+    if (p == NULL)
+        return;
+    char *val = p + strlen("password=");
+    size_t vlen = strcspn(val, " &");
+    *s = arena_sprintf(a, "%.*s***%s", (int)(val - *s), *s, val + vlen);
+}
+
+/* Masks the password of a URL's userinfo: scheme://user:secret@host → user:***@host.
+ * The authority ends at the first '/', '?' or '#' after "://"; its last '@' ends the
+ * userinfo, so an unescaped '@' in the password is still covered. */
+static char *cfg_mask_url(arena_t *a, const char *v)
+{
+    char *s = arena_strdup(a, v);
+    const char *scheme_end = strstr(s, "://");
+    if (scheme_end != NULL) {
+        const char *auth = scheme_end + 3;
+        size_t auth_len = strcspn(auth, "/?#");
+        const char *at = memrchr(auth, '@', auth_len);
+        const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (colon != NULL)
+            s = arena_sprintf(a, "%.*s***%s", (int)(colon + 1 - s), s, at);
+    }
+    cfg_mask_password_kw(a, &s);
+    return s;
+}
+
+static log_field_t cfg_log_field(arena_t *a, const cfg_entry_t *e, const void *cfg)
+{
+    const void *field = (const char *)cfg + e->offset;
+    switch (e->type) {
+    case CFG_SECRET:
+        return LOG_STR(e->env, "***");
+    case CFG_STR: {
+        const char *v = *(const char *const *)field;
+        return LOG_STR(e->env, v != NULL ? cfg_mask_url(a, v) : "");
+    }
+    case CFG_INT:
+        return LOG_INT(e->env, *(const int64_t *)field);
+    case CFG_BOOL:
+        return LOG_BOOL(e->env, *(const bool *)field);
+    case CFG_DURATION: {
+        char *d = arena_alloc(a, 32);
+        cfg_format_duration(*(const int64_t *)field, d, 32);
+        return LOG_STR(e->env, d);
+    }
+    }
+    return LOG_STR(e->env, "?");
+}
+
+void cfg_log(const cfg_entry_t *table, size_t n, const void *cfg)
+{
+    arena_t *a = arena_new(0);
+    log_field_t *fields = arena_calloc(a, n + 1, sizeof(*fields));
+    for (size_t i = 0; i < n; i++)
+        fields[i] = cfg_log_field(a, &table[i], cfg);
+    fields[n] = (log_field_t){.type = LOG_T_END};
+    log__write(LOG_LEVEL_INFO, "effective configuration", fields);
+    arena_free(a);
+}

@@ -1,0 +1,56 @@
+/*
+ * db_internal: what the db_*.c files share — the connection and result bodies, the
+ * one place that opens a libpq connection, and the one place that turns a libpq
+ * failure into an err_t. Only db_*.c include this header (and libpq).
+ */
+#ifndef COMMON_DB_INTERNAL_H
+#define COMMON_DB_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "common/db.h"
+
+/* A pool slot. `pg` is NULL while the slot is closed; the pool's mutex guards
+ * `leased`, the lease holder owns everything else. */
+struct db_conn {
+    PGconn *pg;
+    db_pool_t *pool;
+    bool leased;
+    bool broken;   /* saw a connection-class error: close it on release */
+    int last_code; /* code of the last failed statement in this lease (0: none) */
+};
+
+struct db_res {
+    PGresult *pg; /* PQclear runs when the owning arena is freed */
+};
+
+/* db__connect: a new connection to `url` with the fleet's defaults (connect timeout,
+ * TCP keepalives, fallback application_name), which settings in `url` override.
+ * NULL with ERR_UNAVAILABLE if PostgreSQL cannot be reached or refuses us. */
+PGconn *db__connect(const char *url, err_t *err);
+
+/* db__fail: translates a failed statement (res may be NULL when libpq could not even
+ * send it) into err following db.h's table, marks `c` broken on connection-class
+ * failures and remembers the code in c->last_code. Returns the code. The message
+ * carries the SQLSTATE and the server's primary message with every quoted fragment
+ * that is not a schema identifier redacted: never the SQL text or parameter values. */
+int db__fail(db_conn_t *c, const PGresult *res, err_t *err);
+
+/* db__fail_pg: the same for a connection outside the pool (the listener). */
+int db__fail_pg(PGconn *pg, const PGresult *res, err_t *err);
+
+/* db__cmd: runs a parameterless command with the simple-query protocol (BEGIN,
+ * COMMIT, a migration file) and discards the result. 0 or the translated code. */
+int db__cmd(db_conn_t *c, const char *sql, err_t *err);
+
+/* db__rollback: ROLLBACK if `c` is inside a transaction; a failure only marks `c`
+ * broken (the error being reported is the one that led here). */
+void db__rollback(db_conn_t *c);
+
+/* db__query: PQexecParams with text parameters and text results; the caller
+ * PQclears the result. NULL with err set (via db__fail) on any failure. */
+PGresult *db__query(db_conn_t *c, const char *sql, int n_params, const char *const *params,
+                    err_t *err);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * kfk_consumer: a consumer-group member for the saga (DESIGN.md §4).
+ *
+ * Offsets: librdkafka neither stores nor commits anything by itself here. When the
+ * caller says a message was processed (after its DB transaction committed), its
+ * offset + 1 is stored; stored offsets are committed asynchronously, coalesced —
+ * at most every KFK_COMMIT_INTERVAL_MS while busy, at once when idle — and
+ * synchronously before partitions are revoked and at close, so a clean rebalance
+ * or shutdown redelivers nothing. A commit that fails only means redelivery.
+ *
+ * Rebalances use the cooperative protocol: only the partitions that move are
+ * revoked, so the others keep flowing (incremental assign / unassign).
+ *
+ * kfk_msg_t is librdkafka's message itself behind our opaque type (no allocation).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc_internal.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "kfk_internal.h"
+
+#define KFK_COMMIT_INTERVAL_MS 100
+
+struct kfk_consumer {
+    rd_kafka_t *rk;
+    bool dirty; /* offsets stored since the last commit */
+    int64_t last_commit_us;
+};
+
+static rd_kafka_message_t *kfk_rm(const kfk_msg_t *m)
+{
+    return (rd_kafka_message_t *)m;
+}
+
+/* Commits the stored offsets of the current assignment. */
+static void kfk_commit_stored(kfk_consumer_t *c, bool sync)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, sync ? 0 : 1);
+    if (sync && e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        LOG_WARN("kafka offset commit failed", LOG_STR("error", rd_kafka_err2str(e)));
+    c->dirty = false;
+    c->last_commit_us = clock_mono_us();
+}
+
+/* Reports of asynchronous commits, served by kfk_consumer_poll. */
+static void kfk_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                          rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        LOG_WARN("kafka offset commit failed", LOG_STR("client", rd_kafka_name(rk)),
+                 LOG_STR("error", rd_kafka_err2str(e)));
+}
+
+static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                             rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    kfk_consumer_t *c = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t legacy = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        LOG_INFO("kafka partitions assigned", LOG_STR("client", rd_kafka_name(rk)),
+                 LOG_INT("partitions", parts->cnt));
+        if (coop)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            legacy = rd_kafka_assign(rk, parts);
+    } else {
+        LOG_INFO("kafka partitions revoked", LOG_STR("client", rd_kafka_name(rk)),
+                 LOG_INT("partitions", parts->cnt), LOG_BOOL("lost", rd_kafka_assignment_lost(rk)));
+        /* Still ours until unassigned: commit what was processed so the next owner
+         * starts after it. A lost assignment cannot commit any more. */
+        if (!rd_kafka_assignment_lost(rk))
+            kfk_commit_stored(c, true);
+        if (coop)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            legacy = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        LOG_ERR("kafka rebalance failed", LOG_STR("error", rd_kafka_error_string(error)));
+        rd_kafka_error_destroy(error);
+    } else if (legacy != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        LOG_ERR("kafka rebalance failed", LOG_STR("error", rd_kafka_err2str(legacy)));
+    }
+}
+
+static int kfk_subscribe(rd_kafka_t *rk, const char *const *topics, size_t n, err_t *err)
+{
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(sub, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    return e ? kfk__fail(err, e, "kafka subscribe") : 0;
+}
+
+kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const char *const *topics,
+                                 size_t n_topics, const char *const *conf, err_t *err)
+{
+    char why[512];
+    if (!group || !*group || n_topics == 0) {
+        err_set(err, ERR_INVALID, "kafka consumer needs a group and at least one topic");
+        return NULL;
+    }
+    /* clang-format off */
+    const char *const defaults[] = {
+        "group.id",                      group,
+        "partition.assignment.strategy", "cooperative-sticky",
+        "enable.auto.commit",            "false",
+        "enable.auto.offset.store",      "false",
+        "auto.offset.reset",             "earliest",
+        "fetch.wait.max.ms",             "10",
+        "socket.nagle.disable",          "true",
+        /* A service may start before its topics exist: notice them within 10 s, not
+         * the default 5 min. */
+        "topic.metadata.refresh.interval.ms", "10000",
+        NULL};
+    /* clang-format on */
+    rd_kafka_conf_t *rc = kfk__conf_new(brokers, group, defaults, conf, err);
+    if (!rc)
+        return NULL;
+    kfk_consumer_t *c = common__xcalloc(1, sizeof(*c));
+    rd_kafka_conf_set_opaque(rc, c);
+    rd_kafka_conf_set_rebalance_cb(rc, kfk_on_rebalance);
+    rd_kafka_conf_set_offset_commit_cb(rc, kfk_on_commit);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, why, sizeof(why));
+    if (!c->rk) {
+        rd_kafka_conf_destroy(rc);
+        free(c);
+        err_set(err, ERR_INVALID, "kafka consumer: %s", why);
+        return NULL;
+    }
+    /* Errors and commit reports are served by our poll, on the caller's thread. */
+    rd_kafka_poll_set_consumer(c->rk);
+    if (kfk_subscribe(c->rk, topics, n_topics, err) != 0) {
+        rd_kafka_destroy(c->rk);
+        free(c);
+        return NULL;
+    }
+    c->last_commit_us = clock_mono_us();
+    return c;
+}
+
+kfk_msg_t *kfk_consumer_poll(kfk_consumer_t *c, int timeout_ms)
+{
+    if (c->dirty && clock_mono_us() - c->last_commit_us >= KFK_COMMIT_INTERVAL_MS * 1000)
+        kfk_commit_stored(c, false);
+    rd_kafka_message_t *rm = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (!rm) {
+        if (c->dirty)
+            kfk_commit_stored(c, false);
+        return NULL;
+    }
+    if (rm->err) {
+        LOG_WARN("kafka consumer error", LOG_STR("client", rd_kafka_name(c->rk)),
+                 LOG_STR("topic", rm->rkt ? rd_kafka_topic_name(rm->rkt) : ""),
+                 LOG_STR("error", rd_kafka_message_errstr(rm)));
+        rd_kafka_message_destroy(rm);
+        return NULL;
+    }
+    return (kfk_msg_t *)rm;
+}
+
+int kfk_consumer_commit(kfk_consumer_t *c, const kfk_msg_t *m, err_t *err)
+{
+    rd_kafka_message_t *rm = kfk_rm(m);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(rm->rkt), rm->partition)->offset =
+        rm->offset + 1;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        e = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return err_set(err, ERR_PRECONDITION, "kafka offset store %s[%d]: %s",
+                       rd_kafka_topic_name(rm->rkt), (int)rm->partition, rd_kafka_err2str(e));
+    c->dirty = true;
+    return 0;
+}
+
+void kfk_consumer_close(kfk_consumer_t *c)
+{
+    if (!c)
+        return;
+    if (c->dirty)
+        kfk_commit_stored(c, true);
+    rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        LOG_WARN("kafka consumer close", LOG_STR("error", rd_kafka_err2str(e)));
+    rd_kafka_destroy(c->rk);
+    free(c);
+}
+
+/* ---- messages ---- */
+
+const char *kfk_msg_topic(const kfk_msg_t *m)
+{
+    return rd_kafka_topic_name(kfk_rm(m)->rkt);
+}
+
+int32_t kfk_msg_partition(const kfk_msg_t *m)
+{
+    return kfk_rm(m)->partition;
+}
+
+int64_t kfk_msg_offset(const kfk_msg_t *m)
+{
+    return kfk_rm(m)->offset;
+}
+
+const void *kfk_msg_key(const kfk_msg_t *m, size_t *len)
+{
+    *len = kfk_rm(m)->key_len;
+    return kfk_rm(m)->key;
+}
+
+const void *kfk_msg_value(const kfk_msg_t *m, size_t *len)
+{
+    *len = kfk_rm(m)->len;
+    return kfk_rm(m)->payload;
+}
+
+const void *kfk_msg_header(const kfk_msg_t *m, const char *name, size_t *len)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    *len = 0;
+    if (rd_kafka_message_headers(kfk_rm(m), &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, name, &v, len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    return v;
+}
+
+size_t kfk_msg_headers(const kfk_msg_t *m, arena_t *a, kfk_header_t **out)
+{
+    rd_kafka_headers_t *h = NULL;
+    *out = NULL;
+    if (rd_kafka_message_headers(kfk_rm(m), &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    size_t n = rd_kafka_header_cnt(h);
+    if (n == 0)
+        return 0;
+    kfk_header_t *hs = arena_calloc(a, n, sizeof(*hs));
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_header_get_all(h, i, &hs[i].name, &hs[i].value, &hs[i].len);
+    *out = hs;
+    return n;
+}
+
+int kfk_msg_ce(const kfk_msg_t *m, arena_t *a, kfk_ce_t *out, err_t *err)
+{
+    kfk_header_t *hs;
+    size_t n = kfk_msg_headers(m, a, &hs);
+    return kfk_ce_parse(hs, n, a, out, err);
+}
+
+void kfk_msg_free(kfk_msg_t *m)
+{
+    if (m)
+        rd_kafka_message_destroy(kfk_rm(m));
+}

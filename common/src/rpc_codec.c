@@ -1,0 +1,124 @@
+/*
+ * rpc_codec: protobuf-c messages ⇄ gRPC byte buffers, ErrorDetails in trailing
+ * metadata, metadata validation and per-code metric lookup, shared by the server
+ * and the client.
+ */
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc_internal.h"
+#include "shop/common/v1/common.pb-c.h"
+
+/* gRPC's default c-ares resolver (c-ares 1.18.1 in Debian 12) leaks memory on every
+ * lookup of a name from /etc/hosts (c-ares/c-ares#439) and ignores nsswitch. The
+ * native resolver is glibc's getaddrinfo, as for the rest of the process. gRPC reads
+ * the variable once, at its first initialisation, hence before grpc_init. */
+static void rpc_choose_resolver(void)
+{
+    setenv("GRPC_DNS_RESOLVER", "native", 0);
+}
+
+void rpc__grpc_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, rpc_choose_resolver);
+    grpc_init();
+}
+
+grpc_byte_buffer *rpc__pack(const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    grpc_slice slice = grpc_slice_malloc(len);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
+                              arena_t *a)
+{
+    grpc_byte_buffer_reader reader;
+    /* The reader undoes any message compression the peer applied. */
+    if (!grpc_byte_buffer_reader_init(&reader, bb))
+        return NULL;
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    /* protobuf-c copies strings and bytes out of the input, so the slice can go. */
+    ProtobufCMessage *msg = protobuf_c_message_unpack(
+        desc, arena_protobuf_allocator(a), GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    return msg;
+}
+
+grpc_slice rpc__error_details_slice(const err_t *err)
+{
+    Shop__Common__V1__FieldViolation fv[ERR_FIELDS_MAX];
+    Shop__Common__V1__FieldViolation *ptrs[ERR_FIELDS_MAX];
+    Shop__Common__V1__ErrorDetails details = SHOP__COMMON__V1__ERROR_DETAILS__INIT;
+    size_t n = err->n_fields < ERR_FIELDS_MAX ? err->n_fields : ERR_FIELDS_MAX;
+    for (size_t i = 0; i < n; i++) {
+        shop__common__v1__field_violation__init(&fv[i]);
+        /* protobuf-c's string fields are not const, but packing only reads them. */
+        fv[i].field = (char *)err->fields[i].field;
+        fv[i].description = (char *)err->fields[i].description;
+        ptrs[i] = &fv[i];
+    }
+    details.n_field_violations = n;
+    details.field_violations = ptrs;
+    size_t len = shop__common__v1__error_details__get_packed_size(&details);
+    grpc_slice slice = grpc_slice_malloc(len);
+    shop__common__v1__error_details__pack(&details, GRPC_SLICE_START_PTR(slice));
+    return slice;
+}
+
+void rpc__error_details_parse(grpc_slice value, err_t *err)
+{
+    Shop__Common__V1__ErrorDetails *details = shop__common__v1__error_details__unpack(
+        NULL, GRPC_SLICE_LENGTH(value), GRPC_SLICE_START_PTR(value));
+    if (details == NULL)
+        return;
+    for (size_t i = 0; i < details->n_field_violations; i++) {
+        const Shop__Common__V1__FieldViolation *fv = details->field_violations[i];
+        err_field_add(err, fv->field, "%s", fv->description);
+    }
+    shop__common__v1__error_details__free_unpacked(details, NULL);
+}
+
+bool rpc__slice_eq(grpc_slice s, const char *str)
+{
+    size_t n = strlen(str);
+    return GRPC_SLICE_LENGTH(s) == n && memcmp(GRPC_SLICE_START_PTR(s), str, n) == 0;
+}
+
+bool rpc__metadata_key_ok(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || strncmp(key, "grpc-", 5) == 0 || (n >= 4 && strcmp(key + n - 4, "-bin") == 0))
+        return false;
+    return grpc_header_key_is_legal(grpc_slice_from_static_string(key)) != 0;
+}
+
+bool rpc__metadata_value_ok(const char *value)
+{
+    return grpc_header_nonbin_value_is_legal(grpc_slice_from_static_string(value)) != 0;
+}
+
+metrics_counter_t *rpc__code_counter(_Atomic(metrics_counter_t *) slots[RPC__N_CODES],
+                                     const char *name, const char *help, const char *method,
+                                     grpc_status_code status)
+{
+    int code = (int)status >= 0 && (int)status < RPC__N_CODES ? (int)status : GRPC_STATUS_UNKNOWN;
+    metrics_counter_t *c = atomic_load_explicit(&slots[code], memory_order_acquire);
+    if (c != NULL)
+        return c;
+    /* Two threads may both look it up: the registry returns the same pointer. */
+    c = metrics_counter(name, help,
+                        (const char *[]){"method", method, "code",
+                                         err_code_name(err_from_grpc_status(code)), NULL});
+    atomic_store_explicit(&slots[code], c, memory_order_release);
+    return c;
+}

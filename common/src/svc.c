@@ -1,0 +1,291 @@
+/*
+ * svc: start-up, readiness and drain of a service process (svc.h).
+ */
+#include "common/svc.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/admin.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/outbox.h"
+#include "common/rpc.h"
+
+typedef struct svc_common_cfg {
+    const char *grpc_addr;
+    const char *admin_addr;
+    const char *db_url;
+    int64_t db_pool_size;
+    const char *kafka_brokers;
+    const char *log_level;
+    int64_t shutdown_grace_ms;
+    int64_t startup_timeout_ms;
+} svc_common_cfg_t;
+
+struct svc {
+    const svc_def_t *def;
+    svc_common_cfg_t cfg;
+    char process[64]; /* "product-svc" */
+    db_pool_t *pool;
+    kfk_producer_t *producer;
+    outbox_relay_t *relay;
+    saga_consumer_t *consumer;
+    rpc_server_t *rpc;
+    admin_server_t *admin;
+    void *user;
+    atomic_int migrated;
+    atomic_int stopping;
+};
+
+db_pool_t *svc_pool(const svc_t *s)
+{
+    return s->pool;
+}
+
+kfk_producer_t *svc_producer(const svc_t *s)
+{
+    return s->producer;
+}
+
+const svc_def_t *svc_def(const svc_t *s)
+{
+    return s->def;
+}
+
+void *svc_config(const svc_t *s)
+{
+    return s->def->config;
+}
+
+void svc_user_set(svc_t *s, void *user)
+{
+    s->user = user;
+}
+
+void *svc_user(const svc_t *s)
+{
+    return s->user;
+}
+
+int svc_stopping(const svc_t *s)
+{
+    return atomic_load(&s->stopping);
+}
+
+/* The common settings, with the service's default ports filled in. */
+static int load_common_config(svc_t *s, err_t *err)
+{
+    char grpc_def[32], admin_def[32];
+    snprintf(grpc_def, sizeof(grpc_def), "0.0.0.0:%d", s->def->grpc_port);
+    snprintf(admin_def, sizeof(admin_def), "0.0.0.0:%d", s->def->admin_port);
+    const cfg_entry_t table[] = {
+        {"GRPC_ADDR", CFG_STR, 1, 256, grpc_def, offsetof(svc_common_cfg_t, grpc_addr),
+         "gRPC listen address"},
+        {"ADMIN_ADDR", CFG_STR, 1, 256, admin_def, offsetof(svc_common_cfg_t, admin_addr),
+         "admin HTTP listen address (/healthz, /readyz, /metrics)"},
+        {"DATABASE_URL", CFG_SECRET, 1, 1024, s->def->default_db_url,
+         offsetof(svc_common_cfg_t, db_url), "PostgreSQL connection URI"},
+        {"DB_POOL_SIZE", CFG_INT, 1, 64, "8", offsetof(svc_common_cfg_t, db_pool_size),
+         "database connections, also the gRPC worker threads"},
+        {"KAFKA_BROKERS", CFG_STR, 1, 1024, "127.0.0.1:9092",
+         offsetof(svc_common_cfg_t, kafka_brokers), "Kafka bootstrap servers"},
+        {"LOG_LEVEL", CFG_STR, 1, 16, "info", offsetof(svc_common_cfg_t, log_level),
+         "debug | info | warn | error"},
+        {"SHUTDOWN_GRACE", CFG_DURATION, 0, 300000, "10s",
+         offsetof(svc_common_cfg_t, shutdown_grace_ms), "time for in-flight calls at shutdown"},
+        {"STARTUP_TIMEOUT", CFG_DURATION, 0, 86400000, "0",
+         offsetof(svc_common_cfg_t, startup_timeout_ms),
+         "give up when dependencies stay down this long (0: never)"},
+    };
+    const size_t n = sizeof(table) / sizeof(table[0]);
+    if (cfg_load(table, n, &s->cfg, err) < 0)
+        return err->code;
+    log_level_t level;
+    if (log_level_parse(s->cfg.log_level, &level) < 0)
+        return err_set(err, ERR_INVALID,
+                       "LOG_LEVEL: must be debug, info, warn or error, got \"%s\"",
+                       s->cfg.log_level);
+    log_init(s->def->name, level);
+    cfg_log(table, n, &s->cfg);
+    if (s->def->config_table) {
+        if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)
+            return err->code;
+        cfg_log(s->def->config_table, s->def->n_config, s->def->config);
+    }
+    return 0;
+}
+
+static int svc_ready(void *ud, err_t *err)
+{
+    svc_t *s = ud;
+    if (atomic_load(&s->stopping))
+        return err_set(err, ERR_UNAVAILABLE, "shutting down");
+    if (!atomic_load(&s->migrated))
+        return err_set(err, ERR_UNAVAILABLE, "database not migrated yet");
+    if (db_pool_ping(s->pool, err) < 0)
+        return err->code;
+    if (s->producer && kfk_producer_ping(s->producer, 500, err) < 0)
+        return err->code;
+    return 0;
+}
+
+/* A pending SIGTERM/SIGINT, without waiting (the signals are blocked in every thread). */
+static int signal_pending(const sigset_t *set, int wait_ms)
+{
+    struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (long)(wait_ms % 1000) * 1000000L};
+    return sigtimedwait(set, NULL, &ts) > 0;
+}
+
+/* Migrations, retried with backoff until they succeed, the startup timeout passes or a
+ * signal asks us to stop. */
+static int migrate(svc_t *s, const sigset_t *signals, err_t *err)
+{
+    const db_migration_set_t sets[] = {common_migrations, *s->def->migrations};
+    int64_t start = clock_mono_us(), backoff_ms = 100;
+    for (;;) {
+        err_clear(err);
+        if (db_migrate(s->pool, sets, 2, 5000, err) == 0)
+            return 0;
+        int64_t waited_ms = (clock_mono_us() - start) / 1000;
+        if (s->cfg.startup_timeout_ms > 0 && waited_ms >= s->cfg.startup_timeout_ms)
+            return err->code;
+        if (err->code != ERR_UNAVAILABLE && err->code != ERR_TIMEOUT)
+            return err->code; /* a broken migration does not heal by waiting */
+        LOG_WARN("database not ready, retrying", LOG_STR("error", err->msg),
+                 LOG_INT("retry_ms", backoff_ms));
+        if (signal_pending(signals, (int)backoff_ms))
+            return err_set(err, ERR_CANCELLED, "stopped before the database was ready");
+        backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
+    }
+}
+
+static int start(svc_t *s, err_t *err)
+{
+    char client_id[96];
+    snprintf(client_id, sizeof(client_id), "%s", s->process);
+    s->producer = kfk_producer_new(s->cfg.kafka_brokers, client_id, NULL, err);
+    if (!s->producer)
+        return err->code;
+    s->relay = outbox_relay_start(
+        &(outbox_relay_opts_t){.db_url = s->cfg.db_url, .producer = s->producer}, err);
+    if (!s->relay)
+        return err->code;
+    if (s->def->init && s->def->init(s, err) < 0)
+        return err->code;
+    if (s->def->n_routes) {
+        s->consumer = saga_consumer_start(&(saga_consumer_opts_t){.brokers = s->cfg.kafka_brokers,
+                                                                  .group = s->process,
+                                                                  .topics = s->def->topics,
+                                                                  .n_topics = s->def->n_topics,
+                                                                  .routes = s->def->routes,
+                                                                  .n_routes = s->def->n_routes,
+                                                                  .ctx = s,
+                                                                  .pool = s->pool,
+                                                                  .dlq_producer = s->producer},
+                                          err);
+        if (!s->consumer)
+            return err->code;
+    }
+    s->rpc = rpc_server_new(&(rpc_server_opts_t){.addr = s->cfg.grpc_addr,
+                                                 .name = s->process,
+                                                 .workers = (int)s->cfg.db_pool_size},
+                            err);
+    if (!s->rpc || rpc_server_add_service(s->rpc, s->def->service, s) < 0)
+        return s->rpc ? err_set(err, ERR_INTERNAL, "cannot register %s",
+                                s->def->service->descriptor->name)
+                      : err->code;
+    if (rpc_server_start(s->rpc, err) < 0)
+        return err->code;
+    rpc_server_set_serving(s->rpc, 1);
+    return 0;
+}
+
+/* Drain in dependency order: no new calls, then no new events, then the relay and
+ * the producer (which the handlers and the relay use), then the database. */
+static void stop(svc_t *s)
+{
+    atomic_store(&s->stopping, 1);
+    if (s->rpc) {
+        rpc_server_set_serving(s->rpc, 0);
+        rpc_server_shutdown(s->rpc, s->cfg.shutdown_grace_ms);
+    }
+    saga_consumer_stop(s->consumer);
+    if (s->def->fini)
+        s->def->fini(s);
+    outbox_relay_stop(s->relay);
+    kfk_producer_free(s->producer);
+    rpc_server_free(s->rpc);
+    admin_server_stop(s->admin);
+    db_pool_free(s->pool);
+}
+
+int svc_main(const svc_def_t *def, int argc, char **argv)
+{
+    svc_t s = {.def = def};
+    err_t err = ERR_INIT;
+    int status = 1;
+    snprintf(s.process, sizeof(s.process), "%s-svc", def->name);
+
+    /* Block the stop signals in every thread (they inherit the mask); main waits for
+     * them. A closed peer must be an error return, not a SIGPIPE. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (load_common_config(&s, &err) < 0) {
+        fprintf(stderr, "%s: %s\n", s.process, err.msg);
+        return 2;
+    }
+    char source[96];
+    snprintf(source, sizeof(source), "/shop/%s", s.process);
+    if (outbox_set_source(source) < 0) {
+        err_set(&err, ERR_INVALID, "bad event source %s", source);
+        goto fail;
+    }
+    if (!(s.pool = db_pool_new(s.cfg.db_url, (int)s.cfg.db_pool_size, &err)))
+        goto fail;
+    if (argc < 2 && !(s.admin = admin_server_start(s.cfg.admin_addr, svc_ready, &s, &err)))
+        goto fail;
+    if (migrate(&s, &signals, &err) < 0)
+        goto fail;
+    atomic_store(&s.migrated, 1);
+
+    if (argc >= 2) {
+        if (!def->command) {
+            fprintf(stderr, "usage: %s (no arguments)\n", s.process);
+            status = 2;
+            goto out;
+        }
+        status = def->command(&s, argc, argv);
+        goto out;
+    }
+
+    if (start(&s, &err) < 0)
+        goto fail;
+    LOG_INFO("serving", LOG_STR("grpc_addr", s.cfg.grpc_addr),
+             LOG_INT("grpc_port", rpc_server_port(s.rpc)), LOG_STR("admin_addr", s.cfg.admin_addr));
+    int sig;
+    sigwait(&signals, &sig);
+    LOG_INFO("draining", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    status = 0;
+    goto out;
+
+fail:
+    LOG_ERR("cannot start", LOG_STR("error", err.msg), LOG_STR("code", err_code_name(err.code)));
+    status = err.code == ERR_CANCELLED ? 0 : 1;
+out:
+    stop(&s);
+    if (status == 0 && argc < 2)
+        LOG_INFO("stopped");
+    return status;
+}

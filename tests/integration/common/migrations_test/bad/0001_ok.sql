@@ -1,0 +1,1 @@
+CREATE TABLE dbt_bad_ok (id int);

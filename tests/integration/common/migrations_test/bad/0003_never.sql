@@ -1,0 +1,1 @@
+CREATE TABLE dbt_bad_never (id int);

@@ -1,0 +1,261 @@
+#!/usr/bin/python3
+"""A real gRPC client (Debian's python3-grpcio) against the shop RPC server layer.
+
+    rpc_client.py PORT SCENARIO [ARGS...]
+
+Each scenario calls shop.test.v1.EchoService (tests/proto/shop/test/v1/
+echo_service.proto) or grpc.health.v1.Health on 127.0.0.1:PORT, checks what came
+back, prints "PASS <scenario>" (plus facts the C test checks) and exits 0, or
+prints what did not hold and exits 1. Calls are generic (bytes in, bytes out):
+the few messages involved are encoded and decoded by hand below, so the script
+needs nothing but grpcio.
+"""
+import sys
+import time
+
+import grpc
+
+SVC = "/shop.test.v1.EchoService/"
+HEALTH = "/grpc.health.v1.Health/Check"
+TIMEOUT_S = 10
+
+
+# --- protobuf wire format, just enough for the test messages -----------------
+
+def _varint(n):
+    out = bytearray()
+    n &= (1 << 64) - 1
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def f_str(num, value):
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(num << 3 | 2) + _varint(len(data)) + data
+
+
+def f_int(num, value):
+    return _varint(num << 3) + _varint(value)
+
+
+def decode(buf):
+    """Field number -> list of values (int for varints, bytes otherwise)."""
+    fields, i = {}, 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(buf, i)
+        elif wire == 2:
+            n, i = _read_varint(buf, i)
+            value, i = buf[i:i + n], i + n
+        else:
+            raise ValueError("unexpected wire type %d" % wire)
+        fields.setdefault(num, []).append(value)
+    return fields
+
+
+def _read_varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def text(fields, num):
+    return fields.get(num, [b""])[0].decode()
+
+
+def fail_request(code, message, violations=()):
+    body = f_int(1, code) + f_str(2, message)
+    for field, desc in violations:
+        body += f_str(3, f_str(1, field) + f_str(2, desc))
+    return body
+
+
+# --- helpers ---------------------------------------------------------------------
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def method(ch, name):
+    return ch.unary_unary(SVC + name if not name.startswith("/") else name)
+
+
+def expect_error(fn, req, code, timeout=TIMEOUT_S, **kw):
+    try:
+        fn(req, timeout=timeout, **kw)
+    except grpc.RpcError as e:
+        check(e.code() == code, "expected %s, got %s (%s)" % (code, e.code(), e.details()))
+        return e
+    raise AssertionError("expected %s, the call succeeded" % code)
+
+
+# --- scenarios ---------------------------------------------------------------------
+
+def s_echo(ch, args):
+    md = (("x-request-id", "req-123"),
+          ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+          ("x-user-id", "8a3f2c4e-0000-7000-8000-000000000001"),
+          ("x-user-role", "admin"))
+    resp, call = method(ch, "Echo").with_call(f_str(1, "hello, wörld"), timeout=TIMEOUT_S,
+                                              metadata=md)
+    f = decode(resp)
+    check(text(f, 1) == "hello, wörld", "message echoed: %r" % text(f, 1))
+    check(text(f, 2) == "req-123", "x-request-id seen: %r" % text(f, 2))
+    check(text(f, 3) == md[1][1], "traceparent seen: %r" % text(f, 3))
+    check(text(f, 4) == md[2][1], "x-user-id seen: %r" % text(f, 4))
+    check(text(f, 5) == "admin", "x-user-role seen: %r" % text(f, 5))
+    initial = dict(call.initial_metadata())
+    check(initial.get("x-echo-instance") == text(f, 6),
+          "response metadata x-echo-instance: %r" % initial)
+    check(call.code() == grpc.StatusCode.OK, "status OK")
+    # Without metadata the server sees none.
+    f = decode(method(ch, "Echo")(f_str(1, ""), timeout=TIMEOUT_S))
+    check(all(text(f, n) == "" for n in (1, 2, 3, 4, 5)), "no metadata: %r" % f)
+
+
+CODES = [(3, grpc.StatusCode.INVALID_ARGUMENT), (5, grpc.StatusCode.NOT_FOUND),
+         (6, grpc.StatusCode.ALREADY_EXISTS), (7, grpc.StatusCode.PERMISSION_DENIED),
+         (8, grpc.StatusCode.RESOURCE_EXHAUSTED), (9, grpc.StatusCode.FAILED_PRECONDITION),
+         (10, grpc.StatusCode.ABORTED), (13, grpc.StatusCode.INTERNAL),
+         (14, grpc.StatusCode.UNAVAILABLE), (16, grpc.StatusCode.UNAUTHENTICATED)]
+
+
+def s_status(ch, args):
+    fail = method(ch, "Fail")
+    for num, code in CODES:
+        msg = "order %d not found — détail" % num
+        e = expect_error(fail, fail_request(num, msg), code)
+        check(e.details() == msg, "message of %s: %r" % (code, e.details()))
+    check(fail(fail_request(0, ""), timeout=TIMEOUT_S) == b"", "code 0 answers OK")
+
+
+def s_violations(ch, args):
+    violations = [("lines[2].quantity", "must be 1..1000"), ("email", "is not an email")]
+    e = expect_error(method(ch, "Fail"), fail_request(3, "invalid order", violations),
+                     grpc.StatusCode.INVALID_ARGUMENT)
+    check(e.details() == "invalid order", "message: %r" % e.details())
+    trailing = dict(e.trailing_metadata())
+    raw = trailing.get("x-error-details-bin")
+    check(isinstance(raw, bytes), "x-error-details-bin present: %r" % trailing)
+    got = [(text(decode(v), 1), text(decode(v), 2)) for v in decode(raw).get(1, [])]
+    check(got == violations, "violations: %r" % got)
+    # No violations, no details key.
+    e = expect_error(method(ch, "Fail"), fail_request(5, "gone"), grpc.StatusCode.NOT_FOUND)
+    check("x-error-details-bin" not in dict(e.trailing_metadata()), "no details without fields")
+
+
+def s_deadline(ch, args):
+    start = time.monotonic()
+    expect_error(method(ch, "Sleep"), f_int(1, 3000), grpc.StatusCode.DEADLINE_EXCEEDED,
+                 timeout=0.2)
+    elapsed = time.monotonic() - start
+    check(elapsed < 1.0, "deadline honoured in %.3f s" % elapsed)
+
+
+def s_unimplemented(ch, args):
+    for path in (SVC + "NoSuchMethod", "/no.such.Service/Call", "/grpc.health.v1.Health/Watch"):
+        start = time.monotonic()
+        e = expect_error(method(ch, path), b"", grpc.StatusCode.UNIMPLEMENTED, timeout=5)
+        elapsed = time.monotonic() - start
+        check(elapsed < 1.0, "%s answered in %.3f s" % (path, elapsed))
+        check(path in e.details(), "details name the method: %r" % e.details())
+
+
+def s_health(ch, args):
+    expected = {"serving": 1, "not_serving": 2}[args[0]]
+    check_fn = ch.unary_unary(HEALTH)
+    for service in ("", "shop.test.v1.EchoService", "grpc.health.v1.Health"):
+        f = decode(check_fn(f_str(1, service), timeout=TIMEOUT_S))
+        status = f.get(1, [0])[0]
+        check(status == expected, "%r: status %d, expected %d" % (service, status, expected))
+    e = expect_error(check_fn, f_str(1, "shop.nope.v1.NopeService"), grpc.StatusCode.NOT_FOUND)
+    check("shop.nope.v1.NopeService" in e.details(), "details: %r" % e.details())
+
+
+def s_concurrent(ch, args):
+    n = int(args[0])
+    echo = method(ch, "Echo")
+    futures = [echo.future(f_str(1, "m%d" % i), timeout=60,
+                           metadata=(("x-request-id", "r%d" % i),)) for i in range(n)]
+    bad = []
+    for i, fut in enumerate(futures):
+        try:
+            f = decode(fut.result())
+            if text(f, 1) != "m%d" % i or text(f, 2) != "r%d" % i:
+                bad.append((i, f))
+        except grpc.RpcError as e:
+            bad.append((i, e.code(), e.details()))
+    check(not bad, "%d of %d calls failed, first: %r" % (len(bad), n, bad[:3]))
+    print("calls=%d" % n)
+
+
+def s_shutdown(ch, args):
+    n, millis = int(args[0]), int(args[1])
+    sleep = method(ch, "Sleep")
+    futures = [sleep.future(f_int(1, millis), timeout=30) for _ in range(n)]
+    counts = {"ok": 0, "cancelled": 0, "unavailable": 0}
+    other = []
+    for fut in futures:
+        try:
+            f = decode(fut.result())
+            check(f.get(1, [0])[0] == millis, "slept %r" % f)
+            counts["ok"] += 1
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                counts["cancelled"] += 1
+            elif e.code() == grpc.StatusCode.UNAVAILABLE:
+                counts["unavailable"] += 1
+            else:
+                other.append((e.code(), e.details()))
+    print("ok=%d cancelled=%d unavailable=%d" % (counts["ok"], counts["cancelled"],
+                                                 counts["unavailable"]))
+    check(not other, "unexpected outcomes: %r" % other)
+
+
+def s_bad_request(ch, args):
+    # Field 1 claims 100 bytes but the message ends: not a valid EchoRequest.
+    e = expect_error(method(ch, "Echo"), b"\x0a\x64abc", grpc.StatusCode.INVALID_ARGUMENT)
+    check("valid" in e.details(), "details: %r" % e.details())
+
+
+SCENARIOS = {
+    "echo": s_echo,
+    "status": s_status,
+    "violations": s_violations,
+    "deadline": s_deadline,
+    "unimplemented": s_unimplemented,
+    "health": s_health,
+    "concurrent": s_concurrent,
+    "shutdown": s_shutdown,
+    "bad_request": s_bad_request,
+}
+
+
+def main(argv):
+    port, name, args = argv[1], argv[2], argv[3:]
+    with grpc.insecure_channel("127.0.0.1:%s" % port) as ch:
+        try:
+            SCENARIOS[name](ch, args)
+        except AssertionError as e:
+            print("FAIL %s: %s" % (name, e), flush=True)
+            return 1
+    print("PASS %s" % name, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,387 @@
+/*
+ * saga consumer against the stack's PostgreSQL and Kafka: the inbox makes a
+ * duplicate delivery harmless, poison messages and handlers that keep failing end
+ * in <topic>.dlq with the reason in headers while the partition moves on, transient
+ * failures are retried without counting towards the DLQ, events of other types are
+ * acknowledged and skipped, and processed offsets are committed so the next member
+ * of the group resumes after them.
+ */
+#include <check.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/uuid.h"
+#include "saga_test_support.h"
+#include "shop/events/v1/events.pb-c.h"
+
+#define WAIT_MS 30000
+
+static const char *const ORDER_CREATED = "shop.events.v1.OrderCreated";
+static const char GARBAGE[] = "\xff\xff\xff\xff\xff";
+
+/* What the handler is told to do with particular events. */
+typedef struct script {
+    char fail_id[UUID_STR_LEN];      /* fails with FAILED_PRECONDITION every time */
+    char transient_id[UUID_STR_LEN]; /* fails with UNAVAILABLE `transient_failures` times */
+    int transient_failures;
+    char disconnect_id[UUID_STR_LEN]; /* first call: its own db session is terminated */
+    atomic_int fail_calls;
+    atomic_int transient_calls;
+    atomic_int disconnect_calls;
+} script_t;
+
+static int scripted_handler(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                            err_t *err)
+{
+    script_t *s = ctx;
+    if (strcmp(ev->ce.id, s->fail_id) == 0) {
+        atomic_fetch_add(&s->fail_calls, 1);
+        return err_set(err, ERR_PRECONDITION, "scripted permanent failure");
+    }
+    if (strcmp(ev->ce.id, s->transient_id) == 0 &&
+        atomic_fetch_add(&s->transient_calls, 1) < s->transient_failures)
+        return err_set(err, ERR_UNAVAILABLE, "scripted outage");
+    if (strcmp(ev->ce.id, s->disconnect_id) == 0 &&
+        atomic_fetch_add(&s->disconnect_calls, 1) == 0) {
+        /* The server ends the session mid-transaction, as a restart would. */
+        if (!db_execf(tx, a, err, "SELECT pg_terminate_backend(pg_backend_pid())", 0))
+            return err->code;
+        return err_set(err, ERR_INTERNAL, "the session survived its termination");
+    }
+    return st_effect_handler(tx, a, ev, NULL, err);
+}
+
+static saga_consumer_t *start_consumer(st_env_t *e, kfk_producer_t *p, script_t *s,
+                                       const char *group, int max_attempts)
+{
+    static const saga_route_t routes[] = {
+        {&shop__events__v1__order_created__descriptor, scripted_handler}};
+    const char *topics[] = {e->topic};
+    saga_consumer_opts_t o = {.brokers = e->brokers,
+                              .group = group,
+                              .topics = topics,
+                              .n_topics = 1,
+                              .routes = routes,
+                              .n_routes = 1,
+                              .ctx = s,
+                              .pool = e->pool,
+                              .dlq_producer = p,
+                              .max_attempts = max_attempts,
+                              .backoff_base_ms = 10,
+                              .backoff_max_ms = 100};
+    err_t err = ERR_INIT;
+    saga_consumer_t *c = saga_consumer_start(&o, &err);
+    ck_assert_msg(c, "%s", err.msg);
+    return c;
+}
+
+static kfk_producer_t *new_producer(st_env_t *e)
+{
+    err_t err = ERR_INIT;
+    kfk_producer_t *p = kfk_producer_new(e->brokers, "test-saga", NULL, &err);
+    ck_assert_msg(p, "%s", err.msg);
+    return p;
+}
+
+/* Produces an OrderCreated (key, seq) with a fresh ce_id written into id. */
+static void produce_order(st_env_t *e, kfk_producer_t *p, const char *key, int64_t seq,
+                          char id[UUID_STR_LEN])
+{
+    size_t len;
+    const uint8_t *v = st_pack_order(e, key, seq, &len);
+    kfk_ce_t ce = st_ce(e, ORDER_CREATED, id);
+    st_produce(e, p, key, v, len, &ce, NULL);
+}
+
+static int64_t effects_of(st_env_t *e, const char *ce_id)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM effects WHERE ce_id = '%s'", ce_id);
+    return st_i64(e, sql);
+}
+
+static double topic_metric(st_env_t *e, const char *name, const char *extra)
+{
+    char topic[ST_NAME_MAX + 16];
+    snprintf(topic, sizeof(topic), "topic=\"%s\"", e->topic);
+    return st_metric(name, (const char *[]){topic, extra, NULL});
+}
+
+START_TEST(test_same_event_delivered_twice_has_its_effect_once)
+{
+    st_env_t e;
+    st_setup(&e, "dup");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], a_id[UUID_STR_LEN], b_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 5);
+
+    size_t len;
+    const uint8_t *v = st_pack_order(&e, "order-dup", 0, &len);
+    kfk_ce_t ce = st_ce(&e, ORDER_CREATED, a_id);
+    st_produce(&e, p, "order-dup", v, len, &ce, NULL);
+    st_produce(&e, p, "order-dup", v, len, &ce, NULL); /* the same ce_id again */
+    produce_order(&e, p, "order-dup", 1, b_id);        /* after both, same partition */
+
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 2, WAIT_MS), 2);
+    ck_assert_int_eq(effects_of(&e, a_id), 1);
+    ck_assert_int_eq(effects_of(&e, b_id), 1);
+    ck_assert_int_eq(st_i64(&e, "SELECT count(*) FROM processed_events"), 2);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_duplicate_total", NULL), 1);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"duplicate\""),
+                        1);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"ok\""), 2);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_poison_messages_go_to_the_dlq_and_the_partition_moves_on)
+{
+    st_env_t e;
+    st_setup(&e, "poison");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], bad_id[UUID_STR_LEN], no_id[UUID_STR_LEN], ok_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 5);
+
+    kfk_ce_t bad = st_ce(&e, ORDER_CREATED, bad_id);
+    st_produce(&e, p, "order-poison", GARBAGE, sizeof(GARBAGE) - 1, &bad, NULL);
+    size_t len;
+    const uint8_t *v = st_pack_order(&e, "order-poison", 0, &len);
+    kfk_ce_t no_ce_id = st_ce(&e, ORDER_CREATED, no_id);
+    st_produce(&e, p, "order-poison", v, len, &no_ce_id, "ce_id");
+    produce_order(&e, p, "order-poison", 0, ok_id);
+
+    /* The valid event behind both poison messages is applied. */
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
+    ck_assert_int_eq(effects_of(&e, ok_id), 1);
+
+    st_record_t r[4];
+    ck_assert_uint_eq(st_consume(&e, e.dlq, r, 4, 2, WAIT_MS), 2);
+    /* Same key, so same DLQ partition, in the order they failed. */
+    ck_assert_str_eq(r[0].key, "order-poison");
+    ck_assert_uint_eq(r[0].len, sizeof(GARBAGE) - 1);
+    ck_assert_int_eq(memcmp(r[0].value, GARBAGE, r[0].len), 0);
+    ck_assert_str_eq(st_header(&r[0], "ce_id"), bad_id);
+    ck_assert_str_eq(st_header(&r[0], "ce_type"), ORDER_CREATED);
+    ck_assert_ptr_nonnull(strstr(st_header(&r[0], "dlq_error"), "does not decode"));
+    ck_assert_str_eq(r[1].key, "order-poison");
+    ck_assert_str_eq(st_header(&r[1], "dlq_error"), "missing header ce_id");
+    ck_assert_ptr_null(st_header(&r[1], "ce_id"));
+    for (int i = 0; i < 2; i++) {
+        ck_assert_str_eq(st_header(&r[i], "dlq_code"), "INVALID_ARGUMENT");
+        ck_assert_str_eq(st_header(&r[i], "dlq_attempts"), "1");
+        ck_assert_str_eq(st_header(&r[i], "dlq_source_topic"), e.topic);
+        ck_assert_str_eq(st_header(&r[i], "dlq_group"), group);
+        ck_assert_ptr_nonnull(st_header(&r[i], "dlq_partition"));
+    }
+    ck_assert_int_lt(atoll(st_header(&r[0], "dlq_offset")), atoll(st_header(&r[1], "dlq_offset")));
+    ck_assert_str_eq(st_header(&r[0], "dlq_partition"), st_header(&r[1], "dlq_partition"));
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_dlq_total", NULL), 2);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_handler_failing_for_good_is_dead_lettered_after_max_attempts)
+{
+    st_env_t e;
+    st_setup(&e, "maxattempts");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], next_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+
+    /* The id is known before the consumer can see the event. */
+    size_t len;
+    const uint8_t *v = st_pack_order(&e, "order-fail", 0, &len);
+    kfk_ce_t ce = st_ce(&e, ORDER_CREATED, s.fail_id);
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 3);
+    st_produce(&e, p, "order-fail", v, len, &ce, NULL);
+    produce_order(&e, p, "order-fail", 1, next_id);
+
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
+    ck_assert_int_eq(effects_of(&e, next_id), 1);
+    ck_assert_int_eq(atomic_load(&s.fail_calls), 3);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM processed_events WHERE ce_id = '%s'",
+             s.fail_id);
+    ck_assert_int_eq(st_i64(&e, sql), 0); /* rolled back with the failed handler */
+
+    st_record_t r[2];
+    ck_assert_uint_eq(st_consume(&e, e.dlq, r, 2, 1, WAIT_MS), 1);
+    ck_assert_str_eq(st_header(&r[0], "ce_id"), s.fail_id);
+    ck_assert_str_eq(st_header(&r[0], "dlq_attempts"), "3");
+    ck_assert_str_eq(st_header(&r[0], "dlq_code"), "FAILED_PRECONDITION");
+    ck_assert_str_eq(st_header(&r[0], "dlq_error"), "scripted permanent failure");
+    ck_assert_int_eq(r[0].seq, 0);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_failed_total", NULL), 3);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_transient_failure_that_recovers_is_processed_once_not_dead_lettered)
+{
+    st_env_t e;
+    st_setup(&e, "transient");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {.transient_failures = 4}; /* more than max_attempts */
+    char group[ST_NAME_MAX], marker_id[UUID_STR_LEN], last_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+
+    size_t len;
+    const uint8_t *v = st_pack_order(&e, "order-flaky", 0, &len);
+    kfk_ce_t ce = st_ce(&e, ORDER_CREATED, s.transient_id);
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 2);
+    st_produce(&e, p, "order-flaky", v, len, &ce, NULL);
+    /* A poison marker: the DLQ's first entry for this key must be it, not the event. */
+    kfk_ce_t marker = st_ce(&e, ORDER_CREATED, marker_id);
+    st_produce(&e, p, "order-flaky", GARBAGE, sizeof(GARBAGE) - 1, &marker, NULL);
+    produce_order(&e, p, "order-flaky", 1, last_id);
+
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 2, WAIT_MS), 2);
+    ck_assert_int_eq(effects_of(&e, s.transient_id), 1);
+    ck_assert_int_eq(effects_of(&e, last_id), 1);
+    ck_assert_int_eq(atomic_load(&s.transient_calls), 5);
+
+    st_record_t r[2];
+    ck_assert_uint_eq(st_consume(&e, e.dlq, r, 2, 1, WAIT_MS), 1);
+    ck_assert_str_eq(st_header(&r[0], "ce_id"), marker_id);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_connection_lost_mid_handler_is_retried_and_applied_once)
+{
+    st_env_t e;
+    st_setup(&e, "disconnect");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], next_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+
+    size_t len;
+    const uint8_t *v = st_pack_order(&e, "order-cut", 0, &len);
+    kfk_ce_t ce = st_ce(&e, ORDER_CREATED, s.disconnect_id);
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 1);
+    st_produce(&e, p, "order-cut", v, len, &ce, NULL);
+    produce_order(&e, p, "order-cut", 1, next_id);
+
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 2, WAIT_MS), 2);
+    ck_assert_int_eq(effects_of(&e, s.disconnect_id), 1);
+    ck_assert_int_eq(atomic_load(&s.disconnect_calls), 2);
+    /* max_attempts is 1: only a transient failure could have been retried. */
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_dlq_total", NULL), 0);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_failed_total", NULL), 1);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_events_of_other_types_are_acknowledged_and_skipped)
+{
+    st_env_t e;
+    st_setup(&e, "ignored");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], other_id[UUID_STR_LEN], ok_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 5);
+
+    Shop__Events__V1__StockReserved sr = SHOP__EVENTS__V1__STOCK_RESERVED__INIT;
+    sr.order_id = "order-other";
+    uint8_t buf[64];
+    size_t len = shop__events__v1__stock_reserved__pack(&sr, buf);
+    kfk_ce_t other = st_ce(&e, "shop.events.v1.StockReserved", other_id);
+    st_produce(&e, p, "order-other", buf, len, &other, NULL);
+    produce_order(&e, p, "order-other", 0, ok_id);
+
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
+    ck_assert_int_eq(effects_of(&e, ok_id), 1);
+    ck_assert_int_eq(st_i64(&e, "SELECT count(*) FROM processed_events"), 1);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"ignored\""), 1);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_committed_offsets_let_the_next_member_resume_after_them)
+{
+    st_env_t e;
+    st_setup(&e, "resume");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 5);
+    for (int i = 0; i < 10; i++)
+        produce_order(&e, p, i % 2 ? "order-r1" : "order-r2", i, id);
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 10, WAIT_MS), 10);
+    saga_consumer_stop(c);
+
+    for (int i = 10; i < 15; i++)
+        produce_order(&e, p, i % 2 ? "order-r1" : "order-r2", i, id);
+    c = start_consumer(&e, p, &s, group, 5);
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 15, WAIT_MS), 15);
+    /* Nothing of the first ten came back to the second member. */
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_duplicate_total", NULL), 0);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"ok\""), 15);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+static TCase *new_case(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, ST_TIMEOUT_S * 2);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static Suite *saga_suite(void)
+{
+    Suite *s = suite_create("saga");
+    tcase_add_test(new_case(s, "inbox"), test_same_event_delivered_twice_has_its_effect_once);
+    tcase_add_test(new_case(s, "poison"),
+                   test_poison_messages_go_to_the_dlq_and_the_partition_moves_on);
+    TCase *retry = new_case(s, "retry");
+    tcase_add_test(retry, test_handler_failing_for_good_is_dead_lettered_after_max_attempts);
+    tcase_add_test(retry, test_transient_failure_that_recovers_is_processed_once_not_dead_lettered);
+    tcase_add_test(retry, test_connection_lost_mid_handler_is_retried_and_applied_once);
+    tcase_add_test(new_case(s, "routing"), test_events_of_other_types_are_acknowledged_and_skipped);
+    tcase_add_test(new_case(s, "commit"),
+                   test_committed_offsets_let_the_next_member_resume_after_them);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(saga_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

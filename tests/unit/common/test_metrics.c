@@ -1,0 +1,270 @@
+/*
+ * metrics: the exact Prometheus text of a small registry, cumulative histogram
+ * buckets, escaping, label order, computed gauges, misuse, and lock-free updates
+ * from several threads adding up exactly.
+ *
+ * The registry is process-wide; CK_FORK gives every test a fresh one.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/metrics.h"
+
+#define TEST_TIMEOUT_S 30
+
+static char *render(void)
+{
+    size_t len = 0;
+    char *text = metrics_render(&len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(len, strlen(text));
+    return text;
+}
+
+START_TEST(test_render_of_a_small_registry_is_exact)
+{
+    metrics_counter_t *ok = metrics_counter("test_requests_total", "Requests handled",
+                                            (const char *[]){"method", "Get", "code", "OK", NULL});
+    metrics_counter_t *nf =
+        metrics_counter("test_requests_total", "Requests handled",
+                        (const char *[]){"method", "Get", "code", "NOT_FOUND", NULL});
+    metrics_gauge_t *depth = metrics_gauge("test_queue_depth", "Items waiting", NULL);
+    static const double buckets[] = {0.1, 1};
+    metrics_histogram_t *lat =
+        metrics_histogram("test_latency_seconds", "Latency", NULL, buckets, 2);
+    metrics_counter_add(ok, 2);
+    metrics_counter_add(ok, 1);
+    metrics_counter_add(nf, 1);
+    metrics_gauge_set(depth, 4);
+    metrics_gauge_add(depth, -1.5);
+    metrics_histogram_observe(lat, 0.05);
+    metrics_histogram_observe(lat, 0.1); /* on a bound: counts in that bucket (le) */
+    metrics_histogram_observe(lat, 5);
+
+    char *text = render();
+    ck_assert_str_eq(text, "# HELP test_requests_total Requests handled\n"
+                           "# TYPE test_requests_total counter\n"
+                           "test_requests_total{code=\"OK\",method=\"Get\"} 3\n"
+                           "test_requests_total{code=\"NOT_FOUND\",method=\"Get\"} 1\n"
+                           "# HELP test_queue_depth Items waiting\n"
+                           "# TYPE test_queue_depth gauge\n"
+                           "test_queue_depth 2.5\n"
+                           "# HELP test_latency_seconds Latency\n"
+                           "# TYPE test_latency_seconds histogram\n"
+                           "test_latency_seconds_bucket{le=\"0.1\"} 2\n"
+                           "test_latency_seconds_bucket{le=\"1\"} 2\n"
+                           "test_latency_seconds_bucket{le=\"+Inf\"} 3\n"
+                           "test_latency_seconds_sum 5.15\n"
+                           "test_latency_seconds_count 3\n");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_histogram_with_labels_uses_latency_buckets_cumulatively)
+{
+    ck_assert_uint_eq(metrics_latency_buckets_n, 16);
+    ck_assert_double_eq(metrics_latency_buckets[0], 0.0001);
+    ck_assert_double_eq(metrics_latency_buckets[15], 10);
+    for (size_t i = 1; i < metrics_latency_buckets_n; i++)
+        ck_assert(metrics_latency_buckets[i] > metrics_latency_buckets[i - 1]);
+
+    metrics_histogram_t *h = metrics_histogram("rpc_duration_seconds", "RPC latency",
+                                               (const char *[]){"method", "GetOrder", NULL},
+                                               metrics_latency_buckets, metrics_latency_buckets_n);
+    metrics_histogram_observe(h, 0.0002);
+    metrics_histogram_observe(h, 0.003);
+    metrics_histogram_observe(h, 0.003);
+    metrics_histogram_observe(h, 60);
+    char *text = render();
+    const char *expected[] = {
+        "rpc_duration_seconds_bucket{method=\"GetOrder\",le=\"0.0001\"} 0\n",
+        "rpc_duration_seconds_bucket{method=\"GetOrder\",le=\"0.00025\"} 1\n",
+        "rpc_duration_seconds_bucket{method=\"GetOrder\",le=\"0.0025\"} 1\n",
+        "rpc_duration_seconds_bucket{method=\"GetOrder\",le=\"0.005\"} 3\n",
+        "rpc_duration_seconds_bucket{method=\"GetOrder\",le=\"10\"} 3\n",
+        "rpc_duration_seconds_bucket{method=\"GetOrder\",le=\"+Inf\"} 4\n",
+        "rpc_duration_seconds_sum{method=\"GetOrder\"} 60.0062\n",
+        "rpc_duration_seconds_count{method=\"GetOrder\"} 4\n",
+    };
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+        ck_assert_msg(strstr(text, expected[i]) != NULL, "missing %s in\n%s", expected[i], text);
+    /* 16 bounds and +Inf. */
+    size_t buckets = 0;
+    for (const char *p = text; (p = strstr(p, "_bucket{")) != NULL; p++)
+        buckets++;
+    ck_assert_uint_eq(buckets, 17);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_label_values_and_help_are_escaped)
+{
+    metrics_counter_t *c = metrics_counter("test_escape_total", "line one\nback\\slash \"quoted\"",
+                                           (const char *[]){"path", "a\\b\"c\nd", NULL});
+    metrics_counter_add(c, 7);
+    char *text = render();
+    ck_assert_str_eq(text, "# HELP test_escape_total line one\\nback\\\\slash \"quoted\"\n"
+                           "# TYPE test_escape_total counter\n"
+                           "test_escape_total{path=\"a\\\\b\\\"c\\nd\"} 7\n");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_same_labels_in_any_order_are_the_same_series)
+{
+    metrics_counter_t *a =
+        metrics_counter("test_order_total", "h", (const char *[]){"x", "1", "y", "2", NULL});
+    metrics_counter_t *b =
+        metrics_counter("test_order_total", "h", (const char *[]){"y", "2", "x", "1", NULL});
+    metrics_counter_t *c =
+        metrics_counter("test_order_total", "h", (const char *[]){"y", "3", "x", "1", NULL});
+    ck_assert_ptr_eq(a, b);
+    ck_assert_ptr_ne(a, c);
+    ck_assert_ptr_eq(metrics_gauge("test_g", "h", NULL), metrics_gauge("test_g", "h", NULL));
+}
+END_TEST
+
+static double computed_value(void *ud)
+{
+    return *(double *)ud;
+}
+
+START_TEST(test_computed_gauge_runs_at_render_and_can_be_replaced)
+{
+    static double first = 12, second = -0.5;
+    metrics_gauge_fn("test_outbox_lag", "Unpublished rows", NULL, computed_value, &first);
+    char *text = render();
+    ck_assert_ptr_nonnull(strstr(text, "\ntest_outbox_lag 12\n"));
+    free(text);
+    first = 13;
+    text = render();
+    ck_assert_ptr_nonnull(strstr(text, "\ntest_outbox_lag 13\n"));
+    free(text);
+    metrics_gauge_fn("test_outbox_lag", "Unpublished rows", NULL, computed_value, &second);
+    text = render();
+    ck_assert_ptr_nonnull(strstr(text, "\ntest_outbox_lag -0.5\n"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_special_gauge_values_use_prometheus_spelling)
+{
+    metrics_gauge_set(metrics_gauge("test_nan", "h", NULL), 0.0 / 0.0);
+    metrics_gauge_set(metrics_gauge("test_inf", "h", NULL), -1.0 / 0.0);
+    metrics_gauge_set(metrics_gauge("test_third", "h", NULL), 1.0 / 3);
+    char *text = render();
+    ck_assert_ptr_nonnull(strstr(text, "\ntest_nan NaN\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\ntest_inf -Inf\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\ntest_third 0.33333333333333331\n"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_empty_registry_renders_empty_text)
+{
+    char *text = render();
+    ck_assert_str_eq(text, "");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_one_name_for_two_kinds_aborts)
+{
+    metrics_counter("test_kind", "h", NULL);
+    metrics_gauge("test_kind", "h", NULL);
+}
+END_TEST
+
+START_TEST(test_bad_label_name_aborts)
+{
+    metrics_counter("test_bad_label", "h", (const char *[]){"not-valid", "v", NULL});
+}
+END_TEST
+
+START_TEST(test_le_label_on_histogram_aborts)
+{
+    metrics_histogram("test_le", "h", (const char *[]){"le", "1", NULL}, metrics_latency_buckets,
+                      metrics_latency_buckets_n);
+}
+END_TEST
+
+#define THREADS    4
+#define PER_THREAD 100000
+
+static void *hammer(void *arg)
+{
+    (void)arg;
+    /* Lookups from every thread too: they must all land on the same series. */
+    metrics_counter_t *c = metrics_counter("test_hits_total", "h", NULL);
+    metrics_gauge_t *g = metrics_gauge("test_level", "h", NULL);
+    static const double bounds[] = {1.5};
+    metrics_histogram_t *h = metrics_histogram("test_sizes", "h", NULL, bounds, 1);
+    for (int i = 0; i < PER_THREAD; i++) {
+        metrics_counter_add(c, 1);
+        metrics_gauge_add(g, 0.5);
+        metrics_histogram_observe(h, i % 2 == 0 ? 1.0 : 2.0);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent_updates_add_up_exactly)
+{
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&t[i], NULL, hammer, NULL);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    char *text = render();
+    const char *expected[] = {
+        "\ntest_hits_total 400000\n",
+        "\ntest_level 200000\n",
+        "\ntest_sizes_bucket{le=\"1.5\"} 200000\n",
+        "\ntest_sizes_bucket{le=\"+Inf\"} 400000\n",
+        "\ntest_sizes_sum 600000\n",
+        "\ntest_sizes_count 400000\n",
+    };
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++)
+        ck_assert_msg(strstr(text, expected[i]) != NULL, "missing %s in\n%s", expected[i], text);
+    free(text);
+}
+END_TEST
+
+static TCase *new_case(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static Suite *metrics_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    tcase_add_test(new_case(s, "exact"), test_render_of_a_small_registry_is_exact);
+    tcase_add_test(new_case(s, "histogram"),
+                   test_histogram_with_labels_uses_latency_buckets_cumulatively);
+    tcase_add_test(new_case(s, "escape"), test_label_values_and_help_are_escaped);
+    tcase_add_test(new_case(s, "label_order"), test_same_labels_in_any_order_are_the_same_series);
+    tcase_add_test(new_case(s, "gauge_fn"), test_computed_gauge_runs_at_render_and_can_be_replaced);
+    tcase_add_test(new_case(s, "special"), test_special_gauge_values_use_prometheus_spelling);
+    tcase_add_test(new_case(s, "empty"), test_empty_registry_renders_empty_text);
+    tcase_add_test_raise_signal(new_case(s, "kind_clash"), test_one_name_for_two_kinds_aborts,
+                                SIGABRT);
+    tcase_add_test_raise_signal(new_case(s, "bad_label"), test_bad_label_name_aborts, SIGABRT);
+    tcase_add_test_raise_signal(new_case(s, "le_label"), test_le_label_on_histogram_aborts,
+                                SIGABRT);
+    tcase_add_test(new_case(s, "threads"), test_concurrent_updates_add_up_exactly);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *runner = srunner_create(metrics_suite());
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
