@@ -10,8 +10,8 @@ STACK_PROFILE=${STACK_PROFILE:-dev}
 SERVICES=(order product user)
 
 case "$STACK_PROFILE" in
-dev) DATA="$ROOT/.data" ; base=0 ;;
-test) DATA="$ROOT/.data-test" ; base=10000 ;;
+dev) DATA="$ROOT/.data" ; base=0 ; FLEET=${FLEET:-1} ;;
+test) DATA="$ROOT/.data-test" ; base=10000 ; FLEET=${FLEET:-0} ;;
 *) echo "STACK_PROFILE must be dev or test, not '$STACK_PROFILE'" >&2; exit 2 ;;
 esac
 
@@ -22,6 +22,14 @@ KAFKA_CONTROLLER_PORT=$((9093 + base))
 TOPICS=(order.events inventory.events payment.events
         order.events.dlq inventory.events.dlq payment.events.dlq)
 TOPIC_PARTITIONS=6
+
+# The fleet's programs, started by `up` once they are built (FLEET=1, the default of
+# the dev profile; the test profile's suites start their own): gRPC and admin ports.
+declare -A GRPC_PORT=([order]=$((50051 + base)) [product]=$((50052 + base)) [user]=$((50053 + base)))
+declare -A ADMIN_PORT=([order]=$((8081 + base)) [product]=$((8082 + base)) [user]=$((8083 + base)))
+GATEWAY_PORT=$((8080 + base))
+# Where the programs are taken from: the optimized build unless BIN_DIR says otherwise.
+BIN_DIR=${BIN_DIR:-$ROOT/build-release}
 
 KAFKA_VERSION=4.1.1
 CACHE=${SHOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shop-fleet}

@@ -202,6 +202,39 @@ kafka_down() {
     stop_pid "$RUNDIR/kafka.pid" "$DATA/kafka/server.properties" 60
 }
 
+# ---- the fleet's programs ----
+
+program_bin() { # program_bin NAME: the built executable, or nothing
+    local f
+    for f in "$BIN_DIR/services/${1%-svc}/$1" "$BIN_DIR/$1/$1" "$BIN_DIR/$1"; do
+        [ -x "$f" ] && { echo "$f"; return; }
+    done
+}
+
+service_up() {
+    local svc=$1 name="$1-svc" bin pidfile
+    bin=$(program_bin "$name")
+    [ -n "$bin" ] || return 0 # not built (yet): the stack runs without it
+    pidfile="$RUNDIR/$name.pid"
+    if ! pid_alive "$pidfile" "$bin"; then
+        rm -f "$pidfile"
+        log "$name: starting (gRPC 127.0.0.1:${GRPC_PORT[$svc]}, admin 127.0.0.1:${ADMIN_PORT[$svc]})"
+        GRPC_ADDR="127.0.0.1:${GRPC_PORT[$svc]}" ADMIN_ADDR="127.0.0.1:${ADMIN_PORT[$svc]}" \
+            DATABASE_URL="postgresql://$svc:$svc@127.0.0.1:${PG_PORT[$svc]}/$svc" \
+            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" \
+            setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
+        echo $! >"$pidfile"
+    fi
+    wait_for 60 "$name" curl -sf "http://127.0.0.1:${ADMIN_PORT[$svc]}/readyz"
+}
+
+service_down() {
+    local name="$1-svc"
+    [ -f "$RUNDIR/$name.pid" ] || return 0
+    pid_alive "$RUNDIR/$name.pid" "$name" && log "$name: stopping"
+    stop_pid "$RUNDIR/$name.pid" "$name" 30
+}
+
 # ---- the whole stack ----
 
 stack_env() {
@@ -221,12 +254,16 @@ up() {
     for svc in "${SERVICES[@]}"; do pg_up "$svc"; done
     redis_up
     kafka_up
+    if ((FLEET)); then
+        for svc in "${SERVICES[@]}"; do service_up "$svc"; done
+    fi
     stack_env >"$DATA/stack.env"
     log "up: $(status | tr '\n' ';')"
 }
 
 down() {
     local svc
+    for svc in "${SERVICES[@]}"; do service_down "$svc"; done
     kafka_down
     redis_down
     for svc in "${SERVICES[@]}"; do pg_down "$svc"; done
@@ -240,6 +277,11 @@ status() {
     done
     printf 'redis 127.0.0.1:%s %s\n' "$REDIS_PORT" "$(port_open "$REDIS_PORT" && echo up || echo down)"
     printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
+    for svc in "${SERVICES[@]}"; do
+        [ -n "$(program_bin "$svc-svc")" ] || continue
+        printf '%s-svc 127.0.0.1:%s %s\n' "$svc" "${GRPC_PORT[$svc]}" \
+            "$(curl -sf "http://127.0.0.1:${ADMIN_PORT[$svc]}/readyz" >/dev/null && echo ready || echo down)"
+    done
 }
 
 # wipe: stop, then delete every byte of this profile's data (also the PostgreSQL
