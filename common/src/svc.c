@@ -193,14 +193,8 @@ static int start(svc_t *s, err_t *err)
         if (!s->consumer)
             return err->code;
     }
-    s->rpc = rpc_server_new(&(rpc_server_opts_t){.addr = s->cfg.grpc_addr,
-                                                 .name = s->process,
-                                                 .workers = (int)s->cfg.db_pool_size},
-                            err);
-    if (!s->rpc || rpc_server_add_service(s->rpc, s->def->service, s) < 0)
-        return s->rpc ? err_set(err, ERR_INTERNAL, "cannot register %s",
-                                s->def->service->descriptor->name)
-                      : err->code;
+    if (rpc_server_add_service(s->rpc, s->def->service, s) < 0)
+        return err_set(err, ERR_INTERNAL, "cannot register %s", s->def->service->descriptor->name);
     if (rpc_server_start(s->rpc, err) < 0)
         return err->code;
     rpc_server_set_serving(s->rpc, 1);
@@ -254,8 +248,18 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
     }
     if (!(s.pool = db_pool_new(s.cfg.db_url, (int)s.cfg.db_pool_size, &err)))
         goto fail;
-    if (argc < 2 && !(s.admin = admin_server_start(s.cfg.admin_addr, svc_ready, &s, &err)))
-        goto fail;
+    /* The gRPC core reads its environment once, at its first initialisation (rpc.h):
+     * create the server before any other thread exists. */
+    if (argc < 2) {
+        s.rpc = rpc_server_new(&(rpc_server_opts_t){.addr = s.cfg.grpc_addr,
+                                                    .name = s.process,
+                                                    .workers = (int)s.cfg.db_pool_size},
+                               &err);
+        if (!s.rpc)
+            goto fail;
+        if (!(s.admin = admin_server_start(s.cfg.admin_addr, svc_ready, &s, &err)))
+            goto fail;
+    }
     if (migrate(&s, &signals, &err) < 0)
         goto fail;
     atomic_store(&s.migrated, 1);
