@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "cond_internal.h"
 
 struct db_pool {
     char *url;
@@ -93,11 +94,7 @@ db_pool_t *db_pool_new(const char *url, int size, err_t *err)
         p->conns[i].pool = p;
     pthread_mutex_init(&p->mu, NULL);
     /* Lease deadlines are monotonic so a wall-clock step cannot stretch them. */
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    common__cond_init_monotonic(&p->cv);
     metrics_gauge_add(g_size, size);
     return p;
 }

@@ -14,8 +14,22 @@
 
 typedef enum { KFK_CREATE, KFK_DELETE } kfk_admin_op_t;
 
-static int kfk_admin_open(const char *brokers, rd_kafka_t **rk, err_t *err)
+static int kfk_admin_check_names(const char *const *topics, size_t n, err_t *err)
 {
+    for (size_t i = 0; i < n; i++)
+        if (!topics[i] || !*topics[i] || strlen(topics[i]) > KFK_ADMIN_NAME_MAX)
+            return err_set(err, ERR_INVALID, "invalid topic name");
+    return 0;
+}
+
+/* Checks the topic names before it opens the client, so a bad name costs no connection;
+ * on success the caller destroys *rk. */
+static int kfk_admin_open(const char *brokers, const char *const *topics, size_t n, rd_kafka_t **rk,
+                          err_t *err)
+{
+    int rc = kfk_admin_check_names(topics, n, err);
+    if (rc != 0)
+        return rc;
     char why[512];
     rd_kafka_conf_t *c = kfk__conf_new(brokers, "kfk-admin", NULL, NULL, err);
     if (!c)
@@ -25,14 +39,6 @@ static int kfk_admin_open(const char *brokers, rd_kafka_t **rk, err_t *err)
         rd_kafka_conf_destroy(c);
         return err_set(err, ERR_INVALID, "kafka admin: %s", why);
     }
-    return 0;
-}
-
-static int kfk_admin_check_names(const char *const *topics, size_t n, err_t *err)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!topics[i] || !*topics[i] || strlen(topics[i]) > KFK_ADMIN_NAME_MAX)
-            return err_set(err, ERR_INVALID, "invalid topic name");
     return 0;
 }
 
@@ -156,9 +162,7 @@ int kfk_topics_create(const char *brokers, const char *const *topics, size_t n, 
     if (n == 0 || partitions < 1)
         return err_set(err, ERR_INVALID, "kafka topics: nothing to create");
     rd_kafka_t *rk = NULL;
-    int rc = kfk_admin_check_names(topics, n, err);
-    if (rc == 0)
-        rc = kfk_admin_open(brokers, &rk, err);
+    int rc = kfk_admin_open(brokers, topics, n, &rk, err);
     if (rc != 0)
         return rc;
     rc = kfk_admin_request(rk, KFK_CREATE, topics, n, partitions, timeout_ms, err);
@@ -174,9 +178,7 @@ int kfk_topics_delete(const char *brokers, const char *const *topics, size_t n, 
     if (n == 0)
         return 0;
     rd_kafka_t *rk = NULL;
-    int rc = kfk_admin_check_names(topics, n, err);
-    if (rc == 0)
-        rc = kfk_admin_open(brokers, &rk, err);
+    int rc = kfk_admin_open(brokers, topics, n, &rk, err);
     if (rc != 0)
         return rc;
     rc = kfk_admin_request(rk, KFK_DELETE, topics, n, 0, timeout_ms, err);

@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "cond_internal.h"
 #include "kfk_internal.h"
 
 #define KFK_POLL_MS        100
@@ -74,11 +75,7 @@ kfk_batch_t *kfk_batch_new(size_t capacity)
 {
     kfk_batch_t *b = common__xcalloc(1, sizeof(*b) + capacity * sizeof(kfk_slot_t));
     pthread_mutex_init(&b->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    common__cond_init_monotonic(&b->cv);
     b->cap = capacity;
     b->refs = 1;
     return b;

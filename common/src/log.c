@@ -126,30 +126,36 @@ static size_t log_utf8_len(const unsigned char *s, size_t avail)
     return n;
 }
 
+/* The letter after the backslash in JSON's two-character escape of c ('n' for a
+ * newline), or 0 when c has none. */
+static char log_short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"':
+    case '\\':
+        return (char)c;
+    case '\n':
+        return 'n';
+    case '\r':
+        return 'r';
+    case '\t':
+        return 't';
+    default:
+        return 0;
+    }
+}
+
 /* The JSON form of one input character: into out (at most 6 bytes), returns its
  * length and sets *consumed to the input bytes it stands for. */
 static size_t log_escape_one(const unsigned char *s, size_t avail, char out[6], size_t *consumed)
 {
     unsigned char c = s[0];
     *consumed = 1;
-    switch (c) {
-    case '"':
-        memcpy(out, "\\\"", 2);
+    char letter = log_short_escape(c);
+    if (letter != 0) {
+        out[0] = '\\';
+        out[1] = letter;
         return 2;
-    case '\\':
-        memcpy(out, "\\\\", 2);
-        return 2;
-    case '\n':
-        memcpy(out, "\\n", 2);
-        return 2;
-    case '\r':
-        memcpy(out, "\\r", 2);
-        return 2;
-    case '\t':
-        memcpy(out, "\\t", 2);
-        return 2;
-    default:
-        break;
     }
     if (c < 0x20) {
         static const char hex[] = "0123456789abcdef";

@@ -33,6 +33,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "cond_internal.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "rpc_internal.h"
 
@@ -559,11 +560,7 @@ rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err)
     atomic_init(&srv->serving, true);
     atomic_init(&srv->cancelling, false);
     pthread_mutex_init(&srv->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&srv->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    common__cond_init_monotonic(&srv->cond);
     rpc_server_add_service(srv, (ProtobufCService *)&rpc_health_service, srv);
     return srv;
 }

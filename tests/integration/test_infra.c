@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_util.h"
+
 static const char *const services[] = {"order", "product", "user"};
 static const char *const topics[] = {"order.events",         "inventory.events",
                                      "payment.events",       "order.events.dlq",
@@ -256,31 +258,21 @@ END_TEST
 static Suite *infra_suite(void)
 {
     Suite *s = suite_create("infra");
-    TCase *pg = tcase_create("postgres");
+    TCase *pg = check_case(s, "postgres", 30);
     tcase_add_loop_test(pg, test_each_service_database_accepts_its_own_role, 0, 3);
     tcase_add_test(pg, test_a_service_role_cannot_enter_another_service_database);
-    tcase_set_timeout(pg, 30);
-    suite_add_tcase(s, pg);
 
-    TCase *redis = tcase_create("redis");
+    TCase *redis = check_case(s, "redis", 30);
     tcase_add_test(redis, test_redis_answers_ping_and_persists_with_aof);
-    tcase_set_timeout(redis, 30);
-    suite_add_tcase(s, redis);
 
-    TCase *kafka = tcase_create("kafka");
+    TCase *kafka = check_case(s, "kafka", 120);
     tcase_add_test(kafka, test_every_saga_topic_has_six_partitions);
     tcase_add_test(
         kafka, test_each_topic_carries_a_message_with_headers_through_a_group_with_manual_commit);
-    tcase_set_timeout(kafka, 120);
-    suite_add_tcase(s, kafka);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(infra_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(infra_suite(), CK_FORK_GETENV);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "shop/events/v1/events.pb-c.h"
@@ -864,10 +865,7 @@ END_TEST
 
 static void add_case(Suite *suite, const TTest *test)
 {
-    TCase *tc = tcase_create(test->name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    tcase_add_test(tc, test);
-    suite_add_tcase(suite, tc);
+    tcase_add_test(check_case(suite, test->name, TEST_TIMEOUT_S), test);
 }
 
 static Suite *contracts_suite(void)
@@ -901,9 +899,5 @@ static Suite *contracts_suite(void)
 
 int main(void)
 {
-    SRunner *runner = srunner_create(contracts_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(contracts_suite(), CK_FORK_GETENV);
 }

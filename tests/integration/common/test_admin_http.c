@@ -17,6 +17,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "check_util.h"
 #include "common/admin.h"
 #include "common/metrics.h"
 
@@ -267,11 +268,9 @@ END_TEST
 
 static TCase *new_case(Suite *s, const char *name, int with_server)
 {
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    TCase *tc = check_case(s, name, TEST_TIMEOUT_S);
     if (with_server)
         tcase_add_checked_fixture(tc, start_server, stop_server);
-    suite_add_tcase(s, tc);
     return tc;
 }
 
@@ -293,9 +292,5 @@ static Suite *admin_suite(void)
 
 int main(void)
 {
-    SRunner *runner = srunner_create(admin_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(admin_suite(), CK_FORK_GETENV);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_util.h"
 #include "common/arena.h"
 #include "common/db.h"
 #include "common/metrics.h"
@@ -676,13 +677,19 @@ START_TEST(test_advisory_lock_is_held_by_one_session_at_a_time)
 }
 END_TEST
 
+/* Each test gets a schema and a pool of its own; the run bracket drops what is left. */
+static TCase *db_case(Suite *s, const char *name)
+{
+    TCase *tc = check_case(s, name, 30);
+    tcase_add_unchecked_fixture(tc, tdb_run_begin, tdb_run_end);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    return tc;
+}
+
 static Suite *db_suite(void)
 {
     Suite *s = suite_create("db");
-    TCase *pool_tc = tcase_create("pool");
-    tcase_add_unchecked_fixture(pool_tc, tdb_run_begin, tdb_run_end);
-    tcase_add_checked_fixture(pool_tc, setup, teardown);
-    tcase_set_timeout(pool_tc, 30);
+    TCase *pool_tc = db_case(s, "pool");
     tcase_add_test(pool_tc, test_pool_reuses_a_released_connection);
     tcase_add_test(pool_tc, test_pool_acquire_fails_exhausted_after_its_timeout);
     tcase_add_test(pool_tc, test_pool_acquire_wakes_when_a_connection_is_released);
@@ -692,24 +699,16 @@ static Suite *db_suite(void)
                    test_txn_reports_unavailable_when_the_backend_dies_midway_then_recovers);
     tcase_add_test(pool_tc, test_release_closes_a_connection_left_inside_a_transaction);
     tcase_add_test(pool_tc, test_pool_ping_answers_and_metrics_show_the_pool);
-    suite_add_tcase(s, pool_tc);
 
-    TCase *txn_tc = tcase_create("txn");
-    tcase_add_unchecked_fixture(txn_tc, tdb_run_begin, tdb_run_end);
-    tcase_add_checked_fixture(txn_tc, setup, teardown);
-    tcase_set_timeout(txn_tc, 30);
+    TCase *txn_tc = db_case(s, "txn");
     tcase_add_test(txn_tc, test_txn_commits_when_fn_succeeds);
     tcase_add_test(txn_tc, test_txn_rolls_back_and_keeps_fn_error_when_fn_fails);
     tcase_add_test(txn_tc, test_txn_does_not_report_success_when_fn_ignores_a_failed_statement);
     tcase_add_test(txn_tc, test_txn_gives_up_after_db_txn_retries);
     tcase_add_test(txn_tc, test_txn_retries_a_serialization_failure_until_both_commit);
     tcase_add_test(txn_tc, test_txn_retries_a_deadlock_victim_until_both_commit);
-    suite_add_tcase(s, txn_tc);
 
-    TCase *q_tc = tcase_create("query");
-    tcase_add_unchecked_fixture(q_tc, tdb_run_begin, tdb_run_end);
-    tcase_add_checked_fixture(q_tc, setup, teardown);
-    tcase_set_timeout(q_tc, 30);
+    TCase *q_tc = db_case(s, "query");
     tcase_add_test(q_tc, test_unique_violation_is_conflict_naming_the_constraint_not_the_value);
     tcase_add_test(q_tc, test_check_and_foreign_key_violations_are_preconditions);
     tcase_add_test(q_tc, test_bad_syntax_is_internal_and_the_message_carries_no_sql);
@@ -719,15 +718,10 @@ static Suite *db_suite(void)
     tcase_add_test(q_tc, test_bytea_round_trips_every_byte_value);
     tcase_add_test(q_tc, test_result_accessors_read_types_and_affected_rows);
     tcase_add_test(q_tc, test_advisory_lock_is_held_by_one_session_at_a_time);
-    suite_add_tcase(s, q_tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(db_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(db_suite(), CK_FORK_GETENV);
 }

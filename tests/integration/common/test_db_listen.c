@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "check_util.h"
 #include "common/db.h"
 #include "test_db_support.h"
 
@@ -182,9 +183,8 @@ END_TEST
 static Suite *db_listen_suite(void)
 {
     Suite *s = suite_create("db_listen");
-    TCase *tc = tcase_create("listen");
+    TCase *tc = check_case(s, "listen", 30);
     tcase_add_checked_fixture(tc, setup, NULL);
-    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_listener_wakes_on_a_notify_from_another_connection);
     tcase_add_test(tc, test_listener_wait_returns_zero_on_timeout);
     tcase_add_test(tc, test_listener_counts_a_burst_as_one_and_drains_it);
@@ -193,15 +193,10 @@ static Suite *db_listen_suite(void)
     tcase_add_test(tc, test_listener_rejects_a_bad_channel_name);
     tcase_add_test(tc, test_listener_reports_a_lost_connection_then_listens_again);
     tcase_add_test(tc, test_listener_can_start_before_postgres_answers);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(db_listen_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(db_listen_suite(), CK_FORK_GETENV);
 }

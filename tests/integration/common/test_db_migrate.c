@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/db.h"
 #include "common/uuid.h"
 #include "test_db_support.h"
@@ -295,10 +296,9 @@ END_TEST
 static Suite *db_migrate_suite(void)
 {
     Suite *s = suite_create("db_migrate");
-    TCase *tc = tcase_create("migrate");
+    TCase *tc = check_case(s, "migrate", 60);
     tcase_add_unchecked_fixture(tc, tdb_run_begin, tdb_run_end);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_embedded_set_holds_the_files_in_version_order_verbatim);
     tcase_add_test(tc, test_migrate_applies_each_file_once_in_order_and_records_it);
     tcase_add_test(tc, test_concurrent_instances_apply_each_migration_exactly_once);
@@ -308,15 +308,10 @@ static Suite *db_migrate_suite(void)
     tcase_add_test(tc, test_migrate_retries_an_unreachable_postgres_until_its_timeout);
     tcase_add_test(tc, test_migrate_rejects_a_set_out_of_order);
     tcase_add_test(tc, test_common_migrations_create_the_outbox_and_the_inbox);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(db_migrate_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(db_migrate_suite(), CK_FORK_GETENV);
 }

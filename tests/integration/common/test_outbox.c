@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_util.h"
 #include "common/clock.h"
 #include "common/outbox.h"
 #include "common/uuid.h"
@@ -513,24 +514,16 @@ START_TEST(test_two_relay_processes_never_publish_at_once)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, ST_TIMEOUT_S * 2);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *outbox_suite(void)
 {
     Suite *s = suite_create("outbox");
-    tcase_add_test(new_case(s, "enqueue"),
+    tcase_add_test(check_case(s, "enqueue", ST_TIMEOUT_S * 2),
                    test_enqueue_writes_a_publishable_row_in_the_callers_transaction);
-    TCase *relay = new_case(s, "relay");
+    TCase *relay = check_case(s, "relay", ST_TIMEOUT_S * 2);
     tcase_add_test(relay, test_relay_publishes_rows_in_order_per_key);
     tcase_add_test(relay, test_relay_is_woken_by_notify_not_by_its_poll);
     tcase_add_test(relay, test_relay_takes_its_lock_back_after_losing_its_connection);
-    TCase *procs = new_case(s, "processes");
+    TCase *procs = check_case(s, "processes", ST_TIMEOUT_S * 2);
     tcase_add_test(procs, test_relay_process_killed_mid_batch_loses_and_reorders_nothing);
     tcase_add_test(procs, test_two_relay_processes_never_publish_at_once);
     return s;
@@ -538,9 +531,5 @@ static Suite *outbox_suite(void)
 
 int main(void)
 {
-    SRunner *runner = srunner_create(outbox_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(outbox_suite(), CK_FORK_GETENV);
 }

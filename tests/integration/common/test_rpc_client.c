@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "capture_stdout.h"
+#include "check_util.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "rpc_echo.h"
@@ -493,8 +494,7 @@ END_TEST
 static Suite *rpc_client_suite(void)
 {
     Suite *s = suite_create("rpc_client");
-    TCase *tc = tcase_create("c_client");
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    TCase *tc = check_case(s, "c_client", TEST_TIMEOUT_S);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_call_returns_response_and_sends_metadata);
     tcase_add_test(tc, test_failure_returns_code_message_and_field_violations);
@@ -512,16 +512,10 @@ static Suite *rpc_client_suite(void)
     tcase_add_test(tc, test_client_calls_are_counted_per_method_and_code);
     tcase_add_test(tc, test_port_in_use_fails_to_start);
     tcase_add_test(tc, test_bad_targets_are_rejected);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(rpc_client_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(rpc_client_suite(), CK_NOFORK);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "rpc_echo.h"
@@ -162,8 +163,7 @@ END_TEST
 static Suite *rpc_server_suite(void)
 {
     Suite *s = suite_create("rpc_server");
-    TCase *tc = tcase_create("python_client");
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
+    TCase *tc = check_case(s, "python_client", TEST_TIMEOUT_S);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_echo_returns_message_and_metadata_both_ways);
     tcase_add_test(tc, test_failures_carry_status_code_and_message);
@@ -176,16 +176,10 @@ static Suite *rpc_server_suite(void)
     tcase_add_test(tc, test_calls_are_counted_per_method_and_code);
     tcase_add_test(tc, test_shutdown_lets_calls_in_flight_finish);
     tcase_add_test(tc, test_shutdown_cancels_calls_past_the_grace);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(rpc_server_suite());
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(rpc_server_suite(), CK_NOFORK);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/uuid.h"
 #include "saga_test_support.h"
 #include "shop/events/v1/events.pb-c.h"
@@ -353,35 +354,25 @@ START_TEST(test_committed_offsets_let_the_next_member_resume_after_them)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, ST_TIMEOUT_S * 2);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *saga_suite(void)
 {
     Suite *s = suite_create("saga");
-    tcase_add_test(new_case(s, "inbox"), test_same_event_delivered_twice_has_its_effect_once);
-    tcase_add_test(new_case(s, "poison"),
+    tcase_add_test(check_case(s, "inbox", ST_TIMEOUT_S * 2),
+                   test_same_event_delivered_twice_has_its_effect_once);
+    tcase_add_test(check_case(s, "poison", ST_TIMEOUT_S * 2),
                    test_poison_messages_go_to_the_dlq_and_the_partition_moves_on);
-    TCase *retry = new_case(s, "retry");
+    TCase *retry = check_case(s, "retry", ST_TIMEOUT_S * 2);
     tcase_add_test(retry, test_handler_failing_for_good_is_dead_lettered_after_max_attempts);
     tcase_add_test(retry, test_transient_failure_that_recovers_is_processed_once_not_dead_lettered);
     tcase_add_test(retry, test_connection_lost_mid_handler_is_retried_and_applied_once);
-    tcase_add_test(new_case(s, "routing"), test_events_of_other_types_are_acknowledged_and_skipped);
-    tcase_add_test(new_case(s, "commit"),
+    tcase_add_test(check_case(s, "routing", ST_TIMEOUT_S * 2),
+                   test_events_of_other_types_are_acknowledged_and_skipped);
+    tcase_add_test(check_case(s, "commit", ST_TIMEOUT_S * 2),
                    test_committed_offsets_let_the_next_member_resume_after_them);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(saga_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(saga_suite(), CK_FORK_GETENV);
 }

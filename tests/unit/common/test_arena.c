@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/arena.h"
 #include "shop/events/v1/events.pb-c.h"
 
@@ -215,31 +216,30 @@ START_TEST(test_overflow_past_an_arena_object_is_reported_by_asan)
 END_TEST
 #endif
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *arena_suite(void)
 {
     Suite *s = suite_create("arena");
-    tcase_add_test(new_case(s, "alignment"), test_alloc_returns_max_aligned_non_overlapping_memory);
-    tcase_add_test(new_case(s, "growth"), test_memory_stays_valid_across_many_blocks);
-    tcase_add_test(new_case(s, "big"), test_big_allocation_does_not_waste_the_current_block);
-    tcase_add_test(new_case(s, "bytes_used"), test_bytes_used_counts_what_was_requested);
-    tcase_add_test(new_case(s, "cleanup_order"), test_cleanups_run_in_reverse_order_at_free);
-    tcase_add_test(new_case(s, "cleanup_free"), test_cleanup_releases_foreign_memory);
-    tcase_add_test(new_case(s, "calloc"), test_calloc_zeroes);
-    tcase_add_test_raise_signal(new_case(s, "calloc_overflow"), test_calloc_overflow_aborts,
-                                SIGABRT);
-    tcase_add_test(new_case(s, "strings"), test_string_copies_are_nul_terminated);
-    tcase_add_test(new_case(s, "free_null"), test_free_accepts_null);
-    tcase_add_test(new_case(s, "protobuf"), test_protobuf_allocator_unpacks_order_created);
+    tcase_add_test(check_case(s, "alignment", TEST_TIMEOUT_S),
+                   test_alloc_returns_max_aligned_non_overlapping_memory);
+    tcase_add_test(check_case(s, "growth", TEST_TIMEOUT_S),
+                   test_memory_stays_valid_across_many_blocks);
+    tcase_add_test(check_case(s, "big", TEST_TIMEOUT_S),
+                   test_big_allocation_does_not_waste_the_current_block);
+    tcase_add_test(check_case(s, "bytes_used", TEST_TIMEOUT_S),
+                   test_bytes_used_counts_what_was_requested);
+    tcase_add_test(check_case(s, "cleanup_order", TEST_TIMEOUT_S),
+                   test_cleanups_run_in_reverse_order_at_free);
+    tcase_add_test(check_case(s, "cleanup_free", TEST_TIMEOUT_S),
+                   test_cleanup_releases_foreign_memory);
+    tcase_add_test(check_case(s, "calloc", TEST_TIMEOUT_S), test_calloc_zeroes);
+    tcase_add_test_raise_signal(check_case(s, "calloc_overflow", TEST_TIMEOUT_S),
+                                test_calloc_overflow_aborts, SIGABRT);
+    tcase_add_test(check_case(s, "strings", TEST_TIMEOUT_S), test_string_copies_are_nul_terminated);
+    tcase_add_test(check_case(s, "free_null", TEST_TIMEOUT_S), test_free_accepts_null);
+    tcase_add_test(check_case(s, "protobuf", TEST_TIMEOUT_S),
+                   test_protobuf_allocator_unpacks_order_created);
 #if defined(__SANITIZE_ADDRESS__)
-    tcase_add_exit_test(new_case(s, "asan_poison"),
+    tcase_add_exit_test(check_case(s, "asan_poison", TEST_TIMEOUT_S),
                         test_overflow_past_an_arena_object_is_reported_by_asan, 1);
 #endif
     return s;
@@ -247,9 +247,5 @@ static Suite *arena_suite(void)
 
 int main(void)
 {
-    SRunner *runner = srunner_create(arena_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(arena_suite(), CK_FORK_GETENV);
 }

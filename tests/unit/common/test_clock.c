@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "check_util.h"
 #include "common/clock.h"
 
 #define TEST_TIMEOUT_S 10
@@ -121,31 +122,21 @@ START_TEST(test_sleep_waits_at_least_the_duration)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *clock_suite(void)
 {
     Suite *s = suite_create("clock");
-    tcase_add_test(new_case(s, "format"), test_format_is_utc_with_microseconds);
-    tcase_add_test(new_case(s, "round_trip"), test_format_then_parse_round_trips);
-    tcase_add_test(new_case(s, "parse"), test_parse_accepts_offsets_and_any_fraction);
-    tcase_add_test(new_case(s, "reject"), test_parse_rejects_malformed_times);
-    tcase_add_test(new_case(s, "clocks"), test_now_is_the_wall_clock_and_mono_never_goes_back);
-    tcase_add_test(new_case(s, "sleep"), test_sleep_waits_at_least_the_duration);
+    tcase_add_test(check_case(s, "format", TEST_TIMEOUT_S), test_format_is_utc_with_microseconds);
+    tcase_add_test(check_case(s, "round_trip", TEST_TIMEOUT_S), test_format_then_parse_round_trips);
+    tcase_add_test(check_case(s, "parse", TEST_TIMEOUT_S),
+                   test_parse_accepts_offsets_and_any_fraction);
+    tcase_add_test(check_case(s, "reject", TEST_TIMEOUT_S), test_parse_rejects_malformed_times);
+    tcase_add_test(check_case(s, "clocks", TEST_TIMEOUT_S),
+                   test_now_is_the_wall_clock_and_mono_never_goes_back);
+    tcase_add_test(check_case(s, "sleep", TEST_TIMEOUT_S), test_sleep_waits_at_least_the_duration);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(clock_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(clock_suite(), CK_FORK_GETENV);
 }

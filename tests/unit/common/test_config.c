@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "capture_stdout.h"
+#include "check_util.h"
 #include "common/config.h"
 
 #define TEST_TIMEOUT_S 10
@@ -246,36 +247,30 @@ START_TEST(test_log_masks_every_url_password_form)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
-    tcase_add_test(new_case(s, "defaults"), test_defaults_apply_when_unset);
-    tcase_add_test(new_case(s, "types"), test_every_type_is_read_from_the_environment);
-    tcase_add_test(new_case(s, "empty"), test_empty_variable_counts_as_unset);
-    tcase_add_test(new_case(s, "bools"), test_bools_accept_true_false_1_0);
-    tcase_add_test(new_case(s, "required"), test_missing_required_names_the_variable);
-    tcase_add_test(new_case(s, "bad_int"), test_bad_integers_name_the_variable_and_range);
-    tcase_add_test(new_case(s, "bad_duration"), test_bad_durations_name_the_variable_and_range);
-    tcase_add_test(new_case(s, "str_len"), test_string_length_bounds_are_checked);
-    tcase_add_test(new_case(s, "durations"), test_durations_parse_every_unit);
-    tcase_add_test(new_case(s, "log_mask"), test_log_masks_secrets_and_url_passwords);
-    tcase_add_test(new_case(s, "log_urls"), test_log_masks_every_url_password_form);
+    tcase_add_test(check_case(s, "defaults", TEST_TIMEOUT_S), test_defaults_apply_when_unset);
+    tcase_add_test(check_case(s, "types", TEST_TIMEOUT_S),
+                   test_every_type_is_read_from_the_environment);
+    tcase_add_test(check_case(s, "empty", TEST_TIMEOUT_S), test_empty_variable_counts_as_unset);
+    tcase_add_test(check_case(s, "bools", TEST_TIMEOUT_S), test_bools_accept_true_false_1_0);
+    tcase_add_test(check_case(s, "required", TEST_TIMEOUT_S),
+                   test_missing_required_names_the_variable);
+    tcase_add_test(check_case(s, "bad_int", TEST_TIMEOUT_S),
+                   test_bad_integers_name_the_variable_and_range);
+    tcase_add_test(check_case(s, "bad_duration", TEST_TIMEOUT_S),
+                   test_bad_durations_name_the_variable_and_range);
+    tcase_add_test(check_case(s, "str_len", TEST_TIMEOUT_S), test_string_length_bounds_are_checked);
+    tcase_add_test(check_case(s, "durations", TEST_TIMEOUT_S), test_durations_parse_every_unit);
+    tcase_add_test(check_case(s, "log_mask", TEST_TIMEOUT_S),
+                   test_log_masks_secrets_and_url_passwords);
+    tcase_add_test(check_case(s, "log_urls", TEST_TIMEOUT_S),
+                   test_log_masks_every_url_password_form);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(config_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(config_suite(), CK_FORK_GETENV);
 }

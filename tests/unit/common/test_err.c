@@ -2,9 +2,9 @@
  * err: the gRPC mapping both ways, names, field violations and safe truncation.
  */
 #include <check.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/err.h"
 
 #define TEST_TIMEOUT_S 10
@@ -153,37 +153,31 @@ START_TEST(test_transient_codes_are_the_retryable_ones)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *err_suite(void)
 {
     Suite *s = suite_create("err");
-    tcase_add_test(new_case(s, "grpc"), test_codes_map_to_grpc_status_and_back);
-    tcase_add_test(new_case(s, "unknown"), test_unknown_codes_map_to_unknown);
-    tcase_add_test(new_case(s, "names"), test_code_names_are_grpc_names);
-    tcase_add_test(new_case(s, "set"), test_set_formats_and_returns_the_code);
-    tcase_add_test(new_case(s, "truncate"), test_set_truncates_long_messages);
-    tcase_add_test(new_case(s, "truncate_utf8"), test_truncation_never_splits_a_utf8_character);
-    tcase_add_test(new_case(s, "field_add"), test_field_add_makes_invalid_request);
-    tcase_add_test(new_case(s, "field_keep_code"), test_field_add_keeps_an_existing_code);
-    tcase_add_test(new_case(s, "field_max"), test_field_add_beyond_max_is_dropped);
-    tcase_add_test(new_case(s, "field_truncate"), test_field_add_truncates_path_and_description);
-    tcase_add_test(new_case(s, "clear"), test_clear_resets_everything);
-    tcase_add_test(new_case(s, "transient"), test_transient_codes_are_the_retryable_ones);
+    tcase_add_test(check_case(s, "grpc", TEST_TIMEOUT_S), test_codes_map_to_grpc_status_and_back);
+    tcase_add_test(check_case(s, "unknown", TEST_TIMEOUT_S), test_unknown_codes_map_to_unknown);
+    tcase_add_test(check_case(s, "names", TEST_TIMEOUT_S), test_code_names_are_grpc_names);
+    tcase_add_test(check_case(s, "set", TEST_TIMEOUT_S), test_set_formats_and_returns_the_code);
+    tcase_add_test(check_case(s, "truncate", TEST_TIMEOUT_S), test_set_truncates_long_messages);
+    tcase_add_test(check_case(s, "truncate_utf8", TEST_TIMEOUT_S),
+                   test_truncation_never_splits_a_utf8_character);
+    tcase_add_test(check_case(s, "field_add", TEST_TIMEOUT_S),
+                   test_field_add_makes_invalid_request);
+    tcase_add_test(check_case(s, "field_keep_code", TEST_TIMEOUT_S),
+                   test_field_add_keeps_an_existing_code);
+    tcase_add_test(check_case(s, "field_max", TEST_TIMEOUT_S),
+                   test_field_add_beyond_max_is_dropped);
+    tcase_add_test(check_case(s, "field_truncate", TEST_TIMEOUT_S),
+                   test_field_add_truncates_path_and_description);
+    tcase_add_test(check_case(s, "clear", TEST_TIMEOUT_S), test_clear_resets_everything);
+    tcase_add_test(check_case(s, "transient", TEST_TIMEOUT_S),
+                   test_transient_codes_are_the_retryable_ones);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(err_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(err_suite(), CK_FORK_GETENV);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/kfk.h"
 
 #define TEST_TIMEOUT_S 10
@@ -273,38 +274,27 @@ START_TEST(test_traceparent_validation_follows_w3c)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *kfk_ce_suite(void)
 {
     Suite *s = suite_create("kfk_ce");
-    TCase *enc = new_case(s, "encode");
+    TCase *enc = check_case(s, "encode", TEST_TIMEOUT_S);
     tcase_add_test(enc, test_headers_carry_every_attribute_of_the_binding);
     tcase_add_test(enc, test_headers_round_trip_through_parse);
     tcase_add_test(enc, test_headers_refuse_missing_or_invalid_attributes);
     tcase_add_test(enc, test_headers_leave_out_an_invalid_traceparent);
-    TCase *dec = new_case(s, "decode");
+    TCase *dec = check_case(s, "decode", TEST_TIMEOUT_S);
     tcase_add_test(dec, test_parse_names_each_missing_header);
     tcase_add_test(dec, test_parse_rejects_invalid_values_by_name);
     tcase_add_test(dec, test_parse_refuses_an_oversized_value_before_copying_it);
     tcase_add_test(dec, test_parse_takes_the_last_of_repeated_headers);
     tcase_add_test(dec, test_parse_treats_an_invalid_traceparent_as_absent);
     tcase_add_test(dec, test_parse_accepts_headers_in_any_order_among_others);
-    tcase_add_test(new_case(s, "traceparent"), test_traceparent_validation_follows_w3c);
+    tcase_add_test(check_case(s, "traceparent", TEST_TIMEOUT_S),
+                   test_traceparent_validation_follows_w3c);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(kfk_ce_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(kfk_ce_suite(), CK_FORK_GETENV);
 }

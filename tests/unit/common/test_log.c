@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "capture_stdout.h"
+#include "check_util.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -322,36 +323,32 @@ START_TEST(test_concurrent_lines_never_interleave)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
-    tcase_add_test(new_case(s, "line"), test_line_has_ts_level_svc_msg_then_fields);
-    tcase_add_test(new_case(s, "no_fields"), test_message_without_fields_compiles_and_logs);
-    tcase_add_test(new_case(s, "escape"), test_quotes_backslashes_and_control_chars_are_escaped);
-    tcase_add_test(new_case(s, "utf8"), test_invalid_utf8_becomes_replacement_chars);
-    tcase_add_test(new_case(s, "level"), test_lines_below_the_level_format_nothing);
-    tcase_add_test(new_case(s, "level_parse"), test_level_names_parse);
-    tcase_add_test(new_case(s, "ctx"), test_context_ids_are_added_per_thread_until_cleared);
-    tcase_add_test(new_case(s, "ctx_cut"), test_context_ids_are_cut_to_64_bytes);
-    tcase_add_test(new_case(s, "cap"), test_long_value_is_cut_with_ellipsis_and_line_stays_json);
-    tcase_add_test(new_case(s, "doubles"), test_non_finite_doubles_are_null);
-    tcase_add_test(new_case(s, "threads"), test_concurrent_lines_never_interleave);
+    tcase_add_test(check_case(s, "line", TEST_TIMEOUT_S),
+                   test_line_has_ts_level_svc_msg_then_fields);
+    tcase_add_test(check_case(s, "no_fields", TEST_TIMEOUT_S),
+                   test_message_without_fields_compiles_and_logs);
+    tcase_add_test(check_case(s, "escape", TEST_TIMEOUT_S),
+                   test_quotes_backslashes_and_control_chars_are_escaped);
+    tcase_add_test(check_case(s, "utf8", TEST_TIMEOUT_S),
+                   test_invalid_utf8_becomes_replacement_chars);
+    tcase_add_test(check_case(s, "level", TEST_TIMEOUT_S),
+                   test_lines_below_the_level_format_nothing);
+    tcase_add_test(check_case(s, "level_parse", TEST_TIMEOUT_S), test_level_names_parse);
+    tcase_add_test(check_case(s, "ctx", TEST_TIMEOUT_S),
+                   test_context_ids_are_added_per_thread_until_cleared);
+    tcase_add_test(check_case(s, "ctx_cut", TEST_TIMEOUT_S), test_context_ids_are_cut_to_64_bytes);
+    tcase_add_test(check_case(s, "cap", TEST_TIMEOUT_S),
+                   test_long_value_is_cut_with_ellipsis_and_line_stays_json);
+    tcase_add_test(check_case(s, "doubles", TEST_TIMEOUT_S), test_non_finite_doubles_are_null);
+    tcase_add_test(check_case(s, "threads", TEST_TIMEOUT_S),
+                   test_concurrent_lines_never_interleave);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(log_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(log_suite(), CK_FORK_GETENV);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/metrics.h"
 
 #define TEST_TIMEOUT_S 30
@@ -232,39 +233,33 @@ START_TEST(test_concurrent_updates_add_up_exactly)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
-    tcase_add_test(new_case(s, "exact"), test_render_of_a_small_registry_is_exact);
-    tcase_add_test(new_case(s, "histogram"),
+    tcase_add_test(check_case(s, "exact", TEST_TIMEOUT_S),
+                   test_render_of_a_small_registry_is_exact);
+    tcase_add_test(check_case(s, "histogram", TEST_TIMEOUT_S),
                    test_histogram_with_labels_uses_latency_buckets_cumulatively);
-    tcase_add_test(new_case(s, "escape"), test_label_values_and_help_are_escaped);
-    tcase_add_test(new_case(s, "label_order"), test_same_labels_in_any_order_are_the_same_series);
-    tcase_add_test(new_case(s, "gauge_fn"), test_computed_gauge_runs_at_render_and_can_be_replaced);
-    tcase_add_test(new_case(s, "special"), test_special_gauge_values_use_prometheus_spelling);
-    tcase_add_test(new_case(s, "empty"), test_empty_registry_renders_empty_text);
-    tcase_add_test_raise_signal(new_case(s, "kind_clash"), test_one_name_for_two_kinds_aborts,
-                                SIGABRT);
-    tcase_add_test_raise_signal(new_case(s, "bad_label"), test_bad_label_name_aborts, SIGABRT);
-    tcase_add_test_raise_signal(new_case(s, "le_label"), test_le_label_on_histogram_aborts,
-                                SIGABRT);
-    tcase_add_test(new_case(s, "threads"), test_concurrent_updates_add_up_exactly);
+    tcase_add_test(check_case(s, "escape", TEST_TIMEOUT_S), test_label_values_and_help_are_escaped);
+    tcase_add_test(check_case(s, "label_order", TEST_TIMEOUT_S),
+                   test_same_labels_in_any_order_are_the_same_series);
+    tcase_add_test(check_case(s, "gauge_fn", TEST_TIMEOUT_S),
+                   test_computed_gauge_runs_at_render_and_can_be_replaced);
+    tcase_add_test(check_case(s, "special", TEST_TIMEOUT_S),
+                   test_special_gauge_values_use_prometheus_spelling);
+    tcase_add_test(check_case(s, "empty", TEST_TIMEOUT_S), test_empty_registry_renders_empty_text);
+    tcase_add_test_raise_signal(check_case(s, "kind_clash", TEST_TIMEOUT_S),
+                                test_one_name_for_two_kinds_aborts, SIGABRT);
+    tcase_add_test_raise_signal(check_case(s, "bad_label", TEST_TIMEOUT_S),
+                                test_bad_label_name_aborts, SIGABRT);
+    tcase_add_test_raise_signal(check_case(s, "le_label", TEST_TIMEOUT_S),
+                                test_le_label_on_histogram_aborts, SIGABRT);
+    tcase_add_test(check_case(s, "threads", TEST_TIMEOUT_S),
+                   test_concurrent_updates_add_up_exactly);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(metrics_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(metrics_suite(), CK_FORK_GETENV);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "common/clock.h"
 #include "common/uuid.h"
 
@@ -124,32 +125,23 @@ START_TEST(test_valid_checks_the_canonical_shape)
 }
 END_TEST
 
-static TCase *new_case(Suite *s, const char *name)
-{
-    TCase *tc = tcase_create(name);
-    tcase_set_timeout(tc, TEST_TIMEOUT_S);
-    suite_add_tcase(s, tc);
-    return tc;
-}
-
 static Suite *uuid_suite(void)
 {
     Suite *s = suite_create("uuid");
-    tcase_add_test(new_case(s, "format"), test_new_is_canonical_lower_case_v7);
-    tcase_add_test(new_case(s, "timestamp"), test_timestamp_is_the_creation_millisecond);
-    tcase_add_test(new_case(s, "unique_ordered"),
+    tcase_add_test(check_case(s, "format", TEST_TIMEOUT_S), test_new_is_canonical_lower_case_v7);
+    tcase_add_test(check_case(s, "timestamp", TEST_TIMEOUT_S),
+                   test_timestamp_is_the_creation_millisecond);
+    tcase_add_test(check_case(s, "unique_ordered", TEST_TIMEOUT_S),
                    test_ids_are_unique_and_increase_in_creation_order);
-    tcase_add_test(new_case(s, "threads"), test_ids_from_concurrent_threads_never_collide);
-    tcase_add_test(new_case(s, "time_order"), test_later_ids_sort_after_earlier_ones);
-    tcase_add_test(new_case(s, "valid"), test_valid_checks_the_canonical_shape);
+    tcase_add_test(check_case(s, "threads", TEST_TIMEOUT_S),
+                   test_ids_from_concurrent_threads_never_collide);
+    tcase_add_test(check_case(s, "time_order", TEST_TIMEOUT_S),
+                   test_later_ids_sort_after_earlier_ones);
+    tcase_add_test(check_case(s, "valid", TEST_TIMEOUT_S), test_valid_checks_the_canonical_shape);
     return s;
 }
 
 int main(void)
 {
-    SRunner *runner = srunner_create(uuid_suite());
-    srunner_run_all(runner, CK_NORMAL);
-    int failed = srunner_ntests_failed(runner);
-    srunner_free(runner);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(uuid_suite(), CK_FORK_GETENV);
 }
