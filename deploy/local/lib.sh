@@ -4,6 +4,8 @@
 # (make test) and the developer stack (make up / make run) can run side by side:
 #   dev   .data/       PostgreSQL 5433-5435, Redis 6380, Kafka 9092/9093
 #   test  .data-test/  PostgreSQL 15433-15435, Redis 16380, Kafka 19092/19093
+#                      (STACK_PORT_BASE=N shifts the test ports by N instead of 10000,
+#                      so two checkouts can run their tests at once)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STACK_PROFILE=${STACK_PROFILE:-dev}
@@ -11,7 +13,7 @@ SERVICES=(order product user)
 
 case "$STACK_PROFILE" in
 dev) DATA="$ROOT/.data" ; base=0 ; FLEET=${FLEET:-1} ;;
-test) DATA="$ROOT/.data-test" ; base=10000 ; FLEET=${FLEET:-0} ;;
+test) DATA="$ROOT/.data-test" ; base=${STACK_PORT_BASE:-10000} ; FLEET=${FLEET:-0} ;;
 *) echo "STACK_PROFILE must be dev or test, not '$STACK_PROFILE'" >&2; exit 2 ;;
 esac
 
