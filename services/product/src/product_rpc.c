@@ -1,0 +1,681 @@
+/*
+ * product_rpc: shop.product.v1.ProductService (proto/shop/product/v1/
+ * product_service.proto, whose comments list the status codes of every method).
+ *
+ * Each handler: who may call → validate every field (all violations at once, per
+ * field) → one repository call → answer. Ids that are not UUIDs are NOT_FOUND, as
+ * the contract says, without asking the database.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "common/svc.h"
+#include "common/uuid.h"
+#include "product.h"
+#include "product_repo.h"
+#include "shop/product/v1/product_service.pb-c.h"
+
+#define PRODUCT_SKU_MAX         64
+#define PRODUCT_NAME_MAX        200
+#define PRODUCT_DESCRIPTION_MAX 5000
+#define PRODUCT_PRICE_MAX       INT64_C(1000000000)
+#define PRODUCT_CURRENCY        "USD"
+#define PRODUCT_BATCH_MAX       100
+#define PRODUCT_LIMIT_DEFAULT   20
+#define PRODUCT_LIMIT_MAX       100
+#define PRODUCT_QUERY_MAX       200
+/* Bounds a stock figure so that available + reserved + sold can never overflow. */
+#define PRODUCT_STOCK_MAX INT64_C(1000000000000)
+#define PRODUCT_TOKEN_MAX 128
+
+typedef Shop__Product__V1__ProductService_Service product_service_t;
+
+static db_pool_t *product_rpc_pool(rpc_call_t *call)
+{
+    return svc_pool(rpc_call_ctx(call));
+}
+
+/* Answers the call with err. Internal failures are logged here with their detail and
+ * reach the caller as a bare "internal error" (no SQL or database text leaves). */
+static void product_rpc_fail(rpc_call_t *call, err_t *err)
+{
+    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
+        LOG_ERR("product rpc failed", LOG_STR("method", rpc_call_method(call)),
+                LOG_STR("error", err->msg));
+        err_set(err, ERR_INTERNAL, "internal error");
+    }
+    rpc_call_fail(call, err);
+}
+
+/* Refuses a call whose deadline already passed before any work is done. */
+static int product_rpc_deadline(rpc_call_t *call, err_t *err)
+{
+    if (rpc_call_deadline_exceeded(call))
+        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+    return 0;
+}
+
+/* Admin-only methods: UNAUTHENTICATED without x-user-id, PERMISSION_DENIED for any
+ * role but admin. */
+static int product_rpc_admin(rpc_call_t *call, err_t *err)
+{
+    const char *user = rpc_call_user_id(call);
+    const char *role = rpc_call_user_role(call);
+    if (!user || !user[0])
+        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+    if (!role || strcmp(role, "admin") != 0)
+        return err_set(err, ERR_PERMISSION, "admin role required");
+    return 0;
+}
+
+/* ---- validation ---- */
+
+/* Decodes one UTF-8 sequence at s; its length, or 0 if invalid (overlong forms,
+ * surrogates and code points past U+10FFFF included). */
+static size_t product_rpc_utf8_seq(const unsigned char *s, uint32_t *cp)
+{
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n = s[0] < 0x80             ? 1
+               : (s[0] & 0xe0) == 0xc0 ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n == 0)
+        return 0;
+    uint32_t c = n == 1 ? s[0] : s[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+/* Counts the characters of s; -1 if s is not UTF-8 or holds a control character
+ * (tab, CR and LF are let through when `multiline`). */
+static long product_rpc_text_len(const char *s, bool multiline)
+{
+    long chars = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; chars++) {
+        uint32_t cp;
+        size_t n = product_rpc_utf8_seq(p, &cp);
+        if (n == 0)
+            return -1;
+        bool control = cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
+        if (control && !(multiline && (cp == '\t' || cp == '\n' || cp == '\r')))
+            return -1;
+        p += n;
+    }
+    return chars;
+}
+
+static void product_rpc_check_sku(const char *sku, err_t *err)
+{
+    size_t n = strlen(sku);
+    bool ok = n >= 1 && n <= PRODUCT_SKU_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)sku[i]) || sku[i] == '.' || sku[i] == '_' || sku[i] == '-';
+    if (!ok)
+        err_field_add(err, "sku", "must be 1..64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+}
+
+static void product_rpc_check_name(const char *name, err_t *err)
+{
+    long n = product_rpc_text_len(name, false);
+    if (n < 0)
+        err_field_add(err, "name", "must be utf-8 text without control characters");
+    else if (n < 1 || n > PRODUCT_NAME_MAX)
+        err_field_add(err, "name", "must be 1..200 characters");
+}
+
+static void product_rpc_check_description(const char *d, err_t *err)
+{
+    long n = product_rpc_text_len(d, true);
+    if (n < 0)
+        err_field_add(err, "description", "must be utf-8 text without control characters");
+    else if (n > PRODUCT_DESCRIPTION_MAX)
+        err_field_add(err, "description", "must be at most 5000 characters");
+}
+
+static void product_rpc_check_price(int64_t price, err_t *err)
+{
+    if (price < 0 || price > PRODUCT_PRICE_MAX)
+        err_field_add(err, "price_cents", "must be 0..1000000000");
+}
+
+/* "" means USD, the one currency accepted for now (common.proto). */
+static const char *product_rpc_currency(const char *currency, err_t *err)
+{
+    if (!currency[0] || strcmp(currency, PRODUCT_CURRENCY) == 0)
+        return PRODUCT_CURRENCY;
+    err_field_add(err, "currency", "must be USD");
+    return NULL;
+}
+
+/* Checks the fields named in f->mask; f->currency becomes "USD" for "". Returns
+ * err->code (0 when every field is valid). */
+static int product_rpc_check_fields(product_fields_t *f, err_t *err)
+{
+    if (f->mask & PRODUCT_F_SKU)
+        product_rpc_check_sku(f->sku, err);
+    if (f->mask & PRODUCT_F_NAME)
+        product_rpc_check_name(f->name, err);
+    if (f->mask & PRODUCT_F_DESCRIPTION)
+        product_rpc_check_description(f->description, err);
+    if (f->mask & PRODUCT_F_PRICE)
+        product_rpc_check_price(f->price_cents, err);
+    if (f->mask & PRODUCT_F_CURRENCY)
+        f->currency = product_rpc_currency(f->currency, err);
+    return err->code;
+}
+
+/* A product id the database may be asked about; anything else is NOT_FOUND. */
+static int product_rpc_known_id(const char *id, err_t *err)
+{
+    if (!uuid_valid(id))
+        return err_set(err, ERR_NOT_FOUND, "product not found");
+    return 0;
+}
+
+/* A taken sku is ALREADY_EXISTS with the field named. */
+static int product_rpc_sku_taken(err_t *err)
+{
+    if (err->code == ERR_CONFLICT && db_err_constraint(err, PRODUCT_SKU_KEY)) {
+        err_clear(err);
+        err_set(err, ERR_CONFLICT, "sku already exists");
+        err_field_add(err, "sku", "is already taken");
+    }
+    return err->code;
+}
+
+/* ---- answers ---- */
+
+static char *product_rpc_time(arena_t *a, int64_t us)
+{
+    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
+    clock_rfc3339(us, out);
+    return out;
+}
+
+static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product_row_t *r)
+{
+    Shop__Product__V1__Product *p = arena_alloc(a, sizeof(*p));
+    *p = (Shop__Product__V1__Product)SHOP__PRODUCT__V1__PRODUCT__INIT;
+    p->id = (char *)r->id;
+    p->sku = (char *)r->sku;
+    p->name = (char *)r->name;
+    p->description = (char *)r->description;
+    p->price_cents = r->price_cents;
+    p->currency = (char *)r->currency;
+    p->active = r->active;
+    p->created_at = product_rpc_time(a, r->created_us);
+    p->updated_at = product_rpc_time(a, r->updated_us);
+    return p;
+}
+
+static Shop__Product__V1__Stock *product_rpc_stock(arena_t *a, const product_stock_t *s)
+{
+    Shop__Product__V1__Stock *out = arena_alloc(a, sizeof(*out));
+    *out = (Shop__Product__V1__Stock)SHOP__PRODUCT__V1__STOCK__INIT;
+    out->product_id = (char *)s->product_id;
+    out->available = s->available;
+    out->reserved = s->reserved;
+    out->sold = s->sold;
+    return out;
+}
+
+/* ---- page tokens ----
+ * A token is base64url (no padding) of "<created_at µs>:<id>:<filter hash>", the
+ * last row of the previous page; the hash of (include_inactive, q) ties it to the
+ * query it was issued for. Decoding is strict: only the exact encoding of a
+ * well-formed cursor is accepted. */
+
+static const char product_b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *product_rpc_b64_encode(arena_t *a, const unsigned char *in, size_t n)
+{
+    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        size_t chars = n - i >= 3 ? 4 : n - i + 1;
+        for (size_t k = 0; k < chars; k++)
+            *p++ = product_b64[(v >> (18 - 6 * k)) & 0x3f];
+    }
+    *p = '\0';
+    return out;
+}
+
+/* Decodes base64url without padding into out (NUL-terminated); -1 on a bad
+ * character or length. */
+static int product_rpc_b64_decode(const char *in, char *out, size_t cap)
+{
+    size_t n = strlen(in), o = 0;
+    if (n % 4 == 1 || n / 4 * 3 + 3 >= cap)
+        return -1;
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = in[i] ? strchr(product_b64, in[i]) : NULL;
+        if (!c)
+            return -1;
+        v = v << 6 | (uint32_t)(c - product_b64);
+        if (i % 4 == 3) {
+            out[o++] = (char)(v >> 16);
+            out[o++] = (char)(v >> 8);
+            out[o++] = (char)v;
+            v = 0;
+        }
+    }
+    size_t rest = n % 4;
+    v <<= 6 * (rest ? 4 - rest : 0);
+    for (size_t k = 0; rest && k < rest - 1; k++)
+        out[o++] = (char)(v >> (16 - 8 * k));
+    out[o] = '\0';
+    return memchr(out, '\0', o) ? -1 : 0;
+}
+
+/* FNV-1a over the filter, so a token cannot be replayed against another query. */
+static uint32_t product_rpc_filter_hash(const char *q, bool include_inactive)
+{
+    uint32_t h = 2166136261u;
+    h = (h ^ (include_inactive ? '1' : '0')) * 16777619u;
+    for (const unsigned char *p = (const unsigned char *)q; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static char *product_rpc_token(arena_t *a, const product_row_t *last, const char *q,
+                               bool include_inactive)
+{
+    char *plain = arena_sprintf(a, "%" PRId64 ":%s:%08" PRIx32, last->created_us, last->id,
+                                product_rpc_filter_hash(q, include_inactive));
+    return product_rpc_b64_encode(a, (const unsigned char *)plain, strlen(plain));
+}
+
+/* Fills the query's cursor from a token; a field violation on page_token if it is
+ * not one this service issued for the same filter. */
+static void product_rpc_parse_token(arena_t *a, const char *token, product_page_query_t *pq,
+                                    err_t *err)
+{
+    char plain[PRODUCT_TOKEN_MAX];
+    int64_t us;
+    char id[UUID_STR_LEN];
+    uint32_t hash;
+    int end = 0;
+    if (strlen(token) > PRODUCT_TOKEN_MAX ||
+        product_rpc_b64_decode(token, plain, sizeof(plain)) != 0 ||
+        sscanf(plain, "%" SCNd64 ":%36[0-9a-f-]:%8" SCNx32 "%n", &us, id, &hash, &end) != 3 ||
+        plain[end] != '\0' || us < 0 || !uuid_valid(id)) {
+        err_field_add(err, "page_token", "is not a valid page token");
+        return;
+    }
+    pq->has_after = true;
+    pq->after_us = us;
+    pq->after_id = arena_strdup(a, id);
+    /* Only the exact encoding of the canonical text counts (no "+1", no leading
+     * zeros, no stray bits in the last character). */
+    product_row_t last = {.id = pq->after_id, .created_us = us};
+    if (strcmp(product_rpc_token(a, &last, pq->q, pq->include_inactive), token) == 0)
+        return;
+    if (hash != product_rpc_filter_hash(pq->q, pq->include_inactive))
+        err_field_add(err, "page_token", "was issued for another q or include_inactive");
+    else
+        err_field_add(err, "page_token", "is not a valid page token");
+}
+
+/* ---- handlers ---- */
+
+static void product_rpc_create_product(product_service_t *service,
+                                       const Shop__Product__V1__CreateProductRequest *req,
+                                       Shop__Product__V1__CreateProductResponse_Closure done,
+                                       void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_fields_t f = {.mask = PRODUCT_F_SKU | PRODUCT_F_NAME | PRODUCT_F_DESCRIPTION |
+                                  PRODUCT_F_PRICE | PRODUCT_F_CURRENCY,
+                          .sku = req->sku,
+                          .name = req->name,
+                          .description = req->description,
+                          .price_cents = req->price_cents,
+                          .currency = req->currency};
+    product_row_t row;
+    if (product_rpc_admin(call, &err) != 0 || product_rpc_check_fields(&f, &err) != 0 ||
+        product_rpc_deadline(call, &err) != 0 ||
+        product_repo_create(product_rpc_pool(call), a, &f, &row, &err) != 0) {
+        product_rpc_sku_taken(&err);
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("product created", LOG_STR("product_id", row.id), LOG_STR("sku", row.sku));
+    Shop__Product__V1__CreateProductResponse resp =
+        SHOP__PRODUCT__V1__CREATE_PRODUCT_RESPONSE__INIT;
+    resp.product = product_rpc_product(a, &row);
+    done(&resp, call_data);
+}
+
+static void product_rpc_get_product(product_service_t *service,
+                                    const Shop__Product__V1__GetProductRequest *req,
+                                    Shop__Product__V1__GetProductResponse_Closure done,
+                                    void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_row_t row;
+    if (product_rpc_known_id(req->product_id, &err) != 0 || product_rpc_deadline(call, &err) != 0 ||
+        product_repo_get(product_rpc_pool(call), a, req->product_id, &row, &err) != 0) {
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__Product__V1__GetProductResponse resp = SHOP__PRODUCT__V1__GET_PRODUCT_RESPONSE__INIT;
+    resp.product = product_rpc_product(a, &row);
+    done(&resp, call_data);
+}
+
+/* The batch's ids split into distinct well-formed ones (lower-case, to query) and the
+ * distinct malformed ones (not found without asking). */
+typedef struct product_batch {
+    const char **ids;   /* lower-case, distinct */
+    const char **given; /* ids[i] as the caller spelled it first */
+    size_t n;
+    const char **malformed;
+    size_t n_malformed;
+} product_batch_t;
+
+static bool product_rpc_listed(const char *const *list, size_t n, const char *s, bool nocase)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((nocase ? strcasecmp(list[i], s) : strcmp(list[i], s)) == 0)
+            return true;
+    return false;
+}
+
+static void product_rpc_batch_split(arena_t *a, char **in, size_t n, product_batch_t *b)
+{
+    b->ids = arena_calloc(a, n, sizeof(*b->ids));
+    b->given = arena_calloc(a, n, sizeof(*b->given));
+    b->malformed = arena_calloc(a, n, sizeof(*b->malformed));
+    for (size_t i = 0; i < n; i++) {
+        if (!uuid_valid(in[i])) {
+            if (!product_rpc_listed(b->malformed, b->n_malformed, in[i], false))
+                b->malformed[b->n_malformed++] = in[i];
+        } else if (!product_rpc_listed(b->ids, b->n, in[i], true)) {
+            char *id = arena_strdup(a, in[i]);
+            for (char *p = id; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+            b->given[b->n] = in[i];
+            b->ids[b->n++] = id;
+        }
+    }
+}
+
+static void product_rpc_batch_get_products(product_service_t *service,
+                                           const Shop__Product__V1__BatchGetProductsRequest *req,
+                                           Shop__Product__V1__BatchGetProductsResponse_Closure done,
+                                           void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_batch_t b = {0};
+    product_row_t *rows = NULL;
+    size_t n_rows = 0;
+    if (req->n_product_ids < 1 || req->n_product_ids > PRODUCT_BATCH_MAX)
+        err_field_add(&err, "product_ids", "must hold 1..100 ids");
+    else
+        product_rpc_batch_split(a, req->product_ids, req->n_product_ids, &b);
+    if (err.code != 0 || product_rpc_deadline(call, &err) != 0 ||
+        (b.n > 0 && product_repo_batch_get(product_rpc_pool(call), a, b.ids, b.n, &rows, &n_rows,
+                                           &err) != 0)) {
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__Product__V1__BatchGetProductsResponse resp =
+        SHOP__PRODUCT__V1__BATCH_GET_PRODUCTS_RESPONSE__INIT;
+    resp.products = n_rows ? arena_calloc(a, n_rows, sizeof(*resp.products)) : NULL;
+    for (size_t i = 0; i < n_rows; i++)
+        resp.products[resp.n_products++] = product_rpc_product(a, &rows[i]);
+    resp.not_found_ids = arena_calloc(a, b.n + b.n_malformed + 1, sizeof(*resp.not_found_ids));
+    for (size_t i = 0; i < b.n; i++) {
+        bool found = false;
+        for (size_t k = 0; k < n_rows && !found; k++)
+            found = strcmp(rows[k].id, b.ids[i]) == 0;
+        if (!found)
+            resp.not_found_ids[resp.n_not_found_ids++] = (char *)b.given[i];
+    }
+    for (size_t i = 0; i < b.n_malformed; i++)
+        resp.not_found_ids[resp.n_not_found_ids++] = (char *)b.malformed[i];
+    done(&resp, call_data);
+}
+
+/* The page query from the request; field violations for limit, q and page_token. */
+static int product_rpc_page_query(rpc_call_t *call,
+                                  const Shop__Product__V1__ListProductsRequest *req,
+                                  product_page_query_t *pq, err_t *err)
+{
+    arena_t *a = rpc_call_arena(call);
+    if (req->include_inactive && product_rpc_admin(call, err) != 0)
+        return err->code;
+    *pq = (product_page_query_t){.q = req->q, .include_inactive = req->include_inactive};
+    if (req->limit < 0 || req->limit > PRODUCT_LIMIT_MAX)
+        err_field_add(err, "limit", "must be 0..100");
+    pq->limit = req->limit ? req->limit : PRODUCT_LIMIT_DEFAULT;
+    long q_len = product_rpc_text_len(req->q, false);
+    if (q_len < 0 || q_len > PRODUCT_QUERY_MAX)
+        err_field_add(err, "q", "must be at most 200 characters of utf-8 text");
+    if (req->page_token[0])
+        product_rpc_parse_token(a, req->page_token, pq, err);
+    return err->code;
+}
+
+static void product_rpc_list_products(product_service_t *service,
+                                      const Shop__Product__V1__ListProductsRequest *req,
+                                      Shop__Product__V1__ListProductsResponse_Closure done,
+                                      void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_page_query_t pq;
+    product_row_t *rows;
+    size_t n;
+    if (product_rpc_page_query(call, req, &pq, &err) != 0 || product_rpc_deadline(call, &err) != 0)
+        goto fail;
+    int limit = pq.limit;
+    pq.limit = limit + 1; /* one more row tells whether there is a next page */
+    if (product_repo_list(product_rpc_pool(call), a, &pq, &rows, &n, &err) != 0)
+        goto fail;
+    Shop__Product__V1__ListProductsResponse resp = SHOP__PRODUCT__V1__LIST_PRODUCTS_RESPONSE__INIT;
+    bool more = n > (size_t)limit;
+    resp.n_products = more ? (size_t)limit : n;
+    resp.products =
+        resp.n_products ? arena_calloc(a, resp.n_products, sizeof(*resp.products)) : NULL;
+    for (size_t i = 0; i < resp.n_products; i++)
+        resp.products[i] = product_rpc_product(a, &rows[i]);
+    if (more)
+        resp.next_page_token = product_rpc_token(a, &rows[limit - 1], pq.q, pq.include_inactive);
+    done(&resp, call_data);
+    return;
+fail:
+    product_rpc_fail(call, &err);
+    done(NULL, call_data);
+}
+
+/* The patch named by update_mask; field violations for the mask and the values. */
+static int product_rpc_patch(const Shop__Product__V1__UpdateProductRequest *req,
+                             product_fields_t *f, err_t *err)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"sku", PRODUCT_F_SKU},
+                 {"name", PRODUCT_F_NAME},
+                 {"description", PRODUCT_F_DESCRIPTION},
+                 {"price_cents", PRODUCT_F_PRICE},
+                 {"currency", PRODUCT_F_CURRENCY},
+                 {"active", PRODUCT_F_ACTIVE}};
+    *f = (product_fields_t){.sku = req->sku,
+                            .name = req->name,
+                            .description = req->description,
+                            .price_cents = req->price_cents,
+                            .currency = req->currency,
+                            .active = req->active};
+    if (req->n_update_mask == 0)
+        err_field_add(err, "update_mask", "must name at least one field");
+    for (size_t i = 0; i < req->n_update_mask; i++) {
+        unsigned bit = 0;
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !bit; k++)
+            if (strcmp(req->update_mask[i], names[k].name) == 0)
+                bit = names[k].bit;
+        if (!bit)
+            err_field_add(err, "update_mask", "unknown field \"%.40s\"", req->update_mask[i]);
+        f->mask |= bit;
+    }
+    return product_rpc_check_fields(f, err);
+}
+
+static void product_rpc_update_product(product_service_t *service,
+                                       const Shop__Product__V1__UpdateProductRequest *req,
+                                       Shop__Product__V1__UpdateProductResponse_Closure done,
+                                       void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_fields_t f;
+    product_row_t row;
+    if (product_rpc_admin(call, &err) != 0 || product_rpc_patch(req, &f, &err) != 0 ||
+        product_rpc_known_id(req->product_id, &err) != 0 || product_rpc_deadline(call, &err) != 0 ||
+        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, &err) != 0) {
+        product_rpc_sku_taken(&err);
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("product updated", LOG_STR("product_id", row.id), LOG_INT("fields", f.mask));
+    Shop__Product__V1__UpdateProductResponse resp =
+        SHOP__PRODUCT__V1__UPDATE_PRODUCT_RESPONSE__INIT;
+    resp.product = product_rpc_product(a, &row);
+    done(&resp, call_data);
+}
+
+static void product_rpc_archive_product(product_service_t *service,
+                                        const Shop__Product__V1__ArchiveProductRequest *req,
+                                        Shop__Product__V1__ArchiveProductResponse_Closure done,
+                                        void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_row_t row;
+    if (product_rpc_admin(call, &err) != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
+        product_rpc_deadline(call, &err) != 0 ||
+        product_repo_archive(product_rpc_pool(call), a, req->product_id, &row, &err) != 0) {
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("product archived", LOG_STR("product_id", row.id));
+    Shop__Product__V1__ArchiveProductResponse resp =
+        SHOP__PRODUCT__V1__ARCHIVE_PRODUCT_RESPONSE__INIT;
+    resp.product = product_rpc_product(a, &row);
+    done(&resp, call_data);
+}
+
+static void product_rpc_set_stock(product_service_t *service,
+                                  const Shop__Product__V1__SetStockRequest *req,
+                                  Shop__Product__V1__SetStockResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_stock_t stock;
+    if (product_rpc_admin(call, &err) == 0 &&
+        (req->available < 0 || req->available > PRODUCT_STOCK_MAX))
+        err_field_add(&err, "available", "must be 0..1000000000000");
+    if (err.code != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
+        product_rpc_deadline(call, &err) != 0 ||
+        product_repo_stock_set(product_rpc_pool(call), a, req->product_id, req->available, &stock,
+                               &err) != 0) {
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("stock set", LOG_STR("product_id", stock.product_id),
+             LOG_INT("available", stock.available));
+    Shop__Product__V1__SetStockResponse resp = SHOP__PRODUCT__V1__SET_STOCK_RESPONSE__INIT;
+    resp.stock = product_rpc_stock(a, &stock);
+    done(&resp, call_data);
+}
+
+static void product_rpc_adjust_stock(product_service_t *service,
+                                     const Shop__Product__V1__AdjustStockRequest *req,
+                                     Shop__Product__V1__AdjustStockResponse_Closure done,
+                                     void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_stock_t stock;
+    if (product_rpc_admin(call, &err) == 0 &&
+        (req->delta == 0 || req->delta < -PRODUCT_STOCK_MAX || req->delta > PRODUCT_STOCK_MAX))
+        err_field_add(&err, "delta", "must be non-zero, -1000000000000..1000000000000");
+    if (err.code != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
+        product_rpc_deadline(call, &err) != 0 ||
+        product_repo_stock_adjust(product_rpc_pool(call), a, req->product_id, req->delta, &stock,
+                                  &err) != 0) {
+        if (err.code == ERR_PRECONDITION)
+            err_field_add(&err, "delta", "would make available negative");
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("stock adjusted", LOG_STR("product_id", stock.product_id),
+             LOG_INT("delta", req->delta), LOG_INT("available", stock.available));
+    Shop__Product__V1__AdjustStockResponse resp = SHOP__PRODUCT__V1__ADJUST_STOCK_RESPONSE__INIT;
+    resp.stock = product_rpc_stock(a, &stock);
+    done(&resp, call_data);
+}
+
+static void product_rpc_get_stock(product_service_t *service,
+                                  const Shop__Product__V1__GetStockRequest *req,
+                                  Shop__Product__V1__GetStockResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    product_stock_t stock;
+    if (product_rpc_admin(call, &err) != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
+        product_rpc_deadline(call, &err) != 0 ||
+        product_repo_stock_get(product_rpc_pool(call), a, req->product_id, &stock, &err) != 0) {
+        product_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__Product__V1__GetStockResponse resp = SHOP__PRODUCT__V1__GET_STOCK_RESPONSE__INIT;
+    resp.stock = product_rpc_stock(a, &stock);
+    done(&resp, call_data);
+}
+
+static product_service_t product_rpc_impl = SHOP__PRODUCT__V1__PRODUCT_SERVICE__INIT(product_rpc_);
+
+ProtobufCService *const product_rpc_service = &product_rpc_impl.base;

@@ -1,0 +1,141 @@
+/*
+ * product_test_support: what the product-svc saga tests share — real product-svc
+ * processes, products made through its gRPC API, order events produced to
+ * order.events with CloudEvents headers, inventory.events read back, and the
+ * product database inspected.
+ *
+ * The shared test stack's topics carry other tests' events too: every order and
+ * product id here is a fresh UUID and only events keyed by this test's orders are
+ * kept.
+ */
+#ifndef PRODUCT_TEST_SUPPORT_H
+#define PRODUCT_TEST_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/arena.h"
+#include "common/db.h"
+#include "common/kfk.h"
+#include "common/rpc.h"
+#include "common/uuid.h"
+
+#define PT_TIMEOUT_MS 60000
+
+/* ---- product-svc processes (started by main(), before any test forks) ---- */
+
+typedef struct pt_svc {
+    pid_t pid;
+    int grpc_port;
+    char log[256]; /* its stdout and stderr */
+} pt_svc_t;
+
+/* pt_svc_start: runs `binary` with DATABASE_URL=$PRODUCT_DATABASE_URL, the stack's
+ * KAFKA_BROKERS and ports of its choosing, and waits until it serves gRPC and its
+ * saga consumer holds partitions. The process gets SIGTERM if the test process dies
+ * first, so a crashed run leaves no member in the consumer group. 0, or -1 with a
+ * message on stderr. Not from inside a test (no ck_assert here). */
+int pt_svc_start(pt_svc_t *s, const char *binary, int index);
+
+/* pt_svc_stop: SIGTERM and wait; the exit status (0 after a clean drain; -1 if it
+ * had to be killed). Keeps the log file when the status is not 0. */
+int pt_svc_stop(pt_svc_t *s);
+
+/* pt_log_count: how many lines of the log contain both needles (b may be NULL). */
+int pt_log_count(const char *path, const char *a, const char *b);
+
+/* ---- one test's connections ---- */
+
+/* A collected inventory event. */
+typedef struct pt_event {
+    const char *ce_id;
+    const char *order_id;
+    const char *type; /* "StockReserved", "StockRejected", ... (without the package) */
+    const ProtobufCMessage *msg;
+} pt_event_t;
+
+typedef struct pt {
+    arena_t *a;
+    db_pool_t *db;
+    rpc_channel_t *ch;
+    kfk_producer_t *producer;
+    kfk_consumer_t *consumer; /* inventory.events from the beginning, a fresh group */
+    const char **orders;      /* the test's order ids: only their events are kept */
+    size_t n_orders, cap_orders;
+    const char **products; /* the test's products (deleted by pt_close) */
+    size_t n_products, cap_products;
+    pt_event_t *events;
+    size_t n_events, cap_events;
+} pt_t;
+
+/* pt_open / pt_close: connections for a test talking to instance `svc`; pt_close
+ * deletes the test's products, reservations and order states. */
+void pt_open(pt_t *t, const pt_svc_t *svc);
+void pt_close(pt_t *t);
+
+/* pt_product: a new product (CreateProduct) with `available` units (SetStock). */
+const char *pt_product(pt_t *t, int64_t available);
+
+/* pt_set_stock: SetStock through the API. */
+void pt_set_stock(pt_t *t, const char *product_id, int64_t available);
+
+/* pt_order: a fresh order id, registered so its events are collected. */
+const char *pt_order(pt_t *t);
+
+/* An order line for pt_order_created. */
+typedef struct pt_line {
+    const char *product_id;
+    int32_t quantity;
+} pt_line_t;
+
+/* Producing to order.events (key = order id). ce_id NULL means a fresh one. The
+ * broker's ack is awaited. Returns the ce_id used (in the test's arena). */
+const char *pt_order_created(pt_t *t, const char *order_id, const pt_line_t *lines, size_t n,
+                             const char *ce_id);
+const char *pt_order_confirmed(pt_t *t, const char *order_id, const char *ce_id);
+const char *pt_order_cancelled(pt_t *t, const char *order_id, const char *ce_id);
+
+/* pt_wait_events: consumes inventory.events until at least `want` events of the
+ * test's orders were collected in all (copies of one ce_id count once), or the
+ * timeout. Returns the number collected. */
+size_t pt_wait_events(pt_t *t, size_t want);
+
+/* pt_wait_processed: waits until product-svc's inbox holds ce_id, i.e. the event's
+ * handler committed (and, since an order's events are consumed in order, every
+ * event of that order produced before it). Fails the test after the timeout. */
+void pt_wait_processed(pt_t *t, const char *ce_id);
+
+/* pt_emitted: the events of `type` ("StockReserved", ...) product-svc wrote to its
+ * outbox for the order: exactly what it decided to say, published or not. */
+int64_t pt_emitted(pt_t *t, const char *order_id, const char *type);
+
+/* pt_count: collected events of `type` ("StockReserved", ...) for order_id (NULL:
+ * any of the test's orders). */
+size_t pt_count(const pt_t *t, const char *type, const char *order_id);
+
+/* pt_find: the first collected event of `type` for order_id; fails the test if none. */
+const ProtobufCMessage *pt_find(const pt_t *t, const char *type, const char *order_id);
+
+/* ---- the database ---- */
+
+typedef struct pt_stock {
+    int64_t available, reserved, sold, added;
+} pt_stock_t;
+
+/* pt_stock: the product's inventory row; asserts the invariants (every count >= 0,
+ * available + reserved + sold = added). */
+pt_stock_t pt_stock(pt_t *t, const char *product_id);
+
+/* pt_order_state: order_states.state, or "" if there is no row. */
+const char *pt_order_state(pt_t *t, const char *order_id);
+
+/* pt_reservations: the order's reservation rows in `state` (NULL: any) and the sum
+ * of their quantities into *units (may be NULL). */
+int pt_reservations(pt_t *t, const char *order_id, const char *state, int64_t *units);
+
+/* pt_i64: a single integer from SQL with up to two text parameters. */
+int64_t pt_i64(pt_t *t, const char *sql, const char *p1, const char *p2);
+
+#endif
