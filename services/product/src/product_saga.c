@@ -204,7 +204,7 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
                                       err_t *err)
 {
     const Shop__Events__V1__OrderCreated *oc = (const void *)ev->msg;
-    const char *order_id, *state;
+    const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
         product_saga_check_lines(ev, oc, err) != 0 ||
         product_repo_order_lock(tx, a, order_id, err) != 0 ||
@@ -230,7 +230,7 @@ static int product_saga_order_confirmed(db_conn_t *tx, arena_t *a, const saga_ev
                                         void *ctx, err_t *err)
 {
     const Shop__Events__V1__OrderConfirmed *oc = (const void *)ev->msg;
-    const char *order_id, *state;
+    const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
         product_repo_order_lock(tx, a, order_id, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
@@ -286,7 +286,7 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
                                         void *ctx, err_t *err)
 {
     const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
-    const char *order_id, *state;
+    const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
         product_repo_order_lock(tx, a, order_id, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
