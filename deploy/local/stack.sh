@@ -207,8 +207,9 @@ kafka_down() {
 program_bin() { # program_bin NAME: the built executable, or nothing
     local f
     for f in "$BIN_DIR/services/${1%-svc}/$1" "$BIN_DIR/$1/$1" "$BIN_DIR/$1"; do
-        [ -x "$f" ] && { echo "$f"; return; }
+        [ -x "$f" ] && { echo "$f"; return 0; }
     done
+    return 0
 }
 
 service_up() {
