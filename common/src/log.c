@@ -29,6 +29,7 @@
 #define LOG_TAIL_RESERVE 8
 
 log_level_t log__level = LOG_LEVEL_INFO;
+static int log_fd = STDOUT_FILENO;
 
 static char log_svc[LOG_SVC_MAX + 1] = "-";
 
@@ -51,6 +52,11 @@ static void log_copy(char *dst, size_t size, const char *src)
     size_t n = strnlen(src, size - 1);
     memcpy(dst, src, n);
     dst[n] = '\0';
+}
+
+void log_set_fd(int fd)
+{
+    log_fd = fd;
 }
 
 void log_init(const char *svc, log_level_t level)
@@ -269,7 +275,7 @@ static void log_emit(const log_buf_t *b)
     const char *p = b->data;
     size_t left = b->len;
     while (left > 0) {
-        ssize_t n = write(STDOUT_FILENO, p, left);
+        ssize_t n = write(log_fd, p, left);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

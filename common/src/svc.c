@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/admin.h"
 #include "common/clock.h"
@@ -41,6 +42,7 @@ struct svc {
     admin_server_t *admin;
     void *user;
     atomic_int migrated;
+    atomic_int started;
     atomic_int stopping;
 };
 
@@ -129,6 +131,8 @@ static int svc_ready(void *ud, err_t *err)
         return err_set(err, ERR_UNAVAILABLE, "shutting down");
     if (!atomic_load(&s->migrated))
         return err_set(err, ERR_UNAVAILABLE, "database not migrated yet");
+    if (!atomic_load(&s->started))
+        return err_set(err, ERR_UNAVAILABLE, "starting");
     if (db_pool_ping(s->pool, err) < 0)
         return err->code;
     if (s->producer && kfk_producer_ping(s->producer, 500, err) < 0)
@@ -198,6 +202,7 @@ static int start(svc_t *s, err_t *err)
     if (rpc_server_start(s->rpc, err) < 0)
         return err->code;
     rpc_server_set_serving(s->rpc, 1);
+    atomic_store(&s->started, 1);
     return 0;
 }
 
@@ -220,12 +225,32 @@ static void stop(svc_t *s)
     db_pool_free(s->pool);
 }
 
+/* The command argv names, or NULL after printing the usage (exit status 2). */
+static const svc_command_t *find_command(const svc_def_t *def, const char *process, int argc,
+                                         char **argv)
+{
+    for (size_t i = 0; i < def->n_commands; i++)
+        if (strcmp(argv[1], def->commands[i].name) == 0 && argc - 2 == def->commands[i].n_args)
+            return &def->commands[i];
+    fprintf(stderr, "usage: %s                 serve\n", process);
+    for (size_t i = 0; i < def->n_commands; i++)
+        fprintf(stderr, "       %s %s %s\n", process, def->commands[i].name,
+                def->commands[i].usage);
+    return NULL;
+}
+
 int svc_main(const svc_def_t *def, int argc, char **argv)
 {
     svc_t s = {.def = def};
     err_t err = ERR_INIT;
     int status = 1;
     snprintf(s.process, sizeof(s.process), "%s-svc", def->name);
+    const svc_command_t *command = NULL;
+    if (argc >= 2) {
+        if (!(command = find_command(def, s.process, argc, argv)))
+            return 2;
+        log_set_fd(STDERR_FILENO);
+    }
 
     /* Block the stop signals in every thread (they inherit the mask); main waits for
      * them. A closed peer must be an error return, not a SIGPIPE. */
@@ -250,7 +275,7 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
         goto fail;
     /* The gRPC core reads its environment once, at its first initialisation (rpc.h):
      * create the server before any other thread exists. */
-    if (argc < 2) {
+    if (!command) {
         s.rpc = rpc_server_new(&(rpc_server_opts_t){.addr = s.cfg.grpc_addr,
                                                     .name = s.process,
                                                     .workers = (int)s.cfg.db_pool_size},
@@ -264,13 +289,8 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
         goto fail;
     atomic_store(&s.migrated, 1);
 
-    if (argc >= 2) {
-        if (!def->command) {
-            fprintf(stderr, "usage: %s (no arguments)\n", s.process);
-            status = 2;
-            goto out;
-        }
-        status = def->command(&s, argc, argv);
+    if (command) {
+        status = command->run(&s, argc - 1, argv + 1);
         goto out;
     }
 
@@ -289,7 +309,7 @@ fail:
     status = err.code == ERR_CANCELLED ? 0 : 1;
 out:
     stop(&s);
-    if (status == 0 && argc < 2)
+    if (status == 0 && !command)
         LOG_INFO("stopped");
     return status;
 }

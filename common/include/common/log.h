@@ -44,6 +44,10 @@ extern log_level_t log__level;
  * before threads start; logging before it works with svc "-" and level info. */
 void log_init(const char *svc, log_level_t level);
 
+/* log_set_fd: where lines go (default stdout). Operator commands log to stderr so that
+ * their own output on stdout stays clean. Call before threads start. */
+void log_set_fd(int fd);
+
 /* log_level_parse: "debug" | "info" | "warn" | "error" → 0 and *out, else -1. */
 int log_level_parse(const char *s, log_level_t *out);
 

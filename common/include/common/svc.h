@@ -41,6 +41,17 @@
 
 typedef struct svc svc_t;
 
+/* An operator command: `<program> <name> <n_args arguments>`. svc_main checks the
+ * name and the argument count before it touches anything (usage errors exit 2 at
+ * once), sends its own log lines to stderr, applies the migrations, then calls run
+ * with argv[0] = the command name. run returns the exit status. */
+typedef struct svc_command {
+    const char *name;
+    int n_args;
+    const char *usage; /* the arguments and notes, e.g. "EMAIL   (password on stdin)" */
+    int (*run)(svc_t *s, int argc, char **argv);
+} svc_command_t;
+
 typedef struct svc_def {
     const char *name; /* "product": logs say svc "product", the process is
                                product-svc, the Kafka group "product-svc" */
@@ -63,9 +74,10 @@ typedef struct svc_def {
      * Either may be NULL. init returns 0 or a negative code with err set (fatal). */
     int (*init)(svc_t *s, err_t *err);
     void (*fini)(svc_t *s);
-    /* commands: argv[1] names a command instead of serving (e.g. user-svc
-     * create-admin). Returns the exit status; runs after settings and migrations. */
-    int (*command)(svc_t *s, int argc, char **argv);
+    /* Operator commands (e.g. `user-svc create-admin EMAIL`): argv[1] names one
+     * instead of serving. May be NULL/0. */
+    const struct svc_command *commands;
+    size_t n_commands;
 } svc_def_t;
 
 /* svc_main: runs the service until SIGTERM/SIGINT; returns the process exit status

@@ -1,0 +1,770 @@
+/*
+ * user_rpc: shop.user.v1.UserService (proto/shop/user/v1/user_service.proto, whose
+ * comments list the status codes of every method).
+ *
+ * Each handler: who may call → validate every field (all violations at once, per
+ * field) → whose user it is → one repository call → answer. Methods naming a user
+ * need x-user-id (else UNAUTHENTICATED) and serve the caller's own user, or any user
+ * for x-user-role "admin"; another user's id, a malformed id and an unknown id all
+ * answer the same NOT_FOUND, so ids cannot be probed. CreateUser and
+ * VerifyCredentials are anonymous (the gateway calls them before there is a user).
+ *
+ * Lengths are counted in characters (Unicode code points of well-formed UTF-8), not
+ * bytes, as the contract states them in characters. Passwords are taken byte for
+ * byte (no Unicode normalization): what a user types on one device must be what it
+ * types on another. Passwords and hashes never appear in a log line or a message.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "common/svc.h"
+#include "common/uuid.h"
+#include "shop/user/v1/user_service.pb-c.h"
+#include "user.h"
+#include "user_repo.h"
+
+#define USER_EMAIL_MAX       254
+#define USER_EMAIL_LOCAL_MAX 64
+#define USER_PASSWORD_MIN    8
+#define USER_PASSWORD_MAX    128
+#define USER_NAME_MAX        100
+#define USER_LINE_MAX        200
+#define USER_CITY_MAX        100
+#define USER_POSTAL_MAX      20
+#define USER_DEPOSIT_MAX     INT64_C(100000000)
+#define USER_KEY_MAX         128
+#define USER_LIMIT_DEFAULT   20
+#define USER_LIMIT_MAX       100
+#define USER_TOKEN_MAX       64
+
+typedef Shop__User__V1__UserService_Service user_service_t;
+
+static db_pool_t *user_rpc_pool(rpc_call_t *call)
+{
+    return svc_pool(rpc_call_ctx(call));
+}
+
+static user_password_t *user_rpc_passwords(rpc_call_t *call)
+{
+    const user_ctx_t *ctx = svc_user(rpc_call_ctx(call));
+    return ctx->passwords;
+}
+
+/* Answers the call with err. Internal failures are logged here with their detail and
+ * reach the caller as a bare "internal error" (no SQL or database text leaves). */
+static void user_rpc_fail(rpc_call_t *call, err_t *err)
+{
+    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
+        LOG_ERR("user rpc failed", LOG_STR("method", rpc_call_method(call)),
+                LOG_STR("error", err->msg));
+        err_set(err, ERR_INTERNAL, "internal error");
+    }
+    rpc_call_fail(call, err);
+}
+
+/* Refuses a call whose deadline already passed before any work is done. */
+static int user_rpc_deadline(rpc_call_t *call, err_t *err)
+{
+    if (rpc_call_deadline_exceeded(call))
+        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+    return 0;
+}
+
+/* ---- who calls ---- */
+
+/* Methods naming a user: UNAUTHENTICATED without a well-formed x-user-id. */
+static int user_rpc_authn(rpc_call_t *call, err_t *err)
+{
+    const char *caller = rpc_call_user_id(call);
+    if (!caller || !uuid_valid(caller))
+        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+    return 0;
+}
+
+/* The user the call may address, lower-case into *id: the caller's own, or any for
+ * an admin. NOT_FOUND otherwise, worded as for an unknown user. */
+static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id, err_t *err)
+{
+    const char *caller = rpc_call_user_id(call);
+    const char *role = rpc_call_user_role(call);
+    bool admin = role && strcmp(role, "admin") == 0;
+    if (!uuid_valid(user_id) || !(admin || strcasecmp(user_id, caller) == 0))
+        return err_set(err, ERR_NOT_FOUND, "user not found");
+    char *lower = arena_strdup(rpc_call_arena(call), user_id);
+    for (char *p = lower; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    *id = lower;
+    return 0;
+}
+
+/* ---- text ---- */
+
+/* Decodes one UTF-8 sequence at s; its length, or 0 if invalid (overlong forms,
+ * surrogates and code points past U+10FFFF included). */
+static size_t user_rpc_utf8_seq(const unsigned char *s, uint32_t *cp)
+{
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n = s[0] < 0x80             ? 1
+               : (s[0] & 0xe0) == 0xc0 ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n == 0)
+        return 0;
+    uint32_t c = n == 1 ? s[0] : s[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+/* Counts the characters of s; -1 if s is not UTF-8, or holds a control character
+ * and `controls` is false. */
+static long user_rpc_text_len(const char *s, bool controls)
+{
+    long chars = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; chars++) {
+        uint32_t cp;
+        size_t n = user_rpc_utf8_seq(p, &cp);
+        if (n == 0 || (!controls && (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))))
+            return -1;
+        p += n;
+    }
+    return chars;
+}
+
+/* A copy of s without surrounding ASCII blanks. */
+static const char *user_rpc_trim(arena_t *a, const char *s)
+{
+    while (*s && isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        n--;
+    return arena_strndup(a, s, n);
+}
+
+/* Free text of `min`..`max` characters without control characters. */
+static void user_rpc_check_text(const char *field, const char *s, long min, long max, err_t *err)
+{
+    long n = user_rpc_text_len(s, false);
+    if (n < 0)
+        err_field_add(err, field, "must be utf-8 text without control characters");
+    else if (n < min || n > max)
+        err_field_add(err, field, "must be %ld..%ld characters", min, max);
+}
+
+/* ---- validation shared with the create-admin command ---- */
+
+/* One "@" between a non-empty local part (≤ 64 bytes) and a domain of non-empty
+ * dot-separated labels; no blanks anywhere. */
+static bool user_rpc_email_shape(const char *e)
+{
+    const char *at = strchr(e, '@');
+    if (!at || at == e || at - e > USER_EMAIL_LOCAL_MAX || strchr(at + 1, '@'))
+        return false;
+    const char *d = at + 1;
+    size_t n = strlen(d);
+    if (n == 0 || d[0] == '.' || d[n - 1] == '.' || strstr(d, ".."))
+        return false;
+    for (const char *p = e; *p; p++)
+        if (isspace((unsigned char)*p))
+            return false;
+    return true;
+}
+
+int user_rpc_check_email(arena_t *a, const char *email, const char **out, err_t *err)
+{
+    const char *t = user_rpc_trim(a, email);
+    long n = user_rpc_text_len(t, false);
+    if (n < 3 || n > USER_EMAIL_MAX || !user_rpc_email_shape(t))
+        return err_field_add(err, "email",
+                             "must be an email address: one @, no spaces, at most 254 characters");
+    *out = t;
+    return 0;
+}
+
+int user_rpc_check_password(const char *password, err_t *err)
+{
+    long n = user_rpc_text_len(password, true);
+    if (n < 0)
+        return err_field_add(err, "password", "must be utf-8 text");
+    if (n < USER_PASSWORD_MIN || n > USER_PASSWORD_MAX)
+        return err_field_add(err, "password", "must be 8..128 characters");
+    return 0;
+}
+
+int user_rpc_check_display_name(arena_t *a, const char *name, const char **out, err_t *err)
+{
+    const char *t = user_rpc_trim(a, name);
+    int before = (int)err->n_fields;
+    user_rpc_check_text("display_name", t, 1, USER_NAME_MAX, err);
+    if ((int)err->n_fields != before)
+        return err->code;
+    *out = t;
+    return 0;
+}
+
+/* E.164: "+", a non-zero digit, then 1..14 digits. */
+static void user_rpc_check_phone(const char *phone, err_t *err)
+{
+    size_t n = strlen(phone);
+    bool ok = n >= 3 && n <= 16 && phone[0] == '+' && phone[1] >= '1' && phone[1] <= '9';
+    for (size_t i = 2; ok && i < n; i++)
+        ok = isdigit((unsigned char)phone[i]);
+    if (!ok)
+        err_field_add(err, "phone", "must be an e.164 number such as +14155550100, or empty");
+}
+
+static void user_rpc_check_address(const Shop__User__V1__Address *ad, err_t *err)
+{
+    user_rpc_check_text("shipping_address.line1", ad->line1, 1, USER_LINE_MAX, err);
+    user_rpc_check_text("shipping_address.line2", ad->line2, 0, USER_LINE_MAX, err);
+    user_rpc_check_text("shipping_address.city", ad->city, 1, USER_CITY_MAX, err);
+    user_rpc_check_text("shipping_address.region", ad->region, 0, USER_CITY_MAX, err);
+    user_rpc_check_text("shipping_address.postal_code", ad->postal_code, 0, USER_POSTAL_MAX, err);
+    const char *c = ad->country;
+    if (strlen(c) != 2 || !isupper((unsigned char)c[0]) || !isupper((unsigned char)c[1]))
+        err_field_add(err, "shipping_address.country",
+                      "must be an iso 3166-1 alpha-2 code in upper case such as US");
+}
+
+/* Checks the characters of one subtag: `n` letters (alpha) or digits. */
+static bool user_rpc_subtag(const char *s, size_t n, bool alpha)
+{
+    for (size_t i = 0; i < n; i++)
+        if (alpha ? !isalpha((unsigned char)s[i]) : !isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* A BCP 47 tag of the shape language[-Script][-REGION] ("en", "en-US", "zh-Hant-TW",
+ * "es-419"), in canonical case, or NULL. Tags compare case-insensitively, so
+ * "EN-us" is accepted as "en-US". */
+static const char *user_rpc_language(arena_t *a, const char *tag)
+{
+    size_t len = strlen(tag);
+    if (len < 2 || len > 12)
+        return NULL;
+    char *out = arena_strdup(a, tag);
+    char *p = out;
+    size_t n = strcspn(p, "-");
+    if (n < 2 || n > 3 || !user_rpc_subtag(p, n, true))
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)tolower((unsigned char)p[i]);
+    p += n;
+    bool script_ok = true, region_ok = true;
+    while (*p == '-') {
+        p++;
+        n = strcspn(p, "-");
+        if (n == 4 && script_ok && region_ok && user_rpc_subtag(p, 4, true)) {
+            p[0] = (char)toupper((unsigned char)p[0]);
+            for (size_t i = 1; i < 4; i++)
+                p[i] = (char)tolower((unsigned char)p[i]);
+            script_ok = false;
+        } else if (region_ok && ((n == 2 && user_rpc_subtag(p, 2, true)) ||
+                                 (n == 3 && user_rpc_subtag(p, 3, false)))) {
+            for (size_t i = 0; i < n; i++)
+                p[i] = (char)toupper((unsigned char)p[i]);
+            script_ok = region_ok = false;
+        } else {
+            return NULL;
+        }
+        p += n;
+    }
+    return *p ? NULL : out;
+}
+
+/* The bits of an update_mask, with a violation for an empty mask or an unknown name. */
+typedef struct user_rpc_mask_name {
+    const char *name;
+    unsigned bit;
+} user_rpc_mask_name_t;
+
+static unsigned user_rpc_mask(char **mask, size_t n, const user_rpc_mask_name_t *names,
+                              size_t n_names, err_t *err)
+{
+    unsigned bits = 0;
+    if (n == 0)
+        err_field_add(err, "update_mask", "must name at least one field");
+    for (size_t i = 0; i < n; i++) {
+        unsigned bit = 0;
+        for (size_t k = 0; k < n_names && !bit; k++)
+            if (strcmp(mask[i], names[k].name) == 0)
+                bit = names[k].bit;
+        if (!bit)
+            err_field_add(err, "update_mask", "unknown field \"%.40s\"", mask[i]);
+        bits |= bit;
+    }
+    return bits;
+}
+
+/* ---- page tokens ----
+ * A token is base64url (no padding) of the decimal seq of the last entry of the
+ * previous page. Decoding is strict: only the exact encoding of a positive number
+ * without leading zeros is accepted. */
+
+static const char user_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *user_rpc_token(arena_t *a, int64_t seq)
+{
+    char plain[24];
+    size_t n = (size_t)snprintf(plain, sizeof(plain), "%" PRId64, seq);
+    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)plain[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)(unsigned char)plain[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)plain[i + 2];
+        size_t chars = n - i >= 3 ? 4 : n - i + 1;
+        for (size_t k = 0; k < chars; k++)
+            *p++ = user_b64[(v >> (18 - 6 * k)) & 0x3f];
+    }
+    *p = '\0';
+    return out;
+}
+
+/* The seq a token stands for, or 0 with a violation on page_token. */
+static int64_t user_rpc_parse_token(arena_t *a, const char *token, err_t *err)
+{
+    char plain[USER_TOKEN_MAX];
+    size_t n = strlen(token), o = 0;
+    uint32_t bits = 0;
+    int n_bits = 0;
+    bool ok = n > 0 && n <= USER_TOKEN_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        const char *c = strchr(user_b64, token[i]);
+        ok = c != NULL;
+        bits = bits << 6 | (uint32_t)(ok ? c - user_b64 : 0);
+        if ((n_bits += 6) >= 8) {
+            n_bits -= 8;
+            plain[o++] = (char)(bits >> n_bits);
+            bits &= (1u << n_bits) - 1;
+        }
+    }
+    plain[o] = '\0';
+    /* Re-encoding must give the token back: no stray bits, no leading zeros. */
+    char *end = NULL;
+    long long seq = ok && plain[0] >= '1' && plain[0] <= '9' ? strtoll(plain, &end, 10) : 0;
+    if (seq <= 0 || *end || strcmp(user_rpc_token(a, seq), token) != 0) {
+        err_field_add(err, "page_token", "is not a valid page token");
+        return 0;
+    }
+    return seq;
+}
+
+/* ---- answers ---- */
+
+static char *user_rpc_time(arena_t *a, int64_t us)
+{
+    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
+    clock_rfc3339(us, out);
+    return out;
+}
+
+static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
+{
+    Shop__User__V1__User *u = arena_alloc(a, sizeof(*u));
+    *u = (Shop__User__V1__User)SHOP__USER__V1__USER__INIT;
+    u->id = (char *)r->id;
+    u->email = (char *)r->email;
+    u->display_name = (char *)r->display_name;
+    u->role = strcmp(r->role, "admin") == 0 ? SHOP__USER__V1__ROLE__ROLE_ADMIN
+                                            : SHOP__USER__V1__ROLE__ROLE_CUSTOMER;
+    u->created_at = user_rpc_time(a, r->created_us);
+    return u;
+}
+
+static Shop__User__V1__Profile *user_rpc_profile(arena_t *a, const user_row_t *u,
+                                                 const user_profile_t *p)
+{
+    Shop__User__V1__Profile *out = arena_alloc(a, sizeof(*out));
+    *out = (Shop__User__V1__Profile)SHOP__USER__V1__PROFILE__INIT;
+    out->display_name = (char *)u->display_name;
+    out->phone = (char *)p->phone;
+    if (p->has_address) {
+        Shop__User__V1__Address *ad = arena_alloc(a, sizeof(*ad));
+        *ad = (Shop__User__V1__Address)SHOP__USER__V1__ADDRESS__INIT;
+        ad->line1 = (char *)p->address.line1;
+        ad->line2 = (char *)p->address.line2;
+        ad->city = (char *)p->address.city;
+        ad->region = (char *)p->address.region;
+        ad->postal_code = (char *)p->address.postal_code;
+        ad->country = (char *)p->address.country;
+        out->shipping_address = ad;
+    }
+    return out;
+}
+
+static Shop__User__V1__Preferences *user_rpc_prefs(arena_t *a, const user_prefs_t *p)
+{
+    Shop__User__V1__Preferences *out = arena_alloc(a, sizeof(*out));
+    *out = (Shop__User__V1__Preferences)SHOP__USER__V1__PREFERENCES__INIT;
+    out->language = (char *)p->language;
+    out->currency = (char *)p->currency;
+    out->marketing_opt_in = p->marketing_opt_in;
+    return out;
+}
+
+static Shop__User__V1__LedgerEntry *user_rpc_entry(arena_t *a, const user_entry_t *e)
+{
+    Shop__User__V1__LedgerEntry *out = arena_alloc(a, sizeof(*out));
+    *out = (Shop__User__V1__LedgerEntry)SHOP__USER__V1__LEDGER_ENTRY__INIT;
+    out->id = (char *)e->id;
+    out->kind = strcmp(e->kind, "deposit") == 0
+                    ? SHOP__USER__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_DEPOSIT
+                : strcmp(e->kind, "payment") == 0
+                    ? SHOP__USER__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_PAYMENT
+                    : SHOP__USER__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_REFUND;
+    out->amount_cents = e->amount_cents;
+    out->currency = (char *)e->currency;
+    out->order_id = (char *)e->order_id;
+    out->created_at = user_rpc_time(a, e->created_us);
+    return out;
+}
+
+/* ---- accounts ---- */
+
+/* A taken email is ALREADY_EXISTS with the field named. */
+static void user_rpc_email_taken(err_t *err)
+{
+    if (err->code == ERR_CONFLICT && db_err_constraint(err, USER_EMAIL_KEY)) {
+        err_clear(err);
+        err_set(err, ERR_CONFLICT, "email already registered");
+        err_field_add(err, "email", "is already registered");
+    }
+}
+
+static void user_rpc_create_user(user_service_t *service,
+                                 const Shop__User__V1__CreateUserRequest *req,
+                                 Shop__User__V1__CreateUserResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *email = NULL, *name = NULL;
+    char hash[USER_PASSWORD_HASH_MAX];
+    user_row_t row;
+    user_rpc_check_email(a, req->email, &email, &err);
+    user_rpc_check_password(req->password, &err);
+    user_rpc_check_display_name(a, req->display_name, &name, &err);
+    if (err.code != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_password_hash(user_rpc_passwords(call), req->password, rpc_call_remaining_ms(call),
+                           hash, &err) != 0 ||
+        user_repo_create(user_rpc_pool(call), a, email, hash, name, "customer", &row, &err) != 0) {
+        explicit_bzero(hash, sizeof(hash));
+        user_rpc_email_taken(&err);
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    explicit_bzero(hash, sizeof(hash));
+    LOG_INFO("user created", LOG_STR("user_id", row.id));
+    Shop__User__V1__CreateUserResponse resp = SHOP__USER__V1__CREATE_USER_RESPONSE__INIT;
+    resp.user = user_rpc_user(a, &row);
+    done(&resp, call_data);
+}
+
+/* Bounds what VerifyCredentials hashes; says nothing about any account. */
+static int user_rpc_check_login(const char *email, const char *password, err_t *err)
+{
+    long email_len = user_rpc_text_len(email, true);
+    long password_len = user_rpc_text_len(password, true);
+    if (email_len < 1 || email_len > USER_EMAIL_MAX)
+        err_field_add(err, "email", "must be 1..254 characters of utf-8 text");
+    if (password_len < 1 || password_len > USER_PASSWORD_MAX)
+        err_field_add(err, "password", "must be 1..128 characters of utf-8 text");
+    return err->code;
+}
+
+static void user_rpc_verify_credentials(user_service_t *service,
+                                        const Shop__User__V1__VerifyCredentialsRequest *req,
+                                        Shop__User__V1__VerifyCredentialsResponse_Closure done,
+                                        void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    user_row_t row;
+    const char *hash = NULL, *email = user_rpc_trim(a, req->email);
+    if (user_rpc_check_login(email, req->password, &err) != 0 || user_rpc_deadline(call, &err) != 0)
+        goto fail;
+    /* Known or not, exactly one argon2id verification runs: an unknown email is
+     * checked against the dummy hash, and both failures read the same. */
+    int rc = user_repo_find_by_email(user_rpc_pool(call), a, email, &row, &hash, &err);
+    if (rc != 0 && rc != ERR_NOT_FOUND)
+        goto fail;
+    err_clear(&err);
+    if (user_password_verify(user_rpc_passwords(call), rc == 0 ? hash : NULL, req->password,
+                             rpc_call_remaining_ms(call), &err) != 0)
+        goto fail;
+    LOG_INFO("credentials verified", LOG_STR("user_id", row.id));
+    Shop__User__V1__VerifyCredentialsResponse resp =
+        SHOP__USER__V1__VERIFY_CREDENTIALS_RESPONSE__INIT;
+    resp.user = user_rpc_user(a, &row);
+    done(&resp, call_data);
+    return;
+fail:
+    user_rpc_fail(call, &err);
+    done(NULL, call_data);
+}
+
+/* ---- profile ---- */
+
+static void user_rpc_get_user(user_service_t *service, const Shop__User__V1__GetUserRequest *req,
+                              Shop__User__V1__GetUserResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *id;
+    user_row_t user;
+    user_profile_t profile;
+    if (user_rpc_authn(call, &err) != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
+        user_rpc_deadline(call, &err) != 0 ||
+        user_repo_get(user_rpc_pool(call), a, id, &user, &profile, &err) != 0) {
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__User__V1__GetUserResponse resp = SHOP__USER__V1__GET_USER_RESPONSE__INIT;
+    resp.user = user_rpc_user(a, &user);
+    resp.profile = user_rpc_profile(a, &user, &profile);
+    done(&resp, call_data);
+}
+
+/* The patch named by update_mask; field violations for the mask and the values. */
+static int user_rpc_profile_patch(arena_t *a, const Shop__User__V1__UpdateProfileRequest *req,
+                                  user_profile_patch_t *p, err_t *err)
+{
+    static const user_rpc_mask_name_t names[] = {{"display_name", USER_F_DISPLAY_NAME},
+                                                 {"phone", USER_F_PHONE},
+                                                 {"shipping_address", USER_F_ADDRESS}};
+    *p = (user_profile_patch_t){0};
+    p->mask = user_rpc_mask(req->update_mask, req->n_update_mask, names, 3, err);
+    if (p->mask & USER_F_DISPLAY_NAME)
+        user_rpc_check_display_name(a, req->display_name, &p->display_name, err);
+    if ((p->mask & USER_F_PHONE) && req->phone[0])
+        user_rpc_check_phone(req->phone, err);
+    p->profile.phone = req->phone;
+    const Shop__User__V1__Address *ad = req->shipping_address;
+    if ((p->mask & USER_F_ADDRESS) && ad) {
+        user_rpc_check_address(ad, err);
+        p->profile.has_address = true;
+        p->profile.address = (user_address_t){.line1 = ad->line1,
+                                              .line2 = ad->line2,
+                                              .city = ad->city,
+                                              .region = ad->region,
+                                              .postal_code = ad->postal_code,
+                                              .country = ad->country};
+    }
+    return err->code;
+}
+
+static void user_rpc_update_profile(user_service_t *service,
+                                    const Shop__User__V1__UpdateProfileRequest *req,
+                                    Shop__User__V1__UpdateProfileResponse_Closure done,
+                                    void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *id;
+    user_profile_patch_t patch;
+    user_row_t user;
+    user_profile_t profile;
+    if (user_rpc_authn(call, &err) != 0 || user_rpc_profile_patch(a, req, &patch, &err) != 0 ||
+        user_rpc_owner(call, req->user_id, &id, &err) != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_repo_update_profile(user_rpc_pool(call), a, id, &patch, &user, &profile, &err) != 0) {
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("profile updated", LOG_STR("user_id", id), LOG_INT("fields", patch.mask));
+    Shop__User__V1__UpdateProfileResponse resp = SHOP__USER__V1__UPDATE_PROFILE_RESPONSE__INIT;
+    resp.user = user_rpc_user(a, &user);
+    resp.profile = user_rpc_profile(a, &user, &profile);
+    done(&resp, call_data);
+}
+
+/* ---- preferences ---- */
+
+static void user_rpc_get_preferences(user_service_t *service,
+                                     const Shop__User__V1__GetPreferencesRequest *req,
+                                     Shop__User__V1__GetPreferencesResponse_Closure done,
+                                     void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *id;
+    user_prefs_t prefs;
+    if (user_rpc_authn(call, &err) != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
+        user_rpc_deadline(call, &err) != 0 ||
+        user_repo_get_prefs(user_rpc_pool(call), a, id, &prefs, &err) != 0) {
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__User__V1__GetPreferencesResponse resp = SHOP__USER__V1__GET_PREFERENCES_RESPONSE__INIT;
+    resp.preferences = user_rpc_prefs(a, &prefs);
+    done(&resp, call_data);
+}
+
+static int user_rpc_prefs_patch(arena_t *a, const Shop__User__V1__UpdatePreferencesRequest *req,
+                                user_prefs_patch_t *p, err_t *err)
+{
+    static const user_rpc_mask_name_t names[] = {{"language", USER_F_LANGUAGE},
+                                                 {"currency", USER_F_CURRENCY},
+                                                 {"marketing_opt_in", USER_F_MARKETING}};
+    *p = (user_prefs_patch_t){0};
+    p->mask = user_rpc_mask(req->update_mask, req->n_update_mask, names, 3, err);
+    if ((p->mask & USER_F_LANGUAGE) && !(p->prefs.language = user_rpc_language(a, req->language)))
+        err_field_add(err, "language", "must be a bcp 47 language tag such as en or en-US");
+    if ((p->mask & USER_F_CURRENCY) && strcmp(req->currency, USER_CURRENCY) != 0)
+        err_field_add(err, "currency", "must be USD");
+    p->prefs.currency = USER_CURRENCY;
+    p->prefs.marketing_opt_in = req->marketing_opt_in;
+    return err->code;
+}
+
+static void user_rpc_update_preferences(user_service_t *service,
+                                        const Shop__User__V1__UpdatePreferencesRequest *req,
+                                        Shop__User__V1__UpdatePreferencesResponse_Closure done,
+                                        void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *id;
+    user_prefs_patch_t patch;
+    user_prefs_t prefs;
+    if (user_rpc_authn(call, &err) != 0 || user_rpc_prefs_patch(a, req, &patch, &err) != 0 ||
+        user_rpc_owner(call, req->user_id, &id, &err) != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_repo_update_prefs(user_rpc_pool(call), a, id, &patch, &prefs, &err) != 0) {
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("preferences updated", LOG_STR("user_id", id), LOG_INT("fields", patch.mask));
+    Shop__User__V1__UpdatePreferencesResponse resp =
+        SHOP__USER__V1__UPDATE_PREFERENCES_RESPONSE__INIT;
+    resp.preferences = user_rpc_prefs(a, &prefs);
+    done(&resp, call_data);
+}
+
+/* ---- wallet ---- */
+
+static void user_rpc_get_wallet(user_service_t *service,
+                                const Shop__User__V1__GetWalletRequest *req,
+                                Shop__User__V1__GetWalletResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *id;
+    int64_t before = 0;
+    user_wallet_t w;
+    if (user_rpc_authn(call, &err) == 0) {
+        if (req->limit < 0 || req->limit > USER_LIMIT_MAX)
+            err_field_add(&err, "limit", "must be 1..100, or 0 for 20");
+        if (req->page_token[0])
+            before = user_rpc_parse_token(a, req->page_token, &err);
+    }
+    int limit = req->limit ? req->limit : USER_LIMIT_DEFAULT;
+    /* One more entry than asked tells whether there is a next page. */
+    if (err.code != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
+        user_rpc_deadline(call, &err) != 0 ||
+        user_repo_wallet(user_rpc_pool(call), a, id, limit + 1, before, &w, &err) != 0) {
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__User__V1__GetWalletResponse resp = SHOP__USER__V1__GET_WALLET_RESPONSE__INIT;
+    resp.balance_cents = w.balance_cents;
+    resp.currency = (char *)w.currency;
+    bool more = w.n_entries > (size_t)limit;
+    resp.n_entries = more ? (size_t)limit : w.n_entries;
+    resp.entries = resp.n_entries ? arena_calloc(a, resp.n_entries, sizeof(*resp.entries)) : NULL;
+    for (size_t i = 0; i < resp.n_entries; i++)
+        resp.entries[i] = user_rpc_entry(a, &w.entries[i]);
+    if (more)
+        resp.next_page_token = user_rpc_token(a, w.entries[limit - 1].seq);
+    done(&resp, call_data);
+}
+
+/* 1..128 printable ASCII characters. */
+static void user_rpc_check_key(const char *key, err_t *err)
+{
+    size_t n = strlen(key);
+    bool ok = n >= 1 && n <= USER_KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (unsigned char)key[i] >= 0x20 && (unsigned char)key[i] < 0x7f;
+    if (!ok)
+        err_field_add(err, "idempotency_key", "must be 1..128 printable ascii characters");
+}
+
+static int user_rpc_check_deposit(const Shop__User__V1__DepositRequest *req, err_t *err)
+{
+    if (req->amount_cents < 1 || req->amount_cents > USER_DEPOSIT_MAX)
+        err_field_add(err, "amount_cents", "must be 1..100000000");
+    if (req->currency[0] && strcmp(req->currency, USER_CURRENCY) != 0)
+        err_field_add(err, "currency", "must be USD");
+    user_rpc_check_key(req->idempotency_key, err);
+    return err->code;
+}
+
+/* A reused key is ALREADY_EXISTS with the field named. */
+static void user_rpc_key_reused(err_t *err)
+{
+    if (err->code == ERR_CONFLICT) {
+        err_clear(err);
+        err_set(err, ERR_CONFLICT, "idempotency key already used for another deposit");
+        err_field_add(err, "idempotency_key", "was already used with another amount or currency");
+    }
+}
+
+static void user_rpc_deposit(user_service_t *service, const Shop__User__V1__DepositRequest *req,
+                             Shop__User__V1__DepositResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    const char *id;
+    user_deposit_t d;
+    if (user_rpc_authn(call, &err) != 0 || user_rpc_check_deposit(req, &err) != 0 ||
+        user_rpc_owner(call, req->user_id, &id, &err) != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_repo_deposit(user_rpc_pool(call), a, id, req->amount_cents, USER_CURRENCY,
+                          req->idempotency_key, &d, &err) != 0) {
+        user_rpc_key_reused(&err);
+        user_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    LOG_INFO("deposit", LOG_STR("user_id", id), LOG_INT("amount_cents", req->amount_cents),
+             LOG_BOOL("replayed", d.replayed), LOG_STR("ledger_entry_id", d.entry.id));
+    Shop__User__V1__DepositResponse resp = SHOP__USER__V1__DEPOSIT_RESPONSE__INIT;
+    resp.balance_cents = d.balance_cents;
+    resp.currency = (char *)d.currency;
+    resp.entry = user_rpc_entry(a, &d.entry);
+    resp.replayed = d.replayed;
+    done(&resp, call_data);
+}
+
+static user_service_t user_rpc_impl = SHOP__USER__V1__USER_SERVICE__INIT(user_rpc_);
+
+ProtobufCService *const user_rpc_service = &user_rpc_impl.base;

@@ -1,0 +1,225 @@
+/*
+ * user_saga: user-svc's steps of the choreography (DESIGN.md §4 steps 3 and 9). Each
+ * handler runs in the saga consumer's transaction, which already holds the event's
+ * inbox row, so exact redeliveries never get here. What is left — the same step
+ * under a new ce_id, a cancellation that overtook its charge — is decided from
+ * order_payments, read and written under a per-order lock:
+ *
+ *   state \ event   StockReserved                          OrderCancelled
+ *   (none)          debit if the balance covers it:        → TOMBSTONE (nothing sent)
+ *                   → CHARGED, PaymentCompleted
+ *                   else → FAILED, PaymentFailed
+ *                   (INSUFFICIENT_FUNDS | UNKNOWN_USER)
+ *   CHARGED         duplicate: ignored                     refund what was charged:
+ *                                                          → REFUNDED, PaymentRefunded
+ *   FAILED          duplicate: ignored                     nothing was charged: ignored
+ *   REFUNDED        ignored                                duplicate: ignored
+ *   TOMBSTONE       → FAILED, PaymentFailed                duplicate: ignored
+ *                   (ORDER_CANCELLED), nothing charged
+ *
+ * The refund gives back the amount recorded at the charge, not the event's total.
+ * A malformed event (order id not a UUID, a negative total, a currency other than
+ * USD) is an error that is not transient: the consumer retries it a few times, then
+ * dead-letters it. A user id that is not a UUID is an unknown user (PaymentFailed).
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/outbox.h"
+#include "common/uuid.h"
+#include "shop/events/v1/events.pb-c.h"
+#include "user.h"
+#include "user_repo.h"
+
+#define STATE_CHARGED   "CHARGED"
+#define STATE_FAILED    "FAILED"
+#define STATE_REFUNDED  "REFUNDED"
+#define STATE_TOMBSTONE "TOMBSTONE"
+
+typedef Shop__Events__V1__PaymentFailureReason user_saga_reason_t;
+
+static bool user_saga_is(const char *state, const char *want)
+{
+    return strcmp(state, want) == 0;
+}
+
+/* A lower-case copy of a UUID, or NULL when s is not one. */
+static const char *user_saga_uuid(arena_t *a, const char *s)
+{
+    if (!uuid_valid(s))
+        return NULL;
+    char *out = arena_strdup(a, s);
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return out;
+}
+
+/* The event's order id, lower-case; ERR_INVALID if it is not a UUID. */
+static int user_saga_order_id(arena_t *a, const saga_event_t *ev, const char *id, const char **out,
+                              err_t *err)
+{
+    if (!(*out = user_saga_uuid(a, id)))
+        return err_set(err, ERR_INVALID, "%s: order_id is not a uuid", ev->ce.type);
+    return 0;
+}
+
+/* Writes a payment event for the order into the outbox, in the handler's
+ * transaction, keeping the trace of the event that caused it. */
+static int user_saga_emit(db_conn_t *tx, arena_t *a, const saga_event_t *ev, const char *order_id,
+                          const ProtobufCMessage *msg, err_t *err)
+{
+    return outbox_enqueue(tx, a, USER_TOPIC_PAYMENTS, order_id, msg, ev->ce.traceparent, err);
+}
+
+/* ---- StockReserved ---- */
+
+/* Nothing charged: records FAILED and sends PaymentFailed. */
+static int user_saga_fail(db_conn_t *tx, arena_t *a, const saga_event_t *ev, user_order_t *o,
+                          const char *event_user_id, user_saga_reason_t reason, err_t *err)
+{
+    o->state = STATE_FAILED;
+    o->payment_entry_id = o->refund_entry_id = NULL;
+    Shop__Events__V1__PaymentFailed out = SHOP__EVENTS__V1__PAYMENT_FAILED__INIT;
+    out.order_id = (char *)o->order_id;
+    out.user_id = (char *)event_user_id;
+    out.reason = reason;
+    out.amount_cents = o->amount_cents;
+    out.currency = (char *)o->currency;
+    if (user_repo_order_set(tx, a, o, err) != 0 ||
+        user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
+        return err->code;
+    LOG_INFO("payment failed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", event_user_id),
+             LOG_INT("reason", reason), LOG_INT("amount_cents", o->amount_cents));
+    return 0;
+}
+
+/* Debits the wallet if it covers the total; else fails the payment. */
+static int user_saga_charge(db_conn_t *tx, arena_t *a, const saga_event_t *ev, user_order_t *o,
+                            const char *event_user_id, err_t *err)
+{
+    user_charge_t outcome = USER_CHARGE_NO_WALLET;
+    user_entry_t entry;
+    if (o->user_id && user_repo_charge(tx, a, o->order_id, o->user_id, o->amount_cents, &outcome,
+                                       &entry, err) != 0)
+        return err->code;
+    if (outcome != USER_CHARGE_OK) {
+        user_saga_reason_t reason =
+            outcome == USER_CHARGE_NO_FUNDS
+                ? SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INSUFFICIENT_FUNDS
+                : SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_UNKNOWN_USER;
+        return user_saga_fail(tx, a, ev, o, event_user_id, reason, err);
+    }
+    o->state = STATE_CHARGED;
+    o->currency = entry.currency;
+    o->payment_entry_id = entry.id;
+    Shop__Events__V1__PaymentCompleted out = SHOP__EVENTS__V1__PAYMENT_COMPLETED__INIT;
+    out.order_id = (char *)o->order_id;
+    out.user_id = (char *)o->user_id;
+    out.amount_cents = o->amount_cents;
+    out.currency = (char *)entry.currency;
+    out.ledger_entry_id = (char *)entry.id;
+    if (user_repo_order_set(tx, a, o, err) != 0 ||
+        user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
+        return err->code;
+    LOG_INFO("payment completed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", o->user_id),
+             LOG_INT("amount_cents", o->amount_cents), LOG_STR("ledger_entry_id", entry.id));
+    return 0;
+}
+
+static int user_saga_check_reserved(const saga_event_t *ev,
+                                    const Shop__Events__V1__StockReserved *sr, err_t *err)
+{
+    if (sr->total_cents < 0)
+        return err_set(err, ERR_INVALID, "%s: order %s: total_cents is %" PRId64, ev->ce.type,
+                       sr->order_id, sr->total_cents);
+    if (sr->currency[0] && strcmp(sr->currency, USER_CURRENCY) != 0)
+        return err_set(err, ERR_INVALID, "%s: order %s: currency %.8s is not supported",
+                       ev->ce.type, sr->order_id, sr->currency);
+    return 0;
+}
+
+static int user_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                    err_t *err)
+{
+    const Shop__Events__V1__StockReserved *sr = (const void *)ev->msg;
+    const char *order_id;
+    user_order_t o;
+    if (user_saga_order_id(a, ev, sr->order_id, &order_id, err) != 0 ||
+        user_saga_check_reserved(ev, sr, err) != 0 ||
+        user_repo_order_lock(tx, a, order_id, err) != 0 ||
+        user_repo_order_get(tx, a, order_id, &o, err) != 0)
+        return err->code;
+    if (o.state[0] && !user_saga_is(o.state, STATE_TOMBSTONE)) {
+        LOG_INFO("order already handled, StockReserved ignored", LOG_STR("order_id", order_id),
+                 LOG_STR("state", o.state));
+        return 0;
+    }
+    o.user_id = user_saga_uuid(a, sr->user_id);
+    o.amount_cents = sr->total_cents;
+    o.currency = USER_CURRENCY;
+    if (user_saga_is(o.state, STATE_TOMBSTONE))
+        return user_saga_fail(
+            tx, a, ev, &o, sr->user_id,
+            SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_ORDER_CANCELLED, err);
+    return user_saga_charge(tx, a, ev, &o, sr->user_id, err);
+}
+
+/* ---- OrderCancelled ---- */
+
+static int user_saga_refund(db_conn_t *tx, arena_t *a, const saga_event_t *ev, user_order_t *o,
+                            err_t *err)
+{
+    user_entry_t entry;
+    if (user_repo_refund(tx, a, o->order_id, o->user_id, o->amount_cents, &entry, err) != 0)
+        return err->code;
+    o->state = STATE_REFUNDED;
+    o->refund_entry_id = entry.id;
+    Shop__Events__V1__PaymentRefunded out = SHOP__EVENTS__V1__PAYMENT_REFUNDED__INIT;
+    out.order_id = (char *)o->order_id;
+    out.user_id = (char *)o->user_id;
+    out.amount_cents = o->amount_cents;
+    out.currency = (char *)o->currency;
+    out.ledger_entry_id = (char *)entry.id;
+    if (user_repo_order_set(tx, a, o, err) != 0 ||
+        user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
+        return err->code;
+    LOG_INFO("payment refunded", LOG_STR("order_id", o->order_id), LOG_STR("user_id", o->user_id),
+             LOG_INT("amount_cents", o->amount_cents), LOG_STR("ledger_entry_id", entry.id));
+    return 0;
+}
+
+static int user_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                     err_t *err)
+{
+    const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
+    const char *order_id;
+    user_order_t o;
+    if (user_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
+        user_repo_order_lock(tx, a, order_id, err) != 0 ||
+        user_repo_order_get(tx, a, order_id, &o, err) != 0)
+        return err->code;
+    if (user_saga_is(o.state, STATE_CHARGED))
+        return user_saga_refund(tx, a, ev, &o, err);
+    if (o.state[0]) {
+        LOG_INFO("nothing to refund, OrderCancelled ignored", LOG_STR("order_id", order_id),
+                 LOG_STR("state", o.state));
+        return 0;
+    }
+    /* Never seen: a tombstone, so that a late StockReserved charges nothing. */
+    o.state = STATE_TOMBSTONE;
+    o.user_id = user_saga_uuid(a, oc->user_id);
+    o.currency = USER_CURRENCY;
+    if (user_repo_order_set(tx, a, &o, err) != 0)
+        return err->code;
+    LOG_INFO("order cancelled before payment, tombstone recorded", LOG_STR("order_id", order_id));
+    return 0;
+}
+
+const saga_route_t user_saga_routes[] = {
+    {&shop__events__v1__stock_reserved__descriptor, user_saga_stock_reserved},
+    {&shop__events__v1__order_cancelled__descriptor, user_saga_order_cancelled},
+};
+const size_t user_saga_n_routes = sizeof(user_saga_routes) / sizeof(user_saga_routes[0]);
