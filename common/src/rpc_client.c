@@ -455,9 +455,13 @@ static void rpc_ccall_async_step(rpc__tag_t *tag, bool ok)
     err_t err = ERR_INIT;
     ProtobufCMessage *resp;
     int rc = rpc_ccall_result(cc, ok, &resp, &err);
-    cc->done(cc->ud, rc, resp, &err);
+    /* Cleanup first: it reads the metadata copied into the caller's arena, which
+     * the caller may free as soon as `done` has run (rpc.h). */
+    rpc_done_fn done = cc->done;
+    void *ud = cc->ud;
     rpc_ccall_cleanup(cc);
     free(cc);
+    done(ud, rc, resp, &err);
 }
 
 static grpc_completion_queue *rpc_channel_async_cq(rpc_channel_t *ch)

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/rpc.h"
 #include "common/svc.h"
+#include "common/text.h"
 #include "common/uuid.h"
 #include "product.h"
 #include "product_repo.h"
@@ -77,48 +78,6 @@ static int product_rpc_admin(rpc_call_t *call, err_t *err)
 
 /* ---- validation ---- */
 
-/* Decodes one UTF-8 sequence at s; its length, or 0 if invalid (overlong forms,
- * surrogates and code points past U+10FFFF included). */
-static size_t product_rpc_utf8_seq(const unsigned char *s, uint32_t *cp)
-{
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t n = s[0] < 0x80             ? 1
-               : (s[0] & 0xe0) == 0xc0 ? 2
-               : (s[0] & 0xf0) == 0xe0 ? 3
-               : (s[0] & 0xf8) == 0xf0 ? 4
-                                       : 0;
-    if (n == 0)
-        return 0;
-    uint32_t c = n == 1 ? s[0] : s[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
-/* Counts the characters of s; -1 if s is not UTF-8 or holds a control character
- * (tab, CR and LF are let through when `multiline`). */
-static long product_rpc_text_len(const char *s, bool multiline)
-{
-    long chars = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; chars++) {
-        uint32_t cp;
-        size_t n = product_rpc_utf8_seq(p, &cp);
-        if (n == 0)
-            return -1;
-        bool control = cp < 0x20 || (cp >= 0x7f && cp < 0xa0);
-        if (control && !(multiline && (cp == '\t' || cp == '\n' || cp == '\r')))
-            return -1;
-        p += n;
-    }
-    return chars;
-}
-
 static void product_rpc_check_sku(const char *sku, err_t *err)
 {
     size_t n = strlen(sku);
@@ -129,18 +88,9 @@ static void product_rpc_check_sku(const char *sku, err_t *err)
         err_field_add(err, "sku", "must be 1..64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
 }
 
-static void product_rpc_check_name(const char *name, err_t *err)
-{
-    long n = product_rpc_text_len(name, false);
-    if (n < 0)
-        err_field_add(err, "name", "must be utf-8 text without control characters");
-    else if (n < 1 || n > PRODUCT_NAME_MAX)
-        err_field_add(err, "name", "must be 1..200 characters");
-}
-
 static void product_rpc_check_description(const char *d, err_t *err)
 {
-    long n = product_rpc_text_len(d, true);
+    long n = text_utf8_len(d, TEXT_ALLOW_BLANKS);
     if (n < 0)
         err_field_add(err, "description", "must be utf-8 text without control characters");
     else if (n > PRODUCT_DESCRIPTION_MAX)
@@ -169,7 +119,7 @@ static int product_rpc_check_fields(product_fields_t *f, err_t *err)
     if (f->mask & PRODUCT_F_SKU)
         product_rpc_check_sku(f->sku, err);
     if (f->mask & PRODUCT_F_NAME)
-        product_rpc_check_name(f->name, err);
+        text_check_chars("name", f->name, 1, PRODUCT_NAME_MAX, err);
     if (f->mask & PRODUCT_F_DESCRIPTION)
         product_rpc_check_description(f->description, err);
     if (f->mask & PRODUCT_F_PRICE)
@@ -240,54 +190,6 @@ static Shop__Product__V1__Stock *product_rpc_stock(arena_t *a, const product_sto
  * query it was issued for. Decoding is strict: only the exact encoding of a
  * well-formed cursor is accepted. */
 
-static const char product_b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static char *product_rpc_b64_encode(arena_t *a, const unsigned char *in, size_t n)
-{
-    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        size_t chars = n - i >= 3 ? 4 : n - i + 1;
-        for (size_t k = 0; k < chars; k++)
-            *p++ = product_b64[(v >> (18 - 6 * k)) & 0x3f];
-    }
-    *p = '\0';
-    return out;
-}
-
-/* Decodes base64url without padding into out (NUL-terminated); -1 on a bad
- * character or length. */
-static int product_rpc_b64_decode(const char *in, char *out, size_t cap)
-{
-    size_t n = strlen(in), o = 0;
-    if (n % 4 == 1 || n / 4 * 3 + 3 >= cap)
-        return -1;
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *c = in[i] ? strchr(product_b64, in[i]) : NULL;
-        if (!c)
-            return -1;
-        v = v << 6 | (uint32_t)(c - product_b64);
-        if (i % 4 == 3) {
-            out[o++] = (char)(v >> 16);
-            out[o++] = (char)(v >> 8);
-            out[o++] = (char)v;
-            v = 0;
-        }
-    }
-    size_t rest = n % 4;
-    v <<= 6 * (rest ? 4 - rest : 0);
-    for (size_t k = 0; rest && k < rest - 1; k++)
-        out[o++] = (char)(v >> (16 - 8 * k));
-    out[o] = '\0';
-    return memchr(out, '\0', o) ? -1 : 0;
-}
-
 /* FNV-1a over the filter, so a token cannot be replayed against another query. */
 static uint32_t product_rpc_filter_hash(const char *q, bool include_inactive)
 {
@@ -303,7 +205,7 @@ static char *product_rpc_token(arena_t *a, const product_row_t *last, const char
 {
     char *plain = arena_sprintf(a, "%" PRId64 ":%s:%08" PRIx32, last->created_us, last->id,
                                 product_rpc_filter_hash(q, include_inactive));
-    return product_rpc_b64_encode(a, (const unsigned char *)plain, strlen(plain));
+    return text_base64url_encode(a, plain, strlen(plain));
 }
 
 /* Fills the query's cursor from a token; a field violation on page_token if it is
@@ -315,9 +217,11 @@ static void product_rpc_parse_token(arena_t *a, const char *token, product_page_
     int64_t us;
     char id[UUID_STR_LEN];
     uint32_t hash;
+    size_t n = 0;
     int end = 0;
+    /* A NUL inside the decoded bytes would hide the rest of them from sscanf. */
     if (strlen(token) > PRODUCT_TOKEN_MAX ||
-        product_rpc_b64_decode(token, plain, sizeof(plain)) != 0 ||
+        text_base64url_decode(token, plain, sizeof(plain), &n) != 0 || strlen(plain) != n ||
         sscanf(plain, "%" SCNd64 ":%36[0-9a-f-]:%8" SCNx32 "%n", &us, id, &hash, &end) != 3 ||
         plain[end] != '\0' || us < 0 || !uuid_valid(id)) {
         err_field_add(err, "page_token", "is not a valid page token");
@@ -327,7 +231,7 @@ static void product_rpc_parse_token(arena_t *a, const char *token, product_page_
     pq->after_us = us;
     pq->after_id = arena_strdup(a, id);
     /* Only the exact encoding of the canonical text counts (no "+1", no leading
-     * zeros, no stray bits in the last character). */
+     * zeros); the decoder already refused stray bits in the last character. */
     product_row_t last = {.id = pq->after_id, .created_us = us};
     if (strcmp(product_rpc_token(a, &last, pq->q, pq->include_inactive), token) == 0)
         return;
@@ -418,11 +322,8 @@ static void product_rpc_batch_split(arena_t *a, char **in, size_t n, product_bat
             if (!product_rpc_listed(b->malformed, b->n_malformed, in[i], false))
                 b->malformed[b->n_malformed++] = in[i];
         } else if (!product_rpc_listed(b->ids, b->n, in[i], true)) {
-            char *id = arena_strdup(a, in[i]);
-            for (char *p = id; *p; p++)
-                *p = (char)tolower((unsigned char)*p);
             b->given[b->n] = in[i];
-            b->ids[b->n++] = id;
+            b->ids[b->n++] = text_ascii_lower(a, in[i]);
         }
     }
 }
@@ -479,7 +380,7 @@ static int product_rpc_page_query(rpc_call_t *call,
     if (req->limit < 0 || req->limit > PRODUCT_LIMIT_MAX)
         err_field_add(err, "limit", "must be 0..100");
     pq->limit = req->limit ? req->limit : PRODUCT_LIMIT_DEFAULT;
-    long q_len = product_rpc_text_len(req->q, false);
+    long q_len = text_utf8_len(req->q, TEXT_NO_CONTROLS);
     if (q_len < 0 || q_len > PRODUCT_QUERY_MAX)
         err_field_add(err, "q", "must be at most 200 characters of utf-8 text");
     if (req->page_token[0])
@@ -524,32 +425,20 @@ fail:
 static int product_rpc_patch(const Shop__Product__V1__UpdateProductRequest *req,
                              product_fields_t *f, err_t *err)
 {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } names[] = {{"sku", PRODUCT_F_SKU},
-                 {"name", PRODUCT_F_NAME},
-                 {"description", PRODUCT_F_DESCRIPTION},
-                 {"price_cents", PRODUCT_F_PRICE},
-                 {"currency", PRODUCT_F_CURRENCY},
-                 {"active", PRODUCT_F_ACTIVE}};
+    static const text_mask_name_t names[] = {{"sku", PRODUCT_F_SKU},
+                                             {"name", PRODUCT_F_NAME},
+                                             {"description", PRODUCT_F_DESCRIPTION},
+                                             {"price_cents", PRODUCT_F_PRICE},
+                                             {"currency", PRODUCT_F_CURRENCY},
+                                             {"active", PRODUCT_F_ACTIVE}};
     *f = (product_fields_t){.sku = req->sku,
                             .name = req->name,
                             .description = req->description,
                             .price_cents = req->price_cents,
                             .currency = req->currency,
                             .active = req->active};
-    if (req->n_update_mask == 0)
-        err_field_add(err, "update_mask", "must name at least one field");
-    for (size_t i = 0; i < req->n_update_mask; i++) {
-        unsigned bit = 0;
-        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]) && !bit; k++)
-            if (strcmp(req->update_mask[i], names[k].name) == 0)
-                bit = names[k].bit;
-        if (!bit)
-            err_field_add(err, "update_mask", "unknown field \"%.40s\"", req->update_mask[i]);
-        f->mask |= bit;
-    }
+    f->mask = text_mask_bits(req->update_mask, req->n_update_mask, names,
+                             sizeof(names) / sizeof(names[0]), err);
     return product_rpc_check_fields(f, err);
 }
 

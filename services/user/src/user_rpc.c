@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/rpc.h"
 #include "common/svc.h"
+#include "common/text.h"
 #include "common/uuid.h"
 #include "shop/user/v1/user_service.pb-c.h"
 #include "user.h"
@@ -97,53 +98,11 @@ static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id
     bool admin = role && strcmp(role, "admin") == 0;
     if (!uuid_valid(user_id) || !(admin || strcasecmp(user_id, caller) == 0))
         return err_set(err, ERR_NOT_FOUND, "user not found");
-    char *lower = arena_strdup(rpc_call_arena(call), user_id);
-    for (char *p = lower; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    *id = lower;
+    *id = text_ascii_lower(rpc_call_arena(call), user_id);
     return 0;
 }
 
 /* ---- text ---- */
-
-/* Decodes one UTF-8 sequence at s; its length, or 0 if invalid (overlong forms,
- * surrogates and code points past U+10FFFF included). */
-static size_t user_rpc_utf8_seq(const unsigned char *s, uint32_t *cp)
-{
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t n = s[0] < 0x80             ? 1
-               : (s[0] & 0xe0) == 0xc0 ? 2
-               : (s[0] & 0xf0) == 0xe0 ? 3
-               : (s[0] & 0xf8) == 0xf0 ? 4
-                                       : 0;
-    if (n == 0)
-        return 0;
-    uint32_t c = n == 1 ? s[0] : s[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = c << 6 | (s[i] & 0x3f);
-    }
-    if (c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
-/* Counts the characters of s; -1 if s is not UTF-8, or holds a control character
- * and `controls` is false. */
-static long user_rpc_text_len(const char *s, bool controls)
-{
-    long chars = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; chars++) {
-        uint32_t cp;
-        size_t n = user_rpc_utf8_seq(p, &cp);
-        if (n == 0 || (!controls && (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))))
-            return -1;
-        p += n;
-    }
-    return chars;
-}
 
 /* A copy of s without surrounding ASCII blanks. */
 static const char *user_rpc_trim(arena_t *a, const char *s)
@@ -154,16 +113,6 @@ static const char *user_rpc_trim(arena_t *a, const char *s)
     while (n > 0 && isspace((unsigned char)s[n - 1]))
         n--;
     return arena_strndup(a, s, n);
-}
-
-/* Free text of `min`..`max` characters without control characters. */
-static void user_rpc_check_text(const char *field, const char *s, long min, long max, err_t *err)
-{
-    long n = user_rpc_text_len(s, false);
-    if (n < 0)
-        err_field_add(err, field, "must be utf-8 text without control characters");
-    else if (n < min || n > max)
-        err_field_add(err, field, "must be %ld..%ld characters", min, max);
 }
 
 /* ---- validation shared with the create-admin command ---- */
@@ -188,7 +137,7 @@ static bool user_rpc_email_shape(const char *e)
 int user_rpc_check_email(arena_t *a, const char *email, const char **out, err_t *err)
 {
     const char *t = user_rpc_trim(a, email);
-    long n = user_rpc_text_len(t, false);
+    long n = text_utf8_len(t, TEXT_NO_CONTROLS);
     if (n < 3 || n > USER_EMAIL_MAX || !user_rpc_email_shape(t))
         return err_field_add(err, "email",
                              "must be an email address: one @, no spaces, at most 254 characters");
@@ -198,7 +147,7 @@ int user_rpc_check_email(arena_t *a, const char *email, const char **out, err_t 
 
 int user_rpc_check_password(const char *password, err_t *err)
 {
-    long n = user_rpc_text_len(password, true);
+    long n = text_utf8_len(password, TEXT_ALLOW_CONTROLS);
     if (n < 0)
         return err_field_add(err, "password", "must be utf-8 text");
     if (n < USER_PASSWORD_MIN || n > USER_PASSWORD_MAX)
@@ -209,9 +158,7 @@ int user_rpc_check_password(const char *password, err_t *err)
 int user_rpc_check_display_name(arena_t *a, const char *name, const char **out, err_t *err)
 {
     const char *t = user_rpc_trim(a, name);
-    int before = (int)err->n_fields;
-    user_rpc_check_text("display_name", t, 1, USER_NAME_MAX, err);
-    if ((int)err->n_fields != before)
+    if (text_check_chars("display_name", t, 1, USER_NAME_MAX, err) != 0)
         return err->code;
     *out = t;
     return 0;
@@ -230,11 +177,11 @@ static void user_rpc_check_phone(const char *phone, err_t *err)
 
 static void user_rpc_check_address(const Shop__User__V1__Address *ad, err_t *err)
 {
-    user_rpc_check_text("shipping_address.line1", ad->line1, 1, USER_LINE_MAX, err);
-    user_rpc_check_text("shipping_address.line2", ad->line2, 0, USER_LINE_MAX, err);
-    user_rpc_check_text("shipping_address.city", ad->city, 1, USER_CITY_MAX, err);
-    user_rpc_check_text("shipping_address.region", ad->region, 0, USER_CITY_MAX, err);
-    user_rpc_check_text("shipping_address.postal_code", ad->postal_code, 0, USER_POSTAL_MAX, err);
+    text_check_chars("shipping_address.line1", ad->line1, 1, USER_LINE_MAX, err);
+    text_check_chars("shipping_address.line2", ad->line2, 0, USER_LINE_MAX, err);
+    text_check_chars("shipping_address.city", ad->city, 1, USER_CITY_MAX, err);
+    text_check_chars("shipping_address.region", ad->region, 0, USER_CITY_MAX, err);
+    text_check_chars("shipping_address.postal_code", ad->postal_code, 0, USER_POSTAL_MAX, err);
     const char *c = ad->country;
     if (strlen(c) != 2 || !isupper((unsigned char)c[0]) || !isupper((unsigned char)c[1]))
         err_field_add(err, "shipping_address.country",
@@ -288,76 +235,26 @@ static const char *user_rpc_language(arena_t *a, const char *tag)
     return *p ? NULL : out;
 }
 
-/* The bits of an update_mask, with a violation for an empty mask or an unknown name. */
-typedef struct user_rpc_mask_name {
-    const char *name;
-    unsigned bit;
-} user_rpc_mask_name_t;
-
-static unsigned user_rpc_mask(char **mask, size_t n, const user_rpc_mask_name_t *names,
-                              size_t n_names, err_t *err)
-{
-    unsigned bits = 0;
-    if (n == 0)
-        err_field_add(err, "update_mask", "must name at least one field");
-    for (size_t i = 0; i < n; i++) {
-        unsigned bit = 0;
-        for (size_t k = 0; k < n_names && !bit; k++)
-            if (strcmp(mask[i], names[k].name) == 0)
-                bit = names[k].bit;
-        if (!bit)
-            err_field_add(err, "update_mask", "unknown field \"%.40s\"", mask[i]);
-        bits |= bit;
-    }
-    return bits;
-}
-
 /* ---- page tokens ----
  * A token is base64url (no padding) of the decimal seq of the last entry of the
  * previous page. Decoding is strict: only the exact encoding of a positive number
  * without leading zeros is accepted. */
 
-static const char user_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 static char *user_rpc_token(arena_t *a, int64_t seq)
 {
     char plain[24];
     size_t n = (size_t)snprintf(plain, sizeof(plain), "%" PRId64, seq);
-    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)(unsigned char)plain[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)(unsigned char)plain[i + 1] << 8;
-        if (i + 2 < n)
-            v |= (unsigned char)plain[i + 2];
-        size_t chars = n - i >= 3 ? 4 : n - i + 1;
-        for (size_t k = 0; k < chars; k++)
-            *p++ = user_b64[(v >> (18 - 6 * k)) & 0x3f];
-    }
-    *p = '\0';
-    return out;
+    return text_base64url_encode(a, plain, n);
 }
 
 /* The seq a token stands for, or 0 with a violation on page_token. */
 static int64_t user_rpc_parse_token(arena_t *a, const char *token, err_t *err)
 {
     char plain[USER_TOKEN_MAX];
-    size_t n = strlen(token), o = 0;
-    uint32_t bits = 0;
-    int n_bits = 0;
-    bool ok = n > 0 && n <= USER_TOKEN_MAX;
-    for (size_t i = 0; ok && i < n; i++) {
-        const char *c = strchr(user_b64, token[i]);
-        ok = c != NULL;
-        bits = bits << 6 | (uint32_t)(ok ? c - user_b64 : 0);
-        if ((n_bits += 6) >= 8) {
-            n_bits -= 8;
-            plain[o++] = (char)(bits >> n_bits);
-            bits &= (1u << n_bits) - 1;
-        }
-    }
-    plain[o] = '\0';
-    /* Re-encoding must give the token back: no stray bits, no leading zeros. */
+    size_t n = strlen(token);
+    bool ok = n > 0 && n <= USER_TOKEN_MAX &&
+              text_base64url_decode(token, plain, sizeof(plain), NULL) == 0;
+    /* Re-encoding must give the token back: no leading zeros, no bytes past a NUL. */
     char *end = NULL;
     long long seq = ok && plain[0] >= '1' && plain[0] <= '9' ? strtoll(plain, &end, 10) : 0;
     if (seq <= 0 || *end || strcmp(user_rpc_token(a, seq), token) != 0) {
@@ -482,8 +379,8 @@ static void user_rpc_create_user(user_service_t *service,
 /* Bounds what VerifyCredentials hashes; says nothing about any account. */
 static int user_rpc_check_login(const char *email, const char *password, err_t *err)
 {
-    long email_len = user_rpc_text_len(email, true);
-    long password_len = user_rpc_text_len(password, true);
+    long email_len = text_utf8_len(email, TEXT_ALLOW_CONTROLS);
+    long password_len = text_utf8_len(password, TEXT_ALLOW_CONTROLS);
     if (email_len < 1 || email_len > USER_EMAIL_MAX)
         err_field_add(err, "email", "must be 1..254 characters of utf-8 text");
     if (password_len < 1 || password_len > USER_PASSWORD_MAX)
@@ -551,11 +448,11 @@ static void user_rpc_get_user(user_service_t *service, const Shop__User__V1__Get
 static int user_rpc_profile_patch(arena_t *a, const Shop__User__V1__UpdateProfileRequest *req,
                                   user_profile_patch_t *p, err_t *err)
 {
-    static const user_rpc_mask_name_t names[] = {{"display_name", USER_F_DISPLAY_NAME},
-                                                 {"phone", USER_F_PHONE},
-                                                 {"shipping_address", USER_F_ADDRESS}};
+    static const text_mask_name_t names[] = {{"display_name", USER_F_DISPLAY_NAME},
+                                             {"phone", USER_F_PHONE},
+                                             {"shipping_address", USER_F_ADDRESS}};
     *p = (user_profile_patch_t){0};
-    p->mask = user_rpc_mask(req->update_mask, req->n_update_mask, names, 3, err);
+    p->mask = text_mask_bits(req->update_mask, req->n_update_mask, names, 3, err);
     if (p->mask & USER_F_DISPLAY_NAME)
         user_rpc_check_display_name(a, req->display_name, &p->display_name, err);
     if ((p->mask & USER_F_PHONE) && req->phone[0])
@@ -628,11 +525,11 @@ static void user_rpc_get_preferences(user_service_t *service,
 static int user_rpc_prefs_patch(arena_t *a, const Shop__User__V1__UpdatePreferencesRequest *req,
                                 user_prefs_patch_t *p, err_t *err)
 {
-    static const user_rpc_mask_name_t names[] = {{"language", USER_F_LANGUAGE},
-                                                 {"currency", USER_F_CURRENCY},
-                                                 {"marketing_opt_in", USER_F_MARKETING}};
+    static const text_mask_name_t names[] = {{"language", USER_F_LANGUAGE},
+                                             {"currency", USER_F_CURRENCY},
+                                             {"marketing_opt_in", USER_F_MARKETING}};
     *p = (user_prefs_patch_t){0};
-    p->mask = user_rpc_mask(req->update_mask, req->n_update_mask, names, 3, err);
+    p->mask = text_mask_bits(req->update_mask, req->n_update_mask, names, 3, err);
     if ((p->mask & USER_F_LANGUAGE) && !(p->prefs.language = user_rpc_language(a, req->language)))
         err_field_add(err, "language", "must be a bcp 47 language tag such as en or en-US");
     if ((p->mask & USER_F_CURRENCY) && strcmp(req->currency, USER_CURRENCY) != 0)
