@@ -11,11 +11,11 @@ packages=(
     # build
     build-essential cmake ninja-build pkg-config clang-format
     protobuf-c-compiler libprotobuf-c-dev libgrpc-dev libmicrohttpd-dev libjansson-dev
-    libjwt-dev libhiredis-dev libpq-dev librdkafka-dev libargon2-dev uuid-dev check
+    libjwt-dev libhiredis-dev libpq-dev librdkafka-dev libargon2-dev uuid-dev check libssl-dev
     # local infrastructure
     postgresql-15 postgresql-client-15 redis-server redis-tools openjdk-17-jre-headless maven
     # real external clients used by tests
-    python3 python3-grpcio kcat curl procps iproute2
+    python3 python3-grpcio python3-protobuf python3-venv kcat curl jq openssl procps iproute2
 )
 
 missing=()

@@ -236,6 +236,41 @@ service_down() {
     stop_pid "$RUNDIR/$name.pid" "$name" 30
 }
 
+# The gateway signs access tokens with a secret generated once per stack (never committed).
+jwt_secret() {
+    local f="$DATA/secrets/jwt-secret"
+    if [ ! -s "$f" ]; then
+        mkdir -p "$DATA/secrets"
+        chmod 700 "$DATA/secrets"
+        head -c 48 /dev/urandom | base64 | tr -d '/+=\n' >"$f"
+        chmod 600 "$f"
+    fi
+    cat "$f"
+}
+
+gateway_up() {
+    local bin pidfile="$RUNDIR/gateway.pid"
+    bin=$(program_bin gateway)
+    [ -n "$bin" ] || return 0
+    if ! pid_alive "$pidfile" "$bin"; then
+        rm -f "$pidfile"
+        log "gateway: starting on http://127.0.0.1:$GATEWAY_PORT"
+        GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+            ORDER_ADDR="127.0.0.1:${GRPC_PORT[order]}" PRODUCT_ADDR="127.0.0.1:${GRPC_PORT[product]}" \
+            USER_ADDR="127.0.0.1:${GRPC_PORT[user]}" JWT_SECRET="$(jwt_secret)" \
+            setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
+        echo $! >"$pidfile"
+    fi
+    # /healthz, not /readyz: the gateway is up even while a service is not built yet.
+    wait_for 60 gateway curl -sf "http://127.0.0.1:$GATEWAY_PORT/healthz"
+}
+
+gateway_down() {
+    [ -f "$RUNDIR/gateway.pid" ] || return 0
+    pid_alive "$RUNDIR/gateway.pid" gateway && log "gateway: stopping"
+    stop_pid "$RUNDIR/gateway.pid" gateway 30
+}
+
 # ---- the whole stack ----
 
 stack_env() {
@@ -257,6 +292,7 @@ up() {
     kafka_up
     if ((FLEET)); then
         for svc in "${SERVICES[@]}"; do service_up "$svc"; done
+        gateway_up
     fi
     stack_env >"$DATA/stack.env"
     log "up: $(status | tr '\n' ';')"
@@ -264,6 +300,7 @@ up() {
 
 down() {
     local svc
+    gateway_down
     for svc in "${SERVICES[@]}"; do service_down "$svc"; done
     kafka_down
     redis_down
@@ -283,6 +320,10 @@ status() {
         printf '%s-svc 127.0.0.1:%s %s\n' "$svc" "${GRPC_PORT[$svc]}" \
             "$(curl -sf "http://127.0.0.1:${ADMIN_PORT[$svc]}/readyz" >/dev/null && echo ready || echo down)"
     done
+    if [ -n "$(program_bin gateway)" ]; then
+        printf 'gateway http://127.0.0.1:%s %s\n' "$GATEWAY_PORT" \
+            "$(curl -sf "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null && echo ready || echo down)"
+    fi
 }
 
 # wipe: stop, then delete every byte of this profile's data (also the PostgreSQL
