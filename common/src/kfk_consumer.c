@@ -117,6 +117,11 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
         /* A service may start before its topics exist: notice them within 10 s, not
          * the default 5 min. */
         "topic.metadata.refresh.interval.ms", "10000",
+        /* An instance that dies without leaving the group holds its partitions until
+         * its session times out: 10 s rather than the default 45 s, well inside the
+         * saga timeout (DESIGN.md §4 invariant 1). */
+        "session.timeout.ms",            "10000",
+        "heartbeat.interval.ms",         "2000",
         NULL};
     /* clang-format on */
     rd_kafka_conf_t *rc = kfk__conf_new(brokers, group, defaults, conf, err);

@@ -1,0 +1,59 @@
+/*
+ * gateway: the program's settings and the shared state every request handler
+ * reaches through http_app() (built once in main, read-only afterwards).
+ */
+#ifndef GATEWAY_GATEWAY_H
+#define GATEWAY_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth_jwt.h"
+#include "common/rpc.h"
+#include "redis_pool.h"
+#include "session.h"
+
+/* Every setting, filled from the environment by main's cfg table. */
+typedef struct gateway_config {
+    const char *addr;
+    const char *redis_url;
+    const char *redis_prefix;
+    int64_t redis_pool_size;
+    const char *order_addr;
+    const char *product_addr;
+    const char *user_addr;
+    const char *jwt_alg;
+    const char *jwt_secret;
+    const char *jwt_private_key_file;
+    const char *jwt_public_key_file;
+    const char *jwt_issuer;
+    const char *jwt_audience;
+    int64_t access_ttl_ms;
+    int64_t refresh_ttl_ms;
+    int64_t upstream_timeout_ms;
+    int64_t body_limit;
+    int64_t http_threads;
+    int64_t max_connections;
+    int64_t connection_timeout_ms;
+    int64_t login_ip_limit;
+    int64_t login_account_limit;
+    int64_t register_ip_limit;
+    int64_t register_account_limit;
+    int64_t auth_window_ms;
+    int64_t user_request_limit;
+    int64_t user_window_ms;
+    int64_t shutdown_grace_ms;
+    const char *log_level;
+} gateway_config_t;
+
+typedef struct gateway {
+    const gateway_config_t *cfg;
+    jwt_keys_t *keys;
+    redis_pool_t *redis;
+    session_store_t *sessions;
+    rpc_channel_t *users;
+    rpc_channel_t *products;
+    rpc_channel_t *orders;
+} gateway_t;
+
+#endif

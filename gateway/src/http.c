@@ -1,0 +1,758 @@
+/*
+ * http: requests from bytes to handlers and back (http.h).
+ *
+ * A request's life in MHD's access handler, which MHD calls repeatedly:
+ *   1. first call: the request is created (arena, id, trace); a Content-Length
+ *      over the limit is answered 413 right away;
+ *   2. calls with upload data: the body is counted and kept (or, past the limit,
+ *      counted and dropped);
+ *   3. the last call: route, authenticate, run the handler. The handler replies,
+ *      or suspends the connection with an upstream call;
+ *   4. after a resume: the stored upstream result goes to the route's done
+ *      function, which replies or suspends again.
+ * The reply is queued when the access handler returns with one ready. MHD's
+ * completion callback writes the access log, counts, and frees the request.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/uuid.h"
+#include "crypto.h"
+#include "json_pb.h"
+#include "problem.h"
+#include "ratelimit.h"
+#include "router.h"
+
+#define HTTP_REQUEST_ID_MAX  64
+#define HTTP_TRACEPARENT_LEN 55
+#define HTTP_MAX_HEADERS     8
+#define HTTP_DISCARD_FACTOR  4 /* a chunked body this many times the limit closes the connection */
+#define HTTP_JSON_CTYPE      "application/json"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    http_server_opts_t o;
+    int port;
+    atomic_int suspended;
+};
+
+typedef struct http_header {
+    const char *name, *value;
+} http_header_t;
+
+struct http_req {
+    http_server_t *srv;
+    struct MHD_Connection *conn;
+    arena_t *arena;
+    int64_t start_us;
+    const char *method;
+    const char *path;
+    char request_id[HTTP_REQUEST_ID_MAX + 1];
+    char traceparent[HTTP_TRACEPARENT_LEN + 1];
+    char trace_id[33];
+    char client_ip[INET6_ADDRSTRLEN];
+    /* routing and identity */
+    const router_route_t *route;
+    router_params_t params;
+    jwt_claims_t claims;
+    bool authenticated;
+    /* body */
+    char *body;
+    size_t body_len, body_cap, body_seen;
+    bool too_large;
+    json_t *body_json;
+    /* upstream */
+    http_done_fn done;
+    int up_code;
+    ProtobufCMessage *up_resp;
+    err_t up_err;
+    const char *up_service;
+    bool suspended;
+    /* reply */
+    int status;
+    char *reply; /* malloc'd; handed to MHD */
+    size_t reply_len;
+    const char *reply_ctype;
+    http_header_t headers[HTTP_MAX_HEADERS];
+    size_t n_headers;
+    bool replied;
+    bool queued;
+};
+
+/* ------------------------------------------------------------ accessors ---- */
+
+gateway_t *http_app(const http_req_t *r)
+{
+    return r->srv->o.app;
+}
+
+arena_t *http_arena(const http_req_t *r)
+{
+    return r->arena;
+}
+
+const char *http_request_id(const http_req_t *r)
+{
+    return r->request_id;
+}
+
+const char *http_client_ip(const http_req_t *r)
+{
+    return r->client_ip;
+}
+
+const char *http_param(const http_req_t *r, const char *name)
+{
+    return router_param(&r->params, name);
+}
+
+const char *http_query(const http_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_header(const http_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_user_id(const http_req_t *r)
+{
+    return r->claims.sub;
+}
+
+const char *http_user_role(const http_req_t *r)
+{
+    return r->claims.role;
+}
+
+const char *http_session_id(const http_req_t *r)
+{
+    return r->claims.sid;
+}
+
+bool http_is_admin(const http_req_t *r)
+{
+    return r->authenticated && strcmp(r->claims.role, "admin") == 0;
+}
+
+const json_t *http_body_json(const http_req_t *r)
+{
+    return r->body_json;
+}
+
+/* -------------------------------------------------------------- replies ---- */
+
+void http_header_add(http_req_t *r, const char *name, const char *value)
+{
+    if (r->n_headers == HTTP_MAX_HEADERS)
+        return;
+    r->headers[r->n_headers++] =
+        (http_header_t){arena_strdup(r->arena, name), arena_strdup(r->arena, value)};
+}
+
+static void http_reply_take(http_req_t *r, int status, const char *ctype, char *body, size_t len)
+{
+    if (r->replied) {
+        free(body);
+        return;
+    }
+    r->replied = true;
+    r->status = status;
+    r->reply = body;
+    r->reply_len = len;
+    r->reply_ctype = ctype;
+}
+
+void http_reply_raw(http_req_t *r, int status, const char *ctype, const char *body, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        abort();
+    memcpy(copy, body, len);
+    http_reply_take(r, status, ctype, copy, len);
+}
+
+static void http_reply_json_ctype(http_req_t *r, int status, json_t *body, const char *ctype)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL)
+        abort();
+    http_reply_take(r, status, ctype, text, strlen(text));
+}
+
+void http_reply_json(http_req_t *r, int status, json_t *body)
+{
+    http_reply_json_ctype(r, status, body, HTTP_JSON_CTYPE);
+}
+
+void http_reply_empty(http_req_t *r, int status)
+{
+    http_reply_take(r, status, NULL, NULL, 0);
+}
+
+void http_reply_problem(http_req_t *r, int status, const char *detail, const err_t *err)
+{
+    http_reply_json_ctype(r, status, problem_new(status, detail, err, NULL, r->request_id),
+                          PROBLEM_CONTENT_TYPE);
+}
+
+void http_reply_error(http_req_t *r, const err_t *err, int precondition_status,
+                      const char *const *renames)
+{
+    int status;
+    json_t *p = problem_from_err(err, precondition_status, renames, r->request_id, &status);
+    http_reply_json_ctype(r, status, p, PROBLEM_CONTENT_TYPE);
+}
+
+/* ----------------------------------------------------------------- body ---- */
+
+typedef struct http_query_check {
+    const char *const *allowed;
+    const char *stranger;
+} http_query_check_t;
+
+static enum MHD_Result http_query_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    http_query_check_t *c = cls;
+    for (const char *const *a = c->allowed; *a != NULL; a++) {
+        if (strcmp(*a, key) == 0)
+            return MHD_YES;
+    }
+    c->stranger = key;
+    return MHD_NO;
+}
+
+bool http_query_only(http_req_t *r, const char *const *allowed)
+{
+    http_query_check_t c = {.allowed = allowed};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, http_query_visit, &c);
+    if (c.stranger == NULL)
+        return true;
+    err_t err = ERR_INIT;
+    err_field_add(&err, arena_sprintf(r->arena, "query.%.60s", c.stranger),
+                  "unknown query parameter");
+    http_reply_problem(r, 400, "invalid request", &err);
+    return false;
+}
+
+static bool http_json_ctype(const char *ctype)
+{
+    if (ctype == NULL)
+        return false;
+    size_t n = strlen(HTTP_JSON_CTYPE);
+    return strncasecmp(ctype, HTTP_JSON_CTYPE, n) == 0 &&
+           (ctype[n] == '\0' || ctype[n] == ';' || ctype[n] == ' ');
+}
+
+ProtobufCMessage *http_body_message(http_req_t *r, const ProtobufCMessageDescriptor *desc,
+                                    const char *const *deny, bool required)
+{
+    err_t err = ERR_INIT;
+    if (r->body_len == 0) {
+        if (required) {
+            http_reply_problem(r, 400, "a JSON object body is required", NULL);
+            return NULL;
+        }
+        ProtobufCMessage *m = arena_alloc(r->arena, desc->sizeof_message);
+        protobuf_c_message_init(desc, m);
+        return m;
+    }
+    if (!http_json_ctype(http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+        http_reply_problem(r, 415, "the body must be application/json", NULL);
+        return NULL;
+    }
+    json_error_t je;
+    r->body_json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (r->body_json == NULL) {
+        char detail[ERR_MSG_MAX];
+        snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d: %s", je.line,
+                 je.column, je.text);
+        http_reply_problem(r, 400, detail, NULL);
+        return NULL;
+    }
+    arena_cleanup_add(r->arena, (void (*)(void *))json_decref, r->body_json);
+    ProtobufCMessage *m = json_pb_from_json(r->body_json, desc, deny, r->arena, &err);
+    if (m == NULL) {
+        http_reply_problem(r, 400, err.msg, &err);
+        return NULL;
+    }
+    return m;
+}
+
+/* -------------------------------------------------------------- tracing ---- */
+
+static bool http_request_id_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n == HTTP_REQUEST_ID_MAX ||
+            !(isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+static bool http_hex(const char *s, size_t n)
+{
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return false;
+        nonzero = nonzero || s[i] != '0';
+    }
+    return nonzero;
+}
+
+static void http_random_hex(char *out, size_t bytes)
+{
+    unsigned char raw[16];
+    crypto_random(raw, bytes);
+    for (size_t i = 0; i < bytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* The request id and the trace: the client's when well-formed (W3C trace
+ * context: "00-<32 hex>-<16 hex>-<2 hex>"), else new ones. Upstream calls get a
+ * new parent id: the gateway's own span. */
+static void http_trace_init(http_req_t *r)
+{
+    const char *rid = http_header(r, "X-Request-Id");
+    if (rid != NULL && http_request_id_ok(rid))
+        snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
+    else
+        uuid_new(r->request_id);
+    const char *tp = http_header(r, "traceparent");
+    if (tp != NULL && strlen(tp) == HTTP_TRACEPARENT_LEN && strncmp(tp, "00-", 3) == 0 &&
+        tp[35] == '-' && tp[52] == '-' && http_hex(tp + 3, 32) && http_hex(tp + 36, 16)) {
+        memcpy(r->trace_id, tp + 3, 32);
+    } else {
+        http_random_hex(r->trace_id, 16);
+    }
+    r->trace_id[32] = '\0';
+    char span[17];
+    http_random_hex(span, 8);
+    snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-01", r->trace_id, span);
+}
+
+static void http_client_addr(http_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(r->client_ip, sizeof(r->client_ip), "unknown");
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip,
+                  sizeof(r->client_ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip,
+                  sizeof(r->client_ip));
+}
+
+/* ------------------------------------------------------------- upstream ---- */
+
+static void http_upstream_done(void *ud, int code, ProtobufCMessage *resp, const err_t *err)
+{
+    http_req_t *r = ud;
+    r->up_code = code;
+    r->up_resp = resp;
+    if (err != NULL)
+        r->up_err = *err;
+    if (code != 0) {
+        metrics_counter_add(metrics_counter("http_upstream_errors_total",
+                                            "failed calls from the gateway to a service",
+                                            (const char *[]){"service", r->up_service, "code",
+                                                             err_code_name(code), NULL}),
+                            1);
+    }
+    MHD_resume_connection(r->conn);
+}
+
+void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
+                   const char *method, const ProtobufCMessage *req, http_done_fn done)
+{
+    rpc_metadata_t md[4] = {{"x-request-id", r->request_id}, {"traceparent", r->traceparent}};
+    size_t n_md = 2;
+    if (r->authenticated) {
+        md[n_md++] = (rpc_metadata_t){"x-user-id", r->claims.sub};
+        md[n_md++] = (rpc_metadata_t){"x-user-role", r->claims.role};
+    }
+    r->done = done;
+    r->up_service = svc->short_name;
+    r->up_resp = NULL;
+    err_clear(&r->up_err);
+    r->suspended = true;
+    atomic_fetch_add(&r->srv->suspended, 1);
+    MHD_suspend_connection(r->conn);
+    err_t err = ERR_INIT;
+    int rc =
+        rpc_channel_call_async(ch, svc, method, req, r->arena, md, n_md,
+                               http_app(r)->cfg->upstream_timeout_ms, http_upstream_done, r, &err);
+    if (rc != 0)
+        http_upstream_done(r, rc, NULL, &err);
+}
+
+/* ------------------------------------------------------- authentication ---- */
+
+/* The bearer token's checks (auth_jwt.h), the session, the request budget.
+ * Replies and returns false when the request may not go on. */
+static bool http_authenticate(http_req_t *r, http_auth_t auth)
+{
+    gateway_t *app = http_app(r);
+    const char *h = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth == HTTP_AUTH_NONE || (auth == HTTP_AUTH_OPTIONAL && h == NULL))
+        return true;
+    err_t err = ERR_INIT;
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+        http_header_add(r, "WWW-Authenticate", "Bearer");
+        http_reply_problem(r, 401, "a bearer token is required", NULL);
+        return false;
+    }
+    int rc = jwt_token_verify(app->keys, h + 7, clock_now_us() / 1000000, &r->claims, &err);
+    if (rc == 0)
+        rc = session_check(app->sessions, r->claims.sid, &err);
+    if (rc == ERR_UNAUTHENTICATED) {
+        LOG_INFO("token refused", LOG_STR("reason", err.msg));
+        http_header_add(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        http_reply_problem(r, 401, "the token is invalid, expired or revoked", NULL);
+        return false;
+    }
+    if (rc != 0) {
+        http_reply_error(r, &err, 409, NULL);
+        return false;
+    }
+    r->authenticated = true;
+    if (auth == HTTP_AUTH_ADMIN && strcmp(r->claims.role, "admin") != 0) {
+        http_reply_problem(r, 403, "this operation needs the admin role", NULL);
+        return false;
+    }
+    char key[RATELIMIT_KEY_MAX];
+    int64_t retry = 0;
+    ratelimit_key(key, app->cfg->redis_prefix, "user", r->claims.sub);
+    rc = ratelimit_hit(app->redis, key, app->cfg->user_request_limit, app->cfg->user_window_ms,
+                       &retry, &err);
+    if (rc == ERR_EXHAUSTED) {
+        char s[24];
+        snprintf(s, sizeof(s), "%lld", (long long)retry);
+        http_header_add(r, MHD_HTTP_HEADER_RETRY_AFTER, s);
+        http_reply_problem(r, 429, "request budget exceeded, retry later", NULL);
+        return false;
+    }
+    if (rc != 0) {
+        http_reply_error(r, &err, 409, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------- dispatch ---- */
+
+static void http_dispatch(http_req_t *r)
+{
+    char allow[ROUTER_ALLOW_MAX];
+    int found = router_match(r->srv->o.routes, r->srv->o.n_routes, r->method, r->path, &r->route,
+                             &r->params, allow);
+    if (found == 404) {
+        http_reply_problem(r, 404, "no such resource", NULL);
+        return;
+    }
+    if (found == 405) {
+        http_header_add(r, MHD_HTTP_HEADER_ALLOW, allow);
+        http_reply_problem(r, 405, "method not allowed here", NULL);
+        return;
+    }
+    const http_route_t *route = r->route->data;
+    if (r->too_large) {
+        http_reply_problem(r, 413, "the request body is too large", NULL);
+        return;
+    }
+    if (!http_authenticate(r, route->auth))
+        return;
+    route->handler(r);
+    if (!r->replied && !r->suspended) {
+        err_t err = ERR_INIT;
+        err_set(&err, ERR_INTERNAL, "handler of %s returned without a reply", r->route->pattern);
+        http_reply_error(r, &err, 409, NULL);
+    }
+}
+
+static enum MHD_Result http_queue(http_req_t *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->reply_len, r->reply, r->reply != NULL ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    r->reply = NULL; /* MHD frees it now */
+    if (r->reply_ctype != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->reply_ctype);
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    for (size_t i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    r->queued = true;
+    return rc;
+}
+
+/* Keeps up to body_limit bytes; counts the rest and remembers it was too much. */
+static enum MHD_Result http_body_chunk(http_req_t *r, const char *data, size_t n)
+{
+    size_t limit = r->srv->o.body_limit;
+    r->body_seen += n;
+    if (r->body_seen > limit) {
+        r->too_large = true;
+        return r->body_seen > limit * HTTP_DISCARD_FACTOR ? MHD_NO : MHD_YES;
+    }
+    if (r->body_len + n > r->body_cap) {
+        size_t cap = r->body_cap > 0 ? r->body_cap : 1024;
+        while (cap < r->body_len + n)
+            cap *= 2;
+        cap = cap > limit ? limit : cap;
+        char *b = realloc(r->body, cap);
+        if (b == NULL)
+            abort();
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    return MHD_YES;
+}
+
+static http_req_t *http_req_new(http_server_t *s, struct MHD_Connection *conn, const char *url,
+                                const char *method)
+{
+    arena_t *a = arena_new(0);
+    http_req_t *r = arena_calloc(a, 1, sizeof(*r));
+    r->srv = s;
+    r->conn = conn;
+    r->arena = a;
+    r->start_us = clock_mono_us();
+    r->method = arena_strdup(a, method);
+    r->path = arena_strdup(a, url);
+    http_trace_init(r);
+    http_client_addr(r);
+    return r;
+}
+
+static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
+{
+    http_server_t *s = cls;
+    http_req_t *r = *con_cls;
+    if (r == NULL) {
+        r = http_req_new(s, conn, url, method);
+        *con_cls = r;
+        log_ctx_set(r->request_id, r->trace_id);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl != NULL && strtoull(cl, NULL, 10) > s->o.body_limit) {
+            r->too_large = true;
+            http_reply_problem(r, 413, "the request body is too large", NULL);
+            return http_queue(r);
+        }
+        return MHD_YES;
+    }
+    log_ctx_set(r->request_id, r->trace_id);
+    if (*upload_data_size > 0) {
+        enum MHD_Result rc = http_body_chunk(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return rc;
+    }
+    if (r->queued)
+        return MHD_YES;
+    if (r->suspended) {
+        /* Resumed: the upstream call ended. */
+        r->suspended = false;
+        atomic_fetch_sub(&s->suspended, 1);
+        http_done_fn done = r->done;
+        r->done = NULL;
+        done(r, r->up_code, r->up_resp, &r->up_err);
+        if (!r->replied && !r->suspended) {
+            err_t err = ERR_INIT;
+            err_set(&err, ERR_INTERNAL, "done of %s returned without a reply", r->route->pattern);
+            http_reply_error(r, &err, 409, NULL);
+        }
+    } else {
+        http_dispatch(r);
+    }
+    enum MHD_Result rc = r->suspended ? MHD_YES : http_queue(r);
+    log_ctx_set(NULL, NULL);
+    return rc;
+}
+
+static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
+{
+    const char *route = r->route != NULL ? r->route->pattern : "unmatched";
+    char status[8];
+    int code = r->queued ? r->status : 0;
+    snprintf(status, sizeof(status), "%d", code);
+    double secs = (double)(clock_mono_us() - r->start_us) / 1e6;
+    metrics_counter_add(metrics_counter("http_requests_total", "HTTP requests by route and status",
+                                        (const char *[]){"route", route, "method", r->method,
+                                                         "status", status, NULL}),
+                        1);
+    metrics_histogram_observe(metrics_histogram("http_request_duration_seconds",
+                                                "HTTP request latency by route",
+                                                (const char *[]){"route", route, NULL},
+                                                metrics_latency_buckets, metrics_latency_buckets_n),
+                              secs);
+    log_ctx_set(r->request_id, r->trace_id);
+    LOG_INFO("http", LOG_STR("method", r->method), LOG_STR("path", r->path),
+             LOG_STR("route", route), LOG_INT("status", code),
+             LOG_DBL("duration_ms", secs * 1000.0), LOG_INT("bytes_in", r->body_seen),
+             LOG_INT("bytes_out", r->reply_len), LOG_STR("client", r->client_ip),
+             LOG_STR("user_id", r->claims.sub),
+             LOG_BOOL("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    log_ctx_set(NULL, NULL);
+}
+
+static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    http_req_t *r = *con_cls;
+    if (r == NULL)
+        return;
+    *con_cls = NULL;
+    /* A client that hung up while suspended is closed at the resume, without
+     * another call of the access handler: its upstream call is over all the same. */
+    if (r->suspended)
+        atomic_fetch_sub(&r->srv->suspended, 1);
+    http_account(r, toe);
+    free(r->reply);
+    free(r->body);
+    arena_free(r->arena);
+}
+
+/* ------------------------------------------------------------- lifecycle ---- */
+
+__attribute__((format(printf, 2, 0))) static void http_mhd_log(void *cls, const char *fmt,
+                                                               va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    LOG_WARN("http server", LOG_STR("detail", msg));
+}
+
+/* "[v6]:port", "v4:port" or ":port". */
+static int http_parse_addr(const char *addr, struct sockaddr_storage *ss, bool *v6, err_t *err)
+{
+    memset(ss, 0, sizeof(*ss));
+    const char *colon = addr != NULL ? strrchr(addr, ':') : NULL;
+    char *end;
+    long port = colon != NULL ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
+        return err_set(err, ERR_INVALID, "GATEWAY_ADDR: expected host:port, got \"%s\"",
+                       addr != NULL ? addr : "");
+    char host[64];
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= sizeof(host))
+        return err_set(err, ERR_INVALID, "GATEWAY_ADDR: host too long");
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    *v6 = hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']';
+    if (*v6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        host[hlen - 1] = '\0';
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+            return err_set(err, ERR_INVALID, "GATEWAY_ADDR: bad IPv6 host");
+        return 0;
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (hlen == 0)
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+    else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+        return err_set(err, ERR_INVALID, "GATEWAY_ADDR: bad IPv4 host \"%s\"", host);
+    return 0;
+}
+
+http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
+{
+    struct sockaddr_storage ss;
+    bool v6;
+    if (http_parse_addr(opts->addr, &ss, &v6, err) < 0)
+        return NULL;
+    http_server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        abort();
+    s->o = *opts;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    errno = 0;
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, http_handle, s, MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)opts->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U,
+        MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        int e = errno;
+        free(s);
+        err_set(err, ERR_UNAVAILABLE, "cannot listen on %s: %s", opts->addr,
+                e != 0 ? strerror(e) : "unknown error");
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info != NULL ? info->port : 0;
+    return s;
+}
+
+int http_server_port(const http_server_t *s)
+{
+    return s->port;
+}
+
+void http_server_stop(http_server_t *s, int64_t grace_ms)
+{
+    if (s == NULL)
+        return;
+    /* No new connections; suspended requests end with their upstream deadline and
+     * must all be resumed before MHD_stop_daemon (FIELD-NOTES "libmicrohttpd"). */
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    /* Every suspended request is resumed by its call's deadline at the latest: never
+     * stop before that, or a late completion would find its request freed. */
+    int64_t floor_ms = s->o.app->cfg->upstream_timeout_ms + 1000;
+    int64_t until = clock_mono_us() + (grace_ms > floor_ms ? grace_ms : floor_ms) * 1000;
+    while (atomic_load(&s->suspended) > 0 && clock_mono_us() < until)
+        clock_sleep_ms(10);
+    if (atomic_load(&s->suspended) > 0)
+        LOG_WARN("stopping with suspended requests", LOG_INT("n", atomic_load(&s->suspended)));
+    MHD_stop_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    free(s);
+}

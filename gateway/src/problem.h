@@ -1,0 +1,54 @@
+/*
+ * problem: errors as RFC 9457 application/problem+json (DESIGN.md §2, §5).
+ *
+ *   {"type": "about:blank", "title": "Bad Request", "status": 400,
+ *    "detail": "invalid request", "request_id": "...",
+ *    "errors": [{"field": "lines[1].quantity", "description": "must be an integer"}]}
+ *
+ * `type` is always "about:blank", so `title` is the HTTP reason phrase (RFC 9457
+ * §4.2.1) and clients branch on `status`; `errors` is present (possibly empty)
+ * for 400 and 409/422 answers carrying field violations, absent otherwise.
+ *
+ * gRPC status → HTTP, the one translation at this boundary (STYLE.md "Errors"):
+ * INVALID_ARGUMENT, OUT_OF_RANGE → 400; UNAUTHENTICATED → 401;
+ * PERMISSION_DENIED → 403; NOT_FOUND → 404; ALREADY_EXISTS, ABORTED → 409;
+ * FAILED_PRECONDITION → 409 or 422 as the route says (409 "the resource is in
+ * the wrong state", e.g. cancelling a PENDING order; 422 "the request cannot be
+ * processed as asked", e.g. an order mixing currencies); RESOURCE_EXHAUSTED → 429;
+ * UNAVAILABLE → 503; DEADLINE_EXCEEDED → 504; anything else → 500.
+ * For 5xx answers the detail is a fixed sentence (nothing of the internal
+ * message reaches the client); the real message is logged with the request id.
+ */
+#ifndef GATEWAY_PROBLEM_H
+#define GATEWAY_PROBLEM_H
+
+#include <jansson.h>
+
+#include "common/err.h"
+
+#define PROBLEM_CONTENT_TYPE "application/problem+json"
+
+/* problem_http_status: the HTTP status for an ERR_* code; precondition_status
+ * (409 or 422) is used for ERR_PRECONDITION. */
+int problem_http_status(int code, int precondition_status);
+
+/* problem_title: the reason phrase of an HTTP status ("Not Found"); "Error" for
+ * one not in the table. Static string. */
+const char *problem_title(int status);
+
+/* problem_new: a problem object (new reference) with the given status and detail
+ * (NULL: the title). err may be NULL; its field violations become errors[], with
+ * each field renamed through `renames` (NULL, or pairs {from, to, ..., NULL}: a
+ * violation on "idempotency_key" becomes one on "Idempotency-Key"). request_id
+ * may be NULL. Thread-safe. */
+json_t *problem_new(int status, const char *detail, const err_t *err, const char *const *renames,
+                    const char *request_id);
+
+/* problem_from_err: the problem for a failed upstream call or local step: the
+ * status from err->code (precondition_status as above, stored in *status), the
+ * detail from err->msg for 4xx, a fixed sentence for 5xx (and then err->msg is
+ * logged at error level with the request id). New reference. Thread-safe. */
+json_t *problem_from_err(const err_t *err, int precondition_status, const char *const *renames,
+                         const char *request_id, int *status);
+
+#endif

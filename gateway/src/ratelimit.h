@@ -1,0 +1,35 @@
+/*
+ * ratelimit: fixed-window counters in Redis (DESIGN.md §5).
+ *
+ * A counter key lives for one window: the first hit creates it with the
+ * window's expiry (INCR and PEXPIRE in one Lua script, so a crash between them
+ * cannot leave a counter without expiry). A hit beyond the limit is refused with
+ * the time until the window ends, which becomes Retry-After. Fixed windows allow
+ * up to twice the limit across a window boundary; for login throttling that is
+ * acceptable and costs one key per subject.
+ *
+ * Keys: <prefix>rl:<name>:<subject>, e.g. "gw:rl:login-ip:127.0.0.1". Subjects
+ * that are personal data (an email) are hashed by the caller.
+ */
+#ifndef GATEWAY_RATELIMIT_H
+#define GATEWAY_RATELIMIT_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "redis_pool.h"
+
+#define RATELIMIT_KEY_MAX 256
+
+/* ratelimit_hit: counts one hit on key `key` for a window of window_ms.
+ * Returns 0 when within `limit`; ERR_EXHAUSTED when over it, with
+ * *retry_after_s (≥ 1) the seconds until the window ends; ERR_UNAVAILABLE /
+ * ERR_INTERNAL when Redis fails. Thread-safe. */
+int ratelimit_hit(redis_pool_t *pool, const char *key, int64_t limit, int64_t window_ms,
+                  int64_t *retry_after_s, err_t *err);
+
+/* ratelimit_key: "<prefix>rl:<name>:<subject>" into out. */
+void ratelimit_key(char out[RATELIMIT_KEY_MAX], const char *prefix, const char *name,
+                   const char *subject);
+
+#endif

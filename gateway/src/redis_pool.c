@@ -1,0 +1,213 @@
+/*
+ * redis_pool: borrowed hiredis connections (redis_pool.h).
+ */
+#include "redis_pool.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REDIS_POOL_MAX 256
+
+typedef struct redis_conn {
+    redisContext *ctx; /* NULL until first used, or after an error */
+    bool busy;
+} redis_conn_t;
+
+struct redis_pool {
+    char host[256];
+    int port;
+    char password[256];
+    int db;
+    int64_t timeout_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+    int size;
+    redis_conn_t conns[];
+};
+
+/* redis://[:password@]host:port[/db] */
+static int redis_parse_url(redis_pool_t *p, const char *url, err_t *err)
+{
+    const char *s = url;
+    if (url == NULL || strncmp(s, "redis://", 8) != 0)
+        return err_set(err, ERR_INVALID, "REDIS_URL: must start with redis://");
+    s += 8;
+    const char *at = strchr(s, '@');
+    if (at != NULL) {
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        const char *pw = colon != NULL ? colon + 1 : s;
+        size_t n = (size_t)(at - pw);
+        if (n >= sizeof(p->password))
+            return err_set(err, ERR_INVALID, "REDIS_URL: password too long");
+        memcpy(p->password, pw, n);
+        s = at + 1;
+    }
+    const char *colon = strrchr(s, ':');
+    const char *slash = strchr(s, '/');
+    if (colon == NULL || (slash != NULL && slash < colon) || colon == s)
+        return err_set(err, ERR_INVALID, "REDIS_URL: expected redis://host:port[/db]");
+    size_t hl = (size_t)(colon - s);
+    if (hl >= sizeof(p->host))
+        return err_set(err, ERR_INVALID, "REDIS_URL: host too long");
+    memcpy(p->host, s, hl);
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || port < 1 || port > 65535 || (*end != '\0' && *end != '/'))
+        return err_set(err, ERR_INVALID, "REDIS_URL: bad port");
+    if (*end == '/' && end[1] != '\0') {
+        long db = strtol(end + 1, &end, 10);
+        if (*end != '\0' || db < 0 || db > 15)
+            return err_set(err, ERR_INVALID, "REDIS_URL: bad database number");
+        p->db = (int)db;
+    }
+    p->port = (int)port;
+    return 0;
+}
+
+redis_pool_t *redis_pool_new(const char *url, int size, int64_t timeout_ms, err_t *err)
+{
+    if (size < 1 || size > REDIS_POOL_MAX || timeout_ms < 1) {
+        err_set(err, ERR_INVALID, "redis pool: size 1..%d and a positive timeout", REDIS_POOL_MAX);
+        return NULL;
+    }
+    redis_pool_t *p = calloc(1, sizeof(*p) + (size_t)size * sizeof(redis_conn_t));
+    if (p == NULL)
+        abort();
+    if (redis_parse_url(p, url, err) < 0) {
+        free(p);
+        return NULL;
+    }
+    p->size = size;
+    p->timeout_ms = timeout_ms;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->freed, &ca);
+    pthread_condattr_destroy(&ca);
+    return p;
+}
+
+void redis_pool_free(redis_pool_t *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < p->size; i++) {
+        if (p->conns[i].ctx != NULL)
+            redisFree(p->conns[i].ctx);
+    }
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->freed);
+    memset(p->password, 0, sizeof(p->password));
+    free(p);
+}
+
+/* A free slot, waiting up to the timeout; NULL when none frees up. */
+static redis_conn_t *redis_acquire(redis_pool_t *p)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += p->timeout_ms / 1000;
+    until.tv_nsec += (p->timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    redis_conn_t *c = NULL;
+    pthread_mutex_lock(&p->lock);
+    while (c == NULL) {
+        /* Prefer an open connection; take a closed slot only when none is idle. */
+        for (int i = 0; i < p->size && c == NULL; i++)
+            c = !p->conns[i].busy && p->conns[i].ctx != NULL ? &p->conns[i] : NULL;
+        for (int i = 0; i < p->size && c == NULL; i++)
+            c = !p->conns[i].busy ? &p->conns[i] : NULL;
+        if (c == NULL && pthread_cond_timedwait(&p->freed, &p->lock, &until) != 0)
+            break;
+    }
+    if (c != NULL)
+        c->busy = true;
+    pthread_mutex_unlock(&p->lock);
+    return c;
+}
+
+static void redis_release(redis_pool_t *p, redis_conn_t *c)
+{
+    pthread_mutex_lock(&p->lock);
+    c->busy = false;
+    pthread_cond_signal(&p->freed);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void redis_drop(redis_conn_t *c)
+{
+    redisFree(c->ctx);
+    c->ctx = NULL;
+}
+
+/* Opens c's connection (AUTH and SELECT included); 0 or ERR_UNAVAILABLE. */
+static int redis_connect(redis_pool_t *p, redis_conn_t *c, err_t *err)
+{
+    struct timeval tv = {.tv_sec = p->timeout_ms / 1000, .tv_usec = (p->timeout_ms % 1000) * 1000};
+    c->ctx = redisConnectWithTimeout(p->host, p->port, tv);
+    if (c->ctx == NULL || c->ctx->err != 0 || redisSetTimeout(c->ctx, tv) != REDIS_OK) {
+        err_set(err, ERR_UNAVAILABLE, "redis %s:%d unreachable: %s", p->host, p->port,
+                c->ctx != NULL ? c->ctx->errstr : "out of memory");
+        goto fail;
+    }
+    const char *setup[2][2] = {{"AUTH", p->password}, {"SELECT", NULL}};
+    char db[8];
+    snprintf(db, sizeof(db), "%d", p->db);
+    setup[1][1] = db;
+    for (int i = 0; i < 2; i++) {
+        if ((i == 0 && p->password[0] == '\0') || (i == 1 && p->db == 0))
+            continue;
+        redisReply *r = redisCommandArgv(c->ctx, 2, setup[i], NULL);
+        bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (!ok) {
+            err_set(err, ERR_UNAVAILABLE, "redis %s:%d refused %s", p->host, p->port, setup[i][0]);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    if (c->ctx != NULL)
+        redis_drop(c);
+    return ERR_UNAVAILABLE;
+}
+
+redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, const size_t *lens,
+                               err_t *err)
+{
+    redis_conn_t *c = redis_acquire(p);
+    if (c == NULL) {
+        err_set(err, ERR_UNAVAILABLE, "no redis connection free within %lld ms",
+                (long long)p->timeout_ms);
+        return NULL;
+    }
+    redisReply *r = NULL;
+    for (int attempt = 0; attempt < 2 && r == NULL; attempt++) {
+        bool reused = c->ctx != NULL;
+        if (!reused && redis_connect(p, c, err) < 0)
+            break;
+        r = redisCommandArgv(c->ctx, argc, argv, lens);
+        if (r == NULL) {
+            err_set(err, ERR_UNAVAILABLE, "redis: %s", c->ctx->errstr);
+            redis_drop(c);
+            if (!reused)
+                break;
+        }
+    }
+    redis_release(p, c);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        err_set(err, ERR_INTERNAL, "redis: %.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}

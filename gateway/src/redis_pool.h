@@ -1,0 +1,38 @@
+/*
+ * redis_pool: a fixed set of hiredis connections shared by the gateway's threads
+ * (hiredis contexts are not thread-safe: FIELD-NOTES "hiredis 0.14").
+ *
+ * A command borrows one connection for its round trip. Connections open lazily
+ * and are dropped on any I/O error, so a Redis restart costs the calls in flight
+ * and nothing else; a command that fails on a connection that was already open
+ * (the server may have closed it while idle) is retried once on a fresh one.
+ */
+#ifndef GATEWAY_REDIS_POOL_H
+#define GATEWAY_REDIS_POOL_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+typedef struct redis_pool redis_pool_t;
+
+/* redis_pool_new: up to `size` connections to `url` (redis://[:password@]host:port[/db]),
+ * each command bounded by timeout_ms (connect, send, receive; also the wait for a
+ * free connection). Connects nothing yet. Returns an owned pool
+ * (redis_pool_free), or NULL with err ERR_INVALID for a malformed URL. */
+redis_pool_t *redis_pool_new(const char *url, int size, int64_t timeout_ms, err_t *err);
+
+/* redis_pool_free: closes every connection; none may be borrowed. NULL is accepted. */
+void redis_pool_free(redis_pool_t *p);
+
+/* redis_pool_command: runs one command given as argc strings (lens may be NULL
+ * for NUL-terminated ones). Returns the reply, owned by the caller
+ * (freeReplyObject); a reply of type REDIS_REPLY_ERROR is returned as NULL with
+ * err ERR_INTERNAL and the server's message. NULL with ERR_UNAVAILABLE when
+ * Redis cannot be reached in time. Thread-safe. */
+redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, const size_t *lens,
+                               err_t *err);
+
+#endif

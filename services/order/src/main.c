@@ -1,0 +1,83 @@
+/*
+ * order-svc: order lifecycle; initiator of the choreography saga (DESIGN.md §3, §4).
+ *
+ * Everything a service process does — settings, admin HTTP, migrations, the outbox
+ * relay, the saga consumer, the gRPC server, the drain on SIGTERM — is svc_main's
+ * (common/svc.h); this file describes order-svc and owns its two extras: the channel
+ * to product-svc (CreateOrder prices lines with BatchGetProducts) and the sweeper
+ * thread (orders PENDING past SAGA_TIMEOUT are cancelled).
+ *
+ * Settings of its own, besides the common ones (GRPC_ADDR default 0.0.0.0:50051,
+ * ADMIN_ADDR default 0.0.0.0:8081, DATABASE_URL, DB_POOL_SIZE, KAFKA_BROKERS,
+ * LOG_LEVEL, SHUTDOWN_GRACE, STARTUP_TIMEOUT):
+ *   PRODUCT_ADDR    product-svc gRPC target ("host:port" or "a:1,b:2")
+ *                   default 127.0.0.1:50052
+ *   SAGA_TIMEOUT    an order still PENDING this long is cancelled (TIMEOUT)
+ *                   default 30s (1s..24h)
+ *   SWEEP_INTERVAL  how often the sweeper looks for such orders  default 1s (10ms..1h)
+ */
+#include <stddef.h>
+
+#include "common/svc.h"
+#include "order.h"
+
+extern const db_migration_set_t order_migrations;
+
+static const char *const order_topics[] = {ORDER_TOPIC_INVENTORY, ORDER_TOPIC_PAYMENTS};
+
+static order_cfg_t order_cfg;
+static order_ctx_t order_ctx;
+
+static const cfg_entry_t order_cfg_table[] = {
+    {"PRODUCT_ADDR", CFG_STR, 1, 1024, "127.0.0.1:50052", offsetof(order_cfg_t, product_addr),
+     "product-svc gRPC target (host:port, or a comma-separated list)"},
+    {"SAGA_TIMEOUT", CFG_DURATION, 1000, 86400000, "30s", offsetof(order_cfg_t, saga_timeout_ms),
+     "cancel orders still PENDING after this long (reason TIMEOUT)"},
+    {"SWEEP_INTERVAL", CFG_DURATION, 10, 3600000, "1s", offsetof(order_cfg_t, sweep_interval_ms),
+     "how often the sweeper looks for timed-out orders"},
+};
+
+static int order_init(svc_t *s, err_t *err)
+{
+    order_ctx.cfg = &order_cfg;
+    order_ctx.product = rpc_channel_new(order_cfg.product_addr, NULL, err);
+    if (!order_ctx.product)
+        return err->code;
+    order_ctx.sweeper = order_sweeper_start(svc_pool(s), &order_cfg, err);
+    if (!order_ctx.sweeper)
+        return err->code;
+    svc_user_set(s, &order_ctx);
+    return 0;
+}
+
+/* Runs after the gRPC server and the consumer stopped: nothing uses the channel any
+ * more; the sweeper finishes the sweep in hand. */
+static void order_fini(svc_t *s)
+{
+    order_sweeper_stop(order_ctx.sweeper);
+    order_ctx.sweeper = NULL;
+    rpc_channel_free(order_ctx.product);
+    order_ctx.product = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const svc_def_t def = {
+        .name = "order",
+        .grpc_port = 50051,
+        .admin_port = 8081,
+        .default_db_url = "postgresql://order:order@127.0.0.1:5433/order",
+        .service = order_rpc_service,
+        .migrations = &order_migrations,
+        .topics = order_topics,
+        .n_topics = sizeof(order_topics) / sizeof(order_topics[0]),
+        .routes = order_saga_routes,
+        .n_routes = order_saga_n_routes,
+        .config_table = order_cfg_table,
+        .n_config = sizeof(order_cfg_table) / sizeof(order_cfg_table[0]),
+        .config = &order_cfg,
+        .init = order_init,
+        .fini = order_fini,
+    };
+    return svc_main(&def, argc, argv);
+}

@@ -1,0 +1,738 @@
+/*
+ * order_rpc: shop.order.v1.OrderService (proto/shop/order/v1/order_service.proto,
+ * whose comments list the status codes of every method).
+ *
+ * Each handler: who is calling (x-user-id, x-user-role) → validate every field (all
+ * violations at once, per field) → repository calls → answer. Order ids that are not
+ * UUIDs are NOT_FOUND without asking the database; so are other users' orders, so
+ * order ids cannot be probed.
+ *
+ * CreateOrder, in order: the idempotency key is looked up first (a replay is answered
+ * from the database even while product-svc is down or a product has been archived
+ * since), then the lines are priced by product-svc, then one transaction claims the
+ * key, inserts the order PENDING with its lines and first timeline row, and enqueues
+ * OrderCreated. Two concurrent creates with one key meet on the key's primary key:
+ * the second waits for the first to commit, claims nothing, and answers the winner's
+ * order (replayed) or ALREADY_EXISTS if its lines differ.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/outbox.h"
+#include "common/rpc.h"
+#include "common/uuid.h"
+#include "order.h"
+#include "order_repo.h"
+#include "shop/events/v1/events.pb-c.h"
+#include "shop/order/v1/order_service.pb-c.h"
+#include "shop/product/v1/product_service.pb-c.h"
+
+#define ORDER_LINES_MAX     100
+#define ORDER_QUANTITY_MAX  1000
+#define ORDER_KEY_MAX       128
+#define ORDER_LIMIT_DEFAULT 20
+#define ORDER_LIMIT_MAX     100
+#define ORDER_TOKEN_MAX     160
+/* The longest product-svc call; a caller's deadline shortens it (3/4 of what is left,
+ * the rest is for our own transaction). */
+#define ORDER_PRICING_MAX_MS 2000
+
+typedef Shop__Order__V1__OrderService_Service order_service_t;
+
+static svc_t *order_rpc_svc(rpc_call_t *call)
+{
+    return rpc_call_ctx(call);
+}
+
+static db_pool_t *order_rpc_pool(rpc_call_t *call)
+{
+    return svc_pool(order_rpc_svc(call));
+}
+
+static order_ctx_t *order_rpc_state(rpc_call_t *call)
+{
+    return svc_user(order_rpc_svc(call));
+}
+
+/* Answers the call with err. Internal failures are logged here with their detail and
+ * reach the caller as a bare "internal error" (no SQL or database text leaves). */
+static void order_rpc_fail(rpc_call_t *call, err_t *err)
+{
+    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
+        LOG_ERR("order rpc failed", LOG_STR("method", rpc_call_method(call)),
+                LOG_STR("error", err->msg));
+        err_set(err, ERR_INTERNAL, "internal error");
+    }
+    rpc_call_fail(call, err);
+}
+
+/* Refuses a call whose deadline already passed before any work is done. */
+static int order_rpc_deadline(rpc_call_t *call, err_t *err)
+{
+    if (rpc_call_deadline_exceeded(call))
+        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+    return 0;
+}
+
+/* Who is calling: x-user-id is required (UNAUTHENTICATED without it); *admin for
+ * x-user-role "admin". */
+typedef struct order_caller {
+    const char *user_id;
+    bool admin;
+} order_caller_t;
+
+static int order_rpc_caller(rpc_call_t *call, order_caller_t *out, err_t *err)
+{
+    const char *user = rpc_call_user_id(call);
+    const char *role = rpc_call_user_role(call);
+    if (!user || !user[0])
+        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+    out->user_id = user;
+    out->admin = role && strcmp(role, "admin") == 0;
+    return 0;
+}
+
+static bool order_rpc_same_id(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+static char *order_rpc_lower(arena_t *a, const char *s)
+{
+    char *out = arena_strdup(a, s);
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return out;
+}
+
+/* An order id the database may be asked about; anything else is NOT_FOUND. */
+static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_t *err)
+{
+    if (!uuid_valid(id))
+        return err_set(err, ERR_NOT_FOUND, "order not found");
+    *out = order_rpc_lower(a, id);
+    return 0;
+}
+
+/* ---- answers ---- */
+
+static char *order_rpc_time(arena_t *a, int64_t us)
+{
+    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
+    clock_rfc3339(us, out);
+    return out;
+}
+
+static Shop__Order__V1__OrderLine **order_rpc_lines(arena_t *a, const order_row_t *r)
+{
+    Shop__Order__V1__OrderLine **out =
+        r->n_lines ? arena_calloc(a, r->n_lines, sizeof(*out)) : NULL;
+    for (size_t i = 0; i < r->n_lines; i++) {
+        Shop__Order__V1__OrderLine *l = arena_alloc(a, sizeof(*l));
+        *l = (Shop__Order__V1__OrderLine)SHOP__ORDER__V1__ORDER_LINE__INIT;
+        l->product_id = (char *)r->lines[i].product_id;
+        l->quantity = r->lines[i].quantity;
+        l->unit_price_cents = r->lines[i].unit_price_cents;
+        l->line_total_cents = (int64_t)r->lines[i].quantity * r->lines[i].unit_price_cents;
+        out[i] = l;
+    }
+    return out;
+}
+
+static Shop__Order__V1__TimelineEntry **order_rpc_timeline(arena_t *a, const order_row_t *r)
+{
+    Shop__Order__V1__TimelineEntry **out =
+        r->n_timeline ? arena_calloc(a, r->n_timeline, sizeof(*out)) : NULL;
+    for (size_t i = 0; i < r->n_timeline; i++) {
+        Shop__Order__V1__TimelineEntry *t = arena_alloc(a, sizeof(*t));
+        *t = (Shop__Order__V1__TimelineEntry)SHOP__ORDER__V1__TIMELINE_ENTRY__INIT;
+        t->step = (char *)r->timeline[i].step;
+        t->status = order_status_value(r->timeline[i].status);
+        t->detail = (char *)r->timeline[i].detail;
+        t->at = order_rpc_time(a, r->timeline[i].at_us);
+        out[i] = t;
+    }
+    return out;
+}
+
+static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
+{
+    Shop__Order__V1__Order *o = arena_alloc(a, sizeof(*o));
+    *o = (Shop__Order__V1__Order)SHOP__ORDER__V1__ORDER__INIT;
+    o->id = (char *)r->id;
+    o->user_id = (char *)r->user_id;
+    o->n_lines = r->n_lines;
+    o->lines = order_rpc_lines(a, r);
+    o->total_cents = r->total_cents;
+    o->currency = (char *)r->currency;
+    o->status = order_status_value(r->status);
+    o->cancel_reason = order_reason_value(r->cancel_reason);
+    o->created_at = order_rpc_time(a, r->created_us);
+    o->updated_at = order_rpc_time(a, r->updated_us);
+    o->n_timeline = r->n_timeline;
+    o->timeline = order_rpc_timeline(a, r);
+    return o;
+}
+
+/* ---- CreateOrder: validation ---- */
+
+static void order_rpc_check_key(const char *key, err_t *err)
+{
+    size_t n = strlen(key);
+    bool ok = n >= 1 && n <= ORDER_KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = key[i] >= 0x20 && key[i] <= 0x7e;
+    if (!ok)
+        err_field_add(err, "idempotency_key", "must be 1..128 printable ascii characters");
+}
+
+/* Checks the lines and copies them, product ids in lower case, into o->lines. */
+static void order_rpc_check_lines(arena_t *a, const Shop__Order__V1__CreateOrderRequest *req,
+                                  order_row_t *o, err_t *err)
+{
+    if (req->n_lines < 1 || req->n_lines > ORDER_LINES_MAX) {
+        err_field_add(err, "lines", "must hold 1..100 lines");
+        return;
+    }
+    o->n_lines = req->n_lines;
+    o->lines = arena_calloc(a, req->n_lines, sizeof(*o->lines));
+    for (size_t i = 0; i < req->n_lines; i++) {
+        const Shop__Order__V1__RequestedLine *l = req->lines[i];
+        char field[64];
+        snprintf(field, sizeof(field), "lines[%zu].product_id", i);
+        if (!uuid_valid(l->product_id)) {
+            err_field_add(err, field, "unknown product: not a uuid");
+        } else {
+            o->lines[i].product_id = order_rpc_lower(a, l->product_id);
+            for (size_t k = 0; k < i; k++)
+                if (o->lines[k].product_id &&
+                    strcmp(o->lines[k].product_id, o->lines[i].product_id) == 0) {
+                    err_field_add(err, field, "product listed twice (also lines[%zu])", k);
+                    break;
+                }
+        }
+        if (l->quantity < 1 || l->quantity > ORDER_QUANTITY_MAX) {
+            snprintf(field, sizeof(field), "lines[%zu].quantity", i);
+            err_field_add(err, field, "must be 1..1000");
+        }
+        o->lines[i].quantity = l->quantity;
+    }
+}
+
+static int order_rpc_line_cmp(const void *x, const void *y)
+{
+    return strcmp(((const order_line_t *)x)->product_id, ((const order_line_t *)y)->product_id);
+}
+
+/* The canonical text of a request, whose hash decides whether a repeated key is the
+ * same request: its lines sorted by product (each product appears once). */
+static const char *order_rpc_canon(arena_t *a, const order_row_t *o)
+{
+    order_line_t *sorted = arena_memdup(a, o->lines, o->n_lines * sizeof(*o->lines));
+    qsort(sorted, o->n_lines, sizeof(*sorted), order_rpc_line_cmp);
+    char *out = arena_alloc(a, 4 + o->n_lines * (UUID_STR_LEN + 12)), *p = out;
+    p += sprintf(p, "v1\n");
+    for (size_t i = 0; i < o->n_lines; i++)
+        p += sprintf(p, "%s*%" PRId32 "\n", sorted[i].product_id, sorted[i].quantity);
+    return out;
+}
+
+static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
+                                  const Shop__Order__V1__CreateOrderRequest *req, order_row_t *o,
+                                  err_t *err)
+{
+    arena_t *a = rpc_call_arena(call);
+    if (!order_rpc_same_id(req->user_id, who->user_id))
+        return err_set(err, ERR_PERMISSION, "orders can only be placed for the caller");
+    if (!uuid_valid(req->user_id))
+        err_field_add(err, "user_id", "must be a uuid");
+    order_rpc_check_key(req->idempotency_key, err);
+    order_rpc_check_lines(a, req, o, err);
+    if (err->code != 0)
+        return err->code;
+    o->user_id = order_rpc_lower(a, req->user_id);
+    return 0;
+}
+
+/* ---- CreateOrder: pricing through product-svc ---- */
+
+/* The caller's metadata that goes on to product-svc. */
+static size_t order_rpc_forward_md(rpc_call_t *call, rpc_metadata_t md[4])
+{
+    const char *values[] = {rpc_call_request_id(call), rpc_call_traceparent(call),
+                            rpc_call_user_id(call), rpc_call_user_role(call)};
+    static const char *const keys[] = {"x-request-id", "traceparent", "x-user-id", "x-user-role"};
+    size_t n = 0;
+    for (size_t i = 0; i < 4; i++)
+        if (values[i])
+            md[n++] = (rpc_metadata_t){keys[i], values[i]};
+    return n;
+}
+
+/* The product-svc call's timeout, from what is left of the caller's deadline. */
+static int order_rpc_pricing_budget(rpc_call_t *call, int64_t *ms, err_t *err)
+{
+    int64_t left = rpc_call_remaining_ms(call);
+    *ms = left == INT64_MAX ? ORDER_PRICING_MAX_MS : left * 3 / 4;
+    if (*ms > ORDER_PRICING_MAX_MS)
+        *ms = ORDER_PRICING_MAX_MS;
+    if (*ms < 1)
+        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+    return 0;
+}
+
+static int order_rpc_batch_get(rpc_call_t *call, const order_row_t *o,
+                               Shop__Product__V1__BatchGetProductsResponse **out, err_t *err)
+{
+    arena_t *a = rpc_call_arena(call);
+    Shop__Product__V1__BatchGetProductsRequest req =
+        SHOP__PRODUCT__V1__BATCH_GET_PRODUCTS_REQUEST__INIT;
+    req.n_product_ids = o->n_lines;
+    req.product_ids = arena_calloc(a, o->n_lines, sizeof(*req.product_ids));
+    for (size_t i = 0; i < o->n_lines; i++)
+        req.product_ids[i] = (char *)o->lines[i].product_id;
+    rpc_metadata_t md[4];
+    size_t n_md = order_rpc_forward_md(call, md);
+    int64_t budget_ms;
+    if (order_rpc_pricing_budget(call, &budget_ms, err) != 0)
+        return err->code;
+    ProtobufCMessage *resp = NULL;
+    err_t up = ERR_INIT;
+    int rc = rpc_channel_call(order_rpc_state(call)->product,
+                              &shop__product__v1__product_service__descriptor, "BatchGetProducts",
+                              &req.base, a, &resp, md, n_md, budget_ms, &up);
+    if (rc == 0) {
+        *out = (Shop__Product__V1__BatchGetProductsResponse *)resp;
+        return 0;
+    }
+    LOG_WARN("pricing failed", LOG_STR("error", up.msg), LOG_STR("code", err_code_name(rc)));
+    if (rc == ERR_TIMEOUT && rpc_call_cancelled(call))
+        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+    if (err_is_transient(rc))
+        return err_set(err, ERR_UNAVAILABLE, "product-svc unavailable");
+    return err_set(err, ERR_INTERNAL, "product-svc BatchGetProducts: %s: %s", err_code_name(rc),
+                   up.msg);
+}
+
+static const Shop__Product__V1__Product *
+order_rpc_find_product(const Shop__Product__V1__BatchGetProductsResponse *r, const char *id)
+{
+    for (size_t i = 0; i < r->n_products; i++)
+        if (order_rpc_same_id(r->products[i]->id, id))
+            return r->products[i];
+    return NULL;
+}
+
+/* Prices o's lines: unknown and archived products are field violations on their
+ * line; products in two currencies are FAILED_PRECONDITION. Fills the unit prices,
+ * o->total_cents and o->currency. */
+static int order_rpc_price(rpc_call_t *call, order_row_t *o, err_t *err)
+{
+    Shop__Product__V1__BatchGetProductsResponse *resp;
+    if (order_rpc_batch_get(call, o, &resp, err) != 0)
+        return err->code;
+    o->total_cents = 0;
+    o->currency = NULL;
+    bool mixed = false;
+    for (size_t i = 0; i < o->n_lines; i++) {
+        const Shop__Product__V1__Product *p = order_rpc_find_product(resp, o->lines[i].product_id);
+        char field[64];
+        snprintf(field, sizeof(field), "lines[%zu].product_id", i);
+        if (!p) {
+            err_field_add(err, field, "unknown product");
+            continue;
+        }
+        if (!p->active) {
+            err_field_add(err, field, "product is archived");
+            continue;
+        }
+        o->lines[i].unit_price_cents = p->price_cents;
+        /* price <= 1e9, quantity <= 1000, lines <= 100: far from overflowing */
+        o->total_cents += p->price_cents * o->lines[i].quantity;
+        if (!o->currency)
+            o->currency = p->currency;
+        else if (strcmp(o->currency, p->currency) != 0)
+            mixed = true;
+    }
+    if (err->code == 0 && mixed)
+        return err_set(err, ERR_PRECONDITION, "the products are priced in different currencies");
+    return err->code;
+}
+
+/* ---- CreateOrder: the transaction ---- */
+
+typedef struct order_create {
+    arena_t *a;
+    order_row_t *o;
+    const char *key;
+    const char *canon;
+    const char *traceparent;
+    bool claimed;
+} order_create_t;
+
+static int order_rpc_emit_created(db_conn_t *tx, const order_create_t *c, err_t *err)
+{
+    const order_row_t *o = c->o;
+    Shop__Events__V1__OrderCreated ev = SHOP__EVENTS__V1__ORDER_CREATED__INIT;
+    ev.order_id = (char *)o->id;
+    ev.user_id = (char *)o->user_id;
+    ev.n_lines = o->n_lines;
+    ev.lines = arena_calloc(c->a, o->n_lines, sizeof(*ev.lines));
+    for (size_t i = 0; i < o->n_lines; i++) {
+        Shop__Events__V1__OrderLine *l = arena_alloc(c->a, sizeof(*l));
+        *l = (Shop__Events__V1__OrderLine)SHOP__EVENTS__V1__ORDER_LINE__INIT;
+        l->product_id = (char *)o->lines[i].product_id;
+        l->quantity = o->lines[i].quantity;
+        l->unit_price_cents = o->lines[i].unit_price_cents;
+        ev.lines[i] = l;
+    }
+    ev.total_cents = o->total_cents;
+    ev.currency = (char *)o->currency;
+    ev.created_at = order_rpc_time(c->a, o->created_us);
+    return outbox_enqueue(tx, c->a, ORDER_TOPIC_ORDERS, o->id, &ev.base, c->traceparent, err);
+}
+
+static int order_rpc_create_txn(db_conn_t *tx, void *ud, err_t *err)
+{
+    order_create_t *c = ud;
+    if (order_repo_idem_claim(tx, c->a, c->o->user_id, c->key, c->o->id, c->canon, &c->claimed,
+                              err) != 0 ||
+        !c->claimed)
+        return err->code;
+    if (order_repo_insert(tx, c->a, c->o, "", err) != 0 || order_rpc_emit_created(tx, c, err) != 0)
+        return err->code;
+    return 0;
+}
+
+/* The answer to a key already used: the order it made (replayed) if the request is
+ * the same, else ALREADY_EXISTS. */
+static int order_rpc_replay(rpc_call_t *call, const char *order_id, bool same, order_row_t *out,
+                            err_t *err)
+{
+    if (!same) {
+        err_set(err, ERR_CONFLICT, "idempotency key already used with other lines");
+        return err_field_add(err, "idempotency_key", "was already used with other lines");
+    }
+    return order_repo_get(order_rpc_pool(call), rpc_call_arena(call), order_id, true, out, err);
+}
+
+/* Looks the key up; *found with *out filled (or an error) when it was used before. */
+static int order_rpc_lookup(rpc_call_t *call, const order_row_t *o, const char *key,
+                            const char *canon, bool *found, order_row_t *out, err_t *err)
+{
+    const char *order_id;
+    bool same;
+    if (order_repo_idem_find(order_rpc_pool(call), rpc_call_arena(call), o->user_id, key, canon,
+                             &order_id, &same, err) != 0)
+        return err->code;
+    *found = order_id != NULL;
+    return *found ? order_rpc_replay(call, order_id, same, out, err) : 0;
+}
+
+static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrderRequest *req,
+                            order_row_t *o, bool *replayed, err_t *err)
+{
+    arena_t *a = rpc_call_arena(call);
+    order_caller_t who;
+    if (order_rpc_caller(call, &who, err) != 0 ||
+        order_rpc_check_create(call, &who, req, o, err) != 0 || order_rpc_deadline(call, err) != 0)
+        return err->code;
+    const char *canon = order_rpc_canon(a, o);
+    if (order_rpc_lookup(call, o, req->idempotency_key, canon, replayed, o, err) != 0 || *replayed)
+        return err->code;
+    if (order_rpc_price(call, o, err) != 0 || order_rpc_deadline(call, err) != 0)
+        return err->code;
+    char id[UUID_STR_LEN];
+    uuid_new(id);
+    o->id = arena_strdup(a, id);
+    order_create_t c = {.a = a,
+                        .o = o,
+                        .key = req->idempotency_key,
+                        .canon = canon,
+                        .traceparent = rpc_call_traceparent(call)};
+    if (db_txn(order_rpc_pool(call), order_rpc_create_txn, &c, err) != 0)
+        return err->code;
+    if (!c.claimed) {
+        /* A concurrent create with the same key committed first. */
+        if (order_rpc_lookup(call, o, req->idempotency_key, canon, replayed, o, err) != 0)
+            return err->code;
+        if (!*replayed)
+            return err_set(err, ERR_ABORTED, "idempotency key contended, retry");
+        return 0;
+    }
+    o->timeline = arena_alloc(a, sizeof(*o->timeline));
+    o->timeline[0] = (order_step_t){
+        .step = "order_created", .status = ORDER_PENDING, .detail = "", .at_us = o->created_us};
+    o->n_timeline = 1;
+    LOG_INFO("order created", LOG_STR("order_id", o->id), LOG_STR("user_id", o->user_id),
+             LOG_INT("lines", o->n_lines), LOG_INT("total_cents", o->total_cents));
+    return 0;
+}
+
+static void order_rpc_create_order(order_service_t *service,
+                                   const Shop__Order__V1__CreateOrderRequest *req,
+                                   Shop__Order__V1__CreateOrderResponse_Closure done,
+                                   void *call_data)
+{
+    rpc_call_t *call = call_data;
+    err_t err = ERR_INIT;
+    order_row_t o = {0};
+    bool replayed = false;
+    if (order_rpc_create(call, req, &o, &replayed, &err) != 0) {
+        order_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__Order__V1__CreateOrderResponse resp = SHOP__ORDER__V1__CREATE_ORDER_RESPONSE__INIT;
+    resp.order = order_rpc_order(rpc_call_arena(call), &o);
+    resp.replayed = replayed;
+    done(&resp, call_data);
+}
+
+/* ---- GetOrder ---- */
+
+/* The order `raw_id` if the caller may see it (owner or admin), else NOT_FOUND. */
+static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_timeline,
+                             order_caller_t *who, order_row_t *out, err_t *err)
+{
+    const char *id;
+    if (order_rpc_caller(call, who, err) != 0 ||
+        order_rpc_known_id(rpc_call_arena(call), raw_id, &id, err) != 0 ||
+        order_rpc_deadline(call, err) != 0 ||
+        order_repo_get(order_rpc_pool(call), rpc_call_arena(call), id, with_timeline, out, err) !=
+            0)
+        return err->code;
+    if (!who->admin && !order_rpc_same_id(out->user_id, who->user_id))
+        return err_set(err, ERR_NOT_FOUND, "order not found");
+    return 0;
+}
+
+static void order_rpc_get_order(order_service_t *service,
+                                const Shop__Order__V1__GetOrderRequest *req,
+                                Shop__Order__V1__GetOrderResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    err_t err = ERR_INIT;
+    order_caller_t who;
+    order_row_t o;
+    if (order_rpc_visible(call, req->order_id, true, &who, &o, &err) != 0) {
+        order_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__Order__V1__GetOrderResponse resp = SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT;
+    resp.order = order_rpc_order(rpc_call_arena(call), &o);
+    done(&resp, call_data);
+}
+
+/* ---- ListOrders: page tokens ----
+ * A token is base64url (no padding) of "<created_at µs>:<id>:<scope>", the last row
+ * of the previous page, where scope is the listed user_id or "*" for every user, so
+ * that a token only works for the listing it was issued for. Decoding is strict: only
+ * the exact encoding of a well-formed cursor is accepted. */
+
+static const char order_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *order_rpc_b64_encode(arena_t *a, const unsigned char *in, size_t n)
+{
+    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        size_t chars = n - i >= 3 ? 4 : n - i + 1;
+        for (size_t k = 0; k < chars; k++)
+            *p++ = order_b64[(v >> (18 - 6 * k)) & 0x3f];
+    }
+    *p = '\0';
+    return out;
+}
+
+/* Decodes base64url without padding into out (NUL-terminated); -1 on a bad character,
+ * a bad length or a NUL byte inside. Stray low bits are caught by the caller's
+ * re-encoding check. */
+static int order_rpc_b64_decode(const char *in, char *out, size_t cap)
+{
+    size_t n = strlen(in), o = 0;
+    if (n % 4 == 1 || n / 4 * 3 + 3 >= cap)
+        return -1;
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = strchr(order_b64, in[i]);
+        if (!c)
+            return -1;
+        v = v << 6 | (uint32_t)(c - order_b64);
+        if (i % 4 == 3) {
+            out[o++] = (char)(v >> 16);
+            out[o++] = (char)(v >> 8);
+            out[o++] = (char)v;
+            v = 0;
+        }
+    }
+    size_t rest = n % 4;
+    v <<= 6 * (rest ? 4 - rest : 0);
+    for (size_t k = 0; rest && k < rest - 1; k++)
+        out[o++] = (char)(v >> (16 - 8 * k));
+    out[o] = '\0';
+    return memchr(out, '\0', o) ? -1 : 0;
+}
+
+static char *order_rpc_token(arena_t *a, const order_row_t *last, const char *scope)
+{
+    char *plain = arena_sprintf(a, "%" PRId64 ":%s:%s", last->created_us, last->id, scope);
+    return order_rpc_b64_encode(a, (const unsigned char *)plain, strlen(plain));
+}
+
+static void order_rpc_parse_token(arena_t *a, const char *token, const char *scope,
+                                  order_page_query_t *q, err_t *err)
+{
+    char plain[ORDER_TOKEN_MAX];
+    int64_t us;
+    char id[UUID_STR_LEN], got_scope[UUID_STR_LEN];
+    int end = 0;
+    if (strlen(token) > ORDER_TOKEN_MAX || order_rpc_b64_decode(token, plain, sizeof(plain)) != 0 ||
+        sscanf(plain, "%" SCNd64 ":%36[0-9a-f-]:%36[0-9a-f*-]%n", &us, id, got_scope, &end) != 3 ||
+        plain[end] != '\0' || us < 0 || !uuid_valid(id)) {
+        err_field_add(err, "page_token", "is not a valid page token");
+        return;
+    }
+    q->has_after = true;
+    q->after_us = us;
+    q->after_id = arena_strdup(a, id);
+    order_row_t last = {.id = q->after_id, .created_us = us};
+    if (strcmp(order_rpc_token(a, &last, got_scope), token) != 0)
+        err_field_add(err, "page_token", "is not a valid page token");
+    else if (strcmp(got_scope, scope) != 0)
+        err_field_add(err, "page_token", "was issued for another user_id");
+}
+
+/* ---- ListOrders ---- */
+
+/* The page query; PERMISSION_DENIED for a customer listing another user (or all),
+ * field violations for user_id, limit and page_token. *scope is the token scope. */
+static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrdersRequest *req,
+                                order_page_query_t *q, const char **scope, err_t *err)
+{
+    arena_t *a = rpc_call_arena(call);
+    order_caller_t who;
+    if (order_rpc_caller(call, &who, err) != 0)
+        return err->code;
+    if (!who.admin && !order_rpc_same_id(req->user_id, who.user_id))
+        return err_set(err, ERR_PERMISSION, "customers can only list their own orders");
+    *q = (order_page_query_t){0};
+    *scope = "*";
+    if (req->user_id[0] && !uuid_valid(req->user_id))
+        err_field_add(err, "user_id", "must be a uuid, or \"\" for every user");
+    else if (req->user_id[0])
+        *scope = q->user_id = order_rpc_lower(a, req->user_id);
+    if (req->limit < 0 || req->limit > ORDER_LIMIT_MAX)
+        err_field_add(err, "limit", "must be 0..100");
+    q->limit = req->limit ? req->limit : ORDER_LIMIT_DEFAULT;
+    if (req->page_token[0])
+        order_rpc_parse_token(a, req->page_token, *scope, q, err);
+    return err->code;
+}
+
+static void order_rpc_list_orders(order_service_t *service,
+                                  const Shop__Order__V1__ListOrdersRequest *req,
+                                  Shop__Order__V1__ListOrdersResponse_Closure done, void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    order_page_query_t q;
+    const char *scope;
+    order_row_t *rows;
+    size_t n;
+    if (order_rpc_page_query(call, req, &q, &scope, &err) != 0 ||
+        order_rpc_deadline(call, &err) != 0)
+        goto fail;
+    int limit = q.limit;
+    q.limit = limit + 1; /* one more row tells whether there is a next page */
+    if (order_repo_list(order_rpc_pool(call), a, &q, &rows, &n, &err) != 0)
+        goto fail;
+    Shop__Order__V1__ListOrdersResponse resp = SHOP__ORDER__V1__LIST_ORDERS_RESPONSE__INIT;
+    bool more = n > (size_t)limit;
+    resp.n_orders = more ? (size_t)limit : n;
+    resp.orders = resp.n_orders ? arena_calloc(a, resp.n_orders, sizeof(*resp.orders)) : NULL;
+    for (size_t i = 0; i < resp.n_orders; i++)
+        resp.orders[i] = order_rpc_order(a, &rows[i]);
+    if (more)
+        resp.next_page_token = order_rpc_token(a, &rows[limit - 1], scope);
+    done(&resp, call_data);
+    return;
+fail:
+    order_rpc_fail(call, &err);
+    done(NULL, call_data);
+}
+
+/* ---- CancelOrder ---- */
+
+typedef struct order_cancel_req {
+    arena_t *a;
+    const char *id;
+    const order_caller_t *who;
+    const char *traceparent;
+    bool cancelled;
+} order_cancel_req_t;
+
+static int order_rpc_cancel_txn(db_conn_t *tx, void *ud, err_t *err)
+{
+    order_cancel_req_t *c = ud;
+    order_row_t o;
+    bool found;
+    c->cancelled = false;
+    if (order_repo_lock(tx, c->a, c->id, &o, &found, err) != 0)
+        return err->code;
+    if (!found || (!c->who->admin && !order_rpc_same_id(o.user_id, c->who->user_id)))
+        return err_set(err, ERR_NOT_FOUND, "order not found");
+    if (!order_rpc_same_id(o.user_id, c->who->user_id))
+        return err_set(err, ERR_PERMISSION, "only the owner can cancel an order");
+    if (strcmp(o.status, ORDER_PENDING) == 0)
+        return err_set(err, ERR_PRECONDITION, "the order is still being processed");
+    if (strcmp(o.status, ORDER_CONFIRMED) != 0)
+        return 0; /* already cancelled: unchanged */
+    order_cancel_t cancel = {.order_id = o.id,
+                             .from = ORDER_CONFIRMED,
+                             .reason = ORDER_REASON_USER_REQUESTED,
+                             .detail = "cancelled by the user",
+                             .traceparent = c->traceparent};
+    return order_saga_cancel(tx, c->a, &cancel, &c->cancelled, err);
+}
+
+static void order_rpc_cancel_order(order_service_t *service,
+                                   const Shop__Order__V1__CancelOrderRequest *req,
+                                   Shop__Order__V1__CancelOrderResponse_Closure done,
+                                   void *call_data)
+{
+    rpc_call_t *call = call_data;
+    arena_t *a = rpc_call_arena(call);
+    err_t err = ERR_INIT;
+    order_caller_t who;
+    order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_traceparent(call)};
+    order_row_t o;
+    if (order_rpc_caller(call, &who, &err) != 0 ||
+        order_rpc_known_id(a, req->order_id, &c.id, &err) != 0 ||
+        order_rpc_deadline(call, &err) != 0 ||
+        db_txn(order_rpc_pool(call), order_rpc_cancel_txn, &c, &err) != 0 ||
+        order_repo_get(order_rpc_pool(call), a, c.id, true, &o, &err) != 0) {
+        order_rpc_fail(call, &err);
+        done(NULL, call_data);
+        return;
+    }
+    Shop__Order__V1__CancelOrderResponse resp = SHOP__ORDER__V1__CANCEL_ORDER_RESPONSE__INIT;
+    resp.order = order_rpc_order(a, &o);
+    done(&resp, call_data);
+}
+
+static order_service_t order_rpc_impl = SHOP__ORDER__V1__ORDER_SERVICE__INIT(order_rpc_);
+
+ProtobufCService *const order_rpc_service = &order_rpc_impl.base;

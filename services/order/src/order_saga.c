@@ -1,0 +1,378 @@
+/*
+ * order_saga: order-svc's steps of the choreography (DESIGN.md §4 steps 4, 5, 6 and
+ * the timeline of 2, 7, 8, 9), and the cancellation the sweeper (step 10) and
+ * CancelOrder (step 11) share.
+ *
+ * Each handler runs in the saga consumer's transaction, which already holds the
+ * event's inbox row, so exact redeliveries never get here. Every status change is a
+ * conditional UPDATE ... WHERE status = 'PENDING' (CONFIRMED for CancelOrder), which
+ * also locks the order's row: of two writers racing for one order (a handler on
+ * another instance, the sweeper, CancelOrder) the second waits, re-reads the row and
+ * finds the status changed, so exactly one transition happens. Every event of a
+ * known order appends one timeline row (a transition appends a second one, the
+ * "order_confirmed" / "order_cancelled" step); an event that no longer applies is
+ * recorded as "ignored" and changes nothing. Events of orders this database does not
+ * know (other services' tests, another fleet's orders) are acknowledged and skipped.
+ *
+ *   event \ status     PENDING                          CONFIRMED / CANCELLED
+ *   StockReserved      timeline (user-svc charges)      timeline
+ *   StockRejected      → CANCELLED(OUT_OF_STOCK),       timeline, ignored
+ *                      OrderCancelled
+ *   PaymentCompleted   → CONFIRMED, OrderConfirmed      timeline, ignored
+ *   PaymentFailed      → CANCELLED(PAYMENT_FAILED),     timeline, ignored
+ *                      OrderCancelled
+ *   StockCommitted, StockReleased, PaymentRefunded      timeline
+ *
+ * StockRejected emits OrderCancelled although DESIGN.md §4 step 4 needs none (nothing
+ * is held): every cancellation then announces itself the same way, product-svc moves
+ * its REJECTED state to RELEASED (StockReleased, source NONE) and user-svc records a
+ * tombstone, so no participant is left with an order it believes is still running.
+ *
+ * Interleavings (events of one order come from two topics, so they meet in any order;
+ * within order.events the relay keeps our own events in commit order):
+ * - Timeout (sweeper) before StockReserved was consumed by user-svc: OrderCancelled
+ *   follows OrderCreated on order.events, so product-svc always reserves (or rejects)
+ *   before it releases. user-svc sees StockReserved and OrderCancelled in either
+ *   order: cancelled first → tombstone, the late StockReserved charges nothing
+ *   (PaymentFailed ORDER_CANCELLED, recorded here as ignored); charged first →
+ *   PaymentCompleted (ignored here: the order is CANCELLED) and then the
+ *   OrderCancelled refunds it (PaymentRefunded). Net charge 0 either way.
+ * - Timeout racing with PaymentCompleted / PaymentFailed / StockRejected: both are
+ *   conditional updates of the PENDING row; the loser changes nothing. If the
+ *   payment lost, the money taken is refunded by the timeout's OrderCancelled.
+ * - PaymentCompleted won: OrderConfirmed is enqueued before any later OrderCancelled
+ *   of the order (the row lock orders the transactions, the relay keeps their ids in
+ *   order), so product-svc commits before it restocks and user-svc refunds only what
+ *   it charged.
+ * - CancelOrder on a CONFIRMED order: OrderCancelled(previous CONFIRMED); product-svc
+ *   restocks what it sold, user-svc refunds. CancelOrder on PENDING is refused, so a
+ *   user can never race the saga.
+ * - The same step re-sent under a new ce_id finds the status moved on: ignored.
+ * Hence (DESIGN.md §4 invariants) a CONFIRMED order was charged exactly once and
+ * never sees an OrderCancelled unless it becomes CANCELLED; a CANCELLED order always
+ * emitted one OrderCancelled, which undoes whatever the participants hold.
+ *
+ * A malformed event (order id not a UUID) is an error that is not transient: the
+ * consumer retries it a few times, then dead-letters it.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/outbox.h"
+#include "common/uuid.h"
+#include "order.h"
+#include "order_repo.h"
+#include "shop/common/v1/common.pb-c.h"
+#include "shop/events/v1/events.pb-c.h"
+
+/* What an event does to a PENDING order. */
+typedef enum { ORDER_SAGA_NOTE, ORDER_SAGA_CONFIRM, ORDER_SAGA_CANCEL } order_saga_action_t;
+
+/* One event, as the generic handler applies it. */
+typedef struct order_saga_step {
+    const char *raw_id; /* the event's order_id */
+    const char *step;   /* its timeline step */
+    const char *detail;
+    order_saga_action_t action;
+    const char *reason;        /* ORDER_SAGA_CANCEL: the cancel reason */
+    const char *cancel_detail; /* ORDER_SAGA_CANCEL: the order_cancelled row's detail */
+} order_saga_step_t;
+
+int order_status_value(const char *status)
+{
+    if (strcmp(status, ORDER_PENDING) == 0)
+        return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_PENDING;
+    if (strcmp(status, ORDER_CONFIRMED) == 0)
+        return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CONFIRMED;
+    if (strcmp(status, ORDER_CANCELLED) == 0)
+        return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CANCELLED;
+    return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_UNSPECIFIED;
+}
+
+int order_reason_value(const char *reason)
+{
+    static const struct {
+        const char *name;
+        int value;
+    } reasons[] = {
+        {ORDER_REASON_OUT_OF_STOCK, SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_OUT_OF_STOCK},
+        {ORDER_REASON_PAYMENT_FAILED,
+         SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_PAYMENT_FAILED},
+        {ORDER_REASON_TIMEOUT, SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_TIMEOUT},
+        {ORDER_REASON_USER_REQUESTED,
+         SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_USER_REQUESTED},
+    };
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+        if (strcmp(reason, reasons[i].name) == 0)
+            return reasons[i].value;
+    return SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED;
+}
+
+/* The order's lines as event lines. */
+static Shop__Events__V1__OrderLine **order_saga_event_lines(arena_t *a, const order_row_t *o)
+{
+    Shop__Events__V1__OrderLine **out =
+        o->n_lines ? arena_calloc(a, o->n_lines, sizeof(*out)) : NULL;
+    for (size_t i = 0; i < o->n_lines; i++) {
+        Shop__Events__V1__OrderLine *l = arena_alloc(a, sizeof(*l));
+        *l = (Shop__Events__V1__OrderLine)SHOP__EVENTS__V1__ORDER_LINE__INIT;
+        l->product_id = (char *)o->lines[i].product_id;
+        l->quantity = o->lines[i].quantity;
+        l->unit_price_cents = o->lines[i].unit_price_cents;
+        out[i] = l;
+    }
+    return out;
+}
+
+static int order_saga_emit(db_conn_t *tx, arena_t *a, const char *order_id,
+                           const ProtobufCMessage *msg, const char *traceparent, err_t *err)
+{
+    return outbox_enqueue(tx, a, ORDER_TOPIC_ORDERS, order_id, msg, traceparent, err);
+}
+
+int order_saga_cancel(db_conn_t *tx, arena_t *a, const order_cancel_t *c, bool *cancelled,
+                      err_t *err)
+{
+    order_row_t o;
+    if (order_repo_transition(tx, a, c->order_id, c->from, ORDER_CANCELLED, c->reason, &o,
+                              cancelled, err) != 0 ||
+        !*cancelled)
+        return err->code;
+    if ((c->cause_step &&
+         order_repo_timeline_add(tx, a, o.id, c->cause_step, c->cause_detail, err) != 0) ||
+        order_repo_timeline_add(tx, a, o.id, "order_cancelled", c->detail, err) != 0 ||
+        order_repo_lines(tx, a, &o, err) != 0)
+        return err->code;
+    Shop__Events__V1__OrderCancelled ev = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
+    ev.order_id = (char *)o.id;
+    ev.user_id = (char *)o.user_id;
+    ev.reason = order_reason_value(c->reason);
+    ev.n_lines = o.n_lines;
+    ev.lines = order_saga_event_lines(a, &o);
+    ev.total_cents = o.total_cents;
+    ev.currency = (char *)o.currency;
+    ev.previous_status = order_status_value(c->from);
+    if (order_saga_emit(tx, a, o.id, &ev.base, c->traceparent, err) != 0)
+        return err->code;
+    LOG_INFO("order cancelled", LOG_STR("order_id", o.id), LOG_STR("reason", c->reason),
+             LOG_STR("from", c->from));
+    return 0;
+}
+
+/* PENDING → CONFIRMED with the payment's timeline row, OrderConfirmed and the
+ * "order_confirmed" row. *done is false if the order was not PENDING. */
+static int order_saga_confirm(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
+                              const char *order_id, const order_saga_step_t *s, bool *done,
+                              err_t *err)
+{
+    order_row_t o;
+    if (order_repo_transition(tx, a, order_id, ORDER_PENDING, ORDER_CONFIRMED, NULL, &o, done,
+                              err) != 0 ||
+        !*done)
+        return err->code;
+    if (order_repo_timeline_add(tx, a, o.id, s->step, s->detail, err) != 0 ||
+        order_repo_lines(tx, a, &o, err) != 0)
+        return err->code;
+    Shop__Events__V1__OrderConfirmed out = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
+    out.order_id = (char *)o.id;
+    out.user_id = (char *)o.user_id;
+    out.n_lines = o.n_lines;
+    out.lines = order_saga_event_lines(a, &o);
+    out.total_cents = o.total_cents;
+    out.currency = (char *)o.currency;
+    if (order_saga_emit(tx, a, o.id, &out.base, ev->ce.traceparent, err) != 0 ||
+        order_repo_timeline_add(tx, a, o.id, "order_confirmed", "", err) != 0)
+        return err->code;
+    LOG_INFO("order confirmed", LOG_STR("order_id", o.id), LOG_INT("total_cents", o.total_cents));
+    return 0;
+}
+
+/* Records an event that changes no status: a step of another participant, or one
+ * that came after the order left PENDING. */
+static int order_saga_note(db_conn_t *tx, arena_t *a, const saga_event_t *ev, const char *order_id,
+                           const order_saga_step_t *s, err_t *err)
+{
+    order_row_t o;
+    bool found;
+    if (order_repo_lock(tx, a, order_id, &o, &found, err) != 0)
+        return err->code;
+    if (!found) {
+        LOG_DEBUG("event for an unknown order ignored", LOG_STR("order_id", order_id),
+                  LOG_STR("type", ev->ce.type));
+        return 0;
+    }
+    const char *detail = s->detail;
+    if (s->action != ORDER_SAGA_NOTE) {
+        char *status = arena_strdup(a, o.status);
+        for (char *p = status; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        detail = arena_sprintf(a, "%s%signored: the order is already %s", s->detail,
+                               s->detail[0] ? "; " : "", status);
+        LOG_INFO("event no longer applies, ignored", LOG_STR("order_id", o.id),
+                 LOG_STR("type", ev->ce.type), LOG_STR("status", o.status));
+    }
+    return order_repo_timeline_add(tx, a, o.id, s->step, detail, err);
+}
+
+/* The event's order id in lower case; ERR_INVALID (not transient) if not a UUID. */
+static int order_saga_order_id(arena_t *a, const saga_event_t *ev, const char *raw,
+                               const char **out, err_t *err)
+{
+    if (!uuid_valid(raw))
+        return err_set(err, ERR_INVALID, "%s: order_id is not a uuid", ev->ce.type);
+    char *id = arena_strdup(a, raw);
+    for (char *p = id; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    *out = id;
+    return 0;
+}
+
+static int order_saga_apply(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
+                            const order_saga_step_t *s, err_t *err)
+{
+    const char *order_id;
+    bool done = false;
+    if (order_saga_order_id(a, ev, s->raw_id, &order_id, err) != 0)
+        return err->code;
+    if (s->action == ORDER_SAGA_CONFIRM &&
+        order_saga_confirm(tx, a, ev, order_id, s, &done, err) != 0)
+        return err->code;
+    if (s->action == ORDER_SAGA_CANCEL) {
+        order_cancel_t c = {.order_id = order_id,
+                            .from = ORDER_PENDING,
+                            .reason = s->reason,
+                            .cause_step = s->step,
+                            .cause_detail = s->detail,
+                            .detail = s->cancel_detail,
+                            .traceparent = ev->ce.traceparent};
+        if (order_saga_cancel(tx, a, &c, &done, err) != 0)
+            return err->code;
+    }
+    return done ? 0 : order_saga_note(tx, a, ev, order_id, s, err);
+}
+
+/* ---- the handlers ---- */
+
+static int order_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                     err_t *err)
+{
+    const Shop__Events__V1__StockReserved *m = (const void *)ev->msg;
+    order_saga_step_t s = {
+        m->order_id, "stock_reserved", "stock reserved for every line", ORDER_SAGA_NOTE, NULL,
+        NULL};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+static const char *order_saga_reject_detail(arena_t *a, const Shop__Events__V1__StockRejected *m)
+{
+    switch (m->reason) {
+    case SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INSUFFICIENT_STOCK:
+        return arena_sprintf(
+            a, "insufficient stock for product %s: requested %" PRId32 ", available %" PRId64,
+            m->product_id, m->requested, m->available);
+    case SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_UNKNOWN_PRODUCT:
+        return arena_sprintf(a, "unknown product %s", m->product_id);
+    case SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_ORDER_CANCELLED:
+        return "the order was already cancelled: nothing reserved";
+    default:
+        return "stock could not be reserved";
+    }
+}
+
+static int order_saga_stock_rejected(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                     err_t *err)
+{
+    const Shop__Events__V1__StockRejected *m = (const void *)ev->msg;
+    order_saga_step_t s = {
+        m->order_id,       "stock_rejected",          order_saga_reject_detail(a, m),
+        ORDER_SAGA_CANCEL, ORDER_REASON_OUT_OF_STOCK, "out of stock"};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+static int order_saga_payment_completed(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
+                                        void *ctx, err_t *err)
+{
+    const Shop__Events__V1__PaymentCompleted *m = (const void *)ev->msg;
+    order_saga_step_t s = {m->order_id,
+                           "payment_completed",
+                           arena_sprintf(a, "wallet charged %" PRId64 " cents", m->amount_cents),
+                           ORDER_SAGA_CONFIRM,
+                           NULL,
+                           NULL};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+static const char *order_saga_payment_detail(arena_t *a, const Shop__Events__V1__PaymentFailed *m)
+{
+    switch (m->reason) {
+    case SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INSUFFICIENT_FUNDS:
+        return arena_sprintf(a, "insufficient funds to pay %" PRId64 " cents", m->amount_cents);
+    case SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_UNKNOWN_USER:
+        return "no wallet for the user";
+    case SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_ORDER_CANCELLED:
+        return "the order was already cancelled: nothing charged";
+    default:
+        return "the wallet could not pay";
+    }
+}
+
+static int order_saga_payment_failed(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                     err_t *err)
+{
+    const Shop__Events__V1__PaymentFailed *m = (const void *)ev->msg;
+    order_saga_step_t s = {m->order_id,
+                           "payment_failed",
+                           order_saga_payment_detail(a, m),
+                           ORDER_SAGA_CANCEL,
+                           ORDER_REASON_PAYMENT_FAILED,
+                           "payment failed"};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+static int order_saga_stock_committed(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                      err_t *err)
+{
+    const Shop__Events__V1__StockCommitted *m = (const void *)ev->msg;
+    order_saga_step_t s = {
+        m->order_id, "stock_committed", "reserved stock sold", ORDER_SAGA_NOTE, NULL, NULL};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+static int order_saga_stock_released(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                     err_t *err)
+{
+    const Shop__Events__V1__StockReleased *m = (const void *)ev->msg;
+    const char *detail = m->source == SHOP__EVENTS__V1__RELEASE_SOURCE__RELEASE_SOURCE_RESERVED
+                             ? "reserved stock released"
+                         : m->source == SHOP__EVENTS__V1__RELEASE_SOURCE__RELEASE_SOURCE_SOLD
+                             ? "sold stock restocked"
+                             : "no stock was held";
+    order_saga_step_t s = {m->order_id, "stock_released", detail, ORDER_SAGA_NOTE, NULL, NULL};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+static int order_saga_payment_refunded(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
+                                       err_t *err)
+{
+    const Shop__Events__V1__PaymentRefunded *m = (const void *)ev->msg;
+    order_saga_step_t s = {m->order_id,
+                           "payment_refunded",
+                           arena_sprintf(a, "wallet refunded %" PRId64 " cents", m->amount_cents),
+                           ORDER_SAGA_NOTE,
+                           NULL,
+                           NULL};
+    return order_saga_apply(tx, a, ev, &s, err);
+}
+
+const saga_route_t order_saga_routes[] = {
+    {&shop__events__v1__stock_reserved__descriptor, order_saga_stock_reserved},
+    {&shop__events__v1__stock_rejected__descriptor, order_saga_stock_rejected},
+    {&shop__events__v1__stock_committed__descriptor, order_saga_stock_committed},
+    {&shop__events__v1__stock_released__descriptor, order_saga_stock_released},
+    {&shop__events__v1__payment_completed__descriptor, order_saga_payment_completed},
+    {&shop__events__v1__payment_failed__descriptor, order_saga_payment_failed},
+    {&shop__events__v1__payment_refunded__descriptor, order_saga_payment_refunded},
+};
+const size_t order_saga_n_routes = sizeof(order_saga_routes) / sizeof(order_saga_routes[0]);

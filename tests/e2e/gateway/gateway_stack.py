@@ -1,0 +1,215 @@
+"""Starts the real fleet for the gateway's end-to-end tests.
+
+    stack = FleetStack(bin_dir_args)   # paths of gateway, user-svc, product-svc, order-svc
+    stack.start(); ...; stack.stop()
+
+The three services and the gateway run as child processes on free 127.0.0.1
+ports against the test stack (ORDER/PRODUCT/USER_DATABASE_URL, KAFKA_BROKERS,
+REDIS_URL from the environment). The gateway gets a random HS256 secret and a
+Redis key prefix of its own, so runs never see each other's sessions or rate
+limit counters; stop() deletes the prefix's keys. Only the standard library is
+used: HTTP through http.client.
+"""
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+TIMEOUT_S = 30
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs_token(secret, claims, alg="HS256", header=None):
+    """A JWT signed with HMAC (alg HS256/HS384/HS512), or unsigned for alg none."""
+    h = header or {"alg": alg, "typ": "JWT"}
+    signing = b64url(json.dumps(h).encode()) + "." + b64url(json.dumps(claims).encode())
+    if alg == "none":
+        return signing + "."
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}[alg]
+    sig = hmac.new(secret.encode(), signing.encode(), digest).digest()
+    return signing + "." + b64url(sig)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.raw = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return "HTTP %d %s" % (self.status, self.raw[:400])
+
+
+class Client:
+    """A tiny HTTP/1.1 client over one connection per request."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, token=None, headers=None, raw=None, query=None):
+        h = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        if token:
+            h["Authorization"] = "Bearer " + token
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+        try:
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+
+class FleetStack:
+    def __init__(self, gateway, user_svc, product_svc, order_svc):
+        self.bins = {"gateway": gateway, "user": user_svc, "product": product_svc,
+                     "order": order_svc}
+        self.procs = []
+        self.tag = uuid.uuid4().hex[:10]
+        self.secret = secrets.token_urlsafe(48)
+        self.logdir = tempfile.mkdtemp(prefix="gateway-e2e-")
+        self.grpc = {svc: free_port() for svc in ("user", "product", "order")}
+        self.gateways = []
+        for var in ("ORDER_DATABASE_URL", "PRODUCT_DATABASE_URL", "USER_DATABASE_URL",
+                    "KAFKA_BROKERS", "REDIS_URL"):
+            if not os.environ.get(var):
+                raise SystemExit("%s is not set: run with the test stack's env" % var)
+
+    def _spawn(self, name, argv, env, stdin=None):
+        with open(os.path.join(self.logdir, name + ".log"), "ab") as log:
+            p = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=stdin)
+        self.procs.append((name, p))
+        return p
+
+    def _svc_env(self, svc):
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": os.environ[svc.upper() + "_DATABASE_URL"],
+            "GRPC_ADDR": "127.0.0.1:%d" % self.grpc[svc],
+            "ADMIN_ADDR": "127.0.0.1:%d" % free_port(),
+            "LOG_LEVEL": "warn",
+            "PRODUCT_ADDR": "127.0.0.1:%d" % self.grpc["product"],
+        })
+        return env
+
+    def start_services(self):
+        for svc in ("user", "product", "order"):
+            self._spawn(svc, [self.bins[svc]], self._svc_env(svc))
+
+    def create_admin(self, email, password):
+        out = subprocess.run([self.bins["user"], "create-admin", email],
+                             input=(password + "\n").encode(), env=self._svc_env("user"),
+                             capture_output=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError("create-admin failed: %s" % out.stderr.decode())
+        return out.stdout.decode().strip()
+
+    def start_gateway(self, name="gateway", **overrides):
+        port = free_port()
+        env = dict(os.environ)
+        env.update({
+            "GATEWAY_ADDR": "127.0.0.1:%d" % port,
+            "JWT_SECRET": self.secret,
+            "REDIS_PREFIX": "test:gw-e2e:%s:%s:" % (self.tag, name),
+            "USER_ADDR": "127.0.0.1:%d" % self.grpc["user"],
+            "PRODUCT_ADDR": "127.0.0.1:%d" % self.grpc["product"],
+            "ORDER_ADDR": "127.0.0.1:%d" % self.grpc["order"],
+            "LOG_LEVEL": "info",
+            "HTTP_THREADS": "2",
+        })
+        env.update({k: str(v) for k, v in overrides.items()})
+        proc = self._spawn(name, [self.bins["gateway"]], env)
+        self.gateways.append((name, proc))
+        client = Client(port)
+        deadline = time.time() + 60
+        while True:
+            try:
+                r = client.get("/readyz")
+                if r.status == 200:
+                    return client
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError("%s exited with %s; log in %s" % (name, proc.returncode,
+                                                                     self.logdir))
+            if time.time() > deadline:
+                raise RuntimeError("%s not ready in 60 s: %s; logs in %s" % (name, r,
+                                                                            self.logdir))
+            time.sleep(0.2)
+
+    def stop_gateway(self, name):
+        """SIGTERM one gateway; returns its exit status."""
+        for n, p in self.gateways:
+            if n == name and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                return p.wait(timeout=30)
+        return None
+
+    def stop(self):
+        statuses = {}
+        for name, p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for name, p in reversed(self.procs):
+            try:
+                statuses[name] = p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                statuses[name] = p.wait()
+        self._delete_redis_keys()
+        return statuses
+
+    def _delete_redis_keys(self):
+        url = os.environ["REDIS_URL"]
+        keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern",
+                               "test:gw-e2e:%s:*" % self.tag],
+                              capture_output=True, timeout=30).stdout.decode().split()
+        for i in range(0, len(keys), 100):
+            subprocess.run(["redis-cli", "-u", url, "DEL"] + keys[i:i + 100],
+                           capture_output=True, timeout=30)
+
+    def log_tail(self, name, n=30):
+        try:
+            with open(os.path.join(self.logdir, name + ".log"), "rb") as f:
+                return b"".join(f.readlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""

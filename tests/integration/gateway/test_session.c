@@ -1,0 +1,268 @@
+/*
+ * session and ratelimit against the test stack's real Redis (REDIS_URL). Every
+ * run uses its own key prefix and deletes its keys at the end, so reruns and
+ * other suites on the same Redis never meet.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_util.h"
+#include "common/clock.h"
+#include "common/uuid.h"
+#include "crypto.h"
+#include "ratelimit.h"
+#include "redis_pool.h"
+#include "session.h"
+
+static redis_pool_t *pool;
+static char prefix[64];
+
+static void setup(void)
+{
+    const char *url = getenv("REDIS_URL");
+    ck_assert_msg(url != NULL, "REDIS_URL is not set (run with the test stack's env)");
+    err_t err = ERR_INIT;
+    pool = redis_pool_new(url, 4, 2000, &err);
+    ck_assert_msg(pool != NULL, "%s", err.msg);
+    char id[UUID_STR_LEN];
+    uuid_new(id);
+    snprintf(prefix, sizeof(prefix), "test:gw:%.8s:", id + 28);
+}
+
+/* Deletes every key under this run's prefix. */
+static void teardown(void)
+{
+    err_t err = ERR_INIT;
+    char pattern[80];
+    snprintf(pattern, sizeof(pattern), "%s*", prefix);
+    const char *argv[] = {"KEYS", pattern};
+    redisReply *r = redis_pool_command(pool, 2, argv, NULL, &err);
+    for (size_t i = 0; r != NULL && i < r->elements; i++) {
+        const char *del[] = {"DEL", r->element[i]->str};
+        redisReply *d = redis_pool_command(pool, 2, del, NULL, &err);
+        if (d != NULL)
+            freeReplyObject(d);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    redis_pool_free(pool);
+}
+
+START_TEST(test_session_create_check_and_logout)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t g;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-1", "customer", &g, &err), 0);
+    ck_assert_int_eq(strlen(g.refresh_token), 43);
+    ck_assert_int_eq(strlen(g.sid), 36);
+    ck_assert_int_eq(g.expires_in_ms, 60000);
+    ck_assert_int_eq(session_check(s, g.sid, &err), 0);
+    ck_assert_int_eq(session_delete(s, g.sid, &err), 0);
+    ck_assert_int_eq(session_check(s, g.sid, &err), ERR_UNAUTHENTICATED);
+    session_grant_t r;
+    ck_assert_int_eq(session_refresh(s, g.refresh_token, &r, &err), ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_delete(s, g.sid, &err), 0); /* twice is fine */
+    session_store_free(s);
+}
+END_TEST
+
+START_TEST(test_session_refresh_rotates_the_token)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t g, r1, r2;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-2", "admin", &g, &err), 0);
+    ck_assert_int_eq(session_refresh(s, g.refresh_token, &r1, &err), 0);
+    ck_assert_str_eq(r1.sid, g.sid);
+    ck_assert_str_eq(r1.user_id, "user-2");
+    ck_assert_str_eq(r1.role, "admin");
+    ck_assert_str_ne(r1.refresh_token, g.refresh_token);
+    ck_assert_int_gt(r1.expires_in_ms, 0);
+    ck_assert_int_le(r1.expires_in_ms, 60000);
+    ck_assert_int_eq(session_refresh(s, r1.refresh_token, &r2, &err), 0);
+    ck_assert_str_ne(r2.refresh_token, r1.refresh_token);
+    ck_assert_int_eq(session_check(s, g.sid, &err), 0);
+    session_store_free(s);
+}
+END_TEST
+
+START_TEST(test_session_reused_refresh_token_revokes_the_session)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t g, r1, r2;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-3", "customer", &g, &err), 0);
+    ck_assert_int_eq(session_refresh(s, g.refresh_token, &r1, &err), 0);
+    /* The first token again: a copy is in someone else's hands. */
+    ck_assert_int_eq(session_refresh(s, g.refresh_token, &r2, &err), ERR_UNAUTHENTICATED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "reuse"));
+    ck_assert_int_eq(session_check(s, g.sid, &err), ERR_UNAUTHENTICATED);
+    /* The legitimate newest token dies with the session. */
+    ck_assert_int_eq(session_refresh(s, r1.refresh_token, &r2, &err), ERR_UNAUTHENTICATED);
+    session_store_free(s);
+}
+END_TEST
+
+START_TEST(test_session_rejects_unknown_and_malformed_tokens)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t r;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_refresh(s, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &r, &err),
+                     ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_refresh(s, "short", &r, &err), ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_refresh(s, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", &r, &err),
+                     ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_check(s, "no-such-session", &err), ERR_UNAUTHENTICATED);
+    session_store_free(s);
+}
+END_TEST
+
+START_TEST(test_session_expires_absolutely_and_refresh_does_not_extend_it)
+{
+    session_store_t *s = session_store_new(pool, prefix, 800);
+    session_grant_t g, r1;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-4", "customer", &g, &err), 0);
+    clock_sleep_ms(400);
+    ck_assert_int_eq(session_refresh(s, g.refresh_token, &r1, &err), 0);
+    ck_assert_int_le(r1.expires_in_ms, 400);
+    clock_sleep_ms(500);
+    ck_assert_int_eq(session_check(s, g.sid, &err), ERR_UNAUTHENTICATED);
+    session_grant_t r2;
+    ck_assert_int_eq(session_refresh(s, r1.refresh_token, &r2, &err), ERR_UNAUTHENTICATED);
+    session_store_free(s);
+}
+END_TEST
+
+START_TEST(test_session_stores_refresh_tokens_only_hashed)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t g;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-5", "customer", &g, &err), 0);
+    char hash[CRYPTO_SHA256_HEX_LEN], key[160];
+    crypto_sha256_hex(g.refresh_token, strlen(g.refresh_token), hash);
+    snprintf(key, sizeof(key), "%srt:%s", prefix, hash);
+    const char *get[] = {"GET", key};
+    redisReply *r = redis_pool_command(pool, 2, get, NULL, &err);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_ptr_nonnull(strstr(r->str, g.sid));
+    freeReplyObject(r);
+    char pattern[96];
+    snprintf(pattern, sizeof(pattern), "*%s*", g.refresh_token);
+    const char *keys[] = {"KEYS", pattern};
+    r = redis_pool_command(pool, 2, keys, NULL, &err);
+    ck_assert_int_eq(r->elements, 0);
+    freeReplyObject(r);
+    session_store_free(s);
+}
+END_TEST
+
+typedef struct race {
+    session_store_t *s;
+    const char *token;
+    int rc;
+} race_t;
+
+static void *race_refresh(void *arg)
+{
+    race_t *r = arg;
+    session_grant_t g;
+    err_t err = ERR_INIT;
+    r->rc = session_refresh(r->s, r->token, &g, &err);
+    return NULL;
+}
+
+START_TEST(test_session_concurrent_refreshes_let_one_win)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t g;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-6", "customer", &g, &err), 0);
+    race_t a = {s, g.refresh_token, 1}, b = {s, g.refresh_token, 1};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, race_refresh, &a);
+    pthread_create(&tb, NULL, race_refresh, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    ck_assert_int_eq((a.rc == 0) + (b.rc == 0), 1);
+    session_store_free(s);
+}
+END_TEST
+
+START_TEST(test_ratelimit_refuses_the_eleventh_hit_with_retry_after)
+{
+    char key[RATELIMIT_KEY_MAX];
+    ratelimit_key(key, prefix, "login-ip", "127.0.0.1");
+    err_t err = ERR_INIT;
+    int64_t retry = 0;
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &retry, &err), ERR_EXHAUSTED);
+    ck_assert_int_ge(retry, 1);
+    ck_assert_int_le(retry, 60);
+    /* Another subject has its own counter. */
+    ratelimit_key(key, prefix, "login-ip", "127.0.0.2");
+    ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &retry, &err), 0);
+}
+END_TEST
+
+START_TEST(test_ratelimit_window_resets)
+{
+    char key[RATELIMIT_KEY_MAX];
+    ratelimit_key(key, prefix, "user", "u-1");
+    err_t err = ERR_INIT;
+    int64_t retry = 0;
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), ERR_EXHAUSTED);
+    ck_assert_int_eq(retry, 1);
+    clock_sleep_ms(400);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), 0);
+}
+END_TEST
+
+START_TEST(test_redis_pool_reports_unreachable_and_bad_urls)
+{
+    err_t err = ERR_INIT;
+    redis_pool_t *p = redis_pool_new("redis://127.0.0.1:1", 1, 300, &err);
+    ck_assert_ptr_nonnull(p);
+    const char *argv[] = {"PING"};
+    ck_assert_ptr_null(redis_pool_command(p, 1, argv, NULL, &err));
+    ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+    session_store_t *s = session_store_new(p, prefix, 1000);
+    ck_assert_int_eq(session_check(s, "x", &err), ERR_UNAVAILABLE);
+    session_store_free(s);
+    redis_pool_free(p);
+    ck_assert_ptr_null(redis_pool_new("http://127.0.0.1:6379", 1, 300, &err));
+    ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1", 1, 300, &err));
+    ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1:99999", 1, 300, &err));
+    ck_assert_int_eq(err.code, ERR_INVALID);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = check_case(s, "session", 30);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_session_create_check_and_logout);
+    tcase_add_test(tc, test_session_refresh_rotates_the_token);
+    tcase_add_test(tc, test_session_reused_refresh_token_revokes_the_session);
+    tcase_add_test(tc, test_session_rejects_unknown_and_malformed_tokens);
+    tcase_add_test(tc, test_session_expires_absolutely_and_refresh_does_not_extend_it);
+    tcase_add_test(tc, test_session_stores_refresh_tokens_only_hashed);
+    tcase_add_test(tc, test_session_concurrent_refreshes_let_one_win);
+    tc = check_case(s, "ratelimit", 30);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_ratelimit_refuses_the_eleventh_hit_with_retry_after);
+    tcase_add_test(tc, test_ratelimit_window_resets);
+    tcase_add_test(tc, test_redis_pool_reports_unreachable_and_bad_urls);
+    return check_run(s, CK_FORK_GETENV);
+}

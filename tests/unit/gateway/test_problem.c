@@ -1,0 +1,99 @@
+/*
+ * problem: the gRPC → HTTP status table of DESIGN.md §2 and the RFC 9457 body.
+ */
+#include <string.h>
+
+#include "check_util.h"
+#include "problem.h"
+
+START_TEST(test_problem_maps_every_status_as_the_design_says)
+{
+    static const struct {
+        int code, http;
+    } table[] = {
+        {ERR_INVALID, 400},       {ERR_RANGE, 400},     {ERR_UNAUTHENTICATED, 401},
+        {ERR_PERMISSION, 403},    {ERR_NOT_FOUND, 404}, {ERR_CONFLICT, 409},
+        {ERR_ABORTED, 409},       {ERR_EXHAUSTED, 429}, {ERR_UNAVAILABLE, 503},
+        {ERR_TIMEOUT, 504},       {ERR_INTERNAL, 500},  {ERR_UNKNOWN, 500},
+        {ERR_UNIMPLEMENTED, 500}, {ERR_DATA_LOSS, 500}, {ERR_CANCELLED, 500},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        ck_assert_int_eq(problem_http_status(table[i].code, 409), table[i].http);
+    ck_assert_int_eq(problem_http_status(ERR_PRECONDITION, 409), 409);
+    ck_assert_int_eq(problem_http_status(ERR_PRECONDITION, 422), 422);
+}
+END_TEST
+
+START_TEST(test_problem_carries_field_errors_renamed)
+{
+    err_t err = ERR_INIT;
+    err_field_add(&err, "lines[1].quantity", "must be 1..1000");
+    err_field_add(&err, "idempotency_key", "already used with another request");
+    static const char *const renames[] = {"idempotency_key", "Idempotency-Key", NULL};
+    int status;
+    json_t *p = problem_from_err(&err, 409, renames, "req-1", &status);
+    ck_assert_int_eq(status, 400);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "about:blank");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "title")), "Bad Request");
+    ck_assert_int_eq(json_integer_value(json_object_get(p, "status")), 400);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "detail")), "invalid request");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "request_id")), "req-1");
+    json_t *errors = json_object_get(p, "errors");
+    ck_assert_int_eq(json_array_size(errors), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(errors, 0), "field")),
+                     "lines[1].quantity");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(errors, 1), "field")),
+                     "Idempotency-Key");
+    json_decref(p);
+}
+END_TEST
+
+START_TEST(test_problem_never_leaks_internal_messages)
+{
+    err_t err = ERR_INIT;
+    err_set(&err, ERR_INTERNAL, "pq: relation \"orders\" does not exist at db_query.c:42");
+    int status;
+    json_t *p = problem_from_err(&err, 409, NULL, "req-2", &status);
+    ck_assert_int_eq(status, 500);
+    char *s = json_dumps(p, 0);
+    ck_assert_ptr_null(strstr(s, "orders"));
+    ck_assert_ptr_null(strstr(s, "db_query"));
+    ck_assert_ptr_nonnull(strstr(s, "req-2"));
+    ck_assert_ptr_null(json_object_get(p, "errors"));
+    free(s);
+    json_decref(p);
+    err_set(&err, ERR_UNAVAILABLE, "connect to 10.1.2.3:50051 refused");
+    p = problem_from_err(&err, 409, NULL, NULL, &status);
+    ck_assert_int_eq(status, 503);
+    s = json_dumps(p, 0);
+    ck_assert_ptr_null(strstr(s, "10.1.2.3"));
+    free(s);
+    json_decref(p);
+}
+END_TEST
+
+START_TEST(test_problem_passes_client_errors_through)
+{
+    err_t err = ERR_INIT;
+    err_set(&err, ERR_PRECONDITION, "order is still being processed");
+    int status;
+    json_t *p = problem_from_err(&err, 409, NULL, NULL, &status);
+    ck_assert_int_eq(status, 409);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "detail")),
+                     "order is still being processed");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "title")), "Conflict");
+    ck_assert_ptr_null(json_object_get(p, "request_id"));
+    json_decref(p);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("problem");
+    TCase *tc = check_case(s, "problem", 10);
+    tcase_add_test(tc, test_problem_maps_every_status_as_the_design_says);
+    tcase_add_test(tc, test_problem_carries_field_errors_renamed);
+    tcase_add_test(tc, test_problem_never_leaks_internal_messages);
+    tcase_add_test(tc, test_problem_passes_client_errors_through);
+    return check_run(s, CK_FORK_GETENV);
+}
