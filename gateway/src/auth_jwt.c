@@ -86,7 +86,7 @@ static int jwt_keys_check_opts(const jwt_keys_opts_t *o, jwt_alg_t *alg, err_t *
 
 jwt_keys_t *jwt_keys_new(const jwt_keys_opts_t *opts, err_t *err)
 {
-    jwt_alg_t alg;
+    jwt_alg_t alg = JWT_ALG_NONE;
     if (jwt_keys_check_opts(opts, &alg, err) < 0)
         return NULL;
     jwt_keys_t *k = calloc(1, sizeof(*k));

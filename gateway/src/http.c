@@ -700,7 +700,7 @@ static int http_parse_addr(const char *addr, struct sockaddr_storage *ss, bool *
 http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
 {
     struct sockaddr_storage ss;
-    bool v6;
+    bool v6 = false;
     if (http_parse_addr(opts->addr, &ss, &v6, err) < 0)
         return NULL;
     http_server_t *s = calloc(1, sizeof(*s));

@@ -234,7 +234,8 @@ static void jp_repeated(jp_ctx_t *c, ProtobufCMessage *m, const ProtobufCFieldDe
     char *arr = n > 0 ? arena_calloc(c->a, n, esz) : NULL;
     for (size_t i = 0; i < n; i++) {
         char p[ERR_FIELD_MAX];
-        snprintf(p, sizeof(p), "%s[%zu]", path, i);
+        if (snprintf(p, sizeof(p), "%s[%zu]", path, i) >= (int)sizeof(p))
+            p[sizeof(p) - 1] = '\0'; /* a cut path still names the field */
         jp_value(c, f, json_array_get(v, i), p, depth, arr + i * esz);
     }
     *(size_t *)((char *)m + f->quantifier_offset) = n;

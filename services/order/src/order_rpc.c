@@ -334,7 +334,7 @@ order_rpc_find_product(const Shop__Product__V1__BatchGetProductsResponse *r, con
  * o->total_cents and o->currency. */
 static int order_rpc_price(rpc_call_t *call, order_row_t *o, err_t *err)
 {
-    Shop__Product__V1__BatchGetProductsResponse *resp;
+    Shop__Product__V1__BatchGetProductsResponse *resp = NULL;
     if (order_rpc_batch_get(call, o, &resp, err) != 0)
         return err->code;
     o->total_cents = 0;
@@ -426,7 +426,7 @@ static int order_rpc_replay(rpc_call_t *call, const char *order_id, bool same, o
 static int order_rpc_lookup(rpc_call_t *call, const order_row_t *o, const char *key,
                             const char *canon, bool *found, order_row_t *out, err_t *err)
 {
-    const char *order_id;
+    const char *order_id = NULL;
     bool same;
     if (order_repo_idem_find(order_rpc_pool(call), rpc_call_arena(call), o->user_id, key, canon,
                              &order_id, &same, err) != 0)
@@ -501,7 +501,7 @@ static void order_rpc_create_order(order_service_t *service,
 static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_timeline,
                              order_caller_t *who, order_row_t *out, err_t *err)
 {
-    const char *id;
+    const char *id = NULL;
     if (order_rpc_caller(call, who, err) != 0 ||
         order_rpc_known_id(rpc_call_arena(call), raw_id, &id, err) != 0 ||
         order_rpc_deadline(call, err) != 0 ||
@@ -649,7 +649,7 @@ static void order_rpc_list_orders(order_service_t *service,
     arena_t *a = rpc_call_arena(call);
     err_t err = ERR_INIT;
     order_page_query_t q;
-    const char *scope;
+    const char *scope = NULL;
     order_row_t *rows;
     size_t n;
     if (order_rpc_page_query(call, req, &q, &scope, &err) != 0 ||

@@ -232,7 +232,7 @@ static int order_saga_order_id(arena_t *a, const saga_event_t *ev, const char *r
 static int order_saga_apply(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
                             const order_saga_step_t *s, err_t *err)
 {
-    const char *order_id;
+    const char *order_id = NULL;
     bool done = false;
     if (order_saga_order_id(a, ev, s->raw_id, &order_id, err) != 0)
         return err->code;
