@@ -249,8 +249,11 @@ int order_repo_insert(db_conn_t *tx, arena_t *a, order_row_t *o, const char *det
     /* The order, its lines and its first timeline row in one statement (the lines'
      * foreign key is checked at the end of the statement, after the order exists). */
     static const char sql[] =
-        "WITH o AS (INSERT INTO orders (id, user_id, total_cents, currency)"
-        " VALUES ($1, $2, $3, $4) RETURNING " ORDER_COLS ", created_at),"
+        /* One clock reading for both timestamps (see product_repo_create). */
+        "WITH now AS (SELECT clock_timestamp() AS at),"
+        " o AS (INSERT INTO orders (id, user_id, total_cents, currency, created_at, updated_at)"
+        " SELECT $1::uuid, $2::uuid, $3::bigint, $4, at, at FROM now"
+        " RETURNING " ORDER_COLS ", created_at),"
         " l AS (INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_cents)"
         " SELECT $1, n - 1, p, q, c"
         " FROM unnest($5::uuid[], $6::integer[], $7::bigint[]) WITH ORDINALITY AS l(p, q, c, n)),"

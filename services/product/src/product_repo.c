@@ -147,9 +147,13 @@ int product_repo_create(db_pool_t *pool, arena_t *a, const product_fields_t *f, 
 {
     /* One statement, so the product never exists without its inventory row. */
     static const char sql[] =
-        "WITH p AS (INSERT INTO products (id, sku, name, description, price_cents, currency)"
-        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING " PRODUCT_COLS "),"
-        " i AS (INSERT INTO inventory (product_id) VALUES ($1))"
+        /* One clock reading for both timestamps: two column defaults would read the
+         * clock twice, and a new product's updated_at must equal its created_at. */
+        "WITH now AS (SELECT clock_timestamp() AS at),"
+        " p AS (INSERT INTO products"
+        " (id, sku, name, description, price_cents, currency, created_at, updated_at)"
+        " SELECT $1::uuid, $2, $3, $4, $5::bigint, $6, at, at FROM now RETURNING " PRODUCT_COLS "),"
+        " i AS (INSERT INTO inventory (product_id) VALUES ($1::uuid))"
         " SELECT * FROM p";
     char id[UUID_STR_LEN];
     uuid_new(id);
