@@ -31,7 +31,7 @@ set_tests_properties(test_order_rpc PROPERTIES LABELS "integration;order" TIMEOU
 
 add_library(fleet_test_support STATIC e2e/fleet_support.c)
 target_include_directories(fleet_test_support PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/e2e)
-target_link_libraries(fleet_test_support PUBLIC common PkgConfig::CHECK)
+target_link_libraries(fleet_test_support PUBLIC test_support)
 
 shop_test(test_order_saga
     SOURCES integration/order/test_order_saga.c

@@ -11,7 +11,7 @@ add_test(NAME test_product_rpc
 set_tests_properties(test_product_rpc PROPERTIES LABELS "integration;product" TIMEOUT 600)
 
 add_library(product_test_support STATIC integration/product/product_test_support.c)
-target_link_libraries(product_test_support PUBLIC common PkgConfig::CHECK)
+target_link_libraries(product_test_support PUBLIC test_support)
 
 shop_test(test_product_saga
     SOURCES integration/product/test_product_saga.c

@@ -25,7 +25,7 @@ add_test(NAME test_user_rpc
 set_tests_properties(test_user_rpc PROPERTIES LABELS "integration;user" TIMEOUT 600)
 
 add_library(user_test_support STATIC integration/user/user_test_support.c)
-target_link_libraries(user_test_support PUBLIC common PkgConfig::CHECK)
+target_link_libraries(user_test_support PUBLIC test_support)
 
 shop_test(test_user_saga
     SOURCES integration/user/test_user_saga.c

@@ -5,23 +5,17 @@
 #include "fleet_support.h"
 
 #include <check.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/clock.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
 #include "shop/user/v1/user_service.pb-c.h"
-
-extern char **environ;
+#include "saga_events.h"
 
 #define FS_SOURCE   "/shop/fleet-test"
 #define FS_PASSWORD "fleet test password"
@@ -31,252 +25,6 @@ static const char *const fs_dlq_topics[] = {"order.events.dlq", "inventory.event
                                             "payment.events.dlq"};
 
 const fs_who_t fs_admin = {"00000000-0000-7000-8000-0000000000ad", "admin"};
-
-const char *fs_env(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v || !v[0]) {
-        fprintf(stderr, "%s is not set (start the test stack and export its env)\n", name);
-        exit(EXIT_FAILURE);
-    }
-    return v;
-}
-
-/* ---- processes ---- */
-
-static char *fs_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    if (!buf)
-        abort();
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* The gRPC port from the "serving" line (0 while there is none) and whether the
- * consumer was assigned at least one partition. */
-static void fs_proc_scan(const fs_proc_t *p, int *port, bool *assigned)
-{
-    char *text = fs_slurp(p->log);
-    *port = 0;
-    *assigned = false;
-    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-        const char *q;
-        if (strstr(line, "\"msg\":\"serving\"") && (q = strstr(line, "\"grpc_port\":")))
-            *port = atoi(q + strlen("\"grpc_port\":"));
-        if (strstr(line, "\"msg\":\"kafka partitions assigned\"") &&
-            !strstr(line, "\"partitions\":0,") && !strstr(line, "\"partitions\":0}"))
-            *assigned = true;
-    }
-    free(text);
-}
-
-/* The number after "partitions": in a log line. */
-static int fs_line_partitions(const char *line)
-{
-    const char *q = strstr(line, "\"partitions\":");
-    return q ? atoi(q + strlen("\"partitions\":")) : 0;
-}
-
-int fs_proc_partitions(const fs_proc_t *p)
-{
-    char *text = fs_slurp(p->log);
-    int n = 0;
-    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
-        if (strstr(line, "\"msg\":\"kafka partitions assigned\""))
-            n += fs_line_partitions(line);
-        else if (strstr(line, "\"msg\":\"kafka partitions revoked\""))
-            n -= fs_line_partitions(line);
-    }
-    free(text);
-    return n;
-}
-
-int fs_topic_partitions(const char *topic)
-{
-    char cmd[1400], line[512];
-    snprintf(cmd, sizeof(cmd), "kcat -b '%s' -L -t '%s' -m 10 2>/dev/null", fs_env("KAFKA_BROKERS"),
-             topic);
-    FILE *f = popen(cmd, "r");
-    int n = -1;
-    if (!f)
-        return -1;
-    char want[128];
-    snprintf(want, sizeof(want), "topic \"%s\" with ", topic);
-    while (fgets(line, sizeof(line), f)) {
-        const char *q = strstr(line, want);
-        if (n < 0 && q)
-            n = atoi(q + strlen(want));
-    }
-    pclose(f);
-    if (n <= 0)
-        fprintf(stderr, "no partition count for %s from kcat\n", topic);
-    return n > 0 ? n : -1;
-}
-
-void fs_wait_partitions(fs_proc_t *const *procs, size_t n, int want, int timeout_ms)
-{
-    int64_t end = clock_mono_us() + (int64_t)timeout_ms * 1000;
-    int held;
-    for (;;) {
-        held = 0;
-        for (size_t i = 0; i < n; i++)
-            held += fs_proc_partitions(procs[i]);
-        if (held == want || clock_mono_us() >= end)
-            break;
-        clock_sleep_ms(200);
-    }
-    ck_assert_msg(held == want,
-                  "%s holds %d of %d partitions after %d ms: another member is in its group",
-                  procs[0]->name, held, want, timeout_ms);
-}
-
-static bool fs_env_named(const char *entry, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strcspn(names[i], "=");
-        if (strncmp(entry, names[i], len) == 0 && entry[len] == '=')
-            return true;
-    }
-    return false;
-}
-
-/* The child's environment: the inherited one minus what is overridden, plus the
- * overrides. Built before fork, so the child only calls async-signal-safe functions. */
-static char **fs_proc_envp(const fs_proc_t *p)
-{
-    const char *fixed[] = {"GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "DB_POOL_SIZE=8",
-                           "SHUTDOWN_GRACE=5s", "LOG_LEVEL=info"};
-    const size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
-    const char *over[FS_ENV_MAX + 8];
-    size_t n_over = 0, n_env = 0;
-    for (size_t i = 0; i < n_fixed; i++)
-        over[n_over++] = fixed[i];
-    char kafka[1100];
-    snprintf(kafka, sizeof(kafka), "KAFKA_BROKERS=%s", fs_env("KAFKA_BROKERS"));
-    over[n_over++] = kafka;
-    for (size_t i = 0; p->env[i]; i++)
-        over[n_over++] = p->env[i];
-    while (environ[n_env])
-        n_env++;
-    char **envp = calloc(n_env + n_over + 1, sizeof(*envp));
-    size_t k = 0;
-    for (size_t i = 0; i < n_env; i++)
-        if (!fs_env_named(environ[i], over, n_over))
-            envp[k++] = strdup(environ[i]);
-    /* later overrides win: skip an entry that a later one names again */
-    for (size_t i = 0; i < n_over; i++)
-        if (!fs_env_named(over[i], over + i + 1, n_over - i - 1))
-            envp[k++] = strdup(over[i]);
-    return envp;
-}
-
-static void fs_envp_free(char **envp)
-{
-    for (size_t i = 0; envp[i]; i++)
-        free(envp[i]);
-    free(envp);
-}
-
-static int fs_proc_launch(fs_proc_t *p)
-{
-    int fd = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "cannot open %s\n", p->log);
-        return -1;
-    }
-    char **envp = fs_proc_envp(p);
-    char *argv[] = {p->binary, NULL};
-    fflush(NULL);
-    p->pid = fork();
-    if (p->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
-            _exit(127);
-        execve(p->binary, argv, envp);
-        _exit(127);
-    }
-    close(fd);
-    fs_envp_free(envp);
-    if (p->pid < 0)
-        return -1;
-    p->grpc_port = 0;
-    int64_t end = clock_mono_us() + (int64_t)FS_TIMEOUT_MS * 1000;
-    while (clock_mono_us() < end) {
-        int status;
-        bool assigned;
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-            fprintf(stderr, "%s exited (status %d), see %s\n", p->name, status, p->log);
-            p->pid = 0;
-            return -1;
-        }
-        fs_proc_scan(p, &p->grpc_port, &assigned);
-        if (p->grpc_port && assigned)
-            return 0;
-        clock_sleep_ms(50);
-    }
-    fprintf(stderr, "%s not serving with partitions in time, see %s\n", p->name, p->log);
-    return -1;
-}
-
-int fs_proc_start(fs_proc_t *p, const char *binary, const char *name, const char *const *env)
-{
-    *p = (fs_proc_t){0};
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    snprintf(p->binary, sizeof(p->binary), "%s", binary);
-    snprintf(p->log, sizeof(p->log), "/tmp/fleet-test-%d-%s.log", (int)getpid(), name);
-    for (size_t i = 0; env && env[i] && i < FS_ENV_MAX; i++)
-        p->env[i] = strdup(env[i]);
-    return fs_proc_launch(p);
-}
-
-int fs_proc_restart(fs_proc_t *p)
-{
-    return p->pid > 0 ? -1 : fs_proc_launch(p);
-}
-
-int fs_proc_stop(fs_proc_t *p)
-{
-    if (!p || p->pid <= 0)
-        return 0;
-    kill(p->pid, SIGTERM);
-    int status = -1;
-    for (int i = 0; i < 600; i++) {
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-            p->pid = 0;
-            int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            if (rc != 0)
-                fprintf(stderr, "%s exited with %d, see %s\n", p->name, rc, p->log);
-            return rc;
-        }
-        clock_sleep_ms(50);
-    }
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, &status, 0);
-    p->pid = 0;
-    fprintf(stderr, "%s had to be killed, see %s\n", p->name, p->log);
-    return -1;
-}
-
-void fs_proc_free(fs_proc_t *p, bool keep_log)
-{
-    if (!keep_log && p->log[0])
-        unlink(p->log);
-    for (size_t i = 0; p->env[i]; i++) {
-        free(p->env[i]);
-        p->env[i] = NULL;
-    }
-}
 
 /* ---- connections ---- */
 
@@ -293,7 +41,7 @@ static rpc_channel_t *fs_channel(int port)
 static db_pool_t *fs_pool(const char *env)
 {
     err_t err = ERR_INIT;
-    db_pool_t *db = db_pool_new(fs_env(env), 4, &err);
+    db_pool_t *db = db_pool_new(svc_env(env), 4, &err);
     ck_assert_msg(db, "%s", err.msg);
     return db;
 }
@@ -311,7 +59,7 @@ void fs_open(fs_t *t, int order_port, int product_port, int user_port)
         t->user_db = fs_pool("USER_DATABASE_URL");
         t->user = fs_channel(user_port);
     }
-    const char *brokers = fs_env("KAFKA_BROKERS");
+    const char *brokers = svc_env("KAFKA_BROKERS");
     t->producer = kfk_producer_new(brokers, "fleet-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
     uuid_new(id);
@@ -596,34 +344,7 @@ const Shop__Order__V1__Order *fs_wait_step(fs_t *t, const char *user_id, const c
 void fs_produce(fs_t *t, const char *topic, const char *key, const ProtobufCMessage *msg,
                 const char *ce_id, char *ce_id_out)
 {
-    err_t err = ERR_INIT;
-    char id[UUID_STR_LEN], now[CLOCK_RFC3339_LEN];
-    if (ce_id)
-        snprintf(id, sizeof(id), "%s", ce_id);
-    else
-        uuid_new(id);
-    if (ce_id_out)
-        memcpy(ce_id_out, id, UUID_STR_LEN);
-    clock_rfc3339(clock_now_us(), now);
-    kfk_ce_t ce = {.id = id, .type = msg->descriptor->name, .source = FS_SOURCE, .time = now};
-    kfk_header_t headers[KFK_CE_HEADERS_MAX];
-    int n = kfk_ce_headers(&ce, headers, &err);
-    ck_assert_msg(n > 0, "%s", err.msg);
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = arena_alloc(t->a, len ? len : 1);
-    protobuf_c_message_pack(msg, buf);
-    kfk_out_msg_t m = {.topic = topic,
-                       .key = key,
-                       .key_len = strlen(key),
-                       .value = buf,
-                       .len = len,
-                       .headers = headers,
-                       .n_headers = (size_t)n};
-    kfk_batch_t *b = kfk_batch_new(1);
-    ck_assert_msg(kfk_produce(t->producer, &m, b, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(kfk_batch_wait(b, 30000), 0);
-    ck_assert_msg(kfk_batch_status(b, 0, NULL, NULL, &err) == 0, "%s", err.msg);
-    kfk_batch_free(b);
+    saga_send(t->producer, t->a, topic, key, msg, FS_SOURCE, ce_id, ce_id_out);
 }
 
 static const ProtobufCMessageDescriptor *const fs_event_types[] = {
@@ -641,40 +362,28 @@ static const ProtobufCMessageDescriptor *const fs_event_types[] = {
 
 static const char *fs_known_order(const fs_t *t, const void *key, size_t len)
 {
-    for (size_t i = 0; key && i < t->n_orders; i++)
-        if (strlen(t->orders[i]) == len && memcmp(t->orders[i], key, len) == 0)
-            return t->orders[i];
-    return NULL;
+    return saga_key_in((const char *const *)t->orders, t->n_orders, key, len);
 }
 
 /* Keeps m if it is an event of one of the test's orders. */
 static void fs_keep(fs_t *t, const kfk_msg_t *m)
 {
-    size_t key_len, type_len, len;
+    size_t key_len;
     const void *key = kfk_msg_key(m, &key_len);
-    const char *order = fs_known_order(t, key, key_len);
-    const char *type = kfk_msg_header(m, "ce_type", &type_len);
-    if (!order || !type)
+    const char *order = fs_known_order(t, key, key_len), *type;
+    ProtobufCMessage *msg =
+        order ? saga_decode(m, fs_event_types, sizeof(fs_event_types) / sizeof(fs_event_types[0]),
+                            t->a, &type)
+              : NULL;
+    if (!msg)
         return;
-    for (size_t i = 0; i < sizeof(fs_event_types) / sizeof(fs_event_types[0]); i++) {
-        const ProtobufCMessageDescriptor *d = fs_event_types[i];
-        if (strlen(d->name) != type_len || memcmp(d->name, type, type_len) != 0)
-            continue;
-        const void *value = kfk_msg_value(m, &len);
-        ProtobufCMessage *msg =
-            protobuf_c_message_unpack(d, arena_protobuf_allocator(t->a), len, value);
-        ck_assert_msg(msg, "%s for order %s does not decode", d->name, order);
-        if (t->n_events == t->cap_events) {
-            t->cap_events = t->cap_events ? t->cap_events * 2 : 256;
-            t->events = realloc(t->events, t->cap_events * sizeof(*t->events));
-            ck_assert_ptr_nonnull(t->events);
-        }
-        t->events[t->n_events++] = (fs_event_t){.order_id = order,
-                                                .type = strrchr(d->name, '.') + 1,
-                                                .topic = arena_strdup(t->a, kfk_msg_topic(m)),
-                                                .msg = msg};
-        return;
+    if (t->n_events == t->cap_events) {
+        t->cap_events = t->cap_events ? t->cap_events * 2 : 256;
+        t->events = realloc(t->events, t->cap_events * sizeof(*t->events));
+        ck_assert_ptr_nonnull(t->events);
     }
+    t->events[t->n_events++] = (fs_event_t){
+        .order_id = order, .type = type, .topic = arena_strdup(t->a, kfk_msg_topic(m)), .msg = msg};
 }
 
 size_t fs_collect(fs_t *t, const char *type, const char *order_id, size_t want, int settle_ms,
@@ -717,7 +426,7 @@ size_t fs_dlq_count(fs_t *t, const char *extra_key, int timeout_ms)
     uuid_new(id);
     snprintf(group, sizeof(group), "fleet-dlq-%s", id);
     kfk_consumer_t *c =
-        kfk_consumer_new(fs_env("KAFKA_BROKERS"), group, fs_dlq_topics, 3, NULL, &err);
+        kfk_consumer_new(svc_env("KAFKA_BROKERS"), group, fs_dlq_topics, 3, NULL, &err);
     ck_assert_msg(c, "%s", err.msg);
     size_t n = 0;
     /* Read until the topics stay quiet for 2 s (the first poll also joins the group). */

@@ -27,58 +27,10 @@
 #include "common/rpc.h"
 #include "common/uuid.h"
 #include "shop/order/v1/order_service.pb-c.h"
+#include "svc_proc.h"
 
-#define FS_TIMEOUT_MS 60000
-#define FS_ENV_MAX    16
-
-/* ---- processes ---- */
-
-/* A service binary running as a child process. */
-typedef struct fs_proc {
-    char name[32]; /* "order-svc", also in the log file's name */
-    char binary[512];
-    char *env[FS_ENV_MAX + 1]; /* "NAME=value" added to the inherited environment */
-    pid_t pid;
-    int grpc_port;
-    char log[256]; /* its stdout and stderr */
-} fs_proc_t;
-
-/* fs_proc_start: runs `binary` with GRPC_ADDR and ADMIN_ADDR on free ports of its
- * choosing, DB_POOL_SIZE=8, SHUTDOWN_GRACE=5s, the stack's KAFKA_BROKERS and `env`
- * (NULL-terminated "NAME=value" strings, copied; at most FS_ENV_MAX), and waits until
- * it serves gRPC and its saga consumer holds partitions. 0, or -1 with a message on
- * stderr. The child gets SIGTERM if the test process dies. */
-int fs_proc_start(fs_proc_t *p, const char *binary, const char *name, const char *const *env);
-
-/* fs_proc_restart: starts a stopped process again with the same binary and env (new
- * ports). 0 or -1. */
-int fs_proc_restart(fs_proc_t *p);
-
-/* fs_proc_stop: SIGTERM and wait; the exit status (0 after a clean drain, -1 if it had
- * to be killed). NULL or a stopped process: 0. */
-int fs_proc_stop(fs_proc_t *p);
-
-/* fs_proc_free: frees the copied env (after fs_proc_stop) and deletes the log file
- * unless keep_log (say so when a test failed: the log is where to look). */
-void fs_proc_free(fs_proc_t *p, bool keep_log);
-
-/* fs_proc_partitions: how many partitions the process's saga consumer holds now, from
- * its log (assigned minus revoked). */
-int fs_proc_partitions(const fs_proc_t *p);
-
-/* fs_topic_partitions: the partition count of `topic` (broker metadata through kcat),
- * or -1 with a message on stderr. Usable outside a test (no assertion). */
-int fs_topic_partitions(const char *topic);
-
-/* fs_wait_partitions: waits until procs[0..n) together hold `want` partitions — all
- * of their topics' when they are the only members of their consumer group. On the
- * shared stack another test's instance may be a member too, or may have died without
- * leaving (its partitions stay unserved until its session times out, 45 s): events
- * of this test's orders would then stall. Fails the test after timeout_ms. */
-void fs_wait_partitions(fs_proc_t *const *procs, size_t n, int want, int timeout_ms);
-
-/* fs_env: a required environment variable (exits the program if unset). */
-const char *fs_env(const char *name);
+#define FS_TIMEOUT_MS    60000
+#define SVC_PROC_ENV_MAX 16
 
 /* ---- one test's connections and rows ---- */
 

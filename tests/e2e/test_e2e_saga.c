@@ -33,7 +33,7 @@
 #define TIMEOUT        SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_TIMEOUT
 #define USER_REQUESTED SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_USER_REQUESTED
 
-static fs_proc_t product_svc, user_svc, order_svc;
+static svc_proc_t product_svc, user_svc, order_svc;
 static fs_t T;
 
 static int topic_partitions; /* of each saga topic */
@@ -42,9 +42,9 @@ static int topic_partitions; /* of each saga topic */
  * so no event of this test waits on a member that is gone. */
 static void setup(void)
 {
-    fs_wait_partitions((fs_proc_t *[]){&product_svc}, 1, topic_partitions, 120000);
-    fs_wait_partitions((fs_proc_t *[]){&user_svc}, 1, 2 * topic_partitions, 120000);
-    fs_wait_partitions((fs_proc_t *[]){&order_svc}, 1, 2 * topic_partitions, 120000);
+    svc_wait_partitions((svc_proc_t *[]){&product_svc}, 1, topic_partitions, 120000);
+    svc_wait_partitions((svc_proc_t *[]){&user_svc}, 1, 2 * topic_partitions, 120000);
+    svc_wait_partitions((svc_proc_t *[]){&order_svc}, 1, 2 * topic_partitions, 120000);
     fs_open(&T, order_svc.grpc_port, product_svc.grpc_port, user_svc.grpc_port);
 }
 
@@ -54,7 +54,7 @@ static void teardown(void)
 {
     burst_free();
     /* A test that failed with user-svc stopped must not take the next ones down too. */
-    int restarted = user_svc.pid > 0 ? 0 : fs_proc_restart(&user_svc);
+    int restarted = user_svc.pid > 0 ? 0 : svc_proc_restart(&user_svc);
     size_t dead_letters = fs_dlq_count(&T, NULL, WAIT_MS);
     fs_close(&T);
     ck_assert_int_eq(restarted, 0);
@@ -224,7 +224,7 @@ START_TEST(test_user_svc_down_times_out_and_charges_nothing_when_it_returns)
 {
     const char *user = fs_user(&T, 3000);
     const char *p = fs_product(&T, 500, 5);
-    ck_assert_int_eq(fs_proc_stop(&user_svc), 0);
+    ck_assert_int_eq(svc_proc_stop(&user_svc), 0);
     /* The shared stack's user-svc consumer group must really be empty: another test's
      * user-svc would charge the order. */
     fs_wait_unattended(&T, T.user_db, "user-svc", 120000);
@@ -241,7 +241,7 @@ START_TEST(test_user_svc_down_times_out_and_charges_nothing_when_it_returns)
 
     /* user-svc comes back and finds StockReserved and OrderCancelled waiting, in either
      * order: it charges nothing, or charges and refunds. */
-    ck_assert_int_eq(fs_proc_restart(&user_svc), 0);
+    ck_assert_int_eq(svc_proc_restart(&user_svc), 0);
     fs_wait_i64(&T, T.user_db,
                 "SELECT count(*) FROM order_payments WHERE order_id = $1"
                 " AND state IN ('FAILED', 'REFUNDED')",
@@ -403,20 +403,20 @@ static Suite *e2e_suite(void)
 
 static int start_fleet(void)
 {
-    if ((topic_partitions = fs_topic_partitions("order.events")) < 0)
+    if ((topic_partitions = svc_topic_partitions("order.events")) < 0)
         return -1;
     static char product_env[1100], user_env[1100], order_env[1100], product_addr[64];
-    snprintf(product_env, sizeof(product_env), "DATABASE_URL=%s", fs_env("PRODUCT_DATABASE_URL"));
-    snprintf(user_env, sizeof(user_env), "DATABASE_URL=%s", fs_env("USER_DATABASE_URL"));
-    snprintf(order_env, sizeof(order_env), "DATABASE_URL=%s", fs_env("ORDER_DATABASE_URL"));
-    if (fs_proc_start(&product_svc, PRODUCT_SVC, "product-svc",
-                      (const char *const[]){product_env, NULL}) != 0 ||
-        fs_proc_start(&user_svc, USER_SVC, "user-svc", (const char *const[]){user_env, NULL}) != 0)
+    snprintf(product_env, sizeof(product_env), "DATABASE_URL=%s", svc_env("PRODUCT_DATABASE_URL"));
+    snprintf(user_env, sizeof(user_env), "DATABASE_URL=%s", svc_env("USER_DATABASE_URL"));
+    snprintf(order_env, sizeof(order_env), "DATABASE_URL=%s", svc_env("ORDER_DATABASE_URL"));
+    if (svc_proc_start(&product_svc, PRODUCT_SVC, "product-svc",
+                       (const char *const[]){product_env, NULL}) != 0 ||
+        svc_proc_start(&user_svc, USER_SVC, "user-svc", (const char *const[]){user_env, NULL}) != 0)
         return -1;
     snprintf(product_addr, sizeof(product_addr), "PRODUCT_ADDR=127.0.0.1:%d",
              product_svc.grpc_port);
     const char *env[] = {order_env, product_addr, "SAGA_TIMEOUT=5s", "SWEEP_INTERVAL=200ms", NULL};
-    return fs_proc_start(&order_svc, ORDER_SVC, "order-svc", env);
+    return svc_proc_start(&order_svc, ORDER_SVC, "order-svc", env);
 }
 
 int main(void)
@@ -426,11 +426,11 @@ int main(void)
     if (start_fleet() == 0)
         /* gRPC does not survive fork once started: one process for every test. */
         status = check_run(e2e_suite(), CK_NOFORK);
-    fs_proc_t *procs[] = {&order_svc, &user_svc, &product_svc};
+    svc_proc_t *procs[] = {&order_svc, &user_svc, &product_svc};
     for (size_t i = 0; i < 3; i++) {
-        if (fs_proc_stop(procs[i]) != 0)
+        if (svc_proc_stop(procs[i]) != 0)
             status = EXIT_FAILURE;
-        fs_proc_free(procs[i], status != EXIT_SUCCESS);
+        svc_proc_free(procs[i], status != EXIT_SUCCESS);
     }
     return status;
 }

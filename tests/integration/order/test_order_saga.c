@@ -25,7 +25,7 @@
 #define CONFIRMED SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CONFIRMED
 #define CANCELLED SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CANCELLED
 
-static fs_proc_t product_svc, order_svc[2];
+static svc_proc_t product_svc, order_svc[2];
 static fs_t T;
 
 static int topic_partitions; /* of each saga topic */
@@ -34,13 +34,13 @@ static void setup(void)
 {
     /* Alone in their consumer groups, holding every partition: no event of this test
      * waits on a member (another test's) that is gone. */
-    fs_wait_partitions((fs_proc_t *[]){&product_svc}, 1, topic_partitions, 120000);
-    fs_wait_partitions((fs_proc_t *[]){&order_svc[0], &order_svc[1]}, 2, 2 * topic_partitions,
-                       120000);
+    svc_wait_partitions((svc_proc_t *[]){&product_svc}, 1, topic_partitions, 120000);
+    svc_wait_partitions((svc_proc_t *[]){&order_svc[0], &order_svc[1]}, 2, 2 * topic_partitions,
+                        120000);
     fs_open(&T, order_svc[0].grpc_port, product_svc.grpc_port, 0);
     /* This test plays user-svc: a real one on the shared stack (another test's) would
      * answer StockReserved first. */
-    db_pool_t *user_db = db_pool_new(fs_env("USER_DATABASE_URL"), 1, &(err_t)ERR_INIT);
+    db_pool_t *user_db = db_pool_new(svc_env("USER_DATABASE_URL"), 1, &(err_t)ERR_INIT);
     ck_assert_ptr_nonnull(user_db);
     fs_wait_unattended(&T, user_db, "user-svc", 120000);
     db_pool_free(user_db);
@@ -400,13 +400,13 @@ int main(void)
 {
     log_init("fleet-test", LOG_LEVEL_WARN); /* the test's own Kafka clients are quiet */
     char product_env[1100], order_env[1100], product_addr[64];
-    snprintf(product_env, sizeof(product_env), "DATABASE_URL=%s", fs_env("PRODUCT_DATABASE_URL"));
-    snprintf(order_env, sizeof(order_env), "DATABASE_URL=%s", fs_env("ORDER_DATABASE_URL"));
+    snprintf(product_env, sizeof(product_env), "DATABASE_URL=%s", svc_env("PRODUCT_DATABASE_URL"));
+    snprintf(order_env, sizeof(order_env), "DATABASE_URL=%s", svc_env("ORDER_DATABASE_URL"));
     int status = EXIT_FAILURE;
-    if ((topic_partitions = fs_topic_partitions("order.events")) < 0)
+    if ((topic_partitions = svc_topic_partitions("order.events")) < 0)
         goto out;
-    if (fs_proc_start(&product_svc, PRODUCT_SVC, "product-svc",
-                      (const char *const[]){product_env, NULL}) != 0)
+    if (svc_proc_start(&product_svc, PRODUCT_SVC, "product-svc",
+                       (const char *const[]){product_env, NULL}) != 0)
         goto out;
     snprintf(product_addr, sizeof(product_addr), "PRODUCT_ADDR=127.0.0.1:%d",
              product_svc.grpc_port);
@@ -415,19 +415,19 @@ int main(void)
         snprintf(name, sizeof(name), "order-svc-%d", i);
         const char *env[] = {order_env, product_addr, "SAGA_TIMEOUT=4s", "SWEEP_INTERVAL=200ms",
                              NULL};
-        if (fs_proc_start(&order_svc[i], ORDER_SVC, name, env) != 0)
+        if (svc_proc_start(&order_svc[i], ORDER_SVC, name, env) != 0)
             goto out;
     }
     /* gRPC does not survive fork once started: one process for every test. */
     status = check_run(order_saga_suite(), CK_NOFORK);
 out:
     for (int i = 0; i < 2; i++)
-        if (fs_proc_stop(&order_svc[i]) != 0)
+        if (svc_proc_stop(&order_svc[i]) != 0)
             status = EXIT_FAILURE;
-    if (fs_proc_stop(&product_svc) != 0)
+    if (svc_proc_stop(&product_svc) != 0)
         status = EXIT_FAILURE;
     for (int i = 0; i < 2; i++)
-        fs_proc_free(&order_svc[i], status != EXIT_SUCCESS);
-    fs_proc_free(&product_svc, status != EXIT_SUCCESS);
+        svc_proc_free(&order_svc[i], status != EXIT_SUCCESS);
+    svc_proc_free(&product_svc, status != EXIT_SUCCESS);
     return status;
 }

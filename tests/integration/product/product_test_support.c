@@ -5,19 +5,14 @@
 #include "product_test_support.h"
 
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/clock.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
+#include "saga_events.h"
 
 #define PT_SOURCE "/shop/product-test"
 
@@ -30,130 +25,9 @@ static const char *pt_env(const char *name)
 
 /* ---- processes ---- */
 
-static char *pt_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    if (!buf)
-        abort(); /* out of memory; also used outside tests, so no ck_assert */
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-int pt_log_count(const char *path, const char *a, const char *b)
-{
-    char *text = pt_slurp(path);
-    int n = 0;
-    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n"))
-        n += strstr(line, a) && (!b || strstr(line, b));
-    free(text);
-    return n;
-}
-
-/* The gRPC port from the "serving" line, 0 while there is none. */
-static int pt_svc_port(const pt_svc_t *s)
-{
-    char *text = pt_slurp(s->log);
-    int port = 0;
-    const char *line = text ? strstr(text, "\"msg\":\"serving\"") : NULL;
-    const char *p = line ? strstr(line, "\"grpc_port\":") : NULL;
-    if (p)
-        port = atoi(p + strlen("\"grpc_port\":"));
-    free(text);
-    return port;
-}
-
-/* True once the consumer logged an assignment of at least one partition. */
-static bool pt_svc_assigned(const pt_svc_t *s)
-{
-    return pt_log_count(s->log, "kafka partitions assigned", NULL) >
-           pt_log_count(s->log, "kafka partitions assigned", "\"partitions\":0");
-}
-
-static void pt_svc_exec(const pt_svc_t *s, const char *binary, pid_t parent)
-{
-    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
-        _exit(127);
-    int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
-        _exit(127);
-    setenv("DATABASE_URL", getenv("PRODUCT_DATABASE_URL"), 1);
-    setenv("GRPC_ADDR", "127.0.0.1:0", 1);
-    setenv("ADMIN_ADDR", "127.0.0.1:0", 1);
-    setenv("DB_POOL_SIZE", "4", 1);
-    setenv("SHUTDOWN_GRACE", "5s", 1);
-    setenv("LOG_LEVEL", "info", 1);
-    execl(binary, binary, (char *)NULL);
-    _exit(127);
-}
-
-int pt_svc_start(pt_svc_t *s, const char *binary, int index)
-{
-    if (!getenv("PRODUCT_DATABASE_URL") || !getenv("KAFKA_BROKERS")) {
-        fprintf(stderr, "PRODUCT_DATABASE_URL and KAFKA_BROKERS must be set\n");
-        return -1;
-    }
-    *s = (pt_svc_t){0};
-    snprintf(s->log, sizeof(s->log), "/tmp/product-svc-test-%d-%d.log", (int)getpid(), index);
-    fflush(NULL);
-    pid_t parent = getpid();
-    s->pid = fork();
-    if (s->pid < 0)
-        return -1;
-    if (s->pid == 0)
-        pt_svc_exec(s, binary, parent);
-    int64_t end = clock_mono_us() + (int64_t)PT_TIMEOUT_MS * 1000;
-    while (clock_mono_us() < end) {
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            fprintf(stderr, "product-svc %d exited (status %d), see %s\n", index, status, s->log);
-            s->pid = 0;
-            return -1;
-        }
-        if (!s->grpc_port)
-            s->grpc_port = pt_svc_port(s);
-        if (s->grpc_port && pt_svc_assigned(s))
-            return 0;
-        clock_sleep_ms(50);
-    }
-    fprintf(stderr, "product-svc %d not serving with partitions in time, see %s\n", index, s->log);
-    return -1;
-}
-
-int pt_svc_stop(pt_svc_t *s)
-{
-    if (s->pid <= 0)
-        return -1;
-    kill(s->pid, SIGTERM);
-    int status = -1;
-    for (int i = 0; i < 600; i++) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            if (rc == 0)
-                unlink(s->log);
-            return rc;
-        }
-        clock_sleep_ms(50);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
-    s->pid = 0;
-    return -1;
-}
-
 /* ---- connections ---- */
 
-void pt_open(pt_t *t, const pt_svc_t *svc)
+void pt_open(pt_t *t, const svc_proc_t *svc)
 {
     err_t err = ERR_INIT;
     char group[64], id[UUID_STR_LEN];
@@ -272,35 +146,12 @@ const char *pt_order(pt_t *t)
 
 /* ---- order events in ---- */
 
+/* Produces one event to order.events (key = order id); the ce_id used, in t->a. */
 static const char *pt_produce(pt_t *t, const char *order_id, const ProtobufCMessage *msg,
                               const char *ce_id)
 {
-    err_t err = ERR_INIT;
-    char id[UUID_STR_LEN], now[CLOCK_RFC3339_LEN];
-    if (ce_id)
-        snprintf(id, sizeof(id), "%s", ce_id);
-    else
-        uuid_new(id);
-    clock_rfc3339(clock_now_us(), now);
-    kfk_ce_t ce = {.id = id, .type = msg->descriptor->name, .source = PT_SOURCE, .time = now};
-    kfk_header_t headers[KFK_CE_HEADERS_MAX];
-    int n = kfk_ce_headers(&ce, headers, &err);
-    ck_assert_msg(n > 0, "%s", err.msg);
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = arena_alloc(t->a, len ? len : 1);
-    protobuf_c_message_pack(msg, buf);
-    kfk_out_msg_t m = {.topic = "order.events",
-                       .key = order_id,
-                       .key_len = strlen(order_id),
-                       .value = buf,
-                       .len = len,
-                       .headers = headers,
-                       .n_headers = (size_t)n};
-    kfk_batch_t *b = kfk_batch_new(1);
-    ck_assert_msg(kfk_produce(t->producer, &m, b, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(kfk_batch_wait(b, 30000), 0);
-    ck_assert_msg(kfk_batch_status(b, 0, NULL, NULL, &err) == 0, "%s", err.msg);
-    kfk_batch_free(b);
+    char id[UUID_STR_LEN];
+    saga_send(t->producer, t->a, "order.events", order_id, msg, PT_SOURCE, ce_id, id);
     return arena_strdup(t->a, id);
 }
 
@@ -362,47 +213,32 @@ static const ProtobufCMessageDescriptor *const pt_inventory_types[] = {
     &shop__events__v1__stock_released__descriptor,
 };
 
-static const char *pt_known_order(const pt_t *t, const void *key, size_t len)
-{
-    for (size_t i = 0; key && i < t->n_orders; i++)
-        if (strlen(t->orders[i]) == len && memcmp(t->orders[i], key, len) == 0)
-            return t->orders[i];
-    return NULL;
-}
-
-/* Keeps m if it is an event of one of the test's orders. */
+/* Keeps m if it is an event of one of the test's orders (once per ce_id). */
 static void pt_collect(pt_t *t, const kfk_msg_t *m)
 {
-    size_t key_len, type_len, len;
+    size_t key_len, type_len, id_len;
     const void *key = kfk_msg_key(m, &key_len);
-    const char *order = pt_known_order(t, key, key_len);
-    const char *type = kfk_msg_header(m, "ce_type", &type_len);
-    size_t id_len;
+    const char *order = saga_key_in((const char *const *)t->orders, t->n_orders, key, key_len);
+    const char *ce_type = kfk_msg_header(m, "ce_type", &type_len);
     const char *ce_id = kfk_msg_header(m, "ce_id", &id_len);
-    if (!order || !type || !ce_id)
+    if (!order || !ce_type || !ce_id)
         return;
     ce_id = arena_strndup(t->a, ce_id, id_len);
     for (size_t i = 0; i < t->n_events; i++)
         if (strcmp(t->events[i].ce_id, ce_id) == 0)
             return; /* the relay published it again: at least once */
-    for (size_t i = 0; i < sizeof(pt_inventory_types) / sizeof(pt_inventory_types[0]); i++) {
-        const ProtobufCMessageDescriptor *d = pt_inventory_types[i];
-        if (strlen(d->name) != type_len || memcmp(d->name, type, type_len) != 0)
-            continue;
-        const void *value = kfk_msg_value(m, &len);
-        ProtobufCMessage *msg =
-            protobuf_c_message_unpack(d, arena_protobuf_allocator(t->a), len, value);
-        ck_assert_msg(msg, "%s for order %s does not decode", d->name, order);
-        if (t->n_events == t->cap_events) {
-            t->cap_events = t->cap_events ? t->cap_events * 2 : 64;
-            t->events = realloc(t->events, t->cap_events * sizeof(*t->events));
-            ck_assert_ptr_nonnull(t->events);
-        }
-        t->events[t->n_events++] = (pt_event_t){
-            .ce_id = ce_id, .order_id = order, .type = strrchr(d->name, '.') + 1, .msg = msg};
-        return;
+    const char *type;
+    ProtobufCMessage *msg =
+        saga_decode(m, pt_inventory_types,
+                    sizeof(pt_inventory_types) / sizeof(pt_inventory_types[0]), t->a, &type);
+    ck_assert_msg(msg, "unexpected event type %.*s on inventory.events", (int)type_len, ce_type);
+    if (t->n_events == t->cap_events) {
+        t->cap_events = t->cap_events ? t->cap_events * 2 : 64;
+        t->events = realloc(t->events, t->cap_events * sizeof(*t->events));
+        ck_assert_ptr_nonnull(t->events);
     }
-    ck_abort_msg("unexpected event type %.*s on inventory.events", (int)type_len, type);
+    t->events[t->n_events++] =
+        (pt_event_t){.ce_id = ce_id, .order_id = order, .type = type, .msg = msg};
 }
 
 size_t pt_wait_events(pt_t *t, size_t want)

@@ -21,30 +21,9 @@
 #include "common/kfk.h"
 #include "common/rpc.h"
 #include "common/uuid.h"
+#include "svc_proc.h"
 
 #define PT_TIMEOUT_MS 60000
-
-/* ---- product-svc processes (started by main(), before any test forks) ---- */
-
-typedef struct pt_svc {
-    pid_t pid;
-    int grpc_port;
-    char log[256]; /* its stdout and stderr */
-} pt_svc_t;
-
-/* pt_svc_start: runs `binary` with DATABASE_URL=$PRODUCT_DATABASE_URL, the stack's
- * KAFKA_BROKERS and ports of its choosing, and waits until it serves gRPC and its
- * saga consumer holds partitions. The process gets SIGTERM if the test process dies
- * first, so a crashed run leaves no member in the consumer group. 0, or -1 with a
- * message on stderr. Not from inside a test (no ck_assert here). */
-int pt_svc_start(pt_svc_t *s, const char *binary, int index);
-
-/* pt_svc_stop: SIGTERM and wait; the exit status (0 after a clean drain; -1 if it
- * had to be killed). Keeps the log file when the status is not 0. */
-int pt_svc_stop(pt_svc_t *s);
-
-/* pt_log_count: how many lines of the log contain both needles (b may be NULL). */
-int pt_log_count(const char *path, const char *a, const char *b);
 
 /* ---- one test's connections ---- */
 
@@ -72,7 +51,7 @@ typedef struct pt {
 
 /* pt_open / pt_close: connections for a test talking to instance `svc`; pt_close
  * deletes the test's products, reservations and order states. */
-void pt_open(pt_t *t, const pt_svc_t *svc);
+void pt_open(pt_t *t, const svc_proc_t *svc);
 void pt_close(pt_t *t);
 
 /* pt_product: a new product (CreateProduct) with `available` units (SetStock). */

@@ -16,7 +16,7 @@
 
 #define PT_TCASE_TIMEOUT_S 180
 
-static pt_svc_t svcs[2];
+static svc_proc_t svcs[2];
 
 typedef Shop__Events__V1__StockRejected rejected_t;
 typedef Shop__Events__V1__StockReleased released_t;
@@ -101,11 +101,11 @@ START_TEST(test_reserve_takes_every_line_or_none)
 END_TEST
 
 /* How many of the orders an instance logged a stock decision for. */
-static int handled_by(const pt_svc_t *svc, const char *const *orders, size_t n)
+static int handled_by(const svc_proc_t *svc, const char *const *orders, size_t n)
 {
     int count = 0;
     for (size_t i = 0; i < n; i++)
-        count += pt_log_count(svc->log, "\"msg\":\"stock re", orders[i]) > 0;
+        count += svc_log_count(svc->log, "\"msg\":\"stock re", orders[i]) > 0;
     return count;
 }
 
@@ -358,7 +358,8 @@ int main(void)
     /* Two instances in one consumer group for every test; started before Check forks
      * the tests, stopped (and their clean exit checked) after. */
     int failed = 1;
-    if (pt_svc_start(&svcs[0], PRODUCT_SVC, 0) != 0 || pt_svc_start(&svcs[1], PRODUCT_SVC, 1) != 0)
+    if (svc_proc_start_db(&svcs[0], PRODUCT_SVC, 0, "PRODUCT_DATABASE_URL") != 0 ||
+        svc_proc_start_db(&svcs[1], PRODUCT_SVC, 1, "PRODUCT_DATABASE_URL") != 0)
         goto out;
     SRunner *sr = srunner_create(product_saga_suite());
     srunner_run_all(sr, CK_NORMAL);
@@ -368,7 +369,7 @@ out:
     for (int i = 0; i < 2; i++) {
         if (!svcs[i].pid)
             continue;
-        int status = pt_svc_stop(&svcs[i]);
+        int status = svc_proc_end(&svcs[i]);
         if (status != 0) {
             fprintf(stderr, "product-svc %d exited with %d after SIGTERM, see %s\n", i, status,
                     svcs[i].log);

@@ -21,7 +21,7 @@
 #define UT_SETTLE_MS       1500
 #define UT_PRICE           1000
 
-static ut_svc_t svcs[2];
+static svc_proc_t svcs[2];
 
 typedef Shop__Events__V1__PaymentCompleted completed_t;
 typedef Shop__Events__V1__PaymentFailed failed_t;
@@ -321,11 +321,11 @@ END_TEST
 /* ---- two instances ---- */
 
 /* Lines that mean "this instance handled a payment step". */
-static int handled(const ut_svc_t *s)
+static int handled(const svc_proc_t *s)
 {
-    return ut_log_count(s->log, "\"msg\":\"payment ", NULL) +
-           ut_log_count(s->log, "tombstone recorded", NULL) +
-           ut_log_count(s->log, "ignored", "\"order_id\"");
+    return svc_log_count(s->log, "\"msg\":\"payment ", NULL) +
+           svc_log_count(s->log, "tombstone recorded", NULL) +
+           svc_log_count(s->log, "ignored", "\"order_id\"");
 }
 
 START_TEST(test_both_instances_handled_saga_events)
@@ -360,9 +360,9 @@ int main(void)
     /* Two instances in one consumer group for every test; started before Check forks
      * the tests, stopped (and required to drain cleanly) after the last. */
     for (int i = 0; i < 2; i++)
-        if (ut_svc_start(&svcs[i], USER_SVC, i) != 0) {
+        if (svc_proc_start_db(&svcs[i], USER_SVC, i, "USER_DATABASE_URL") != 0) {
             for (int k = 0; k < i; k++)
-                ut_svc_stop(&svcs[k]);
+                svc_proc_end(&svcs[k]);
             return EXIT_FAILURE;
         }
     SRunner *sr = srunner_create(user_saga_suite());
@@ -370,7 +370,7 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     for (int i = 0; i < 2; i++) {
-        int rc = ut_svc_stop(&svcs[i]);
+        int rc = svc_proc_end(&svcs[i]);
         if (rc != 0) {
             fprintf(stderr, "user-svc %d exited %d after SIGTERM, see %s\n", i, rc, svcs[i].log);
             failed++;

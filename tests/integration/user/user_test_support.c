@@ -5,19 +5,15 @@
 #include "user_test_support.h"
 
 #include <check.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/clock.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/user/v1/user_service.pb-c.h"
+#include "saga_events.h"
 
 #define UT_SOURCE   "/shop/user-test"
 #define UT_PASSWORD "saga test password"
@@ -31,132 +27,9 @@ static const char *ut_env(const char *name)
 
 /* ---- processes ---- */
 
-static char *ut_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0, got;
-    char *buf = malloc(cap);
-    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap)
-            buf = realloc(buf, cap *= 2);
-    }
-    if (!buf)
-        abort(); /* out of memory; also used outside tests, so no ck_assert */
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-int ut_log_count(const char *path, const char *a, const char *b)
-{
-    char *text = ut_slurp(path);
-    int n = 0;
-    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n"))
-        n += strstr(line, a) && (!b || strstr(line, b));
-    free(text);
-    return n;
-}
-
-/* The gRPC port from the "serving" line, 0 while there is none. */
-static int ut_svc_port(const ut_svc_t *s)
-{
-    char *text = ut_slurp(s->log);
-    int port = 0;
-    const char *line = text ? strstr(text, "\"msg\":\"serving\"") : NULL;
-    const char *p = line ? strstr(line, "\"grpc_port\":") : NULL;
-    if (p)
-        port = atoi(p + strlen("\"grpc_port\":"));
-    free(text);
-    return port;
-}
-
-/* True once the consumer logged an assignment of at least one partition. */
-static bool ut_svc_assigned(const ut_svc_t *s)
-{
-    return ut_log_count(s->log, "kafka partitions assigned", NULL) >
-           ut_log_count(s->log, "kafka partitions assigned", "\"partitions\":0");
-}
-
-static void ut_svc_exec(const ut_svc_t *s, const char *binary, pid_t parent)
-{
-    /* A test runner that dies (a crash, a timeout) takes its services with it. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent)
-        _exit(127);
-    int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
-        _exit(127);
-    setenv("DATABASE_URL", getenv("USER_DATABASE_URL"), 1);
-    setenv("GRPC_ADDR", "127.0.0.1:0", 1);
-    setenv("ADMIN_ADDR", "127.0.0.1:0", 1);
-    setenv("DB_POOL_SIZE", "4", 1);
-    setenv("SHUTDOWN_GRACE", "5s", 1);
-    setenv("LOG_LEVEL", "info", 1);
-    execl(binary, binary, (char *)NULL);
-    _exit(127);
-}
-
-int ut_svc_start(ut_svc_t *s, const char *binary, int index)
-{
-    if (!getenv("USER_DATABASE_URL") || !getenv("KAFKA_BROKERS")) {
-        fprintf(stderr, "USER_DATABASE_URL and KAFKA_BROKERS must be set\n");
-        return -1;
-    }
-    *s = (ut_svc_t){0};
-    snprintf(s->log, sizeof(s->log), "/tmp/user-svc-test-%d-%d.log", (int)getpid(), index);
-    fflush(NULL);
-    pid_t parent = getpid();
-    s->pid = fork();
-    if (s->pid < 0)
-        return -1;
-    if (s->pid == 0)
-        ut_svc_exec(s, binary, parent);
-    int64_t end = clock_mono_us() + (int64_t)UT_TIMEOUT_MS * 1000;
-    while (clock_mono_us() < end) {
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            fprintf(stderr, "user-svc %d exited (status %d), see %s\n", index, status, s->log);
-            s->pid = 0;
-            return -1;
-        }
-        if (!s->grpc_port)
-            s->grpc_port = ut_svc_port(s);
-        if (s->grpc_port && ut_svc_assigned(s))
-            return 0;
-        clock_sleep_ms(50);
-    }
-    fprintf(stderr, "user-svc %d not serving with partitions in time, see %s\n", index, s->log);
-    return -1;
-}
-
-int ut_svc_stop(ut_svc_t *s)
-{
-    if (s->pid <= 0)
-        return -1;
-    kill(s->pid, SIGTERM);
-    int status = -1;
-    for (int i = 0; i < 600; i++) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            if (rc == 0)
-                unlink(s->log);
-            return rc;
-        }
-        clock_sleep_ms(50);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
-    s->pid = 0;
-    return -1;
-}
-
 /* ---- connections ---- */
 
-void ut_open(ut_t *t, const ut_svc_t *svc)
+void ut_open(ut_t *t, const svc_proc_t *svc)
 {
     err_t err = ERR_INIT;
     char group[64], id[UUID_STR_LEN], target[64];
@@ -294,47 +167,6 @@ const char *ut_order(ut_t *t)
 
 /* ---- saga events in ---- */
 
-/* Queues one event into batch b (key = order id). */
-static void ut_produce(ut_t *t, const char *topic, const char *order_id,
-                       const ProtobufCMessage *msg, const char *ce_id, char *ce_id_out,
-                       kfk_batch_t *b)
-{
-    err_t err = ERR_INIT;
-    char id[UUID_STR_LEN], now[CLOCK_RFC3339_LEN];
-    if (ce_id)
-        snprintf(id, sizeof(id), "%s", ce_id);
-    else
-        uuid_new(id);
-    if (ce_id_out)
-        memcpy(ce_id_out, id, UUID_STR_LEN);
-    clock_rfc3339(clock_now_us(), now);
-    kfk_ce_t ce = {.id = id, .type = msg->descriptor->name, .source = UT_SOURCE, .time = now};
-    kfk_header_t headers[KFK_CE_HEADERS_MAX];
-    int n = kfk_ce_headers(&ce, headers, &err);
-    ck_assert_msg(n > 0, "%s", err.msg);
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = arena_alloc(t->a, len ? len : 1);
-    protobuf_c_message_pack(msg, buf);
-    kfk_out_msg_t m = {.topic = topic,
-                       .key = order_id,
-                       .key_len = strlen(order_id),
-                       .value = buf,
-                       .len = len,
-                       .headers = headers,
-                       .n_headers = (size_t)n};
-    ck_assert_msg(kfk_produce(t->producer, &m, b, &err) == 0, "%s", err.msg);
-}
-
-/* Waits for every ack of the batch, then frees it. */
-static void ut_batch_done(kfk_batch_t *b)
-{
-    err_t err = ERR_INIT;
-    ck_assert_int_eq(kfk_batch_wait(b, 30000), 0);
-    for (size_t i = 0; i < kfk_batch_len(b); i++)
-        ck_assert_msg(kfk_batch_status(b, i, NULL, NULL, &err) == 0, "%s", err.msg);
-    kfk_batch_free(b);
-}
-
 static Shop__Events__V1__StockReserved ut_reserved_msg(const char *order_id, const char *user_id,
                                                        int64_t total)
 {
@@ -351,8 +183,9 @@ void ut_stock_reserved(ut_t *t, const char *order_id, const char *user_id, int64
 {
     Shop__Events__V1__StockReserved ev = ut_reserved_msg(order_id, user_id, total);
     kfk_batch_t *b = kfk_batch_new(1);
-    ut_produce(t, "inventory.events", order_id, &ev.base, ce_id, ce_id_out, b);
-    ut_batch_done(b);
+    saga_produce(t->producer, t->a, b, "inventory.events", order_id, &ev.base, UT_SOURCE, ce_id,
+                 ce_id_out);
+    saga_batch_done(b);
 }
 
 void ut_stock_reserved_many(ut_t *t, const char *const *order_ids, size_t n, const char *user_id,
@@ -361,9 +194,10 @@ void ut_stock_reserved_many(ut_t *t, const char *const *order_ids, size_t n, con
     kfk_batch_t *b = kfk_batch_new(n);
     for (size_t i = 0; i < n; i++) {
         Shop__Events__V1__StockReserved ev = ut_reserved_msg(order_ids[i], user_id, total);
-        ut_produce(t, "inventory.events", order_ids[i], &ev.base, NULL, NULL, b);
+        saga_produce(t->producer, t->a, b, "inventory.events", order_ids[i], &ev.base, UT_SOURCE,
+                     NULL, NULL);
     }
-    ut_batch_done(b);
+    saga_batch_done(b);
 }
 
 void ut_order_cancelled(ut_t *t, const char *order_id, const char *user_id, int64_t total,
@@ -377,8 +211,9 @@ void ut_order_cancelled(ut_t *t, const char *order_id, const char *user_id, int6
     ev.currency = "USD";
     ev.previous_status = SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CONFIRMED;
     kfk_batch_t *b = kfk_batch_new(1);
-    ut_produce(t, "order.events", order_id, &ev.base, ce_id, ce_id_out, b);
-    ut_batch_done(b);
+    saga_produce(t->producer, t->a, b, "order.events", order_id, &ev.base, UT_SOURCE, ce_id,
+                 ce_id_out);
+    saga_batch_done(b);
 }
 
 /* ---- payment events out ---- */
@@ -389,41 +224,25 @@ static const ProtobufCMessageDescriptor *const ut_payment_types[] = {
     &shop__events__v1__payment_refunded__descriptor,
 };
 
-static const char *ut_known_order(const ut_t *t, const void *key, size_t len)
-{
-    for (size_t i = 0; key && i < t->n_orders; i++)
-        if (strlen(t->orders[i]) == len && memcmp(t->orders[i], key, len) == 0)
-            return t->orders[i];
-    return NULL;
-}
-
 /* Keeps m if it is an event of one of the test's orders. */
 static void ut_collect(ut_t *t, const kfk_msg_t *m)
 {
-    size_t key_len, type_len, len;
+    size_t key_len, type_len;
     const void *key = kfk_msg_key(m, &key_len);
-    const char *order = ut_known_order(t, key, key_len);
-    const char *type = kfk_msg_header(m, "ce_type", &type_len);
-    if (!order || !type)
+    const char *order = saga_key_in((const char *const *)t->orders, t->n_orders, key, key_len);
+    const char *ce_type = kfk_msg_header(m, "ce_type", &type_len);
+    if (!order || !ce_type)
         return;
-    for (size_t i = 0; i < sizeof(ut_payment_types) / sizeof(ut_payment_types[0]); i++) {
-        const ProtobufCMessageDescriptor *d = ut_payment_types[i];
-        if (strlen(d->name) != type_len || memcmp(d->name, type, type_len) != 0)
-            continue;
-        const void *value = kfk_msg_value(m, &len);
-        ProtobufCMessage *msg =
-            protobuf_c_message_unpack(d, arena_protobuf_allocator(t->a), len, value);
-        ck_assert_msg(msg, "%s for order %s does not decode", d->name, order);
-        if (t->n_events == t->cap_events) {
-            t->cap_events = t->cap_events ? t->cap_events * 2 : 128;
-            t->events = realloc(t->events, t->cap_events * sizeof(*t->events));
-            ck_assert_ptr_nonnull(t->events);
-        }
-        t->events[t->n_events++] =
-            (ut_event_t){.order_id = order, .type = strrchr(d->name, '.') + 1, .msg = msg};
-        return;
+    const char *type;
+    ProtobufCMessage *msg = saga_decode(
+        m, ut_payment_types, sizeof(ut_payment_types) / sizeof(ut_payment_types[0]), t->a, &type);
+    ck_assert_msg(msg, "unexpected event type %.*s on payment.events", (int)type_len, ce_type);
+    if (t->n_events == t->cap_events) {
+        t->cap_events = t->cap_events ? t->cap_events * 2 : 128;
+        t->events = realloc(t->events, t->cap_events * sizeof(*t->events));
+        ck_assert_ptr_nonnull(t->events);
     }
-    ck_abort_msg("unexpected event type %.*s on payment.events", (int)type_len, type);
+    t->events[t->n_events++] = (ut_event_t){.order_id = order, .type = type, .msg = msg};
 }
 
 size_t ut_wait_events(ut_t *t, size_t want, int settle_ms)

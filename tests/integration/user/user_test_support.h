@@ -22,29 +22,9 @@
 #include "common/kfk.h"
 #include "common/rpc.h"
 #include "common/uuid.h"
+#include "svc_proc.h"
 
 #define UT_TIMEOUT_MS 90000
-
-/* ---- user-svc processes (started by main(), before any test forks) ---- */
-
-typedef struct ut_svc {
-    pid_t pid;
-    int grpc_port;
-    char log[256]; /* its stdout and stderr */
-} ut_svc_t;
-
-/* ut_svc_start: runs `binary` with DATABASE_URL=$USER_DATABASE_URL, the stack's
- * KAFKA_BROKERS and ports of its choosing, and waits until it serves gRPC and its
- * saga consumer holds partitions. The process gets SIGTERM if the test runner dies.
- * 0, or -1 with a message on stderr. */
-int ut_svc_start(ut_svc_t *s, const char *binary, int index);
-
-/* ut_svc_stop: SIGTERM and wait; the exit status (0 after a clean drain; -1 if it
- * had to be killed). Keeps the log file when the status is not 0. */
-int ut_svc_stop(ut_svc_t *s);
-
-/* ut_log_count: how many lines of the log contain both needles (b may be NULL). */
-int ut_log_count(const char *path, const char *a, const char *b);
 
 /* ---- one test's connections ---- */
 
@@ -71,7 +51,7 @@ typedef struct ut {
 
 /* ut_open / ut_close: connections for a test talking to instance `svc`; ut_close
  * deletes the test's users and its orders' payment state. */
-void ut_open(ut_t *t, const ut_svc_t *svc);
+void ut_open(ut_t *t, const svc_proc_t *svc);
 void ut_close(ut_t *t);
 
 /* ut_user: a new customer (CreateUser) whose wallet holds `balance` cents (one
