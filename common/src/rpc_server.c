@@ -494,6 +494,22 @@ void rpc_call_fail(rpc_call_t *call, const err_t *err)
     call->err->n_fields = n;
 }
 
+void rpc_call_fail_hidden(rpc_call_t *call, err_t *err)
+{
+    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
+        LOG_ERR("rpc failed", LOG_STR("method", rpc_call_method(call)), LOG_STR("error", err->msg));
+        err_set(err, ERR_INTERNAL, "internal error");
+    }
+    rpc_call_fail(call, err);
+}
+
+int rpc_call_check_deadline(const rpc_call_t *call, err_t *err)
+{
+    if (rpc_call_deadline_exceeded(call))
+        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+    return 0;
+}
+
 void rpc_call_failf(rpc_call_t *call, int code, const char *fmt, ...)
 {
     char msg[ERR_MSG_MAX];

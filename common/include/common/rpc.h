@@ -175,6 +175,16 @@ void rpc_call_fail(rpc_call_t *call, const err_t *err);
 void rpc_call_failf(rpc_call_t *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* rpc_call_fail_hidden: rpc_call_fail for service handlers, whose internal failures
+ * may carry database detail: INTERNAL, UNKNOWN (and a code left at OK) are logged
+ * with their message and reach the caller as a bare INTERNAL "internal error"; every
+ * other code passes as it is. err is rewritten in place. */
+void rpc_call_fail_hidden(rpc_call_t *call, err_t *err);
+
+/* rpc_call_check_deadline: ERR_TIMEOUT ("deadline exceeded") in err if the caller's
+ * deadline has passed, else 0; handlers call it before starting work. */
+int rpc_call_check_deadline(const rpc_call_t *call, err_t *err);
+
 /* ---------------------------------------------------------------- client ---- */
 
 typedef struct rpc_channel_opts {

@@ -60,26 +60,6 @@ static order_ctx_t *order_rpc_state(rpc_call_t *call)
     return svc_user(order_rpc_svc(call));
 }
 
-/* Answers the call with err. Internal failures are logged here with their detail and
- * reach the caller as a bare "internal error" (no SQL or database text leaves). */
-static void order_rpc_fail(rpc_call_t *call, err_t *err)
-{
-    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
-        LOG_ERR("order rpc failed", LOG_STR("method", rpc_call_method(call)),
-                LOG_STR("error", err->msg));
-        err_set(err, ERR_INTERNAL, "internal error");
-    }
-    rpc_call_fail(call, err);
-}
-
-/* Refuses a call whose deadline already passed before any work is done. */
-static int order_rpc_deadline(rpc_call_t *call, err_t *err)
-{
-    if (rpc_call_deadline_exceeded(call))
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
-    return 0;
-}
-
 /* Who is calling: x-user-id is required (UNAUTHENTICATED without it); *admin for
  * x-user-role "admin". */
 typedef struct order_caller {
@@ -441,12 +421,13 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
     arena_t *a = rpc_call_arena(call);
     order_caller_t who;
     if (order_rpc_caller(call, &who, err) != 0 ||
-        order_rpc_check_create(call, &who, req, o, err) != 0 || order_rpc_deadline(call, err) != 0)
+        order_rpc_check_create(call, &who, req, o, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0)
         return err->code;
     const char *canon = order_rpc_canon(a, o);
     if (order_rpc_lookup(call, o, req->idempotency_key, canon, replayed, o, err) != 0 || *replayed)
         return err->code;
-    if (order_rpc_price(call, o, err) != 0 || order_rpc_deadline(call, err) != 0)
+    if (order_rpc_price(call, o, err) != 0 || rpc_call_check_deadline(call, err) != 0)
         return err->code;
     char id[UUID_STR_LEN];
     uuid_new(id);
@@ -485,7 +466,7 @@ static void order_rpc_create_order(order_service_t *service,
     order_row_t o = {0};
     bool replayed = false;
     if (order_rpc_create(call, req, &o, &replayed, &err) != 0) {
-        order_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -504,7 +485,7 @@ static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_tim
     const char *id = NULL;
     if (order_rpc_caller(call, who, err) != 0 ||
         order_rpc_known_id(rpc_call_arena(call), raw_id, &id, err) != 0 ||
-        order_rpc_deadline(call, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0 ||
         order_repo_get(order_rpc_pool(call), rpc_call_arena(call), id, with_timeline, out, err) !=
             0)
         return err->code;
@@ -522,7 +503,7 @@ static void order_rpc_get_order(order_service_t *service,
     order_caller_t who;
     order_row_t o;
     if (order_rpc_visible(call, req->order_id, true, &who, &o, &err) != 0) {
-        order_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -653,7 +634,7 @@ static void order_rpc_list_orders(order_service_t *service,
     order_row_t *rows;
     size_t n;
     if (order_rpc_page_query(call, req, &q, &scope, &err) != 0 ||
-        order_rpc_deadline(call, &err) != 0)
+        rpc_call_check_deadline(call, &err) != 0)
         goto fail;
     int limit = q.limit;
     q.limit = limit + 1; /* one more row tells whether there is a next page */
@@ -670,7 +651,7 @@ static void order_rpc_list_orders(order_service_t *service,
     done(&resp, call_data);
     return;
 fail:
-    order_rpc_fail(call, &err);
+    rpc_call_fail_hidden(call, &err);
     done(NULL, call_data);
 }
 
@@ -721,10 +702,10 @@ static void order_rpc_cancel_order(order_service_t *service,
     order_row_t o;
     if (order_rpc_caller(call, &who, &err) != 0 ||
         order_rpc_known_id(a, req->order_id, &c.id, &err) != 0 ||
-        order_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         db_txn(order_rpc_pool(call), order_rpc_cancel_txn, &c, &err) != 0 ||
         order_repo_get(order_rpc_pool(call), a, c.id, true, &o, &err) != 0) {
-        order_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }

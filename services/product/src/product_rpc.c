@@ -43,26 +43,6 @@ static db_pool_t *product_rpc_pool(rpc_call_t *call)
     return svc_pool(rpc_call_ctx(call));
 }
 
-/* Answers the call with err. Internal failures are logged here with their detail and
- * reach the caller as a bare "internal error" (no SQL or database text leaves). */
-static void product_rpc_fail(rpc_call_t *call, err_t *err)
-{
-    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
-        LOG_ERR("product rpc failed", LOG_STR("method", rpc_call_method(call)),
-                LOG_STR("error", err->msg));
-        err_set(err, ERR_INTERNAL, "internal error");
-    }
-    rpc_call_fail(call, err);
-}
-
-/* Refuses a call whose deadline already passed before any work is done. */
-static int product_rpc_deadline(rpc_call_t *call, err_t *err)
-{
-    if (rpc_call_deadline_exceeded(call))
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
-    return 0;
-}
-
 /* Admin-only methods: UNAUTHENTICATED without x-user-id, PERMISSION_DENIED for any
  * role but admin. */
 static int product_rpc_admin(rpc_call_t *call, err_t *err)
@@ -260,10 +240,10 @@ static void product_rpc_create_product(product_service_t *service,
                           .currency = req->currency};
     product_row_t row;
     if (product_rpc_admin(call, &err) != 0 || product_rpc_check_fields(&f, &err) != 0 ||
-        product_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_create(product_rpc_pool(call), a, &f, &row, &err) != 0) {
         product_rpc_sku_taken(&err);
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -283,9 +263,10 @@ static void product_rpc_get_product(product_service_t *service,
     arena_t *a = rpc_call_arena(call);
     err_t err = ERR_INIT;
     product_row_t row;
-    if (product_rpc_known_id(req->product_id, &err) != 0 || product_rpc_deadline(call, &err) != 0 ||
+    if (product_rpc_known_id(req->product_id, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_get(product_rpc_pool(call), a, req->product_id, &row, &err) != 0) {
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -343,10 +324,10 @@ static void product_rpc_batch_get_products(product_service_t *service,
         err_field_add(&err, "product_ids", "must hold 1..100 ids");
     else
         product_rpc_batch_split(a, req->product_ids, req->n_product_ids, &b);
-    if (err.code != 0 || product_rpc_deadline(call, &err) != 0 ||
+    if (err.code != 0 || rpc_call_check_deadline(call, &err) != 0 ||
         (b.n > 0 && product_repo_batch_get(product_rpc_pool(call), a, b.ids, b.n, &rows, &n_rows,
                                            &err) != 0)) {
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -399,7 +380,8 @@ static void product_rpc_list_products(product_service_t *service,
     product_page_query_t pq;
     product_row_t *rows;
     size_t n;
-    if (product_rpc_page_query(call, req, &pq, &err) != 0 || product_rpc_deadline(call, &err) != 0)
+    if (product_rpc_page_query(call, req, &pq, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0)
         goto fail;
     int limit = pq.limit;
     pq.limit = limit + 1; /* one more row tells whether there is a next page */
@@ -417,7 +399,7 @@ static void product_rpc_list_products(product_service_t *service,
     done(&resp, call_data);
     return;
 fail:
-    product_rpc_fail(call, &err);
+    rpc_call_fail_hidden(call, &err);
     done(NULL, call_data);
 }
 
@@ -453,10 +435,11 @@ static void product_rpc_update_product(product_service_t *service,
     product_fields_t f;
     product_row_t row;
     if (product_rpc_admin(call, &err) != 0 || product_rpc_patch(req, &f, &err) != 0 ||
-        product_rpc_known_id(req->product_id, &err) != 0 || product_rpc_deadline(call, &err) != 0 ||
+        product_rpc_known_id(req->product_id, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, &err) != 0) {
         product_rpc_sku_taken(&err);
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -477,9 +460,9 @@ static void product_rpc_archive_product(product_service_t *service,
     err_t err = ERR_INIT;
     product_row_t row;
     if (product_rpc_admin(call, &err) != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        product_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_archive(product_rpc_pool(call), a, req->product_id, &row, &err) != 0) {
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -502,10 +485,10 @@ static void product_rpc_set_stock(product_service_t *service,
         (req->available < 0 || req->available > PRODUCT_STOCK_MAX))
         err_field_add(&err, "available", "must be 0..1000000000000");
     if (err.code != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        product_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_stock_set(product_rpc_pool(call), a, req->product_id, req->available, &stock,
                                &err) != 0) {
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -529,12 +512,12 @@ static void product_rpc_adjust_stock(product_service_t *service,
         (req->delta == 0 || req->delta < -PRODUCT_STOCK_MAX || req->delta > PRODUCT_STOCK_MAX))
         err_field_add(&err, "delta", "must be non-zero, -1000000000000..1000000000000");
     if (err.code != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        product_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_stock_adjust(product_rpc_pool(call), a, req->product_id, req->delta, &stock,
                                   &err) != 0) {
         if (err.code == ERR_PRECONDITION)
             err_field_add(&err, "delta", "would make available negative");
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -554,9 +537,9 @@ static void product_rpc_get_stock(product_service_t *service,
     err_t err = ERR_INIT;
     product_stock_t stock;
     if (product_rpc_admin(call, &err) != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        product_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         product_repo_stock_get(product_rpc_pool(call), a, req->product_id, &stock, &err) != 0) {
-        product_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }

@@ -58,26 +58,6 @@ static user_password_t *user_rpc_passwords(rpc_call_t *call)
     return ctx->passwords;
 }
 
-/* Answers the call with err. Internal failures are logged here with their detail and
- * reach the caller as a bare "internal error" (no SQL or database text leaves). */
-static void user_rpc_fail(rpc_call_t *call, err_t *err)
-{
-    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
-        LOG_ERR("user rpc failed", LOG_STR("method", rpc_call_method(call)),
-                LOG_STR("error", err->msg));
-        err_set(err, ERR_INTERNAL, "internal error");
-    }
-    rpc_call_fail(call, err);
-}
-
-/* Refuses a call whose deadline already passed before any work is done. */
-static int user_rpc_deadline(rpc_call_t *call, err_t *err)
-{
-    if (rpc_call_deadline_exceeded(call))
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
-    return 0;
-}
-
 /* ---- who calls ---- */
 
 /* Methods naming a user: UNAUTHENTICATED without a well-formed x-user-id. */
@@ -359,13 +339,13 @@ static void user_rpc_create_user(user_service_t *service,
     user_rpc_check_email(a, req->email, &email, &err);
     user_rpc_check_password(req->password, &err);
     user_rpc_check_display_name(a, req->display_name, &name, &err);
-    if (err.code != 0 || user_rpc_deadline(call, &err) != 0 ||
+    if (err.code != 0 || rpc_call_check_deadline(call, &err) != 0 ||
         user_password_hash(user_rpc_passwords(call), req->password, rpc_call_remaining_ms(call),
                            hash, &err) != 0 ||
         user_repo_create(user_rpc_pool(call), a, email, hash, name, "customer", &row, &err) != 0) {
         explicit_bzero(hash, sizeof(hash));
         user_rpc_email_taken(&err);
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -398,7 +378,8 @@ static void user_rpc_verify_credentials(user_service_t *service,
     err_t err = ERR_INIT;
     user_row_t row;
     const char *hash = NULL, *email = user_rpc_trim(a, req->email);
-    if (user_rpc_check_login(email, req->password, &err) != 0 || user_rpc_deadline(call, &err) != 0)
+    if (user_rpc_check_login(email, req->password, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0)
         goto fail;
     /* Known or not, exactly one argon2id verification runs: an unknown email is
      * checked against the dummy hash, and both failures read the same. */
@@ -416,7 +397,7 @@ static void user_rpc_verify_credentials(user_service_t *service,
     done(&resp, call_data);
     return;
 fail:
-    user_rpc_fail(call, &err);
+    rpc_call_fail_hidden(call, &err);
     done(NULL, call_data);
 }
 
@@ -432,9 +413,9 @@ static void user_rpc_get_user(user_service_t *service, const Shop__User__V1__Get
     user_row_t user;
     user_profile_t profile;
     if (user_rpc_authn(call, &err) != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        user_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_get(user_rpc_pool(call), a, id, &user, &profile, &err) != 0) {
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -485,9 +466,10 @@ static void user_rpc_update_profile(user_service_t *service,
     user_row_t user;
     user_profile_t profile;
     if (user_rpc_authn(call, &err) != 0 || user_rpc_profile_patch(a, req, &patch, &err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, &err) != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_update_profile(user_rpc_pool(call), a, id, &patch, &user, &profile, &err) != 0) {
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -511,9 +493,9 @@ static void user_rpc_get_preferences(user_service_t *service,
     const char *id;
     user_prefs_t prefs;
     if (user_rpc_authn(call, &err) != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        user_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_get_prefs(user_rpc_pool(call), a, id, &prefs, &err) != 0) {
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -551,9 +533,10 @@ static void user_rpc_update_preferences(user_service_t *service,
     user_prefs_patch_t patch;
     user_prefs_t prefs;
     if (user_rpc_authn(call, &err) != 0 || user_rpc_prefs_patch(a, req, &patch, &err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, &err) != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_update_prefs(user_rpc_pool(call), a, id, &patch, &prefs, &err) != 0) {
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -585,9 +568,9 @@ static void user_rpc_get_wallet(user_service_t *service,
     int limit = req->limit ? req->limit : USER_LIMIT_DEFAULT;
     /* One more entry than asked tells whether there is a next page. */
     if (err.code != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        user_rpc_deadline(call, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_wallet(user_rpc_pool(call), a, id, limit + 1, before, &w, &err) != 0) {
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
@@ -644,11 +627,12 @@ static void user_rpc_deposit(user_service_t *service, const Shop__User__V1__Depo
     const char *id;
     user_deposit_t d;
     if (user_rpc_authn(call, &err) != 0 || user_rpc_check_deposit(req, &err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, &err) != 0 || user_rpc_deadline(call, &err) != 0 ||
+        user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
+        rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_deposit(user_rpc_pool(call), a, id, req->amount_cents, USER_CURRENCY,
                           req->idempotency_key, &d, &err) != 0) {
         user_rpc_key_reused(&err);
-        user_rpc_fail(call, &err);
+        rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
         return;
     }
