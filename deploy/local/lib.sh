@@ -1,35 +1,64 @@
 # Shared settings and helpers of the local stack scripts (sourced, not run).
 #
-# STACK_PROFILE picks a port range and a data directory, so that the test stack
-# (make test) and the developer stack (make up / make run) can run side by side:
-#   dev   .data/       PostgreSQL 5433-5435, Redis 6380, Kafka 9092/9093
-#   test  .data-test/  PostgreSQL 15433-15435, Redis 16380, Kafka 19092/19093
-#                      (STACK_PORT_BASE=N shifts the test ports by N instead of 10000,
-#                      so two checkouts can run their tests at once)
+# STACK_PROFILE picks a port range and a data directory, so that the stacks of
+# make run, make test, make bench and make chaos can run side by side:
+#   dev    .data/        DESIGN.md's ports: PostgreSQL 5433-5435, Redis 6380, Kafka 9092/9093,
+#                        gateway 8080, services gRPC 50051-50053 and admin 8081-8083
+#   test   .data-test/   the dev ports + 10000; infrastructure only (the suites start
+#                        their own programs)
+#   bench  .data-bench/  compact layout at B = 21000 (see below)
+#   chaos  .data-chaos/  compact layout at B = 22000
+# STACK_PORT_BASE=N moves the test ports to dev + N and bench/chaos to N + 11000 / 12000,
+# so that two checkouts can run their stacks at once.
+#
+# Compact layout (bench, chaos): gateway B+80, Kafka B+92 (controller B+93), Redis B+380,
+# PostgreSQL order/product/user B+433..B+435; instance k of service s (0 order,
+# 1 product, 2 user) admin HTTP B+100+10(k-1)+s, gRPC B+200+10(k-1)+s.
+# In the dev layout, instance k listens on the ports of instance 1 + 100(k-1).
+#
+# SCALE=N (1..9) runs N instances of each service, named <svc>-svc-<k>; `up` remembers
+# it in the data directory for the commands that follow.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STACK_PROFILE=${STACK_PROFILE:-dev}
 SERVICES=(order product user)
 
+shift_=${STACK_PORT_BASE:-10000}
 case "$STACK_PROFILE" in
 dev) DATA="$ROOT/.data" ; base=0 ; FLEET=${FLEET:-1} ;;
-test) DATA="$ROOT/.data-test" ; base=${STACK_PORT_BASE:-10000} ; FLEET=${FLEET:-0} ;;
-*) echo "STACK_PROFILE must be dev or test, not '$STACK_PROFILE'" >&2; exit 2 ;;
+test) DATA="$ROOT/.data-test" ; base=$shift_ ; FLEET=${FLEET:-0} ;;
+bench) DATA="$ROOT/.data-bench" ; base=$((shift_ + 11000)) ; FLEET=${FLEET:-1} ;;
+chaos) DATA="$ROOT/.data-chaos" ; base=$((shift_ + 12000)) ; FLEET=${FLEET:-1} ;;
+*) echo "STACK_PROFILE must be dev, test, bench or chaos, not '$STACK_PROFILE'" >&2; exit 2 ;;
 esac
+unset shift_
 
-declare -A PG_PORT=([order]=$((5433 + base)) [product]=$((5434 + base)) [user]=$((5435 + base)))
-REDIS_PORT=$((6380 + base))
-KAFKA_PORT=$((9092 + base))
-KAFKA_CONTROLLER_PORT=$((9093 + base))
 TOPICS=(order.events inventory.events payment.events
         order.events.dlq inventory.events.dlq payment.events.dlq)
 TOPIC_PARTITIONS=6
+declare -A SVC_INDEX=([order]=0 [product]=1 [user]=2)
 
-# The fleet's programs, started by `up` once they are built (FLEET=1, the default of
-# the dev profile; the test profile's suites start their own): gRPC and admin ports.
-declare -A GRPC_PORT=([order]=$((50051 + base)) [product]=$((50052 + base)) [user]=$((50053 + base)))
-declare -A ADMIN_PORT=([order]=$((8081 + base)) [product]=$((8082 + base)) [user]=$((8083 + base)))
-GATEWAY_PORT=$((8080 + base))
+case "$STACK_PROFILE" in
+dev | test)
+    declare -A PG_PORT=([order]=$((5433 + base)) [product]=$((5434 + base)) [user]=$((5435 + base)))
+    REDIS_PORT=$((6380 + base))
+    KAFKA_PORT=$((9092 + base))
+    KAFKA_CONTROLLER_PORT=$((9093 + base))
+    GATEWAY_PORT=$((8080 + base))
+    grpc_port() { echo $((50051 + base + SVC_INDEX[$1] + 100 * ($2 - 1))); }
+    admin_port() { echo $((8081 + base + SVC_INDEX[$1] + 100 * ($2 - 1))); }
+    ;;
+*)
+    declare -A PG_PORT=([order]=$((base + 433)) [product]=$((base + 434)) [user]=$((base + 435)))
+    REDIS_PORT=$((base + 380))
+    KAFKA_PORT=$((base + 92))
+    KAFKA_CONTROLLER_PORT=$((base + 93))
+    GATEWAY_PORT=$((base + 80))
+    grpc_port() { echo $((base + 200 + 10 * ($2 - 1) + SVC_INDEX[$1])); }
+    admin_port() { echo $((base + 100 + 10 * ($2 - 1) + SVC_INDEX[$1])); }
+    ;;
+esac
+
 # Where the programs are taken from: the optimized build unless BIN_DIR says otherwise.
 BIN_DIR=${BIN_DIR:-$ROOT/build-release}
 

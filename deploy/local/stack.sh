@@ -7,6 +7,14 @@
 #   stack.sh status  one line per part
 #   stack.sh wipe    down, then delete this profile's data
 #   stack.sh env     the connection settings, as NAME=value lines (for tests and tools)
+#   stack.sh parts   the name of every part (postgres/order, kafka, order-svc-1, gateway, ...)
+#   stack.sh kill PART    SIGKILL one part (a PostgreSQL server with all its backends)
+#   stack.sh start PART   start one part again and wait until it answers
+#   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
+#
+# SCALE=N runs N instances of each service (see lib.sh). Extra settings reach a program
+# as <PROGRAM>_ENV_<NAME>=value, e.g. ORDER_SVC_ENV_SAGA_TIMEOUT=5s or
+# GATEWAY_ENV_LOG_LEVEL=debug.
 #
 # STACK_PROFILE=dev|test picks ports and data directory (see lib.sh). Starting twice is
 # harmless; stale pid files are detected and replaced.
@@ -212,28 +220,57 @@ program_bin() { # program_bin NAME: the built executable, or nothing
     return 0
 }
 
-service_up() {
-    local svc=$1 name="$1-svc" bin pidfile
-    bin=$(program_bin "$name")
+# SCALE: asked for on the command line, else what the last `up` used, else 1.
+scale() {
+    local n=${SCALE:-$(cat "$DATA/scale" 2>/dev/null || echo 1)}
+    [[ "$n" =~ ^[1-9]$ ]] || die "SCALE must be 1..9, not '$n'"
+    echo "$n"
+}
+
+# program_env PREFIX: the extra settings given as PREFIX_ENV_<NAME>=value in our
+# environment (e.g. ORDER_SVC_ENV_SAGA_TIMEOUT=5s), as NAME=value words for env(1).
+program_env() {
+    local v
+    for v in $(compgen -e | grep "^$1_ENV_" || true); do
+        printf '%s=%s\n' "${v#"$1"_ENV_}" "${!v}"
+    done
+}
+
+addr_list() { # addr_list grpc|admin SVC: every instance's host:port, comma-separated
+    local k out=()
+    for ((k = 1; k <= $(scale); k++)); do out+=("127.0.0.1:$("$1_port" "$2" "$k")"); done
+    (IFS=,; echo "${out[*]}")
+}
+
+instance_start() { # instance_start SVC K
+    local svc=$1 k=$2 name="$1-svc-$2" bin pidfile extra
+    bin=$(program_bin "$svc-svc")
     [ -n "$bin" ] || return 0 # not built (yet): the stack runs without it
     pidfile="$RUNDIR/$name.pid"
     if ! pid_alive "$pidfile" "$bin"; then
         rm -f "$pidfile"
-        log "$name: starting (gRPC 127.0.0.1:${GRPC_PORT[$svc]}, admin 127.0.0.1:${ADMIN_PORT[$svc]})"
-        GRPC_ADDR="127.0.0.1:${GRPC_PORT[$svc]}" ADMIN_ADDR="127.0.0.1:${ADMIN_PORT[$svc]}" \
+        log "$name: starting (gRPC 127.0.0.1:$(grpc_port "$svc" "$k"), admin 127.0.0.1:$(admin_port "$svc" "$k"))"
+        mapfile -t extra < <(program_env "${svc^^}_SVC")
+        env GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL="postgresql://$svc:$svc@127.0.0.1:${PG_PORT[$svc]}/$svc" \
-            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" \
-            setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
+            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" PRODUCT_ADDR="$(addr_list grpc product)" \
+            "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi
-    wait_for 60 "$name" curl -sf "http://127.0.0.1:${ADMIN_PORT[$svc]}/readyz"
 }
 
+instance_wait() { wait_for 60 "$1-svc-$2" curl -sf "http://127.0.0.1:$(admin_port "$1" "$2")/readyz"; }
+
+# Every pid file of a service's instances, also those of a larger SCALE used before.
+instance_pidfiles() { compgen -G "$RUNDIR/$1-svc*.pid" || true; }
+
 service_down() {
-    local name="$1-svc"
-    [ -f "$RUNDIR/$name.pid" ] || return 0
-    pid_alive "$RUNDIR/$name.pid" "$name" && log "$name: stopping"
-    stop_pid "$RUNDIR/$name.pid" "$name" 30
+    local f name
+    for f in $(instance_pidfiles "$1"); do
+        name=$(basename "$f" .pid)
+        pid_alive "$f" "$1-svc" && log "$name: stopping"
+        stop_pid "$f" "$1-svc" 30
+    done
 }
 
 # The gateway signs access tokens with a secret generated once per stack (never committed).
@@ -248,17 +285,18 @@ jwt_secret() {
     cat "$f"
 }
 
-gateway_up() {
-    local bin pidfile="$RUNDIR/gateway.pid"
+gateway_start() {
+    local bin pidfile="$RUNDIR/gateway.pid" extra
     bin=$(program_bin gateway)
     [ -n "$bin" ] || return 0
     if ! pid_alive "$pidfile" "$bin"; then
         rm -f "$pidfile"
         log "gateway: starting on http://127.0.0.1:$GATEWAY_PORT"
-        GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-            ORDER_ADDR="127.0.0.1:${GRPC_PORT[order]}" PRODUCT_ADDR="127.0.0.1:${GRPC_PORT[product]}" \
-            USER_ADDR="127.0.0.1:${GRPC_PORT[user]}" JWT_SECRET="$(jwt_secret)" \
-            setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
+        mapfile -t extra < <(program_env GATEWAY)
+        env GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+            ORDER_ADDR="$(addr_list grpc order)" PRODUCT_ADDR="$(addr_list grpc product)" \
+            USER_ADDR="$(addr_list grpc user)" JWT_SECRET="$(jwt_secret)" \
+            "${extra[@]}" setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi
     # /healthz, not /readyz: the gateway is up even while a service is not built yet.
@@ -271,29 +309,131 @@ gateway_down() {
     stop_pid "$RUNDIR/gateway.pid" gateway 30
 }
 
+fleet_up() {
+    local svc k n f
+    n=$(scale)
+    # Instances above SCALE (from an earlier, larger SCALE) stop; then all start at once
+    # and are waited for together: start-up order does not matter to them.
+    for svc in "${SERVICES[@]}"; do
+        for f in $(instance_pidfiles "$svc"); do
+            k=${f##*-}
+            k=${k%.pid}
+            [[ "$k" =~ ^[0-9]+$ ]] && ((k <= n)) && continue
+            stop_pid "$f" "$svc-svc" 30
+        done
+    done
+    for svc in "${SERVICES[@]}"; do
+        for ((k = 1; k <= n; k++)); do instance_start "$svc" "$k"; done
+    done
+    for svc in "${SERVICES[@]}"; do
+        [ -n "$(program_bin "$svc-svc")" ] || continue
+        for ((k = 1; k <= n; k++)); do instance_wait "$svc" "$k"; done
+    done
+    gateway_start
+}
+
+# ---- single parts: for fault injection and benchmarks ----
+
+parts() {
+    local svc k
+    for svc in "${SERVICES[@]}"; do echo "postgres/$svc"; done
+    echo redis
+    echo kafka
+    if ((FLEET)); then
+        for svc in "${SERVICES[@]}"; do
+            for ((k = 1; k <= $(scale); k++)); do echo "$svc-svc-$k"; done
+        done
+        echo gateway
+    fi
+}
+
+# kill_part PART: SIGKILL, no goodbye. A PostgreSQL server dies with all its backends
+# at once, as in a crash of its machine; returns once every process is gone.
+kill_part() {
+    local part=$1 pids=() pidfile pid i
+    case "$part" in
+    postgres/*)
+        pidfile="$(pg_root)/${part#postgres/}/postmaster.pid"
+        [ -f "$pidfile" ] || die "$part is not running"
+        pid=$(head -n1 "$pidfile")
+        pids=("$pid" $(pgrep -P "$pid" || true))
+        ;;
+    redis | kafka | gateway | *-svc-[1-9])
+        pidfile="$RUNDIR/$part.pid"
+        [ -f "$pidfile" ] || die "$part is not running"
+        pids=("$(head -n1 "$pidfile")")
+        ;;
+    *) die "no part named '$part' (see: stack.sh parts)" ;;
+    esac
+    log "$part: SIGKILL ${pids[*]}"
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            [ -d "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
+            sleep 0.05
+        done
+        ((i < 100)) || die "$part: pid $pid survived SIGKILL"
+    done
+    [[ "$part" == postgres/* ]] || rm -f "$pidfile"
+}
+
+start_part() {
+    local part=$1 k
+    mkdir -p "$LOGDIR" "$RUNDIR"
+    case "$part" in
+    postgres/*) pg_up "${part#postgres/}" ;;
+    redis) redis_up ;;
+    kafka) kafka_up ;;
+    gateway) gateway_start ;;
+    *-svc-[1-9])
+        k=${part##*-}
+        instance_start "${part%-svc-*}" "$k"
+        instance_wait "${part%-svc-*}" "$k"
+        ;;
+    *) die "no part named '$part' (see: stack.sh parts)" ;;
+    esac
+}
+
+# create_admin EMAIL: user-svc's create-admin against this stack (password on stdin).
+create_admin() {
+    local bin
+    bin=$(program_bin user-svc)
+    [ -n "$bin" ] || die "user-svc is not built (make release)"
+    DATABASE_URL="postgresql://user:user@127.0.0.1:${PG_PORT[user]}/user" LOG_LEVEL=warn \
+        "$bin" create-admin "$1"
+}
+
 # ---- the whole stack ----
 
 stack_env() {
     local svc
     echo "STACK_PROFILE=$STACK_PROFILE"
+    echo "STACK_DATA=$DATA"
+    echo "SCALE=$(scale)"
     for svc in "${SERVICES[@]}"; do
         echo "${svc^^}_DATABASE_URL=postgresql://$svc:$svc@127.0.0.1:${PG_PORT[$svc]}/$svc"
     done
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+    if ((FLEET)); then
+        echo "GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT"
+        for svc in "${SERVICES[@]}"; do
+            echo "${svc^^}_GRPC_ADDRS=$(addr_list grpc "$svc")"
+            echo "${svc^^}_ADMIN_ADDRS=$(addr_list admin "$svc")"
+        done
+        echo "JWT_SECRET_FILE=$DATA/secrets/jwt-secret"
+    fi
 }
 
 up() {
     mkdir -p "$LOGDIR" "$RUNDIR"
     chmod 755 "$DATA" "$LOGDIR"
+    scale >"$DATA/scale.tmp" && mv "$DATA/scale.tmp" "$DATA/scale"
     local svc
     for svc in "${SERVICES[@]}"; do pg_up "$svc"; done
     redis_up
     kafka_up
-    if ((FLEET)); then
-        for svc in "${SERVICES[@]}"; do service_up "$svc"; done
-        gateway_up
-    fi
+    ((FLEET)) && fleet_up
     stack_env >"$DATA/stack.env"
     log "up: $(status | tr '\n' ';')"
 }
@@ -308,17 +448,20 @@ down() {
 }
 
 status() {
-    local svc
+    local svc k
     for svc in "${SERVICES[@]}"; do
         printf 'postgres/%s 127.0.0.1:%s %s\n' "$svc" "${PG_PORT[$svc]}" \
             "$(port_open "${PG_PORT[$svc]}" && echo up || echo down)"
     done
     printf 'redis 127.0.0.1:%s %s\n' "$REDIS_PORT" "$(port_open "$REDIS_PORT" && echo up || echo down)"
     printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
+    ((FLEET)) || return 0
     for svc in "${SERVICES[@]}"; do
         [ -n "$(program_bin "$svc-svc")" ] || continue
-        printf '%s-svc 127.0.0.1:%s %s\n' "$svc" "${GRPC_PORT[$svc]}" \
-            "$(curl -sf "http://127.0.0.1:${ADMIN_PORT[$svc]}/readyz" >/dev/null && echo ready || echo down)"
+        for ((k = 1; k <= $(scale); k++)); do
+            printf '%s-svc-%s 127.0.0.1:%s %s\n' "$svc" "$k" "$(grpc_port "$svc" "$k")" \
+                "$(curl -sf "http://127.0.0.1:$(admin_port "$svc" "$k")/readyz" >/dev/null && echo ready || echo down)"
+        done
     done
     if [ -n "$(program_bin gateway)" ]; then
         printf 'gateway http://127.0.0.1:%s %s\n' "$GATEWAY_PORT" \
@@ -343,10 +486,14 @@ run() {
 
 case "${1:-}" in
 up) up ;;
+parts) parts ;;
+kill) kill_part "${2:?usage: $0 kill PART}" ;;
+start) start_part "${2:?usage: $0 start PART}" ;;
+create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
 run) run ;;
 status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
-*) echo "usage: $0 up|down|run|status|wipe|env" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|start PART|create-admin EMAIL" >&2; exit 2 ;;
 esac
