@@ -480,6 +480,10 @@ wipe() {
 run() {
     trap 'trap - INT TERM; echo; log "stopping"; down; exit 0' INT TERM
     up
+    # The demo data and the welcome need the whole fleet built (make run does that).
+    if ((FLEET)) && [ -n "$(program_bin gateway)" ]; then
+        "$ROOT/deploy/local/seed.sh"
+    fi
     log "running; Ctrl-C stops everything"
     while true; do sleep 1; done
 }
