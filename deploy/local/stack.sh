@@ -25,13 +25,12 @@ set -euo pipefail
 
 # The clusters live under $DATA/pg unless the postgres user cannot reach $DATA (a
 # checkout under /root, say); then under /var/lib/shop-fleet, linked from $DATA/pg.
+# (No `return` in here: bash makes a `return` inside $(...) exit 130 once the script has
+# caught a SIGINT, which would cut `make run`'s Ctrl-C cleanup short.)
 pg_root() {
     if [ -L "$DATA/pg" ] || [ -d "$DATA/pg" ]; then
         readlink -f "$DATA/pg"
-        return
-    fi
-    mkdir -p "$DATA"
-    if [ "$(id -u)" -ne 0 ] || as_pg test -x "$DATA"; then
+    elif mkdir -p "$DATA" && { [ "$(id -u)" -ne 0 ] || as_pg test -x "$DATA"; }; then
         mkdir -p "$DATA/pg"
         echo "$DATA/pg"
     else
@@ -478,7 +477,8 @@ wipe() {
 }
 
 run() {
-    trap 'trap - INT TERM; echo; log "stopping"; down; exit 0' INT TERM
+    # A second Ctrl-C (or the group-wide signal of timeout(1)) must not cut the stop short.
+    trap 'trap "" INT TERM; echo; log "stopping"; down; exit 0' INT TERM
     up
     # The demo data and the welcome need the whole fleet built (make run does that).
     if ((FLEET)) && [ -n "$(program_bin gateway)" ]; then
