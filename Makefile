@@ -5,6 +5,8 @@
 #   make test          sanitizer build, own infrastructure on its own ports, all CTest suites
 #   make build         debug build with ASan+UBSan into build/ (what `ctest --test-dir build` reads)
 #   make release       optimized build into build-release/ (what run/up use)
+#   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
+#   make bench         the DESIGN.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
 #   make format        clang-format every C file; make format-check fails on a difference
 
 SHELL := /bin/bash
@@ -13,7 +15,7 @@ CMAKE_FLAGS ?=
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps build release test test-only run up down status format format-check clean
+.PHONY: all deps build release test run up down status wipe chaos bench format format-check clean
 
 all: build
 
@@ -44,6 +46,15 @@ down:
 
 status:
 	@deploy/local/stack.sh status
+
+wipe:
+	@deploy/local/stack.sh wipe
+
+chaos: release
+	@tests/chaos/run.sh
+
+bench: release
+	@bench/run.sh
 
 format:
 	@clang-format -i $(C_FILES)
