@@ -50,6 +50,13 @@ void clock_rfc3339(int64_t unix_us, char out[CLOCK_RFC3339_LEN])
     out[n] = '\0';
 }
 
+char *clock_rfc3339_in(arena_t *a, int64_t unix_us)
+{
+    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
+    clock_rfc3339(unix_us, out);
+    return out;
+}
+
 /* Reads exactly `n` decimal digits from *p into *out and advances *p. */
 static int clock_digits(const char **p, int n, int *out)
 {

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/arena.h"
+
 #define CLOCK_RFC3339_LEN 32
 
 /* clock_now_us: wall clock, microseconds since the Unix epoch. */
@@ -17,6 +19,9 @@ int64_t clock_mono_us(void);
 
 /* clock_rfc3339: "2026-11-24T19:00:00.123456Z" for a wall-clock time in microseconds. */
 void clock_rfc3339(int64_t unix_us, char out[CLOCK_RFC3339_LEN]);
+
+/* clock_rfc3339_in: the same text in `a` (lives as long as the arena). */
+char *clock_rfc3339_in(arena_t *a, int64_t unix_us);
 
 /* clock_parse_rfc3339: the inverse, accepting any fraction and a Z or ±hh:mm offset;
  * 0 and *unix_us, else -1. */

@@ -102,13 +102,6 @@ static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_
 
 /* ---- answers ---- */
 
-static char *order_rpc_time(arena_t *a, int64_t us)
-{
-    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
-    clock_rfc3339(us, out);
-    return out;
-}
-
 static Shop__Order__V1__OrderLine **order_rpc_lines(arena_t *a, const order_row_t *r)
 {
     Shop__Order__V1__OrderLine **out =
@@ -135,7 +128,7 @@ static Shop__Order__V1__TimelineEntry **order_rpc_timeline(arena_t *a, const ord
         t->step = (char *)r->timeline[i].step;
         t->status = order_status_value(r->timeline[i].status);
         t->detail = (char *)r->timeline[i].detail;
-        t->at = order_rpc_time(a, r->timeline[i].at_us);
+        t->at = clock_rfc3339_in(a, r->timeline[i].at_us);
         out[i] = t;
     }
     return out;
@@ -153,8 +146,8 @@ static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
     o->currency = (char *)r->currency;
     o->status = order_status_value(r->status);
     o->cancel_reason = order_reason_value(r->cancel_reason);
-    o->created_at = order_rpc_time(a, r->created_us);
-    o->updated_at = order_rpc_time(a, r->updated_us);
+    o->created_at = clock_rfc3339_in(a, r->created_us);
+    o->updated_at = clock_rfc3339_in(a, r->updated_us);
     o->n_timeline = r->n_timeline;
     o->timeline = order_rpc_timeline(a, r);
     return o;
@@ -374,7 +367,7 @@ static int order_rpc_emit_created(db_conn_t *tx, const order_create_t *c, err_t 
     }
     ev.total_cents = o->total_cents;
     ev.currency = (char *)o->currency;
-    ev.created_at = order_rpc_time(c->a, o->created_us);
+    ev.created_at = clock_rfc3339_in(c->a, o->created_us);
     return outbox_enqueue(tx, c->a, ORDER_TOPIC_ORDERS, o->id, &ev.base, c->traceparent, err);
 }
 

@@ -130,13 +130,6 @@ static int product_rpc_sku_taken(err_t *err)
 
 /* ---- answers ---- */
 
-static char *product_rpc_time(arena_t *a, int64_t us)
-{
-    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
-    clock_rfc3339(us, out);
-    return out;
-}
-
 static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product_row_t *r)
 {
     Shop__Product__V1__Product *p = arena_alloc(a, sizeof(*p));
@@ -148,8 +141,8 @@ static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product
     p->price_cents = r->price_cents;
     p->currency = (char *)r->currency;
     p->active = r->active;
-    p->created_at = product_rpc_time(a, r->created_us);
-    p->updated_at = product_rpc_time(a, r->updated_us);
+    p->created_at = clock_rfc3339_in(a, r->created_us);
+    p->updated_at = clock_rfc3339_in(a, r->updated_us);
     return p;
 }
 

@@ -246,13 +246,6 @@ static int64_t user_rpc_parse_token(arena_t *a, const char *token, err_t *err)
 
 /* ---- answers ---- */
 
-static char *user_rpc_time(arena_t *a, int64_t us)
-{
-    char *out = arena_alloc(a, CLOCK_RFC3339_LEN);
-    clock_rfc3339(us, out);
-    return out;
-}
-
 static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
 {
     Shop__User__V1__User *u = arena_alloc(a, sizeof(*u));
@@ -262,7 +255,7 @@ static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
     u->display_name = (char *)r->display_name;
     u->role = strcmp(r->role, "admin") == 0 ? SHOP__USER__V1__ROLE__ROLE_ADMIN
                                             : SHOP__USER__V1__ROLE__ROLE_CUSTOMER;
-    u->created_at = user_rpc_time(a, r->created_us);
+    u->created_at = clock_rfc3339_in(a, r->created_us);
     return u;
 }
 
@@ -310,7 +303,7 @@ static Shop__User__V1__LedgerEntry *user_rpc_entry(arena_t *a, const user_entry_
     out->amount_cents = e->amount_cents;
     out->currency = (char *)e->currency;
     out->order_id = (char *)e->order_id;
-    out->created_at = user_rpc_time(a, e->created_us);
+    out->created_at = clock_rfc3339_in(a, e->created_us);
     return out;
 }
 

@@ -31,6 +31,18 @@ START_TEST(test_format_is_utc_with_microseconds)
 }
 END_TEST
 
+START_TEST(test_format_into_an_arena_lives_with_it)
+{
+    arena_t *a = arena_new(0);
+    ck_assert_ptr_nonnull(a);
+    const char *t1 = clock_rfc3339_in(a, 1700000000123456LL);
+    const char *t2 = clock_rfc3339_in(a, 0);
+    ck_assert_str_eq(t1, "2023-11-14T22:13:20.123456Z");
+    ck_assert_str_eq(t2, "1970-01-01T00:00:00.000000Z");
+    arena_free(a);
+}
+END_TEST
+
 START_TEST(test_format_then_parse_round_trips)
 {
     const int64_t times[] = {0,
@@ -126,6 +138,7 @@ static Suite *clock_suite(void)
 {
     Suite *s = suite_create("clock");
     tcase_add_test(check_case(s, "format", TEST_TIMEOUT_S), test_format_is_utc_with_microseconds);
+    tcase_add_test(check_case(s, "arena", TEST_TIMEOUT_S), test_format_into_an_arena_lives_with_it);
     tcase_add_test(check_case(s, "round_trip", TEST_TIMEOUT_S), test_format_then_parse_round_trips);
     tcase_add_test(check_case(s, "parse", TEST_TIMEOUT_S),
                    test_parse_accepts_offsets_and_any_fraction);
