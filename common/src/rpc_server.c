@@ -453,6 +453,11 @@ const char *rpc_call_user_role(const rpc_call_t *call)
     return call->user_role;
 }
 
+bool rpc_call_is_admin(const rpc_call_t *call)
+{
+    return call->user_role && strcmp(call->user_role, "admin") == 0;
+}
+
 int64_t rpc_call_remaining_ms(const rpc_call_t *call)
 {
     return rpc_deadline_remaining_ms(call->deadline);

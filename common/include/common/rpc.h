@@ -148,6 +148,9 @@ const char *rpc_call_traceparent(const rpc_call_t *call);
 const char *rpc_call_user_id(const rpc_call_t *call);
 const char *rpc_call_user_role(const rpc_call_t *call);
 
+/* rpc_call_is_admin: true when x-user-role is "admin" (the gateway's word for it). */
+bool rpc_call_is_admin(const rpc_call_t *call);
+
 /* rpc_call_remaining_ms: milliseconds left before the caller's deadline (negative
  * once past; INT64_MAX when the caller set none). */
 int64_t rpc_call_remaining_ms(const rpc_call_t *call);

@@ -70,11 +70,10 @@ typedef struct order_caller {
 static int order_rpc_caller(rpc_call_t *call, order_caller_t *out, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
-    const char *role = rpc_call_user_role(call);
     if (!user || !user[0])
         return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
     out->user_id = user;
-    out->admin = role && strcmp(role, "admin") == 0;
+    out->admin = rpc_call_is_admin(call);
     return 0;
 }
 

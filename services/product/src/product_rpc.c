@@ -48,10 +48,9 @@ static db_pool_t *product_rpc_pool(rpc_call_t *call)
 static int product_rpc_admin(rpc_call_t *call, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
-    const char *role = rpc_call_user_role(call);
     if (!user || !user[0])
         return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
-    if (!role || strcmp(role, "admin") != 0)
+    if (!rpc_call_is_admin(call))
         return err_set(err, ERR_PERMISSION, "admin role required");
     return 0;
 }

@@ -74,9 +74,7 @@ static int user_rpc_authn(rpc_call_t *call, err_t *err)
 static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id, err_t *err)
 {
     const char *caller = rpc_call_user_id(call);
-    const char *role = rpc_call_user_role(call);
-    bool admin = role && strcmp(role, "admin") == 0;
-    if (!uuid_valid(user_id) || !(admin || strcasecmp(user_id, caller) == 0))
+    if (!uuid_valid(user_id) || !(rpc_call_is_admin(call) || strcasecmp(user_id, caller) == 0))
         return err_set(err, ERR_NOT_FOUND, "user not found");
     *id = text_ascii_lower(rpc_call_arena(call), user_id);
     return 0;
