@@ -7,74 +7,22 @@ Each scenario calls shop.test.v1.EchoService (tests/proto/shop/test/v1/
 echo_service.proto) or grpc.health.v1.Health on 127.0.0.1:PORT, checks what came
 back, prints "PASS <scenario>" (plus facts the C test checks) and exits 0, or
 prints what did not hold and exits 1. Calls are generic (bytes in, bytes out):
-the few messages involved are encoded and decoded by hand below, so the script
-needs nothing but grpcio.
+the few messages involved are encoded and decoded by hand (tests/support/
+grpc_support.py), so the script needs nothing but grpcio.
 """
+import os
 import sys
 import time
 
 import grpc
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from grpc_support import HEALTH_CHECK, TIMEOUT_S, decode, f_int, f_str, field_str  # noqa: E402
+
 SVC = "/shop.test.v1.EchoService/"
-HEALTH = "/grpc.health.v1.Health/Check"
-TIMEOUT_S = 10
 
 
-# --- protobuf wire format, just enough for the test messages -----------------
-
-def _varint(n):
-    out = bytearray()
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def f_str(num, value):
-    data = value.encode() if isinstance(value, str) else value
-    return _varint(num << 3 | 2) + _varint(len(data)) + data
-
-
-def f_int(num, value):
-    return _varint(num << 3) + _varint(value)
-
-
-def decode(buf):
-    """Field number -> list of values (int for varints, bytes otherwise)."""
-    fields, i = {}, 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _read_varint(buf, i)
-        elif wire == 2:
-            n, i = _read_varint(buf, i)
-            value, i = buf[i:i + n], i + n
-        else:
-            raise ValueError("unexpected wire type %d" % wire)
-        fields.setdefault(num, []).append(value)
-    return fields
-
-
-def _read_varint(buf, i):
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
-
-
-def text(fields, num):
-    return fields.get(num, [b""])[0].decode()
-
+# --- messages and helpers ----------------------------------------------------------
 
 def fail_request(code, message, violations=()):
     body = f_int(1, code) + f_str(2, message)
@@ -82,8 +30,6 @@ def fail_request(code, message, violations=()):
         body += f_str(3, f_str(1, field) + f_str(2, desc))
     return body
 
-
-# --- helpers ---------------------------------------------------------------------
 
 def check(cond, what):
     if not cond:
@@ -113,18 +59,18 @@ def s_echo(ch, args):
     resp, call = method(ch, "Echo").with_call(f_str(1, "hello, wörld"), timeout=TIMEOUT_S,
                                               metadata=md)
     f = decode(resp)
-    check(text(f, 1) == "hello, wörld", "message echoed: %r" % text(f, 1))
-    check(text(f, 2) == "req-123", "x-request-id seen: %r" % text(f, 2))
-    check(text(f, 3) == md[1][1], "traceparent seen: %r" % text(f, 3))
-    check(text(f, 4) == md[2][1], "x-user-id seen: %r" % text(f, 4))
-    check(text(f, 5) == "admin", "x-user-role seen: %r" % text(f, 5))
+    check(field_str(f, 1) == "hello, wörld", "message echoed: %r" % field_str(f, 1))
+    check(field_str(f, 2) == "req-123", "x-request-id seen: %r" % field_str(f, 2))
+    check(field_str(f, 3) == md[1][1], "traceparent seen: %r" % field_str(f, 3))
+    check(field_str(f, 4) == md[2][1], "x-user-id seen: %r" % field_str(f, 4))
+    check(field_str(f, 5) == "admin", "x-user-role seen: %r" % field_str(f, 5))
     initial = dict(call.initial_metadata())
-    check(initial.get("x-echo-instance") == text(f, 6),
+    check(initial.get("x-echo-instance") == field_str(f, 6),
           "response metadata x-echo-instance: %r" % initial)
     check(call.code() == grpc.StatusCode.OK, "status OK")
     # Without metadata the server sees none.
     f = decode(method(ch, "Echo")(f_str(1, ""), timeout=TIMEOUT_S))
-    check(all(text(f, n) == "" for n in (1, 2, 3, 4, 5)), "no metadata: %r" % f)
+    check(all(field_str(f, n) == "" for n in (1, 2, 3, 4, 5)), "no metadata: %r" % f)
 
 
 CODES = [(3, grpc.StatusCode.INVALID_ARGUMENT), (5, grpc.StatusCode.NOT_FOUND),
@@ -151,7 +97,7 @@ def s_violations(ch, args):
     trailing = dict(e.trailing_metadata())
     raw = trailing.get("x-error-details-bin")
     check(isinstance(raw, bytes), "x-error-details-bin present: %r" % trailing)
-    got = [(text(decode(v), 1), text(decode(v), 2)) for v in decode(raw).get(1, [])]
+    got = [(field_str(decode(v), 1), field_str(decode(v), 2)) for v in decode(raw).get(1, [])]
     check(got == violations, "violations: %r" % got)
     # No violations, no details key.
     e = expect_error(method(ch, "Fail"), fail_request(5, "gone"), grpc.StatusCode.NOT_FOUND)
@@ -177,7 +123,7 @@ def s_unimplemented(ch, args):
 
 def s_health(ch, args):
     expected = {"serving": 1, "not_serving": 2}[args[0]]
-    check_fn = ch.unary_unary(HEALTH)
+    check_fn = ch.unary_unary(HEALTH_CHECK)
     for service in ("", "shop.test.v1.EchoService", "grpc.health.v1.Health"):
         f = decode(check_fn(f_str(1, service), timeout=TIMEOUT_S))
         status = f.get(1, [0])[0]
@@ -195,7 +141,7 @@ def s_concurrent(ch, args):
     for i, fut in enumerate(futures):
         try:
             f = decode(fut.result())
-            if text(f, 1) != "m%d" % i or text(f, 2) != "r%d" % i:
+            if field_str(f, 1) != "m%d" % i or field_str(f, 2) != "r%d" % i:
                 bad.append((i, f))
         except grpc.RpcError as e:
             bad.append((i, e.code(), e.details()))

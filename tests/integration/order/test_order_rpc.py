@@ -17,22 +17,23 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 import uuid
 
 import grpc
-from google.protobuf import descriptor_pb2, message_factory
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+import grpc_support  # noqa: E402
+from grpc_support import (RFC3339, TIMEOUT_S, RpcTestCase, ServiceProcess,  # noqa: E402
+                          load_messages, unary)
 
 ORDER = "/shop.order.v1.OrderService/"
 PRODUCT = "/shop.product.v1.ProductService/"
 USER = "/shop.user.v1.UserService/"
-TIMEOUT_S = 10
 TAG = "OT%s" % uuid.uuid4().hex[:10].upper()
 ADMIN = (("x-user-id", str(uuid.uuid4())), ("x-user-role", "admin"))
-RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 PENDING, CONFIRMED, CANCELLED = 1, 2, 3
 OUT_OF_STOCK, USER_REQUESTED = 1, 4
@@ -46,12 +47,6 @@ USERS = []  # every user id this run used (cleanup)
 ORDERS = []  # every order id this run made (cleanup)
 
 
-def load_messages(path):
-    with open(path, "rb") as f:
-        fds = descriptor_pb2.FileDescriptorSet.FromString(f.read())
-    return message_factory.GetMessages(fds.file)
-
-
 def msg(type_name, **fields):
     return M[type_name](**fields)
 
@@ -59,41 +54,16 @@ def msg(type_name, **fields):
 # --- the services under test ------------------------------------------------------
 
 
-class Service:
-    """A service binary as a child process; gRPC on a port it picks (read from its log),
-    started once its saga consumer holds partitions."""
+class Service(ServiceProcess):
+    """BINARIES[name] as a child process (see ServiceProcess), started once its saga
+    consumer holds partitions."""
 
     def __init__(self, name, db_env, **env):
-        self.name = name
-        self.env = dict(os.environ, DATABASE_URL=os.environ[db_env], GRPC_ADDR="127.0.0.1:0",
-                        ADMIN_ADDR="127.0.0.1:0", DB_POOL_SIZE="8", SHUTDOWN_GRACE="5s",
-                        STARTUP_TIMEOUT="60s", **env)
-        self.log = tempfile.NamedTemporaryFile(prefix=name + "-", suffix=".log", delete=False)
-        self.proc = None
-        self.start()
+        super().__init__(name, BINARIES[name], db_env, ready=self._partitions_assigned, **env)
 
-    def start(self):
-        self.log.truncate(0)
-        self.proc = subprocess.Popen([BINARIES[self.name]], env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        self.port = self._wait_ready(60)
-
-    def _wait_ready(self, timeout_s):
-        end = time.time() + timeout_s
-        while time.time() < end:
-            logs = self.logs()
-            m = re.search(r'"msg":"serving".*?"grpc_port":(\d+)', logs)
-            if m and re.search(r'"msg":"kafka partitions assigned".*"partitions":[1-9]', logs):
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                raise RuntimeError("%s exited with %d:\n%s" % (self.name, self.proc.returncode,
-                                                                logs))
-            time.sleep(0.05)
-        raise RuntimeError("%s did not start:\n%s" % (self.name, self.logs()))
-
-    def logs(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
+    @staticmethod
+    def _partitions_assigned(logs):
+        return re.search(r'"msg":"kafka partitions assigned".*"partitions":[1-9]', logs)
 
     def partitions(self):
         """Partitions its saga consumer holds now (assigned minus revoked, from its log)."""
@@ -115,21 +85,6 @@ class Service:
                 raise AssertionError("%s holds %d of %d partitions: another member is in its"
                                      " group" % (self.name, self.partitions(), want))
             time.sleep(0.2)
-
-    def stop(self):
-        """SIGTERM; the exit status (0 after a clean drain, non-zero on sanitizer reports)."""
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-    def check_stop(self):
-        status = self.stop()
-        if status != 0:
-            sys.stderr.write(self.logs()[-20000:])
-        assert status == 0, "%s exited with %d after SIGTERM" % (self.name, status)
 
 
 def topic_partitions():
@@ -153,7 +108,7 @@ def setUpModule():
     PRODUCT_SVC = Service("product-svc", "PRODUCT_DATABASE_URL")
     ORDER_SVC = Service("order-svc", "ORDER_DATABASE_URL",
                         PRODUCT_ADDR="127.0.0.1:%d" % PRODUCT_SVC.port)
-    CHANNEL = grpc.insecure_channel("127.0.0.1:%d" % ORDER_SVC.port)
+    CHANNEL = ORDER_SVC.channel()
 
 
 def tearDownModule():
@@ -163,14 +118,10 @@ def tearDownModule():
         PRODUCT_SVC.check_stop()
     finally:
         cleanup()
-    os.unlink(ORDER_SVC.log.name)
-    os.unlink(PRODUCT_SVC.log.name)
 
 
 def psql(env, sql):
-    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
-                          os.environ[env]], check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    return grpc_support.psql(os.environ[env], sql)
 
 
 def cleanup():
@@ -202,8 +153,7 @@ def who(user, role="customer"):
 
 
 def call(path, request, response, md, channel=None, timeout=TIMEOUT_S):
-    rpc = (channel or CHANNEL).unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
-                                           response_deserializer=M[response].FromString)
+    rpc = unary(channel or CHANNEL, path, M[response])
     return rpc(request, timeout=timeout, metadata=md)
 
 
@@ -213,12 +163,8 @@ def order_call(method, md, channel=None, **fields):
 
 
 def violations(err):
-    """The field -> description map of the x-error-details-bin trailer."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "x-error-details-bin":
-            details = M["shop.common.v1.ErrorDetails"].FromString(value)
-            return {v.field: v.description for v in details.field_violations}
-    return {}
+    """The field -> description map of the x-error-details-bin trailer (python3-protobuf)."""
+    return grpc_support.violations(err, M["shop.common.v1.ErrorDetails"])
 
 
 def new_user():
@@ -235,7 +181,7 @@ def product(price=250, stock=100, active=True):
     """A product made through product-svc's admin API; its id."""
     with SEQ_LOCK:
         sku = "%s-%06d" % (TAG, next(SEQ))
-    channel = grpc.insecure_channel("127.0.0.1:%d" % PRODUCT_SVC.port)
+    channel = PRODUCT_SVC.channel()
     try:
         p = call(PRODUCT + "CreateProduct",
                  msg("shop.product.v1.CreateProductRequest", sku=sku, name="order test product",
@@ -289,18 +235,8 @@ def wait_order(user, order_id, done, timeout_s=30):
         time.sleep(0.05)
 
 
-class Base(unittest.TestCase):
-    def assertStatus(self, code, fn, *args, **kw):
-        with self.assertRaises(grpc.RpcError) as cm:
-            fn(*args, **kw)
-        self.assertEqual(cm.exception.code(), code, cm.exception.details())
-        return cm.exception
-
-    def assertInvalid(self, fields, fn, *args, **kw):
-        """INVALID_ARGUMENT whose details name exactly `fields`."""
-        e = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, fn, *args, **kw)
-        self.assertEqual(sorted(violations(e)), sorted(fields), violations(e))
-        return e
+class Base(RpcTestCase):
+    violations = staticmethod(violations)  # assertInvalid decodes with python3-protobuf too
 
 
 # --- the tests ---------------------------------------------------------------------
@@ -450,7 +386,7 @@ class TestCreateOrder(Base):
         user, p = new_user(), product()
         first = create(user, [(p, 1)], key="before-outage")
         dead = Service("order-svc", "ORDER_DATABASE_URL", PRODUCT_ADDR="127.0.0.1:1")
-        channel = grpc.insecure_channel("127.0.0.1:%d" % dead.port)
+        channel = dead.channel()
         try:
             self.assertStatus(grpc.StatusCode.UNAVAILABLE, create, user, [(p, 1)],
                               channel=channel)
@@ -460,7 +396,6 @@ class TestCreateOrder(Base):
         finally:
             channel.close()
             dead.check_stop()
-            os.unlink(dead.log.name)
 
 
 class TestGetOrder(Base):
@@ -581,13 +516,12 @@ class TestCancelConfirmedOrder(Base):
     @classmethod
     def setUpClass(cls):
         cls.user_svc = Service("user-svc", "USER_DATABASE_URL")
-        cls.user_channel = grpc.insecure_channel("127.0.0.1:%d" % cls.user_svc.port)
+        cls.user_channel = cls.user_svc.channel()
 
     @classmethod
     def tearDownClass(cls):
         cls.user_channel.close()
         cls.user_svc.check_stop()
-        os.unlink(cls.user_svc.log.name)
 
     def customer(self, balance):
         u = call(USER + "CreateUser",

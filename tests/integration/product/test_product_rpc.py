@@ -5,19 +5,14 @@
 
 Starts the real product-svc binary against the test stack (PRODUCT_DATABASE_URL,
 KAFKA_BROKERS from the environment), calls every RPC with generic unary calls
-(messages are encoded and decoded by hand below, so only grpcio is needed), and
-checks the answers and status codes the proto comments promise. Every product the
-run creates has a sku starting with a random tag, so reruns and other tests on the
-same database never meet; the tag's rows are deleted at the end (psql).
+(messages are encoded and decoded by hand, tests/support/grpc_support.py, so only
+grpcio is needed), and checks the answers and status codes the proto comments
+promise. Every product the run creates has a sku starting with a random tag, so
+reruns and other tests on the same database never meet; the tag's rows are deleted
+at the end (psql).
 """
-import ctypes
 import os
-import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -26,66 +21,16 @@ import uuid
 
 import grpc
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+from grpc_support import (HEALTH_CHECK, RFC3339, TIMEOUT_S, RpcTestCase,  # noqa: E402
+                          ServiceProcess, decode, f_int, f_str, field_str, psql, violations)
+
 SVC = "/shop.product.v1.ProductService/"
-TIMEOUT_S = 10
 TAG = "PT%s" % uuid.uuid4().hex[:10].upper()
 ADMIN = (("x-user-id", str(uuid.uuid4())), ("x-user-role", "admin"))
 CUSTOMER = (("x-user-id", str(uuid.uuid4())), ("x-user-role", "customer"))
-RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
-# --- protobuf wire format, just enough for these messages -----------------------
-
-
-def _varint(n):
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def f_str(num, value):
-    data = value.encode() if isinstance(value, str) else value
-    return _varint(num << 3 | 2) + _varint(len(data)) + data
-
-
-def f_int(num, value):
-    return _varint(num << 3) + _varint(value)
-
-
-def _read_varint(buf, i):
-    shift = value = 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, i
-
-
-def decode(buf):
-    """Field number -> list of values (int for varints, bytes otherwise)."""
-    fields, i = {}, 0
-    while i < len(buf):
-        key, i = _read_varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _read_varint(buf, i)
-        elif wire == 2:
-            n, i = _read_varint(buf, i)
-            value, i = bytes(buf[i:i + n]), i + n
-        else:
-            raise ValueError("unexpected wire type %d" % wire)
-        fields.setdefault(num, []).append(value)
-    return fields
-
-
-def _s(fields, num):
-    return fields.get(num, [b""])[0].decode()
+# --- messages ----------------------------------------------------------------------
 
 
 def _i(fields, num):
@@ -95,80 +40,19 @@ def _i(fields, num):
 
 def product(buf):
     f = decode(buf)
-    return {"id": _s(f, 1), "sku": _s(f, 2), "name": _s(f, 3), "description": _s(f, 4),
-            "price_cents": _i(f, 5), "currency": _s(f, 6), "active": bool(_i(f, 7)),
-            "created_at": _s(f, 8), "updated_at": _s(f, 9)}
+    return {"id": field_str(f, 1), "sku": field_str(f, 2), "name": field_str(f, 3),
+            "description": field_str(f, 4), "price_cents": _i(f, 5), "currency": field_str(f, 6),
+            "active": bool(_i(f, 7)), "created_at": field_str(f, 8),
+            "updated_at": field_str(f, 9)}
 
 
 def stock(buf):
     f = decode(buf)
-    return {"product_id": _s(f, 1), "available": _i(f, 2), "reserved": _i(f, 3),
+    return {"product_id": field_str(f, 1), "available": _i(f, 2), "reserved": _i(f, 3),
             "sold": _i(f, 4)}
 
 
-def violations(err):
-    """The field -> description map of the x-error-details-bin trailer."""
-    out = {}
-    for key, value in err.trailing_metadata() or ():
-        if key == "x-error-details-bin":
-            for v in decode(value).get(1, []):
-                fv = decode(v)
-                out[_s(fv, 1)] = _s(fv, 2)
-    return out
-
-
 # --- the service under test ------------------------------------------------------
-
-
-def _die_with_parent():
-    """In the child before exec: SIGTERM when the test process dies, so a crashed run
-    leaves no product-svc behind in the consumer group (prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """product-svc as a child process; gRPC on a port it picks (read from its log)."""
-
-    def __init__(self, binary):
-        self.log = tempfile.NamedTemporaryFile(prefix="product-svc-", suffix=".log", delete=False)
-        self.admin_port = free_port()
-        env = dict(os.environ, DATABASE_URL=os.environ["PRODUCT_DATABASE_URL"],
-                   GRPC_ADDR="127.0.0.1:0", ADMIN_ADDR="127.0.0.1:%d" % self.admin_port,
-                   DB_POOL_SIZE="8", SHUTDOWN_GRACE="5s", STARTUP_TIMEOUT="60s")
-        self.proc = subprocess.Popen([binary], env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     preexec_fn=_die_with_parent)
-        self.port = self._wait_port(60)
-
-    def _wait_port(self, timeout_s):
-        end = time.time() + timeout_s
-        while time.time() < end:
-            m = re.search(r'"msg":"serving".*?"grpc_port":(\d+)', self.logs())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                raise RuntimeError("product-svc exited with %d:\n%s" % (self.proc.returncode,
-                                                                         self.logs()))
-            time.sleep(0.05)
-        raise RuntimeError("product-svc did not start:\n%s" % self.logs())
-
-    def logs(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        """SIGTERM; the exit status (0 after a clean drain, non-zero on sanitizer reports)."""
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
 
 
 SERVICE = None
@@ -177,18 +61,18 @@ CHANNEL = None
 
 def setUpModule():
     global SERVICE, CHANNEL
-    SERVICE = Service(sys.argv[1])
-    CHANNEL = grpc.insecure_channel("127.0.0.1:%d" % SERVICE.port)
+    # Started before any channel exists: die_with_parent forks with a preexec_fn.
+    SERVICE = ServiceProcess("product-svc", sys.argv[1], "PRODUCT_DATABASE_URL",
+                             die_with_parent=True)
+    CHANNEL = SERVICE.channel()
 
 
 def tearDownModule():
     CHANNEL.close()
-    status = SERVICE.stop()
-    cleanup()
-    if status != 0:
-        sys.stderr.write(SERVICE.logs()[-20000:])
-    assert status == 0, "product-svc exited with %d after SIGTERM" % status
-    os.unlink(SERVICE.log.name)
+    try:
+        SERVICE.check_stop()
+    finally:
+        cleanup()
 
 
 def cleanup():
@@ -196,8 +80,7 @@ def cleanup():
     sql = ("DELETE FROM reservations WHERE product_id IN (SELECT id FROM products WHERE sku LIKE "
            "'{t}%'); DELETE FROM inventory WHERE product_id IN (SELECT id FROM products WHERE sku "
            "LIKE '{t}%'); DELETE FROM products WHERE sku LIKE '{t}%';").format(t=TAG)
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql,
-                    os.environ["PRODUCT_DATABASE_URL"]], check=True)
+    psql(os.environ["PRODUCT_DATABASE_URL"], sql)
 
 
 def call(method, body, md=None, channel=None):
@@ -230,7 +113,7 @@ def get(pid):
 def list_page(limit=0, token="", q="", include_inactive=False, md=None):
     body = f_int(1, limit) + f_str(2, token) + f_str(3, q) + f_int(4, int(include_inactive))
     f = decode(call("ListProducts", body, md))
-    return [product(p) for p in f.get(1, [])], _s(f, 2)
+    return [product(p) for p in f.get(1, [])], field_str(f, 2)
 
 
 def list_all(q, include_inactive=False, md=None, limit=7):
@@ -259,21 +142,7 @@ def stock_call(method, pid, value=None, md=ADMIN):
     return stock(decode(call(method, body, md))[1][0])
 
 
-class Base(unittest.TestCase):
-    def assertStatus(self, code, fn, *args, **kw):
-        with self.assertRaises(grpc.RpcError) as cm:
-            fn(*args, **kw)
-        self.assertEqual(cm.exception.code(), code, cm.exception.details())
-        return cm.exception
-
-    def assertInvalid(self, field, fn, *args, **kw):
-        """INVALID_ARGUMENT whose details name exactly `field`."""
-        e = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, fn, *args, **kw)
-        self.assertEqual(list(violations(e)), [field], violations(e))
-        return e
-
-
-class TestCreateAndGet(Base):
+class TestCreateAndGet(RpcTestCase):
     def test_create_product_returns_an_active_product_with_zero_stock(self):
         sku = new_sku()
         p = create(sku=sku, name="Blue mug", description="Holds coffee", price=1250)
@@ -307,7 +176,7 @@ class TestCreateAndGet(Base):
         ]
         for field, kw in cases:
             with self.subTest(field=field, value=kw):
-                self.assertInvalid(field, call, "CreateProduct", create_req(**kw), ADMIN)
+                self.assertInvalid([field], call, "CreateProduct", create_req(**kw), ADMIN)
 
     def test_create_product_reports_every_invalid_field_at_once(self):
         e = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, call, "CreateProduct",
@@ -336,7 +205,7 @@ class TestCreateAndGet(Base):
         self.assertEqual(get(p["id"].upper())["id"], p["id"])
 
 
-class TestAdminOnly(Base):
+class TestAdminOnly(RpcTestCase):
     def test_admin_methods_need_a_user_and_the_admin_role(self):
         pid = create()["id"]
         requests = {
@@ -365,7 +234,7 @@ class TestAdminOnly(Base):
                           f_str(1, "nope") + f_int(2, -1), CUSTOMER)
 
 
-class TestBatchGet(Base):
+class TestBatchGet(RpcTestCase):
     def test_batch_get_returns_known_products_once_and_lists_the_rest(self):
         a, b = create(), create()
         call("ArchiveProduct", f_str(1, b["id"]), ADMIN)
@@ -380,15 +249,15 @@ class TestBatchGet(Base):
         self.assertEqual(sorted(x.decode() for x in f.get(2, [])), sorted([missing, "junk"]))
 
     def test_batch_get_needs_1_to_100_ids(self):
-        self.assertInvalid("product_ids", call, "BatchGetProducts", b"")
+        self.assertInvalid(["product_ids"], call, "BatchGetProducts", b"")
         many = b"".join(f_str(1, str(uuid.uuid4())) for _ in range(101))
-        self.assertInvalid("product_ids", call, "BatchGetProducts", many)
+        self.assertInvalid(["product_ids"], call, "BatchGetProducts", many)
         hundred = [str(uuid.uuid4()) for _ in range(100)]
         f = decode(call("BatchGetProducts", b"".join(f_str(1, i) for i in hundred)))
         self.assertEqual(len(f.get(2, [])), 100)
 
 
-class TestList(Base):
+class TestList(RpcTestCase):
     def test_list_filters_on_sku_name_and_description_case_insensitively(self):
         word = uuid.uuid4().hex[:12]
         by_sku = create(sku=new_sku("Q" + word))
@@ -417,7 +286,7 @@ class TestList(Base):
         self.assertEqual((len(page), token), (21, ""))
         for limit in (-1, 101, 1 << 20):
             with self.subTest(limit=limit):
-                self.assertInvalid("limit", list_page, limit, q=word)
+                self.assertInvalid(["limit"], list_page, limit, q=word)
 
     def test_list_rejects_a_bad_page_token(self):
         word = uuid.uuid4().hex[:12]
@@ -429,14 +298,14 @@ class TestList(Base):
                "MTIzOm5vdC1hLXV1aWQ6MDAwMDAwMDA", "A" * 200]
         for t in bad:
             with self.subTest(token=t):
-                self.assertInvalid("page_token", list_page, 1, t, word)
+                self.assertInvalid(["page_token"], list_page, 1, t, word)
         # A token belongs to its query.
-        self.assertInvalid("page_token", list_page, 1, token, word + "x")
+        self.assertInvalid(["page_token"], list_page, 1, token, word + "x")
         self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, list_page, 1, token, word, True,
                           ADMIN)
 
     def test_list_bounds_the_text_filter(self):
-        self.assertInvalid("q", list_page, 0, "", "q" * 201)
+        self.assertInvalid(["q"], list_page, 0, "", "q" * 201)
         self.assertEqual(list_page(0, "", "q" * 200)[0], [])
 
     def test_archive_hides_a_product_from_the_list_but_not_from_get(self):
@@ -470,7 +339,7 @@ class TestList(Base):
         added, stop, errors = [], threading.Event(), []
 
         def writer():
-            ch = grpc.insecure_channel("127.0.0.1:%d" % SERVICE.port)
+            ch = SERVICE.channel()
             try:
                 while not stop.is_set() and len(added) < 200:
                     added.append(create(channel=ch, name="page %s new" % word)["id"])
@@ -500,7 +369,7 @@ class TestList(Base):
         self.assertEqual(set(seen) - before - set(added), set())
 
 
-class TestUpdate(Base):
+class TestUpdate(RpcTestCase):
     def test_update_changes_only_the_fields_in_the_mask(self):
         p = create(name="Old", description="old text", price=100)
         u = update(p["id"], ["name"], name="New", description="ignored", price_cents=5)
@@ -524,13 +393,13 @@ class TestUpdate(Base):
 
     def test_update_rejects_a_bad_mask_and_bad_values(self):
         pid = create()["id"]
-        self.assertInvalid("update_mask", update, pid, [], name="x")
-        self.assertInvalid("update_mask", update, pid, ["name", "colour"], name="x")
-        self.assertInvalid("update_mask", update, pid, ["id"])
+        self.assertInvalid(["update_mask"], update, pid, [], name="x")
+        self.assertInvalid(["update_mask"], update, pid, ["name", "colour"], name="x")
+        self.assertInvalid(["update_mask"], update, pid, ["id"])
         for field, value in (("sku", "no spaces"), ("name", ""), ("description", "d" * 5001),
                              ("price_cents", -1), ("currency", "GBP")):
             with self.subTest(field=field):
-                self.assertInvalid(field, update, pid, [field], **{field: value})
+                self.assertInvalid([field], update, pid, [field], **{field: value})
         # Values outside the mask are not validated.
         self.assertEqual(update(pid, ["name"], name="ok", sku="bad sku")["name"], "ok")
 
@@ -548,7 +417,7 @@ class TestUpdate(Base):
                 self.assertStatus(grpc.StatusCode.NOT_FOUND, update, pid, ["name"], name="x")
 
 
-class TestStock(Base):
+class TestStock(RpcTestCase):
     def test_set_stock_sets_available(self):
         pid = create()["id"]
         self.assertEqual(stock_call("SetStock", pid, 7),
@@ -559,8 +428,8 @@ class TestStock(Base):
 
     def test_set_stock_rejects_negative_and_unknown(self):
         pid = create()["id"]
-        self.assertInvalid("available", stock_call, "SetStock", pid, -1)
-        self.assertInvalid("available", stock_call, "SetStock", pid, 10**12 + 1)
+        self.assertInvalid(["available"], stock_call, "SetStock", pid, -1)
+        self.assertInvalid(["available"], stock_call, "SetStock", pid, 10**12 + 1)
         self.assertStatus(grpc.StatusCode.NOT_FOUND, stock_call, "SetStock", str(uuid.uuid4()), 1)
         self.assertStatus(grpc.StatusCode.NOT_FOUND, stock_call, "SetStock", "x", 1)
         self.assertEqual(stock_call("GetStock", pid)["available"], 0)
@@ -581,8 +450,8 @@ class TestStock(Base):
 
     def test_adjust_stock_rejects_zero_and_unknown(self):
         pid = create()["id"]
-        self.assertInvalid("delta", stock_call, "AdjustStock", pid, 0)
-        self.assertInvalid("delta", stock_call, "AdjustStock", pid, -(10**12) - 1)
+        self.assertInvalid(["delta"], stock_call, "AdjustStock", pid, 0)
+        self.assertInvalid(["delta"], stock_call, "AdjustStock", pid, -(10**12) - 1)
         self.assertStatus(grpc.StatusCode.NOT_FOUND, stock_call, "AdjustStock",
                           str(uuid.uuid4()), 1)
         self.assertStatus(grpc.StatusCode.NOT_FOUND, stock_call, "GetStock", str(uuid.uuid4()))
@@ -592,7 +461,7 @@ class TestStock(Base):
         pid = create()["id"]
 
         def add():
-            ch = grpc.insecure_channel("127.0.0.1:%d" % SERVICE.port)
+            ch = SERVICE.channel()
             for _ in range(25):
                 ch.unary_unary(SVC + "AdjustStock")(f_str(1, pid) + f_int(2, 1),
                                                     timeout=TIMEOUT_S, metadata=ADMIN)
@@ -606,9 +475,9 @@ class TestStock(Base):
         self.assertEqual(stock_call("GetStock", pid)["available"], 100)
 
 
-class TestOperation(Base):
+class TestOperation(RpcTestCase):
     def test_health_check_answers_serving(self):
-        resp = CHANNEL.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=TIMEOUT_S)
+        resp = CHANNEL.unary_unary(HEALTH_CHECK)(b"", timeout=TIMEOUT_S)
         self.assertEqual(resp, b"\x08\x01")
 
     def test_admin_http_serves_health_and_product_metrics(self):

@@ -15,23 +15,23 @@ deleted at the end.
 """
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.request
 import uuid
 
 import grpc
-from google.protobuf import descriptor_pb2, message_factory
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+import grpc_support  # noqa: E402
+from grpc_support import (HEALTH_CHECK, RFC3339, TIMEOUT_S, RpcTestCase,  # noqa: E402
+                          ServiceProcess, load_messages, unary)
 
 SVC = "/shop.user.v1.UserService/"
-TIMEOUT_S = 10
 TAG = "ut%s" % uuid.uuid4().hex[:10]
-RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 ARGON2ID = re.compile(r"^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=1"
                       r"\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -49,12 +49,6 @@ METHODS = {  # method -> (request, response) message names
 }
 
 
-def load_messages(path):
-    with open(path, "rb") as f:
-        fds = descriptor_pb2.FileDescriptorSet.FromString(f.read())
-    return message_factory.GetMessages(fds.file)
-
-
 def msg(name, **fields):
     return M["shop.user.v1." + name](**fields)
 
@@ -62,81 +56,33 @@ def msg(name, **fields):
 # --- the service under test ------------------------------------------------------
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def service_env(**extra):
     return dict(os.environ, DATABASE_URL=os.environ["USER_DATABASE_URL"],
                 KAFKA_BROKERS=os.environ["KAFKA_BROKERS"], **extra)
 
 
-class Service:
-    """user-svc as a child process; gRPC on a port it picks (read from its log)."""
-
-    def __init__(self, binary):
-        self.log = tempfile.NamedTemporaryFile(prefix="user-svc-", suffix=".log", delete=False)
-        self.admin_port = free_port()
-        env = service_env(GRPC_ADDR="127.0.0.1:0", ADMIN_ADDR="127.0.0.1:%d" % self.admin_port,
-                          DB_POOL_SIZE="8", SHUTDOWN_GRACE="5s", STARTUP_TIMEOUT="60s")
-        self.proc = subprocess.Popen([binary], env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = self._wait_port(60)
-
-    def _wait_port(self, timeout_s):
-        end = time.time() + timeout_s
-        while time.time() < end:
-            m = re.search(r'"msg":"serving".*?"grpc_port":(\d+)', self.logs())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                raise RuntimeError("user-svc exited with %d:\n%s" % (self.proc.returncode,
-                                                                      self.logs()))
-            time.sleep(0.05)
-        raise RuntimeError("user-svc did not start:\n%s" % self.logs())
-
-    def logs(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        """SIGTERM; the exit status (0 after a clean drain, non-zero on sanitizer reports)."""
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 def setUpModule():
     global SERVICE, CHANNEL, M
     M = load_messages(DESCRIPTORS)
-    SERVICE = Service(BINARY)
-    CHANNEL = grpc.insecure_channel("127.0.0.1:%d" % SERVICE.port)
+    SERVICE = ServiceProcess("user-svc", BINARY, "USER_DATABASE_URL",
+                             KAFKA_BROKERS=os.environ["KAFKA_BROKERS"])
+    CHANNEL = SERVICE.channel()
 
 
 def tearDownModule():
     CHANNEL.close()
-    status = SERVICE.stop()
-    logs = SERVICE.logs()
-    cleanup()
-    if status != 0:
-        sys.stderr.write(logs[-20000:])
-    assert status == 0, "user-svc exited with %d after SIGTERM" % status
+    try:
+        logs = SERVICE.check_stop()
+    finally:
+        cleanup()
     leaked = [s for s in SECRETS if " " in s and s in logs]
     if "$argon2id$" in logs:
         leaked.append("$argon2id$")
     assert not leaked, "secrets in the service log: %r" % leaked
-    os.unlink(SERVICE.log.name)
 
 
 def psql(sql):
-    out = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql,
-                          os.environ["USER_DATABASE_URL"]], check=True, capture_output=True,
-                         text=True)
-    return out.stdout.strip()
+    return grpc_support.psql(os.environ["USER_DATABASE_URL"], sql)
 
 
 def cleanup():
@@ -151,10 +97,7 @@ def cleanup():
 
 
 def stub(method, channel=None):
-    req, resp = METHODS[method]
-    return (channel or CHANNEL).unary_unary(SVC + method,
-                                            request_serializer=lambda m: m.SerializeToString(),
-                                            response_deserializer=M[resp].FromString)
+    return unary(channel or CHANNEL, SVC + method, M[METHODS[method][1]])
 
 
 def call(method, md=None, **fields):
@@ -180,26 +123,12 @@ def create_user(email=None, password=PASSWORD, display_name="Alice"):
 
 
 def violations(err):
-    """The field -> description map of the x-error-details-bin trailer."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "x-error-details-bin":
-            details = M["shop.common.v1.ErrorDetails"].FromString(value)
-            return {v.field: v.description for v in details.field_violations}
-    return {}
+    """The field -> description map of the x-error-details-bin trailer (python3-protobuf)."""
+    return grpc_support.violations(err, M["shop.common.v1.ErrorDetails"])
 
 
-class Base(unittest.TestCase):
-    def assertStatus(self, code, fn, *args, **kw):
-        with self.assertRaises(grpc.RpcError) as cm:
-            fn(*args, **kw)
-        self.assertEqual(cm.exception.code(), code, cm.exception.details())
-        return cm.exception
-
-    def assertInvalid(self, fields, fn, *args, **kw):
-        """INVALID_ARGUMENT with exactly these fields violated."""
-        err = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, fn, *args, **kw)
-        self.assertEqual(sorted(violations(err)), sorted(fields), violations(err))
-        return err
+class Base(RpcTestCase):
+    violations = staticmethod(violations)  # assertInvalid decodes with python3-protobuf too
 
     def assertNotFound(self, fn, *args, **kw):
         err = self.assertStatus(grpc.StatusCode.NOT_FOUND, fn, *args, **kw)
@@ -600,7 +529,7 @@ class WalletTest(Base):
 
 class OperationTest(Base):
     def test_health_is_serving_and_the_admin_port_answers(self):
-        check = CHANNEL.unary_unary("/grpc.health.v1.Health/Check")
+        check = CHANNEL.unary_unary(HEALTH_CHECK)
         self.assertEqual(check(b"", timeout=TIMEOUT_S), b"\x08\x01")
         base = "http://127.0.0.1:%d" % SERVICE.admin_port
         with urllib.request.urlopen(base + "/readyz", timeout=TIMEOUT_S) as r:
