@@ -226,3 +226,70 @@ void cfg_log(const cfg_entry_t *table, size_t n, const void *cfg)
     log__write(LOG_LEVEL_INFO, "effective configuration", fields);
     arena_free(a);
 }
+
+/* Help text: "NAME=default" (or "NAME (required)") is padded to this width, then the
+ * meaning follows; a longer head puts the meaning on a line of its own. */
+#define CFG_USAGE_HEAD_WIDTH 32
+
+/* The type and range of a setting, e.g. "integer 1..64" or "duration 10ms..1h". */
+static void cfg_describe(const cfg_entry_t *e, char *out, size_t size)
+{
+    char lo[32], hi[32];
+    switch (e->type) {
+    case CFG_STR:
+    case CFG_SECRET: {
+        const char *kind = e->type == CFG_SECRET ? "secret" : "text";
+        if (e->max <= 0)
+            snprintf(out, size, "%s", kind);
+        else if (e->min == e->max)
+            snprintf(out, size, "%s, %" PRId64 " bytes", kind, e->max);
+        else
+            snprintf(out, size, "%s, %" PRId64 "..%" PRId64 " bytes", kind, e->min, e->max);
+        return;
+    }
+    case CFG_INT:
+        snprintf(out, size, "integer %" PRId64 "..%" PRId64, e->min, e->max);
+        return;
+    case CFG_BOOL:
+        snprintf(out, size, "true or false");
+        return;
+    case CFG_DURATION:
+        cfg_format_duration(e->min, lo, sizeof(lo));
+        cfg_format_duration(e->max, hi, sizeof(hi));
+        snprintf(out, size, "duration %s..%s", lo, hi);
+        return;
+    }
+    snprintf(out, size, "unknown type");
+}
+
+/* A default as help text shows it, masked as cfg_log masks values: the password of a
+ * URL (or of password=...), and any other non-empty secret as a whole. */
+static const char *cfg_usage_default(arena_t *a, const cfg_entry_t *e)
+{
+    bool urlish = strstr(e->def, "://") != NULL || strcasestr(e->def, "password=") != NULL;
+    if (e->type == CFG_SECRET && e->def[0] != '\0' && !urlish)
+        return "***";
+    return cfg_mask_url(a, e->def);
+}
+
+static void cfg_usage_line(FILE *out, arena_t *a, const cfg_entry_t *e)
+{
+    char *head = e->def != NULL ? arena_sprintf(a, "%s=%s", e->env, cfg_usage_default(a, e))
+                                : arena_sprintf(a, "%s (required)", e->env);
+    char kind[96];
+    cfg_describe(e, kind, sizeof(kind));
+    const char *help = e->help != NULL ? e->help : "";
+    if (strlen(head) <= CFG_USAGE_HEAD_WIDTH)
+        fprintf(out, "  %-*s  %s [%s]\n", CFG_USAGE_HEAD_WIDTH, head, help, kind);
+    else
+        fprintf(out, "  %s\n  %-*s  %s [%s]\n", head, CFG_USAGE_HEAD_WIDTH, "", help, kind);
+}
+
+int cfg_usage_print(FILE *out, const cfg_entry_t *table, size_t n)
+{
+    arena_t *a = arena_new(0);
+    for (size_t i = 0; i < n; i++)
+        cfg_usage_line(out, a, &table[i]);
+    arena_free(a);
+    return ferror(out) ? -1 : 0;
+}

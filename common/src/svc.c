@@ -30,8 +30,18 @@ typedef struct svc_common_cfg {
     int64_t startup_timeout_ms;
 } svc_common_cfg_t;
 
+/* The common settings table, with the service's default ports filled in. Loaded
+ * settings point into the defaults, so the table lives as long as the settings. */
+#define SVC_N_COMMON 8
+typedef struct svc_common_table {
+    char grpc_def[32];
+    char admin_def[32];
+    cfg_entry_t entries[SVC_N_COMMON];
+} svc_common_table_t;
+
 struct svc {
     const svc_def_t *def;
+    svc_common_table_t table;
     svc_common_cfg_t cfg;
     char process[64]; /* "product-svc" */
     db_pool_t *pool;
@@ -81,18 +91,16 @@ int svc_stopping(const svc_t *s)
     return atomic_load(&s->stopping);
 }
 
-/* The common settings, with the service's default ports filled in. */
-static int load_common_config(svc_t *s, err_t *err)
+static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
 {
-    char grpc_def[32], admin_def[32];
-    snprintf(grpc_def, sizeof(grpc_def), "0.0.0.0:%d", s->def->grpc_port);
-    snprintf(admin_def, sizeof(admin_def), "0.0.0.0:%d", s->def->admin_port);
-    const cfg_entry_t table[] = {
-        {"GRPC_ADDR", CFG_STR, 1, 256, grpc_def, offsetof(svc_common_cfg_t, grpc_addr),
+    snprintf(t->grpc_def, sizeof(t->grpc_def), "0.0.0.0:%d", def->grpc_port);
+    snprintf(t->admin_def, sizeof(t->admin_def), "0.0.0.0:%d", def->admin_port);
+    const cfg_entry_t entries[] = {
+        {"GRPC_ADDR", CFG_STR, 1, 256, t->grpc_def, offsetof(svc_common_cfg_t, grpc_addr),
          "gRPC listen address"},
-        {"ADMIN_ADDR", CFG_STR, 1, 256, admin_def, offsetof(svc_common_cfg_t, admin_addr),
+        {"ADMIN_ADDR", CFG_STR, 1, 256, t->admin_def, offsetof(svc_common_cfg_t, admin_addr),
          "admin HTTP listen address (/healthz, /readyz, /metrics)"},
-        {"DATABASE_URL", CFG_SECRET, 1, 1024, s->def->default_db_url,
+        {"DATABASE_URL", CFG_SECRET, 1, 1024, def->default_db_url,
          offsetof(svc_common_cfg_t, db_url), "PostgreSQL connection URI"},
         {"DB_POOL_SIZE", CFG_INT, 1, 64, "8", offsetof(svc_common_cfg_t, db_pool_size),
          "database connections, also the gRPC worker threads"},
@@ -106,8 +114,14 @@ static int load_common_config(svc_t *s, err_t *err)
          offsetof(svc_common_cfg_t, startup_timeout_ms),
          "give up when dependencies stay down this long (0: never)"},
     };
-    const size_t n = sizeof(table) / sizeof(table[0]);
-    if (cfg_load(table, n, &s->cfg, err) < 0)
+    _Static_assert(sizeof(entries) == sizeof(t->entries), "SVC_N_COMMON is the table's size");
+    memcpy(t->entries, entries, sizeof(entries));
+}
+
+static int load_common_config(svc_t *s, err_t *err)
+{
+    common_table_init(&s->table, s->def);
+    if (cfg_load(s->table.entries, SVC_N_COMMON, &s->cfg, err) < 0)
         return err->code;
     log_level_t level;
     if (log_level_parse(s->cfg.log_level, &level) < 0)
@@ -115,7 +129,7 @@ static int load_common_config(svc_t *s, err_t *err)
                        "LOG_LEVEL: must be debug, info, warn or error, got \"%s\"",
                        s->cfg.log_level);
     log_init(s->def->name, level);
-    cfg_log(table, n, &s->cfg);
+    cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
     if (s->def->config_table) {
         if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)
             return err->code;
@@ -225,6 +239,37 @@ static void stop(svc_t *s)
     db_pool_free(s->pool);
 }
 
+static void print_usage(FILE *out, const svc_def_t *def, const char *process)
+{
+    char help[80];
+    snprintf(help, sizeof(help), "%s --help", process);
+    fprintf(out, "usage: %-29s serve (settings from the environment)\n", process);
+    for (size_t i = 0; i < def->n_commands; i++)
+        fprintf(out, "       %s %s %s\n", process, def->commands[i].name, def->commands[i].usage);
+    fprintf(out, "       %-29s this text and every setting\n", help);
+}
+
+/* --help: the usage and every setting with its default, on stdout. Reads nothing,
+ * connects to nothing. The exit status: 0, or 1 when stdout could not be written. */
+static int print_help(const svc_def_t *def, const char *process)
+{
+    svc_common_table_t table;
+    common_table_init(&table, def);
+    print_usage(stdout, def, process);
+    printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
+    int rc = cfg_usage_print(stdout, table.entries, SVC_N_COMMON);
+    if (def->n_config > 0) {
+        printf("\nsettings of %s:\n", process);
+        rc |= cfg_usage_print(stdout, def->config_table, def->n_config);
+    }
+    return rc == 0 && fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
 /* The command argv names, or NULL after printing the usage (exit status 2). */
 static const svc_command_t *find_command(const svc_def_t *def, const char *process, int argc,
                                          char **argv)
@@ -232,10 +277,7 @@ static const svc_command_t *find_command(const svc_def_t *def, const char *proce
     for (size_t i = 0; i < def->n_commands; i++)
         if (strcmp(argv[1], def->commands[i].name) == 0 && argc - 2 == def->commands[i].n_args)
             return &def->commands[i];
-    fprintf(stderr, "usage: %s                 serve\n", process);
-    for (size_t i = 0; i < def->n_commands; i++)
-        fprintf(stderr, "       %s %s %s\n", process, def->commands[i].name,
-                def->commands[i].usage);
+    print_usage(stderr, def, process);
     return NULL;
 }
 
@@ -246,6 +288,8 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
     int status = 1;
     snprintf(s.process, sizeof(s.process), "%s-svc", def->name);
     const svc_command_t *command = NULL;
+    if (argc == 2 && is_help(argv[1]))
+        return print_help(def, s.process);
     if (argc >= 2) {
         if (!(command = find_command(def, s.process, argc, argv)))
             return 2;

@@ -171,10 +171,28 @@ static void gateway_close(gateway_t *g)
     jwt_keys_free(g->keys);
 }
 
+static void print_usage(FILE *out)
+{
+    fprintf(out, "usage: gateway                       serve (settings from the environment)\n"
+                 "       gateway --help                this text and every setting\n");
+}
+
+/* --help: the usage and every setting with its default, on stdout; reads nothing,
+ * connects to nothing. 0, or 1 when stdout could not be written. */
+static int print_help(void)
+{
+    print_usage(stdout);
+    printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
+    int rc = cfg_usage_print(stdout, config_table, N_CONFIG);
+    return rc == 0 && fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return print_help();
     if (argc > 1) {
-        fprintf(stderr, "usage: gateway (settings come from the environment)\n");
+        print_usage(stderr);
         return 2;
     }
     /* Stop signals are taken by sigwait below; every thread inherits the mask. */

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/err.h"
 
@@ -43,6 +44,19 @@ int cfg_load(const cfg_entry_t *table, size_t n, void *out, err_t *err);
 /* cfg_log: one info line with every effective value; CFG_SECRET values, and the
  * password part of URLs, are masked. */
 void cfg_log(const cfg_entry_t *table, size_t n, const void *cfg);
+
+/* cfg_usage_print: writes the table to `out` as help text (a program's --help),
+ * one line per setting, in table order:
+ *
+ *   NAME=default              meaning [type and range]
+ *   NAME (required)           meaning [type and range]
+ *
+ * "NAME=" is an empty default. An entry wider than the first column puts its meaning
+ * on the next line, indented to the column. Defaults are masked as cfg_log masks
+ * values (the password of a URL; a CFG_SECRET that is not a URL as a whole), so help
+ * text never shows a password. Reads no environment variable. Returns 0, or -1 when
+ * writing to `out` failed (ferror). Not thread-safe on the same stream. */
+int cfg_usage_print(FILE *out, const cfg_entry_t *table, size_t n);
 
 /* cfg_parse_duration: "250ms" | "2s" | "5m" | "1h" | "<ms>" → 0 and *ms, else -1. */
 int cfg_parse_duration(const char *s, int64_t *ms);

@@ -411,7 +411,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
                             order_row_t *o, bool *replayed, err_t *err)
 {
     arena_t *a = rpc_call_arena(call);
-    order_caller_t who;
+    order_caller_t who = {0};
     if (order_rpc_caller(call, &who, err) != 0 ||
         order_rpc_check_create(call, &who, req, o, err) != 0 ||
         rpc_call_check_deadline(call, err) != 0)
@@ -492,7 +492,7 @@ static void order_rpc_get_order(order_service_t *service,
 {
     rpc_call_t *call = call_data;
     err_t err = ERR_INIT;
-    order_caller_t who;
+    order_caller_t who = {0};
     order_row_t o;
     if (order_rpc_visible(call, req->order_id, true, &who, &o, &err) != 0) {
         rpc_call_fail_hidden(call, &err);
@@ -595,7 +595,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
                                 order_page_query_t *q, const char **scope, err_t *err)
 {
     arena_t *a = rpc_call_arena(call);
-    order_caller_t who;
+    order_caller_t who = {0};
     if (order_rpc_caller(call, &who, err) != 0)
         return err->code;
     if (!who.admin && !order_rpc_same_id(req->user_id, who.user_id))
@@ -689,7 +689,7 @@ static void order_rpc_cancel_order(order_service_t *service,
     rpc_call_t *call = call_data;
     arena_t *a = rpc_call_arena(call);
     err_t err = ERR_INIT;
-    order_caller_t who;
+    order_caller_t who = {0};
     order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_traceparent(call)};
     order_row_t o;
     if (order_rpc_caller(call, &who, &err) != 0 ||

@@ -1,12 +1,13 @@
 /*
  * config: every setting type from the environment, defaults, required settings,
- * error messages that name the variable and what it accepts, durations, and the
- * masking of secrets in the effective-configuration log line.
+ * error messages that name the variable and what it accepts, durations, the
+ * masking of secrets in the effective-configuration log line, and the --help text.
  */
 #include <check.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,6 +248,75 @@ START_TEST(test_log_masks_every_url_password_form)
 }
 END_TEST
 
+/* What cfg_usage_print writes for `t`, NUL-terminated; free() it. */
+static char *usage_text(const cfg_entry_t *t, size_t n)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(cfg_usage_print(f, t, n), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    return buf;
+}
+
+START_TEST(test_usage_lists_every_setting_with_default_meaning_and_range)
+{
+    char *text = usage_text(table, TABLE_N);
+    ck_assert_str_eq(text, "  TEST_DB_URL=postgresql://app:***@db:5432/orders?sslmode=disable\n"
+                           "                                    PostgreSQL URI [text]\n"
+                           "  TEST_API_KEY (required)           the API key [secret]\n"
+                           "  TEST_NAME=order                   service name [text, 2..8 bytes]\n"
+                           "  TEST_POOL_SIZE=8                  pool size [integer 1..64]\n"
+                           "  TEST_DEBUG=false                  debug mode [true or false]\n"
+                           "  TEST_TIMEOUT=30s                  saga timeout [duration 1s..1h]\n");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_usage_shows_defaults_not_the_environment)
+{
+    setenv("TEST_POOL_SIZE", "64", 1);
+    setenv("TEST_API_KEY", "s3cr3t-key", 1);
+    char *text = usage_text(table, TABLE_N);
+    ck_assert_ptr_nonnull(strstr(text, "  TEST_POOL_SIZE=8 "));
+    ck_assert_ptr_nonnull(strstr(text, "  TEST_API_KEY (required) "));
+    ck_assert_ptr_null(strstr(text, "64 "));
+    ck_assert_ptr_null(strstr(text, "s3cr3t"));
+    free(text);
+}
+END_TEST
+
+START_TEST(test_usage_masks_secret_defaults_and_keeps_empty_ones)
+{
+    static const cfg_entry_t secrets[] = {
+        {"S_URL", CFG_SECRET, 1, 1024, "redis://:pw@r:6380/0", 0, "redis"},
+        {"S_PLAIN", CFG_SECRET, 0, 0, "not-so-secret", 0, "token"},
+        {"S_EMPTY", CFG_SECRET, 0, 4096, "", 0, "optional secret"},
+        {"S_EXACT", CFG_STR, 5, 5, "HS256", 0, "algorithm"},
+        {"S_MS", CFG_DURATION, 10, 90000, "250ms", 0, "poll"},
+    };
+    char *text = usage_text(secrets, sizeof(secrets) / sizeof(secrets[0]));
+    ck_assert_str_eq(text, "  S_URL=redis://:***@r:6380/0       redis [secret, 1..1024 bytes]\n"
+                           "  S_PLAIN=***                       token [secret]\n"
+                           "  S_EMPTY=                          optional secret [secret, 0..4096 "
+                           "bytes]\n"
+                           "  S_EXACT=HS256                     algorithm [text, 5 bytes]\n"
+                           "  S_MS=250ms                        poll [duration 10ms..90s]\n");
+    free(text);
+}
+END_TEST
+
+START_TEST(test_usage_reports_a_failed_stream)
+{
+    FILE *f = fopen("/dev/full", "w");
+    ck_assert_ptr_nonnull(f);
+    setvbuf(f, NULL, _IONBF, 0);
+    ck_assert_int_eq(cfg_usage_print(f, table, TABLE_N), -1);
+    fclose(f);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -267,6 +337,14 @@ static Suite *config_suite(void)
                    test_log_masks_secrets_and_url_passwords);
     tcase_add_test(check_case(s, "log_urls", TEST_TIMEOUT_S),
                    test_log_masks_every_url_password_form);
+    tcase_add_test(check_case(s, "usage", TEST_TIMEOUT_S),
+                   test_usage_lists_every_setting_with_default_meaning_and_range);
+    tcase_add_test(check_case(s, "usage_env", TEST_TIMEOUT_S),
+                   test_usage_shows_defaults_not_the_environment);
+    tcase_add_test(check_case(s, "usage_secrets", TEST_TIMEOUT_S),
+                   test_usage_masks_secret_defaults_and_keeps_empty_ones);
+    tcase_add_test(check_case(s, "usage_error", TEST_TIMEOUT_S),
+                   test_usage_reports_a_failed_stream);
     return s;
 }
 

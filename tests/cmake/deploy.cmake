@@ -1,0 +1,11 @@
+# The container deployment (deploy/docker-compose.yml, deploy/docker/Dockerfile),
+# checked against the programs of this build without a Docker engine: the compose
+# file's variables against each program's --help, the Dockerfile's stages against
+# the CMake targets and the libraries the binaries link, ports, dependencies,
+# healthchecks, topics and addresses (tests/deploy/test_compose.py). Needs no
+# infrastructure; python3-yaml parses the compose file.
+add_test(NAME test_deploy_compose
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_compose.py
+                 $<TARGET_FILE:order-svc> $<TARGET_FILE:product-svc> $<TARGET_FILE:user-svc>
+                 $<TARGET_FILE:gateway>)
+set_tests_properties(test_deploy_compose PROPERTIES LABELS "unit;deploy" TIMEOUT 300)
