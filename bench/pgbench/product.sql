@@ -1,0 +1,68 @@
+-- product-svc's SQL for one CONFIRMED order (bench/README.md, "Saga baseline"), in the
+-- saga's order, statement for statement (services/product/src/product_repo.c,
+-- product_rpc.c, product_saga.c; common/src/saga.c, outbox.c). One run = one order.
+-- (A colon inside a literal is spelled chr(58): pgbench would read ":MI" as a variable.)
+\set o random(1, 9223372036854775806)
+\set p random(1, 8)
+
+-- CreateOrder prices its lines through BatchGetProducts (a read).
+SELECT id::text, sku, name, description, currency, price_cents, active,
+       (extract(epoch FROM created_at) * 1000000)::bigint AS created_us,
+       (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us
+  FROM products WHERE id = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid]);
+
+-- 2. OrderCreated: inbox, per-order lock and state, lock the inventory rows, reserve,
+-- state, StockReserved.
+BEGIN;
+INSERT INTO processed_events (ce_id, ce_type, topic)
+VALUES (md5('oc' || :o)::uuid, 'shop.events.v1.OrderCreated', 'order.events') ON CONFLICT (ce_id) DO NOTHING;
+SELECT pg_advisory_xact_lock(1886547812, hashtext(md5('o' || :o)::uuid::text));
+SELECT state FROM order_states WHERE order_id = md5('o' || :o)::uuid;
+SELECT product_id::text, available FROM inventory
+ WHERE product_id = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid])
+ ORDER BY product_id FOR UPDATE;
+UPDATE inventory i SET available = i.available - l.q, reserved = i.reserved + l.q, updated_at = now()
+  FROM unnest(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid], '{1}'::bigint[]) AS l(p, q)
+ WHERE i.product_id = l.p AND i.available >= l.q;
+INSERT INTO reservations (order_id, product_id, quantity)
+SELECT md5('o' || :o)::uuid, p, q
+  FROM unnest(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid], '{1}'::bigint[]) AS l(p, q);
+INSERT INTO order_states (order_id, state) VALUES (md5('o' || :o)::uuid, 'RESERVED')
+ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now();
+INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, traceparent, payload)
+VALUES ('inventory.events', md5('o' || :o), gen_random_uuid(), 'shop.events.v1.StockReserved', 'product-svc',
+        now(), '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', decode(repeat('0a', 80), 'hex'))
+RETURNING id AS ob \gset
+COMMIT;
+SELECT id, topic, key, ce_id::text, ce_type, ce_source,
+       to_char(ce_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.US"Z"'), traceparent, payload,
+       (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint
+  FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 256;
+UPDATE outbox SET published_at = now() WHERE id = ANY(ARRAY[:ob]::bigint[]);
+
+-- 7. OrderConfirmed: inbox, per-order lock and state, lock the inventory rows,
+-- reserved → sold, state, StockCommitted.
+BEGIN;
+INSERT INTO processed_events (ce_id, ce_type, topic)
+VALUES (md5('ok' || :o)::uuid, 'shop.events.v1.OrderConfirmed', 'order.events') ON CONFLICT (ce_id) DO NOTHING;
+SELECT pg_advisory_xact_lock(1886547812, hashtext(md5('o' || :o)::uuid::text));
+SELECT state FROM order_states WHERE order_id = md5('o' || :o)::uuid;
+SELECT i.product_id FROM inventory i JOIN reservations r ON r.product_id = i.product_id
+ WHERE r.order_id = md5('o' || :o)::uuid AND r.state = 'RESERVED'
+ ORDER BY i.product_id FOR UPDATE OF i;
+WITH r AS (UPDATE reservations SET state = 'COMMITTED', updated_at = now()
+            WHERE order_id = md5('o' || :o)::uuid AND state = 'RESERVED' RETURNING product_id, quantity)
+UPDATE inventory i SET reserved = i.reserved - r.quantity, sold = i.sold + r.quantity, updated_at = now()
+  FROM r WHERE i.product_id = r.product_id RETURNING i.product_id::text, r.quantity;
+INSERT INTO order_states (order_id, state) VALUES (md5('o' || :o)::uuid, 'COMMITTED')
+ON CONFLICT (order_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now();
+INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, traceparent, payload)
+VALUES ('inventory.events', md5('o' || :o), gen_random_uuid(), 'shop.events.v1.StockCommitted', 'product-svc',
+        now(), '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', decode(repeat('0a', 60), 'hex'))
+RETURNING id AS ob \gset
+COMMIT;
+SELECT id, topic, key, ce_id::text, ce_type, ce_source,
+       to_char(ce_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.US"Z"'), traceparent, payload,
+       (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint
+  FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 256;
+UPDATE outbox SET published_at = now() WHERE id = ANY(ARRAY[:ob]::bigint[]);
