@@ -415,7 +415,8 @@ void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescr
 
 /* ------------------------------------------------------- authentication ---- */
 
-/* The bearer token's checks (auth_jwt.h), the session, the request budget.
+/* The bearer token's checks (auth_jwt.h), then the session and the request budget
+ * in one Redis round trip: the budget counts only while the session exists.
  * Replies and returns false when the request may not go on. */
 static bool http_authenticate(http_req_t *r, http_auth_t auth)
 {
@@ -430,28 +431,22 @@ static bool http_authenticate(http_req_t *r, http_auth_t auth)
         return false;
     }
     int rc = jwt_token_verify(app->keys, h + 7, clock_now_us() / 1000000, &r->claims, &err);
-    if (rc == 0)
-        rc = session_check(app->sessions, r->claims.sid, &err);
+    char skey[SESSION_KEY_MAX], key[RATELIMIT_KEY_MAX];
+    int64_t retry = 0;
+    if (rc == 0) {
+        session_key(app->sessions, r->claims.sid, skey);
+        ratelimit_key(key, app->cfg->redis_prefix, "user", r->claims.sub);
+        rc = ratelimit_hit_if(app->redis, skey, key, app->cfg->user_request_limit,
+                              app->cfg->user_window_ms, &retry, &err);
+        if (rc == ERR_NOT_FOUND)
+            rc = err_set(&err, ERR_UNAUTHENTICATED, "session %s does not exist", r->claims.sid);
+    }
     if (rc == ERR_UNAUTHENTICATED) {
         LOG_INFO("token refused", LOG_STR("reason", err.msg));
         http_header_add(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         http_reply_problem(r, 401, "the token is invalid, expired or revoked", NULL);
         return false;
     }
-    if (rc != 0) {
-        http_reply_error(r, &err, 409, NULL);
-        return false;
-    }
-    r->authenticated = true;
-    if (auth == HTTP_AUTH_ADMIN && strcmp(r->claims.role, "admin") != 0) {
-        http_reply_problem(r, 403, "this operation needs the admin role", NULL);
-        return false;
-    }
-    char key[RATELIMIT_KEY_MAX];
-    int64_t retry = 0;
-    ratelimit_key(key, app->cfg->redis_prefix, "user", r->claims.sub);
-    rc = ratelimit_hit(app->redis, key, app->cfg->user_request_limit, app->cfg->user_window_ms,
-                       &retry, &err);
     if (rc == ERR_EXHAUSTED) {
         char s[24];
         snprintf(s, sizeof(s), "%lld", (long long)retry);
@@ -461,6 +456,11 @@ static bool http_authenticate(http_req_t *r, http_auth_t auth)
     }
     if (rc != 0) {
         http_reply_error(r, &err, 409, NULL);
+        return false;
+    }
+    r->authenticated = true;
+    if (auth == HTTP_AUTH_ADMIN && strcmp(r->claims.role, "admin") != 0) {
+        http_reply_problem(r, 403, "this operation needs the admin role", NULL);
         return false;
     }
     return true;

@@ -5,9 +5,13 @@
 
 #include <stdio.h>
 
-/* KEYS: counter. ARGV: window ms. Returns {count, ms left in the window}. A key
- * found without expiry (written by something else) gets one. */
-static const char ratelimit_lua[] = "local c = redis.call('INCR', KEYS[1])\n"
+/* KEYS: counter [, guard]. ARGV: window ms. Returns {count, ms left in the window},
+ * or {-1, 0} without counting when a guard is given and does not exist. A key found
+ * without expiry (written by something else) gets one. */
+static const char ratelimit_lua[] = "if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then\n"
+                                    "  return {-1, 0}\n"
+                                    "end\n"
+                                    "local c = redis.call('INCR', KEYS[1])\n"
                                     "local t = redis.call('PTTL', KEYS[1])\n"
                                     "if c == 1 or t < 0 then\n"
                                     "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
@@ -24,15 +28,24 @@ void ratelimit_key(char out[RATELIMIT_KEY_MAX], const char *prefix, const char *
 int ratelimit_hit(redis_pool_t *pool, const char *key, int64_t limit, int64_t window_ms,
                   int64_t *retry_after_s, err_t *err)
 {
+    return ratelimit_hit_if(pool, NULL, key, limit, window_ms, retry_after_s, err);
+}
+
+int ratelimit_hit_if(redis_pool_t *pool, const char *guard, const char *key, int64_t limit,
+                     int64_t window_ms, int64_t *retry_after_s, err_t *err)
+{
     char window[24];
     snprintf(window, sizeof(window), "%lld", (long long)window_ms);
-    const char *argv[] = {"EVAL", ratelimit_lua, "1", key, window};
-    redisReply *r = redis_pool_command(pool, 5, argv, NULL, err);
+    const char *argv[] = {"EVAL", ratelimit_lua,          guard ? "2" : "1",
+                          key,    guard ? guard : window, window};
+    redisReply *r = redis_pool_command(pool, guard ? 6 : 5, argv, NULL, err);
     if (r == NULL)
         return err->code;
     int rc = 0;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         rc = err_set(err, ERR_INTERNAL, "rate limit script answered unexpectedly");
+    } else if (r->element[0]->integer < 0) {
+        rc = err_set(err, ERR_NOT_FOUND, "%s does not exist", guard);
     } else if (r->element[0]->integer > limit) {
         long long ms = r->element[1]->integer;
         *retry_after_s = ms > 0 ? (ms + 999) / 1000 : 1;

@@ -28,6 +28,11 @@
 int ratelimit_hit(redis_pool_t *pool, const char *key, int64_t limit, int64_t window_ms,
                   int64_t *retry_after_s, err_t *err);
 
+/* ratelimit_hit_if: the same, in the same round trip, only when key `guard` exists
+ * (e.g. the caller's session); ERR_NOT_FOUND, counting nothing, when it does not. */
+int ratelimit_hit_if(redis_pool_t *pool, const char *guard, const char *key, int64_t limit,
+                     int64_t window_ms, int64_t *retry_after_s, err_t *err);
+
 /* ratelimit_key: "<prefix>rl:<name>:<subject>" into out. */
 void ratelimit_key(char out[RATELIMIT_KEY_MAX], const char *prefix, const char *name,
                    const char *subject);

@@ -12,7 +12,6 @@
 #include "common/uuid.h"
 #include "crypto.h"
 
-#define SESSION_KEY_MAX 192
 
 struct session_store {
     redis_pool_t *pool;
@@ -62,7 +61,7 @@ void session_store_free(session_store_t *s)
     free(s);
 }
 
-static void session_key(const session_store_t *s, const char *sid, char out[SESSION_KEY_MAX])
+void session_key(const session_store_t *s, const char *sid, char out[SESSION_KEY_MAX])
 {
     snprintf(out, SESSION_KEY_MAX, "%ssess:%s", s->prefix, sid);
 }
@@ -106,19 +105,6 @@ int session_create(session_store_t *s, const char *user_id, const char *role, se
     freeReplyObject(r);
     out->expires_in_ms = s->ttl_ms;
     return 0;
-}
-
-int session_check(session_store_t *s, const char *sid, err_t *err)
-{
-    char skey[SESSION_KEY_MAX];
-    session_key(s, sid, skey);
-    const char *argv[] = {"EXISTS", skey};
-    redisReply *r = redis_pool_command(s->pool, 2, argv, NULL, err);
-    if (r == NULL)
-        return err->code;
-    bool exists = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
-    return exists ? 0 : err_set(err, ERR_UNAUTHENTICATED, "session %s does not exist", sid);
 }
 
 /* 43 base64url characters, the only shape this store issues. */

@@ -27,6 +27,7 @@
 #define SESSION_TOKEN_LEN 44 /* 43 characters and the NUL */
 #define SESSION_ID_LEN    37
 #define SESSION_FIELD_MAX 64
+#define SESSION_KEY_MAX   192 /* a Redis key of this store: prefix + "sess:" + id */
 
 typedef struct session_store session_store_t;
 
@@ -51,10 +52,10 @@ void session_store_free(session_store_t *s);
 int session_create(session_store_t *s, const char *user_id, const char *role, session_grant_t *out,
                    err_t *err);
 
-/* session_check: 0 when session sid exists; ERR_UNAUTHENTICATED when it does
- * not (logged out, revoked, expired); ERR_UNAVAILABLE / ERR_INTERNAL (Redis).
- * Thread-safe. */
-int session_check(session_store_t *s, const char *sid, err_t *err);
+/* session_key: the Redis key of session sid. A session exists (not logged out,
+ * revoked or expired) while this key does: the gateway checks it in the same round
+ * trip as the caller's request budget (ratelimit_hit_if). */
+void session_key(const session_store_t *s, const char *sid, char out[SESSION_KEY_MAX]);
 
 /* session_refresh: rotates `refresh_token`: 0 and *out with the session's
  * identity and a new token. ERR_UNAUTHENTICATED for a token that is malformed,

@@ -51,6 +51,20 @@ static void teardown(void)
     redis_pool_free(pool);
 }
 
+/* What the gateway's guard sees: session_key exists. 0, or ERR_UNAUTHENTICATED. */
+static int session_alive(session_store_t *s, const char *sid)
+{
+    char skey[SESSION_KEY_MAX];
+    session_key(s, sid, skey);
+    const char *argv[] = {"EXISTS", skey};
+    err_t err = ERR_INIT;
+    redisReply *r = redis_pool_command(pool, 2, argv, NULL, &err);
+    ck_assert_msg(r != NULL, "%s", err.msg);
+    int rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : ERR_UNAUTHENTICATED;
+    freeReplyObject(r);
+    return rc;
+}
+
 START_TEST(test_session_create_check_and_logout)
 {
     session_store_t *s = session_store_new(pool, prefix, 60000);
@@ -60,9 +74,9 @@ START_TEST(test_session_create_check_and_logout)
     ck_assert_int_eq(strlen(g.refresh_token), 43);
     ck_assert_int_eq(strlen(g.sid), 36);
     ck_assert_int_eq(g.expires_in_ms, 60000);
-    ck_assert_int_eq(session_check(s, g.sid, &err), 0);
+    ck_assert_int_eq(session_alive(s, g.sid), 0);
     ck_assert_int_eq(session_delete(s, g.sid, &err), 0);
-    ck_assert_int_eq(session_check(s, g.sid, &err), ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_alive(s, g.sid), ERR_UNAUTHENTICATED);
     session_grant_t r;
     ck_assert_int_eq(session_refresh(s, g.refresh_token, &r, &err), ERR_UNAUTHENTICATED);
     ck_assert_int_eq(session_delete(s, g.sid, &err), 0); /* twice is fine */
@@ -85,7 +99,7 @@ START_TEST(test_session_refresh_rotates_the_token)
     ck_assert_int_le(r1.expires_in_ms, 60000);
     ck_assert_int_eq(session_refresh(s, r1.refresh_token, &r2, &err), 0);
     ck_assert_str_ne(r2.refresh_token, r1.refresh_token);
-    ck_assert_int_eq(session_check(s, g.sid, &err), 0);
+    ck_assert_int_eq(session_alive(s, g.sid), 0);
     session_store_free(s);
 }
 END_TEST
@@ -100,7 +114,7 @@ START_TEST(test_session_reused_refresh_token_revokes_the_session)
     /* The first token again: a copy is in someone else's hands. */
     ck_assert_int_eq(session_refresh(s, g.refresh_token, &r2, &err), ERR_UNAUTHENTICATED);
     ck_assert_ptr_nonnull(strstr(err.msg, "reuse"));
-    ck_assert_int_eq(session_check(s, g.sid, &err), ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_alive(s, g.sid), ERR_UNAUTHENTICATED);
     /* The legitimate newest token dies with the session. */
     ck_assert_int_eq(session_refresh(s, r1.refresh_token, &r2, &err), ERR_UNAUTHENTICATED);
     session_store_free(s);
@@ -117,7 +131,7 @@ START_TEST(test_session_rejects_unknown_and_malformed_tokens)
     ck_assert_int_eq(session_refresh(s, "short", &r, &err), ERR_UNAUTHENTICATED);
     ck_assert_int_eq(session_refresh(s, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", &r, &err),
                      ERR_UNAUTHENTICATED);
-    ck_assert_int_eq(session_check(s, "no-such-session", &err), ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_alive(s, "no-such-session"), ERR_UNAUTHENTICATED);
     session_store_free(s);
 }
 END_TEST
@@ -132,7 +146,7 @@ START_TEST(test_session_expires_absolutely_and_refresh_does_not_extend_it)
     ck_assert_int_eq(session_refresh(s, g.refresh_token, &r1, &err), 0);
     ck_assert_int_le(r1.expires_in_ms, 400);
     clock_sleep_ms(500);
-    ck_assert_int_eq(session_check(s, g.sid, &err), ERR_UNAUTHENTICATED);
+    ck_assert_int_eq(session_alive(s, g.sid), ERR_UNAUTHENTICATED);
     session_grant_t r2;
     ck_assert_int_eq(session_refresh(s, r1.refresh_token, &r2, &err), ERR_UNAUTHENTICATED);
     session_store_free(s);
@@ -213,6 +227,29 @@ START_TEST(test_ratelimit_refuses_the_eleventh_hit_with_retry_after)
 }
 END_TEST
 
+START_TEST(test_ratelimit_guarded_counts_only_while_the_session_lives)
+{
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    session_grant_t g;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(session_create(s, "user-7", "customer", &g, &err), 0);
+    char skey[SESSION_KEY_MAX], key[RATELIMIT_KEY_MAX];
+    session_key(s, g.sid, skey);
+    ratelimit_key(key, prefix, "user", "user-7");
+    int64_t retry = 0;
+    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), ERR_EXHAUSTED);
+    ck_assert_int_eq(session_delete(s, g.sid, &err), 0);
+    /* A revoked session's token spends nothing of its user's budget. */
+    ratelimit_key(key, prefix, "user", "user-7b");
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), ERR_NOT_FOUND);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 1, 60000, &retry, &err), 0);
+    session_store_free(s);
+}
+END_TEST
+
 START_TEST(test_ratelimit_window_resets)
 {
     char key[RATELIMIT_KEY_MAX];
@@ -236,9 +273,8 @@ START_TEST(test_redis_pool_reports_unreachable_and_bad_urls)
     const char *argv[] = {"PING"};
     ck_assert_ptr_null(redis_pool_command(p, 1, argv, NULL, &err));
     ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
-    session_store_t *s = session_store_new(p, prefix, 1000);
-    ck_assert_int_eq(session_check(s, "x", &err), ERR_UNAVAILABLE);
-    session_store_free(s);
+    int64_t retry = 0;
+    ck_assert_int_eq(ratelimit_hit_if(p, "g", "k", 1, 1000, &retry, &err), ERR_UNAVAILABLE);
     redis_pool_free(p);
     ck_assert_ptr_null(redis_pool_new("http://127.0.0.1:6379", 1, 300, &err));
     ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1", 1, 300, &err));
@@ -263,6 +299,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_ratelimit_refuses_the_eleventh_hit_with_retry_after);
     tcase_add_test(tc, test_ratelimit_window_resets);
+    tcase_add_test(tc, test_ratelimit_guarded_counts_only_while_the_session_lives);
     tcase_add_test(tc, test_redis_pool_reports_unreachable_and_bad_urls);
     return check_run(s, CK_FORK_GETENV);
 }
