@@ -427,11 +427,19 @@ stack_env() {
 up() {
     mkdir -p "$LOGDIR" "$RUNDIR"
     chmod 755 "$DATA" "$LOGDIR"
+    local svc prev
+    prev=$(cat "$DATA/scale" 2>/dev/null || echo 1)
     scale >"$DATA/scale.tmp" && mv "$DATA/scale.tmp" "$DATA/scale"
-    local svc
     for svc in "${SERVICES[@]}"; do pg_up "$svc"; done
     redis_up
     kafka_up
+    if ((FLEET)) && [ "$prev" != "$(scale)" ]; then
+        # The gateway and order-svc take their upstream lists at start: a new SCALE
+        # restarts the programs (each drains on SIGTERM) so every list names every instance.
+        log "SCALE $prev -> $(scale): restarting the programs"
+        gateway_down
+        for svc in "${SERVICES[@]}"; do service_down "$svc"; done
+    fi
     ((FLEET)) && fleet_up
     stack_env >"$DATA/stack.env"
     log "up: $(status | tr '\n' ';')"
