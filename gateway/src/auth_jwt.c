@@ -5,6 +5,7 @@
 #include "auth_jwt.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <jwt.h>
 #include <stdbool.h>
@@ -25,7 +26,25 @@ struct jwt_keys {
     char *issuer;
     char *audience;
     int64_t ttl_s;
+    uint64_t id; /* unique per process: tells the verified-token cache apart by config */
 };
+
+/* Tokens this thread verified lately. A client sends the same access token for its
+ * whole lifetime, and decoding and checking it (base64, HMAC or ECDSA, JSON) is the
+ * largest CPU cost of an authenticated request in the gateway. An entry keeps the
+ * exact token bytes and the claims they carried; a hit redoes only the time checks.
+ * Revocation is unaffected: the session is looked up in Redis on every request. */
+#define JWT_CACHE_SLOTS     8
+#define JWT_CACHE_TOKEN_MAX 1024
+typedef struct jwt_cache_entry {
+    uint64_t keys_id; /* 0: empty */
+    size_t len;
+    char token[JWT_CACHE_TOKEN_MAX];
+    jwt_claims_t claims;
+} jwt_cache_entry_t;
+
+static _Thread_local jwt_cache_entry_t jwt_cache[JWT_CACHE_SLOTS];
+static atomic_uint_fast64_t jwt_keys_ids;
 
 void jwt_keys_free(jwt_keys_t *k)
 {
@@ -93,6 +112,7 @@ jwt_keys_t *jwt_keys_new(const jwt_keys_opts_t *opts, err_t *err)
     if (k == NULL)
         abort();
     k->alg = alg;
+    k->id = atomic_fetch_add(&jwt_keys_ids, 1) + 1;
     const char *sign = alg == JWT_ALG_HS256 ? opts->secret : opts->private_pem;
     const char *verify = alg == JWT_ALG_HS256 ? opts->secret : opts->public_pem;
     k->sign_key = jwt_xstrdup(sign);
@@ -187,6 +207,17 @@ static bool jwt_aud_matches(json_t *aud, const char *want)
     return false;
 }
 
+static int jwt_check_times(const jwt_claims_t *c, int64_t now_s, err_t *err)
+{
+    if (now_s >= c->exp + JWT_LEEWAY_S)
+        return err_set(err, ERR_UNAUTHENTICATED, "token expired");
+    if (now_s + JWT_LEEWAY_S < c->nbf)
+        return err_set(err, ERR_UNAUTHENTICATED, "token not valid yet");
+    if (now_s + JWT_LEEWAY_S < c->iat)
+        return err_set(err, ERR_UNAUTHENTICATED, "token issued in the future");
+    return 0;
+}
+
 static int jwt_check_claims(const jwt_keys_t *k, json_t *c, int64_t now_s, jwt_claims_t *out,
                             err_t *err)
 {
@@ -198,12 +229,8 @@ static int jwt_check_claims(const jwt_keys_t *k, json_t *c, int64_t now_s, jwt_c
     if (jwt_claim_int(c, "exp", &out->exp, err) < 0 ||
         jwt_claim_int(c, "nbf", &out->nbf, err) < 0 || jwt_claim_int(c, "iat", &out->iat, err) < 0)
         return err->code;
-    if (now_s >= out->exp + JWT_LEEWAY_S)
-        return err_set(err, ERR_UNAUTHENTICATED, "token expired");
-    if (now_s + JWT_LEEWAY_S < out->nbf)
-        return err_set(err, ERR_UNAUTHENTICATED, "token not valid yet");
-    if (now_s + JWT_LEEWAY_S < out->iat)
-        return err_set(err, ERR_UNAUTHENTICATED, "token issued in the future");
+    if (jwt_check_times(out, now_s, err) != 0)
+        return err->code;
     if (jwt_claim_str(c, "sub", out->sub, err) < 0 ||
         jwt_claim_str(c, "role", out->role, err) < 0 ||
         jwt_claim_str(c, "sid", out->sid, err) < 0 || jwt_claim_str(c, "jti", out->jti, err) < 0)
@@ -213,13 +240,16 @@ static int jwt_check_claims(const jwt_keys_t *k, json_t *c, int64_t now_s, jwt_c
     return 0;
 }
 
-int jwt_token_verify(const jwt_keys_t *k, const char *token, int64_t now_s, jwt_claims_t *out,
-                     err_t *err)
+/* The slot of a token: its last bytes are signature, as good as random. */
+static jwt_cache_entry_t *jwt_cache_slot(const char *token, size_t n)
 {
-    memset(out, 0, sizeof(*out));
-    size_t n = token != NULL ? strnlen(token, JWT_TOKEN_MAX + 1) : 0;
-    if (n == 0 || n > JWT_TOKEN_MAX)
-        return err_set(err, ERR_UNAUTHENTICATED, "token missing or too long");
+    unsigned h = (unsigned char)token[n - 1] * 31u + (unsigned char)token[n / 2] + (unsigned)n;
+    return &jwt_cache[h % JWT_CACHE_SLOTS];
+}
+
+static int jwt_token_decode(const jwt_keys_t *k, const char *token, int64_t now_s,
+                            jwt_claims_t *out, err_t *err)
+{
     jwt_t *jwt = NULL;
     json_t *claims = NULL;
     int rc;
@@ -246,5 +276,29 @@ int jwt_token_verify(const jwt_keys_t *k, const char *token, int64_t now_s, jwt_
 out:
     json_decref(claims);
     jwt_free(jwt);
+    return rc;
+}
+
+int jwt_token_verify(const jwt_keys_t *k, const char *token, int64_t now_s, jwt_claims_t *out,
+                     err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    size_t n = token != NULL ? strnlen(token, JWT_TOKEN_MAX + 1) : 0;
+    if (n == 0 || n > JWT_TOKEN_MAX)
+        return err_set(err, ERR_UNAUTHENTICATED, "token missing or too long");
+    jwt_cache_entry_t *e = jwt_cache_slot(token, n);
+    if (e->keys_id == k->id && e->len == n && memcmp(e->token, token, n) == 0) {
+        if (jwt_check_times(&e->claims, now_s, err) != 0)
+            return err->code;
+        *out = e->claims;
+        return 0;
+    }
+    int rc = jwt_token_decode(k, token, now_s, out, err);
+    if (rc == 0 && n < JWT_CACHE_TOKEN_MAX) {
+        e->keys_id = k->id;
+        e->len = n;
+        memcpy(e->token, token, n);
+        e->claims = *out;
+    }
     return rc;
 }

@@ -136,6 +136,40 @@ START_TEST(test_jwt_issued_token_verifies_with_its_claims)
 }
 END_TEST
 
+/* A token verified once is answered from this thread's cache: the same claims, the
+ * time checks still applied, and never for another configuration. */
+START_TEST(test_jwt_cached_token_keeps_every_check)
+{
+    jwt_keys_t *k = hs_keys();
+    err_t err = ERR_INIT;
+    char *t = jwt_token_issue(k, "user-2", "customer", "sid-2", NOW, &err);
+    ck_assert_ptr_nonnull(t);
+    jwt_claims_t c1, c2;
+    ck_assert_int_eq(jwt_token_verify(k, t, NOW + 1, &c1, &err), 0);
+    ck_assert_int_eq(jwt_token_verify(k, t, NOW + 2, &c2, &err), 0);
+    ck_assert_mem_eq(&c1, &c2, sizeof(c1));
+    /* Expiry is checked on a hit too. */
+    err = (err_t)ERR_INIT;
+    ck_assert_int_eq(jwt_token_verify(k, t, NOW + 900 + JWT_LEEWAY_S, &c2, &err),
+                     ERR_UNAUTHENTICATED);
+    ck_assert_msg(strstr(err.msg, "expired") != NULL, "%s", err.msg);
+    /* Another secret (even at the same address once k is freed) verifies afresh. */
+    jwt_keys_free(k);
+    err = (err_t)ERR_INIT;
+    jwt_keys_t *other = jwt_keys_new(&(jwt_keys_opts_t){.alg = "HS256",
+                                                        .secret = SECRET "-rotated",
+                                                        .issuer = ISS,
+                                                        .audience = AUD,
+                                                        .ttl_s = 900},
+                                     &err);
+    ck_assert_ptr_nonnull(other);
+    ck_assert_int_eq(jwt_token_verify(other, t, NOW + 3, &c2, &err), ERR_UNAUTHENTICATED);
+    ck_assert_msg(strstr(err.msg, "signature") != NULL, "%s", err.msg);
+    jwt_keys_free(other);
+    free(t);
+}
+END_TEST
+
 START_TEST(test_jwt_rejects_alg_none)
 {
     jwt_keys_t *k = hs_keys();
@@ -313,6 +347,7 @@ int main(void)
     Suite *s = suite_create("auth_jwt");
     TCase *tc = check_case(s, "jwt", 30);
     tcase_add_test(tc, test_jwt_issued_token_verifies_with_its_claims);
+    tcase_add_test(tc, test_jwt_cached_token_keeps_every_check);
     tcase_add_test(tc, test_jwt_rejects_alg_none);
     tcase_add_test(tc, test_jwt_rejects_another_hmac_algorithm);
     tcase_add_test(tc, test_jwt_rejects_a_wrong_signature);
