@@ -353,8 +353,13 @@ kill_part() {
     case "$part" in
     postgres/*)
         pidfile="$(pg_root)/${part#postgres/}/postmaster.pid"
-        [ -f "$pidfile" ] || die "$part is not running"
-        pid=$(head -n1 "$pidfile")
+        pid=$(head -n1 "$pidfile" 2>/dev/null || true)
+        # postmaster.pid outlives a crash: make sure the pid is still our postmaster.
+        [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+            grep -qF -- "-D $(pg_root)/${part#postgres/}" || die "$part is not running"
+        # Frozen first, so that no backend forks between listing and killing: a
+        # surviving backend would hold the shared memory and block the restart.
+        kill -STOP "$pid"
         pids=("$pid" $(pgrep -P "$pid" || true))
         ;;
     redis | kafka | gateway | *-svc-[1-9])
@@ -367,11 +372,14 @@ kill_part() {
     log "$part: SIGKILL ${pids[*]}"
     kill -KILL "${pids[@]}" 2>/dev/null || true
     for pid in "${pids[@]}"; do
-        for ((i = 0; i < 100; i++)); do
-            [ -d "/proc/$pid" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
+        # A zombie is dead but still holds its pid until it is reaped (PID 1 may take
+        # seconds): pg_ctl, and postgres itself, take a live pid for a running server.
+        for ((i = 0; i < 600; i++)); do
+            [ -d "/proc/$pid" ] || break
+            [[ "$part" == postgres/* ]] || [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
             sleep 0.05
         done
-        ((i < 100)) || die "$part: pid $pid survived SIGKILL"
+        ((i < 600)) || die "$part: pid $pid still there 30 s after SIGKILL"
     done
     [[ "$part" == postgres/* ]] || rm -f "$pidfile"
 }
