@@ -1,0 +1,159 @@
+"""Faults at random moments of the load, and the gate that keeps them inside it.
+
+A fault is SIGKILL of one part (`stack.sh kill`), a random 1-5 s of death, then
+`stack.sh start` (which returns once the part answers). Faults run one at a time.
+Fault k of F fires when the load has claimed a random point of its k-th slice of
+orders, k/(F+1) .. (k+1)/(F+1); the load may not claim orders beyond that slice until
+fault k is over, so every fault happens while orders are flowing, whatever the
+relative speed of the load and of the restarts, and the last slice runs fault-free.
+"""
+
+import threading
+import time
+
+# Fault kinds: the part(s) each one picks from. Services rotate over their instances
+# and PostgreSQL over the three databases, so repeated kinds hit different parts.
+KINDS = ("order-svc", "product-svc", "user-svc", "gateway", "kafka", "postgres")
+
+
+class Progress:
+    """Orders claimed by the load, faults finished, and the gate between them."""
+
+    def __init__(self, n_orders, n_faults):
+        self.n_orders, self.n_faults = n_orders, n_faults
+        self.claimed = 0
+        self.faults_done = 0
+        self.aborted = None  # why the load stopped early, if it did
+        self._cv = threading.Condition()
+
+    def _limit(self):
+        if self.faults_done >= self.n_faults:
+            return self.n_orders
+        return self.n_orders * (self.faults_done + 1) // (self.n_faults + 1)
+
+    def claim(self):
+        """The next order index to place, waiting at the gate; None when all are."""
+        with self._cv:
+            while (self.claimed < self.n_orders and self.claimed >= self._limit()
+                   and not self.aborted):
+                self._cv.wait(0.5)
+            if self.claimed >= self.n_orders or self.aborted:
+                return None
+            i = self.claimed
+            self.claimed += 1
+            self._cv.notify_all()
+            return i
+
+    def wait_claimed(self, n):
+        """Waits until n orders are claimed; False if the load was aborted."""
+        with self._cv:
+            while self.claimed < n and not self.aborted:
+                self._cv.wait(0.5)
+            return not self.aborted
+
+    def abort(self, why):
+        """Stops the load and the faults: nothing more is claimed or injected."""
+        with self._cv:
+            if not self.aborted:
+                self.aborted = why
+            self._cv.notify_all()
+
+    def fault_done(self):
+        with self._cv:
+            self.faults_done += 1
+            self._cv.notify_all()
+
+
+def plan_faults(rng, n_faults, kinds, parts):
+    """F faults spread evenly over the kinds (each at least once), in random order,
+    with the part each one kills: [(kind, part)]. parts is `stack.sh parts`."""
+    picks = []
+    while len(picks) < n_faults:
+        round_ = list(kinds)
+        rng.shuffle(round_)
+        picks += round_
+    picks = picks[:max(n_faults, len(kinds))]
+    rng.shuffle(picks)
+    candidates = {}
+    for kind in kinds:
+        if kind == "postgres":
+            c = [p for p in parts if p.startswith("postgres/")]
+        elif kind.endswith("-svc"):
+            c = [p for p in parts if p.startswith(kind + "-")]
+        else:
+            c = [p for p in parts if p == kind]
+        if not c:
+            raise RuntimeError(f"stack.sh parts has nothing for fault kind {kind}: {parts}")
+        rng.shuffle(c)
+        candidates[kind] = c
+    used = {k: 0 for k in kinds}
+    plan = []
+    for kind in picks:
+        c = candidates[kind]
+        plan.append((kind, c[used[kind] % len(c)]))
+        used[kind] += 1
+    return plan
+
+
+class FaultInjector(threading.Thread):
+    """Runs the fault plan against the stack while the load runs."""
+
+    def __init__(self, stack, progress, plan, rng, log):
+        super().__init__(name="faults", daemon=True)
+        self.stack, self.progress, self.plan, self.log = stack, progress, plan, log
+        # Drawn up front from the seeded RNG, so a seed replays the same schedule.
+        f = len(plan)
+        self.points = [int(progress.n_orders * (k + rng.uniform(0.15, 0.85)) / (f + 1))
+                       for k in range(f)]
+        self.downtimes = [rng.uniform(1.0, 5.0) for _ in range(f)]
+        self.injected = []  # dicts: kind, part, at_order, down_s, restart_s, error
+        self.t0 = time.monotonic()
+
+    def run(self):
+        for k, (kind, part) in enumerate(self.plan):
+            if not self.progress.wait_claimed(self.points[k]):
+                return
+            self.injected.append(self._one(kind, part, self.points[k], self.downtimes[k]))
+            self.progress.fault_done()
+
+    def _one(self, kind, part, at_order, down_s):
+        rec = {"kind": kind, "part": part, "at_order": at_order, "down_s": round(down_s, 2),
+               "at_s": round(time.monotonic() - self.t0, 1), "restart_s": None, "error": None}
+        try:
+            # Never SIGKILL a PostgreSQL that is not up: `stack.sh kill` takes the pid
+            # from postmaster.pid, which after a crash may name a pid the system has
+            # since given to another process. (A service just after a Kafka restart may
+            # be alive and not ready yet: killing it is a fair fault.)
+            if part.startswith("postgres/") and not self.stack.serving(part):
+                raise RuntimeError(f"{part} does not answer before its fault; not killed")
+            self.stack.kill(part)
+            self.log(f"fault: SIGKILL {part} at order {at_order}, down {down_s:.1f}s")
+            time.sleep(down_s)
+            t = time.monotonic()
+            self.stack.start(part)
+            rec["restart_s"] = round(time.monotonic() - t, 1)
+            if not self.stack.serving(part):
+                rec["error"] = (f"`stack.sh start {part}` returned after {rec['restart_s']}s"
+                                " but it does not answer")
+            self.log(f"fault: {part} back after {rec['restart_s']}s of start-up")
+        except Exception as e:  # a fault that could not be injected fails the run
+            rec["error"] = str(e)
+        if rec["error"]:
+            self.log(f"fault: {part}: {rec['error']}")
+            rec["recovered_after_s"] = self._recover(part)
+        return rec
+
+    def _recover(self, part, timeout=120):
+        """Starts the part again until it answers, so that the run goes on and its
+        invariants are still checked; seconds it took, or None."""
+        t = time.monotonic()
+        while time.monotonic() - t < timeout:
+            try:
+                self.stack.start(part)
+            except Exception as e:
+                self.log(f"fault: start {part} again: {e}")
+            if self.stack.serving(part):
+                self.log(f"fault: {part} answers again after {time.monotonic() - t:.1f}s")
+                return round(time.monotonic() - t, 1)
+            time.sleep(2)
+        return None
