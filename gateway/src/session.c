@@ -12,7 +12,6 @@
 #include "common/uuid.h"
 #include "crypto.h"
 
-
 struct session_store {
     redis_pool_t *pool;
     char prefix[64];
