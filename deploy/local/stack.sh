@@ -219,12 +219,9 @@ program_bin() { # program_bin NAME: the built executable, or nothing
     return 0
 }
 
-# SCALE: asked for on the command line, else what the last `up` used, else 1.
-scale() {
-    local n=${SCALE:-$(cat "$DATA/scale" 2>/dev/null || echo 1)}
-    [[ "$n" =~ ^[1-9]$ ]] || die "SCALE must be 1..9, not '$n'"
-    echo "$n"
-}
+# Instances per service: SCALE on the command line, else what the last `up` used, else 1.
+N_INST=${SCALE:-$(cat "$DATA/scale" 2>/dev/null || echo 1)}
+[[ "$N_INST" =~ ^[1-9]$ ]] || die "SCALE must be 1..9, not '$N_INST'"
 
 # program_env PREFIX: the extra settings given as PREFIX_ENV_<NAME>=value in our
 # environment (e.g. ORDER_SVC_ENV_SAGA_TIMEOUT=5s), as NAME=value words for env(1).
@@ -237,7 +234,7 @@ program_env() {
 
 addr_list() { # addr_list grpc|admin SVC: every instance's host:port, comma-separated
     local k out=()
-    for ((k = 1; k <= $(scale); k++)); do out+=("127.0.0.1:$("$1_port" "$2" "$k")"); done
+    for ((k = 1; k <= $N_INST; k++)); do out+=("127.0.0.1:$("$1_port" "$2" "$k")"); done
     (IFS=,; echo "${out[*]}")
 }
 
@@ -309,24 +306,23 @@ gateway_down() {
 }
 
 fleet_up() {
-    local svc k n f
-    n=$(scale)
+    local svc k f
     # Instances above SCALE (from an earlier, larger SCALE) stop; then all start at once
     # and are waited for together: start-up order does not matter to them.
     for svc in "${SERVICES[@]}"; do
         for f in $(instance_pidfiles "$svc"); do
             k=${f##*-}
             k=${k%.pid}
-            [[ "$k" =~ ^[0-9]+$ ]] && ((k <= n)) && continue
+            [[ "$k" =~ ^[0-9]+$ ]] && ((k <= N_INST)) && continue
             stop_pid "$f" "$svc-svc" 30
         done
     done
     for svc in "${SERVICES[@]}"; do
-        for ((k = 1; k <= n; k++)); do instance_start "$svc" "$k"; done
+        for ((k = 1; k <= N_INST; k++)); do instance_start "$svc" "$k"; done
     done
     for svc in "${SERVICES[@]}"; do
         [ -n "$(program_bin "$svc-svc")" ] || continue
-        for ((k = 1; k <= n; k++)); do instance_wait "$svc" "$k"; done
+        for ((k = 1; k <= N_INST; k++)); do instance_wait "$svc" "$k"; done
     done
     gateway_start
 }
@@ -340,7 +336,7 @@ parts() {
     echo kafka
     if ((FLEET)); then
         for svc in "${SERVICES[@]}"; do
-            for ((k = 1; k <= $(scale); k++)); do echo "$svc-svc-$k"; done
+            for ((k = 1; k <= $N_INST; k++)); do echo "$svc-svc-$k"; done
         done
         echo gateway
     fi
@@ -349,14 +345,15 @@ parts() {
 # kill_part PART: SIGKILL, no goodbye. A PostgreSQL server dies with all its backends
 # at once, as in a crash of its machine; returns once every process is gone.
 kill_part() {
-    local part=$1 pids=() pidfile pid i
+    local part=$1 pids=() pidfile pid i dir
     case "$part" in
     postgres/*)
-        pidfile="$(pg_root)/${part#postgres/}/postmaster.pid"
+        dir="$(pg_root)/${part#postgres/}"
+        pidfile="$dir/postmaster.pid"
         pid=$(head -n1 "$pidfile" 2>/dev/null || true)
         # postmaster.pid outlives a crash: make sure the pid is still our postmaster.
         [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
-            grep -qF -- "-D $(pg_root)/${part#postgres/}" || die "$part is not running"
+            grep -qF -- "-D $dir" || die "$part is not running"
         # Frozen first, so that no backend forks between listing and killing: a
         # surviving backend would hold the shared memory and block the restart.
         kill -STOP "$pid"
@@ -416,7 +413,7 @@ stack_env() {
     local svc
     echo "STACK_PROFILE=$STACK_PROFILE"
     echo "STACK_DATA=$DATA"
-    echo "SCALE=$(scale)"
+    echo "SCALE=$N_INST"
     for svc in "${SERVICES[@]}"; do
         echo "${svc^^}_DATABASE_URL=postgresql://$svc:$svc@127.0.0.1:${PG_PORT[$svc]}/$svc"
     done
@@ -437,14 +434,14 @@ up() {
     chmod 755 "$DATA" "$LOGDIR"
     local svc prev
     prev=$(cat "$DATA/scale" 2>/dev/null || echo 1)
-    scale >"$DATA/scale.tmp" && mv "$DATA/scale.tmp" "$DATA/scale"
+    echo "$N_INST" >"$DATA/scale.tmp" && mv "$DATA/scale.tmp" "$DATA/scale"
     for svc in "${SERVICES[@]}"; do pg_up "$svc"; done
     redis_up
     kafka_up
-    if ((FLEET)) && [ "$prev" != "$(scale)" ]; then
+    if ((FLEET)) && [ "$prev" != "$N_INST" ]; then
         # The gateway and order-svc take their upstream lists at start: a new SCALE
         # restarts the programs (each drains on SIGTERM) so every list names every instance.
-        log "SCALE $prev -> $(scale): restarting the programs"
+        log "SCALE $prev -> $N_INST: restarting the programs"
         gateway_down
         for svc in "${SERVICES[@]}"; do service_down "$svc"; done
     fi
@@ -473,7 +470,7 @@ status() {
     ((FLEET)) || return 0
     for svc in "${SERVICES[@]}"; do
         [ -n "$(program_bin "$svc-svc")" ] || continue
-        for ((k = 1; k <= $(scale); k++)); do
+        for ((k = 1; k <= $N_INST; k++)); do
             printf '%s-svc-%s 127.0.0.1:%s %s\n' "$svc" "$k" "$(grpc_port "$svc" "$k")" \
                 "$(curl -sf "http://127.0.0.1:$(admin_port "$svc" "$k")/readyz" >/dev/null && echo ready || echo down)"
         done
