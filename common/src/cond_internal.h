@@ -8,7 +8,10 @@
 #define COMMON_COND_INTERNAL_H
 
 #include <pthread.h>
+#include <stdint.h>
 #include <time.h>
+
+#include "common/clock.h"
 
 /* common__cond_init_monotonic: pthread_cond_init with the monotonic clock. The caller
  * destroys cv with pthread_cond_destroy. */
@@ -19,6 +22,14 @@ static inline void common__cond_init_monotonic(pthread_cond_t *cv)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(cv, &ca);
     pthread_condattr_destroy(&ca);
+}
+
+/* common__cond_deadline: the absolute monotonic time `ms` from now, for
+ * pthread_cond_timedwait on a variable made by common__cond_init_monotonic. */
+static inline struct timespec common__cond_deadline(int64_t ms)
+{
+    int64_t us = clock_mono_us() + ms * 1000;
+    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
 }
 
 #endif

@@ -8,17 +8,33 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/db.h"
 
+/* How many statements one connection keeps prepared; past that, statements run
+ * unnamed (parsed and planned each time), so a program that builds SQL text at run
+ * time cannot grow a backend's memory without bound. */
+#define DB_STMT_MAX 128
+
+/* A statement prepared on a connection under the name "s<index>". */
+typedef struct db_stmt {
+    uint64_t hash; /* of the SQL text */
+    char *sql;     /* a copy of the text */
+} db_stmt_t;
+
 /* A pool slot. `pg` is NULL while the slot is closed; the pool's mutex guards
- * `leased`, the lease holder owns everything else. */
+ * `leased`, the lease holder owns everything else. `stmts` are the statements
+ * prepared on this `pg`: they die with the server session, so closing the connection
+ * forgets them (db__stmt_forget). */
 struct db_conn {
     PGconn *pg;
     db_pool_t *pool;
     bool leased;
     bool broken;   /* saw a connection-class error: close it on release */
     int last_code; /* code of the last failed statement in this lease (0: none) */
+    db_stmt_t *stmts;
+    int n_stmts;
 };
 
 struct db_res {
@@ -48,9 +64,16 @@ int db__cmd(db_conn_t *c, const char *sql, err_t *err);
  * broken (the error being reported is the one that led here). */
 void db__rollback(db_conn_t *c);
 
-/* db__query: PQexecParams with text parameters and text results; the caller
+/* db__query: runs a statement with text parameters and text results: prepared on
+ * this connection the first time its text is seen (PQprepare) and executed by name
+ * after that (PQexecPrepared), so PostgreSQL parses and analyses it once per session;
+ * unnamed (PQexecParams) once DB_STMT_MAX statements are prepared. The caller
  * PQclears the result. NULL with err set (via db__fail) on any failure. */
 PGresult *db__query(db_conn_t *c, const char *sql, int n_params, const char *const *params,
                     err_t *err);
+
+/* db__stmt_forget: drops the record of c's prepared statements (the session that
+ * held them is closed or about to be). */
+void db__stmt_forget(db_conn_t *c);
 
 #endif

@@ -108,6 +108,7 @@ void db_pool_free(db_pool_t *pool)
             PQfinish(pool->conns[i].pg);
             metrics_gauge_add(g_open, -1);
         }
+        db__stmt_forget(&pool->conns[i]);
     }
     metrics_gauge_add(g_in_use, -pool->in_use);
     metrics_gauge_add(g_size, -pool->size);
@@ -139,16 +140,10 @@ static bool db_conn_alive(PGconn *pg)
     return PQstatus(pg) == CONNECTION_OK;
 }
 
-static struct timespec db_deadline(int64_t timeout_ms)
-{
-    int64_t us = clock_mono_us() + timeout_ms * 1000;
-    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
-}
-
 /* Waits for a free slot and marks it leased; prefers one that is already open. */
 static db_conn_t *db_pool_lease_slot(db_pool_t *p, int64_t timeout_ms, err_t *err)
 {
-    struct timespec deadline = db_deadline(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec deadline = common__cond_deadline(timeout_ms > 0 ? timeout_ms : 0);
     db_conn_t *slot = NULL;
     pthread_mutex_lock(&p->mu);
     while (p->in_use == p->size) {
@@ -177,6 +172,7 @@ static void db_pool_close_slot(db_pool_t *p, db_conn_t *c)
 {
     PQfinish(c->pg);
     c->pg = NULL;
+    db__stmt_forget(c);
     pthread_mutex_lock(&p->mu);
     p->open--;
     pthread_mutex_unlock(&p->mu);

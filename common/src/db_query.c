@@ -113,6 +113,18 @@ int db__fail_pg(PGconn *pg, const PGresult *res, err_t *err)
     return err_set(err, code, "postgresql %s: %s", state ? state : "-", text);
 }
 
+/* A prepared statement that the session no longer has (a DISCARD, a pooler in front)
+ * or whose result columns changed under it (a migration of a newer instance altered
+ * the table): the session's statements cannot be trusted any more. */
+static bool db_stmt_stale(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    return state && (strcmp(state, "26000") == 0 ||
+                     (strcmp(state, "0A000") == 0 && primary &&
+                      strstr(primary, "cached plan must not change result type")));
+}
+
 int db__fail(db_conn_t *c, const PGresult *res, err_t *err)
 {
     int code = db__fail_pg(c->pg, res, err);
@@ -120,6 +132,14 @@ int db__fail(db_conn_t *c, const PGresult *res, err_t *err)
     /* An unexpected status (COPY) leaves the protocol in a state we do not handle. */
     if (code == ERR_UNAVAILABLE || (res && st != PGRES_FATAL_ERROR && st != PGRES_NONFATAL_ERROR))
         c->broken = true;
+    /* A stale statement: the connection is replaced on release (with it, every prepared
+     * statement), and db_txn runs the transaction again on a fresh one. */
+    if (res && db_stmt_stale(res)) {
+        c->broken = true;
+        code = ERR_ABORTED;
+        if (err)
+            err->code = code;
+    }
     c->last_code = code;
     return code;
 }
@@ -147,18 +167,6 @@ int db__cmd(db_conn_t *c, const char *sql, err_t *err)
         rc = db__fail(c, r, err);
     PQclear(r);
     return rc;
-}
-
-PGresult *db__query(db_conn_t *c, const char *sql, int n_params, const char *const *params,
-                    err_t *err)
-{
-    PGresult *r = PQexecParams(c->pg, sql, n_params, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-        return r;
-    db__fail(c, r, err);
-    PQclear(r);
-    return NULL;
 }
 
 static void db_res_clear(void *p)
