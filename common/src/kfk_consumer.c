@@ -4,15 +4,18 @@
  * Offsets: librdkafka neither stores nor commits anything by itself here. When the
  * caller says a message was processed (after its DB transaction committed), its
  * offset + 1 is stored; stored offsets are committed asynchronously, coalesced —
- * at most every KFK_COMMIT_INTERVAL_MS while busy, at once when idle — and
- * synchronously before partitions are revoked and at close, so a clean rebalance
- * or shutdown redelivers nothing. A commit that fails only means redelivery.
+ * at most once per commit interval (default KFK_COMMIT_INTERVAL_MS), checked at each
+ * poll — and synchronously before partitions are revoked and at close, so a clean
+ * rebalance or shutdown redelivers nothing. A commit that fails or never happens (a
+ * crash) only means redelivery, which the inbox absorbs; each commit is a request
+ * the broker must write, so fewer of them cost it less.
  *
  * Rebalances use the cooperative protocol: only the partitions that move are
  * revoked, so the others keep flowing (incremental assign / unassign).
  *
  * kfk_msg_t is librdkafka's message itself behind our opaque type (no allocation).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,12 +24,15 @@
 #include "common/log.h"
 #include "kfk_internal.h"
 
-#define KFK_COMMIT_INTERVAL_MS 100
+#define KFK_COMMIT_INTERVAL_MS 1000
 
 struct kfk_consumer {
     rd_kafka_t *rk;
-    bool dirty; /* offsets stored since the last commit */
+    atomic_bool dirty; /* offsets stored since the last commit (set by any thread) */
     int64_t last_commit_us;
+    int64_t commit_interval_us;
+    kfk_revoke_fn on_revoke;
+    void *on_revoke_ud;
 };
 
 static rd_kafka_message_t *kfk_rm(const kfk_msg_t *m)
@@ -40,7 +46,7 @@ static void kfk_commit_stored(kfk_consumer_t *c, bool sync)
     rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, sync ? 0 : 1);
     if (sync && e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
         LOG_WARN("kafka offset commit failed", LOG_STR("error", rd_kafka_err2str(e)));
-    c->dirty = false;
+    atomic_store(&c->dirty, false);
     c->last_commit_us = clock_mono_us();
 }
 
@@ -51,6 +57,18 @@ static void kfk_on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
         LOG_WARN("kafka offset commit failed", LOG_STR("client", rd_kafka_name(rk)),
                  LOG_STR("error", rd_kafka_err2str(e)));
+}
+
+/* Lets the owner finish (or drop) its work on the revoked partitions. */
+static void kfk_revoke_notify(kfk_consumer_t *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!c->on_revoke || parts->cnt == 0)
+        return;
+    kfk_partition_t *p = common__xcalloc((size_t)parts->cnt, sizeof(*p));
+    for (int i = 0; i < parts->cnt; i++)
+        p[i] = (kfk_partition_t){parts->elems[i].topic, parts->elems[i].partition};
+    c->on_revoke(p, (size_t)parts->cnt, c->on_revoke_ud);
+    free(p);
 }
 
 static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -70,6 +88,7 @@ static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     } else {
         LOG_INFO("kafka partitions revoked", LOG_STR("client", rd_kafka_name(rk)),
                  LOG_INT("partitions", parts->cnt), LOG_BOOL("lost", rd_kafka_assignment_lost(rk)));
+        kfk_revoke_notify(c, parts);
         /* Still ours until unassigned: commit what was processed so the next owner
          * starts after it. A lost assignment cannot commit any more. */
         if (!rd_kafka_assignment_lost(rk))
@@ -145,20 +164,30 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
         free(c);
         return NULL;
     }
+    atomic_init(&c->dirty, false);
     c->last_commit_us = clock_mono_us();
+    c->commit_interval_us = KFK_COMMIT_INTERVAL_MS * 1000;
     return c;
+}
+
+void kfk_consumer_on_revoke(kfk_consumer_t *c, kfk_revoke_fn fn, void *ud)
+{
+    c->on_revoke = fn;
+    c->on_revoke_ud = ud;
+}
+
+void kfk_consumer_set_commit_interval(kfk_consumer_t *c, int64_t ms)
+{
+    c->commit_interval_us = (ms > 0 ? ms : KFK_COMMIT_INTERVAL_MS) * 1000;
 }
 
 kfk_msg_t *kfk_consumer_poll(kfk_consumer_t *c, int timeout_ms)
 {
-    if (c->dirty && clock_mono_us() - c->last_commit_us >= KFK_COMMIT_INTERVAL_MS * 1000)
+    if (atomic_load(&c->dirty) && clock_mono_us() - c->last_commit_us >= c->commit_interval_us)
         kfk_commit_stored(c, false);
     rd_kafka_message_t *rm = rd_kafka_consumer_poll(c->rk, timeout_ms);
-    if (!rm) {
-        if (c->dirty)
-            kfk_commit_stored(c, false);
+    if (!rm)
         return NULL;
-    }
     if (rm->err) {
         LOG_WARN("kafka consumer error", LOG_STR("client", rd_kafka_name(c->rk)),
                  LOG_STR("topic", rm->rkt ? rd_kafka_topic_name(rm->rkt) : ""),
@@ -182,7 +211,7 @@ int kfk_consumer_commit(kfk_consumer_t *c, const kfk_msg_t *m, err_t *err)
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         return err_set(err, ERR_PRECONDITION, "kafka offset store %s[%d]: %s",
                        rd_kafka_topic_name(rm->rkt), (int)rm->partition, rd_kafka_err2str(e));
-    c->dirty = true;
+    atomic_store(&c->dirty, true);
     return 0;
 }
 
@@ -190,7 +219,7 @@ void kfk_consumer_close(kfk_consumer_t *c)
 {
     if (!c)
         return;
-    if (c->dirty)
+    if (atomic_load(&c->dirty))
         kfk_commit_stored(c, true);
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)

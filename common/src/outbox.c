@@ -190,6 +190,17 @@ static void relay_resign(outbox_relay_t *r, bool healthy)
     LOG_INFO("outbox relay released the lock", LOG_INT("lock_key", r->o.lock_key));
 }
 
+/* The relay's own writes (marks, purges) need no wait for the WAL flush: a mark
+ * lost in a crash only means its rows go out again, which the consumers' inbox
+ * absorbs. So their commits do not cost an fsync each. */
+static int relay_session(db_conn_t *c, err_t *err)
+{
+    arena_t *a = arena_new(0);
+    int rc = db_execf(c, a, err, "SET synchronous_commit = off", 0) ? 0 : err->code;
+    arena_free(a);
+    return rc;
+}
+
 /* One attempt to become the relay. */
 static bool relay_lead(outbox_relay_t *r)
 {
@@ -200,7 +211,7 @@ static bool relay_lead(outbox_relay_t *r)
         relay_failed(r, "connect", &err);
         return false;
     }
-    if (db_advisory_try_lock(c, r->o.lock_key, &got, &err) != 0) {
+    if (relay_session(c, &err) != 0 || db_advisory_try_lock(c, r->o.lock_key, &got, &err) != 0) {
         relay_failed(r, "lock", &err);
         db_pool_release(r->pool, c);
         return false;
@@ -210,6 +221,7 @@ static bool relay_lead(outbox_relay_t *r)
         db_pool_release(r->pool, c);
         return false;
     }
+
     r->conn = c;
     r->next_purge_us = clock_mono_us();
     metrics_gauge_set(m_leader, 1);

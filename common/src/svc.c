@@ -28,11 +28,13 @@ typedef struct svc_common_cfg {
     const char *log_level;
     int64_t shutdown_grace_ms;
     int64_t startup_timeout_ms;
+    int64_t saga_workers;
+    int64_t saga_batch;
 } svc_common_cfg_t;
 
 /* The common settings table, with the service's default ports filled in. Loaded
  * settings point into the defaults, so the table lives as long as the settings. */
-#define SVC_N_COMMON 8
+#define SVC_N_COMMON 10
 typedef struct svc_common_table {
     char grpc_def[32];
     char admin_def[32];
@@ -113,6 +115,10 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
         {"STARTUP_TIMEOUT", CFG_DURATION, 0, 86400000, "0",
          offsetof(svc_common_cfg_t, startup_timeout_ms),
          "give up when dependencies stay down this long (0: never)"},
+        {"SAGA_WORKERS", CFG_INT, 1, 64, "4", offsetof(svc_common_cfg_t, saga_workers),
+         "threads applying saga events, by partition, in parallel"},
+        {"SAGA_BATCH", CFG_INT, 1, 1000, "32", offsetof(svc_common_cfg_t, saga_batch),
+         "saga events applied per database transaction at most"},
     };
     _Static_assert(sizeof(entries) == sizeof(t->entries), "SVC_N_COMMON is the table's size");
     memcpy(t->entries, entries, sizeof(entries));
@@ -198,16 +204,19 @@ static int start(svc_t *s, err_t *err)
     if (s->def->init && s->def->init(s, err) < 0)
         return err->code;
     if (s->def->n_routes) {
-        s->consumer = saga_consumer_start(&(saga_consumer_opts_t){.brokers = s->cfg.kafka_brokers,
-                                                                  .group = s->process,
-                                                                  .topics = s->def->topics,
-                                                                  .n_topics = s->def->n_topics,
-                                                                  .routes = s->def->routes,
-                                                                  .n_routes = s->def->n_routes,
-                                                                  .ctx = s,
-                                                                  .pool = s->pool,
-                                                                  .dlq_producer = s->producer},
-                                          err);
+        s->consumer =
+            saga_consumer_start(&(saga_consumer_opts_t){.brokers = s->cfg.kafka_brokers,
+                                                        .group = s->process,
+                                                        .topics = s->def->topics,
+                                                        .n_topics = s->def->n_topics,
+                                                        .routes = s->def->routes,
+                                                        .n_routes = s->def->n_routes,
+                                                        .ctx = s,
+                                                        .pool = s->pool,
+                                                        .dlq_producer = s->producer,
+                                                        .workers = (int)s->cfg.saga_workers,
+                                                        .batch_max = (int)s->cfg.saga_batch},
+                                err);
         if (!s->consumer)
             return err->code;
     }

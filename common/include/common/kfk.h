@@ -159,17 +159,39 @@ typedef struct kfk_msg kfk_msg_t;
 kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const char *const *topics,
                                  size_t n_topics, const char *const *conf, err_t *err);
 
+/* A partition of a topic, as a rebalance names it (topic borrowed for the call). */
+typedef struct kfk_partition {
+    const char *topic;
+    int32_t partition;
+} kfk_partition_t;
+
+/* kfk_revoke_fn: called on the polling thread when partitions are taken away from
+ * this member (a rebalance, a lost session, kfk_consumer_close), before the offsets
+ * recorded for them are committed. It returns once no message of those partitions is
+ * being processed any more; messages not yet started may simply be dropped (the next
+ * owner gets them again). */
+typedef void (*kfk_revoke_fn)(const kfk_partition_t *parts, size_t n, void *ud);
+
+/* kfk_consumer_on_revoke: installs the hook (before the first poll). */
+void kfk_consumer_on_revoke(kfk_consumer_t *c, kfk_revoke_fn fn, void *ud);
+
 /* kfk_consumer_poll: the next message, waiting up to timeout_ms; NULL on timeout or
  * after a consumer error (logged). Serves rebalances and offset commits. Owned: free
- * with kfk_msg_free. */
+ * with kfk_msg_free (from any thread). */
 kfk_msg_t *kfk_consumer_poll(kfk_consumer_t *c, int timeout_ms);
+
+/* kfk_consumer_set_commit_interval: how often recorded offsets go to the broker
+ * (ms; <= 0: the default, 1000). Before the first poll. */
+void kfk_consumer_set_commit_interval(kfk_consumer_t *c, int64_t ms);
 
 /* kfk_consumer_commit: records that `m` was processed, so its partition's committed
  * offset may move past it (offset + 1). Commits go to the broker asynchronously and
- * coalesced (at most every 100 ms, when idle, before partitions are revoked, and at
- * close); a commit that is lost only means redelivery, which the inbox absorbs.
+ * coalesced (at most once per commit interval, checked at each poll; before
+ * partitions are revoked; at close); a commit that is lost only means redelivery,
+ * which the inbox absorbs.
  * 0, or ERR_PRECONDITION if the partition is no longer assigned (the message will be
- * redelivered to its new owner). */
+ * redelivered to its new owner). Thread-safe: worker threads may record what they
+ * processed while one thread polls; per partition, record in offset order. */
 int kfk_consumer_commit(kfk_consumer_t *c, const kfk_msg_t *m, err_t *err);
 
 /* kfk_consumer_close: commits what was recorded, leaves the group cleanly (so its

@@ -1,7 +1,7 @@
 /*
  * saga: the consuming half of the choreography (DESIGN.md §4) — one call runs a
- * table of event handlers, each in its own PostgreSQL transaction together with the
- * inbox insert and any outbox writes.
+ * table of event handlers, each event applied in a PostgreSQL transaction together
+ * with its inbox insert and any outbox writes.
  *
  * Per message, in partition order (one slow message holds up its partition; that
  * is what keeps an order's events in order):
@@ -9,9 +9,9 @@
  *   routed type: a poison message, dead-lettered at once.
  * - ce_type not in the routes: not this service's business; acknowledged and skipped
  *   (outcome "ignored").
- * - Else, in one db_txn: INSERT INTO processed_events ... ON CONFLICT DO NOTHING; no
- *   row inserted means a duplicate (acknowledged and skipped, outcome "duplicate");
- *   otherwise the handler runs in the same transaction.
+ * - Else, inside a transaction: INSERT INTO processed_events ... ON CONFLICT DO
+ *   NOTHING; no row inserted means a duplicate (acknowledged and skipped, outcome
+ *   "duplicate"); otherwise the handler runs in the same transaction.
  * - Handler failed with a transient error (err_is_transient: a dependency down, a
  *   timeout, a conflict to retry): retried with exponential backoff for as long as
  *   the consumer runs — a database outage must not dead-letter every event. Any
@@ -20,18 +20,34 @@
  *   dlq_error (the message), dlq_code (err_code_name), dlq_attempts,
  *   dlq_source_topic, dlq_partition, dlq_offset and dlq_group headers added, and
  *   waits for the broker's acknowledgement before moving on.
- * - The offset is committed only after the transaction committed or the DLQ copy
- *   was acknowledged: at least once, and with the inbox, effectively once.
+ * - The offset is recorded only after the transaction committed or the DLQ copy
+ *   was acknowledged, and committed to the broker asynchronously after that: at
+ *   least once, and with the inbox, effectively once.
  *
- * While the consumer retries one message it does not poll; past librdkafka's
- * max.poll.interval.ms (5 min) it leaves the group and its partitions move to
+ * Batches and parallelism: the consumer's poller hands each partition to one of
+ * `workers` threads (always the same one for a partition). A worker takes every
+ * message queued for it, up to `batch_max`, and applies them in ONE transaction (one
+ * inbox row each, one COMMIT); when one event fails, the transaction is rolled back,
+ * the events before it commit again without it, the failed one goes on alone under
+ * the rules above (retry or DLQ), and the rest continue as a new batch. So a failing
+ * or poison event never holds back or undoes the others, each event takes effect
+ * once, and per partition — so per key — events are applied in order. Under a light
+ * load batches are of one event; under a heavy one, commits and round trips are
+ * shared. Partitions are processed in parallel, so a handler's transactions may run
+ * concurrently (each connection from the pool), and a batch holds its row locks until
+ * its COMMIT: handlers lock rows in one global order within an event, and a deadlock
+ * between two batches is retried by db_txn.
+ *
+ * While a worker retries one message its partitions wait; past librdkafka's
+ * max.poll.interval.ms (5 min) the member leaves the group and its partitions move to
  * another instance, which redelivers (the inbox absorbs it).
  *
- * Handlers run on the consumer's thread with log context request_id = ce_id and
- * trace_id from traceparent. Metrics: kafka_events_consumed_total{topic,type,outcome}
+ * Handlers run on worker threads with log context request_id = ce_id and trace_id
+ * from traceparent. Metrics: kafka_events_consumed_total{topic,type,outcome}
  * (ok | duplicate | ignored | dlq), kafka_events_failed_total{topic,type} (failed
  * attempts), kafka_events_duplicate_total{topic}, kafka_events_dlq_total{topic},
- * kafka_event_duration_seconds{topic} (receipt to commit).
+ * kafka_event_duration_seconds{topic} (receipt to commit), saga_batch_events (events
+ * applied per transaction).
  */
 #ifndef COMMON_SAGA_H
 #define COMMON_SAGA_H
@@ -59,7 +75,9 @@ typedef struct saga_event {
 /* A handler applies an event inside `tx` (which already holds the inbox row) and may
  * call outbox_enqueue(tx, ...). It returns 0, or a negative err code with err set:
  * transient codes are retried without limit, others up to max_attempts. It must have
- * no effects outside the transaction (db_txn may run it again). */
+ * no effects outside the transaction (the transaction may be rolled back and run
+ * again, also because of another event of its batch). Handlers of one consumer run
+ * on several threads at once: ctx must be thread-safe. */
 typedef int (*saga_handler_fn)(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
                                err_t *err);
 
@@ -84,6 +102,9 @@ typedef struct saga_consumer_opts {
     int64_t backoff_base_ms;       /* first retry delay, doubling; 0: 100 */
     int64_t backoff_max_ms;        /* cap on the delay; 0: 5000 */
     const char *const *kafka_conf; /* librdkafka overrides for the consumer, or NULL */
+    int workers;                   /* threads applying partitions in parallel; 0: 4 */
+    int batch_max;                 /* events per transaction at most; 0: 32 */
+    int64_t commit_interval_ms;    /* offsets to the broker at most this often; 0: 1000 */
 } saga_consumer_opts_t;
 
 /* saga_consumer_start: joins the group and starts the consumer's thread. Owned; stop
@@ -91,9 +112,10 @@ typedef struct saga_consumer_opts {
  * without type or handler, no pool or producer, bad kafka settings). */
 saga_consumer_t *saga_consumer_start(const saga_consumer_opts_t *o, err_t *err);
 
-/* saga_consumer_stop: finishes the message in hand (a retry loop or a DLQ delivery
- * that cannot finish is abandoned uncommitted, to be redelivered), commits the
- * processed offsets, leaves the group and frees the consumer. NULL is accepted. */
+/* saga_consumer_stop: finishes the batches in hand (a retry loop or a DLQ delivery
+ * that cannot finish is abandoned unacknowledged, to be redelivered, and so is what
+ * was queued behind it), commits the processed offsets, leaves the group and frees
+ * the consumer. NULL is accepted. */
 void saga_consumer_stop(saga_consumer_t *c);
 
 #endif

@@ -1,0 +1,426 @@
+/*
+ * saga_batch: applying what one worker took — decode, inbox + handler in as few
+ * transactions as failures allow, retry or dead-letter, then record each offset.
+ *
+ * The happy path is one transaction for the whole batch: for each event, the inbox
+ * insert and the handler, then one COMMIT (one WAL flush for all of them). No
+ * savepoints: they would cost two more round trips per event on every batch, while
+ * failures are rare. Instead, when event k fails the transaction is rolled back and
+ *   1. events [0, k) run again as a batch (they succeeded before; if one of them
+ *      fails now, the same rule applies to it),
+ *   2. event k runs alone, with the per-event policy of saga.h (transient errors
+ *      retried without limit, others up to max_attempts, then the DLQ),
+ *   3. the rest continue as a new batch.
+ * So a failing or poison event is retried or dead-lettered alone, every other event
+ * takes effect once, and events are applied in the order they were taken (per
+ * partition, hence per key). A failure that names no event (BEGIN or COMMIT failed)
+ * sends the first event of the batch down the per-event path.
+ *
+ * Offsets are recorded only once an event is settled (committed, a duplicate,
+ * ignored, dead-lettered), in order; at the first abandoned event (shutdown during a
+ * retry) recording stops, so nothing after it is acknowledged.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "saga_internal.h"
+
+#define SAGA_SLEEP_SLICE_MS 50
+#define SAGA_DLQ_WAIT_MS    1000
+#define SAGA_STOP_GRACE_MS  5000
+#define SAGA_DLQ_EXTRA      7
+#define SAGA_TRACE_ID_LEN   32
+#define SAGA_NONE           ((size_t)-1)
+
+static const char *const saga_outcome_names[] = {
+    [SAGA_OK] = "ok",   [SAGA_DUPLICATE] = "duplicate", [SAGA_IGNORED] = "ignored",
+    [SAGA_DLQ] = "dlq", [SAGA_STOPPED] = "stopped",
+};
+
+bool saga__stopping(saga_consumer_t *c)
+{
+    return atomic_load(&c->stop);
+}
+
+/* Sleeps up to ms in slices; false if stop was requested meanwhile. */
+static bool saga_sleep(saga_consumer_t *c, int64_t ms)
+{
+    int64_t end = clock_mono_us() + ms * 1000;
+    while (!saga__stopping(c)) {
+        int64_t left = (end - clock_mono_us()) / 1000;
+        if (left <= 0)
+            return true;
+        clock_sleep_ms(left < SAGA_SLEEP_SLICE_MS ? left : SAGA_SLEEP_SLICE_MS);
+    }
+    return false;
+}
+
+static int64_t saga_backoff_ms(const saga_consumer_t *c, int attempt)
+{
+    int64_t ms = c->o.backoff_base_ms;
+    for (int i = 1; i < attempt && ms < c->o.backoff_max_ms; i++)
+        ms *= 2;
+    return ms < c->o.backoff_max_ms ? ms : c->o.backoff_max_ms;
+}
+
+static void saga_count(const char *name, const char *help, const char *const *labels)
+{
+    metrics_counter_add(metrics_counter(name, help, labels), 1);
+}
+
+/* Log context for the handler: request_id = ce_id, trace_id from traceparent. */
+static void saga_log_ctx(const saga_event_t *ev)
+{
+    char trace[SAGA_TRACE_ID_LEN + 1] = "";
+    if (ev->ce.traceparent)
+        memcpy(trace, ev->ce.traceparent + 3, SAGA_TRACE_ID_LEN);
+    log_ctx_set(ev->ce.id, trace[0] ? trace : NULL);
+}
+
+/* Counts and logs a failed attempt (also for a message whose headers did not parse:
+ * then its type and id are empty). */
+static void saga_failed_attempt(const saga_event_t *ev, const err_t *err, int attempt)
+{
+    const char *type = ev->ce.type ? ev->ce.type : "";
+    const char *labels[] = {"topic", ev->topic, "type", type, NULL};
+    saga_count("kafka_events_failed_total", "Failed attempts at handling a Kafka event", labels);
+    LOG_WARN("event handling failed", LOG_STR("ce_type", type),
+             LOG_STR("ce_id", ev->ce.id ? ev->ce.id : ""), LOG_STR("key", ev->key),
+             LOG_STR("code", err_code_name(err->code)), LOG_STR("error", err->msg),
+             LOG_INT("attempt", attempt), LOG_BOOL("transient", err_is_transient(err->code)));
+}
+
+/* ---- decoding ---- */
+
+static const saga_route_t *saga_route(const saga_consumer_t *c, const char *type)
+{
+    for (size_t i = 0; i < c->o.n_routes; i++)
+        if (strcmp(c->routes[i].type->name, type) == 0)
+            return &c->routes[i];
+    return NULL;
+}
+
+/* A message that cannot be decoded: counted as a failed attempt, to the DLQ. */
+static void saga_poison(saga_item_t *it, const err_t *err)
+{
+    it->why = arena_memdup(it->a, err, sizeof(*err));
+    it->out = SAGA_POISON;
+    saga_failed_attempt(&it->ev, err, 1);
+}
+
+/* Fills the item's event from its message and decides what it needs: SAGA_PENDING
+ * (to apply), SAGA_IGNORED (not routed here) or SAGA_POISON. */
+static void saga_decode(saga_consumer_t *c, saga_item_t *it)
+{
+    err_t err = ERR_INIT;
+    size_t key_len, len;
+    const char *key = kfk_msg_key(it->m, &key_len);
+    it->a = arena_new(0);
+    it->ev = (saga_event_t){.topic = kfk_msg_topic(it->m),
+                            .partition = kfk_msg_partition(it->m),
+                            .offset = kfk_msg_offset(it->m),
+                            .key = key ? arena_strndup(it->a, key, key_len) : ""};
+    if (kfk_msg_ce(it->m, it->a, &it->ev.ce, &err) != 0) {
+        it->ev.ce = (kfk_ce_t){0}; /* nothing half-parsed leaks into logs or labels */
+        saga_poison(it, &err);
+        return;
+    }
+    it->route = saga_route(c, it->ev.ce.type);
+    if (!it->route) {
+        it->out = SAGA_IGNORED;
+        return;
+    }
+    const void *value = kfk_msg_value(it->m, &len);
+    it->ev.msg =
+        protobuf_c_message_unpack(it->route->type, arena_protobuf_allocator(it->a), len, value);
+    if (!it->ev.msg) {
+        err_set(&err, ERR_INVALID, "payload of %zu bytes does not decode as %s", len,
+                it->ev.ce.type);
+        saga_poison(it, &err);
+        return;
+    }
+    it->out = SAGA_PENDING;
+}
+
+/* ---- the transaction ---- */
+
+/* The inbox insert and the handler of one event inside `tx`; it->applied says what
+ * committing means for it (SAGA_OK, or SAGA_DUPLICATE when the inbox knew it). */
+static int saga_apply_in(saga_consumer_t *c, db_conn_t *tx, saga_item_t *it, err_t *err)
+{
+    const saga_event_t *ev = &it->ev;
+    saga_log_ctx(ev);
+    db_res_t *res = db_execf(tx, it->a, err,
+                             "INSERT INTO processed_events (ce_id, ce_type, topic)"
+                             " VALUES ($1, $2, $3) ON CONFLICT (ce_id) DO NOTHING",
+                             3, ev->ce.id, ev->ce.type, ev->topic);
+    if (!res)
+        return err->code;
+    it->applied = db_res_affected(res) == 0 ? SAGA_DUPLICATE : SAGA_OK;
+    if (it->applied == SAGA_DUPLICATE)
+        return 0;
+    int rc = it->route->fn(tx, it->a, ev, c->o.ctx, err);
+    if (rc == 0)
+        return 0;
+    /* A handler that forgot to say why still fails, with a code we can route on. */
+    if (rc > 0)
+        rc = ERR_UNKNOWN;
+    if (err->code == ERR_OK)
+        err_set(err, rc, "handler failed without a message");
+    return rc;
+}
+
+/* What one db_txn over a run of items needs and reports. */
+typedef struct saga_txn {
+    saga_consumer_t *c;
+    saga_item_t *items;
+    size_t n;
+    size_t failed; /* the item that failed, or SAGA_NONE */
+} saga_txn_t;
+
+static int saga_txn_fn(db_conn_t *tx, void *ud, err_t *err)
+{
+    saga_txn_t *t = ud;
+    t->failed = SAGA_NONE; /* db_txn may run us again */
+    for (size_t k = 0; k < t->n; k++) {
+        if (t->items[k].out != SAGA_PENDING)
+            continue;
+        int rc = saga_apply_in(t->c, tx, &t->items[k], err);
+        if (rc != 0) {
+            t->failed = k;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Runs items[0..n) in one transaction; on success each pending item takes the
+ * outcome its inbox insert gave it. A run with nothing to apply opens no
+ * transaction. */
+static int saga_txn_run(saga_consumer_t *c, saga_item_t *items, size_t n, size_t *failed,
+                        err_t *err)
+{
+    saga_txn_t t = {.c = c, .items = items, .n = n, .failed = SAGA_NONE};
+    size_t pending = 0;
+    for (size_t k = 0; k < n; k++)
+        pending += items[k].out == SAGA_PENDING;
+    int rc = pending ? db_txn(c->o.pool, saga_txn_fn, &t, err) : 0;
+    log_ctx_set(NULL, NULL);
+    *failed = t.failed;
+    if (rc != 0)
+        return rc;
+    for (size_t k = 0; k < n; k++)
+        if (items[k].out == SAGA_PENDING)
+            items[k].out = items[k].applied;
+    metrics_histogram_observe(metrics_histogram("saga_batch_events",
+                                                "Events applied per saga transaction", NULL,
+                                                (const double[]){1, 2, 4, 8, 16, 32, 64, 128}, 8),
+                              (double)pending);
+    return 0;
+}
+
+/* ---- dead letters ---- */
+
+/* The original headers plus the failure, as saga.h lists them. */
+static size_t saga_dlq_headers(saga_consumer_t *c, const kfk_msg_t *m, arena_t *a, const err_t *why,
+                               int attempts, kfk_header_t **out)
+{
+    kfk_header_t *orig;
+    size_t n = kfk_msg_headers(m, a, &orig);
+    kfk_header_t *h = arena_calloc(a, n + SAGA_DLQ_EXTRA, sizeof(*h));
+    if (n)
+        memcpy(h, orig, n * sizeof(*h));
+    const char *extra[SAGA_DLQ_EXTRA][2] = {
+        {"dlq_error", why->msg},
+        {"dlq_code", err_code_name(why->code)},
+        {"dlq_attempts", arena_sprintf(a, "%d", attempts)},
+        {"dlq_source_topic", kfk_msg_topic(m)},
+        {"dlq_partition", arena_sprintf(a, "%" PRId32, kfk_msg_partition(m))},
+        {"dlq_offset", arena_sprintf(a, "%" PRId64, kfk_msg_offset(m))},
+        {"dlq_group", c->group},
+    };
+    for (size_t i = 0; i < SAGA_DLQ_EXTRA; i++)
+        h[n + i] =
+            (kfk_header_t){.name = extra[i][0], .value = extra[i][1], .len = strlen(extra[i][1])};
+    *out = h;
+    return n + SAGA_DLQ_EXTRA;
+}
+
+/* One produce of the DLQ copy, waiting for its report (giving up a grace period
+ * after stop). 0 once the broker has it. */
+static int saga_dlq_once(saga_consumer_t *c, const kfk_out_msg_t *out, err_t *err)
+{
+    kfk_batch_t *b = kfk_batch_new(1);
+    int64_t stop_at = 0;
+    int rc = kfk_produce(c->o.dlq_producer, out, b, err);
+    while (rc == 0 && kfk_batch_wait(b, SAGA_DLQ_WAIT_MS) != 0) {
+        if (saga__stopping(c)) {
+            stop_at = stop_at ? stop_at : clock_mono_us();
+            if (clock_mono_us() - stop_at >= SAGA_STOP_GRACE_MS * 1000)
+                rc = err_set(err, ERR_CANCELLED, "stopped before the dlq copy was delivered");
+        }
+    }
+    if (rc == 0)
+        rc = kfk_batch_status(b, 0, NULL, NULL, err);
+    kfk_batch_free(b);
+    return rc;
+}
+
+/* Copies the message to <topic>.dlq, retrying until the broker acknowledges it
+ * (the offset must not move past a message that is neither processed nor
+ * dead-lettered). SAGA_DLQ, or SAGA_STOPPED if stop came first. */
+static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, const err_t *why,
+                                       int attempts)
+{
+    const kfk_msg_t *m = it->m;
+    kfk_header_t *h;
+    size_t n = saga_dlq_headers(c, m, it->a, why, attempts, &h);
+    kfk_out_msg_t out = {.topic = arena_sprintf(it->a, "%s.dlq", kfk_msg_topic(m)),
+                         .headers = h,
+                         .n_headers = n};
+    out.key = kfk_msg_key(m, &out.key_len);
+    out.value = kfk_msg_value(m, &out.len);
+    LOG_WARN("event dead-lettered", LOG_STR("topic", kfk_msg_topic(m)),
+             LOG_INT("partition", kfk_msg_partition(m)), LOG_INT("offset", kfk_msg_offset(m)),
+             LOG_STR("ce_type", it->ev.ce.type ? it->ev.ce.type : ""),
+             LOG_STR("code", err_code_name(why->code)), LOG_STR("error", why->msg),
+             LOG_INT("attempts", attempts));
+    for (int attempt = 1;; attempt++) {
+        err_t err = ERR_INIT;
+        if (saga_dlq_once(c, &out, &err) == 0)
+            break;
+        LOG_WARN("dead-letter produce failed, retrying", LOG_STR("topic", out.topic),
+                 LOG_STR("error", err.msg));
+        if (!saga_sleep(c, saga_backoff_ms(c, attempt)))
+            return SAGA_STOPPED;
+    }
+    const char *labels[] = {"topic", kfk_msg_topic(m), NULL};
+    saga_count("kafka_events_dlq_total", "Kafka events sent to a dead-letter topic", labels);
+    return SAGA_DLQ;
+}
+
+/* ---- one event alone ---- */
+
+/* The per-event policy after the event failed once (first): its own transaction
+ * until it commits or is a duplicate, transient failures retried without limit,
+ * others up to max_attempts, then the DLQ. */
+static saga_outcome_t saga_alone(saga_consumer_t *c, saga_item_t *it, const err_t *first)
+{
+    int failures = err_is_transient(first->code) ? 0 : 1;
+    saga_failed_attempt(&it->ev, first, 1);
+    if (failures >= c->o.max_attempts)
+        return saga_dead_letter(c, it, first, 1);
+    for (int attempt = 2;; attempt++) {
+        if (!saga_sleep(c, saga_backoff_ms(c, attempt - 1)))
+            return SAGA_STOPPED;
+        err_t err = ERR_INIT;
+        size_t failed;
+        if (saga_txn_run(c, it, 1, &failed, &err) == 0)
+            return it->out;
+        saga_failed_attempt(&it->ev, &err, attempt);
+        if (!err_is_transient(err.code) && ++failures >= c->o.max_attempts)
+            return saga_dead_letter(c, it, &err, attempt);
+    }
+}
+
+/* ---- a run of decodable items ---- */
+
+/* Settles items[0..n) (none of them poison) in order, batching all it can. Returns
+ * false if one was abandoned at shutdown (then the ones after it are left as they
+ * are). */
+static bool saga_run(saga_consumer_t *c, saga_item_t *items, size_t n)
+{
+    size_t i = 0, end = n, alone = SAGA_NONE;
+    while (i < n) {
+        err_t err = ERR_INIT;
+        size_t failed;
+        if (saga_txn_run(c, items + i, end - i, &failed, &err) == 0) {
+            i = end;
+            end = n;
+            if (alone == SAGA_NONE)
+                continue;
+            i = alone;
+            failed = 0;
+            alone = SAGA_NONE;
+            err = *items[i].why;
+        } else if (failed == SAGA_NONE || failed == 0) {
+            failed = 0; /* the first one goes alone */
+        } else {
+            /* Commit what came before the failure first, then the failed one alone. */
+            alone = i + failed;
+            items[alone].why = arena_memdup(items[alone].a, &err, sizeof(err));
+            end = alone;
+            continue;
+        }
+        items[i].out = saga_alone(c, &items[i], &err);
+        if (items[i].out == SAGA_STOPPED)
+            return false;
+        i++;
+        end = n;
+        alone = SAGA_NONE;
+    }
+    return true;
+}
+
+/* ---- settling ---- */
+
+/* Records a settled item: its offset, metrics and log line. */
+static void saga_settle(saga_consumer_t *c, saga_item_t *it)
+{
+    const saga_event_t *ev = &it->ev;
+    const char *type = ev->ce.type ? ev->ce.type : "";
+    err_t err = ERR_INIT;
+    if (kfk_consumer_commit(c->kc, it->m, &err) != 0)
+        LOG_DEBUG("offset not stored, the event will be redelivered", LOG_STR("error", err.msg));
+    const char *labels[] = {"topic", ev->topic, "type", type, "outcome",
+                            saga_outcome_names[it->out], NULL};
+    saga_count("kafka_events_consumed_total", "Kafka events consumed", labels);
+    if (it->out == SAGA_DUPLICATE)
+        saga_count("kafka_events_duplicate_total", "Kafka events skipped as duplicates",
+                   (const char *[]){"topic", ev->topic, NULL});
+    double secs = (double)(clock_mono_us() - it->received_us) / 1e6;
+    metrics_histogram_observe(metrics_histogram("kafka_event_duration_seconds",
+                                                "Kafka event handling time",
+                                                (const char *[]){"topic", ev->topic, NULL},
+                                                metrics_latency_buckets, metrics_latency_buckets_n),
+                              secs);
+    if (LOG_LEVEL_DEBUG >= log__level) {
+        saga_log_ctx(ev);
+        LOG_DEBUG("event handled", LOG_STR("topic", ev->topic), LOG_STR("ce_type", type),
+                  LOG_STR("key", ev->key), LOG_STR("outcome", saga_outcome_names[it->out]),
+                  LOG_DBL("duration_ms", secs * 1000.0));
+        log_ctx_set(NULL, NULL);
+    }
+}
+
+void saga__batch(saga_consumer_t *c, saga_item_t *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        saga_decode(c, &items[i]);
+    size_t i = 0;
+    while (i < n) {
+        if (items[i].out == SAGA_POISON) {
+            if (items[i].ev.ce.id)
+                saga_log_ctx(&items[i].ev);
+            items[i].out = saga_dead_letter(c, &items[i], items[i].why, 1);
+            log_ctx_set(NULL, NULL);
+            if (items[i].out == SAGA_STOPPED)
+                return;
+            saga_settle(c, &items[i++]);
+            continue;
+        }
+        size_t j = i;
+        while (j < n && items[j].out != SAGA_POISON)
+            j++;
+        bool finished = saga_run(c, items + i, j - i);
+        for (; i < j && items[i].out != SAGA_STOPPED && items[i].out != SAGA_PENDING; i++)
+            saga_settle(c, &items[i]);
+        if (!finished)
+            return;
+    }
+}

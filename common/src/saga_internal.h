@@ -1,0 +1,59 @@
+/*
+ * saga_internal: what the two halves of the saga consumer share. saga.c owns the
+ * threads (one poller, N workers) and hands each worker the messages of its
+ * partitions; saga_batch.c applies what a worker took, in as few transactions as
+ * failures allow, and records each message's outcome and offset.
+ */
+#ifndef COMMON_SAGA_INTERNAL_H
+#define COMMON_SAGA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "common/err.h"
+#include "common/saga.h"
+
+typedef enum {
+    SAGA_PENDING, /* decoded, to be applied */
+    SAGA_POISON,  /* cannot be decoded: to the DLQ */
+    SAGA_OK,
+    SAGA_DUPLICATE,
+    SAGA_IGNORED,
+    SAGA_DLQ,
+    SAGA_STOPPED /* abandoned at shutdown: not acknowledged, redelivered later */
+} saga_outcome_t;
+
+struct saga_consumer {
+    saga_consumer_opts_t o; /* routes and group point at the copies below */
+    saga_route_t *routes;
+    char *group;
+    kfk_consumer_t *kc;
+    atomic_bool stop;
+    pthread_t poller;
+    struct saga_worker *workers;
+    int n_workers;
+};
+
+/* One message in a worker's hands. Everything of it (headers, key, the unpacked
+ * event, the handler's allocations and query results) lives in its arena. */
+typedef struct saga_item {
+    kfk_msg_t *m;
+    int64_t received_us; /* when the poller took it (clock_mono_us) */
+    arena_t *a;
+    saga_event_t ev;
+    const saga_route_t *route;
+    saga_outcome_t out;
+    saga_outcome_t applied; /* inside a batch transaction: what committing it means */
+    err_t *why;             /* SAGA_POISON: why, in the arena */
+} saga_item_t;
+
+/* saga__stopping: stop was requested. */
+bool saga__stopping(saga_consumer_t *c);
+
+/* saga__batch: decodes items[0..n) (their m and received_us set), applies them in
+ * partition order, and for each one that is not abandoned records its offset, its
+ * metrics and its log line. Does not free the items. */
+void saga__batch(saga_consumer_t *c, saga_item_t *items, size_t n);
+
+#endif
