@@ -16,3 +16,10 @@ shop_test(test_db_migrate SOURCES integration/common/test_db_migrate.c
 shop_embed_migrations(test_db_migrate dbtest "${db_fixtures}/ok")
 shop_embed_migrations(test_db_migrate dbtest_bad "${db_fixtures}/bad")
 target_compile_definitions(test_db_migrate PRIVATE TDB_FIXTURE_DIR="${db_fixtures}")
+
+# Prepared statements: reused per connection, bounded, and surviving a PostgreSQL
+# restart (the test restarts the stack's product cluster through stack.sh).
+shop_test(test_db_stmt SOURCES integration/common/test_db_stmt.c
+          LIBS common test_db_support LABELS "integration;common")
+target_compile_definitions(test_db_stmt PRIVATE
+                           STACK_SH="${CMAKE_SOURCE_DIR}/deploy/local/stack.sh")

@@ -18,3 +18,6 @@ add_dependencies(test_outbox outbox_relay_proc)
 
 shop_test(test_saga SOURCES integration/common/test_saga.c
           LIBS saga_test_support LABELS "integration;common")
+
+shop_test(test_saga_batch SOURCES integration/common/test_saga_batch.c
+          LIBS saga_test_support LABELS "integration;common")
