@@ -280,9 +280,8 @@ static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, cons
     const kfk_msg_t *m = it->m;
     kfk_header_t *h;
     size_t n = saga_dlq_headers(c, m, it->a, why, attempts, &h);
-    kfk_out_msg_t out = {.topic = arena_sprintf(it->a, "%s.dlq", kfk_msg_topic(m)),
-                         .headers = h,
-                         .n_headers = n};
+    kfk_out_msg_t out = {
+        .topic = arena_sprintf(it->a, "%s.dlq", kfk_msg_topic(m)), .headers = h, .n_headers = n};
     out.key = kfk_msg_key(m, &out.key_len);
     out.value = kfk_msg_value(m, &out.len);
     LOG_WARN("event dead-lettered", LOG_STR("topic", kfk_msg_topic(m)),
@@ -377,8 +376,8 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     err_t err = ERR_INIT;
     if (kfk_consumer_commit(c->kc, it->m, &err) != 0)
         LOG_DEBUG("offset not stored, the event will be redelivered", LOG_STR("error", err.msg));
-    const char *labels[] = {"topic", ev->topic, "type", type, "outcome",
-                            saga_outcome_names[it->out], NULL};
+    const char *labels[] = {
+        "topic", ev->topic, "type", type, "outcome", saga_outcome_names[it->out], NULL};
     saga_count("kafka_events_consumed_total", "Kafka events consumed", labels);
     if (it->out == SAGA_DUPLICATE)
         saga_count("kafka_events_duplicate_total", "Kafka events skipped as duplicates",
