@@ -54,7 +54,7 @@ chaos: release
 	@tests/chaos/run.sh
 
 bench: release
-	@bench/run.sh
+	@python3 bench/bench.py
 
 format:
 	@clang-format -i $(C_FILES)

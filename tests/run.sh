@@ -28,9 +28,9 @@ ctest --test-dir "$root/build" --output-on-failure --timeout 600 "$@"
 # figures are not judged here (shared machines are noisy: DESIGN.md §8 is make bench's).
 if (($# == 0)); then
     echo "make bench, quick (BENCH_QUICK=1): log in build/bench-quick.log"
-    BENCH_QUICK=1 BENCH_OUT="$root/build/bench-quick.json" "$root/bench/run.sh" \
+    BENCH_QUICK=1 BENCH_OUT="$root/build/bench-quick.json" python3 "$root/bench/bench.py" \
         >"$root/build/bench-quick.log" 2>&1 ||
         { echo "make bench (quick) failed: build/bench-quick.log" >&2; tail -30 "$root/build/bench-quick.log" >&2; exit 1; }
-    jq -e -f "$root/bench/keys.jq" "$root/build/bench-quick.json" >/dev/null ||
+    python3 "$root/bench/bench.py" --check-keys "$root/build/bench-quick.json" ||
         { echo "bench results lack documented keys: build/bench-quick.json" >&2; exit 1; }
 fi

@@ -1,4 +1,4 @@
--- The rows the pgbench scripts work on, in the schema bench/run.sh made for them
+-- The rows the pgbench scripts work on, in the schema bench/bench.py made for them
 -- (search_path): 8 products with stock, 8 users with money. :svc is order, product
 -- or user; ids are 00000000-0000-4000-8000-00000000000N, as the scripts build them.
 \if :{?svc}
