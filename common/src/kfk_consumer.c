@@ -131,7 +131,7 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
         "enable.auto.commit",            "false",
         "enable.auto.offset.store",      "false",
         "auto.offset.reset",             "earliest",
-        "fetch.wait.max.ms",             "10",
+        "fetch.wait.max.ms",             "500",
         "socket.nagle.disable",          "true",
         /* A service may start before its topics exist: notice them within 10 s, not
          * the default 5 min. */

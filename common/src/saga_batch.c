@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
@@ -175,6 +176,71 @@ static int saga_apply_in(saga_consumer_t *c, db_conn_t *tx, saga_item_t *it, err
     return rc;
 }
 
+/* The namespace of the saga's advisory locks (the two-key form, so they never meet
+ * the single-key locks of the outbox relay and the migrations): "saga". */
+#define SAGA_LOCK_NS "1935763297"
+
+static int saga_i32_cmp(const void *x, const void *y)
+{
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* 32-bit FNV-1a of a lock name. */
+static int32_t saga_lock_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return (int32_t)h;
+}
+
+/* The lock names of the pending items, hashed, sorted and unique, as an int4[] literal
+ * in `a`; NULL when there are none. */
+static const char *saga_lock_keys(saga_item_t *items, size_t n, arena_t *a)
+{
+    size_t cap = 0, k = 0;
+    int32_t *keys = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char **names;
+        if (items[i].out != SAGA_PENDING || !items[i].route->locks)
+            continue;
+        size_t m = items[i].route->locks(&items[i].ev, items[i].a, &names);
+        if (k + m > cap) {
+            int32_t *grown = arena_alloc(a, (cap = 2 * (k + m)) * sizeof(*keys));
+            if (k)
+                memcpy(grown, keys, k * sizeof(*keys));
+            keys = grown;
+        }
+        for (size_t j = 0; j < m; j++)
+            keys[k++] = saga_lock_hash(names[j]);
+    }
+    if (k == 0)
+        return NULL;
+    qsort(keys, k, sizeof(*keys), saga_i32_cmp);
+    char *lit = arena_alloc(a, 2 + k * 12), *p = lit;
+    *p++ = '{';
+    for (size_t i = 0; i < k; i++)
+        if (i == 0 || keys[i] != keys[i - 1])
+            p += sprintf(p, i ? ",%" PRId32 : "%" PRId32, keys[i]);
+    strcpy(p, "}");
+    return lit;
+}
+
+/* Takes the batch's shared locks, in key order, before any of its events runs. */
+static int saga_lock(db_conn_t *tx, saga_item_t *items, size_t n, err_t *err)
+{
+    arena_t *a = items[0].a;
+    const char *keys = saga_lock_keys(items, n, a);
+    if (!keys)
+        return 0;
+    db_res_t *r = db_execf(tx, a, err,
+                           "SELECT count(pg_advisory_xact_lock(" SAGA_LOCK_NS ", k))"
+                           " FROM unnest($1::int4[]) AS k",
+                           1, keys);
+    return r ? 0 : err->code;
+}
+
 /* What one db_txn over a run of items needs and reports. */
 typedef struct saga_txn {
     saga_consumer_t *c;
@@ -187,10 +253,13 @@ static int saga_txn_fn(db_conn_t *tx, void *ud, err_t *err)
 {
     saga_txn_t *t = ud;
     t->failed = SAGA_NONE; /* db_txn may run us again */
+    int rc = saga_lock(tx, t->items, t->n, err);
+    if (rc != 0)
+        return rc;
     for (size_t k = 0; k < t->n; k++) {
         if (t->items[k].out != SAGA_PENDING)
             continue;
-        int rc = saga_apply_in(t->c, tx, &t->items[k], err);
+        rc = saga_apply_in(t->c, tx, &t->items[k], err);
         if (rc != 0) {
             t->failed = k;
             return rc;

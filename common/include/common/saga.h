@@ -35,8 +35,10 @@
  * load batches are of one event; under a heavy one, commits and round trips are
  * shared. Partitions are processed in parallel, so a handler's transactions may run
  * concurrently (each connection from the pool), and a batch holds its row locks until
- * its COMMIT: handlers lock rows in one global order within an event, and a deadlock
- * between two batches is retried by db_txn.
+ * its COMMIT: a route that shares rows with other partitions' events names them
+ * (saga_locks_fn), and each transaction locks those names in one global order before
+ * anything else, so batches never deadlock on them (a deadlock elsewhere is retried by
+ * db_txn).
  *
  * While a worker retries one message its partitions wait; past librdkafka's
  * max.poll.interval.ms (5 min) the member leaves the group and its partitions move to
@@ -81,9 +83,22 @@ typedef struct saga_event {
 typedef int (*saga_handler_fn)(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
                                err_t *err);
 
+/* A route's locks function names the shared things its handler will lock for this
+ * event that an event of another partition may lock too — rows that are not the
+ * event's own key, such as a product's inventory or a user's wallet, or the key itself
+ * when another topic carries events of the same key ("inventory:<id>",
+ * "order:<id>"). Before a transaction applies its events, it takes a transaction
+ * advisory lock per name, all of them in one global order, so two batches that touch
+ * the same things one after the other in different orders wait for each other
+ * instead of deadlocking. It returns the number of names and sets *out to an array
+ * in `a` (strings in `a` or static). Names are hashed into 32 bits: a collision only
+ * makes two unrelated events wait for each other. */
+typedef size_t (*saga_locks_fn)(const saga_event_t *ev, arena_t *a, const char ***out);
+
 typedef struct saga_route {
     const ProtobufCMessageDescriptor *type; /* routes events whose ce_type is type->name */
     saga_handler_fn fn;
+    saga_locks_fn locks; /* NULL: the handler locks nothing another partition's event does */
 } saga_route_t;
 
 typedef struct saga_consumer saga_consumer_t;

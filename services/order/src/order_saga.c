@@ -366,13 +366,28 @@ static int order_saga_payment_refunded(db_conn_t *tx, arena_t *a, const saga_eve
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
+/* saga_locks_fn: the order itself. Its events come on two topics (inventory.events,
+ * payment.events), so two workers may hold events of one order, each in a batch with
+ * other orders. */
+static size_t order_saga_locks(const saga_event_t *ev, arena_t *a, const char ***out)
+{
+    char *name = arena_sprintf(a, "order:%s", ev->key);
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    *out = arena_calloc(a, 1, sizeof(**out));
+    (*out)[0] = name;
+    return 1;
+}
+
 const saga_route_t order_saga_routes[] = {
-    {&shop__events__v1__stock_reserved__descriptor, order_saga_stock_reserved},
-    {&shop__events__v1__stock_rejected__descriptor, order_saga_stock_rejected},
-    {&shop__events__v1__stock_committed__descriptor, order_saga_stock_committed},
-    {&shop__events__v1__stock_released__descriptor, order_saga_stock_released},
-    {&shop__events__v1__payment_completed__descriptor, order_saga_payment_completed},
-    {&shop__events__v1__payment_failed__descriptor, order_saga_payment_failed},
-    {&shop__events__v1__payment_refunded__descriptor, order_saga_payment_refunded},
+    {&shop__events__v1__stock_reserved__descriptor, order_saga_stock_reserved, order_saga_locks},
+    {&shop__events__v1__stock_rejected__descriptor, order_saga_stock_rejected, order_saga_locks},
+    {&shop__events__v1__stock_committed__descriptor, order_saga_stock_committed, order_saga_locks},
+    {&shop__events__v1__stock_released__descriptor, order_saga_stock_released, order_saga_locks},
+    {&shop__events__v1__payment_completed__descriptor, order_saga_payment_completed,
+     order_saga_locks},
+    {&shop__events__v1__payment_failed__descriptor, order_saga_payment_failed, order_saga_locks},
+    {&shop__events__v1__payment_refunded__descriptor, order_saga_payment_refunded,
+     order_saga_locks},
 };
 const size_t order_saga_n_routes = sizeof(order_saga_routes) / sizeof(order_saga_routes[0]);

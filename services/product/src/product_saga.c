@@ -317,9 +317,43 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
     return 0;
 }
 
+/* ---- shared locks (saga_locks_fn) ---- */
+
+/* The inventory rows of the event's products: orders of other partitions reserve,
+ * sell and restock the same products. */
+static size_t product_saga_locks_of(arena_t *a, Shop__Events__V1__OrderLine *const *lines, size_t n,
+                                    const char ***out)
+{
+    *out = arena_calloc(a, n ? n : 1, sizeof(**out));
+    for (size_t i = 0; i < n; i++)
+        (*out)[i] = arena_sprintf(a, "inventory:%s", product_saga_lower(a, lines[i]->product_id));
+    return n;
+}
+
+static size_t product_saga_created_locks(const saga_event_t *ev, arena_t *a, const char ***out)
+{
+    const Shop__Events__V1__OrderCreated *m = (const void *)ev->msg;
+    return product_saga_locks_of(a, m->lines, m->n_lines, out);
+}
+
+static size_t product_saga_confirmed_locks(const saga_event_t *ev, arena_t *a, const char ***out)
+{
+    const Shop__Events__V1__OrderConfirmed *m = (const void *)ev->msg;
+    return product_saga_locks_of(a, m->lines, m->n_lines, out);
+}
+
+static size_t product_saga_cancelled_locks(const saga_event_t *ev, arena_t *a, const char ***out)
+{
+    const Shop__Events__V1__OrderCancelled *m = (const void *)ev->msg;
+    return product_saga_locks_of(a, m->lines, m->n_lines, out);
+}
+
 const saga_route_t product_saga_routes[] = {
-    {&shop__events__v1__order_created__descriptor, product_saga_order_created},
-    {&shop__events__v1__order_confirmed__descriptor, product_saga_order_confirmed},
-    {&shop__events__v1__order_cancelled__descriptor, product_saga_order_cancelled},
+    {&shop__events__v1__order_created__descriptor, product_saga_order_created,
+     product_saga_created_locks},
+    {&shop__events__v1__order_confirmed__descriptor, product_saga_order_confirmed,
+     product_saga_confirmed_locks},
+    {&shop__events__v1__order_cancelled__descriptor, product_saga_order_cancelled,
+     product_saga_cancelled_locks},
 };
 const size_t product_saga_n_routes = sizeof(product_saga_routes) / sizeof(product_saga_routes[0]);

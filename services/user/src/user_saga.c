@@ -218,8 +218,38 @@ static int user_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_event
     return 0;
 }
 
+/* ---- shared locks (saga_locks_fn) ---- */
+
+/* The order's payment state (its charge comes on inventory.events, its cancellation
+ * on order.events: two partitions) and the user's wallet (other orders of the user). */
+static size_t user_saga_locks_of(arena_t *a, const char *order_id, const char *user_id,
+                                 const char ***out)
+{
+    *out = arena_calloc(a, 2, sizeof(**out));
+    (*out)[0] = arena_sprintf(a, "order:%s", order_id);
+    (*out)[1] = arena_sprintf(a, "wallet:%s", user_id);
+    for (size_t i = 0; i < 2; i++)
+        for (char *p = (char *)(*out)[i]; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    return 2;
+}
+
+static size_t user_saga_reserved_locks(const saga_event_t *ev, arena_t *a, const char ***out)
+{
+    const Shop__Events__V1__StockReserved *m = (const void *)ev->msg;
+    return user_saga_locks_of(a, m->order_id, m->user_id, out);
+}
+
+static size_t user_saga_cancelled_locks(const saga_event_t *ev, arena_t *a, const char ***out)
+{
+    const Shop__Events__V1__OrderCancelled *m = (const void *)ev->msg;
+    return user_saga_locks_of(a, m->order_id, m->user_id, out);
+}
+
 const saga_route_t user_saga_routes[] = {
-    {&shop__events__v1__stock_reserved__descriptor, user_saga_stock_reserved},
-    {&shop__events__v1__order_cancelled__descriptor, user_saga_order_cancelled},
+    {&shop__events__v1__stock_reserved__descriptor, user_saga_stock_reserved,
+     user_saga_reserved_locks},
+    {&shop__events__v1__order_cancelled__descriptor, user_saga_order_cancelled,
+     user_saga_cancelled_locks},
 };
 const size_t user_saga_n_routes = sizeof(user_saga_routes) / sizeof(user_saga_routes[0]);

@@ -394,7 +394,7 @@ static void apply_with_inbox(st_env_t *e, size_t n)
 {
     kfk_producer_t *p = new_producer(e);
     static const saga_route_t routes[] = {
-        {&shop__events__v1__order_created__descriptor, st_effect_handler}};
+        {&shop__events__v1__order_created__descriptor, st_effect_handler, NULL}};
     char group[ST_NAME_MAX], topic[ST_NAME_MAX + 16];
     st_name("test-outbox", '-', group, sizeof(group));
     snprintf(topic, sizeof(topic), "topic=\"%s\"", e->topic);

@@ -58,7 +58,7 @@ static saga_consumer_t *start_consumer(st_env_t *e, kfk_producer_t *p, script_t 
                                        const char *group, int max_attempts)
 {
     static const saga_route_t routes[] = {
-        {&shop__events__v1__order_created__descriptor, scripted_handler}};
+        {&shop__events__v1__order_created__descriptor, scripted_handler, NULL}};
     const char *topics[] = {e->topic};
     saga_consumer_opts_t o = {.brokers = e->brokers,
                               .group = group,
