@@ -13,6 +13,8 @@ method.
   BIN_DIR            the programs (default build-release/); the tools are taken from
                      $BIN_DIR/bench unless BENCH_TOOLS_DIR says otherwise
   SAGA_COST_RATE     orders/s of the fixed-rate CPU cost run (default 40)
+  BENCH_ONLY=saga    only these phase groups (read, saga, baseline, startup; comma-
+                     separated): a shorter run for experiments, whose JSON lacks keys
 
   bench.py --check-keys FILE   exit 1 unless FILE has every documented key
 
@@ -74,14 +76,18 @@ def measure_load(ctx) -> None:
     """Phases 2-5, with every program's RSS sampled each second all along."""
     put = ctx.results.put
     ctx.sampler = footprint.Sampler(ctx).start()
-    phase(ctx.results, "saturation", phases_read.saturation, ctx)
-    phase(ctx.results, "grpc_direct", phases_read.grpc_direct, ctx)
-    ctx.rate_fixed = phases_read.fixed_rate(ctx)
-    phase(ctx.results, "http_floor_fixed_rate", phases_read.http_floor_fixed, ctx)
-    phase(ctx.results, "latency_fixed_rate", phases_read.latency_fixed, ctx)
-    phase(ctx.results, "saga_fixed_rate_cost", phases_saga.fixed_rate_cost, ctx)
-    phase(ctx.results, "saga_steps", phases_saga.saga_steps, ctx)
-    phase(ctx.results, "saga_half_peak", phases_saga.saga_half, ctx)
+    if ctx.cfg.wants("read"):
+        phase(ctx.results, "saturation", phases_read.saturation, ctx)
+        phase(ctx.results, "grpc_direct", phases_read.grpc_direct, ctx)
+        ctx.rate_fixed = phases_read.fixed_rate(ctx)
+        phase(ctx.results, "http_floor_fixed_rate", phases_read.http_floor_fixed, ctx)
+        phase(ctx.results, "latency_fixed_rate", phases_read.latency_fixed, ctx)
+    if ctx.cfg.wants("saga"):
+        phase(ctx.results, "saga_steps", phases_saga.saga_steps, ctx)
+        phase(ctx.results, "saga_half_peak", phases_saga.saga_half, ctx)
+        # After the steps: the broker's JIT is warm by then, as in a running fleet (cold,
+        # the first 20 s of orders cost it three times as much).
+        phase(ctx.results, "saga_fixed_rate_cost", phases_saga.fixed_rate_cost, ctx)
     ctx.sampler.stop()
     put("footprint.under_load_mib", ctx.sampler.under_load())
     put("footprint.peak_mib", footprint.rss_now(ctx, "VmHWM"))
@@ -89,7 +95,8 @@ def measure_load(ctx) -> None:
 
 
 def idle_cpu(ctx) -> None:
-    """The stack's CPU with nothing to do, right after seeding (before any load)."""
+    """The stack's CPU with nothing to do, once the load is over and drained: the steady
+    cost of being up (right after start-up the JVM's compilers would still be busy)."""
     ctx.results.put("idle_cpu_pct", cpu.idle_pct(ctx.stack.data, ctx.cfg.t["idle"]))
 
 
@@ -98,11 +105,13 @@ def run_all(ctx, load_at_start: str) -> None:
     t0 = time.monotonic()
     prepare(ctx)
     ctx.results.put("footprint.at_rest_mib", footprint.rss_now(ctx, "VmRSS"))
-    phase(ctx.results, "idle_cpu", idle_cpu, ctx)
     measure_load(ctx)
-    phase(ctx.results, "saga_baseline", pgbench.saga_baseline, ctx)
-    phase(ctx.results, "pgbench_tpcb", pgbench.yardstick, ctx)
-    phase(ctx.results, "startup", footprint.startup, ctx)
+    phase(ctx.results, "idle_cpu", idle_cpu, ctx)
+    if ctx.cfg.wants("baseline"):
+        phase(ctx.results, "saga_baseline", pgbench.saga_baseline, ctx)
+        phase(ctx.results, "pgbench_tpcb", pgbench.yardstick, ctx)
+    if ctx.cfg.wants("startup"):
+        phase(ctx.results, "startup", footprint.startup, ctx)
     r = ctx.results
     r["machine"] = {**machine.machine(load_at_start), **(r.get("machine") or {})}
     r["versions"] = machine.versions(ctx, ctx.load.ghz_path)

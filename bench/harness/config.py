@@ -1,7 +1,7 @@
 """Settings of one run: where things are, how long each phase lasts, how hard it loads.
 
 Everything that the environment can change (BENCH_QUICK, BENCH_OUT, BIN_DIR,
-BENCH_TOOLS_DIR, SAGA_COST_RATE, SHOP_CACHE) is read here once, so that the phases read
+BENCH_TOOLS_DIR, SAGA_COST_RATE, BENCH_ONLY, SHOP_CACHE) is read here once, so that the phases read
 plain attributes and a reader finds every knob in one place.
 """
 
@@ -63,6 +63,12 @@ class Config:
     t: dict = field(default_factory=dict)
     steps: tuple = ()
     startup_runs: int = 3
+    only: frozenset = frozenset()  # BENCH_ONLY's phase groups; empty: every phase
+
+    def wants(self, group: str) -> bool:
+        """Whether a phase group (read, saga, baseline, startup) runs: all of them unless
+        BENCH_ONLY names some (a partial run for experiments; its JSON lacks keys)."""
+        return not self.only or group in self.only
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -82,7 +88,8 @@ class Config:
             cost_rate=_number(os.environ.get("SAGA_COST_RATE") or "40"),
             t=dict(QUICK_SECONDS if quick else FULL_SECONDS),
             steps=QUICK_STEPS if quick else FULL_STEPS,
-            startup_runs=1 if quick else 3)
+            startup_runs=1 if quick else 3,
+            only=frozenset(g for g in os.environ.get("BENCH_ONLY", "").split(",") if g))
 
     def export(self) -> None:
         """What the stack script and the programs must see: the bench profile, the

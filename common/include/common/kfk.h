@@ -152,7 +152,7 @@ typedef struct kfk_msg kfk_msg_t;
 
 /* kfk_consumer_new: joins consumer group `group` and subscribes to `topics`
  * (partition.assignment.strategy=cooperative-sticky, auto.offset.reset=earliest,
- * fetch.wait.max.ms=10, no automatic offset store or commit, topics that appear later
+ * fetch.wait.max.ms=500, no automatic offset store or commit, topics that appear later
  * noticed within 10 s). `conf` overrides as
  * for the producer. Owned; close with kfk_consumer_close. One thread uses a
  * consumer. NULL with ERR_INVALID on bad settings. */
