@@ -24,7 +24,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -150,22 +152,11 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
 
 /* ---- the transaction ---- */
 
-/* The inbox insert and the handler of one event inside `tx`; it->applied says what
- * committing means for it (SAGA_OK, or SAGA_DUPLICATE when the inbox knew it). */
+/* The handler of one event inside `tx`, whose inbox row is in already. */
 static int saga_apply_in(saga_consumer_t *c, db_conn_t *tx, saga_item_t *it, err_t *err)
 {
-    const saga_event_t *ev = &it->ev;
-    saga_log_ctx(ev);
-    db_res_t *res = db_execf(tx, it->a, err,
-                             "INSERT INTO processed_events (ce_id, ce_type, topic)"
-                             " VALUES ($1, $2, $3) ON CONFLICT (ce_id) DO NOTHING",
-                             3, ev->ce.id, ev->ce.type, ev->topic);
-    if (!res)
-        return err->code;
-    it->applied = db_res_affected(res) == 0 ? SAGA_DUPLICATE : SAGA_OK;
-    if (it->applied == SAGA_DUPLICATE)
-        return 0;
-    int rc = it->route->fn(tx, it->a, ev, c->o.ctx, err);
+    saga_log_ctx(&it->ev);
+    int rc = it->route->fn(tx, it->a, &it->ev, c->o.ctx, err);
     if (rc == 0)
         return 0;
     /* A handler that forgot to say why still fails, with a code we can route on. */
@@ -196,7 +187,7 @@ static int32_t saga_lock_hash(const char *s)
 }
 
 /* The lock names of the pending items, hashed, sorted and unique, as an int4[] literal
- * in `a`; NULL when there are none. */
+ * in `a` ("{}" when there are none). */
 static const char *saga_lock_keys(saga_item_t *items, size_t n, arena_t *a)
 {
     size_t cap = 0, k = 0;
@@ -215,10 +206,9 @@ static const char *saga_lock_keys(saga_item_t *items, size_t n, arena_t *a)
         for (size_t j = 0; j < m; j++)
             keys[k++] = saga_lock_hash(names[j]);
     }
-    if (k == 0)
-        return NULL;
-    qsort(keys, k, sizeof(*keys), saga_i32_cmp);
-    char *lit = arena_alloc(a, 2 + k * 12), *p = lit;
+    if (k)
+        qsort(keys, k, sizeof(*keys), saga_i32_cmp);
+    char *lit = arena_alloc(a, 3 + k * 12), *p = lit;
     *p++ = '{';
     for (size_t i = 0; i < k; i++)
         if (i == 0 || keys[i] != keys[i - 1])
@@ -227,18 +217,62 @@ static const char *saga_lock_keys(saga_item_t *items, size_t n, arena_t *a)
     return lit;
 }
 
-/* Takes the batch's shared locks, in key order, before any of its events runs. */
-static int saga_lock(db_conn_t *tx, saga_item_t *items, size_t n, err_t *err)
+/* A text[] literal of one string field of the pending items (CloudEvents ids, types
+ * and topic names are printable ASCII without quotes or backslashes: kfk_ce_parse and
+ * Kafka's topic rules see to that), in `a`. */
+static const char *saga_text_array(saga_item_t *items, size_t n, size_t field, arena_t *a)
 {
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        if (items[i].out == SAGA_PENDING)
+            len += strlen(*(const char **)((char *)&items[i] + field)) + 3;
+    char *lit = arena_alloc(a, len), *p = lit;
+    *p++ = '{';
+    for (size_t i = 0, k = 0; i < n; i++)
+        if (items[i].out == SAGA_PENDING)
+            p +=
+                sprintf(p, "%s\"%s\"", k++ ? "," : "", *(const char **)((char *)&items[i] + field));
+    strcpy(p, "}");
+    return lit;
+}
+
+/* Marks the first pending item with ce_id `id` that is not marked yet as new. */
+static void saga_mark_new(saga_item_t *items, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (items[i].out == SAGA_PENDING && items[i].applied != SAGA_OK &&
+            strcasecmp(items[i].ev.ce.id, id) == 0) {
+            items[i].applied = SAGA_OK;
+            return;
+        }
+}
+
+/* One statement before anything else of the transaction: the batch's shared locks
+ * (saga_locks_fn), as advisory locks in one global order, then every pending event's
+ * inbox row. An event whose row was there already (or came twice in the batch) is a
+ * duplicate: applied = SAGA_DUPLICATE; the others SAGA_OK. */
+static int saga_inbox(db_conn_t *tx, saga_item_t *items, size_t n, err_t *err)
+{
+    static const char sql[] =
+        "WITH locks AS (SELECT count(pg_advisory_xact_lock(" SAGA_LOCK_NS ", k)) AS n"
+        " FROM unnest($1::int4[]) AS k)"
+        " INSERT INTO processed_events (ce_id, ce_type, topic)"
+        " SELECT e.id, e.type, e.topic FROM unnest($2::uuid[], $3::text[], $4::text[])"
+        " WITH ORDINALITY AS e(id, type, topic, i)"
+        " WHERE (SELECT n FROM locks) >= 0 ORDER BY e.i"
+        " ON CONFLICT (ce_id) DO NOTHING RETURNING ce_id::text";
     arena_t *a = items[0].a;
-    const char *keys = saga_lock_keys(items, n, a);
-    if (!keys)
-        return 0;
-    db_res_t *r = db_execf(tx, a, err,
-                           "SELECT count(pg_advisory_xact_lock(" SAGA_LOCK_NS ", k))"
-                           " FROM unnest($1::int4[]) AS k",
-                           1, keys);
-    return r ? 0 : err->code;
+    db_res_t *r = db_execf(tx, a, err, sql, 4, saga_lock_keys(items, n, a),
+                           saga_text_array(items, n, offsetof(saga_item_t, ev.ce.id), a),
+                           saga_text_array(items, n, offsetof(saga_item_t, ev.ce.type), a),
+                           saga_text_array(items, n, offsetof(saga_item_t, ev.topic), a));
+    if (!r)
+        return err->code;
+    for (size_t i = 0; i < n; i++)
+        items[i].applied = SAGA_DUPLICATE;
+    for (int row = 0; row < db_res_rows(r); row++)
+        saga_mark_new(items, n, db_res_str(r, row, 0));
+    return 0;
 }
 
 /* What one db_txn over a run of items needs and reports. */
@@ -253,11 +287,11 @@ static int saga_txn_fn(db_conn_t *tx, void *ud, err_t *err)
 {
     saga_txn_t *t = ud;
     t->failed = SAGA_NONE; /* db_txn may run us again */
-    int rc = saga_lock(tx, t->items, t->n, err);
+    int rc = saga_inbox(tx, t->items, t->n, err);
     if (rc != 0)
         return rc;
     for (size_t k = 0; k < t->n; k++) {
-        if (t->items[k].out != SAGA_PENDING)
+        if (t->items[k].out != SAGA_PENDING || t->items[k].applied != SAGA_OK)
             continue;
         rc = saga_apply_in(t->c, tx, &t->items[k], err);
         if (rc != 0) {

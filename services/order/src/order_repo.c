@@ -229,45 +229,45 @@ int order_repo_idem_find(db_pool_t *pool, arena_t *a, const char *user_id, const
 
 /* ---- writes ---- */
 
-int order_repo_idem_claim(db_conn_t *tx, arena_t *a, const char *user_id, const char *key,
-                          const char *order_id, const char *canon, bool *claimed, err_t *err)
+int order_repo_create(db_conn_t *tx, arena_t *a, order_row_t *o, const char *key, const char *canon,
+                      bool *claimed, err_t *err)
 {
-    /* ON CONFLICT waits for a concurrent claim of the same key to commit or roll
-     * back, then either skips (taken) or inserts (the other one gave up). */
+    /* The key, the order, its lines and its first timeline row in one statement. The
+     * key's ON CONFLICT waits for a concurrent claim of the same key to commit or roll
+     * back, then either skips (taken: nothing else is written) or inserts. The
+     * foreign keys of the lines and of the key are checked after the order exists. */
     static const char sql[] =
-        "INSERT INTO idempotency_keys (user_id, key, order_id, request_hash)"
-        " VALUES ($1, $2, $3, " ORDER_HASH("$4::text") ") ON CONFLICT DO NOTHING";
-    db_res_t *r = db_execf(tx, a, err, sql, 4, user_id, key, order_id, canon);
-    if (!r)
-        return err->code;
-    *claimed = db_res_affected(r) == 1;
-    return 0;
-}
-
-int order_repo_insert(db_conn_t *tx, arena_t *a, order_row_t *o, const char *detail, err_t *err)
-{
-    /* The order, its lines and its first timeline row in one statement (the lines'
-     * foreign key is checked at the end of the statement, after the order exists). */
-    static const char sql[] =
-        /* One clock reading for both timestamps (see product_repo_create). */
-        "WITH now AS (SELECT clock_timestamp() AS at),"
-        " o AS (INSERT INTO orders (id, user_id, total_cents, currency, created_at, updated_at)"
-        " SELECT $1::uuid, $2::uuid, $3::bigint, $4, at, at FROM now"
-        " RETURNING " ORDER_COLS ", created_at),"
-        " l AS (INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_cents)"
-        " SELECT $1, n - 1, p, q, c"
-        " FROM unnest($5::uuid[], $6::integer[], $7::bigint[]) WITH ORDINALITY AS l(p, q, c, n)),"
-        " t AS (INSERT INTO order_timeline (order_id, seq, step, status, detail, at)"
-        " SELECT $1, 1, 'order_created', 'PENDING', $8, created_at FROM o)"
-        " SELECT * FROM o";
+        "WITH k AS (INSERT INTO idempotency_keys (user_id, key, order_id, request_hash)"
+        " VALUES ($2::uuid, $8, $1::uuid, " ORDER_HASH(
+            "$9::text") ")"
+                        " ON CONFLICT DO NOTHING RETURNING order_id),"
+                        /* One clock reading for both timestamps (see product_repo_create). */
+                        " now AS (SELECT clock_timestamp() AS at),"
+                        " o AS (INSERT INTO orders (id, user_id, total_cents, currency, "
+                        "created_at, updated_at)"
+                        " SELECT $1::uuid, $2::uuid, $3::bigint, $4, at, at FROM now, k"
+                        " RETURNING " ORDER_COLS ", created_at),"
+                        " l AS (INSERT INTO order_lines (order_id, line_no, product_id, quantity, "
+                        "unit_price_cents)"
+                        " SELECT $1, n - 1, p, q, c"
+                        " FROM unnest($5::uuid[], $6::integer[], $7::bigint[]) WITH ORDINALITY AS "
+                        "l(p, q, c, n)"
+                        " WHERE EXISTS (SELECT 1 FROM k)),"
+                        " t AS (INSERT INTO order_timeline (order_id, seq, step, status, detail, "
+                        "at)"
+                        " SELECT $1, 1, 'order_created', 'PENDING', '', created_at FROM o)"
+                        " SELECT * FROM o";
     const size_t n = o->n_lines;
-    db_res_t *r = db_execf(tx, a, err, sql, 8, o->id, o->user_id, order_repo_i64(a, o->total_cents),
+    db_res_t *r = db_execf(tx, a, err, sql, 9, o->id, o->user_id, order_repo_i64(a, o->total_cents),
                            o->currency,
                            order_repo_array(a, n, UUID_STR_LEN, order_repo_fmt_product, o->lines),
                            order_repo_array(a, n, 11, order_repo_fmt_quantity, o->lines),
-                           order_repo_array(a, n, 20, order_repo_fmt_price, o->lines), detail);
+                           order_repo_array(a, n, 20, order_repo_fmt_price, o->lines), key, canon);
     if (!r)
         return err->code;
+    *claimed = db_res_rows(r) == 1;
+    if (!*claimed)
+        return 0;
     order_row_t stored;
     order_repo_row(r, 0, &stored);
     o->status = stored.status;
@@ -294,31 +294,53 @@ int order_repo_transition(db_conn_t *tx, arena_t *a, const char *id, const char 
                           const char *to, const char *reason, order_row_t *out, bool *done,
                           err_t *err)
 {
-    static const char sql[] = "UPDATE orders SET status = $3, cancel_reason = $4,"
-                              " updated_at = clock_timestamp()"
-                              " WHERE id = $1 AND status = $2 RETURNING " ORDER_COLS;
+    /* The update and the order's lines in one statement: a row per line, the order's
+     * columns repeated (lines never change after the order's insert). */
+    static const char sql[] =
+        "WITH u AS (UPDATE orders SET status = $3, cancel_reason = $4,"
+        " updated_at = clock_timestamp()"
+        " WHERE id = $1 AND status = $2 RETURNING " ORDER_COLS ", id AS oid)"
+        " SELECT u.*, l.product_id::text, l.quantity, l.unit_price_cents"
+        " FROM u LEFT JOIN order_lines l ON l.order_id = u.oid ORDER BY l.line_no";
     db_res_t *r = db_execf(tx, a, err, sql, 4, id, from, to, reason);
     if (!r)
         return err->code;
-    *done = db_res_rows(r) == 1;
-    if (*done)
-        order_repo_row(r, 0, out);
+    int rows = db_res_rows(r);
+    *done = rows > 0;
+    if (!*done)
+        return 0;
+    order_repo_row(r, 0, out);
+    out->n_lines = db_res_null(r, 0, 9) ? 0 : (size_t)rows;
+    out->lines = out->n_lines ? arena_calloc(a, out->n_lines, sizeof(*out->lines)) : NULL;
+    for (size_t i = 0; i < out->n_lines; i++)
+        out->lines[i] = (order_line_t){.product_id = db_res_str(r, (int)i, 9),
+                                       .quantity = (int32_t)db_res_i64(r, (int)i, 10),
+                                       .unit_price_cents = db_res_i64(r, (int)i, 11)};
     return 0;
 }
 
-int order_repo_lines(db_conn_t *tx, arena_t *a, order_row_t *o, err_t *err)
+int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id,
+                            const order_note_t *notes, size_t n, err_t *err)
 {
-    return order_repo_lines_of(tx, a, o, 1, err);
-}
-
-int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id, const char *step,
-                            const char *detail, err_t *err)
-{
-    static const char sql[] = "INSERT INTO order_timeline (order_id, seq, step, status, detail)"
+    static const char one[] = "INSERT INTO order_timeline (order_id, seq, step, status, detail)"
                               " SELECT o.id, coalesce((SELECT max(t.seq) FROM order_timeline t"
                               " WHERE t.order_id = o.id), 0) + 1, $2, o.status, $3"
                               " FROM orders o WHERE o.id = $1";
-    return db_execf(tx, a, err, sql, 3, order_id, step, detail) ? 0 : err->code;
+    static const char two[] =
+        "INSERT INTO order_timeline (order_id, seq, step, status, detail)"
+        " SELECT o.id, coalesce((SELECT max(t.seq) FROM order_timeline t"
+        " WHERE t.order_id = o.id), 0) + s.n, s.step, o.status, s.detail"
+        " FROM orders o, (VALUES ($2, $3, 1), ($4, $5, 2)) AS s(step, detail, n)"
+        " WHERE o.id = $1 ORDER BY s.n";
+    if (n == 1)
+        return db_execf(tx, a, err, one, 3, order_id, notes[0].step, notes[0].detail) ? 0
+                                                                                      : err->code;
+    if (n != 2)
+        return err_set(err, ERR_INVALID, "timeline: 1 or 2 rows at a time, not %zu", n);
+    return db_execf(tx, a, err, two, 5, order_id, notes[0].step, notes[0].detail, notes[1].step,
+                    notes[1].detail)
+               ? 0
+               : err->code;
 }
 
 int order_repo_sweep_claim(db_conn_t *tx, arena_t *a, int64_t timeout_ms, int limit,

@@ -81,16 +81,14 @@ int order_repo_idem_find(db_pool_t *pool, arena_t *a, const char *user_id, const
 
 /* ---- writes (inside the caller's transaction) ---- */
 
-/* order_repo_idem_claim: records (user_id, key) → order_id with the hash of `canon`.
- * *claimed is false if the key was taken (by a committed transaction; one still in
- * flight is waited for). */
-int order_repo_idem_claim(db_conn_t *tx, arena_t *a, const char *user_id, const char *key,
-                          const char *order_id, const char *canon, bool *claimed, err_t *err);
-
-/* order_repo_insert: inserts o (id, user_id, total_cents, currency, lines) as PENDING
- * with its first timeline row ("order_created", `detail`), in one statement; fills
- * o->status, o->cancel_reason, o->created_us and o->updated_us. */
-int order_repo_insert(db_conn_t *tx, arena_t *a, order_row_t *o, const char *detail, err_t *err);
+/* order_repo_create: claims CreateOrder's key (user_id, key) for o->id with the hash
+ * of `canon` and, if the key was free, inserts o (id, user_id, total_cents, currency,
+ * lines) as PENDING with its first timeline row ("order_created"), all in one
+ * statement; then fills o->status, o->cancel_reason, o->created_us and o->updated_us.
+ * *claimed is false, and nothing written, if the key was taken (by a committed
+ * transaction; one still in flight is waited for). */
+int order_repo_create(db_conn_t *tx, arena_t *a, order_row_t *o, const char *key, const char *canon,
+                      bool *claimed, err_t *err);
 
 /* order_repo_lock: locks the order's row until tx ends and reads it (without lines
  * or timeline). *found is false (and nothing locked) for an unknown order. */
@@ -100,19 +98,23 @@ int order_repo_lock(db_conn_t *tx, arena_t *a, const char *id, order_row_t *out,
 /* order_repo_transition: the conditional UPDATE of every status change: status =
  * `to`, cancel_reason = `reason` (NULL unless `to` is CANCELLED) WHERE status =
  * `from`. *done tells whether the order was in `from`; if so the row is locked until
- * tx ends and *out is the updated order (without lines or timeline). */
+ * tx ends and *out is the updated order with its lines (without its timeline). */
 int order_repo_transition(db_conn_t *tx, arena_t *a, const char *id, const char *from,
                           const char *to, const char *reason, order_row_t *out, bool *done,
                           err_t *err);
 
-/* order_repo_lines: loads o->id's lines into o->lines. */
-int order_repo_lines(db_conn_t *tx, arena_t *a, order_row_t *o, err_t *err);
+/* One timeline row to append. */
+typedef struct order_note {
+    const char *step;
+    const char *detail;
+} order_note_t;
 
-/* order_repo_timeline_add: appends a timeline row with the order's current status.
- * The caller holds the order's row lock (order_repo_lock or a done transition), which
- * keeps seq dense and in commit order. */
-int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id, const char *step,
-                            const char *detail, err_t *err);
+/* order_repo_timeline_add: appends notes[0..n) (n is 1 or 2) as timeline rows, in
+ * that order, with the order's current status, in one statement. The caller holds
+ * the order's row lock (order_repo_lock or a done transition), which keeps seq dense
+ * and in commit order. */
+int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id,
+                            const order_note_t *notes, size_t n, err_t *err);
 
 /* order_repo_sweep_claim: locks up to `limit` orders PENDING for longer than
  * timeout_ms, oldest first, skipping rows that other transactions hold (FOR UPDATE

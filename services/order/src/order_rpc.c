@@ -373,13 +373,9 @@ static int order_rpc_emit_created(db_conn_t *tx, const order_create_t *c, err_t 
 static int order_rpc_create_txn(db_conn_t *tx, void *ud, err_t *err)
 {
     order_create_t *c = ud;
-    if (order_repo_idem_claim(tx, c->a, c->o->user_id, c->key, c->o->id, c->canon, &c->claimed,
-                              err) != 0 ||
-        !c->claimed)
+    if (order_repo_create(tx, c->a, c->o, c->key, c->canon, &c->claimed, err) != 0 || !c->claimed)
         return err->code;
-    if (order_repo_insert(tx, c->a, c->o, "", err) != 0 || order_rpc_emit_created(tx, c, err) != 0)
-        return err->code;
-    return 0;
+    return order_rpc_emit_created(tx, c, err);
 }
 
 /* The answer to a key already used: the order it made (replayed) if the request is

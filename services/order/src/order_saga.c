@@ -140,10 +140,9 @@ int order_saga_cancel(db_conn_t *tx, arena_t *a, const order_cancel_t *c, bool *
                               cancelled, err) != 0 ||
         !*cancelled)
         return err->code;
-    if ((c->cause_step &&
-         order_repo_timeline_add(tx, a, o.id, c->cause_step, c->cause_detail, err) != 0) ||
-        order_repo_timeline_add(tx, a, o.id, "order_cancelled", c->detail, err) != 0 ||
-        order_repo_lines(tx, a, &o, err) != 0)
+    const order_note_t notes[] = {{c->cause_step, c->cause_detail}, {"order_cancelled", c->detail}};
+    if (c->cause_step ? order_repo_timeline_add(tx, a, o.id, notes, 2, err) != 0
+                      : order_repo_timeline_add(tx, a, o.id, notes + 1, 1, err) != 0)
         return err->code;
     Shop__Events__V1__OrderCancelled ev = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
     ev.order_id = (char *)o.id;
@@ -172,9 +171,6 @@ static int order_saga_confirm(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
                               err) != 0 ||
         !*done)
         return err->code;
-    if (order_repo_timeline_add(tx, a, o.id, s->step, s->detail, err) != 0 ||
-        order_repo_lines(tx, a, &o, err) != 0)
-        return err->code;
     Shop__Events__V1__OrderConfirmed out = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
     out.order_id = (char *)o.id;
     out.user_id = (char *)o.user_id;
@@ -182,8 +178,9 @@ static int order_saga_confirm(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
     out.lines = order_saga_event_lines(a, &o);
     out.total_cents = o.total_cents;
     out.currency = (char *)o.currency;
+    const order_note_t notes[] = {{s->step, s->detail}, {"order_confirmed", ""}};
     if (order_saga_emit(tx, a, o.id, &out.base, ev->ce.traceparent, err) != 0 ||
-        order_repo_timeline_add(tx, a, o.id, "order_confirmed", "", err) != 0)
+        order_repo_timeline_add(tx, a, o.id, notes, 2, err) != 0)
         return err->code;
     LOG_INFO("order confirmed", LOG_STR("order_id", o.id), LOG_INT("total_cents", o.total_cents));
     return 0;
@@ -213,7 +210,7 @@ static int order_saga_note(db_conn_t *tx, arena_t *a, const saga_event_t *ev, co
         LOG_INFO("event no longer applies, ignored", LOG_STR("order_id", o.id),
                  LOG_STR("type", ev->ce.type), LOG_STR("status", o.status));
     }
-    return order_repo_timeline_add(tx, a, o.id, s->step, detail, err);
+    return order_repo_timeline_add(tx, a, o.id, &(order_note_t){s->step, detail}, 1, err);
 }
 
 /* The event's order id in lower case; ERR_INVALID (not transient) if not a UUID. */

@@ -21,10 +21,6 @@
 /* How long a call waits for a pooled connection. */
 #define PRODUCT_ACQUIRE_MS DB_TXN_ACQUIRE_MS
 
-/* Namespace of the per-order advisory locks (two-key form, so they never meet the
- * single-key locks of the outbox relay and the migrations): "prod". */
-#define PRODUCT_ORDER_LOCK_NS "1886547812"
-
 static void product_repo_row(const db_res_t *r, int i, product_row_t *out)
 {
     *out = (product_row_t){
@@ -298,13 +294,6 @@ int product_repo_stock_get(db_pool_t *pool, arena_t *a, const char *id, product_
 
 /* ---- saga ---- */
 
-int product_repo_order_lock(db_conn_t *tx, arena_t *a, const char *order_id, err_t *err)
-{
-    static const char sql[] =
-        "SELECT pg_advisory_xact_lock(" PRODUCT_ORDER_LOCK_NS ", hashtext($1::uuid::text))";
-    return db_execf(tx, a, err, sql, 1, order_id) ? 0 : err->code;
-}
-
 int product_repo_order_state(db_conn_t *tx, arena_t *a, const char *order_id, const char **state,
                              err_t *err)
 {
@@ -349,23 +338,23 @@ int product_repo_inventory_lock(db_conn_t *tx, arena_t *a, const product_line_t 
 int product_repo_reserve(db_conn_t *tx, arena_t *a, const char *order_id,
                          const product_line_t *lines, size_t n, err_t *err)
 {
-    static const char update[] =
-        "UPDATE inventory i SET available = i.available - l.q, reserved = i.reserved + l.q,"
-        " updated_at = now()"
-        " FROM unnest($1::uuid[], $2::bigint[]) AS l(p, q)"
-        " WHERE i.product_id = l.p AND i.available >= l.q";
-    static const char insert[] =
-        "INSERT INTO reservations (order_id, product_id, quantity)"
-        " SELECT $1::uuid, p, q FROM unnest($2::uuid[], $3::bigint[]) AS l(p, q)";
-    const char *ids = product_repo_line_ids(a, lines, n);
-    const char *qs = product_repo_line_quantities(a, lines, n);
-    db_res_t *r = db_execf(tx, a, err, update, 2, ids, qs);
+    /* The units and the reservation rows in one statement: each updated inventory row
+     * gives one reservation. */
+    static const char sql[] =
+        "WITH u AS (UPDATE inventory i SET available = i.available - l.q,"
+        " reserved = i.reserved + l.q, updated_at = now()"
+        " FROM unnest($2::uuid[], $3::bigint[]) AS l(p, q)"
+        " WHERE i.product_id = l.p AND i.available >= l.q RETURNING i.product_id, l.q)"
+        " INSERT INTO reservations (order_id, product_id, quantity)"
+        " SELECT $1::uuid, product_id, q FROM u";
+    db_res_t *r = db_execf(tx, a, err, sql, 3, order_id, product_repo_line_ids(a, lines, n),
+                           product_repo_line_quantities(a, lines, n));
     if (!r)
         return err->code;
     if (db_res_affected(r) != (int64_t)n)
         return err_set(err, ERR_ABORTED, "order %s: %" PRId64 " of %zu lines reserved", order_id,
                        db_res_affected(r), n);
-    return db_execf(tx, a, err, insert, 3, order_id, ids, qs) ? 0 : err->code;
+    return 0;
 }
 
 /* The statements of one move: lock the inventory rows in product order, then move the

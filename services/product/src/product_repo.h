@@ -128,11 +128,6 @@ int product_repo_stock_get(db_pool_t *pool, arena_t *a, const char *id, product_
 
 /* ---- saga (inside the handler's transaction) ---- */
 
-/* product_repo_order_lock: serializes every handler of one order until `tx` ends (a
- * transaction-level advisory lock), so that two deliveries of the same step cannot
- * both act. Take it before any row lock. */
-int product_repo_order_lock(db_conn_t *tx, arena_t *a, const char *order_id, err_t *err);
-
 /* product_repo_order_state: the order's state (order_states.state) into *state, ""
  * when the order was never seen. */
 int product_repo_order_state(db_conn_t *tx, arena_t *a, const char *order_id, const char **state,

@@ -3,7 +3,9 @@
  * 8). Each handler runs in the saga consumer's transaction, which already holds the
  * event's inbox row, so exact redeliveries never get here. What is left — the same
  * step under a new ce_id, a cancellation that overtook its order — is decided from
- * order_states, read and written under a per-order lock:
+ * order_states, read and written under the order's lock ("order:<id>", which the saga
+ * consumer takes with the products' inventory rows before the handler runs: see
+ * product_saga_locks_of):
  *
  *   state \ event   OrderCreated             OrderConfirmed       OrderCancelled
  *   (none)          reserve all or none:     ignored (warning)    → TOMBSTONE,
@@ -207,7 +209,6 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
     const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
         product_saga_check_lines(ev, oc, err) != 0 ||
-        product_repo_order_lock(tx, a, order_id, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
         return err->code;
     if (product_saga_is(state, STATE_TOMBSTONE)) {
@@ -232,7 +233,6 @@ static int product_saga_order_confirmed(db_conn_t *tx, arena_t *a, const saga_ev
     const Shop__Events__V1__OrderConfirmed *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        product_repo_order_lock(tx, a, order_id, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
         return err->code;
     if (!product_saga_is(state, STATE_RESERVED)) {
@@ -288,7 +288,6 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
     const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        product_repo_order_lock(tx, a, order_id, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
         return err->code;
     if (product_saga_is(state, STATE_TOMBSTONE) || product_saga_is(state, STATE_RELEASED)) {
@@ -319,33 +318,37 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
 
 /* ---- shared locks (saga_locks_fn) ---- */
 
-/* The inventory rows of the event's products: orders of other partitions reserve,
- * sell and restock the same products. */
-static size_t product_saga_locks_of(arena_t *a, Shop__Events__V1__OrderLine *const *lines, size_t n,
+/* The order (its order_states row: two deliveries of one step, say during a
+ * rebalance, must not both act) and the inventory rows of its products (orders of
+ * other partitions reserve, sell and restock the same products). */
+static size_t product_saga_locks_of(arena_t *a, const char *order_id,
+                                    Shop__Events__V1__OrderLine *const *lines, size_t n,
                                     const char ***out)
 {
-    *out = arena_calloc(a, n ? n : 1, sizeof(**out));
+    *out = arena_calloc(a, n + 1, sizeof(**out));
+    (*out)[0] = arena_sprintf(a, "order:%s", product_saga_lower(a, order_id));
     for (size_t i = 0; i < n; i++)
-        (*out)[i] = arena_sprintf(a, "inventory:%s", product_saga_lower(a, lines[i]->product_id));
-    return n;
+        (*out)[i + 1] =
+            arena_sprintf(a, "inventory:%s", product_saga_lower(a, lines[i]->product_id));
+    return n + 1;
 }
 
 static size_t product_saga_created_locks(const saga_event_t *ev, arena_t *a, const char ***out)
 {
     const Shop__Events__V1__OrderCreated *m = (const void *)ev->msg;
-    return product_saga_locks_of(a, m->lines, m->n_lines, out);
+    return product_saga_locks_of(a, m->order_id, m->lines, m->n_lines, out);
 }
 
 static size_t product_saga_confirmed_locks(const saga_event_t *ev, arena_t *a, const char ***out)
 {
     const Shop__Events__V1__OrderConfirmed *m = (const void *)ev->msg;
-    return product_saga_locks_of(a, m->lines, m->n_lines, out);
+    return product_saga_locks_of(a, m->order_id, m->lines, m->n_lines, out);
 }
 
 static size_t product_saga_cancelled_locks(const saga_event_t *ev, arena_t *a, const char ***out)
 {
     const Shop__Events__V1__OrderCancelled *m = (const void *)ev->msg;
-    return product_saga_locks_of(a, m->lines, m->n_lines, out);
+    return product_saga_locks_of(a, m->order_id, m->lines, m->n_lines, out);
 }
 
 const saga_route_t product_saga_routes[] = {

@@ -30,10 +30,6 @@
 /* How long a call waits for a pooled connection. */
 #define USER_ACQUIRE_MS DB_TXN_ACQUIRE_MS
 
-/* Namespace of the per-order advisory locks (two-key form, so they never meet the
- * single-key locks of the outbox relay and the migrations): "user". */
-#define USER_ORDER_LOCK_NS "1970496882"
-
 static void user_repo_user(const db_res_t *r, int i, user_row_t *out)
 {
     *out = (user_row_t){
@@ -380,13 +376,6 @@ int user_repo_deposit(db_pool_t *pool, arena_t *a, const char *id, int64_t amoun
 }
 
 /* ---- saga ---- */
-
-int user_repo_order_lock(db_conn_t *tx, arena_t *a, const char *order_id, err_t *err)
-{
-    static const char sql[] =
-        "SELECT pg_advisory_xact_lock(" USER_ORDER_LOCK_NS ", hashtext($1::uuid::text))";
-    return db_execf(tx, a, err, sql, 1, order_id) ? 0 : err->code;
-}
 
 /* NULL for SQL NULL (db_res_str says ""). */
 static const char *user_repo_opt(const db_res_t *r, int i, int col)

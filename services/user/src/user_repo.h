@@ -168,10 +168,6 @@ typedef struct user_order {
     const char *refund_entry_id;  /* NULL unless refunded */
 } user_order_t;
 
-/* user_repo_order_lock: serializes every handler of one order until `tx` ends (a
- * transaction-level advisory lock). Take it before any row lock. */
-int user_repo_order_lock(db_conn_t *tx, arena_t *a, const char *order_id, err_t *err);
-
 /* user_repo_order_get: the order's row into *out (state "" if none). */
 int user_repo_order_get(db_conn_t *tx, arena_t *a, const char *order_id, user_order_t *out,
                         err_t *err);

@@ -3,7 +3,9 @@
  * handler runs in the saga consumer's transaction, which already holds the event's
  * inbox row, so exact redeliveries never get here. What is left — the same step
  * under a new ce_id, a cancellation that overtook its charge — is decided from
- * order_payments, read and written under a per-order lock:
+ * order_payments, read and written under the order's lock ("order:<id>", which the
+ * saga consumer takes with the user's wallet before the handler runs: see
+ * user_saga_locks_of):
  *
  *   state \ event   StockReserved                          OrderCancelled
  *   (none)          debit if the balance covers it:        → TOMBSTONE (nothing sent)
@@ -149,7 +151,6 @@ static int user_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event_
     user_order_t o;
     if (user_saga_order_id(a, ev, sr->order_id, &order_id, err) != 0 ||
         user_saga_check_reserved(ev, sr, err) != 0 ||
-        user_repo_order_lock(tx, a, order_id, err) != 0 ||
         user_repo_order_get(tx, a, order_id, &o, err) != 0)
         return err->code;
     if (o.state[0] && !user_saga_is(o.state, STATE_TOMBSTONE)) {
@@ -198,7 +199,6 @@ static int user_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_event
     const char *order_id;
     user_order_t o;
     if (user_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        user_repo_order_lock(tx, a, order_id, err) != 0 ||
         user_repo_order_get(tx, a, order_id, &o, err) != 0)
         return err->code;
     if (user_saga_is(o.state, STATE_CHARGED))
