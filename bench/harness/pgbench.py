@@ -83,7 +83,7 @@ def saga_baseline(ctx) -> None:
             clients = PG_CLIENTS_ORDER if svc == "order" else PG_CLIENTS_OTHER
             put(("settings", "pgbench_clients", svc), clients)
             runs[svc] = _spawn(ctx, f"pgbench-{svc}", [
-                "-n", "-M", "extended", "-c", clients, "-j", clients, "-T", ctx.cfg.t["pg"],
+                "-n", "-M", "prepared", "-c", clients, "-j", clients, "-T", ctx.cfg.t["pg"],
                 "-f", ctx.cfg.here / f"pgbench/{svc}.sql", ctx.stack.url(svc)], SAGA_SCHEMA)
         rates = {svc: _tps(*proc_path) for svc, proc_path in runs.items()}
         for svc, tps in rates.items():
