@@ -13,8 +13,9 @@ method.
   BIN_DIR            the programs (default build-release/); the tools are taken from
                      $BIN_DIR/bench unless BENCH_TOOLS_DIR says otherwise
   SAGA_COST_RATE     orders/s of the fixed-rate CPU cost run (default 40)
-  BENCH_ONLY=saga    only these phase groups (read, saga, baseline, startup; comma-
-                     separated): a shorter run for experiments, whose JSON lacks keys
+  BENCH_ONLY=saga    only these phase groups (read, saga, cost, baseline, startup;
+                     comma-separated): a shorter run for experiments, whose JSON lacks
+                     keys; `cost` is the fixed-rate CPU cost alone (bench/compare.py)
 
   bench.py --check-keys FILE   exit 1 unless FILE has every documented key
 
@@ -85,8 +86,12 @@ def measure_load(ctx) -> None:
     if ctx.cfg.wants("saga"):
         phase(ctx.results, "saga_steps", phases_saga.saga_steps, ctx)
         phase(ctx.results, "saga_half_peak", phases_saga.saga_half, ctx)
+    if ctx.cfg.wants("saga") or ctx.cfg.wants("cost"):
         # After the steps: the broker's JIT is warm by then, as in a running fleet (cold,
-        # the first 20 s of orders cost it three times as much).
+        # the first 20 s of orders cost it three times as much). Alone (BENCH_ONLY=cost,
+        # what bench/compare.py runs), a run at the same rate warms it first.
+        if not ctx.cfg.wants("saga"):
+            phase(ctx.results, "saga_warmup", phases_saga.warmup, ctx)
         phase(ctx.results, "saga_fixed_rate_cost", phases_saga.fixed_rate_cost, ctx)
     ctx.sampler.stop()
     put("footprint.under_load_mib", ctx.sampler.under_load())

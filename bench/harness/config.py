@@ -66,7 +66,7 @@ class Config:
     only: frozenset = frozenset()  # BENCH_ONLY's phase groups; empty: every phase
 
     def wants(self, group: str) -> bool:
-        """Whether a phase group (read, saga, baseline, startup) runs: all of them unless
+        """Whether a phase group (read, saga, cost, baseline, startup) runs: all unless
         BENCH_ONLY names some (a partial run for experiments; its JSON lacks keys)."""
         return not self.only or group in self.only
 

@@ -106,6 +106,7 @@ def fixed_rate_cost(ctx) -> None:
     report, cost = _cost_run(ctx, rate, seconds)
     ctx.results.put("saga.fixed_rate_cost", {"rate": rate, "seconds": seconds,
                                              "confirmed": report.get("confirmed"),
+                                             "e2e_ms": report.get("e2e_ms"),
                                              "cpu_ms_per_order": cost})
 
 
@@ -124,3 +125,10 @@ def saga_half(ctx) -> None:
     ctx.results.put("saga.half_peak", report)
     ctx.results.put("saga.cpu_ms_per_order", cost)
     breakdown_saga(ctx, before, after, since)
+
+
+def warmup(ctx) -> None:
+    """Orders at SAGA_COST_RATE, unmeasured, for as long as the cost run: the broker's
+    JIT compiles its hot paths, the services' pools and prepared statements fill."""
+    _ready(ctx)
+    _orders(ctx, ctx.cfg.cost_rate, ctx.cfg.t["cost"])

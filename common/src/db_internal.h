@@ -21,12 +21,27 @@
 typedef struct db_stmt {
     uint64_t hash; /* of the SQL text */
     char *sql;     /* a copy of the text */
+    bool ready;    /* the session has it, or a PREPARE of it is in the pipeline */
 } db_stmt_t;
 
 /* A pool slot. `pg` is NULL while the slot is closed; the pool's mutex guards
  * `leased`, the lease holder owns everything else. `stmts` are the statements
  * prepared on this `pg`: they die with the server session, so closing the connection
  * forgets them (db__stmt_forget). */
+/* What the connection was sent, in pipeline mode, whose result is still to be read. */
+typedef enum {
+    DB_ITEM_BEGIN,
+    DB_ITEM_PREPARE,
+    DB_ITEM_STMT,
+    DB_ITEM_NOWAIT,
+    DB_ITEM_COMMIT
+} db_item_kind_t;
+typedef struct db_item {
+    db_item_kind_t kind;
+    int stmt; /* DB_ITEM_PREPARE: the statement's index (dropped if the prepare fails) */
+} db_item_t;
+#define DB_PIPE_MAX 32 /* items in flight before a sync is forced */
+
 struct db_conn {
     PGconn *pg;
     db_pool_t *pool;
@@ -35,6 +50,14 @@ struct db_conn {
     int last_code; /* code of the last failed statement in this lease (0: none) */
     db_stmt_t *stmts;
     int n_stmts;
+    /* db_txn's transaction: BEGIN is not sent on its own but in front of the first
+     * statement (begin_pending), and statements whose result nobody waits for
+     * (db_execf_nowait) go out with the next one: items in flight, in order. */
+    bool in_txn; /* inside db_txn's fn */
+    bool begin_pending;
+    bool begin_lost; /* the connection died with the pending BEGIN: nothing ran */
+    db_item_t items[DB_PIPE_MAX];
+    int n_items;
 };
 
 struct db_res {
@@ -75,5 +98,26 @@ PGresult *db__query(db_conn_t *c, const char *sql, int n_params, const char *con
 /* db__stmt_forget: drops the record of c's prepared statements (the session that
  * held them is closed or about to be). */
 void db__stmt_forget(db_conn_t *c);
+
+/* The prepared-statement record (db_stmt.c). db__stmt_slot: sql's index, recorded
+ * now if it is new (not ready: the caller prepares it under db__stmt_name(index) and
+ * sets .ready once the PREPARE succeeded; a failed one stays not ready and is
+ * prepared again on next use), or -1 when DB_STMT_MAX statements are recorded. */
+#define DB_STMT_NAME_MAX 16
+int db__stmt_slot(db_conn_t *c, const char *sql);
+void db__stmt_name(int index, char out[DB_STMT_NAME_MAX]);
+
+/* The transaction pipeline (db_pipe.c), used by db_txn. db__pipe_query is db__query
+ * for a connection with a pending BEGIN or items in flight: it sends them and the
+ * statement, then reads every result (the first error wins). db__pipe_nowait sends a
+ * statement without reading its result. db__pipe_commit ends a transaction (0, or the
+ * error of a statement in flight, or COMMIT's); db__pipe_abort reads what is in
+ * flight and rolls back. */
+PGresult *db__pipe_query(db_conn_t *c, const char *sql, int n_params, const char *const *params,
+                         err_t *err);
+int db__pipe_nowait(db_conn_t *c, const char *sql, int n_params, const char *const *params,
+                    err_t *err);
+int db__pipe_commit(db_conn_t *c, err_t *err);
+void db__pipe_abort(db_conn_t *c);
 
 #endif

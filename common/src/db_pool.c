@@ -219,8 +219,12 @@ void db_pool_release(db_pool_t *pool, db_conn_t *conn)
     /* A connection still inside a transaction would hand its locks and half-done work
      * to the next lease; closing it makes the server roll back. */
     if (conn->broken || PQstatus(conn->pg) != CONNECTION_OK ||
-        PQtransactionStatus(conn->pg) != PQTRANS_IDLE)
+        PQtransactionStatus(conn->pg) != PQTRANS_IDLE ||
+        PQpipelineStatus(conn->pg) != PQ_PIPELINE_OFF)
         db_pool_close_slot(pool, conn);
+    conn->begin_pending = false;
+    conn->in_txn = false;
+    conn->n_items = 0;
     db_pool_unlease(pool, conn);
 }
 

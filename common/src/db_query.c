@@ -193,18 +193,36 @@ db_res_t *db_exec(db_conn_t *c, arena_t *a, const char *sql, int n_params,
     return res;
 }
 
-db_res_t *db_execf(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n_params, ...)
+/* The variadic parameters of db_execf and db_execf_nowait as an array in `a`. */
+static const char **db_params(arena_t *a, int n_params, va_list ap)
 {
     const char **params = NULL;
     if (n_params > 0) {
         params = arena_alloc(a, sizeof(*params) * (size_t)n_params);
-        va_list ap;
-        va_start(ap, n_params);
         for (int i = 0; i < n_params; i++)
             params[i] = va_arg(ap, const char *);
-        va_end(ap);
     }
+    return params;
+}
+
+db_res_t *db_execf(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n_params, ...)
+{
+    va_list ap;
+    va_start(ap, n_params);
+    const char **params = db_params(a, n_params, ap);
+    va_end(ap);
     return db_exec(c, a, sql, n_params, params, err);
+}
+
+int db_execf_nowait(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n_params, ...)
+{
+    va_list ap;
+    va_start(ap, n_params);
+    const char **params = db_params(a, n_params, ap);
+    va_end(ap);
+    if (c->in_txn)
+        return db__pipe_nowait(c, sql, n_params, params, err);
+    return db_exec(c, a, sql, n_params, params, err) ? 0 : err->code;
 }
 
 /* ---- results ---- */
@@ -288,24 +306,6 @@ static int64_t db_backoff_ms(int attempt)
     return d / 2 + (int64_t)(rng % (uint64_t)(d / 2 + 1));
 }
 
-/* Leases a connection and BEGINs. A pooled connection can die between the liveness
- * check and BEGIN; nothing has run yet, so one more try on a fresh one is safe. */
-static db_conn_t *db_txn_begin(db_pool_t *pool, err_t *err)
-{
-    for (int tries = 0; tries < 2; tries++) {
-        db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
-        if (!c)
-            return NULL;
-        int rc = db__cmd(c, "BEGIN", err);
-        if (rc == 0)
-            return c;
-        db_pool_release(pool, c);
-        if (rc != ERR_UNAVAILABLE)
-            return NULL;
-    }
-    return NULL;
-}
-
 void db__rollback(db_conn_t *c)
 {
     PGTransactionStatusType ts = PQtransactionStatus(c->pg);
@@ -315,21 +315,28 @@ void db__rollback(db_conn_t *c)
     db__cmd(c, "ROLLBACK", &ignored);
 }
 
-static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
+/* One attempt. BEGIN goes out with fn's first statement (db_pipe.c); *begin_lost
+ * tells that the connection died with it, so that nothing ran. */
+static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool *begin_lost)
 {
-    db_conn_t *c = db_txn_begin(pool, err);
+    db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
     if (!c)
         return err->code;
+    c->begin_pending = true;
+    c->begin_lost = false;
+    c->in_txn = true;
     int rc = fn(c, ud, err);
+    c->in_txn = false;
     /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: never report that as
      * success. The failed statement's own code keeps ERR_ABORTED retryable. */
     if (rc == 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
         rc = err_set(err, c->last_code ? c->last_code : ERR_INTERNAL,
                      "transaction rolled back: fn returned success after a failed statement");
     if (rc == 0)
-        rc = db__cmd(c, "COMMIT", err);
+        rc = db__pipe_commit(c, err);
     else
-        db__rollback(c);
+        db__pipe_abort(c);
+    *begin_lost = c->begin_lost;
     db_pool_release(pool, c);
     return rc;
 }
@@ -339,9 +346,18 @@ int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
     err_t scratch;
     if (!err)
         err = &scratch;
+    bool retried_begin = false;
     for (int attempt = 0;; attempt++) {
         err_clear(err);
-        int rc = db_txn_once(pool, fn, ud, err);
+        bool begin_lost = false;
+        int rc = db_txn_once(pool, fn, ud, err, &begin_lost);
+        /* A pooled connection can die between the liveness check and BEGIN; nothing
+         * has run yet, so one more try on a fresh one is safe. */
+        if (rc == ERR_UNAVAILABLE && begin_lost && !retried_begin) {
+            retried_begin = true;
+            attempt--;
+            continue;
+        }
         if (rc != ERR_ABORTED || attempt == DB_TXN_RETRIES)
             return rc;
         clock_sleep_ms(db_backoff_ms(attempt));

@@ -1,5 +1,5 @@
 /*
- * db_stmt: the prepared statements of a pooled connection.
+ * db_stmt: the prepared statements of a pooled connection, and db__query.
  *
  * PQexecParams sends an unnamed statement that PostgreSQL parses, analyses and plans on
  * every call; for the short statements the services run, that is most of the server's
@@ -18,8 +18,6 @@
 #include "alloc_internal.h"
 #include "db_internal.h"
 
-#define DB_STMT_NAME_MAX 16
-
 /* 64-bit FNV-1a. */
 static uint64_t db_stmt_hash(const char *s)
 {
@@ -31,7 +29,7 @@ static uint64_t db_stmt_hash(const char *s)
     return h;
 }
 
-static void db_stmt_name(int index, char out[DB_STMT_NAME_MAX])
+void db__stmt_name(int index, char out[DB_STMT_NAME_MAX])
 {
     snprintf(out, DB_STMT_NAME_MAX, "s%d", index);
 }
@@ -45,10 +43,7 @@ void db__stmt_forget(db_conn_t *c)
     c->n_stmts = 0;
 }
 
-/* The index of sql's prepared statement on c, preparing it now if it is new and
- * there is room; -1 when it must run unnamed (no room). On a failed prepare (bad
- * SQL, lost connection) returns -2 with err set through db__fail. */
-static int db_stmt_lookup(db_conn_t *c, const char *sql, int n_params, err_t *err)
+int db__stmt_slot(db_conn_t *c, const char *sql)
 {
     uint64_t h = db_stmt_hash(sql);
     for (int i = 0; i < c->n_stmts; i++)
@@ -58,8 +53,20 @@ static int db_stmt_lookup(db_conn_t *c, const char *sql, int n_params, err_t *er
         return -1;
     if (!c->stmts)
         c->stmts = common__xcalloc(DB_STMT_MAX, sizeof(*c->stmts));
+    c->stmts[c->n_stmts] = (db_stmt_t){.hash = h, .sql = common__xstrdup(sql)};
+    return c->n_stmts++;
+}
+
+/* The index of sql's prepared statement on c, preparing it now if the session does
+ * not have it yet; -1 when it must run unnamed (no room). On a failed prepare (bad
+ * SQL, lost connection) returns -2 with err set through db__fail. */
+static int db_stmt_prepared(db_conn_t *c, const char *sql, int n_params, err_t *err)
+{
+    int i = db__stmt_slot(c, sql);
+    if (i < 0 || c->stmts[i].ready)
+        return i;
     char name[DB_STMT_NAME_MAX];
-    db_stmt_name(c->n_stmts, name);
+    db__stmt_name(i, name);
     PGresult *r = PQprepare(c->pg, name, sql, n_params, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         db__fail(c, r, err);
@@ -67,20 +74,22 @@ static int db_stmt_lookup(db_conn_t *c, const char *sql, int n_params, err_t *er
         return -2;
     }
     PQclear(r);
-    c->stmts[c->n_stmts] = (db_stmt_t){.hash = h, .sql = common__xstrdup(sql)};
-    return c->n_stmts++;
+    c->stmts[i].ready = true;
+    return i;
 }
 
 PGresult *db__query(db_conn_t *c, const char *sql, int n_params, const char *const *params,
                     err_t *err)
 {
-    int i = db_stmt_lookup(c, sql, n_params, err);
+    if (c->begin_pending || c->n_items > 0)
+        return db__pipe_query(c, sql, n_params, params, err);
+    int i = db_stmt_prepared(c, sql, n_params, err);
     if (i == -2)
         return NULL;
     PGresult *r;
     if (i >= 0) {
         char name[DB_STMT_NAME_MAX];
-        db_stmt_name(i, name);
+        db__stmt_name(i, name);
         r = PQexecPrepared(c->pg, name, n_params, params, NULL, NULL, 0);
     } else {
         r = PQexecParams(c->pg, sql, n_params, NULL, params, NULL, NULL, 0);

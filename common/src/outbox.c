@@ -76,12 +76,14 @@ int outbox_enqueue(db_conn_t *tx, arena_t *a, const char *topic, const char *key
     size_t len = protobuf_c_message_get_packed_size(event);
     uint8_t *buf = arena_alloc(a, len ? len : 1);
     protobuf_c_message_pack(event, buf);
+    /* Nothing waits for the insert's answer: it goes out with the transaction's next
+     * statement or its COMMIT (db_execf_nowait), and a failure fails that. */
     err_t e = ERR_INIT;
-    if (!db_execf(tx, a, &e,
-                  "INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time, traceparent,"
-                  " payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                  8, topic, key, id, ce.type, ce.source, now, ce.traceparent,
-                  db_bytea_param(a, buf, len))) {
+    if (db_execf_nowait(tx, a, &e,
+                        "INSERT INTO outbox (topic, key, ce_id, ce_type, ce_source, ce_time,"
+                        " traceparent, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        8, topic, key, id, ce.type, ce.source, now, ce.traceparent,
+                        db_bytea_param(a, buf, len)) != 0) {
         if (err)
             *err = e;
         return e.code;

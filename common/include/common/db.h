@@ -69,7 +69,9 @@ int db_pool_ping(db_pool_t *pool, err_t *err);
 void db_pool_stats(db_pool_t *pool, int *open, int *in_use, int *size);
 
 /* db_txn: leases a connection, BEGINs, calls fn(tx, ud, err), COMMITs if fn returned
- * 0, else ROLLBACKs and returns fn's code. Serialization failures and deadlocks
+ * 0, else ROLLBACKs and returns fn's code. BEGIN travels with fn's first statement
+ * (libpq pipeline mode), so it costs no round trip of its own; a transaction that ran
+ * no statement sends nothing. Serialization failures and deadlocks
  * (ERR_ABORTED), from fn or from COMMIT, rerun the whole transaction up to
  * `DB_TXN_RETRIES` times with jittered backoff; fn must therefore have no effects
  * outside the transaction. Blocking; thread-safe. */
@@ -96,6 +98,14 @@ db_res_t *db_exec(db_conn_t *c, arena_t *a, const char *sql, int n_params,
 
 /* db_execf: the same with the parameters as arguments: db_execf(c, a, err, sql, n, p1, ...). */
 db_res_t *db_execf(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n_params, ...);
+
+/* db_execf_nowait: inside db_txn, sends a statement whose result the caller does not
+ * need (an insert, an upsert) without waiting: its result is read with the next
+ * statement's or with COMMIT, one round trip for both. If it fails, that next call
+ * (or db_txn) fails with its error, and nothing after it ran. Do not use it where the
+ * caller must tell one failure from another (db_err_constraint). Outside a
+ * transaction it runs at once. 0, or the code of a failure seen so far. */
+int db_execf_nowait(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n_params, ...);
 
 /* db_err_constraint: true if err reports a violation of the named constraint (unique,
  * check or foreign key), e.g. db_err_constraint(&err, "users_email_key"). */

@@ -49,9 +49,11 @@ int outbox_set_source(const char *source);
  * `tx`: key (the order id) decides the partition, ce_id is a fresh UUIDv7, ce_type is
  * event->descriptor->name, ce_time is now, traceparent is kept if valid (else
  * dropped). The INSERT's trigger wakes the relay when the transaction commits.
- * Scratch memory comes from `a`. 0; ERR_INVALID (empty topic or key);
- * ERR_PRECONDITION (outbox_set_source was not called); or the db error (the caller's
- * transaction should roll back). Thread-safe (one tx per thread). */
+ * Scratch memory comes from `a`. Inside db_txn the insert is sent without waiting for
+ * its answer (db_execf_nowait): a failure shows in the transaction's next statement or
+ * its COMMIT. 0; ERR_INVALID (empty topic or key); ERR_PRECONDITION
+ * (outbox_set_source was not called); or the db error (the caller's transaction should
+ * roll back). Thread-safe (one tx per thread). */
 int outbox_enqueue(db_conn_t *tx, arena_t *a, const char *topic, const char *key,
                    const ProtobufCMessage *event, const char *traceparent, err_t *err);
 

@@ -333,14 +333,11 @@ int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id,
         " FROM orders o, (VALUES ($2, $3, 1), ($4, $5, 2)) AS s(step, detail, n)"
         " WHERE o.id = $1 ORDER BY s.n";
     if (n == 1)
-        return db_execf(tx, a, err, one, 3, order_id, notes[0].step, notes[0].detail) ? 0
-                                                                                      : err->code;
+        return db_execf_nowait(tx, a, err, one, 3, order_id, notes[0].step, notes[0].detail);
     if (n != 2)
         return err_set(err, ERR_INVALID, "timeline: 1 or 2 rows at a time, not %zu", n);
-    return db_execf(tx, a, err, two, 5, order_id, notes[0].step, notes[0].detail, notes[1].step,
-                    notes[1].detail)
-               ? 0
-               : err->code;
+    return db_execf_nowait(tx, a, err, two, 5, order_id, notes[0].step, notes[0].detail,
+                           notes[1].step, notes[1].detail);
 }
 
 int order_repo_sweep_claim(db_conn_t *tx, arena_t *a, int64_t timeout_ms, int limit,

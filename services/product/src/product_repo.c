@@ -311,7 +311,7 @@ int product_repo_order_state_set(db_conn_t *tx, arena_t *a, const char *order_id
     static const char sql[] = "INSERT INTO order_states (order_id, state) VALUES ($1, $2)"
                               " ON CONFLICT (order_id)"
                               " DO UPDATE SET state = EXCLUDED.state, updated_at = now()";
-    return db_execf(tx, a, err, sql, 2, order_id, state) ? 0 : err->code;
+    return db_execf_nowait(tx, a, err, sql, 2, order_id, state);
 }
 
 int product_repo_inventory_lock(db_conn_t *tx, arena_t *a, const product_line_t *lines, size_t n,

@@ -413,11 +413,9 @@ int user_repo_order_set(db_conn_t *tx, arena_t *a, const user_order_t *o, err_t 
         " state = EXCLUDED.state, amount_cents = EXCLUDED.amount_cents,"
         " currency = EXCLUDED.currency, payment_entry_id = EXCLUDED.payment_entry_id,"
         " refund_entry_id = EXCLUDED.refund_entry_id, updated_at = clock_timestamp()";
-    return db_execf(tx, a, err, sql, 7, o->order_id, o->user_id, o->state,
-                    user_repo_i64(a, o->amount_cents), o->currency, o->payment_entry_id,
-                    o->refund_entry_id)
-               ? 0
-               : err->code;
+    return db_execf_nowait(tx, a, err, sql, 7, o->order_id, o->user_id, o->state,
+                           user_repo_i64(a, o->amount_cents), o->currency, o->payment_entry_id,
+                           o->refund_entry_id);
 }
 
 int user_repo_charge(db_conn_t *tx, arena_t *a, const char *order_id, const char *user_id,

@@ -1,10 +1,14 @@
 /*
- * Prepared statements of the db layer against the test stack's PostgreSQL: a
- * statement is prepared once per connection and executed by name after that, a
- * connection prepares at most DB_STMT_MAX statements (the rest run unnamed), and the
- * statements survive what ends a session — a killed backend, a PostgreSQL restart, a
- * DEALLOCATE behind the pool's back — without an error reaching a transaction's
- * caller. Each test works in a schema of its own (test_db_support.h).
+ * What the db layer does to save round trips, against the test stack's PostgreSQL.
+ * Prepared statements: a statement is prepared once per connection and executed by
+ * name after that, a connection prepares at most DB_STMT_MAX statements (the rest run
+ * unnamed), and the statements survive what ends a session — a killed backend, a
+ * PostgreSQL restart, a DEALLOCATE behind the pool's back — without an error reaching
+ * a transaction's caller. The transaction pipeline: BEGIN travels with the first
+ * statement (which may still set the isolation level), statements sent without
+ * waiting (db_execf_nowait) commit with the transaction, and when one fails, the next
+ * statement or the commit fails with its error and nothing of the transaction stays.
+ * Each test works in a schema of its own (test_db_support.h).
  */
 #include <check.h>
 #include <stdio.h>
@@ -150,6 +154,107 @@ START_TEST(test_a_statement_dropped_behind_the_pool_reruns_the_transaction)
 }
 END_TEST
 
+/* ---- the transaction pipeline ---- */
+
+typedef struct rows_ud {
+    int first, n;     /* ids first .. first + n - 1, sent without waiting */
+    bool then_select; /* then a statement that waits */
+    int64_t seen;     /* what that statement saw */
+    err_t select_err; /* its error */
+} rows_ud_t;
+
+static int fn_rows(db_conn_t *tx, void *ud, err_t *err)
+{
+    rows_ud_t *u = ud;
+    arena_t *a = arena_new(0);
+    int rc = 0;
+    for (int i = 0; i < u->n && rc == 0; i++)
+        rc = db_execf_nowait(tx, a, err, "INSERT INTO t (id) VALUES ($1::int)", 1,
+                             arena_sprintf(a, "%d", u->first + i));
+    if (rc == 0 && u->then_select) {
+        db_res_t *r = db_execf(tx, a, &u->select_err, "SELECT count(*) FROM t", 0);
+        u->seen = r ? db_res_i64(r, 0, 0) : -1;
+        if (!r)
+            rc = err_set(err, u->select_err.code, "%s", u->select_err.msg);
+    }
+    arena_free(a);
+    return rc;
+}
+
+static void create_table_t(void)
+{
+    err_t err = ERR_INIT;
+    arena_t *a = arena_new(0);
+    db_conn_t *c = db_pool_acquire(pool, 2000, &err);
+    ck_assert_ptr_nonnull(db_execf(c, a, &err, "CREATE TABLE t (id int PRIMARY KEY)", 0));
+    db_pool_release(pool, c);
+    arena_free(a);
+}
+
+START_TEST(test_statements_sent_without_waiting_commit_with_the_transaction)
+{
+    create_table_t();
+    /* More than the pipeline holds at once: it is flushed on the way. */
+    rows_ud_t u = {.first = 1, .n = 100, .then_select = true};
+    err_t err = ERR_INIT;
+    ck_assert_msg(db_txn(pool, fn_rows, &u, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(u.seen, 100); /* the waiting statement sees all that went before */
+    ck_assert_int_eq(one_i64("SELECT count(*) FROM t", NULL), 100);
+}
+END_TEST
+
+START_TEST(test_a_failed_statement_sent_without_waiting_fails_the_next_one)
+{
+    create_table_t();
+    rows_ud_t first = {.first = 1, .n = 1};
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(db_txn(pool, fn_rows, &first, &err), 0);
+    /* ids 0, 1 (taken) and 2 without waiting, then a SELECT: it reports the duplicate. */
+    rows_ud_t dup = {.first = 0, .n = 3, .then_select = true};
+    ck_assert_int_eq(db_txn(pool, fn_rows, &dup, &err), ERR_CONFLICT);
+    ck_assert_int_eq(dup.select_err.code, ERR_CONFLICT);
+    ck_assert(db_err_constraint(&dup.select_err, "t_pkey"));
+    ck_assert_int_eq(one_i64("SELECT count(*) FROM t", NULL), 1); /* id 0 rolled back */
+}
+END_TEST
+
+START_TEST(test_a_failed_statement_sent_without_waiting_fails_the_commit)
+{
+    create_table_t();
+    rows_ud_t first = {.first = 1, .n = 1};
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(db_txn(pool, fn_rows, &first, &err), 0);
+    int64_t backend = one_i64("SELECT pg_backend_pid()", NULL);
+    rows_ud_t dup = {.first = 0, .n = 3}; /* 0, 1 (taken), 2; nothing waits */
+    ck_assert_int_eq(db_txn(pool, fn_rows, &dup, &err), ERR_CONFLICT);
+    ck_assert(db_err_constraint(&err, "t_pkey"));
+    ck_assert_int_eq(one_i64("SELECT count(*) FROM t", NULL), 1);
+    /* Rolled back, not thrown away: the same session serves the next lease. */
+    ck_assert_int_eq(one_i64("SELECT pg_backend_pid()", NULL), backend);
+}
+END_TEST
+
+static int fn_isolation(db_conn_t *tx, void *ud, err_t *err)
+{
+    arena_t *a = arena_new(0);
+    db_res_t *r = db_execf(tx, a, err, "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", 0)
+                      ? db_execf(tx, a, err, "SHOW transaction_isolation", 0)
+                      : NULL;
+    if (r)
+        snprintf(ud, 32, "%s", db_res_str(r, 0, 0));
+    arena_free(a);
+    return r ? 0 : err->code;
+}
+
+START_TEST(test_the_first_statement_runs_inside_the_transaction)
+{
+    char level[32] = "";
+    err_t err = ERR_INIT;
+    ck_assert_msg(db_txn(pool, fn_isolation, level, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(level, "serializable");
+}
+END_TEST
+
 static Suite *db_stmt_suite(void)
 {
     Suite *s = suite_create("db_stmt");
@@ -160,6 +265,13 @@ static Suite *db_stmt_suite(void)
     tcase_add_test(tc, test_past_the_limit_statements_run_unnamed_and_still_work);
     tcase_add_test(tc, test_a_statement_dropped_behind_the_pool_reruns_the_transaction);
     tcase_add_test(tc, test_prepared_statements_survive_a_postgresql_restart);
+    TCase *pipe = check_case(s, "pipeline", 60);
+    tcase_add_unchecked_fixture(pipe, tdb_run_begin, tdb_run_end);
+    tcase_add_checked_fixture(pipe, setup, teardown);
+    tcase_add_test(pipe, test_statements_sent_without_waiting_commit_with_the_transaction);
+    tcase_add_test(pipe, test_a_failed_statement_sent_without_waiting_fails_the_next_one);
+    tcase_add_test(pipe, test_a_failed_statement_sent_without_waiting_fails_the_commit);
+    tcase_add_test(pipe, test_the_first_statement_runs_inside_the_transaction);
     return s;
 }
 
