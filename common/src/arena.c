@@ -73,6 +73,14 @@ void *common__xcalloc(size_t n, size_t size)
     return p;
 }
 
+void *common__xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        common__oom(n);
+    return q;
+}
+
 char *common__xstrdup(const char *s)
 {
     char *p = strdup(s);

@@ -66,8 +66,8 @@ static int db_pipe_send(db_conn_t *c, const char *sql, int n_params, const char 
 
 /* One item's result. The first failure sets *rc; the result of the DB_ITEM_STMT is
  * kept in *keep if all went well before it. */
-static void db_pipe_result(db_conn_t *c, const db_item_t *it, PGresult *r, PGresult **keep,
-                           int *rc, err_t *err)
+static void db_pipe_result(db_conn_t *c, const db_item_t *it, PGresult *r, PGresult **keep, int *rc,
+                           err_t *err)
 {
     ExecStatusType st = PQresultStatus(r);
     bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;

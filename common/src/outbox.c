@@ -4,8 +4,12 @@
  * The relay thread's life: stand by until the advisory lock is ours (trying every
  * second on a connection kept open for it), then loop — scan the oldest unpublished
  * rows, produce them in id order into one kfk batch, wait for every delivery report,
- * mark the delivered prefix published — and sleep on LISTEN outbox (or the poll
- * interval) when the scan came back short. Every query runs on the lock's
+ * and keep the delivered prefix to be marked published — and sleep on LISTEN outbox
+ * (or the poll interval) when the scan came back short. The marks travel with the
+ * next scan (one statement marks the last batch and reads the next), so a relay round
+ * is one round trip to PostgreSQL; when the relay goes idle they wait for the next
+ * wake-up or poll, at most poll_interval_ms, and are flushed when it resigns. A mark
+ * lost with the connection only means its rows go out again. Every query runs on the lock's
  * connection: if that connection breaks, the lock is gone with it, so the relay goes
  * back to standing by instead of publishing without it.
  */
@@ -106,6 +110,8 @@ struct outbox_relay {
     int64_t last_warn_us;
     int64_t next_purge_us;
     bool purging; /* a retention sweep is under way */
+    char *marks;  /* delivered rows not marked yet, as a bigint[] literal "{1,2}" */
+    size_t marks_len, marks_cap, n_marks;
 };
 
 static metrics_counter_t *m_published;
@@ -176,6 +182,49 @@ static int64_t relay_next_backoff(outbox_relay_t *r)
     return r->backoff_ms;
 }
 
+/* Forgets the marks not sent yet (they went out, or the connection is gone). */
+static void relay_marks_clear(outbox_relay_t *r)
+{
+    r->n_marks = 0;
+    r->marks_len = 0;
+    if (r->marks)
+        strcpy(r->marks, "{}");
+}
+
+/* Adds ids [0, n) of a scan to the marks to send. */
+static void relay_marks_add(outbox_relay_t *r, const db_res_t *res, size_t n)
+{
+    size_t need = (r->marks_len ? r->marks_len : 1) + n * 21 + 2;
+    if (need > r->marks_cap) {
+        r->marks_cap = need * 2;
+        r->marks = common__xrealloc(r->marks, r->marks_cap);
+    }
+    size_t len = r->marks_len ? r->marks_len - 1 : 0; /* over the closing brace */
+    if (len == 0)
+        r->marks[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(r->marks + len, "%s%" PRId64, r->n_marks + i ? "," : "",
+                               db_res_i64(res, (int)i, 0));
+    strcpy(r->marks + len, "}");
+    r->marks_len = len + 1;
+    r->n_marks += n;
+}
+
+/* Sends the marks by themselves (the relay resigns, or stops). */
+static void relay_marks_flush(outbox_relay_t *r)
+{
+    if (!r->n_marks || !r->conn)
+        return;
+    arena_t *a = arena_new(0);
+    err_t err = ERR_INIT;
+    if (db_execf(r->conn, a, &err,
+                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", 1,
+                 r->marks))
+        metrics_counter_add(m_published, r->n_marks);
+    relay_marks_clear(r);
+    arena_free(a);
+}
+
 /* Gives the lock up: unlocked explicitly on a healthy connection (so a standby takes
  * over at once), by closing the connection on a broken one. */
 static void relay_resign(outbox_relay_t *r, bool healthy)
@@ -183,6 +232,9 @@ static void relay_resign(outbox_relay_t *r, bool healthy)
     if (!r->conn)
         return;
     err_t err = ERR_INIT;
+    if (healthy)
+        relay_marks_flush(r);
+    relay_marks_clear(r);
     if (healthy && db_advisory_unlock(r->conn, r->o.lock_key, &err) != 0)
         LOG_WARN("outbox relay could not release its lock", LOG_STR("error", err.msg));
     db_pool_release(r->pool, r->conn);
@@ -293,24 +345,6 @@ static size_t relay_produce(outbox_relay_t *r, const db_res_t *res, arena_t *a, 
     return n;
 }
 
-/* Marks rows [0, n) of the scan published. */
-static int relay_mark(outbox_relay_t *r, const db_res_t *res, arena_t *a, size_t n, err_t *err)
-{
-    if (n == 0)
-        return 0;
-    char *ids = arena_alloc(a, n * 21 + 3);
-    size_t len = 0;
-    ids[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)sprintf(ids + len, "%s%" PRId64, i ? "," : "", db_res_i64(res, (int)i, 0));
-    strcpy(ids + len, "}");
-    if (!db_execf(r->conn, a, err,
-                  "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", 1, ids))
-        return err->code;
-    metrics_counter_add(m_published, n);
-    return 0;
-}
-
 /* The delivered prefix of the batch: an error stops it (rows after a failure must go
  * again after it, not before). */
 static size_t relay_delivered(kfk_batch_t *b, size_t queued, err_t *err)
@@ -321,7 +355,9 @@ static size_t relay_delivered(kfk_batch_t *b, size_t queued, err_t *err)
     return queued;
 }
 
-/* One scan-produce-mark round; *rows gets the number scanned. */
+/* One round: mark the last round's rows and scan the next ones (one statement: the
+ * scan does not see the marks of its own statement, so it leaves those rows out by
+ * id), produce, wait for the reports; *rows gets the number scanned. */
 static int relay_batch(outbox_relay_t *r, int *rows)
 {
     err_t err = ERR_INIT, produce_err = ERR_INIT, delivery_err = ERR_INIT;
@@ -330,16 +366,21 @@ static int relay_batch(outbox_relay_t *r, int *rows)
     kfk_batch_t *b = NULL;
     db_res_t *res =
         db_execf(r->conn, a, &err,
-                 "SELECT id, topic, key, ce_id::text, ce_type, ce_source,"
+                 "WITH marked AS (UPDATE outbox SET published_at = now()"
+                 " WHERE id = ANY($2::bigint[]))"
+                 " SELECT id, topic, key, ce_id::text, ce_type, ce_source,"
                  " to_char(ce_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
                  " traceparent, payload,"
                  " (extract(epoch FROM clock_timestamp() - created_at) * 1000)::bigint"
-                 " FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
-                 1, arena_sprintf(a, "%d", r->o.batch_size));
+                 " FROM outbox WHERE published_at IS NULL AND id <> ALL($2::bigint[])"
+                 " ORDER BY id LIMIT $1",
+                 2, arena_sprintf(a, "%d", r->o.batch_size), r->n_marks ? r->marks : "{}");
     if (!res) {
         rc = relay_db_failed(r, "scan", &err);
         goto out;
     }
+    metrics_counter_add(m_published, r->n_marks);
+    relay_marks_clear(r);
     size_t n = (size_t)db_res_rows(res);
     *rows = (int)n;
     metrics_gauge_set(m_lag, n ? (double)db_res_i64(res, 0, 9) / 1000.0 : 0.0);
@@ -349,10 +390,7 @@ static int relay_batch(outbox_relay_t *r, int *rows)
     size_t queued = relay_produce(r, res, a, n, b, &produce_err);
     relay_await_reports(r, b);
     size_t ok = relay_delivered(b, queued, &delivery_err);
-    if (relay_mark(r, res, a, ok, &err) != 0) {
-        rc = relay_db_failed(r, "mark", &err);
-        goto out;
-    }
+    relay_marks_add(r, res, ok);
     if (ok < n) {
         const err_t *why = ok < queued ? &delivery_err : &produce_err;
         relay_failed(r, "publish", why);
@@ -457,5 +495,6 @@ void outbox_relay_stop(outbox_relay_t *r)
     db_listener_free(r->listener);
     db_pool_free(r->pool);
     free(r->db_url);
+    free(r->marks);
     free(r);
 }
