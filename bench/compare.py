@@ -57,11 +57,13 @@ def run(bin_dir: Path, rate: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         env = dict(os.environ, BENCH_ONLY="cost", BIN_DIR=str(bin_dir), BENCH_OUT=f.name,
                    SAGA_COST_RATE=str(rate), BENCH_TOOLS_DIR=str(bin_dir / "bench"))
-        subprocess.run([sys.executable, HERE / "bench.py"], env=env, check=False,
-                       stdout=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, HERE / "bench.py"], env=env, check=False,
+                              capture_output=True, text=True)
         try:
             return json.loads(Path(f.name).read_text())["saga"]["fixed_rate_cost"] or {}
         except (OSError, ValueError, KeyError, TypeError):
+            print(f"[compare] the run of {bin_dir} failed:\n{done.stderr[-3000:]}",
+                  file=sys.stderr)
             return {}
 
 
