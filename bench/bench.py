@@ -13,6 +13,8 @@ method.
   BIN_DIR            the programs (default build-release/); the tools are taken from
                      $BIN_DIR/bench unless BENCH_TOOLS_DIR says otherwise
   SAGA_COST_RATE     orders/s of the fixed-rate CPU cost run (default 40)
+  BENCH_PGSS=1       pg_stat_statements in the clusters: the fixed-rate cost run also
+                     reports the statements that took most server time, per order
   BENCH_ONLY=saga    only these phase groups (read, saga, cost, baseline, startup;
                      comma-separated): a shorter run for experiments, whose JSON lacks
                      keys; `cost` is the fixed-rate CPU cost alone (bench/compare.py)

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pgss
+
 # Load settings, the same for every HTTP figure: wrk's closed loop and our open loop.
 CONNS = 32
 WRK_THREADS = 2
@@ -97,3 +99,5 @@ class Config:
         os.environ["STACK_PROFILE"] = "bench"
         os.environ["BIN_DIR"] = str(self.bin_dir)
         os.environ.update(GATEWAY_ENV)
+        if pgss.enabled():
+            pgss.export()

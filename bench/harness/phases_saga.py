@@ -9,7 +9,7 @@ outcome, so each order's whole saga is inside its window.
 
 import time
 
-from . import cpu
+from . import cpu, pgss
 from .breakdown import breakdown_saga, metrics_snap
 from .util import PhaseFailed, psql, say
 
@@ -103,11 +103,16 @@ def fixed_rate_cost(ctx) -> None:
     ctx.results.put("saga.fixed_rate_cost", {"rate": rate, "seconds": seconds,
                                              "confirmed": None, "cpu_ms_per_order": None})
     _ready(ctx)
+    if pgss.enabled():
+        pgss.reset(ctx)
     report, cost = _cost_run(ctx, rate, seconds)
     ctx.results.put("saga.fixed_rate_cost", {"rate": rate, "seconds": seconds,
                                              "confirmed": report.get("confirmed"),
                                              "e2e_ms": report.get("e2e_ms"),
                                              "cpu_ms_per_order": cost})
+    if pgss.enabled():
+        ctx.results.put("saga.fixed_rate_cost.pg_statements",
+                        pgss.collect(ctx, report.get("confirmed")))
 
 
 def saga_half(ctx) -> None:

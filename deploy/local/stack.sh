@@ -88,6 +88,9 @@ shared_buffers = 64MB
 logging_collector = off
 log_min_messages = warning
 CONF
+        # PG_EXTRA_CONF: more lines for a new cluster (make bench's BENCH_PGSS=1 loads
+        # pg_stat_statements this way).
+        [ -z "${PG_EXTRA_CONF:-}" ] || printf '%s\n' "$PG_EXTRA_CONF" >>"$dir/postgresql.conf"
     fi
     if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
         return 0

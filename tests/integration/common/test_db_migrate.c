@@ -87,8 +87,9 @@ START_TEST(test_embedded_set_holds_the_files_in_version_order_verbatim)
     ck_assert_str_eq(dbtest_bad_migrations.component, "dbtest_bad");
     ck_assert_uint_eq(dbtest_bad_migrations.n, 3);
     ck_assert_str_eq(common_migrations.component, "common");
-    ck_assert_uint_eq(common_migrations.n, 1);
+    ck_assert_uint_eq(common_migrations.n, 2);
     ck_assert_str_eq(common_migrations.migrations[0].name, "0001_outbox_inbox");
+    ck_assert_str_eq(common_migrations.migrations[1].name, "0002_outbox_queue_vacuum");
 }
 END_TEST
 
@@ -266,6 +267,11 @@ START_TEST(test_common_migrations_create_the_outbox_and_the_inbox)
     ck_assert_int_eq(count("SELECT count(*) FROM pg_indexes WHERE indexname ="
                            " 'outbox_unpublished_idx' AND schemaname = current_schema()"
                            " AND indexdef LIKE '%WHERE (published_at IS NULL)'"),
+                     1);
+    /* A queue: vacuumed after a fixed number of changed rows, whatever its size. */
+    ck_assert_int_eq(count("SELECT count(*) FROM pg_class WHERE oid = 'outbox'::regclass"
+                           " AND 'autovacuum_vacuum_threshold=2000' = ANY(reloptions)"
+                           " AND 'autovacuum_vacuum_scale_factor=0' = ANY(reloptions)"),
                      1);
 
     /* Every insert wakes the relay's channel, without anyone calling pg_notify. Other
