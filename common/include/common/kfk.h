@@ -87,7 +87,7 @@ typedef struct kfk_out_msg {
 
 /* kfk_producer_new: an idempotent producer (enable.idempotence, so acks=all and at
  * most 5 requests in flight, which keeps per-partition order), tuned for latency
- * (linger.ms=1, socket.nagle.disable), with the gap-less guarantee on and no local
+ * (linger.ms=0, socket.nagle.disable), with the gap-less guarantee on and no local
  * message timeout: a message is retried until the broker takes it or the producer is
  * freed, so an outage delays events but never reorders them. `conf` (NULL or
  * alternating librdkafka property names and values ending with NULL) overrides any
