@@ -12,8 +12,9 @@ SELECT id::text, sku, name, description, currency, price_cents, active,
        (extract(epoch FROM updated_at) * 1000000)::bigint AS updated_us
   FROM products WHERE id = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid]);
 
--- 2. OrderCreated: the order's and the product's locks with the inbox row, state, lock
--- the inventory rows, reserve (units and reservation rows), state, StockReserved.
+-- 2. OrderCreated: the order's and the product's locks with the inbox row, the state
+-- with the inventory rows locked, reserve (units and reservation rows), state,
+-- StockReserved.
 BEGIN;
 WITH locks AS (SELECT count(pg_advisory_xact_lock(1935763297, k)) AS n
                  FROM unnest(ARRAY[hashtext('order:' || md5('o' || :o)::uuid::text), hashtext('inventory:' || ('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid::text)]::int4[]) AS k)
@@ -22,10 +23,10 @@ SELECT e.id, e.type, e.topic
   FROM unnest(ARRAY[md5('oc' || :o)::uuid], ARRAY['shop.events.v1.OrderCreated'], ARRAY['order.events']) WITH ORDINALITY AS e(id, type, topic, i)
  WHERE (SELECT n FROM locks) >= 0 ORDER BY e.i
 ON CONFLICT (ce_id) DO NOTHING RETURNING ce_id::text;
-SELECT state FROM order_states WHERE order_id = md5('o' || :o)::uuid;
-SELECT product_id::text, available FROM inventory
- WHERE product_id = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid])
- ORDER BY product_id FOR UPDATE;
+WITH i AS (SELECT product_id::text AS id, available FROM inventory
+            WHERE product_id = ANY(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid]) ORDER BY product_id FOR UPDATE)
+SELECT (SELECT state FROM order_states WHERE order_id = md5('o' || :o)::uuid), i.id, i.available
+  FROM (VALUES (1)) AS one (x) LEFT JOIN i ON true ORDER BY i.id;
 WITH u AS (UPDATE inventory i SET available = i.available - l.q, reserved = i.reserved + l.q, updated_at = now()
              FROM unnest(ARRAY[('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid], '{1}'::bigint[]) AS l(p, q)
             WHERE i.product_id = l.p AND i.available >= l.q RETURNING i.product_id, l.q)
@@ -46,8 +47,8 @@ SET LOCAL synchronous_commit = off;
 UPDATE outbox SET published_at = now() WHERE id = ANY(ARRAY[:ob]::bigint[]);
 COMMIT;
 
--- 7. OrderConfirmed: the locks with the inbox row, state, lock the inventory rows,
--- reserved → sold, state, StockCommitted.
+-- 7. OrderConfirmed: the locks with the inbox row, state, reserved → sold, state,
+-- StockCommitted.
 BEGIN;
 WITH locks AS (SELECT count(pg_advisory_xact_lock(1935763297, k)) AS n
                  FROM unnest(ARRAY[hashtext('order:' || md5('o' || :o)::uuid::text), hashtext('inventory:' || ('00000000-0000-4000-8000-' || lpad(:p::text, 12, '0'))::uuid::text)]::int4[]) AS k)
@@ -57,9 +58,6 @@ SELECT e.id, e.type, e.topic
  WHERE (SELECT n FROM locks) >= 0 ORDER BY e.i
 ON CONFLICT (ce_id) DO NOTHING RETURNING ce_id::text;
 SELECT state FROM order_states WHERE order_id = md5('o' || :o)::uuid;
-SELECT i.product_id FROM inventory i JOIN reservations r ON r.product_id = i.product_id
- WHERE r.order_id = md5('o' || :o)::uuid AND r.state = 'RESERVED'
- ORDER BY i.product_id FOR UPDATE OF i;
 WITH r AS (UPDATE reservations SET state = 'COMMITTED', updated_at = now()
             WHERE order_id = md5('o' || :o)::uuid AND state = 'RESERVED' RETURNING product_id, quantity)
 UPDATE inventory i SET reserved = i.reserved - r.quantity, sold = i.sold + r.quantity, updated_at = now()

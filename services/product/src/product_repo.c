@@ -314,23 +314,29 @@ int product_repo_order_state_set(db_conn_t *tx, arena_t *a, const char *order_id
     return db_execf_nowait(tx, a, err, sql, 2, order_id, state);
 }
 
-int product_repo_inventory_lock(db_conn_t *tx, arena_t *a, const product_line_t *lines, size_t n,
-                                int64_t *available, err_t *err)
+int product_repo_order_stock(db_conn_t *tx, arena_t *a, const char *order_id,
+                             const product_line_t *lines, size_t n, const char **state,
+                             int64_t *available, err_t *err)
 {
-    /* LockRows runs above the sort: rows are locked in product_id order. */
-    static const char sql[] = "SELECT product_id::text, available FROM inventory"
-                              " WHERE product_id = ANY($1::uuid[])"
-                              " ORDER BY product_id FOR UPDATE";
-    db_res_t *r = db_execf(tx, a, err, sql, 1, product_repo_line_ids(a, lines, n));
+    /* One statement: the state (the caller holds the order's lock, taken by an earlier
+     * statement, so this snapshot is fresh) and the inventory rows, locked in
+     * product_id order (LockRows runs above the sort); one row even without any. */
+    static const char sql[] =
+        "WITH i AS (SELECT product_id::text AS id, available FROM inventory"
+        " WHERE product_id = ANY($2::uuid[]) ORDER BY product_id FOR UPDATE)"
+        " SELECT (SELECT state FROM order_states WHERE order_id = $1), i.id, i.available"
+        " FROM (VALUES (1)) AS one (x) LEFT JOIN i ON true ORDER BY i.id";
+    db_res_t *r = db_execf(tx, a, err, sql, 2, order_id, product_repo_line_ids(a, lines, n));
     if (!r)
         return err->code;
+    *state = db_res_str(r, 0, 0);
     /* Both sides are in the same order (lower-case UUID text sorts like uuid). */
-    int rows = db_res_rows(r), j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (j < rows && strcmp(db_res_str(r, j, 0), lines[i].product_id) == 0)
-            available[i] = db_res_i64(r, j++, 1);
+    int rows = db_res_null(r, 0, 1) ? 0 : db_res_rows(r), j = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (j < rows && strcmp(db_res_str(r, j, 1), lines[k].product_id) == 0)
+            available[k] = db_res_i64(r, j++, 2);
         else
-            available[i] = -1;
+            available[k] = -1;
     }
     return 0;
 }
@@ -357,8 +363,10 @@ int product_repo_reserve(db_conn_t *tx, arena_t *a, const char *order_id,
     return 0;
 }
 
-/* The statements of one move: lock the inventory rows in product order, then move the
- * reservations and their units in one statement. */
+/* The statement of one move: the reservations and their units together. It locks the
+ * inventory rows in no particular order: the saga consumer already holds the order's
+ * products (saga_locks_fn), so another batch cannot hold one of them and wait for
+ * another, and a stock RPC locks a single row. */
 typedef struct product_move_sql {
     const char *from;
     const char *update;
@@ -386,13 +394,7 @@ static const product_move_sql_t product_move_sql[] = {
 int product_repo_move(db_conn_t *tx, arena_t *a, const char *order_id, product_move_t move,
                       product_line_t **lines, size_t *n, err_t *err)
 {
-    static const char lock[] = "SELECT i.product_id FROM inventory i"
-                               " JOIN reservations r ON r.product_id = i.product_id"
-                               " WHERE r.order_id = $1 AND r.state = $2"
-                               " ORDER BY i.product_id FOR UPDATE OF i";
     const product_move_sql_t *m = &product_move_sql[move];
-    if (!db_execf(tx, a, err, lock, 2, order_id, m->from))
-        return err->code;
     db_res_t *r = db_execf(tx, a, err, m->update, 2, order_id, m->from);
     if (!r)
         return err->code;

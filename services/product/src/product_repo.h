@@ -137,12 +137,13 @@ int product_repo_order_state(db_conn_t *tx, arena_t *a, const char *order_id, co
 int product_repo_order_state_set(db_conn_t *tx, arena_t *a, const char *order_id, const char *state,
                                  err_t *err);
 
-/* product_repo_inventory_lock: locks the inventory rows of lines[0..n) — sorted by
- * product_id, without duplicates, lower-case — in that order (every writer locks in
- * product order, so concurrent orders cannot deadlock) and fills available[i] with
- * line i's available units, or -1 for an unknown product. */
-int product_repo_inventory_lock(db_conn_t *tx, arena_t *a, const product_line_t *lines, size_t n,
-                                int64_t *available, err_t *err);
+/* product_repo_order_stock: in one statement, the order's state into *state ("" when
+ * the order was never seen; the caller holds the order's lock) and the inventory rows of
+ * lines[0..n) — sorted by product_id, without duplicates, lower-case — locked, with
+ * available[i] set to line i's available units, or -1 for an unknown product. */
+int product_repo_order_stock(db_conn_t *tx, arena_t *a, const char *order_id,
+                             const product_line_t *lines, size_t n, const char **state,
+                             int64_t *available, err_t *err);
 
 /* product_repo_reserve: for every line (locked, checked), available -= quantity and
  * reserved += quantity with the condition available >= quantity, and records the

@@ -173,18 +173,14 @@ static int product_saga_reject(db_conn_t *tx, arena_t *a, const saga_event_t *ev
     return 0;
 }
 
-/* Reserves every line or none. The inventory rows are locked (in product order)
+/* Reserves every line or none. The inventory rows were locked (product_repo_order_stock)
  * before anything is checked, so the check and the conditional updates see the same
  * numbers and a rejection leaves nothing behind. */
 static int product_saga_reserve(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
                                 const Shop__Events__V1__OrderCreated *oc, const char *order_id,
+                                const product_line_t *lines, size_t n, const int64_t *available,
                                 err_t *err)
 {
-    product_line_t *lines;
-    size_t n = product_saga_merge(a, oc, &lines);
-    int64_t *available = arena_calloc(a, n ? n : 1, sizeof(*available));
-    if (n && product_repo_inventory_lock(tx, a, lines, n, available, err) != 0)
-        return err->code;
     Shop__Events__V1__StockRejected rej = SHOP__EVENTS__V1__STOCK_REJECTED__INIT;
     if (product_saga_first_short(a, oc, lines, n, available, &rej))
         return product_saga_reject(tx, a, ev, order_id, STATE_REJECTED, &rej, err);
@@ -208,8 +204,12 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
     const Shop__Events__V1__OrderCreated *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        product_saga_check_lines(ev, oc, err) != 0 ||
-        product_repo_order_state(tx, a, order_id, &state, err) != 0)
+        product_saga_check_lines(ev, oc, err) != 0)
+        return err->code;
+    product_line_t *lines;
+    size_t n = product_saga_merge(a, oc, &lines);
+    int64_t *available = arena_calloc(a, n ? n : 1, sizeof(*available));
+    if (product_repo_order_stock(tx, a, order_id, lines, n, &state, available, err) != 0)
         return err->code;
     if (product_saga_is(state, STATE_TOMBSTONE)) {
         /* Cancelled before we heard of it: reserve nothing, and say so once. */
@@ -222,7 +222,7 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
                  LOG_STR("state", state));
         return 0;
     }
-    return product_saga_reserve(tx, a, ev, oc, order_id, err);
+    return product_saga_reserve(tx, a, ev, oc, order_id, lines, n, available, err);
 }
 
 /* ---- OrderConfirmed ---- */
