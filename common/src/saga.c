@@ -31,7 +31,7 @@
 #include "saga_internal.h"
 
 #define SAGA_POLL_MS          100
-#define SAGA_WORKERS_DEFAULT  4
+#define SAGA_WORKERS_DEFAULT  2
 #define SAGA_BATCH_DEFAULT    32
 #define SAGA_QUEUE_PER_BATCH  2
 #define SAGA_ENQUEUE_SLICE_MS 100

@@ -117,7 +117,7 @@ typedef struct saga_consumer_opts {
     int64_t backoff_base_ms;       /* first retry delay, doubling; 0: 100 */
     int64_t backoff_max_ms;        /* cap on the delay; 0: 5000 */
     const char *const *kafka_conf; /* librdkafka overrides for the consumer, or NULL */
-    int workers;                   /* threads applying partitions in parallel; 0: 4 */
+    int workers;                   /* threads applying partitions in parallel; 0: 2 */
     int batch_max;                 /* events per transaction at most; 0: 32 */
     int64_t commit_interval_ms;    /* offsets to the broker at most this often; 0: 1000 */
 } saga_consumer_opts_t;

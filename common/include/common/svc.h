@@ -26,7 +26,7 @@
  *   LOG_LEVEL         debug | info | warn | error  default info
  *   SHUTDOWN_GRACE    time for in-flight calls at shutdown (default 10s)
  *   STARTUP_TIMEOUT   give up when dependencies stay down this long (default 0 = never)
- *   SAGA_WORKERS      threads applying saga events by partition in parallel (1..64, 4)
+ *   SAGA_WORKERS      threads applying saga events by partition in parallel (1..64, 2)
  *   SAGA_BATCH        saga events applied per transaction at most (1..1000, 32)
  */
 #ifndef COMMON_SVC_H
