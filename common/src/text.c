@@ -81,6 +81,21 @@ char *text_ascii_lower(arena_t *a, const char *s)
     return out;
 }
 
+static bool text_ascii_blank(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+char *text_email_canon(arena_t *a, const char *s)
+{
+    while (text_ascii_blank(*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && text_ascii_blank(s[n - 1]))
+        n--;
+    return text_ascii_lower(a, arena_strndup(a, s, n));
+}
+
 char *text_base64url_encode(arena_t *a, const void *in, size_t n)
 {
     const unsigned char *b = in;

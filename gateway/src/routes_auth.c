@@ -2,16 +2,16 @@
  * routes_auth: register, login, refresh, logout (DESIGN.md §5).
  *
  * Login and register are rate-limited per client IP and per account (the
- * lower-cased email, hashed so no address is stored in Redis): a refused
+ * canonical email, hashed so no address is stored in Redis): a refused
  * attempt answers 429 with Retry-After before any password work is done.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto.h"
 #include "json_pb.h"
 #include "problem.h"
@@ -20,21 +20,21 @@
 #include "shop/gateway/v1/gateway.pb-c.h"
 #include "shop/user/v1/user_service.pb-c.h"
 
-/* One rate limit hit; false after replying 429 (or 503 when Redis fails). */
+/* One rate limit hit, told in RateLimit headers; false after replying 429 (or 503
+ * when Redis fails). */
 static bool auth_limit(http_req_t *r, const char *name, const char *subject, int64_t limit)
 {
     gateway_t *app = http_app(r);
     char key[RATELIMIT_KEY_MAX];
-    int64_t retry = 0;
+    ratelimit_state_t st;
     err_t err = ERR_INIT;
     ratelimit_key(key, app->cfg->redis_prefix, name, subject);
-    int rc = ratelimit_hit(app->redis, key, limit, app->cfg->auth_window_ms, &retry, &err);
+    int rc = ratelimit_hit(app->redis, key, limit, app->cfg->auth_window_ms, &st, &err);
+    if (rc == 0 || rc == ERR_EXHAUSTED)
+        http_ratelimit_headers(r, name, &st, rc == ERR_EXHAUSTED);
     if (rc == 0)
         return true;
     if (rc == ERR_EXHAUSTED) {
-        char s[24];
-        snprintf(s, sizeof(s), "%lld", (long long)retry);
-        http_header_add(r, "Retry-After", s);
         LOG_WARN("rate limited", LOG_STR("limit", name), LOG_STR("client", http_client_ip(r)));
         http_reply_problem(r, 429, "too many attempts, retry later", NULL);
     } else {
@@ -43,16 +43,15 @@ static bool auth_limit(http_req_t *r, const char *name, const char *subject, int
     return false;
 }
 
-/* The per-IP and per-account limits of one kind of attempt. */
+/* The per-IP and per-account limits of one kind of attempt. The account is the
+ * canonical email (text_email_canon, the form user-svc finds it by), so no spelling
+ * of one address gets a budget of its own. */
 static bool auth_limits(http_req_t *r, const char *kind, const char *email, int64_t ip_limit,
                         int64_t account_limit)
 {
-    char name[32], lower[256], hash[CRYPTO_SHA256_HEX_LEN];
-    size_t i = 0;
-    for (; email[i] != '\0' && i + 1 < sizeof(lower); i++)
-        lower[i] = (char)tolower((unsigned char)email[i]);
-    lower[i] = '\0';
-    crypto_sha256_hex(lower, i, hash);
+    char name[32], hash[CRYPTO_SHA256_HEX_LEN];
+    const char *canon = text_email_canon(http_arena(r), email);
+    crypto_sha256_hex(canon, strlen(canon), hash);
     snprintf(name, sizeof(name), "%s-ip", kind);
     if (!auth_limit(r, name, http_client_ip(r), ip_limit))
         return false;

@@ -45,6 +45,13 @@ int text_check_chars(const char *field, const char *s, long min, long max, err_t
  * they are), e.g. to canonicalise a UUID. Owned by the arena. */
 char *text_ascii_lower(arena_t *a, const char *s);
 
+/* text_email_canon: the one form of an email address by which an account is found
+ * and its attempts are counted, everywhere: ASCII blanks (space, \t, \n, \v, \f,
+ * \r) around it removed and A-Z lower-cased; every other byte as it is (no Unicode
+ * folding, which would depend on a locale). PostgreSQL's lower() under COLLATE "C"
+ * folds exactly the same bytes. Owned by the arena. */
+char *text_email_canon(arena_t *a, const char *s);
+
 /* text_base64url_encode: the n bytes at in as base64url (RFC 4648 §5) without
  * padding, NUL-terminated, in the arena. Owned by the arena. */
 char *text_base64url_encode(arena_t *a, const void *in, size_t n);

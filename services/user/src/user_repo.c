@@ -145,8 +145,8 @@ int user_repo_create(db_pool_t *pool, arena_t *a, const char *email, const char 
 int user_repo_find_by_email(db_pool_t *pool, arena_t *a, const char *email, user_row_t *out,
                             const char **hash, err_t *err)
 {
-    static const char sql[] =
-        "SELECT " USER_COLS ", u.password_hash FROM users u WHERE lower(u.email) = lower($1)";
+    static const char sql[] = "SELECT " USER_COLS ", u.password_hash FROM users u"
+                              " WHERE lower(u.email COLLATE \"C\") = $1";
     db_res_t *r = user_repo_exec(pool, a, err, sql, 1, (const char *[]){email});
     if (!r)
         return err->code;
@@ -168,7 +168,7 @@ static int user_repo_admin_txn(db_conn_t *tx, void *ud, err_t *err)
 {
     static const char promote[] =
         "UPDATE users u SET role = 'admin', password_hash = $2, updated_at = clock_timestamp()"
-        " WHERE lower(u.email) = lower($1) RETURNING " USER_COLS;
+        " WHERE lower(u.email COLLATE \"C\") = lower($1 COLLATE \"C\") RETURNING " USER_COLS;
     user_repo_admin_t *x = ud;
     db_res_t *r = db_execf(tx, x->a, err, promote, 2, x->email, x->hash);
     if (!r)

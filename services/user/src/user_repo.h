@@ -27,7 +27,7 @@
 #include "common/err.h"
 
 /* The unique index on lower(users.email). */
-#define USER_EMAIL_KEY "users_email_key"
+#define USER_EMAIL_KEY "users_email_canon_key"
 
 typedef struct user_row {
     const char *id;
@@ -111,8 +111,9 @@ typedef struct user_deposit {
 int user_repo_create(db_pool_t *pool, arena_t *a, const char *email, const char *password_hash,
                      const char *display_name, const char *role, user_row_t *out, err_t *err);
 
-/* user_repo_find_by_email: the user whose email equals `email` case-insensitively,
- * with its password hash (*hash, in `a`). */
+/* user_repo_find_by_email: the user whose email's canonical form is `email`, which
+ * must be canonical already (text_email_canon), with its password hash (*hash, in
+ * `a`). */
 int user_repo_find_by_email(db_pool_t *pool, arena_t *a, const char *email, user_row_t *out,
                             const char **hash, err_t *err);
 

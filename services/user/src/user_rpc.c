@@ -368,7 +368,7 @@ static void user_rpc_verify_credentials(user_service_t *service,
     arena_t *a = rpc_call_arena(call);
     err_t err = ERR_INIT;
     user_row_t row;
-    const char *hash = NULL, *email = user_rpc_trim(a, req->email);
+    const char *hash = NULL, *email = text_email_canon(a, req->email);
     if (user_rpc_check_login(email, req->password, &err) != 0 ||
         rpc_call_check_deadline(call, &err) != 0)
         goto fail;

@@ -102,6 +102,22 @@ START_TEST(test_ascii_lower_copies_into_the_arena)
 }
 END_TEST
 
+START_TEST(test_email_canon_trims_ascii_blanks_and_folds_ascii_case_only)
+{
+    arena_t *a = arena_new(0);
+    /* Every variant the login limiter once counted apart from the account itself. */
+    const char *same[] = {"Alice@Example.COM", " alice@example.com", "alice@example.com\t",
+                          "\t\r\n\v\f alice@EXAMPLE.com \n"};
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+        ck_assert_str_eq(text_email_canon(a, same[i]), "alice@example.com");
+    /* Inner blanks stay (such an address is refused elsewhere), non-ASCII is not folded. */
+    ck_assert_str_eq(text_email_canon(a, "a b@x.io"), "a b@x.io");
+    ck_assert_str_eq(text_email_canon(a, "\xc3\x89LISE@X.IO"), "\xc3\x89lise@x.io");
+    ck_assert_str_eq(text_email_canon(a, " \t "), "");
+    arena_free(a);
+}
+END_TEST
+
 START_TEST(test_base64url_matches_rfc4648_vectors_unpadded)
 {
     static const struct {
@@ -225,6 +241,8 @@ static Suite *text_suite(void)
     tcase_add_test(utf8, test_utf8_len_applies_the_control_flags);
     tcase_add_test(utf8, test_check_chars_adds_one_violation_naming_the_field);
     tcase_add_test(check_case(s, "lower", TEST_TIMEOUT_S), test_ascii_lower_copies_into_the_arena);
+    tcase_add_test(check_case(s, "email", TEST_TIMEOUT_S),
+                   test_email_canon_trims_ascii_blanks_and_folds_ascii_case_only);
     TCase *b64 = check_case(s, "base64url", TEST_TIMEOUT_S);
     tcase_add_test(b64, test_base64url_matches_rfc4648_vectors_unpadded);
     tcase_add_test(b64, test_base64url_round_trips_every_byte_value);
