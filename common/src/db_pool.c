@@ -79,12 +79,75 @@ PGconn *db__connect(const char *url, err_t *err)
     return pg;
 }
 
+/* "5432", or a comma-separated list of them (one per host; empty: the default). */
+static bool db_url_ports_ok(const char *v)
+{
+    for (const char *p = v;;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        long port = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (p[i] < '0' || p[i] > '9' || port > 65535)
+                return false;
+            port = port * 10 + (p[i] - '0');
+        }
+        if (n > 0 && (port < 1 || port > 65535))
+            return false;
+        if (!end)
+            return true;
+        p = end + 1;
+    }
+}
+
+static bool db_url_one_of(const char *v, const char *const *allowed)
+{
+    for (; *allowed; allowed++)
+        if (strcmp(v, *allowed) == 0)
+            return true;
+    return false;
+}
+
+int db_url_check(const char *url, err_t *err)
+{
+    static const char *const sslmodes[] = {"disable",   "allow",       "prefer", "require",
+                                           "verify-ca", "verify-full", NULL};
+    static const char *const attrs[] = {"any",     "read-write",     "read-only", "primary",
+                                        "standby", "prefer-standby", NULL};
+    char *msg = NULL;
+    PQconninfoOption *opts = url ? PQconninfoParse(url, &msg) : NULL;
+    PQfreemem(msg); /* it may quote the url, password included */
+    if (!opts)
+        return err_set(err, ERR_INVALID,
+                       "not a PostgreSQL connection URI (postgresql://user:password@host:port/db)"
+                       " nor a keyword string (host=... port=... dbname=...)");
+    int rc = 0;
+    for (PQconninfoOption *o = opts; o->keyword && rc == 0; o++) {
+        const char *k = o->keyword, *v = o->val;
+        if (!v)
+            continue;
+        if (strcmp(k, "port") == 0 && !db_url_ports_ok(v))
+            rc = err_set(err, ERR_INVALID, "the port must be a number 1..65535");
+        else if (strcmp(k, "connect_timeout") == 0 && strspn(v, "0123456789") != strlen(v))
+            rc = err_set(err, ERR_INVALID, "connect_timeout must be a number of seconds");
+        else if (strcmp(k, "sslmode") == 0 && !db_url_one_of(v, sslmodes))
+            rc = err_set(err, ERR_INVALID,
+                         "sslmode must be disable, allow, prefer, require,"
+                         " verify-ca or verify-full");
+        else if (strcmp(k, "target_session_attrs") == 0 && !db_url_one_of(v, attrs))
+            rc = err_set(err, ERR_INVALID, "target_session_attrs is not one libpq knows");
+    }
+    PQconninfoFree(opts);
+    return rc;
+}
+
 db_pool_t *db_pool_new(const char *url, int size, err_t *err)
 {
     if (!url || size < 1) {
         err_set(err, ERR_INVALID, "db pool needs a url and a size of at least 1");
         return NULL;
     }
+    if (db_url_check(url, err) < 0)
+        return NULL;
     pthread_once(&metrics_once, db_pool_metrics_init);
     db_pool_t *p = common__xcalloc(1, sizeof(*p));
     p->url = common__xstrdup(url);

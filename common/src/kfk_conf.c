@@ -55,6 +55,50 @@ static int kfk_conf_apply(rd_kafka_conf_t *conf, const char *const *kv, err_t *e
     return 0;
 }
 
+/* One "[scheme://]host:port" of n bytes at s. */
+static bool kfk_broker_ok(const char *s, size_t n)
+{
+    const char *end = s + n, *scheme = NULL;
+    for (const char *p = s; p + 3 <= end; p++)
+        if (memcmp(p, "://", 3) == 0) {
+            scheme = p;
+            break;
+        }
+    if (scheme)
+        s = scheme + 3;
+    const char *colon = NULL;
+    for (const char *p = s; p < end; p++)
+        if (*p == ':')
+            colon = p;
+    if (!colon || colon == s || colon + 1 == end || colon[-1] == '[')
+        return false;
+    long port = 0;
+    for (const char *p = colon + 1; p < end; p++) {
+        if (*p < '0' || *p > '9' || port > 65535)
+            return false;
+        port = port * 10 + (*p - '0');
+    }
+    for (const char *p = s; p < colon; p++)
+        if (*p == ' ' || *p == '/' || *p == '@')
+            return false;
+    return port >= 1 && port <= 65535;
+}
+
+int kfk_brokers_check(const char *brokers, err_t *err)
+{
+    for (const char *p = brokers ? brokers : "";;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (!kfk_broker_ok(p, n))
+            return err_set(err, ERR_INVALID,
+                           "expected host:port[,host:port...] with ports 1..65535, got \"%.*s\"",
+                           (int)(n > 80 ? 80 : n), p);
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
 rd_kafka_conf_t *kfk__conf_new(const char *brokers, const char *client_id,
                                const char *const *defaults, const char *const *overrides,
                                err_t *err)

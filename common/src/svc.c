@@ -135,6 +135,13 @@ static int load_common_config(svc_t *s, err_t *err)
         return err_set(err, ERR_INVALID,
                        "LOG_LEVEL: must be debug, info, warn or error, got \"%s\"",
                        s->cfg.log_level);
+    /* A malformed URL fails every attempt the same way: stop now (exit status 2)
+     * instead of retrying it as if the server were down. */
+    err_t why = ERR_INIT;
+    if (db_url_check(s->cfg.db_url, &why) < 0)
+        return err_set(err, ERR_INVALID, "DATABASE_URL: %s", why.msg);
+    if (kfk_brokers_check(s->cfg.kafka_brokers, &why) < 0)
+        return err_set(err, ERR_INVALID, "KAFKA_BROKERS: %s", why.msg);
     log_init(s->def->name, level);
     cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
     if (s->def->config_table) {

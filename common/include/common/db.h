@@ -45,6 +45,13 @@ typedef struct db_pool db_pool_t;
 typedef struct db_conn db_conn_t; /* a leased connection; inside db_txn, the transaction */
 typedef struct db_res db_res_t;   /* a result; owned by the arena it was made in */
 
+/* db_url_check: ERR_INVALID (a message that names no part of the url, which may hold
+ * a password) unless `url` is a libpq URI or keyword string whose ports are numbers
+ * 1..65535, whose connect_timeout is a number and whose sslmode and
+ * target_session_attrs are values libpq knows: what would fail every connection
+ * attempt the same way fails here, before the first one. */
+int db_url_check(const char *url, err_t *err);
+
 /* db_pool_new: a pool of up to `size` connections to `url` (a libpq URI or keyword
  * string). Connections open lazily and reopen after a failure, so the pool can be
  * created before PostgreSQL is up. Owned; free with db_pool_free (after every lease

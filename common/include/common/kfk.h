@@ -96,6 +96,11 @@ typedef struct kfk_out_msg {
 kfk_producer_t *kfk_producer_new(const char *brokers, const char *client_id,
                                  const char *const *conf, err_t *err);
 
+/* kfk_brokers_check: ERR_INVALID unless `brokers` is a comma-separated list of
+ * [scheme://]host:port with a non-empty host ("[v6]" allowed) and a port 1..65535,
+ * the bootstrap list every client of the fleet is given. */
+int kfk_brokers_check(const char *brokers, err_t *err);
+
 /* kfk_producer_free: waits up to 5 s for queued messages to be delivered, purges what
  * is left (their delivery reports say ERR_CANCELLED), then destroys the producer.
  * Every batch a message was produced with must outlive this call or be freed by
