@@ -10,6 +10,7 @@
 
 #include "auth_jwt.h"
 #include "common/rpc.h"
+#include "forwarded.h"
 #include "redis_pool.h"
 #include "session.h"
 
@@ -43,12 +44,14 @@ typedef struct gateway_config {
     int64_t user_request_limit;
     int64_t user_window_ms;
     int64_t shutdown_grace_ms;
+    const char *trusted_proxies;
     const char *log_level;
 } gateway_config_t;
 
 typedef struct gateway {
     const gateway_config_t *cfg;
     jwt_keys_t *keys;
+    forwarded_trust_t *proxies; /* TRUSTED_PROXIES */
     redis_pool_t *redis;
     session_store_t *sessions;
     rpc_channel_t *users;

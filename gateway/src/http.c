@@ -31,9 +31,10 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/metrics.h"
 #include "common/uuid.h"
 #include "crypto.h"
+#include "http_framing.h"
+#include "http_metrics.h"
 #include "json_pb.h"
 #include "problem.h"
 #include "ratelimit.h"
@@ -41,13 +42,14 @@
 
 #define HTTP_REQUEST_ID_MAX  64
 #define HTTP_TRACEPARENT_LEN 55
-#define HTTP_MAX_HEADERS     8
+#define HTTP_MAX_HEADERS     12
 #define HTTP_DISCARD_FACTOR  4 /* a chunked body this many times the limit closes the connection */
 #define HTTP_JSON_CTYPE      "application/json"
 
 struct http_server {
     struct MHD_Daemon *daemon;
     http_server_opts_t o;
+    http_metrics_t *metrics;
     int port;
     atomic_int suspended;
 };
@@ -67,6 +69,8 @@ struct http_req {
     char traceparent[HTTP_TRACEPARENT_LEN + 1];
     char trace_id[33];
     char client_ip[INET6_ADDRSTRLEN];
+    http_framing_line_t line; /* the request line, for the framing checks */
+    bool started;             /* the access handler has seen the request */
     /* routing and identity */
     const router_route_t *route;
     router_params_t params;
@@ -161,6 +165,12 @@ const json_t *http_body_json(const http_req_t *r)
 
 void http_header_add(http_req_t *r, const char *name, const char *value)
 {
+    /* A second value of a header joins the first as a list (RFC 9110 §5.3). */
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0) {
+            r->headers[i].value = arena_sprintf(r->arena, "%s, %s", r->headers[i].value, value);
+            return;
+        }
     if (r->n_headers == HTTP_MAX_HEADERS)
         return;
     r->headers[r->n_headers++] =
@@ -354,20 +364,49 @@ static void http_trace_init(http_req_t *r)
     snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-01", r->trace_id, span);
 }
 
+typedef struct http_joined {
+    const char *name;
+    arena_t *arena;
+    char *value;
+} http_joined_t;
+
+static enum MHD_Result http_join_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    http_joined_t *j = cls;
+    if (strcasecmp(key, j->name) == 0)
+        j->value = j->value ? arena_sprintf(j->arena, "%s, %s", j->value, value ? value : "")
+                            : arena_strdup(j->arena, value ? value : "");
+    return MHD_YES;
+}
+
+/* Every line of a list-valued header, joined with ", " as RFC 9110 §5.3 reads
+ * them (a proxy may add a line of its own rather than append); NULL if absent. */
+static const char *http_header_joined(http_req_t *r, const char *name)
+{
+    http_joined_t j = {.name = name, .arena = r->arena};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, http_join_visit, &j);
+    return j.value;
+}
+
+/* The TCP peer, or the client behind it when the peer is a trusted proxy. */
 static void http_client_addr(http_req_t *r)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(r->client_ip, sizeof(r->client_ip), "unknown");
-    if (ci == NULL || ci->client_addr == NULL)
+    char peer[INET6_ADDRSTRLEN] = "unknown";
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    if (sa != NULL && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof(peer));
+    else if (sa != NULL && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof(peer));
+    if (!forwarded_trusts(http_app(r)->proxies, peer)) {
+        snprintf(r->client_ip, sizeof(r->client_ip), "%s", peer);
         return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip,
-                  sizeof(r->client_ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip,
-                  sizeof(r->client_ip));
+    }
+    forwarded_client(http_app(r)->proxies, peer, http_header_joined(r, "Forwarded"),
+                     http_header_joined(r, "X-Forwarded-For"), r->client_ip);
 }
 
 /* ------------------------------------------------------------- upstream ---- */
@@ -379,13 +418,8 @@ static void http_upstream_done(void *ud, int code, ProtobufCMessage *resp, const
     r->up_resp = resp;
     if (err != NULL)
         r->up_err = *err;
-    if (code != 0) {
-        metrics_counter_add(metrics_counter("http_upstream_errors_total",
-                                            "failed calls from the gateway to a service",
-                                            (const char *[]){"service", r->up_service, "code",
-                                                             err_code_name(code), NULL}),
-                            1);
-    }
+    if (code != 0)
+        http_metrics_upstream_error(r->srv->metrics, r->up_service, code);
     MHD_resume_connection(r->conn);
 }
 
@@ -413,6 +447,22 @@ void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescr
         http_upstream_done(r, rc, NULL, &err);
 }
 
+void http_ratelimit_headers(http_req_t *r, const char *policy, const ratelimit_state_t *st,
+                            bool refused)
+{
+    char v[96];
+    snprintf(v, sizeof(v), "\"%s\";q=%lld;w=%lld", policy, (long long)st->limit,
+             (long long)st->window_s);
+    http_header_add(r, "RateLimit-Policy", v);
+    snprintf(v, sizeof(v), "\"%s\";r=%lld;t=%lld", policy, (long long)st->remaining,
+             (long long)st->reset_s);
+    http_header_add(r, "RateLimit", v);
+    if (refused) {
+        snprintf(v, sizeof(v), "%lld", (long long)st->reset_s);
+        http_header_add(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+}
+
 /* ------------------------------------------------------- authentication ---- */
 
 /* The bearer token's checks (auth_jwt.h), then the session and the request budget
@@ -432,12 +482,14 @@ static bool http_authenticate(http_req_t *r, http_auth_t auth)
     }
     int rc = jwt_token_verify(app->keys, h + 7, clock_now_us() / 1000000, &r->claims, &err);
     char skey[SESSION_KEY_MAX], key[RATELIMIT_KEY_MAX];
-    int64_t retry = 0;
+    ratelimit_state_t budget;
     if (rc == 0) {
         session_key(app->sessions, r->claims.sid, skey);
         ratelimit_key(key, app->cfg->redis_prefix, "user", r->claims.sub);
         rc = ratelimit_hit_if(app->redis, skey, key, app->cfg->user_request_limit,
-                              app->cfg->user_window_ms, &retry, &err);
+                              app->cfg->user_window_ms, &budget, &err);
+        if (rc == 0 || rc == ERR_EXHAUSTED)
+            http_ratelimit_headers(r, "user", &budget, rc == ERR_EXHAUSTED);
         if (rc == ERR_NOT_FOUND)
             rc = err_set(&err, ERR_UNAUTHENTICATED, "session %s does not exist", r->claims.sid);
     }
@@ -448,9 +500,6 @@ static bool http_authenticate(http_req_t *r, http_auth_t auth)
         return false;
     }
     if (rc == ERR_EXHAUSTED) {
-        char s[24];
-        snprintf(s, sizeof(s), "%lld", (long long)retry);
-        http_header_add(r, MHD_HTTP_HEADER_RETRY_AFTER, s);
         http_reply_problem(r, 429, "request budget exceeded, retry later", NULL);
         return false;
     }
@@ -542,20 +591,56 @@ static enum MHD_Result http_body_chunk(http_req_t *r, const char *data, size_t n
     return MHD_YES;
 }
 
-static http_req_t *http_req_new(http_server_t *s, struct MHD_Connection *conn, const char *url,
-                                const char *method)
+/* MHD's URI log callback: a request begins (its headers are not parsed yet). What
+ * it returns becomes the request's *con_cls, so that even a request MHD refuses by
+ * itself later (too large a head) is accounted and freed by http_completed. */
+static void *http_req_new(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     arena_t *a = arena_new(0);
     http_req_t *r = arena_calloc(a, 1, sizeof(*r));
-    r->srv = s;
+    r->srv = cls;
     r->conn = conn;
     r->arena = a;
     r->start_us = clock_mono_us();
-    r->method = arena_strdup(a, method);
-    r->path = arena_strdup(a, url);
+    r->method = "";
+    r->path = "";
+    r->line.raw_uri = uri;
+    r->line.raw_uri_len = strlen(uri);
+    r->line.pct_nul = http_framing_pct_nul(uri);
+    snprintf(r->client_ip, sizeof(r->client_ip), "unknown");
+    return r;
+}
+
+/* The first call of the access handler: the request line and headers are parsed.
+ * MHD_NO closes the connection; MHD_YES with a queued answer refuses the request. */
+static enum MHD_Result http_req_start(http_req_t *r, const char *url, const char *method,
+                                      const char *version)
+{
+    r->started = true;
+    r->method = arena_strdup(r->arena, method);
+    r->path = arena_strdup(r->arena, url);
     http_trace_init(r);
     http_client_addr(r);
-    return r;
+    log_ctx_set(r->request_id, r->trace_id);
+    r->line.method = method;
+    r->line.version = version;
+    const char *detail = NULL;
+    int status = http_framing_check(r->conn, &r->line, &detail);
+    if (status != 0) {
+        /* The rest of the bytes on this connection cannot be trusted to frame a
+         * next request: answer and close. */
+        http_header_add(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        http_reply_problem(r, status, detail, NULL);
+        return http_queue(r);
+    }
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL && strtoull(cl, NULL, 10) > r->srv->o.body_limit) {
+        r->too_large = true;
+        http_reply_problem(r, 413, "the request body is too large", NULL);
+        return http_queue(r);
+    }
+    return MHD_YES;
 }
 
 static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -564,18 +649,12 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
 {
     http_server_t *s = cls;
     http_req_t *r = *con_cls;
-    if (r == NULL) {
-        r = http_req_new(s, conn, url, method);
-        *con_cls = r;
-        log_ctx_set(r->request_id, r->trace_id);
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl != NULL && strtoull(cl, NULL, 10) > s->o.body_limit) {
-            r->too_large = true;
-            http_reply_problem(r, 413, "the request body is too large", NULL);
-            return http_queue(r);
-        }
-        return MHD_YES;
+    if (r == NULL) /* never: the URI log callback made it */
+        return MHD_NO;
+    if (!r->started) {
+        enum MHD_Result rc = http_req_start(r, url, method, version);
+        log_ctx_set(NULL, NULL);
+        return rc;
     }
     log_ctx_set(r->request_id, r->trace_id);
     if (*upload_data_size > 0) {
@@ -608,19 +687,16 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
 static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
 {
     const char *route = r->route != NULL ? r->route->pattern : "unmatched";
-    char status[8];
     int code = r->queued ? r->status : 0;
-    snprintf(status, sizeof(status), "%d", code);
+    if (!r->started) {
+        /* Refused by MHD itself before the access handler (a head too large to
+         * parse): its status, when it answered. */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        code = ci != NULL ? (int)ci->http_status : 0;
+    }
     double secs = (double)(clock_mono_us() - r->start_us) / 1e6;
-    metrics_counter_add(metrics_counter("http_requests_total", "HTTP requests by route and status",
-                                        (const char *[]){"route", route, "method", r->method,
-                                                         "status", status, NULL}),
-                        1);
-    metrics_histogram_observe(metrics_histogram("http_request_duration_seconds",
-                                                "HTTP request latency by route",
-                                                (const char *[]){"route", route, NULL},
-                                                metrics_latency_buckets, metrics_latency_buckets_n),
-                              secs);
+    http_metrics_request(r->srv->metrics, r->route, r->method, code, secs);
     log_ctx_set(r->request_id, r->trace_id);
     LOG_INFO("http", LOG_STR("method", r->method), LOG_STR("path", r->path),
              LOG_STR("route", route), LOG_INT("status", code),
@@ -707,6 +783,7 @@ http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
     if (s == NULL)
         abort();
     s->o = *opts;
+    s->metrics = http_metrics_new(opts->routes, opts->n_routes);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (v6)
@@ -717,10 +794,12 @@ http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)opts->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, http_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, s, MHD_OPTION_URI_LOG_CALLBACK, http_req_new,
+        s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_FRAMING_MHD_MEMORY,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1U, MHD_OPTION_END);
     if (s->daemon == NULL) {
         int e = errno;
+        http_metrics_free(s->metrics);
         free(s);
         err_set(err, ERR_UNAVAILABLE, "cannot listen on %s: %s", opts->addr,
                 e != 0 ? strerror(e) : "unknown error");
@@ -754,5 +833,6 @@ void http_server_stop(http_server_t *s, int64_t grace_ms)
     MHD_stop_daemon(s->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    http_metrics_free(s->metrics);
     free(s);
 }

@@ -117,7 +117,8 @@ const json_t *http_body_json(const http_req_t *r);
 
 /* ---------------------------------------------------------------- replies ---- */
 
-/* http_header_add: a response header (both copied). Before the reply. */
+/* http_header_add: a response header (both copied). Before the reply. A name
+ * added twice makes one header whose value is the list "first, second". */
 void http_header_add(http_req_t *r, const char *name, const char *value);
 /* http_reply_json: status with body (the reference is stolen). */
 void http_reply_json(http_req_t *r, int status, json_t *body);
@@ -131,6 +132,14 @@ void http_reply_problem(http_req_t *r, int status, const char *detail, const err
 /* http_reply_error: the problem for a failed step (problem_from_err). */
 void http_reply_error(http_req_t *r, const err_t *err, int precondition_status,
                       const char *const *renames);
+
+/* http_ratelimit_headers: RateLimit-Policy and RateLimit (draft-ietf-httpapi-
+ * ratelimit-headers: `"<policy>";q=<limit>;w=<window s>` and
+ * `"<policy>";r=<remaining>;t=<reset s>`) for one limit the request counted
+ * against; with Retry-After as well when it was refused (remaining 0). */
+struct ratelimit_state;
+void http_ratelimit_headers(http_req_t *r, const char *policy, const struct ratelimit_state *st,
+                            bool refused);
 
 /* -------------------------------------------------------------- upstream ---- */
 

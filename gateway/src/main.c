@@ -74,6 +74,8 @@ static const cfg_entry_t config_table[] = {
      "window of the per-user request budget"},
     {"SHUTDOWN_GRACE", CFG_DURATION, 0, 300000, "10s", F(shutdown_grace_ms),
      "time for requests in flight at shutdown"},
+    {"TRUSTED_PROXIES", CFG_STR, 0, 1024, "", F(trusted_proxies),
+     "addresses/CIDRs of proxies whose Forwarded / X-Forwarded-For is believed (none)"},
     {"LOG_LEVEL", CFG_STR, 1, 16, "info", F(log_level), "debug | info | warn | error"},
 };
 
@@ -150,6 +152,8 @@ static int gateway_open(gateway_t *g, const gateway_config_t *c, err_t *err)
     g->cfg = c;
     if (!(g->keys = load_keys(c, err)))
         return err->code;
+    if (!(g->proxies = forwarded_trust_parse(c->trusted_proxies, err)))
+        return err->code;
     if (!(g->redis =
               redis_pool_new(c->redis_url, (int)c->redis_pool_size, c->upstream_timeout_ms, err)))
         return err->code;
@@ -169,6 +173,7 @@ static void gateway_close(gateway_t *g)
     session_store_free(g->sessions);
     redis_pool_free(g->redis);
     jwt_keys_free(g->keys);
+    forwarded_trust_free(g->proxies);
 }
 
 static void print_usage(FILE *out)

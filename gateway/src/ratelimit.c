@@ -26,14 +26,15 @@ void ratelimit_key(char out[RATELIMIT_KEY_MAX], const char *prefix, const char *
 }
 
 int ratelimit_hit(redis_pool_t *pool, const char *key, int64_t limit, int64_t window_ms,
-                  int64_t *retry_after_s, err_t *err)
+                  ratelimit_state_t *st, err_t *err)
 {
-    return ratelimit_hit_if(pool, NULL, key, limit, window_ms, retry_after_s, err);
+    return ratelimit_hit_if(pool, NULL, key, limit, window_ms, st, err);
 }
 
 int ratelimit_hit_if(redis_pool_t *pool, const char *guard, const char *key, int64_t limit,
-                     int64_t window_ms, int64_t *retry_after_s, err_t *err)
+                     int64_t window_ms, ratelimit_state_t *st, err_t *err)
 {
+    *st = (ratelimit_state_t){.limit = limit, .window_s = (window_ms + 999) / 1000, .reset_s = 1};
     char window[24];
     snprintf(window, sizeof(window), "%lld", (long long)window_ms);
     const char *argv[] = {"EVAL", ratelimit_lua,          guard ? "2" : "1",
@@ -46,10 +47,12 @@ int ratelimit_hit_if(redis_pool_t *pool, const char *guard, const char *key, int
         rc = err_set(err, ERR_INTERNAL, "rate limit script answered unexpectedly");
     } else if (r->element[0]->integer < 0) {
         rc = err_set(err, ERR_NOT_FOUND, "%s does not exist", guard);
-    } else if (r->element[0]->integer > limit) {
-        long long ms = r->element[1]->integer;
-        *retry_after_s = ms > 0 ? (ms + 999) / 1000 : 1;
-        rc = err_set(err, ERR_EXHAUSTED, "rate limit exceeded");
+    } else {
+        long long count = r->element[0]->integer, ms = r->element[1]->integer;
+        st->reset_s = ms > 0 ? (ms + 999) / 1000 : 1;
+        st->remaining = count < limit ? limit - count : 0;
+        if (count > limit)
+            rc = err_set(err, ERR_EXHAUSTED, "rate limit exceeded");
     }
     freeReplyObject(r);
     return rc;

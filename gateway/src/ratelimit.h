@@ -21,17 +21,24 @@
 
 #define RATELIMIT_KEY_MAX 256
 
-/* ratelimit_hit: counts one hit on key `key` for a window of window_ms.
- * Returns 0 when within `limit`; ERR_EXHAUSTED when over it, with
- * *retry_after_s (≥ 1) the seconds until the window ends; ERR_UNAVAILABLE /
+/* Where a counter stands after a hit. */
+typedef struct ratelimit_state {
+    int64_t limit;     /* hits allowed per window */
+    int64_t window_s;  /* the window, in seconds (rounded up) */
+    int64_t remaining; /* hits left in this window (0 when refused) */
+    int64_t reset_s;   /* seconds until the window ends, ≥ 1: Retry-After when refused */
+} ratelimit_state_t;
+
+/* ratelimit_hit: counts one hit on key `key` for a window of window_ms and fills
+ * *st. Returns 0 when within `limit`; ERR_EXHAUSTED when over it; ERR_UNAVAILABLE /
  * ERR_INTERNAL when Redis fails. Thread-safe. */
 int ratelimit_hit(redis_pool_t *pool, const char *key, int64_t limit, int64_t window_ms,
-                  int64_t *retry_after_s, err_t *err);
+                  ratelimit_state_t *st, err_t *err);
 
 /* ratelimit_hit_if: the same, in the same round trip, only when key `guard` exists
  * (e.g. the caller's session); ERR_NOT_FOUND, counting nothing, when it does not. */
 int ratelimit_hit_if(redis_pool_t *pool, const char *guard, const char *key, int64_t limit,
-                     int64_t window_ms, int64_t *retry_after_s, err_t *err);
+                     int64_t window_ms, ratelimit_state_t *st, err_t *err);
 
 /* ratelimit_key: "<prefix>rl:<name>:<subject>" into out. */
 void ratelimit_key(char out[RATELIMIT_KEY_MAX], const char *prefix, const char *name,

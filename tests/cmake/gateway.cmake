@@ -16,6 +16,8 @@ shop_test(test_session SOURCES integration/gateway/test_session.c LIBS gateway_c
           LABELS "integration;gateway")
 shop_test(test_router SOURCES unit/gateway/test_router.c LIBS gateway_core
           LABELS "unit;gateway")
+shop_test(test_forwarded SOURCES unit/gateway/test_forwarded.c LIBS gateway_core
+          LABELS "unit;gateway")
 
 # End to end: the real gateway, user-, product- and order-svc on the test stack,
 # through Python's http.client (tests/e2e/gateway/gateway_stack.py starts them).
@@ -25,6 +27,13 @@ if(TARGET user-svc AND TARGET product-svc AND TARGET order-svc)
                      $<TARGET_FILE:gateway> $<TARGET_FILE:user-svc> $<TARGET_FILE:product-svc>
                      $<TARGET_FILE:order-svc> ${CMAKE_SOURCE_DIR}/gateway/src)
     set_tests_properties(test_gateway_e2e PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
+    # Hostile input (issue 14): framing, NUL bytes, limits, metric labels, lockout
+    # spellings, trusted proxies, RateLimit headers, malformed connection URLs.
+    add_test(NAME test_gateway_hostile
+             COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_hostile.py
+                     $<TARGET_FILE:gateway> $<TARGET_FILE:user-svc> $<TARGET_FILE:product-svc>
+                     $<TARGET_FILE:order-svc>)
+    set_tests_properties(test_gateway_hostile PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
 endif()
 
 # schemathesis (PyPI, pinned in the script; installed into the build tree on first

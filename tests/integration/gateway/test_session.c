@@ -215,15 +215,20 @@ START_TEST(test_ratelimit_refuses_the_eleventh_hit_with_retry_after)
     char key[RATELIMIT_KEY_MAX];
     ratelimit_key(key, prefix, "login-ip", "127.0.0.1");
     err_t err = ERR_INIT;
-    int64_t retry = 0;
-    for (int i = 0; i < 10; i++)
-        ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &retry, &err), 0);
-    ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &retry, &err), ERR_EXHAUSTED);
-    ck_assert_int_ge(retry, 1);
-    ck_assert_int_le(retry, 60);
+    ratelimit_state_t st;
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &st, &err), 0);
+        ck_assert_int_eq(st.remaining, 9 - i); /* what RateLimit's r= says */
+        ck_assert_int_eq(st.limit, 10);
+        ck_assert_int_eq(st.window_s, 60);
+    }
+    ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &st, &err), ERR_EXHAUSTED);
+    ck_assert_int_eq(st.remaining, 0);
+    ck_assert_int_ge(st.reset_s, 1);
+    ck_assert_int_le(st.reset_s, 60);
     /* Another subject has its own counter. */
     ratelimit_key(key, prefix, "login-ip", "127.0.0.2");
-    ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 10, 60000, &st, &err), 0);
 }
 END_TEST
 
@@ -236,16 +241,16 @@ START_TEST(test_ratelimit_guarded_counts_only_while_the_session_lives)
     char skey[SESSION_KEY_MAX], key[RATELIMIT_KEY_MAX];
     session_key(s, g.sid, skey);
     ratelimit_key(key, prefix, "user", "user-7");
-    int64_t retry = 0;
-    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), 0);
-    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), 0);
-    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), ERR_EXHAUSTED);
+    ratelimit_state_t st;
+    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &st, &err), 0);
+    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &st, &err), 0);
+    ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &st, &err), ERR_EXHAUSTED);
     ck_assert_int_eq(session_delete(s, g.sid, &err), 0);
     /* A revoked session's token spends nothing of its user's budget. */
     ratelimit_key(key, prefix, "user", "user-7b");
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &retry, &err), ERR_NOT_FOUND);
-    ck_assert_int_eq(ratelimit_hit(pool, key, 1, 60000, &retry, &err), 0);
+        ck_assert_int_eq(ratelimit_hit_if(pool, skey, key, 2, 60000, &st, &err), ERR_NOT_FOUND);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 1, 60000, &st, &err), 0);
     session_store_free(s);
 }
 END_TEST
@@ -255,13 +260,13 @@ START_TEST(test_ratelimit_window_resets)
     char key[RATELIMIT_KEY_MAX];
     ratelimit_key(key, prefix, "user", "u-1");
     err_t err = ERR_INIT;
-    int64_t retry = 0;
-    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), 0);
-    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), 0);
-    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), ERR_EXHAUSTED);
-    ck_assert_int_eq(retry, 1);
+    ratelimit_state_t st;
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &st, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &st, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &st, &err), ERR_EXHAUSTED);
+    ck_assert_int_eq(st.reset_s, 1);
     clock_sleep_ms(400);
-    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &retry, &err), 0);
+    ck_assert_int_eq(ratelimit_hit(pool, key, 2, 300, &st, &err), 0);
 }
 END_TEST
 
@@ -273,8 +278,8 @@ START_TEST(test_redis_pool_reports_unreachable_and_bad_urls)
     const char *argv[] = {"PING"};
     ck_assert_ptr_null(redis_pool_command(p, 1, argv, NULL, &err));
     ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
-    int64_t retry = 0;
-    ck_assert_int_eq(ratelimit_hit_if(p, "g", "k", 1, 1000, &retry, &err), ERR_UNAVAILABLE);
+    ratelimit_state_t st;
+    ck_assert_int_eq(ratelimit_hit_if(p, "g", "k", 1, 1000, &st, &err), ERR_UNAVAILABLE);
     redis_pool_free(p);
     ck_assert_ptr_null(redis_pool_new("http://127.0.0.1:6379", 1, 300, &err));
     ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1", 1, 300, &err));

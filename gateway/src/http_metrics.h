@@ -1,0 +1,42 @@
+/*
+ * http_metrics: the gateway's request metrics, from a closed set of labels and
+ * without a lookup by name on the request path.
+ *
+ *   http_requests_total{route, method, status}   route: a pattern of the route table,
+ *                                                or "unmatched"; method: GET, HEAD,
+ *                                                POST, PUT, PATCH, DELETE, OPTIONS or
+ *                                                "other"; status: the answer's code
+ *                                                ("0": the client left first)
+ *   http_request_duration_seconds{route}
+ *   http_upstream_errors_total{service, code}    service: the gRPC service's short
+ *                                                name; code: err_code_name
+ *
+ * Whatever a client sends, the number of series is bounded by the route table: an
+ * unknown method or path never makes a series of its own. Each series is looked up
+ * in the registry once, the first time it is needed, and kept in a slot; after that
+ * counting is an atomic load and an atomic add. Thread-safe.
+ */
+#ifndef GATEWAY_HTTP_METRICS_H
+#define GATEWAY_HTTP_METRICS_H
+
+#include <stddef.h>
+
+#include "router.h"
+
+typedef struct http_metrics http_metrics_t;
+
+/* http_metrics_new: the slots for routes[0..n) (borrowed: must outlive the result).
+ * Owned; free with http_metrics_free. */
+http_metrics_t *http_metrics_new(const router_route_t *routes, size_t n);
+void http_metrics_free(http_metrics_t *m);
+
+/* http_metrics_request: one answered request. route is the matched entry of the
+ * table (NULL: none matched); method is the request's, as sent. */
+void http_metrics_request(http_metrics_t *m, const router_route_t *route, const char *method,
+                          int status, double secs);
+
+/* http_metrics_upstream_error: one failed call to `service` (a descriptor's
+ * short_name, a static string) with err code `code` (< 0). */
+void http_metrics_upstream_error(http_metrics_t *m, const char *service, int code);
+
+#endif
