@@ -76,9 +76,26 @@ static int kfk_admin_outcome(rd_kafka_event_t *ev, kfk_admin_op_t op, err_t *err
     return kfk_admin_results(res, cnt, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, err);
 }
 
+/* The settings of a new topic: the fleet's maximum (kfk.h), whatever the broker's
+ * default, then `conf`. */
+static int kfk_admin_topic_conf(rd_kafka_NewTopic_t *nt, const char *topic, const char *const *conf,
+                                err_t *err)
+{
+    char max_bytes[16];
+    snprintf(max_bytes, sizeof(max_bytes), "%d", KFK_BATCH_MAX);
+    if (rd_kafka_NewTopic_set_config(nt, "max.message.bytes", max_bytes) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return err_set(err, ERR_INVALID, "kafka topic %s: cannot set max.message.bytes", topic);
+    for (size_t i = 0; conf && conf[i]; i += 2)
+        if (!conf[i + 1] ||
+            rd_kafka_NewTopic_set_config(nt, conf[i], conf[i + 1]) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return err_set(err, ERR_INVALID, "kafka topic %s: cannot set %s", topic, conf[i]);
+    return 0;
+}
+
 /* Sends one CreateTopics or DeleteTopics request and waits for its result. */
 static int kfk_admin_request(rd_kafka_t *rk, kfk_admin_op_t op, const char *const *topics, size_t n,
-                             int partitions, int timeout_ms, err_t *err)
+                             int partitions, const char *const *conf, int timeout_ms, err_t *err)
 {
     char why[512];
     int rc = 0;
@@ -94,6 +111,8 @@ static int kfk_admin_request(rd_kafka_t *rk, kfk_admin_op_t op, const char *cons
             dt[i] = rd_kafka_DeleteTopic_new(topics[i]);
         else if (!(nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, 1, why, sizeof(why))))
             rc = err_set(err, ERR_INVALID, "kafka topic %s: %s", topics[i], why);
+        else
+            rc = kfk_admin_topic_conf(nt[i], topics[i], conf, err);
     }
     if (rc == 0) {
         if (op == KFK_CREATE)
@@ -159,13 +178,19 @@ static int kfk_admin_wait_visible(rd_kafka_t *rk, const char *const *topics, siz
 int kfk_topics_create(const char *brokers, const char *const *topics, size_t n, int partitions,
                       int timeout_ms, err_t *err)
 {
+    return kfk_topics_create_with(brokers, topics, n, partitions, NULL, timeout_ms, err);
+}
+
+int kfk_topics_create_with(const char *brokers, const char *const *topics, size_t n, int partitions,
+                           const char *const *conf, int timeout_ms, err_t *err)
+{
     if (n == 0 || partitions < 1)
         return err_set(err, ERR_INVALID, "kafka topics: nothing to create");
     rd_kafka_t *rk = NULL;
     int rc = kfk_admin_open(brokers, topics, n, &rk, err);
     if (rc != 0)
         return rc;
-    rc = kfk_admin_request(rk, KFK_CREATE, topics, n, partitions, timeout_ms, err);
+    rc = kfk_admin_request(rk, KFK_CREATE, topics, n, partitions, conf, timeout_ms, err);
     if (rc == 0)
         rc = kfk_admin_wait_visible(rk, topics, n, partitions, timeout_ms, err);
     rd_kafka_destroy(rk);
@@ -181,7 +206,7 @@ int kfk_topics_delete(const char *brokers, const char *const *topics, size_t n, 
     int rc = kfk_admin_open(brokers, topics, n, &rk, err);
     if (rc != 0)
         return rc;
-    rc = kfk_admin_request(rk, KFK_DELETE, topics, n, 0, timeout_ms, err);
+    rc = kfk_admin_request(rk, KFK_DELETE, topics, n, 0, NULL, timeout_ms, err);
     rd_kafka_destroy(rk);
     return rc;
 }

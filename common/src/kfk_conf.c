@@ -136,10 +136,26 @@ int kfk__code(rd_kafka_resp_err_t e)
     case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
     case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
         return ERR_CANCELLED;
+    /* The message or the request as such is refused: sending it again is refused
+     * again (kfk_err_permanent). MSG_SIZE_TOO_LARGE comes from the producer's own
+     * check (message.max.bytes) or from a broker whose topic takes less. */
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
     case RD_KAFKA_RESP_ERR__INVALID_ARG:
     case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
         return ERR_INVALID;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        return ERR_PERMISSION;
     case RD_KAFKA_RESP_ERR__STATE:
         return ERR_PRECONDITION;
     case RD_KAFKA_RESP_ERR__TRANSPORT:
@@ -157,6 +173,11 @@ int kfk__code(rd_kafka_resp_err_t e)
     default:
         return ERR_INTERNAL;
     }
+}
+
+bool kfk_err_permanent(int code)
+{
+    return code == ERR_INVALID || code == ERR_PERMISSION;
 }
 
 int kfk__fail(err_t *err, rd_kafka_resp_err_t e, const char *what)

@@ -16,6 +16,7 @@
  * kfk_msg_t is librdkafka's message itself behind our opaque type (no allocation).
  */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,7 +120,8 @@ static int kfk_subscribe(rd_kafka_t *rk, const char *const *topics, size_t n, er
 kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const char *const *topics,
                                  size_t n_topics, const char *const *conf, err_t *err)
 {
-    char why[512];
+    char why[512], fetch_bytes[16];
+    snprintf(fetch_bytes, sizeof(fetch_bytes), "%d", KFK_BATCH_MAX);
     if (!group || !*group || n_topics == 0) {
         err_set(err, ERR_INVALID, "kafka consumer needs a group and at least one topic");
         return NULL;
@@ -138,6 +140,12 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
          * 500 ms (the Java client's default) at 2.5 %, with the same end-to-end
          * latency (bench/README.md, "Kafka settings"). */
         "fetch.wait.max.ms",             "500",
+        /* The fleet's maximum batch (kfk.h), so a fetch of one partition holds at
+         * least one whole record of any size the broker takes (librdkafka's
+         * default is the same 1 MiB; the broker would send one larger batch anyway).
+         * fetch.max.bytes (50 MiB) and receive.message.max.bytes (100 MB) stay
+         * above it. */
+        "max.partition.fetch.bytes",     fetch_bytes,
         "socket.nagle.disable",          "true",
         /* A service may start before its topics exist: notice them within 10 s, not
          * the default 5 min. */

@@ -57,19 +57,15 @@ struct kfk_batch {
     kfk_slot_t slots[];
 };
 
-/* Name/value pairs, kfk_producer_new's defaults (kfk.h explains each). linger.ms 0:
- * a message leaves at once; under load, messages still share requests, as those
- * queued while earlier requests are in flight go out together. Against 1 ms, A-B-B-A
- * at 80 orders/s: end-to-end p50 6.9 ms instead of 12.9 (a wait per hop, four hops),
- * and no more CPU per order (bench/README.md, "Kafka settings"). */
+/* librdkafka's per-record framing at its largest (its size check counts it whatever
+ * the real varints take): length 5, attributes 1, timestamp delta 10, offset delta 5,
+ * key length 5, value length 5, header count 5. */
+#define KFK_RECORD_FRAMING_MAX 36
+
 /* clang-format off */
-static const char *const kfk_producer_defaults[] = {
-    "enable.idempotence",       "true",
-    "enable.gapless.guarantee", "true",
-    "message.timeout.ms",       "0",
-    "linger.ms",                "0",
-    "socket.nagle.disable",     "true",
-    "partitioner",              "murmur2_random",
+const char *const kfk_producer_standalone_conf[] = {
+    "enable.idempotence",       "false",
+    "enable.gapless.guarantee", "false", /* only means something with idempotence */
     NULL};
 /* clang-format on */
 
@@ -192,11 +188,54 @@ static void *kfk_poller(void *arg)
 
 /* ---- producer ---- */
 
+/* Bytes of a zigzag varint, as the record format writes lengths. */
+static size_t kfk_varint_size(int64_t n)
+{
+    uint64_t z = ((uint64_t)n << 1) ^ (uint64_t)(n >> 63);
+    size_t k = 1;
+    for (; z >= 0x80; z >>= 7)
+        k++;
+    return k;
+}
+
+size_t kfk_out_msg_size(const kfk_out_msg_t *m)
+{
+    size_t n = KFK_RECORD_FRAMING_MAX + m->key_len + m->len;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        size_t name = strlen(m->headers[i].name), value = m->headers[i].len;
+        n += kfk_varint_size((int64_t)name) + name + kfk_varint_size((int64_t)value) + value;
+    }
+    return n;
+}
+
 kfk_producer_t *kfk_producer_new(const char *brokers, const char *client_id,
                                  const char *const *conf, err_t *err)
 {
-    char why[512];
-    rd_kafka_conf_t *c = kfk__conf_new(brokers, client_id, kfk_producer_defaults, conf, err);
+    char why[512], max_bytes[16];
+    snprintf(max_bytes, sizeof(max_bytes), "%d", KFK_MESSAGE_MAX);
+    /* Name/value pairs, the defaults (kfk.h explains each). linger.ms 0: a message
+     * leaves at once; under load, messages still share requests, as those queued
+     * while earlier requests are in flight go out together. Against 1 ms, A-B-B-A at
+     * 80 orders/s: end-to-end p50 6.9 ms instead of 12.9 (a wait per hop, four hops),
+     * and no more CPU per order (bench/README.md, "Kafka settings").
+     * message.max.bytes: librdkafka refuses a larger message at produce time, with
+     * MSG_SIZE_TOO_LARGE, and packs no more than this into a batch (batch.size, 1 MB,
+     * is lower still); it leaves out the batch header that the broker counts, hence
+     * KFK_MESSAGE_MAX = KFK_BATCH_MAX less that header (kfk.h). The default, 1000000,
+     * refused what the broker took: a dead-letter copy of a record near the broker's
+     * limit could never be produced. */
+    /* clang-format off */
+    const char *const defaults[] = {
+        "enable.idempotence",       "true",
+        "enable.gapless.guarantee", "true",
+        "message.timeout.ms",       "0",
+        "linger.ms",                "0",
+        "socket.nagle.disable",     "true",
+        "partitioner",              "murmur2_random",
+        "message.max.bytes",        max_bytes,
+        NULL};
+    /* clang-format on */
+    rd_kafka_conf_t *c = kfk__conf_new(brokers, client_id, defaults, conf, err);
     if (!c)
         return NULL;
     rd_kafka_conf_set_dr_msg_cb(c, kfk_on_delivery);

@@ -196,10 +196,8 @@ static void *saga_poller_main(void *arg)
 
 static int saga_check_opts(const saga_consumer_opts_t *o, err_t *err)
 {
-    if (!o->pool || !o->dlq_producer || !o->routes || o->n_routes == 0 || !o->topics ||
-        o->n_topics == 0)
-        return err_set(err, ERR_INVALID,
-                       "saga consumer needs a pool, a producer, topics and routes");
+    if (!o->pool || !o->routes || o->n_routes == 0 || !o->topics || o->n_topics == 0)
+        return err_set(err, ERR_INVALID, "saga consumer needs a pool, topics and routes");
     for (size_t i = 0; i < o->n_routes; i++)
         if (!o->routes[i].type || !o->routes[i].fn)
             return err_set(err, ERR_INVALID, "saga route %zu has no type or handler", i);
@@ -228,8 +226,11 @@ static void saga_consumer_free(saga_consumer_t *c)
         free(c->workers[k].batch);
     }
     free(c->workers);
+    kfk_producer_free(c->dlq_own);
+    pthread_mutex_destroy(&c->dlq_mu);
     free(c->routes);
     free(c->group);
+    free(c->brokers);
     free(c);
 }
 
@@ -243,6 +244,9 @@ static saga_consumer_t *saga_consumer_new(const saga_consumer_opts_t *o, kfk_con
     c->o.topics = NULL; /* subscribed: librdkafka has its own copy */
     c->group = common__xstrdup(o->group);
     c->o.group = c->group;
+    c->brokers = common__xstrdup(o->brokers); /* for a dead-letter producer made later */
+    c->o.brokers = c->brokers;
+    pthread_mutex_init(&c->dlq_mu, NULL);
     c->o.max_attempts = o->max_attempts ? o->max_attempts : 5;
     c->o.backoff_base_ms = o->backoff_base_ms ? o->backoff_base_ms : 100;
     c->o.backoff_max_ms = o->backoff_max_ms ? o->backoff_max_ms : 5000;

@@ -36,13 +36,13 @@
 #define SAGA_SLEEP_SLICE_MS 50
 #define SAGA_DLQ_WAIT_MS    1000
 #define SAGA_STOP_GRACE_MS  5000
-#define SAGA_DLQ_EXTRA      7
+#define SAGA_DLQ_EXTRA      11 /* dlq_* headers at most (saga_dlq_copy) */
 #define SAGA_TRACE_ID_LEN   32
 #define SAGA_NONE           ((size_t)-1)
 
 static const char *const saga_outcome_names[] = {
     [SAGA_OK] = "ok",   [SAGA_DUPLICATE] = "duplicate", [SAGA_IGNORED] = "ignored",
-    [SAGA_DLQ] = "dlq", [SAGA_STOPPED] = "stopped",
+    [SAGA_DLQ] = "dlq", [SAGA_DROPPED] = "dropped",     [SAGA_STOPPED] = "stopped",
 };
 
 bool saga__stopping(saga_consumer_t *c)
@@ -329,12 +329,35 @@ static int saga_txn_run(saga_consumer_t *c, saga_item_t *items, size_t n, size_t
 
 /* ---- dead letters ---- */
 
-/* The original headers plus the failure, as saga.h lists them. */
-static size_t saga_dlq_headers(saga_consumer_t *c, const kfk_msg_t *m, arena_t *a, const err_t *why,
-                               int attempts, kfk_header_t **out)
+/* How much of the original a dead-letter copy carries (saga.h), from most to least;
+ * each one adds a dlq_* header to the ones before it. */
+typedef enum {
+    SAGA_COPY_WHOLE,     /* key, value and headers as they came */
+    SAGA_COPY_TRUNCATED, /* key and headers; the value cut to what fits */
+    SAGA_COPY_BARE,      /* the key and the dlq_* headers */
+    SAGA_COPY_KEYLESS,   /* the dlq_* headers alone (the key itself is too large) */
+    SAGA_COPY_NONE       /* nothing fits */
+} saga_copy_t;
+
+static const char *const saga_copy_names[] = {[SAGA_COPY_WHOLE] = "whole",
+                                              [SAGA_COPY_TRUNCATED] = "truncated",
+                                              [SAGA_COPY_BARE] = "bare",
+                                              [SAGA_COPY_KEYLESS] = "keyless",
+                                              [SAGA_COPY_NONE] = "none"};
+
+/* Builds the dead-letter copy of it->m at `level` into *out, in it->a or borrowing
+ * from the message: the original headers (whole, truncated) plus the failure's, as
+ * saga.h lists them; a truncated copy gets the longest prefix of the value that fits.
+ * False if it does not fit in KFK_MESSAGE_MAX (then *out is not to be produced). */
+static bool saga_dlq_copy(saga_consumer_t *c, saga_item_t *it, const err_t *why, int attempts,
+                          saga_copy_t level, kfk_out_msg_t *out)
 {
-    kfk_header_t *orig;
-    size_t n = kfk_msg_headers(m, a, &orig);
+    const kfk_msg_t *m = it->m;
+    arena_t *a = it->a;
+    size_t value_len;
+    const void *value = kfk_msg_value(m, &value_len);
+    kfk_header_t *orig = NULL;
+    size_t n = level < SAGA_COPY_BARE ? kfk_msg_headers(m, a, &orig) : 0;
     kfk_header_t *h = arena_calloc(a, n + SAGA_DLQ_EXTRA, sizeof(*h));
     if (n)
         memcpy(h, orig, n * sizeof(*h));
@@ -346,21 +369,79 @@ static size_t saga_dlq_headers(saga_consumer_t *c, const kfk_msg_t *m, arena_t *
         {"dlq_partition", arena_sprintf(a, "%" PRId32, kfk_msg_partition(m))},
         {"dlq_offset", arena_sprintf(a, "%" PRId64, kfk_msg_offset(m))},
         {"dlq_group", c->group},
+        /* the reduced copies' */
+        {"dlq_value_truncated", "true"},
+        {"dlq_value_bytes", arena_sprintf(a, "%zu", value_len)},
+        {"dlq_headers_omitted", "true"},
+        {"dlq_key_omitted", "true"},
     };
-    for (size_t i = 0; i < SAGA_DLQ_EXTRA; i++)
-        h[n + i] =
+    static const size_t n_extra[] = {[SAGA_COPY_WHOLE] = 7,
+                                     [SAGA_COPY_TRUNCATED] = 9,
+                                     [SAGA_COPY_BARE] = 10,
+                                     [SAGA_COPY_KEYLESS] = SAGA_DLQ_EXTRA};
+    for (size_t i = 0; i < n_extra[level]; i++)
+        h[n++] =
             (kfk_header_t){.name = extra[i][0], .value = extra[i][1], .len = strlen(extra[i][1])};
-    *out = h;
-    return n + SAGA_DLQ_EXTRA;
+    *out = (kfk_out_msg_t){
+        .topic = arena_sprintf(a, "%s.dlq", kfk_msg_topic(m)), .headers = h, .n_headers = n};
+    if (level < SAGA_COPY_KEYLESS)
+        out->key = kfk_msg_key(m, &out->key_len);
+    if (level == SAGA_COPY_WHOLE) {
+        out->value = value;
+        out->len = value_len;
+    }
+    size_t size = kfk_out_msg_size(out);
+    if (size > KFK_MESSAGE_MAX)
+        return false;
+    if (level == SAGA_COPY_TRUNCATED) {
+        out->value = value;
+        out->len = value_len < KFK_MESSAGE_MAX - size ? value_len : KFK_MESSAGE_MAX - size;
+    }
+    return true;
+}
+
+/* The fullest copy from `level` down that fits, built into *out; SAGA_COPY_NONE if
+ * none does. */
+static saga_copy_t saga_dlq_fit(saga_consumer_t *c, saga_item_t *it, const err_t *why, int attempts,
+                                saga_copy_t level, kfk_out_msg_t *out)
+{
+    for (; level < SAGA_COPY_NONE; level++)
+        if (saga_dlq_copy(c, it, why, attempts, level, out))
+            break;
+    return level;
+}
+
+/* The dead-letter producer: the one the options gave, or the consumer's own (saga.h),
+ * made now if it is the first dead letter. NULL with ERR_UNAVAILABLE if it cannot be
+ * made (retried like an outage: it says nothing about the message). */
+static kfk_producer_t *saga_dlq_producer(saga_consumer_t *c, err_t *err)
+{
+    if (c->o.dlq_producer)
+        return c->o.dlq_producer;
+    pthread_mutex_lock(&c->dlq_mu);
+    if (!c->dlq_own) {
+        err_t why = ERR_INIT;
+        char client[128];
+        snprintf(client, sizeof(client), "%s-dlq", c->group);
+        c->dlq_own = kfk_producer_new(c->brokers, client, kfk_producer_standalone_conf, &why);
+        if (!c->dlq_own)
+            err_set(err, ERR_UNAVAILABLE, "no dead-letter producer: %s", why.msg);
+    }
+    kfk_producer_t *p = c->dlq_own;
+    pthread_mutex_unlock(&c->dlq_mu);
+    return p;
 }
 
 /* One produce of the DLQ copy, waiting for its report (giving up a grace period
  * after stop). 0 once the broker has it. */
 static int saga_dlq_once(saga_consumer_t *c, const kfk_out_msg_t *out, err_t *err)
 {
+    kfk_producer_t *p = saga_dlq_producer(c, err);
+    if (!p)
+        return err->code;
     kfk_batch_t *b = kfk_batch_new(1);
     int64_t stop_at = 0;
-    int rc = kfk_produce(c->o.dlq_producer, out, b, err);
+    int rc = kfk_produce(p, out, b, err);
     while (rc == 0 && kfk_batch_wait(b, SAGA_DLQ_WAIT_MS) != 0) {
         if (saga__stopping(c)) {
             stop_at = stop_at ? stop_at : clock_mono_us();
@@ -374,35 +455,68 @@ static int saga_dlq_once(saga_consumer_t *c, const kfk_out_msg_t *out, err_t *er
     return rc;
 }
 
-/* Copies the message to <topic>.dlq, retrying until the broker acknowledges it
- * (the offset must not move past a message that is neither processed nor
- * dead-lettered). SAGA_DLQ, or SAGA_STOPPED if stop came first. */
+/* No copy could be produced (saga.h): the event is given up, loudly. */
+static saga_outcome_t saga_dlq_dropped(saga_item_t *it, const err_t *why, const err_t *refused)
+{
+    const kfk_msg_t *m = it->m;
+    LOG_ERR("event dropped: the dead-letter topic refused even a bare copy",
+            LOG_STR("topic", kfk_msg_topic(m)), LOG_INT("partition", kfk_msg_partition(m)),
+            LOG_INT("offset", kfk_msg_offset(m)),
+            LOG_STR("ce_type", it->ev.ce.type ? it->ev.ce.type : ""),
+            LOG_STR("ce_id", it->ev.ce.id ? it->ev.ce.id : ""), LOG_STR("error", why->msg),
+            LOG_STR("dlq_code", err_code_name(refused->code)), LOG_STR("dlq_error", refused->msg));
+    saga_count("kafka_events_dlq_dropped_total",
+               "Kafka events that could not be dead-lettered and were skipped",
+               (const char *[]){"topic", kfk_msg_topic(m), NULL});
+    return SAGA_DROPPED;
+}
+
+/* Copies the message to <topic>.dlq: the fullest copy that fits, retried until the
+ * broker acknowledges it while failures are transient (the offset must not move past
+ * a message that is neither processed nor dead-lettered); after a permanent refusal
+ * a bare copy, and after a permanent refusal of that, nothing (saga.h). SAGA_DLQ,
+ * SAGA_DROPPED, or SAGA_STOPPED if stop came first. */
 static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, const err_t *why,
                                        int attempts)
 {
     const kfk_msg_t *m = it->m;
-    kfk_header_t *h;
-    size_t n = saga_dlq_headers(c, m, it->a, why, attempts, &h);
-    kfk_out_msg_t out = {
-        .topic = arena_sprintf(it->a, "%s.dlq", kfk_msg_topic(m)), .headers = h, .n_headers = n};
-    out.key = kfk_msg_key(m, &out.key_len);
-    out.value = kfk_msg_value(m, &out.len);
+    kfk_out_msg_t out;
+    saga_copy_t level = saga_dlq_fit(c, it, why, attempts, SAGA_COPY_WHOLE, &out);
+    size_t value_len;
+    kfk_msg_value(m, &value_len);
     LOG_WARN("event dead-lettered", LOG_STR("topic", kfk_msg_topic(m)),
              LOG_INT("partition", kfk_msg_partition(m)), LOG_INT("offset", kfk_msg_offset(m)),
              LOG_STR("ce_type", it->ev.ce.type ? it->ev.ce.type : ""),
              LOG_STR("code", err_code_name(why->code)), LOG_STR("error", why->msg),
-             LOG_INT("attempts", attempts));
+             LOG_INT("attempts", attempts), LOG_STR("copy", saga_copy_names[level]),
+             LOG_INT("value_bytes", (int64_t)value_len));
     for (int attempt = 1;; attempt++) {
         err_t err = ERR_INIT;
-        if (saga_dlq_once(c, &out, &err) == 0)
+        if (level == SAGA_COPY_NONE)
+            err_set(&err, ERR_INVALID, "no dead-letter copy fits in %d bytes", KFK_MESSAGE_MAX);
+        else if (saga_dlq_once(c, &out, &err) == 0)
             break;
+        if (kfk_err_permanent(err.code)) {
+            if (level >= SAGA_COPY_BARE)
+                return saga_dlq_dropped(it, why, &err);
+            LOG_WARN("dead-letter copy refused for good, sending a bare copy",
+                     LOG_STR("topic", out.topic), LOG_STR("copy", saga_copy_names[level]),
+                     LOG_STR("code", err_code_name(err.code)), LOG_STR("error", err.msg));
+            level = saga_dlq_fit(c, it, why, attempts, SAGA_COPY_BARE, &out);
+            attempt = 0;
+            continue;
+        }
         LOG_WARN("dead-letter produce failed, retrying", LOG_STR("topic", out.topic),
-                 LOG_STR("error", err.msg));
+                 LOG_STR("code", err_code_name(err.code)), LOG_STR("error", err.msg));
         if (!saga_sleep(c, saga_backoff_ms(c, attempt)))
             return SAGA_STOPPED;
     }
     const char *labels[] = {"topic", kfk_msg_topic(m), NULL};
     saga_count("kafka_events_dlq_total", "Kafka events sent to a dead-letter topic", labels);
+    if (level != SAGA_COPY_WHOLE)
+        saga_count("kafka_events_dlq_truncated_total",
+                   "Dead-letter copies without the whole original (too large, or refused whole)",
+                   labels);
     return SAGA_DLQ;
 }
 

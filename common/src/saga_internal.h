@@ -21,13 +21,17 @@ typedef enum {
     SAGA_DUPLICATE,
     SAGA_IGNORED,
     SAGA_DLQ,
-    SAGA_STOPPED /* abandoned at shutdown: not acknowledged, redelivered later */
+    SAGA_DROPPED, /* not even a bare dead-letter copy could be produced: skipped */
+    SAGA_STOPPED  /* abandoned at shutdown: not acknowledged, redelivered later */
 } saga_outcome_t;
 
 struct saga_consumer {
-    saga_consumer_opts_t o; /* routes and group point at the copies below */
+    saga_consumer_opts_t o; /* routes, group and brokers point at the copies below */
     saga_route_t *routes;
     char *group;
+    char *brokers;
+    pthread_mutex_t dlq_mu;  /* guards dlq_own */
+    kfk_producer_t *dlq_own; /* o.dlq_producer NULL: made at the first dead letter */
     kfk_consumer_t *kc;
     atomic_bool stop;
     pthread_t poller;

@@ -221,7 +221,9 @@ static int start(svc_t *s, err_t *err)
                                                         .n_routes = s->def->n_routes,
                                                         .ctx = s,
                                                         .pool = s->pool,
-                                                        .dlq_producer = s->producer,
+                                                        /* its own, without the gap-less
+                                                         * guarantee (saga.h) */
+                                                        .dlq_producer = NULL,
                                                         .workers = (int)s->cfg.saga_workers,
                                                         .batch_max = (int)s->cfg.saga_batch},
                                 err);

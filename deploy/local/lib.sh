@@ -36,6 +36,12 @@ unset shift_
 TOPICS=(order.events inventory.events payment.events
         order.events.dlq inventory.events.dlq payment.events.dlq)
 TOPIC_PARTITIONS=6
+# The fleet's one maximum record batch, in bytes: the broker's message.max.bytes and
+# every topic's max.message.bytes. The programs' producers refuse locally what would
+# not fit (KFK_BATCH_MAX in common/include/common/kfk.h, which must say the same:
+# tests/deploy/test_compose.py checks it), so a broker never refuses a batch of
+# theirs for its size, and a dead-letter copy is cut to fit (docs/common.md).
+KAFKA_MESSAGE_MAX=1048576
 declare -A SVC_INDEX=([order]=0 [product]=1 [user]=2)
 
 case "$STACK_PROFILE" in

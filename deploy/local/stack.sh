@@ -155,6 +155,9 @@ kafka_up() {
         # metadata log this often (default 500 ms) so brokers notice a stale log; for one
         # local node every 5 s is plenty, and it took the idle broker from 1.8 % to 1.4 %
         # of a core (bench/README.md, "Kafka settings").
+        # message.max.bytes: the fleet's maximum batch, set rather than left at the
+        # default (1 MiB + 12), so it is the number the programs are built with
+        # (KAFKA_MESSAGE_MAX in lib.sh).
         cat >"$props" <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -175,6 +178,7 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 metadata.max.idle.interval.ms=5000
+message.max.bytes=$KAFKA_MESSAGE_MAX
 PROPS
         if [ ! -f "$DATA/kafka/data/meta.properties" ]; then
             log "kafka: formatting storage"
@@ -204,7 +208,8 @@ kafka_topics() {
     for t in "${missing[@]}"; do
         kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
             --create --if-not-exists --topic "$t" --partitions "$TOPIC_PARTITIONS" \
-            --replication-factor 1 >>"$LOGDIR/kafka-topics.log" 2>&1 &
+            --replication-factor 1 --config "max.message.bytes=$KAFKA_MESSAGE_MAX" \
+            >>"$LOGDIR/kafka-topics.log" 2>&1 &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do

@@ -21,3 +21,6 @@ shop_test(test_saga SOURCES integration/common/test_saga.c
 
 shop_test(test_saga_batch SOURCES integration/common/test_saga_batch.c
           LIBS saga_test_support LABELS "integration;common")
+
+shop_test(test_saga_oversize SOURCES integration/common/test_saga_oversize.c
+          LIBS saga_test_support LABELS "integration;common")

@@ -26,6 +26,9 @@ setting they read):
   service's database is unreachable, SIGTERM exits 0);
 - the init container creates exactly the topics of DESIGN.md §4 (the ones the
   services name in their code, and the local stack creates) with 6 partitions;
+- the largest record batch is one number: KFK_BATCH_MAX in kfk.h (what the programs'
+  producers size their messages by), the local broker's and topics' settings
+  (lib.sh, stack.sh), the compose broker's and kafka-init's topics';
 - every address a program is given (gateway upstreams, order-svc's product-svc,
   DATABASE_URL, KAFKA_BROKERS, REDIS_URL) names a compose service that exists, on
   the port that service listens on, with the credentials it was created with;
@@ -576,6 +579,27 @@ class ComposeTest(unittest.TestCase):
                          DESIGN_TOPICS)
         self.assertEqual(int(re.search(r"TOPIC_PARTITIONS=(\d+)", lib).group(1)),
                          TOPIC_PARTITIONS)
+
+    def test_kafka_maximum_batch_is_one_number_everywhere(self):
+        # The programs refuse locally what would not fit in KFK_BATCH_MAX; a broker or
+        # topic that took less would refuse their batches (fatal for an idempotent
+        # producer with the gap-less guarantee), one that took more would accept
+        # records no service could dead-letter whole.
+        with open(os.path.join(ROOT, "common", "include", "common", "kfk.h")) as f:
+            in_code = int(re.search(r"#define KFK_BATCH_MAX (\d+)", f.read()).group(1))
+        with open(os.path.join(ROOT, "deploy", "local", "lib.sh")) as f:
+            local = int(re.search(r"^KAFKA_MESSAGE_MAX=(\d+)$", f.read(), re.M).group(1))
+        self.assertEqual(local, in_code, "lib.sh KAFKA_MESSAGE_MAX")
+        with open(os.path.join(ROOT, "deploy", "local", "stack.sh")) as f:
+            stack = f.read()
+        self.assertRegex(stack, r"(?m)^message\.max\.bytes=\$KAFKA_MESSAGE_MAX$")
+        self.assertIn('--config "max.message.bytes=$KAFKA_MESSAGE_MAX"', stack)
+        broker = environment(self.services["kafka"])
+        self.assertEqual(int(broker["KAFKA_MESSAGE_MAX_BYTES"]), in_code)
+        init = self.services["kafka-init"]
+        self.assertEqual(int(environment(init)["MAX_MESSAGE_BYTES"]), in_code)
+        self.assertIn('--config "max.message.bytes=$$MAX_MESSAGE_BYTES"',
+                      " ".join(init.get("command") or []))
 
     # ---- addresses name what exists ----
 

@@ -9,8 +9,19 @@
  *
  * Error codes: 0 or a negative err_code_t. Broker unreachable or a request timed out:
  * ERR_UNAVAILABLE; local queue full: ERR_EXHAUSTED; unknown topic: ERR_NOT_FOUND; a
- * purged message (shutdown): ERR_CANCELLED; bad input: ERR_INVALID; anything else,
- * including a fatal producer error: ERR_INTERNAL.
+ * purged message (shutdown): ERR_CANCELLED; bad input, and a message refused for what
+ * it is (too large, an invalid or corrupt record, a policy violation, an invalid topic
+ * name): ERR_INVALID; not authorized on the topic or the cluster: ERR_PERMISSION;
+ * anything else, including a fatal producer error: ERR_INTERNAL. kfk_err_permanent
+ * says which of them sending the same message again cannot cure.
+ *
+ * Sizes: the whole fleet has one maximum, KFK_BATCH_MAX (1 MiB), the largest record
+ * batch a broker takes. The local stack's broker and the compose file's set
+ * message.max.bytes to it, the topics max.message.bytes (deploy/local/stack.sh,
+ * deploy/docker-compose.yml, kfk_topics_create); the producer refuses locally, before
+ * anything is sent, a message that would not fit in a batch of that size, and the
+ * consumer fetches up to that much per partition. A producer that sent a batch the
+ * broker refuses would, with the gap-less guarantee, fail for good (kfk_producer_new).
  */
 #ifndef COMMON_KFK_H
 #define COMMON_KFK_H
@@ -69,6 +80,30 @@ int kfk_ce_parse(const kfk_header_t *headers, size_t n, arena_t *a, kfk_ce_t *ou
  * trace id or an all-zero parent id). */
 bool kfk_traceparent_valid(const char *s);
 
+/* ---- sizes and errors ---- */
+
+/* The largest record batch the brokers and topics accept, in bytes: broker
+ * message.max.bytes and topic max.message.bytes. The deployment files repeat the
+ * number (tests/deploy/test_compose.py checks that they agree). */
+#define KFK_BATCH_MAX 1048576
+/* A record batch's header (base offset, length, epoch, magic, CRC, attributes, ...),
+ * which the broker counts and librdkafka's size check does not. */
+#define KFK_BATCH_OVERHEAD 61
+/* The largest message kfk_produce takes, as kfk_out_msg_size measures it (the
+ * producer's message.max.bytes): one such message alone in a batch fills at most
+ * KFK_BATCH_MAX, so what the producer accepts the broker accepts too. */
+#define KFK_MESSAGE_MAX (KFK_BATCH_MAX - KFK_BATCH_OVERHEAD)
+
+/* kfk_err_permanent: true for the produce errors that sending the same message to the
+ * same topic again cannot cure: ERR_INVALID (too large for KFK_MESSAGE_MAX or the
+ * topic, invalid or corrupt record, policy violation, invalid topic) and
+ * ERR_PERMISSION (topic or cluster authorization). Everything else is worth retrying:
+ * the broker down or slow, leaders moving, an unknown topic or partition (Kafka counts
+ * it retriable: metadata lags behind a topic's creation), the local queue full, and
+ * errors nobody classified (an unknown broker error more likely means a broker in
+ * trouble than a verdict on the message). */
+bool kfk_err_permanent(int code);
+
 /* ---- producer ---- */
 
 typedef struct kfk_producer kfk_producer_t;
@@ -85,11 +120,20 @@ typedef struct kfk_out_msg {
     size_t n_headers;
 } kfk_out_msg_t;
 
+/* kfk_out_msg_size: the size of `m` as the producer counts it against
+ * KFK_MESSAGE_MAX (librdkafka's measure: key, value, each header's name and value
+ * with their lengths, and 36 bytes of record framing at its largest). Pure. */
+size_t kfk_out_msg_size(const kfk_out_msg_t *m);
+
 /* kfk_producer_new: an idempotent producer (enable.idempotence, so acks=all and at
  * most 5 requests in flight, which keeps per-partition order), tuned for latency
  * (linger.ms=0, socket.nagle.disable), with the gap-less guarantee on and no local
  * message timeout: a message is retried until the broker takes it or the producer is
- * freed, so an outage delays events but never reorders them. `conf` (NULL or
+ * freed, so an outage delays events but never reorders them. The price of the
+ * guarantee: a batch the broker refuses for good (too large, not authorized, ...)
+ * makes the producer fail for good (ERR_INTERNAL from then on, kfk_producer_ping
+ * says so), since going on would leave a gap. Messages larger than KFK_MESSAGE_MAX
+ * (message.max.bytes) are refused locally instead, at kfk_produce. `conf` (NULL or
  * alternating librdkafka property names and values ending with NULL) overrides any
  * of these. A thread of its own serves delivery reports as they arrive.
  * Owned; NULL with ERR_INVALID on a bad property. Thread-safe. */
@@ -100,6 +144,14 @@ kfk_producer_t *kfk_producer_new(const char *brokers, const char *client_id,
  * [scheme://]host:port with a non-empty host ("[v6]" allowed) and a port 1..65535,
  * the bootstrap list every client of the fleet is given. */
 int kfk_brokers_check(const char *brokers, err_t *err);
+
+/* kfk_producer_standalone_conf: overrides for kfk_producer_new's `conf` that make a
+ * producer of messages that stand alone, each produced after the previous one was
+ * acknowledged (dead-letter copies): no idempotence, so no gap-less guarantee to
+ * keep, and a message the broker refuses for good fails alone, in its delivery
+ * report, while the producer goes on. Retries stay unlimited (acks=all, no local
+ * timeout); a retry after a lost acknowledgement may write a message twice. */
+extern const char *const kfk_producer_standalone_conf[];
 
 /* kfk_producer_free: waits up to 5 s for queued messages to be delivered, purges what
  * is left (their delivery reports say ERR_CANCELLED), then destroys the producer.
@@ -146,8 +198,10 @@ int kfk_batch_status(kfk_batch_t *b, size_t i, int32_t *partition, int64_t *offs
  * next slot (a full batch is ERR_EXHAUSTED); without, a failed delivery is only
  * logged and counted. Counts kafka_events_produced_total{topic} when the broker
  * acknowledges and kafka_produce_errors_total{topic} on failure. 0, or
- * ERR_EXHAUSTED (local queue full: wait for reports and retry), ERR_INVALID,
- * ERR_INTERNAL (fatal producer error). Never blocks. Thread-safe. */
+ * ERR_EXHAUSTED (local queue full: wait for reports and retry), ERR_INVALID (among
+ * others, kfk_out_msg_size over KFK_MESSAGE_MAX: nothing was sent), ERR_NOT_FOUND
+ * (a topic known not to exist), ERR_INTERNAL (fatal producer error). Never blocks.
+ * Thread-safe. */
 int kfk_produce(kfk_producer_t *p, const kfk_out_msg_t *m, kfk_batch_t *b, err_t *err);
 
 /* ---- consumer ---- */
@@ -157,8 +211,8 @@ typedef struct kfk_msg kfk_msg_t;
 
 /* kfk_consumer_new: joins consumer group `group` and subscribes to `topics`
  * (partition.assignment.strategy=cooperative-sticky, auto.offset.reset=earliest,
- * fetch.wait.max.ms=500, no automatic offset store or commit, topics that appear later
- * noticed within 10 s). `conf` overrides as
+ * fetch.wait.max.ms=500, max.partition.fetch.bytes=KFK_BATCH_MAX, no automatic offset
+ * store or commit, topics that appear later noticed within 10 s). `conf` overrides as
  * for the producer. Owned; close with kfk_consumer_close. One thread uses a
  * consumer. NULL with ERR_INVALID on bad settings. */
 kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const char *const *topics,
@@ -226,11 +280,18 @@ void kfk_msg_free(kfk_msg_t *m);
 
 /* ---- administration (tests and tooling) ---- */
 
-/* kfk_topics_create: creates each topic with `partitions` partitions and replication
- * factor 1 (one that exists already is fine), then waits until the cluster's
- * metadata shows them all, within timeout_ms. 0 or an error naming the topic. */
+/* kfk_topics_create: creates each topic with `partitions` partitions, replication
+ * factor 1 and max.message.bytes=KFK_BATCH_MAX (one that exists already is fine, as
+ * it is), then waits until the cluster's metadata shows them all, within timeout_ms.
+ * 0 or an error naming the topic. */
 int kfk_topics_create(const char *brokers, const char *const *topics, size_t n, int partitions,
                       int timeout_ms, err_t *err);
+
+/* kfk_topics_create_with: kfk_topics_create with topic settings `conf` (NULL or
+ * alternating names and values ending with NULL) applied to each new topic after
+ * max.message.bytes, which they may override. */
+int kfk_topics_create_with(const char *brokers, const char *const *topics, size_t n, int partitions,
+                           const char *const *conf, int timeout_ms, err_t *err);
 
 /* kfk_topics_delete: deletes each topic (one that does not exist is fine). */
 int kfk_topics_delete(const char *brokers, const char *const *topics, size_t n, int timeout_ms,

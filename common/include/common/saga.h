@@ -19,10 +19,25 @@
  * - Dead-lettering produces the original key, value and headers to `<topic>.dlq` with
  *   dlq_error (the message), dlq_code (err_code_name), dlq_attempts,
  *   dlq_source_topic, dlq_partition, dlq_offset and dlq_group headers added, and
- *   waits for the broker's acknowledgement before moving on.
+ *   waits for the broker's acknowledgement before moving on. A copy that would not
+ *   fit in KFK_MESSAGE_MAX (a record near the broker's limit, plus those headers) is
+ *   cut: its value is the longest prefix that fits (maybe none), and headers
+ *   dlq_value_truncated=true and dlq_value_bytes=<the whole value's size> say so; if
+ *   the original key and headers alone do not fit, the copy is bare: the key and the
+ *   dlq_* headers, with dlq_headers_omitted=true too (no value, no original headers;
+ *   without the key either, and dlq_key_omitted=true, if the key alone is too large).
+ * - A dead-letter produce that fails for a transient reason (broker down, leader
+ *   moving, unknown topic) is retried with backoff for as long as the consumer runs,
+ *   so nothing is lost to an outage. One refused for good (kfk_err_permanent: too
+ *   large for the topic, not authorized, invalid record, policy) is followed at once
+ *   by a bare copy (counted as truncated); if that is refused for good too, the
+ *   event is skipped: logged at
+ *   error level with its coordinates (the source topic still holds it until its
+ *   retention), counted in kafka_events_dlq_dropped_total{topic} and outcome
+ *   "dropped", and its offset recorded, so no permanent error stops a partition.
  * - The offset is recorded only after the transaction committed or the DLQ copy
- *   was acknowledged, and committed to the broker asynchronously after that: at
- *   least once, and with the inbox, effectively once.
+ *   was acknowledged (or dropped as above), and committed to the broker
+ *   asynchronously after that: at least once, and with the inbox, effectively once.
  *
  * Batches and parallelism: the consumer's poller hands each partition to one of
  * `workers` threads (always the same one for a partition). A worker takes every
@@ -46,10 +61,11 @@
  *
  * Handlers run on worker threads with log context request_id = ce_id and trace_id
  * from traceparent. Metrics: kafka_events_consumed_total{topic,type,outcome}
- * (ok | duplicate | ignored | dlq), kafka_events_failed_total{topic,type} (failed
- * attempts), kafka_events_duplicate_total{topic}, kafka_events_dlq_total{topic},
- * kafka_event_duration_seconds{topic} (receipt to commit), saga_batch_events (events
- * applied per transaction).
+ * (ok | duplicate | ignored | dlq | dropped), kafka_events_failed_total{topic,type}
+ * (failed attempts), kafka_events_duplicate_total{topic}, kafka_events_dlq_total{topic}
+ * (copies delivered), kafka_events_dlq_truncated_total{topic} (of which without the
+ * whole value), kafka_events_dlq_dropped_total{topic}, kafka_event_duration_seconds
+ * {topic} (receipt to commit), saga_batch_events (events applied per transaction).
  */
 #ifndef COMMON_SAGA_H
 #define COMMON_SAGA_H
@@ -110,9 +126,13 @@ typedef struct saga_consumer_opts {
     size_t n_topics;
     const saga_route_t *routes; /* copied */
     size_t n_routes;
-    void *ctx;                     /* passed to every handler */
-    db_pool_t *pool;               /* borrowed; must outlive the consumer */
-    kfk_producer_t *dlq_producer;  /* borrowed (may be the service's producer) */
+    void *ctx;       /* passed to every handler */
+    db_pool_t *pool; /* borrowed; must outlive the consumer */
+    /* Borrowed, or NULL: the consumer makes its own with kfk_producer_standalone_conf
+     * at the first dead letter. A producer with the gap-less guarantee (kfk_producer_new's
+     * default) turns a copy the broker refuses for good into a fatal error that stops
+     * it for every other use too (the outbox relay's events): services pass NULL. */
+    kfk_producer_t *dlq_producer;
     int max_attempts;              /* non-transient failures before the DLQ; 0: 5 */
     int64_t backoff_base_ms;       /* first retry delay, doubling; 0: 100 */
     int64_t backoff_max_ms;        /* cap on the delay; 0: 5000 */
@@ -124,7 +144,7 @@ typedef struct saga_consumer_opts {
 
 /* saga_consumer_start: joins the group and starts the consumer's thread. Owned; stop
  * with saga_consumer_stop. NULL with ERR_INVALID on bad options (no route, a route
- * without type or handler, no pool or producer, bad kafka settings). */
+ * without type or handler, no pool, bad kafka settings). */
 saga_consumer_t *saga_consumer_start(const saga_consumer_opts_t *o, err_t *err);
 
 /* saga_consumer_stop: finishes the batches in hand (a retry loop or a DLQ delivery

@@ -85,6 +85,11 @@ static void st_sweep_stale(const char *base, const char *brokers)
 
 void st_setup(st_env_t *e, const char *name)
 {
+    st_setup_with(e, name, NULL);
+}
+
+void st_setup_with(st_env_t *e, const char *name, const char *const *dlq_conf)
+{
     err_t err = ERR_INIT;
     char sql[256];
     memset(e, 0, sizeof(*e));
@@ -114,7 +119,10 @@ void st_setup(st_env_t *e, const char *name)
     st_exec(e, "CREATE TABLE test_topics (name text NOT NULL)");
     snprintf(sql, sizeof(sql), "INSERT INTO test_topics VALUES ('%s'), ('%s')", e->topic, e->dlq);
     st_exec(e, sql);
-    ck_assert_msg(kfk_topics_create(e->brokers, topics, 2, ST_PARTITIONS, ST_ADMIN_MS, &err) == 0,
+    ck_assert_msg(kfk_topics_create(e->brokers, topics, 1, ST_PARTITIONS, ST_ADMIN_MS, &err) == 0,
+                  "%s", err.msg);
+    ck_assert_msg(kfk_topics_create_with(e->brokers, topics + 1, 1, ST_PARTITIONS, dlq_conf,
+                                         ST_ADMIN_MS, &err) == 0,
                   "%s", err.msg);
 }
 

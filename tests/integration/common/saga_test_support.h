@@ -59,6 +59,9 @@ void st_name(const char *prefix, char sep, char *out, size_t n);
 
 /* Schema, migrations, effects table and topics for a test named `name`. */
 void st_setup(st_env_t *e, const char *name);
+
+/* st_setup with topic settings for the dead-letter topic (kfk_topics_create_with). */
+void st_setup_with(st_env_t *e, const char *name, const char *const *dlq_conf);
 void st_teardown(st_env_t *e);
 
 /* SQL in the test's schema: a statement, and a single integer result. */
