@@ -80,6 +80,18 @@ int outbox_enqueue(db_conn_t *tx, arena_t *a, const char *topic, const char *key
     size_t len = protobuf_c_message_get_packed_size(event);
     uint8_t *buf = arena_alloc(a, len ? len : 1);
     protobuf_c_message_pack(event, buf);
+    /* The relay could never publish it (refused for good, at the head of the queue). */
+    size_t n_headers = (size_t)rc;
+    kfk_out_msg_t out = {.topic = topic,
+                         .key = key,
+                         .key_len = strlen(key),
+                         .value = buf,
+                         .len = len,
+                         .headers = headers,
+                         .n_headers = n_headers};
+    if (kfk_out_msg_size(&out) > KFK_MESSAGE_MAX)
+        return err_set(err, ERR_INVALID, "%s event of %zu bytes is over the %d-byte maximum",
+                       ce.type, len, KFK_MESSAGE_MAX);
     /* Nothing waits for the insert's answer: it goes out with the transaction's next
      * statement or its COMMIT (db_execf_nowait), and a failure fails that. */
     err_t e = ERR_INIT;

@@ -29,6 +29,7 @@
 #include "common/log.h"
 #include "cond_internal.h"
 #include "saga_internal.h"
+#include "saga_metrics.h"
 
 #define SAGA_POLL_MS          100
 #define SAGA_WORKERS_DEFAULT  2
@@ -227,6 +228,7 @@ static void saga_consumer_free(saga_consumer_t *c)
     }
     free(c->workers);
     kfk_producer_free(c->dlq_own);
+    saga__metrics_free(c->metrics);
     pthread_mutex_destroy(&c->dlq_mu);
     free(c->routes);
     free(c->group);
@@ -253,6 +255,8 @@ static saga_consumer_t *saga_consumer_new(const saga_consumer_opts_t *o, kfk_con
     c->o.workers = o->workers ? o->workers : SAGA_WORKERS_DEFAULT;
     c->o.batch_max = o->batch_max ? o->batch_max : SAGA_BATCH_DEFAULT;
     c->kc = kc;
+    c->metrics = saga__metrics_new(o->topics, o->n_topics, c->routes, o->n_routes,
+                                   saga__outcome_names, SAGA_N_OUTCOMES);
     atomic_init(&c->stop, false);
     c->n_workers = c->o.workers;
     c->workers = common__xcalloc((size_t)c->n_workers, sizeof(*c->workers));

@@ -32,15 +32,17 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "saga_internal.h"
+#include "saga_metrics.h"
 
 #define SAGA_SLEEP_SLICE_MS 50
+#define SAGA_LOG_KEY_MAX    128 /* bytes of a key in a log line */
 #define SAGA_DLQ_WAIT_MS    1000
 #define SAGA_STOP_GRACE_MS  5000
 #define SAGA_DLQ_EXTRA      11 /* dlq_* headers at most (saga_dlq_copy) */
 #define SAGA_TRACE_ID_LEN   32
 #define SAGA_NONE           ((size_t)-1)
 
-static const char *const saga_outcome_names[] = {
+const char *const saga__outcome_names[SAGA_N_OUTCOMES] = {
     [SAGA_OK] = "ok",   [SAGA_DUPLICATE] = "duplicate", [SAGA_IGNORED] = "ignored",
     [SAGA_DLQ] = "dlq", [SAGA_DROPPED] = "dropped",     [SAGA_STOPPED] = "stopped",
 };
@@ -87,13 +89,18 @@ static void saga_log_ctx(const saga_event_t *ev)
 
 /* Counts and logs a failed attempt (also for a message whose headers did not parse:
  * then its type and id are empty). */
-static void saga_failed_attempt(const saga_event_t *ev, const err_t *err, int attempt)
+static void saga_failed_attempt(saga_consumer_t *c, const saga_item_t *it, const err_t *err,
+                                int attempt)
 {
+    const saga_event_t *ev = &it->ev;
     const char *type = ev->ce.type ? ev->ce.type : "";
-    const char *labels[] = {"topic", ev->topic, "type", type, NULL};
-    saga_count("kafka_events_failed_total", "Failed attempts at handling a Kafka event", labels);
+    saga__metrics_failed(c->metrics, ev->topic, it->route);
+    /* A key can be as long as a record: the log gets its start. */
+    const char *key = strlen(ev->key) > SAGA_LOG_KEY_MAX
+                          ? arena_sprintf(it->a, "%.*s…", SAGA_LOG_KEY_MAX, ev->key)
+                          : ev->key;
     LOG_WARN("event handling failed", LOG_STR("ce_type", type),
-             LOG_STR("ce_id", ev->ce.id ? ev->ce.id : ""), LOG_STR("key", ev->key),
+             LOG_STR("ce_id", ev->ce.id ? ev->ce.id : ""), LOG_STR("key", key),
              LOG_STR("code", err_code_name(err->code)), LOG_STR("error", err->msg),
              LOG_INT("attempt", attempt), LOG_BOOL("transient", err_is_transient(err->code)));
 }
@@ -109,11 +116,11 @@ static const saga_route_t *saga_route(const saga_consumer_t *c, const char *type
 }
 
 /* A message that cannot be decoded: counted as a failed attempt, to the DLQ. */
-static void saga_poison(saga_item_t *it, const err_t *err)
+static void saga_poison(saga_consumer_t *c, saga_item_t *it, const err_t *err)
 {
     it->why = arena_memdup(it->a, err, sizeof(*err));
     it->out = SAGA_POISON;
-    saga_failed_attempt(&it->ev, err, 1);
+    saga_failed_attempt(c, it, err, 1);
 }
 
 /* Fills the item's event from its message and decides what it needs: SAGA_PENDING
@@ -130,7 +137,7 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
                             .key = key ? arena_strndup(it->a, key, key_len) : ""};
     if (kfk_msg_ce(it->m, it->a, &it->ev.ce, &err) != 0) {
         it->ev.ce = (kfk_ce_t){0}; /* nothing half-parsed leaks into logs or labels */
-        saga_poison(it, &err);
+        saga_poison(c, it, &err);
         return;
     }
     it->route = saga_route(c, it->ev.ce.type);
@@ -144,7 +151,7 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
     if (!it->ev.msg) {
         err_set(&err, ERR_INVALID, "payload of %zu bytes does not decode as %s", len,
                 it->ev.ce.type);
-        saga_poison(it, &err);
+        saga_poison(c, it, &err);
         return;
     }
     it->out = SAGA_PENDING;
@@ -528,7 +535,7 @@ static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, cons
 static saga_outcome_t saga_alone(saga_consumer_t *c, saga_item_t *it, const err_t *first)
 {
     int failures = err_is_transient(first->code) ? 0 : 1;
-    saga_failed_attempt(&it->ev, first, 1);
+    saga_failed_attempt(c, it, first, 1);
     if (failures >= c->o.max_attempts)
         return saga_dead_letter(c, it, first, 1);
     for (int attempt = 2;; attempt++) {
@@ -538,7 +545,7 @@ static saga_outcome_t saga_alone(saga_consumer_t *c, saga_item_t *it, const err_
         size_t failed;
         if (saga_txn_run(c, it, 1, &failed, &err) == 0)
             return it->out;
-        saga_failed_attempt(&it->ev, &err, attempt);
+        saga_failed_attempt(c, it, &err, attempt);
         if (!err_is_transient(err.code) && ++failures >= c->o.max_attempts)
             return saga_dead_letter(c, it, &err, attempt);
     }
@@ -593,22 +600,13 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     err_t err = ERR_INIT;
     if (kfk_consumer_commit(c->kc, it->m, &err) != 0)
         LOG_DEBUG("offset not stored, the event will be redelivered", LOG_STR("error", err.msg));
-    const char *labels[] = {
-        "topic", ev->topic, "type", type, "outcome", saga_outcome_names[it->out], NULL};
-    saga_count("kafka_events_consumed_total", "Kafka events consumed", labels);
-    if (it->out == SAGA_DUPLICATE)
-        saga_count("kafka_events_duplicate_total", "Kafka events skipped as duplicates",
-                   (const char *[]){"topic", ev->topic, NULL});
     double secs = (double)(clock_mono_us() - it->received_us) / 1e6;
-    metrics_histogram_observe(metrics_histogram("kafka_event_duration_seconds",
-                                                "Kafka event handling time",
-                                                (const char *[]){"topic", ev->topic, NULL},
-                                                metrics_latency_buckets, metrics_latency_buckets_n),
-                              secs);
+    saga__metrics_settled(c->metrics, ev->topic, it->route, (size_t)it->out,
+                          it->out == SAGA_DUPLICATE, secs);
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);
         LOG_DEBUG("event handled", LOG_STR("topic", ev->topic), LOG_STR("ce_type", type),
-                  LOG_STR("key", ev->key), LOG_STR("outcome", saga_outcome_names[it->out]),
+                  LOG_STR("key", ev->key), LOG_STR("outcome", saga__outcome_names[it->out]),
                   LOG_DBL("duration_ms", secs * 1000.0));
         log_ctx_set(NULL, NULL);
     }

@@ -22,8 +22,12 @@ typedef enum {
     SAGA_IGNORED,
     SAGA_DLQ,
     SAGA_DROPPED, /* not even a bare dead-letter copy could be produced: skipped */
-    SAGA_STOPPED  /* abandoned at shutdown: not acknowledged, redelivered later */
+    SAGA_STOPPED, /* abandoned at shutdown: not acknowledged, redelivered later */
+    SAGA_N_OUTCOMES
 } saga_outcome_t;
+
+/* The outcome label of each settled outcome (NULL for the unsettled ones). */
+extern const char *const saga__outcome_names[SAGA_N_OUTCOMES];
 
 struct saga_consumer {
     saga_consumer_opts_t o; /* routes, group and brokers point at the copies below */
@@ -33,6 +37,7 @@ struct saga_consumer {
     pthread_mutex_t dlq_mu;  /* guards dlq_own */
     kfk_producer_t *dlq_own; /* o.dlq_producer NULL: made at the first dead letter */
     kfk_consumer_t *kc;
+    struct saga_metrics *metrics;
     atomic_bool stop;
     pthread_t poller;
     struct saga_worker *workers;

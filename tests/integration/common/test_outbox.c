@@ -122,6 +122,14 @@ START_TEST(test_enqueue_writes_a_publishable_row_in_the_callers_transaction)
     Shop__Events__V1__OrderCreated ev = SHOP__EVENTS__V1__ORDER_CREATED__INIT;
     ck_assert_int_eq(outbox_enqueue(c, e.a, e.topic, "", &ev.base, NULL, &err), ERR_INVALID);
     ck_assert_int_eq(outbox_enqueue(c, e.a, NULL, "k", &ev.base, NULL, &err), ERR_INVALID);
+    /* An event the relay could never publish is refused in the writer's transaction,
+     * not left at the head of the queue. */
+    char *big = arena_alloc(e.a, KFK_MESSAGE_MAX);
+    memset(big, 'x', KFK_MESSAGE_MAX - 1);
+    big[KFK_MESSAGE_MAX - 1] = '\0';
+    ev.order_id = big;
+    ck_assert_int_eq(outbox_enqueue(c, e.a, e.topic, "k", &ev.base, NULL, &err), ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "maximum"));
     ck_assert_int_eq(outbox_set_source("/shop/has space"), ERR_INVALID);
     db_pool_release(e.pool, c);
     st_teardown(&e);

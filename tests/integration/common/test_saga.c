@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "check_util.h"
+#include "common/metrics.h"
 #include "common/uuid.h"
 #include "saga_test_support.h"
 #include "shop/events/v1/events.pb-c.h"
@@ -312,12 +313,28 @@ START_TEST(test_events_of_other_types_are_acknowledged_and_skipped)
     size_t len = shop__events__v1__stock_reserved__pack(&sr, buf);
     kfk_ce_t other = st_ce(&e, "shop.events.v1.StockReserved", other_id);
     st_produce(&e, p, "order-other", buf, len, &other, NULL);
+    /* Types a hostile producer made up: skipped too, and counted without a series
+     * of their own. */
+    char forged_type[2][240], forged_id[2][UUID_STR_LEN];
+    snprintf(forged_type[0], sizeof(forged_type[0]), "shop.events.v1.ForgedX%s", group);
+    memset(forged_type[1], 'F', sizeof(forged_type[1]) - 1);
+    forged_type[1][sizeof(forged_type[1]) - 1] = '\0';
+    for (int i = 0; i < 2; i++) {
+        kfk_ce_t forged = st_ce(&e, forged_type[i], forged_id[i]);
+        st_produce(&e, p, "order-other", buf, len, &forged, NULL);
+    }
     produce_order(&e, p, "order-other", 0, ok_id);
 
     ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
     ck_assert_int_eq(effects_of(&e, ok_id), 1);
     ck_assert_int_eq(st_i64(&e, "SELECT count(*) FROM processed_events"), 1);
-    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"ignored\""), 1);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"ignored\""), 3);
+    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "type=\"other\""), 3);
+    char *text = metrics_render(NULL);
+    ck_assert_ptr_null(strstr(text, "Forged"));
+    ck_assert_ptr_null(strstr(text, "FFFFFFFF"));
+    ck_assert_ptr_null(strstr(text, "type=\"shop.events.v1.StockReserved\""));
+    free(text);
 
     saga_consumer_stop(c);
     kfk_producer_free(p);

@@ -42,7 +42,7 @@ START_TEST(test_parse_accepts_addresses_and_cidrs_and_refuses_the_rest)
     ck_assert(!forwarded_trusts(t, "172.32.0.0"));
     forwarded_trust_free(t);
 
-    static const char *const bad[] = {"10.0.0.0/33", "10.0.0.0/", "10.0.0/8", "fd00::/129",
+    static const char *const bad[] = {"10.0.0.0/33", "10.0.0.0/",   "10.0.0/8",     "fd00::/129",
                                       "proxy.local", "10.0.0.1/8x", "1.2.3.4, nope"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err_t err = ERR_INIT;
@@ -81,8 +81,7 @@ START_TEST(test_the_rightmost_untrusted_hop_is_the_client)
     ck_assert_str_eq(client(t, "10.0.0.1", NULL, "1.1.1.1:5555"), "1.1.1.1");
     ck_assert_str_eq(client(t, "10.0.0.1", NULL, "2001:db8::7"), "2001:db8::7");
     /* Forwarded (RFC 7239) wins over X-Forwarded-For. */
-    ck_assert_str_eq(client(t, "10.0.0.1", "for=192.0.2.60;proto=http;by=203.0.113.43",
-                            "5.5.5.5"),
+    ck_assert_str_eq(client(t, "10.0.0.1", "for=192.0.2.60;proto=http;by=203.0.113.43", "5.5.5.5"),
                      "192.0.2.60");
     ck_assert_str_eq(client(t, "10.0.0.1", "for=9.9.9.9, For=\"[2001:db8:cafe::17]:4711\"", NULL),
                      "2001:db8:cafe::17");
