@@ -335,6 +335,77 @@ START_TEST(test_steps_repeated_under_new_ids_leave_one_timeline_row_per_step)
 }
 END_TEST
 
+START_TEST(test_payment_not_matching_the_order_is_dead_lettered_and_the_order_times_out)
+{
+    const char *user = fs_customer(&T);
+    const char *p = fs_product(&T, 300, 5);
+    fs_line_t lines[] = {{p, 2}};
+    const Shop__Order__V1__Order *o = reserved_order(user, lines, 1);
+    /* Another amount, another user, a negative amount, no ledger entry: none confirms. */
+    Shop__Events__V1__PaymentCompleted more = payment_of(o), other = payment_of(o),
+                                       negative = payment_of(o), unbooked = payment_of(o);
+    more.amount_cents = o->total_cents + 1;
+    other.user_id = (char *)fs_customer(&T);
+    negative.amount_cents = -o->total_cents;
+    unbooked.ledger_entry_id = "";
+    const ProtobufCMessage *bad[] = {&more.base, &other.base, &negative.base, &unbooked.base};
+    for (size_t i = 0; i < 4; i++)
+        fs_produce(&T, "payment.events", o->id, bad[i], NULL, NULL);
+    o = fs_wait_status(&T, user, o->id, CANCELLED, SAGA_TIMEOUT_MS + WAIT_MS);
+    ck_assert_int_eq(o->cancel_reason, SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_TIMEOUT);
+    /* Each is retried a few times before its dead letter; the order's later events
+     * wait behind them in the partition. */
+    int64_t end = clock_mono_us() + (int64_t)WAIT_MS * 1000;
+    size_t dead;
+    while ((dead = fs_dlq_count(&T, NULL, WAIT_MS)) < 4 && clock_mono_us() < end)
+        clock_sleep_ms(500);
+    ck_assert_uint_eq(dead, 4);
+    o = fs_get(&T, user, o->id);
+    ck_assert_int_eq(fs_has_step(o, "payment_completed", NULL), 0);
+    ck_assert_int_eq(fs_has_step(o, "order_confirmed", NULL), 0);
+    fs_collect(&T, "OrderCancelled", o->id, 1, 1500, WAIT_MS);
+    ck_assert_uint_eq(fs_count(&T, "OrderConfirmed", o->id), 0);
+    fs_wait_invariants(&T, WAIT_MS);
+    ck_assert_int_eq(fs_stock(&T, p).available, 5);
+}
+END_TEST
+
+START_TEST(test_invalid_order_and_payment_rejections_cancel_the_order)
+{
+    const char *user = fs_customer(&T);
+    const char *p = fs_product(&T, 100, 10);
+    fs_line_t lines[] = {{p, 1}};
+    const Shop__Order__V1__Order *refused = reserved_order(user, lines, 1);
+    const Shop__Order__V1__Order *unpaid = reserved_order(user, lines, 1);
+    /* As product-svc and user-svc answer an OrderCreated and a StockReserved that break
+     * the field rules. */
+    Shop__Events__V1__StockRejected rej = SHOP__EVENTS__V1__STOCK_REJECTED__INIT;
+    rej.order_id = refused->id;
+    rej.reason = SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INVALID_ORDER;
+    rej.product_id = "";
+    fs_produce(&T, "inventory.events", refused->id, &rej.base, NULL, NULL);
+    Shop__Events__V1__PaymentFailed pf = SHOP__EVENTS__V1__PAYMENT_FAILED__INIT;
+    pf.order_id = unpaid->id;
+    pf.user_id = "";
+    pf.reason = SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INVALID_PAYMENT;
+    pf.currency = "USD";
+    fs_produce(&T, "payment.events", unpaid->id, &pf.base, NULL, NULL);
+
+    refused = fs_wait_step(&T, user, refused->id, "stock_released", WAIT_MS);
+    ck_assert_int_eq(refused->status, CANCELLED);
+    ck_assert_int_eq(refused->cancel_reason,
+                     SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_OUT_OF_STOCK);
+    ck_assert_int_eq(fs_has_step(refused, "stock_rejected", "refused as invalid"), 1);
+    unpaid = fs_wait_step(&T, user, unpaid->id, "stock_released", WAIT_MS);
+    ck_assert_int_eq(unpaid->status, CANCELLED);
+    ck_assert_int_eq(unpaid->cancel_reason,
+                     SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_PAYMENT_FAILED);
+    ck_assert_int_eq(fs_has_step(unpaid, "payment_failed", "refused as invalid"), 1);
+    fs_wait_invariants(&T, WAIT_MS);
+    ck_assert_int_eq(fs_stock(&T, p).available, 10);
+}
+END_TEST
+
 START_TEST(test_cancel_of_confirmed_order_emits_order_cancelled_and_restocks)
 {
     const char *user = fs_customer(&T);
@@ -381,7 +452,10 @@ START_TEST(test_unknown_orders_are_skipped_and_malformed_events_dead_lettered)
     uuid_new(unknown);
     Shop__Events__V1__PaymentCompleted ev = SHOP__EVENTS__V1__PAYMENT_COMPLETED__INIT;
     ev.order_id = unknown;
+    ev.user_id = (char *)fs_customer(&T);
     ev.amount_cents = 100;
+    ev.currency = "USD";
+    ev.ledger_entry_id = unknown;
     fs_produce(&T, "payment.events", unknown, &ev.base, NULL, ce_id);
     /* Handled (the inbox has it) without creating anything. */
     fs_wait_i64(&T, T.order_db, "SELECT count(*) FROM processed_events WHERE ce_id = $1", ce_id,
@@ -454,6 +528,9 @@ static Suite *order_saga_suite(void)
     tcase_add_test(tc, test_stock_rejected_cancels_out_of_stock_and_announces_it);
     tcase_add_test(tc, test_late_payment_after_timeout_is_recorded_and_ignored);
     tcase_add_test(tc, test_steps_repeated_under_new_ids_leave_one_timeline_row_per_step);
+    tcase_add_test(tc,
+                   test_payment_not_matching_the_order_is_dead_lettered_and_the_order_times_out);
+    tcase_add_test(tc, test_invalid_order_and_payment_rejections_cancel_the_order);
     tcase_add_test(tc, test_cancel_of_confirmed_order_emits_order_cancelled_and_restocks);
     tcase_add_test(tc, test_unknown_orders_are_skipped_and_malformed_events_dead_lettered);
     tcase_add_test(tc, test_sweeper_cancels_each_timed_out_order_once_across_instances);
