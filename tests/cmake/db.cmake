@@ -1,6 +1,7 @@
 # Tests of common/'s PostgreSQL layer (db_*.c) against the test stack's real PostgreSQL
 # (PRODUCT_DATABASE_URL). Each test works in a schema of its own (test_db_support.h).
 add_library(test_db_support STATIC integration/common/test_db_support.c)
+target_include_directories(test_db_support PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/integration/common)
 target_link_libraries(test_db_support PUBLIC PkgConfig::PQ PkgConfig::CHECK)
 
 shop_test(test_db SOURCES integration/common/test_db.c

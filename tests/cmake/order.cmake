@@ -6,6 +6,8 @@
 # - test_order_saga: order-svc's saga steps — product-svc real, user-svc's events
 #   produced by the test (including late, repeated and malformed ones) — with two
 #   order-svc instances in one consumer group sweeping one database.
+# - test_order_migrate: migrations/order applied to a database holding what earlier
+#   versions wrote (0002: duplicate timeline rows), in a schema of its own.
 # - test_e2e_saga: the three services end to end, DESIGN.md §4's invariants checked in
 #   the three databases, up to 200 concurrent orders against scarce stock and money.
 set(ORDER_TEST_DESCRIPTORS "${CMAKE_CURRENT_BINARY_DIR}/order_test_descriptors.pb")
@@ -49,3 +51,9 @@ target_compile_definitions(test_e2e_saga PRIVATE ORDER_SVC="$<TARGET_FILE:order-
                                                  PRODUCT_SVC="$<TARGET_FILE:product-svc>"
                                                  USER_SVC="$<TARGET_FILE:user-svc>")
 add_dependencies(test_e2e_saga order-svc product-svc user-svc)
+
+shop_test(test_order_migrate
+    SOURCES integration/order/test_order_migrate.c
+    LIBS common test_db_support
+    LABELS "integration;order")
+shop_embed_migrations(test_order_migrate order "${CMAKE_SOURCE_DIR}/migrations/order")

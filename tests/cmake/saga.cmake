@@ -1,7 +1,9 @@
-# Tests of the Kafka, outbox and saga consumer modules: CloudEvents header encoding
-# (unit) and, against the stack's PostgreSQL and Kafka, the outbox relay (in process
-# and as separate processes that the tests SIGKILL) and the saga consumer.
+# Tests of the Kafka, outbox and saga consumer modules: CloudEvents header encoding and
+# the saga events' field rules (unit) and, against the stack's PostgreSQL and Kafka, the
+# outbox relay (in process and as separate processes that the tests SIGKILL) and the
+# saga consumer.
 shop_test(test_kfk_ce SOURCES unit/common/test_kfk_ce.c LIBS common LABELS "unit;common")
+shop_test(test_saga_check SOURCES unit/common/test_saga_check.c LIBS common LABELS "unit;common")
 
 add_library(saga_test_support STATIC integration/common/saga_test_support.c)
 target_link_libraries(saga_test_support PUBLIC common PkgConfig::CHECK)

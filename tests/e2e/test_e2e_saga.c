@@ -186,6 +186,97 @@ START_TEST(test_cancel_of_confirmed_order_refunds_and_restocks)
 }
 END_TEST
 
+/* The databases of the services that handle an event of `type` (those that route it:
+ * an event of a type a service does not route leaves no inbox row there). */
+static size_t consumers_of(const char *type, db_pool_t *out[2])
+{
+    size_t n = 0;
+    if (strncmp(type, "Order", 5) == 0)
+        out[n++] = T.product_db;
+    if (strcmp(type, "OrderCancelled") == 0 || strcmp(type, "StockReserved") == 0)
+        out[n++] = T.user_db;
+    if (strncmp(type, "Stock", 5) == 0 || strncmp(type, "Payment", 7) == 0)
+        out[n++] = T.order_db;
+    return n;
+}
+
+/* Rows the three outboxes ever held for the order (every event any service sent). */
+static int64_t events_sent(const char *order_id)
+{
+    db_pool_t *dbs[] = {T.order_db, T.product_db, T.user_db};
+    int64_t n = 0;
+    for (size_t i = 0; i < 3; i++)
+        n += fs_i64(&T, dbs[i], "SELECT count(*) FROM outbox WHERE key = $1", order_id, NULL);
+    return n;
+}
+
+START_TEST(test_every_event_replayed_under_new_ids_takes_effect_once)
+{
+    static const char *const types[] = {
+        "OrderCreated",   "StockReserved",  "PaymentCompleted", "OrderConfirmed",
+        "StockCommitted", "OrderCancelled", "StockReleased",    "PaymentRefunded",
+    };
+    enum { N = sizeof(types) / sizeof(types[0]) };
+    const char *user = fs_user(&T, 5000);
+    const char *p = fs_product(&T, 700, 6);
+    fs_line_t lines[] = {{p, 3}};
+    const Shop__Order__V1__Order *o = fs_create_ok(&T, user, lines, 1);
+    fs_wait_step(&T, user, o->id, "stock_committed", WAIT_MS);
+    Shop__Order__V1__CancelOrderRequest req = SHOP__ORDER__V1__CANCEL_ORDER_REQUEST__INIT;
+    req.order_id = (char *)o->id;
+    fs_who_t owner = {user, "customer"};
+    err_t err = ERR_INIT;
+    ProtobufCMessage *resp;
+    ck_assert_int_eq(fs_call(T.order, &shop__order__v1__order_service__descriptor, "CancelOrder",
+                             &req.base, &owner, T.a, &resp, &err),
+                     0);
+    fs_wait_step(&T, user, o->id, "payment_refunded", WAIT_MS);
+    o = fs_wait_step(&T, user, o->id, "stock_released", WAIT_MS);
+    fs_wait_invariants(&T, WAIT_MS);
+    const size_t steps = o->n_timeline;
+    ck_assert_uint_eq(steps, 8);
+    const int64_t sent = events_sent(o->id);
+    ck_assert_int_eq(sent, N);
+
+    /* Every event of the saga again, each under a new ce_id, as a replay tool would. */
+    for (size_t i = 0; i < N; i++)
+        ck_assert_uint_eq(fs_collect(&T, types[i], o->id, 1, 0, WAIT_MS), 1);
+    char ids[N][UUID_STR_LEN];
+    for (size_t i = 0; i < N; i++) {
+        const fs_event_t *e = NULL;
+        for (size_t k = 0; k < T.n_events && !e; k++)
+            if (strcmp(T.events[k].type, types[i]) == 0 && strcmp(T.events[k].order_id, o->id) == 0)
+                e = &T.events[k];
+        fs_produce(&T, e->topic, o->id, e->msg, NULL, ids[i]);
+    }
+    for (size_t i = 0; i < N; i++) {
+        db_pool_t *dbs[2];
+        for (size_t k = 0, n = consumers_of(types[i], dbs); k < n; k++)
+            fs_wait_i64(&T, dbs[k], "SELECT count(*) FROM processed_events WHERE ce_id = $1",
+                        ids[i], NULL, 1, WAIT_MS);
+    }
+
+    /* One timeline row per step, one charge and one refund, the stock back, and not
+     * one event more. */
+    const Shop__Order__V1__Order *after = fs_get(&T, user, o->id);
+    ck_assert_uint_eq(after->n_timeline, steps);
+    for (size_t i = 0; i < steps; i++) {
+        ck_assert_str_eq(after->timeline[i]->step, o->timeline[i]->step);
+        ck_assert_int_eq(fs_has_step(after, o->timeline[i]->step, NULL), 1);
+    }
+    ck_assert_int_eq(after->status, CANCELLED);
+    ck_assert_int_eq(ledger_entries(o->id, "payment"), 1);
+    ck_assert_int_eq(ledger_entries(o->id, "refund"), 1);
+    ck_assert_int_eq(fs_balance(&T, user), 5000);
+    assert_stock(p, 6, 0, 0);
+    ck_assert_int_eq(fs_i64(&T, T.product_db,
+                            "SELECT count(*) FROM reservations WHERE order_id = $1", o->id, NULL),
+                     1);
+    ck_assert_int_eq(events_sent(o->id), sent);
+    fs_wait_invariants(&T, WAIT_MS);
+}
+END_TEST
+
 START_TEST(test_same_idempotency_key_twice_makes_one_order)
 {
     const char *user = fs_user(&T, 5000);
@@ -395,6 +486,7 @@ static Suite *e2e_suite(void)
     tcase_add_test(tc, test_line_short_of_stock_cancels_out_of_stock_holding_nothing);
     tcase_add_test(tc, test_not_enough_money_cancels_payment_failed_and_releases_stock);
     tcase_add_test(tc, test_cancel_of_confirmed_order_refunds_and_restocks);
+    tcase_add_test(tc, test_every_event_replayed_under_new_ids_takes_effect_once);
     tcase_add_test(tc, test_same_idempotency_key_twice_makes_one_order);
     tcase_add_test(tc, test_user_svc_down_times_out_and_charges_nothing_when_it_returns);
     tcase_add_test(tc, test_200_concurrent_orders_end_terminal_with_invariants_holding);

@@ -84,3 +84,29 @@ ProtobufCMessage *saga_decode(const kfk_msg_t *m, const ProtobufCMessageDescript
     }
     return NULL;
 }
+
+size_t saga_dlq_wait(const char *brokers, const char *topic, const char *key, int timeout_ms)
+{
+    err_t err = ERR_INIT;
+    char group[64], id[UUID_STR_LEN];
+    uuid_new(id);
+    snprintf(group, sizeof(group), "saga-dlq-%s", id);
+    kfk_consumer_t *c = kfk_consumer_new(brokers, group, (const char *[]){topic}, 1, NULL, &err);
+    ck_assert_msg(c, "%s", err.msg);
+    size_t n = 0;
+    int64_t end = clock_mono_us() + (int64_t)timeout_ms * 1000;
+    while (clock_mono_us() < end) {
+        kfk_msg_t *m = kfk_consumer_poll(c, 100);
+        if (!m)
+            continue;
+        size_t len;
+        const void *k = kfk_msg_key(m, &len);
+        if (saga_key_in(&key, 1, k, len) && n++ == 0) {
+            int64_t settle = clock_mono_us() + 2000000;
+            end = settle < end ? settle : end;
+        }
+        kfk_msg_free(m);
+    }
+    kfk_consumer_close(c);
+    return n;
+}

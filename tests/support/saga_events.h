@@ -43,4 +43,9 @@ const char *saga_key_in(const char *const *ids, size_t n, const void *key, size_
 ProtobufCMessage *saga_decode(const kfk_msg_t *m, const ProtobufCMessageDescriptor *const *types,
                               size_t n, arena_t *a, const char **type);
 
+/* saga_dlq_wait: reads `topic` (a dead-letter topic) from the beginning in a fresh
+ * consumer group until a message keyed `key` arrived (then for 2 s more, so that
+ * copies show) or timeout_ms passed; the number of such messages. */
+size_t saga_dlq_wait(const char *brokers, const char *topic, const char *key, int timeout_ms);
+
 #endif

@@ -322,16 +322,24 @@ int order_repo_transition(db_conn_t *tx, arena_t *a, const char *id, const char 
 int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id,
                             const order_note_t *notes, size_t n, err_t *err)
 {
+    /* One row per (order, step): a step the order already has is skipped, and the
+     * steps that are new take the next seq numbers in their order (row_number over
+     * them alone), so seq stays dense. The caller's row lock makes NOT EXISTS exact;
+     * order_timeline_step_key enforces it whatever a caller does. */
     static const char one[] = "INSERT INTO order_timeline (order_id, seq, step, status, detail)"
                               " SELECT o.id, coalesce((SELECT max(t.seq) FROM order_timeline t"
                               " WHERE t.order_id = o.id), 0) + 1, $2, o.status, $3"
-                              " FROM orders o WHERE o.id = $1";
+                              " FROM orders o WHERE o.id = $1"
+                              " ON CONFLICT (order_id, step) DO NOTHING";
     static const char two[] =
         "INSERT INTO order_timeline (order_id, seq, step, status, detail)"
         " SELECT o.id, coalesce((SELECT max(t.seq) FROM order_timeline t"
-        " WHERE t.order_id = o.id), 0) + s.n, s.step, o.status, s.detail"
+        " WHERE t.order_id = o.id), 0) + row_number() OVER (ORDER BY s.n), s.step, o.status,"
+        " s.detail"
         " FROM orders o, (VALUES ($2, $3, 1), ($4, $5, 2)) AS s(step, detail, n)"
-        " WHERE o.id = $1 ORDER BY s.n";
+        " WHERE o.id = $1 AND NOT EXISTS (SELECT 1 FROM order_timeline t"
+        " WHERE t.order_id = o.id AND t.step = s.step) ORDER BY s.n"
+        " ON CONFLICT (order_id, step) DO NOTHING";
     if (n == 1)
         return db_execf_nowait(tx, a, err, one, 3, order_id, notes[0].step, notes[0].detail);
     if (n != 2)

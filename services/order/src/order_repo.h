@@ -110,9 +110,10 @@ typedef struct order_note {
 } order_note_t;
 
 /* order_repo_timeline_add: appends notes[0..n) (n is 1 or 2) as timeline rows, in
- * that order, with the order's current status, in one statement. The caller holds
- * the order's row lock (order_repo_lock or a done transition), which keeps seq dense
- * and in commit order. */
+ * that order, with the order's current status, in one statement, skipping a note whose
+ * step the order's timeline already has (one row per step: the first one stays). The
+ * caller holds the order's row lock (order_repo_lock or a done transition), which keeps
+ * seq dense and in commit order. */
 int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id,
                             const order_note_t *notes, size_t n, err_t *err);
 

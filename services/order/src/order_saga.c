@@ -9,10 +9,14 @@
  * also locks the order's row: of two writers racing for one order (a handler on
  * another instance, the sweeper, CancelOrder) the second waits, re-reads the row and
  * finds the status changed, so exactly one transition happens. Every event of a
- * known order appends one timeline row (a transition appends a second one, the
- * "order_confirmed" / "order_cancelled" step); an event that no longer applies is
- * recorded as "ignored" and changes nothing. Events of orders this database does not
- * know (other services' tests, another fleet's orders) are acknowledged and skipped.
+ * known order appends the timeline row of its step (a transition appends a second one,
+ * the "order_confirmed" / "order_cancelled" step); an event that no longer applies is
+ * recorded as "ignored" and changes nothing. A step is the event's type (its
+ * snake_case name), and the timeline holds one row per step (a unique key, migration
+ * order/0002): every step happens at most once per order, so a second row could only
+ * come from the same event under a new ce_id (a replay tool, a retrying foreign
+ * producer), and that appends nothing. Events of orders this database does not know
+ * (other services' tests, another fleet's orders) are acknowledged and skipped.
  *
  *   event \ status     PENDING                          CONFIRMED / CANCELLED
  *   StockReserved      timeline (user-svc charges)      timeline
@@ -52,15 +56,26 @@
  * never sees an OrderCancelled unless it becomes CANCELLED; a CANCELLED order always
  * emitted one OrderCancelled, which undoes whatever the participants hold.
  *
- * A malformed event (order id not a UUID) is an error that is not transient: the
- * consumer retries it a few times, then dead-letters it.
+ * Every event is checked against the field rules of the saga events (saga_check.h)
+ * before it has any effect, and what it says of a known order is checked against the
+ * order: StockReserved's total, PaymentCompleted's and PaymentRefunded's amount must be
+ * the order's total and their user the order's user (a confirmation must match what
+ * was charged; the checks run inside the transaction, before anything is written).
+ * Rejections (StockRejected, PaymentFailed) are not matched: cancelling a PENDING order
+ * is always safe, its OrderCancelled undoes whatever is held. The saga has no
+ * rejection event for what order-svc consumes, so an event that fails a check is an
+ * error that is not transient: the consumer retries it a few times, then dead-letters
+ * it (an alert), and the order is left as it was — a PENDING order then ends by the
+ * sweeper's timeout, whose OrderCancelled refunds and releases what is held.
  */
 #include <ctype.h>
 #include <inttypes.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/log.h"
 #include "common/outbox.h"
+#include "common/saga_check.h"
 #include "common/uuid.h"
 #include "order.h"
 #include "order_repo.h"
@@ -78,6 +93,9 @@ typedef struct order_saga_step {
     order_saga_action_t action;
     const char *reason;        /* ORDER_SAGA_CANCEL: the cancel reason */
     const char *cancel_detail; /* ORDER_SAGA_CANCEL: the order_cancelled row's detail */
+    /* What the event says of the order, to match against it (see the top). */
+    const char *user_id;   /* NULL: nothing to match */
+    const int64_t *amount; /* NULL: nothing to match; else must be the order's total */
 } order_saga_step_t;
 
 int order_status_value(const char *status)
@@ -160,6 +178,20 @@ int order_saga_cancel(db_conn_t *tx, arena_t *a, const order_cancel_t *c, bool *
     return 0;
 }
 
+/* ERR_INVALID unless what the event says of the order is what the order holds. */
+static int order_saga_match(const saga_event_t *ev, const order_saga_step_t *s,
+                            const order_row_t *o, err_t *err)
+{
+    if (s->user_id && strcasecmp(s->user_id, o->user_id) != 0)
+        return err_set(err, ERR_INVALID, "%s: user_id is not the user of order %s", ev->ce.type,
+                       o->id);
+    if (s->amount && *s->amount != o->total_cents)
+        return err_set(err, ERR_INVALID,
+                       "%s: %" PRId64 " cents, but order %s totals %" PRId64 " cents", ev->ce.type,
+                       *s->amount, o->id, o->total_cents);
+    return 0;
+}
+
 /* PENDING → CONFIRMED with the payment's timeline row, OrderConfirmed and the
  * "order_confirmed" row. *done is false if the order was not PENDING. */
 static int order_saga_confirm(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
@@ -169,7 +201,7 @@ static int order_saga_confirm(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
     order_row_t o;
     if (order_repo_transition(tx, a, order_id, ORDER_PENDING, ORDER_CONFIRMED, NULL, &o, done,
                               err) != 0 ||
-        !*done)
+        !*done || order_saga_match(ev, s, &o, err) != 0)
         return err->code;
     Shop__Events__V1__OrderConfirmed out = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
     out.order_id = (char *)o.id;
@@ -200,6 +232,8 @@ static int order_saga_note(db_conn_t *tx, arena_t *a, const saga_event_t *ev, co
                   LOG_STR("type", ev->ce.type));
         return 0;
     }
+    if (order_saga_match(ev, s, &o, err) != 0)
+        return err->code;
     const char *detail = s->detail;
     if (s->action != ORDER_SAGA_NOTE) {
         char *status = arena_strdup(a, o.status);
@@ -231,7 +265,7 @@ static int order_saga_apply(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
 {
     const char *order_id = NULL;
     bool done = false;
-    if (order_saga_order_id(a, ev, s->raw_id, &order_id, err) != 0)
+    if (order_saga_order_id(a, ev, s->raw_id, &order_id, err) != 0 || saga_check(ev->msg, err) != 0)
         return err->code;
     if (s->action == ORDER_SAGA_CONFIRM &&
         order_saga_confirm(tx, a, ev, order_id, s, &done, err) != 0)
@@ -256,9 +290,12 @@ static int order_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event
                                      err_t *err)
 {
     const Shop__Events__V1__StockReserved *m = (const void *)ev->msg;
-    order_saga_step_t s = {
-        m->order_id, "stock_reserved", "stock reserved for every line", ORDER_SAGA_NOTE, NULL,
-        NULL};
+    order_saga_step_t s = {.raw_id = m->order_id,
+                           .step = "stock_reserved",
+                           .detail = "stock reserved for every line",
+                           .action = ORDER_SAGA_NOTE,
+                           .user_id = m->user_id,
+                           .amount = &m->total_cents};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
@@ -273,6 +310,8 @@ static const char *order_saga_reject_detail(arena_t *a, const Shop__Events__V1__
         return arena_sprintf(a, "unknown product %s", m->product_id);
     case SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_ORDER_CANCELLED:
         return "the order was already cancelled: nothing reserved";
+    case SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INVALID_ORDER:
+        return "the order was refused as invalid: nothing reserved";
     default:
         return "stock could not be reserved";
     }
@@ -282,9 +321,12 @@ static int order_saga_stock_rejected(db_conn_t *tx, arena_t *a, const saga_event
                                      err_t *err)
 {
     const Shop__Events__V1__StockRejected *m = (const void *)ev->msg;
-    order_saga_step_t s = {
-        m->order_id,       "stock_rejected",          order_saga_reject_detail(a, m),
-        ORDER_SAGA_CANCEL, ORDER_REASON_OUT_OF_STOCK, "out of stock"};
+    order_saga_step_t s = {.raw_id = m->order_id,
+                           .step = "stock_rejected",
+                           .detail = order_saga_reject_detail(a, m),
+                           .action = ORDER_SAGA_CANCEL,
+                           .reason = ORDER_REASON_OUT_OF_STOCK,
+                           .cancel_detail = "out of stock"};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
@@ -292,12 +334,13 @@ static int order_saga_payment_completed(db_conn_t *tx, arena_t *a, const saga_ev
                                         void *ctx, err_t *err)
 {
     const Shop__Events__V1__PaymentCompleted *m = (const void *)ev->msg;
-    order_saga_step_t s = {m->order_id,
-                           "payment_completed",
-                           arena_sprintf(a, "wallet charged %" PRId64 " cents", m->amount_cents),
-                           ORDER_SAGA_CONFIRM,
-                           NULL,
-                           NULL};
+    order_saga_step_t s = {
+        .raw_id = m->order_id,
+        .step = "payment_completed",
+        .detail = arena_sprintf(a, "wallet charged %" PRId64 " cents", m->amount_cents),
+        .action = ORDER_SAGA_CONFIRM,
+        .user_id = m->user_id,
+        .amount = &m->amount_cents};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
@@ -310,6 +353,8 @@ static const char *order_saga_payment_detail(arena_t *a, const Shop__Events__V1_
         return "no wallet for the user";
     case SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_ORDER_CANCELLED:
         return "the order was already cancelled: nothing charged";
+    case SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INVALID_PAYMENT:
+        return "the payment was refused as invalid: nothing charged";
     default:
         return "the wallet could not pay";
     }
@@ -319,12 +364,12 @@ static int order_saga_payment_failed(db_conn_t *tx, arena_t *a, const saga_event
                                      err_t *err)
 {
     const Shop__Events__V1__PaymentFailed *m = (const void *)ev->msg;
-    order_saga_step_t s = {m->order_id,
-                           "payment_failed",
-                           order_saga_payment_detail(a, m),
-                           ORDER_SAGA_CANCEL,
-                           ORDER_REASON_PAYMENT_FAILED,
-                           "payment failed"};
+    order_saga_step_t s = {.raw_id = m->order_id,
+                           .step = "payment_failed",
+                           .detail = order_saga_payment_detail(a, m),
+                           .action = ORDER_SAGA_CANCEL,
+                           .reason = ORDER_REASON_PAYMENT_FAILED,
+                           .cancel_detail = "payment failed"};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
@@ -332,8 +377,10 @@ static int order_saga_stock_committed(db_conn_t *tx, arena_t *a, const saga_even
                                       err_t *err)
 {
     const Shop__Events__V1__StockCommitted *m = (const void *)ev->msg;
-    order_saga_step_t s = {
-        m->order_id, "stock_committed", "reserved stock sold", ORDER_SAGA_NOTE, NULL, NULL};
+    order_saga_step_t s = {.raw_id = m->order_id,
+                           .step = "stock_committed",
+                           .detail = "reserved stock sold",
+                           .action = ORDER_SAGA_NOTE};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
@@ -346,7 +393,10 @@ static int order_saga_stock_released(db_conn_t *tx, arena_t *a, const saga_event
                          : m->source == SHOP__EVENTS__V1__RELEASE_SOURCE__RELEASE_SOURCE_SOLD
                              ? "sold stock restocked"
                              : "no stock was held";
-    order_saga_step_t s = {m->order_id, "stock_released", detail, ORDER_SAGA_NOTE, NULL, NULL};
+    order_saga_step_t s = {.raw_id = m->order_id,
+                           .step = "stock_released",
+                           .detail = detail,
+                           .action = ORDER_SAGA_NOTE};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 
@@ -354,12 +404,13 @@ static int order_saga_payment_refunded(db_conn_t *tx, arena_t *a, const saga_eve
                                        err_t *err)
 {
     const Shop__Events__V1__PaymentRefunded *m = (const void *)ev->msg;
-    order_saga_step_t s = {m->order_id,
-                           "payment_refunded",
-                           arena_sprintf(a, "wallet refunded %" PRId64 " cents", m->amount_cents),
-                           ORDER_SAGA_NOTE,
-                           NULL,
-                           NULL};
+    order_saga_step_t s = {
+        .raw_id = m->order_id,
+        .step = "payment_refunded",
+        .detail = arena_sprintf(a, "wallet refunded %" PRId64 " cents", m->amount_cents),
+        .action = ORDER_SAGA_NOTE,
+        .user_id = m->user_id,
+        .amount = &m->amount_cents};
     return order_saga_apply(tx, a, ev, &s, err);
 }
 

@@ -20,8 +20,15 @@
  *   TOMBSTONE       → RELEASED, StockRejected(ORDER_CANCELLED)    duplicate: ignored
  *   RELEASED        ignored                  ignored (warning)    duplicate: ignored
  *
- * A malformed event (order id not a UUID, no lines, a quantity below 1) is an error
- * that is not transient: the consumer retries it a few times, then dead-letters it.
+ * Every event is checked against the field rules of the saga events (saga_check.h)
+ * before it has any effect. An OrderCreated that breaks them reserves nothing: from
+ * (none) it is rejected like a short order (→ REJECTED, StockRejected
+ * INVALID_ORDER), so order-svc cancels the order and nothing stays held; from
+ * TOMBSTONE it is rejected as cancelled, as any OrderCreated; from any other state it
+ * is a late copy and ignored. An order id that is not a UUID, and an OrderConfirmed or
+ * OrderCancelled that breaks the rules, have no rejection event in the saga: they are
+ * errors that are not transient, retried a few times by the consumer, then
+ * dead-lettered (an alert: order-svc never sends such events).
  */
 #include <ctype.h>
 #include <stdint.h>
@@ -30,6 +37,7 @@
 
 #include "common/log.h"
 #include "common/outbox.h"
+#include "common/saga_check.h"
 #include "common/uuid.h"
 #include "product.h"
 #include "product_repo.h"
@@ -94,18 +102,16 @@ static int product_saga_line_cmp(const void *x, const void *y)
     return strcmp(((const product_line_t *)x)->product_id, ((const product_line_t *)y)->product_id);
 }
 
-/* The distinct products of the order's well-formed lines, sorted by id (the lock
+/* The distinct products of the order's (checked) lines, sorted by id (the lock
  * order), with their quantities summed. */
 static size_t product_saga_merge(arena_t *a, const Shop__Events__V1__OrderCreated *oc,
                                  product_line_t **out)
 {
-    product_line_t *lines = arena_calloc(a, oc->n_lines, sizeof(*lines));
-    size_t n = 0;
-    for (size_t i = 0; i < oc->n_lines; i++)
-        if (uuid_valid(oc->lines[i]->product_id))
-            lines[n++] =
-                (product_line_t){.product_id = product_saga_lower(a, oc->lines[i]->product_id),
-                                 .quantity = oc->lines[i]->quantity};
+    size_t n = oc->n_lines;
+    product_line_t *lines = arena_calloc(a, n, sizeof(*lines));
+    for (size_t i = 0; i < n; i++)
+        lines[i] = (product_line_t){.product_id = product_saga_lower(a, oc->lines[i]->product_id),
+                                    .quantity = oc->lines[i]->quantity};
     qsort(lines, n, sizeof(*lines), product_saga_line_cmp);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -126,36 +132,19 @@ static bool product_saga_first_short(arena_t *a, const Shop__Events__V1__OrderCr
                                      const int64_t *available, Shop__Events__V1__StockRejected *rej)
 {
     for (size_t i = 0; i < oc->n_lines; i++) {
-        const char *id = oc->lines[i]->product_id;
-        const product_line_t *m = NULL;
-        if (uuid_valid(id)) {
-            product_line_t key = {.product_id = product_saga_lower(a, id)};
-            m = bsearch(&key, merged, n, sizeof(*merged), product_saga_line_cmp);
-        }
-        int64_t have = m ? available[m - merged] : -1;
-        if (m && have >= m->quantity)
+        product_line_t key = {.product_id = product_saga_lower(a, oc->lines[i]->product_id)};
+        const product_line_t *m = bsearch(&key, merged, n, sizeof(*merged), product_saga_line_cmp);
+        int64_t have = available[m - merged];
+        if (have >= m->quantity)
             continue;
         rej->reason = have < 0 ? SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_UNKNOWN_PRODUCT
                                : SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INSUFFICIENT_STOCK;
-        rej->product_id = (char *)(m ? m->product_id : id);
-        rej->requested =
-            m && m->quantity <= INT32_MAX ? (int32_t)m->quantity : oc->lines[i]->quantity;
+        rej->product_id = (char *)m->product_id;
+        rej->requested = (int32_t)m->quantity; /* <= SAGA_LINES_MAX * SAGA_QUANTITY_MAX */
         rej->available = have < 0 ? 0 : have;
         return true;
     }
     return false;
-}
-
-static int product_saga_check_lines(const saga_event_t *ev,
-                                    const Shop__Events__V1__OrderCreated *oc, err_t *err)
-{
-    if (oc->n_lines == 0)
-        return err_set(err, ERR_INVALID, "%s: order %s has no lines", ev->ce.type, oc->order_id);
-    for (size_t i = 0; i < oc->n_lines; i++)
-        if (oc->lines[i]->quantity < 1)
-            return err_set(err, ERR_INVALID, "%s: order %s: lines[%zu].quantity is %d", ev->ce.type,
-                           oc->order_id, i, (int)oc->lines[i]->quantity);
-    return 0;
 }
 
 /* Rejects an order, holding nothing. */
@@ -187,9 +176,9 @@ static int product_saga_reserve(db_conn_t *tx, arena_t *a, const saga_event_t *e
 
     Shop__Events__V1__StockReserved ok = SHOP__EVENTS__V1__STOCK_RESERVED__INIT;
     ok.order_id = (char *)order_id;
-    ok.user_id = oc->user_id;
+    ok.user_id = product_saga_lower(a, oc->user_id);
     ok.total_cents = oc->total_cents;
-    ok.currency = oc->currency[0] ? oc->currency : "USD";
+    ok.currency = SAGA_CURRENCY;
     if (product_repo_reserve(tx, a, order_id, lines, n, err) != 0 ||
         product_repo_order_state_set(tx, a, order_id, STATE_RESERVED, err) != 0 ||
         product_saga_emit(tx, a, ev, order_id, &ok.base, err) != 0)
@@ -198,30 +187,56 @@ static int product_saga_reserve(db_conn_t *tx, arena_t *a, const saga_event_t *e
     return 0;
 }
 
+/* Answers an OrderCreated from the order's state without reserving anything: the
+ * order was cancelled first (TOMBSTONE), or the event is invalid (`invalid` holds
+ * why), or a copy of a step already taken. */
+static int product_saga_created_unreserved(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
+                                           const char *order_id, const char *state,
+                                           const err_t *invalid, err_t *err)
+{
+    Shop__Events__V1__StockRejected rej = SHOP__EVENTS__V1__STOCK_REJECTED__INIT;
+    if (product_saga_is(state, STATE_TOMBSTONE)) {
+        /* Cancelled before we heard of it: reserve nothing, and say so once. */
+        rej.reason = SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_ORDER_CANCELLED;
+        return product_saga_reject(tx, a, ev, order_id, STATE_RELEASED, &rej, err);
+    }
+    if (state[0]) {
+        if (invalid)
+            LOG_WARN("invalid OrderCreated for an order already handled, ignored",
+                     LOG_STR("order_id", order_id), LOG_STR("state", state),
+                     LOG_STR("error", invalid->msg));
+        else
+            LOG_INFO("order already handled, OrderCreated ignored", LOG_STR("order_id", order_id),
+                     LOG_STR("state", state));
+        return 0;
+    }
+    LOG_WARN("invalid OrderCreated, nothing reserved", LOG_STR("order_id", order_id),
+             LOG_STR("error", invalid->msg));
+    rej.reason = SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INVALID_ORDER;
+    return product_saga_reject(tx, a, ev, order_id, STATE_REJECTED, &rej, err);
+}
+
 static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
                                       err_t *err)
 {
     const Shop__Events__V1__OrderCreated *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
-    if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        product_saga_check_lines(ev, oc, err) != 0)
+    if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0)
         return err->code;
+    err_t invalid = ERR_INIT;
+    if (saga_check(ev->msg, &invalid) != 0) {
+        /* Nothing of the event is trusted: only the order's state is read. */
+        if (product_repo_order_state(tx, a, order_id, &state, err) != 0)
+            return err->code;
+        return product_saga_created_unreserved(tx, a, ev, order_id, state, &invalid, err);
+    }
     product_line_t *lines;
     size_t n = product_saga_merge(a, oc, &lines);
-    int64_t *available = arena_calloc(a, n ? n : 1, sizeof(*available));
+    int64_t *available = arena_calloc(a, n, sizeof(*available));
     if (product_repo_order_stock(tx, a, order_id, lines, n, &state, available, err) != 0)
         return err->code;
-    if (product_saga_is(state, STATE_TOMBSTONE)) {
-        /* Cancelled before we heard of it: reserve nothing, and say so once. */
-        Shop__Events__V1__StockRejected rej = SHOP__EVENTS__V1__STOCK_REJECTED__INIT;
-        rej.reason = SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_ORDER_CANCELLED;
-        return product_saga_reject(tx, a, ev, order_id, STATE_RELEASED, &rej, err);
-    }
-    if (state[0]) {
-        LOG_INFO("order already handled, OrderCreated ignored", LOG_STR("order_id", order_id),
-                 LOG_STR("state", state));
-        return 0;
-    }
+    if (state[0])
+        return product_saga_created_unreserved(tx, a, ev, order_id, state, NULL, err);
     return product_saga_reserve(tx, a, ev, oc, order_id, lines, n, available, err);
 }
 
@@ -233,6 +248,7 @@ static int product_saga_order_confirmed(db_conn_t *tx, arena_t *a, const saga_ev
     const Shop__Events__V1__OrderConfirmed *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
+        saga_check(ev->msg, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
         return err->code;
     if (!product_saga_is(state, STATE_RESERVED)) {
@@ -288,6 +304,7 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
     const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
     if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
+        saga_check(ev->msg, err) != 0 ||
         product_repo_order_state(tx, a, order_id, &state, err) != 0)
         return err->code;
     if (product_saga_is(state, STATE_TOMBSTONE) || product_saga_is(state, STATE_RELEASED)) {
@@ -325,6 +342,10 @@ static size_t product_saga_locks_of(arena_t *a, const char *order_id,
                                     Shop__Events__V1__OrderLine *const *lines, size_t n,
                                     const char ***out)
 {
+    /* Taken before the event is checked: an event with more lines than an order may
+     * have is rejected without touching inventory, so it locks its order only. */
+    if (n > SAGA_LINES_MAX)
+        n = 0;
     *out = arena_calloc(a, n + 1, sizeof(**out));
     (*out)[0] = arena_sprintf(a, "order:%s", product_saga_lower(a, order_id));
     for (size_t i = 0; i < n; i++)

@@ -20,17 +20,25 @@
  *                   (ORDER_CANCELLED), nothing charged
  *
  * The refund gives back the amount recorded at the charge, not the event's total.
- * A malformed event (order id not a UUID, a negative total, a currency other than
- * USD) is an error that is not transient: the consumer retries it a few times, then
- * dead-letters it. A user id that is not a UUID is an unknown user (PaymentFailed).
+ *
+ * Every event is checked against the field rules of the saga events (saga_check.h)
+ * before it has any effect. A StockReserved that breaks them (a user id that is not
+ * a UUID, a negative total, another currency) charges nothing: from (none) or
+ * TOMBSTONE it fails the payment (→ FAILED, PaymentFailed INVALID_PAYMENT with
+ * amount 0 and the user id only if it is a UUID), so order-svc cancels the order and
+ * product-svc releases its stock; from any other state it is a late copy and ignored.
+ * An order id that is not a UUID, and an OrderCancelled that breaks the rules, have
+ * no rejection event in the saga: they are errors that are not transient, retried a
+ * few times by the consumer, then dead-lettered (an alert: order-svc never sends such
+ * events).
  */
 #include <ctype.h>
-#include <inttypes.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "common/outbox.h"
+#include "common/saga_check.h"
 #include "common/uuid.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "user.h"
@@ -78,41 +86,42 @@ static int user_saga_emit(db_conn_t *tx, arena_t *a, const saga_event_t *ev, con
 
 /* ---- StockReserved ---- */
 
-/* Nothing charged: records FAILED and sends PaymentFailed. */
+/* Nothing charged: records FAILED and sends PaymentFailed naming o->user_id ("" when
+ * the event named no valid user). */
 static int user_saga_fail(db_conn_t *tx, arena_t *a, const saga_event_t *ev, user_order_t *o,
-                          const char *event_user_id, user_saga_reason_t reason, err_t *err)
+                          user_saga_reason_t reason, err_t *err)
 {
     o->state = STATE_FAILED;
     o->payment_entry_id = o->refund_entry_id = NULL;
     Shop__Events__V1__PaymentFailed out = SHOP__EVENTS__V1__PAYMENT_FAILED__INIT;
     out.order_id = (char *)o->order_id;
-    out.user_id = (char *)event_user_id;
+    out.user_id = (char *)(o->user_id ? o->user_id : "");
     out.reason = reason;
     out.amount_cents = o->amount_cents;
     out.currency = (char *)o->currency;
     if (user_repo_order_set(tx, a, o, err) != 0 ||
         user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
         return err->code;
-    LOG_INFO("payment failed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", event_user_id),
+    LOG_INFO("payment failed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", out.user_id),
              LOG_INT("reason", reason), LOG_INT("amount_cents", o->amount_cents));
     return 0;
 }
 
 /* Debits the wallet if it covers the total; else fails the payment. */
 static int user_saga_charge(db_conn_t *tx, arena_t *a, const saga_event_t *ev, user_order_t *o,
-                            const char *event_user_id, err_t *err)
+                            err_t *err)
 {
     user_charge_t outcome = USER_CHARGE_NO_WALLET;
     user_entry_t entry;
-    if (o->user_id && user_repo_charge(tx, a, o->order_id, o->user_id, o->amount_cents, &outcome,
-                                       &entry, err) != 0)
+    if (user_repo_charge(tx, a, o->order_id, o->user_id, o->amount_cents, &outcome, &entry, err) !=
+        0)
         return err->code;
     if (outcome != USER_CHARGE_OK) {
         user_saga_reason_t reason =
             outcome == USER_CHARGE_NO_FUNDS
                 ? SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INSUFFICIENT_FUNDS
                 : SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_UNKNOWN_USER;
-        return user_saga_fail(tx, a, ev, o, event_user_id, reason, err);
+        return user_saga_fail(tx, a, ev, o, reason, err);
     }
     o->state = STATE_CHARGED;
     o->currency = entry.currency;
@@ -131,41 +140,43 @@ static int user_saga_charge(db_conn_t *tx, arena_t *a, const saga_event_t *ev, u
     return 0;
 }
 
-static int user_saga_check_reserved(const saga_event_t *ev,
-                                    const Shop__Events__V1__StockReserved *sr, err_t *err)
-{
-    if (sr->total_cents < 0)
-        return err_set(err, ERR_INVALID, "%s: order %s: total_cents is %" PRId64, ev->ce.type,
-                       sr->order_id, sr->total_cents);
-    if (sr->currency[0] && strcmp(sr->currency, USER_CURRENCY) != 0)
-        return err_set(err, ERR_INVALID, "%s: order %s: currency %.8s is not supported",
-                       ev->ce.type, sr->order_id, sr->currency);
-    return 0;
-}
-
 static int user_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event_t *ev, void *ctx,
                                     err_t *err)
 {
     const Shop__Events__V1__StockReserved *sr = (const void *)ev->msg;
     const char *order_id;
     user_order_t o;
+    err_t invalid = ERR_INIT;
+    bool valid = saga_check(ev->msg, &invalid) == 0;
     if (user_saga_order_id(a, ev, sr->order_id, &order_id, err) != 0 ||
-        user_saga_check_reserved(ev, sr, err) != 0 ||
         user_repo_order_get(tx, a, order_id, &o, err) != 0)
         return err->code;
     if (o.state[0] && !user_saga_is(o.state, STATE_TOMBSTONE)) {
-        LOG_INFO("order already handled, StockReserved ignored", LOG_STR("order_id", order_id),
-                 LOG_STR("state", o.state));
+        if (valid)
+            LOG_INFO("order already handled, StockReserved ignored", LOG_STR("order_id", order_id),
+                     LOG_STR("state", o.state));
+        else
+            LOG_WARN("invalid StockReserved for an order already handled, ignored",
+                     LOG_STR("order_id", order_id), LOG_STR("state", o.state),
+                     LOG_STR("error", invalid.msg));
         return 0;
     }
+    /* Only checked fields go on: an invalid event's amount is not one to repeat. */
     o.user_id = user_saga_uuid(a, sr->user_id);
-    o.amount_cents = sr->total_cents;
+    o.amount_cents = valid ? sr->total_cents : 0;
     o.currency = USER_CURRENCY;
+    if (!valid) {
+        LOG_WARN("invalid StockReserved, nothing charged", LOG_STR("order_id", order_id),
+                 LOG_STR("error", invalid.msg));
+        return user_saga_fail(
+            tx, a, ev, &o,
+            SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INVALID_PAYMENT, err);
+    }
     if (user_saga_is(o.state, STATE_TOMBSTONE))
         return user_saga_fail(
-            tx, a, ev, &o, sr->user_id,
+            tx, a, ev, &o,
             SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_ORDER_CANCELLED, err);
-    return user_saga_charge(tx, a, ev, &o, sr->user_id, err);
+    return user_saga_charge(tx, a, ev, &o, err);
 }
 
 /* ---- OrderCancelled ---- */
@@ -199,7 +210,7 @@ static int user_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_event
     const char *order_id;
     user_order_t o;
     if (user_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        user_repo_order_get(tx, a, order_id, &o, err) != 0)
+        saga_check(ev->msg, err) != 0 || user_repo_order_get(tx, a, order_id, &o, err) != 0)
         return err->code;
     if (user_saga_is(o.state, STATE_CHARGED))
         return user_saga_refund(tx, a, ev, &o, err);

@@ -64,7 +64,20 @@ static void pay(const Shop__Order__V1__Order *o, const char *ce_id)
     fs_produce(&T, "payment.events", o->id, &ev.base, ce_id, NULL);
 }
 
-static void fail_payment(const Shop__Order__V1__Order *o)
+/* A PaymentCompleted for the order as user-svc would send it, for a test to alter. */
+static Shop__Events__V1__PaymentCompleted payment_of(const Shop__Order__V1__Order *o)
+{
+    Shop__Events__V1__PaymentCompleted ev = SHOP__EVENTS__V1__PAYMENT_COMPLETED__INIT;
+    ev.order_id = o->id;
+    ev.user_id = o->user_id;
+    ev.amount_cents = o->total_cents;
+    ev.currency = "USD";
+    ev.ledger_entry_id = arena_alloc(T.a, UUID_STR_LEN);
+    uuid_new(ev.ledger_entry_id);
+    return ev;
+}
+
+static void fail_payment_id(const Shop__Order__V1__Order *o, char *ce_id_out)
 {
     Shop__Events__V1__PaymentFailed ev = SHOP__EVENTS__V1__PAYMENT_FAILED__INIT;
     ev.order_id = o->id;
@@ -72,7 +85,31 @@ static void fail_payment(const Shop__Order__V1__Order *o)
     ev.reason = SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INSUFFICIENT_FUNDS;
     ev.amount_cents = o->total_cents;
     ev.currency = "USD";
-    fs_produce(&T, "payment.events", o->id, &ev.base, NULL, NULL);
+    fs_produce(&T, "payment.events", o->id, &ev.base, NULL, ce_id_out);
+}
+
+static void fail_payment(const Shop__Order__V1__Order *o)
+{
+    fail_payment_id(o, NULL);
+}
+
+/* Waits until order-svc's inbox holds every one of ids[0..n). */
+static void wait_processed(char (*ids)[UUID_STR_LEN], size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fs_wait_i64(&T, T.order_db, "SELECT count(*) FROM processed_events WHERE ce_id = $1",
+                    ids[i], NULL, 1, WAIT_MS);
+}
+
+/* Fails the test unless the order's timeline seq runs 1..n without a gap. */
+static void assert_dense_timeline(const char *order_id)
+{
+    ck_assert_int_eq(fs_i64(&T, T.order_db,
+                            "SELECT count(*) FILTER (WHERE seq BETWEEN 1 AND n) - n"
+                            " FROM (SELECT seq, count(*) OVER () AS n FROM order_timeline"
+                            " WHERE order_id = $1) t GROUP BY n",
+                            order_id, NULL),
+                     0);
 }
 
 /* A PENDING order whose stock product-svc reserved (StockReserved recorded). */
@@ -236,38 +273,136 @@ START_TEST(test_late_payment_after_timeout_is_recorded_and_ignored)
 }
 END_TEST
 
-START_TEST(test_steps_repeated_under_new_ids_change_nothing)
+START_TEST(test_steps_repeated_under_new_ids_leave_one_timeline_row_per_step)
 {
     const char *user = fs_customer(&T);
     const char *p = fs_product(&T, 200, 5);
     fs_line_t lines[] = {{p, 2}};
     const Shop__Order__V1__Order *o = reserved_order(user, lines, 1);
     pay(o, NULL);
-    o = fs_wait_status(&T, user, o->id, CONFIRMED, WAIT_MS);
-    /* The same step again, a failure and a rejection: all too late. */
-    pay(o, NULL);
-    fail_payment(o);
+    o = fs_wait_step(&T, user, o->id, "stock_committed", WAIT_MS);
+    ck_assert_int_eq(o->status, CONFIRMED);
+    /* Every step again under new ids (twice each), and a failure and a rejection that
+     * come too late (twice each as well). */
+    Shop__Events__V1__StockReserved sr = SHOP__EVENTS__V1__STOCK_RESERVED__INIT;
+    sr.order_id = o->id;
+    sr.user_id = o->user_id;
+    sr.total_cents = o->total_cents;
+    sr.currency = "USD";
+    Shop__Events__V1__StockCommitted sc = SHOP__EVENTS__V1__STOCK_COMMITTED__INIT;
+    Shop__Events__V1__StockLine sl = SHOP__EVENTS__V1__STOCK_LINE__INIT;
+    sl.product_id = (char *)p;
+    sl.quantity = 2;
+    Shop__Events__V1__StockLine *sls[] = {&sl};
+    sc.order_id = o->id;
+    sc.n_lines = 1;
+    sc.lines = sls;
     Shop__Events__V1__StockRejected rej = SHOP__EVENTS__V1__STOCK_REJECTED__INIT;
     rej.order_id = o->id;
     rej.reason = SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INSUFFICIENT_STOCK;
     rej.product_id = (char *)p;
     rej.requested = 2;
-    fs_produce(&T, "inventory.events", o->id, &rej.base, NULL, NULL);
-    o = fs_wait_step(&T, user, o->id, "payment_failed", WAIT_MS);
-    o = fs_wait_step(&T, user, o->id, "stock_rejected", WAIT_MS);
+    Shop__Events__V1__PaymentCompleted pc = payment_of(o);
+    char ids[10][UUID_STR_LEN];
+    size_t n = 0;
+    for (int round = 0; round < 2; round++) {
+        fs_produce(&T, "inventory.events", o->id, &sr.base, NULL, ids[n++]);
+        fs_produce(&T, "payment.events", o->id, &pc.base, NULL, ids[n++]);
+        fs_produce(&T, "inventory.events", o->id, &sc.base, NULL, ids[n++]);
+        fail_payment_id(o, ids[n++]);
+        fs_produce(&T, "inventory.events", o->id, &rej.base, NULL, ids[n++]);
+    }
+    wait_processed(ids, n);
+    o = fs_get(&T, user, o->id);
     ck_assert_int_eq(o->status, CONFIRMED);
-    ck_assert_int_eq(fs_has_step(o, "payment_completed", NULL), 2);
-    ck_assert_int_eq(fs_has_step(o, "payment_completed", "ignored: the order is already confirmed"),
+    static const char *const steps[] = {"order_created", "stock_reserved", "payment_completed",
+                                        "order_confirmed", "stock_committed"};
+    assert_steps(o, steps, 5);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_int_eq(fs_has_step(o, steps[i], NULL), 1);
+    ck_assert_int_eq(fs_has_step(o, "payment_completed", "ignored"), 0);
+    ck_assert_int_eq(fs_has_step(o, "payment_failed", "ignored: the order is already confirmed"),
                      1);
-    ck_assert_int_eq(fs_has_step(o, "payment_failed", "ignored"), 1);
     ck_assert_int_eq(fs_has_step(o, "stock_rejected", "ignored"), 1);
-    ck_assert_int_eq(fs_has_step(o, "order_confirmed", NULL), 1);
     ck_assert_int_eq(fs_has_step(o, "order_cancelled", NULL), 0);
+    ck_assert_uint_eq(o->n_timeline, 7);
+    assert_dense_timeline(o->id);
 
     fs_collect(&T, "OrderConfirmed", o->id, 1, 1500, WAIT_MS);
     ck_assert_uint_eq(fs_count(&T, "OrderConfirmed", o->id), 1);
     ck_assert_uint_eq(fs_count(&T, "OrderCancelled", o->id), 0);
     fs_wait_invariants(&T, WAIT_MS);
+}
+END_TEST
+
+START_TEST(test_payment_not_matching_the_order_is_dead_lettered_and_the_order_times_out)
+{
+    const char *user = fs_customer(&T);
+    const char *p = fs_product(&T, 300, 5);
+    fs_line_t lines[] = {{p, 2}};
+    const Shop__Order__V1__Order *o = reserved_order(user, lines, 1);
+    /* Another amount, another user, a negative amount, no ledger entry: none confirms. */
+    Shop__Events__V1__PaymentCompleted more = payment_of(o), other = payment_of(o),
+                                       negative = payment_of(o), unbooked = payment_of(o);
+    more.amount_cents = o->total_cents + 1;
+    other.user_id = (char *)fs_customer(&T);
+    negative.amount_cents = -o->total_cents;
+    unbooked.ledger_entry_id = "";
+    const ProtobufCMessage *bad[] = {&more.base, &other.base, &negative.base, &unbooked.base};
+    for (size_t i = 0; i < 4; i++)
+        fs_produce(&T, "payment.events", o->id, bad[i], NULL, NULL);
+    o = fs_wait_status(&T, user, o->id, CANCELLED, SAGA_TIMEOUT_MS + WAIT_MS);
+    ck_assert_int_eq(o->cancel_reason, SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_TIMEOUT);
+    /* Each is retried a few times before its dead letter; the order's later events
+     * wait behind them in the partition. */
+    int64_t end = clock_mono_us() + (int64_t)WAIT_MS * 1000;
+    size_t dead;
+    while ((dead = fs_dlq_count(&T, NULL, WAIT_MS)) < 4 && clock_mono_us() < end)
+        clock_sleep_ms(500);
+    ck_assert_uint_eq(dead, 4);
+    o = fs_get(&T, user, o->id);
+    ck_assert_int_eq(fs_has_step(o, "payment_completed", NULL), 0);
+    ck_assert_int_eq(fs_has_step(o, "order_confirmed", NULL), 0);
+    fs_collect(&T, "OrderCancelled", o->id, 1, 1500, WAIT_MS);
+    ck_assert_uint_eq(fs_count(&T, "OrderConfirmed", o->id), 0);
+    fs_wait_invariants(&T, WAIT_MS);
+    ck_assert_int_eq(fs_stock(&T, p).available, 5);
+}
+END_TEST
+
+START_TEST(test_invalid_order_and_payment_rejections_cancel_the_order)
+{
+    const char *user = fs_customer(&T);
+    const char *p = fs_product(&T, 100, 10);
+    fs_line_t lines[] = {{p, 1}};
+    const Shop__Order__V1__Order *refused = reserved_order(user, lines, 1);
+    const Shop__Order__V1__Order *unpaid = reserved_order(user, lines, 1);
+    /* As product-svc and user-svc answer an OrderCreated and a StockReserved that break
+     * the field rules. */
+    Shop__Events__V1__StockRejected rej = SHOP__EVENTS__V1__STOCK_REJECTED__INIT;
+    rej.order_id = refused->id;
+    rej.reason = SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INVALID_ORDER;
+    rej.product_id = "";
+    fs_produce(&T, "inventory.events", refused->id, &rej.base, NULL, NULL);
+    Shop__Events__V1__PaymentFailed pf = SHOP__EVENTS__V1__PAYMENT_FAILED__INIT;
+    pf.order_id = unpaid->id;
+    pf.user_id = "";
+    pf.reason = SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INVALID_PAYMENT;
+    pf.currency = "USD";
+    fs_produce(&T, "payment.events", unpaid->id, &pf.base, NULL, NULL);
+
+    refused = fs_wait_step(&T, user, refused->id, "stock_released", WAIT_MS);
+    ck_assert_int_eq(refused->status, CANCELLED);
+    ck_assert_int_eq(refused->cancel_reason,
+                     SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_OUT_OF_STOCK);
+    ck_assert_int_eq(fs_has_step(refused, "stock_rejected", "refused as invalid"), 1);
+    unpaid = fs_wait_step(&T, user, unpaid->id, "stock_released", WAIT_MS);
+    ck_assert_int_eq(unpaid->status, CANCELLED);
+    ck_assert_int_eq(unpaid->cancel_reason,
+                     SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_PAYMENT_FAILED);
+    ck_assert_int_eq(fs_has_step(unpaid, "payment_failed", "refused as invalid"), 1);
+    fs_wait_invariants(&T, WAIT_MS);
+    ck_assert_int_eq(fs_stock(&T, p).available, 10);
 }
 END_TEST
 
@@ -317,7 +452,10 @@ START_TEST(test_unknown_orders_are_skipped_and_malformed_events_dead_lettered)
     uuid_new(unknown);
     Shop__Events__V1__PaymentCompleted ev = SHOP__EVENTS__V1__PAYMENT_COMPLETED__INIT;
     ev.order_id = unknown;
+    ev.user_id = (char *)fs_customer(&T);
     ev.amount_cents = 100;
+    ev.currency = "USD";
+    ev.ledger_entry_id = unknown;
     fs_produce(&T, "payment.events", unknown, &ev.base, NULL, ce_id);
     /* Handled (the inbox has it) without creating anything. */
     fs_wait_i64(&T, T.order_db, "SELECT count(*) FROM processed_events WHERE ce_id = $1", ce_id,
@@ -389,7 +527,10 @@ static Suite *order_saga_suite(void)
     tcase_add_test(tc, test_payment_failed_cancels_emits_order_cancelled_and_releases_stock);
     tcase_add_test(tc, test_stock_rejected_cancels_out_of_stock_and_announces_it);
     tcase_add_test(tc, test_late_payment_after_timeout_is_recorded_and_ignored);
-    tcase_add_test(tc, test_steps_repeated_under_new_ids_change_nothing);
+    tcase_add_test(tc, test_steps_repeated_under_new_ids_leave_one_timeline_row_per_step);
+    tcase_add_test(tc,
+                   test_payment_not_matching_the_order_is_dead_lettered_and_the_order_times_out);
+    tcase_add_test(tc, test_invalid_order_and_payment_rejections_cancel_the_order);
     tcase_add_test(tc, test_cancel_of_confirmed_order_emits_order_cancelled_and_restocks);
     tcase_add_test(tc, test_unknown_orders_are_skipped_and_malformed_events_dead_lettered);
     tcase_add_test(tc, test_sweeper_cancels_each_timed_out_order_once_across_instances);

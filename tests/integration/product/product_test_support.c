@@ -78,6 +78,7 @@ void pt_close(pt_t *t)
     rpc_channel_free(t->ch);
     db_pool_free(t->db);
     free(t->orders);
+    free(t->lines);
     free(t->products);
     free(t->events);
     arena_free(t->a);
@@ -146,12 +147,10 @@ const char *pt_order(pt_t *t)
 
 /* ---- order events in ---- */
 
-/* Produces one event to order.events (key = order id); the ce_id used, in t->a. */
-static const char *pt_produce(pt_t *t, const char *order_id, const ProtobufCMessage *msg,
-                              const char *ce_id)
+const char *pt_send(pt_t *t, const char *key, const ProtobufCMessage *msg, const char *ce_id)
 {
     char id[UUID_STR_LEN];
-    saga_send(t->producer, t->a, "order.events", order_id, msg, PT_SOURCE, ce_id, id);
+    saga_send(t->producer, t->a, "order.events", key, msg, PT_SOURCE, ce_id, id);
     return arena_strdup(t->a, id);
 }
 
@@ -171,37 +170,79 @@ static Shop__Events__V1__OrderLine **pt_lines(pt_t *t, const pt_line_t *lines, s
     return out;
 }
 
+Shop__Events__V1__OrderCreated *pt_order_created_event(pt_t *t, const char *order_id,
+                                                       const pt_line_t *lines, size_t n)
+{
+    Shop__Events__V1__OrderCreated *ev = arena_alloc(t->a, sizeof(*ev));
+    *ev = (Shop__Events__V1__OrderCreated)SHOP__EVENTS__V1__ORDER_CREATED__INIT;
+    ev->order_id = (char *)order_id;
+    ev->user_id = "00000000-0000-7000-8000-00000000c0de";
+    ev->n_lines = n;
+    ev->lines = pt_lines(t, lines, n, &ev->total_cents);
+    ev->currency = "USD";
+    ev->created_at = clock_rfc3339_in(t->a, clock_now_us());
+    return ev;
+}
+
+/* The lines the order was first announced with, or one line of an unknown product. */
+static const pt_order_lines_t *pt_lines_of(pt_t *t, const char *order_id)
+{
+    for (size_t i = 0; i < t->n_lines; i++)
+        if (strcmp(t->lines[i].order_id, order_id) == 0)
+            return &t->lines[i];
+    char *unknown = arena_alloc(t->a, UUID_STR_LEN);
+    uuid_new(unknown);
+    pt_order_lines_t *l = arena_alloc(t->a, sizeof(*l));
+    *l = (pt_order_lines_t){.order_id = order_id, .n = 1};
+    l->lines = pt_lines(t, (pt_line_t[]){{unknown, 1}}, 1, &l->total_cents);
+    return l;
+}
+
 const char *pt_order_created(pt_t *t, const char *order_id, const pt_line_t *lines, size_t n,
                              const char *ce_id)
 {
-    char now[CLOCK_RFC3339_LEN];
-    clock_rfc3339(clock_now_us(), now);
-    Shop__Events__V1__OrderCreated ev = SHOP__EVENTS__V1__ORDER_CREATED__INIT;
-    ev.order_id = (char *)order_id;
-    ev.user_id = "00000000-0000-7000-8000-00000000c0de";
-    ev.n_lines = n;
-    ev.lines = pt_lines(t, lines, n, &ev.total_cents);
-    ev.currency = "USD";
-    ev.created_at = now;
-    return pt_produce(t, order_id, &ev.base, ce_id);
+    Shop__Events__V1__OrderCreated *ev = pt_order_created_event(t, order_id, lines, n);
+    bool seen = false;
+    for (size_t i = 0; i < t->n_lines && !seen; i++)
+        seen = strcmp(t->lines[i].order_id, order_id) == 0;
+    if (!seen) {
+        if (t->n_lines == t->cap_lines) {
+            t->cap_lines = t->cap_lines ? t->cap_lines * 2 : 16;
+            t->lines = realloc(t->lines, t->cap_lines * sizeof(*t->lines));
+            ck_assert_ptr_nonnull(t->lines);
+        }
+        t->lines[t->n_lines++] = (pt_order_lines_t){
+            .order_id = order_id, .lines = ev->lines, .n = n, .total_cents = ev->total_cents};
+    }
+    return pt_send(t, order_id, &ev->base, ce_id);
 }
 
 const char *pt_order_confirmed(pt_t *t, const char *order_id, const char *ce_id)
 {
+    const pt_order_lines_t *l = pt_lines_of(t, order_id);
     Shop__Events__V1__OrderConfirmed ev = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
     ev.order_id = (char *)order_id;
     ev.user_id = "00000000-0000-7000-8000-00000000c0de";
+    ev.n_lines = l->n;
+    ev.lines = l->lines;
+    ev.total_cents = l->total_cents;
     ev.currency = "USD";
-    return pt_produce(t, order_id, &ev.base, ce_id);
+    return pt_send(t, order_id, &ev.base, ce_id);
 }
 
 const char *pt_order_cancelled(pt_t *t, const char *order_id, const char *ce_id)
 {
+    const pt_order_lines_t *l = pt_lines_of(t, order_id);
     Shop__Events__V1__OrderCancelled ev = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
     ev.order_id = (char *)order_id;
     ev.user_id = "00000000-0000-7000-8000-00000000c0de";
+    ev.reason = SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_TIMEOUT;
+    ev.n_lines = l->n;
+    ev.lines = l->lines;
+    ev.total_cents = l->total_cents;
     ev.currency = "USD";
-    return pt_produce(t, order_id, &ev.base, ce_id);
+    ev.previous_status = SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_PENDING;
+    return pt_send(t, order_id, &ev.base, ce_id);
 }
 
 /* ---- inventory events out ---- */

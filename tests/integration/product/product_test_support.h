@@ -21,11 +21,21 @@
 #include "common/kfk.h"
 #include "common/rpc.h"
 #include "common/uuid.h"
+#include "shop/events/v1/events.pb-c.h"
 #include "svc_proc.h"
 
 #define PT_TIMEOUT_MS 60000
 
 /* ---- one test's connections ---- */
+
+/* The lines an order was announced with (pt_order_created), repeated by its
+ * OrderConfirmed and OrderCancelled as order-svc does. */
+typedef struct pt_order_lines {
+    const char *order_id;
+    Shop__Events__V1__OrderLine **lines;
+    size_t n;
+    int64_t total_cents;
+} pt_order_lines_t;
 
 /* A collected inventory event. */
 typedef struct pt_event {
@@ -43,6 +53,8 @@ typedef struct pt {
     kfk_consumer_t *consumer; /* inventory.events from the beginning, a fresh group */
     const char **orders;      /* the test's order ids: only their events are kept */
     size_t n_orders, cap_orders;
+    pt_order_lines_t *lines; /* per order announced */
+    size_t n_lines, cap_lines;
     const char **products; /* the test's products (deleted by pt_close) */
     size_t n_products, cap_products;
     pt_event_t *events;
@@ -69,12 +81,24 @@ typedef struct pt_line {
     int32_t quantity;
 } pt_line_t;
 
-/* Producing to order.events (key = order id). ce_id NULL means a fresh one. The
- * broker's ack is awaited. Returns the ce_id used (in the test's arena). */
+/* Producing to order.events (key = order id) events that follow the field rules, as
+ * order-svc sends them: OrderCreated with every line at 250 cents and the total of
+ * the lines, and OrderConfirmed / OrderCancelled with the lines of the order's first
+ * OrderCreated (one line of an unknown product if there was none). ce_id NULL means a
+ * fresh one. The broker's ack is awaited. Returns the ce_id used (in the test's
+ * arena). */
 const char *pt_order_created(pt_t *t, const char *order_id, const pt_line_t *lines, size_t n,
                              const char *ce_id);
 const char *pt_order_confirmed(pt_t *t, const char *order_id, const char *ce_id);
 const char *pt_order_cancelled(pt_t *t, const char *order_id, const char *ce_id);
+
+/* pt_order_created_event: the OrderCreated pt_order_created would send (in the test's
+ * arena), for a test to break before pt_send. Records nothing. */
+Shop__Events__V1__OrderCreated *pt_order_created_event(pt_t *t, const char *order_id,
+                                                       const pt_line_t *lines, size_t n);
+
+/* pt_send: produces `msg` to order.events with key `key`, as pt_order_created does. */
+const char *pt_send(pt_t *t, const char *key, const ProtobufCMessage *msg, const char *ce_id);
 
 /* pt_wait_events: consumes inventory.events until at least `want` events of the
  * test's orders were collected in all (copies of one ce_id count once), or the

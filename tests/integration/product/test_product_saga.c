@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "product_test_support.h"
+#include "saga_events.h"
 #include "shop/events/v1/events.pb-c.h"
 
 #define PT_TCASE_TIMEOUT_S 180
@@ -335,6 +336,170 @@ START_TEST(test_set_stock_during_a_reservation_keeps_stock_conserved)
 }
 END_TEST
 
+/* ---- invalid events ---- */
+
+typedef Shop__Events__V1__OrderCreated created_t;
+
+/* Ways to break an OrderCreated of one line {p, 1} at 250 cents (total 250). */
+static void break_total_negative(created_t *e)
+{
+    e->total_cents = -250;
+}
+static void break_currency(created_t *e)
+{
+    e->currency = "EUR";
+}
+static void break_quantity_zero(created_t *e)
+{
+    e->lines[0]->quantity = 0;
+    e->total_cents = 0;
+}
+static void break_quantity_negative(created_t *e)
+{
+    e->lines[0]->quantity = -3;
+    e->total_cents = -750;
+}
+static void break_quantity_too_big(created_t *e)
+{
+    e->lines[0]->quantity = 1001;
+    e->total_cents = 1001 * 250;
+}
+static void break_price_negative(created_t *e)
+{
+    e->lines[0]->unit_price_cents = -250;
+    e->total_cents = -250;
+}
+static void break_total_not_the_sum(created_t *e)
+{
+    e->total_cents = 1;
+}
+static void break_user_id(created_t *e)
+{
+    e->user_id = "not-a-user";
+}
+static void break_product_id(created_t *e)
+{
+    e->lines[0]->product_id = "not-a-product";
+}
+static void break_no_lines(created_t *e)
+{
+    e->n_lines = 0;
+    e->total_cents = 0;
+}
+static void break_created_at(created_t *e)
+{
+    e->created_at = "yesterday";
+}
+
+START_TEST(test_invalid_order_created_reserves_nothing_and_is_rejected)
+{
+    static void (*const breaks[])(created_t *) = {
+        break_total_negative,    break_currency,         break_quantity_zero,
+        break_quantity_negative, break_quantity_too_big, break_price_negative,
+        break_total_not_the_sum, break_user_id,          break_product_id,
+        break_no_lines,          break_created_at,
+    };
+    enum { N = sizeof(breaks) / sizeof(breaks[0]) };
+    pt_t t;
+    pt_open(&t, &svcs[0]);
+    const char *p = pt_product(&t, 2000);
+    const char *orders[N + 1];
+    for (size_t i = 0; i < N; i++) {
+        orders[i] = pt_order(&t);
+        created_t *e = pt_order_created_event(&t, orders[i], (pt_line_t[]){{p, 1}}, 1);
+        breaks[i](e);
+        pt_send(&t, orders[i], &e->base, NULL);
+    }
+    /* More lines than an order may have, each of which the stock could serve. */
+    orders[N] = pt_order(&t);
+    pt_line_t many[101];
+    for (size_t i = 0; i < 101; i++)
+        many[i] = (pt_line_t){p, 1};
+    pt_send(&t, orders[N], &pt_order_created_event(&t, orders[N], many, 101)->base, NULL);
+
+    ck_assert_uint_eq(pt_wait_events(&t, N + 1), N + 1);
+    for (size_t i = 0; i <= N; i++) {
+        ck_assert_msg(pt_count(&t, "StockRejected", orders[i]) == 1, "case %zu not rejected", i);
+        expect_rejected(&t, orders[i], SHOP__EVENTS__V1__REJECT_REASON__REJECT_REASON_INVALID_ORDER,
+                        "", 0, 0);
+        ck_assert_int_eq(pt_reservations(&t, orders[i], NULL, NULL), 0);
+        ck_assert_str_eq(pt_order_state(&t, orders[i]), "REJECTED");
+    }
+    ck_assert_uint_eq(pt_count(&t, "StockReserved", NULL), 0);
+    expect_stock(&t, p, 2000, 0, 0);
+
+    /* The valid OrderCreated arriving after the invalid one reserves nothing either (the
+     * order was refused), and its cancellation holds nothing to give back. */
+    pt_order_created(&t, orders[0], (pt_line_t[]){{p, 1}}, 1, NULL);
+    pt_wait_processed(&t, pt_order_cancelled(&t, orders[0], NULL));
+    ck_assert_int_eq(pt_emitted(&t, orders[0], "StockReserved"), 0);
+    ck_assert_int_eq(pt_emitted(&t, orders[0], "StockRejected"), 1);
+    ck_assert_uint_eq(pt_wait_events(&t, N + 2), N + 2);
+    const released_t *rel = (const released_t *)pt_find(&t, "StockReleased", orders[0]);
+    ck_assert_int_eq(rel->source, SHOP__EVENTS__V1__RELEASE_SOURCE__RELEASE_SOURCE_NONE);
+    ck_assert_str_eq(pt_order_state(&t, orders[0]), "RELEASED");
+    expect_stock(&t, p, 2000, 0, 0);
+    pt_close(&t);
+}
+END_TEST
+
+START_TEST(test_invalid_copy_of_a_reserved_order_changes_nothing)
+{
+    pt_t t;
+    pt_open(&t, &svcs[0]);
+    const char *p = pt_product(&t, 10), *order = pt_order(&t);
+    pt_order_created(&t, order, (pt_line_t[]){{p, 4}}, 1, NULL);
+    ck_assert_uint_eq(pt_wait_events(&t, 1), 1);
+    /* A replay with another currency must neither reserve again nor reject the order. */
+    created_t *e = pt_order_created_event(&t, order, (pt_line_t[]){{p, 4}}, 1);
+    break_currency(e);
+    pt_wait_processed(&t, pt_send(&t, order, &e->base, NULL));
+    ck_assert_int_eq(pt_emitted(&t, order, "StockReserved"), 1);
+    ck_assert_int_eq(pt_emitted(&t, order, "StockRejected"), 0);
+    ck_assert_str_eq(pt_order_state(&t, order), "RESERVED");
+    expect_stock(&t, p, 6, 4, 0);
+    pt_close(&t);
+}
+END_TEST
+
+START_TEST(test_malformed_order_id_and_invalid_confirmation_are_dead_lettered)
+{
+    pt_t t;
+    pt_open(&t, &svcs[0]);
+    const char *p = pt_product(&t, 10), *order = pt_order(&t);
+    char id[UUID_STR_LEN];
+    uuid_new(id);
+    const char *poison_key = arena_sprintf(t.a, "poison-%s", id);
+    created_t *e = pt_order_created_event(&t, "not-a-uuid", (pt_line_t[]){{p, 1}}, 1);
+    pt_send(&t, poison_key, &e->base, NULL);
+
+    pt_order_created(&t, order, (pt_line_t[]){{p, 3}}, 1, NULL);
+    ck_assert_uint_eq(pt_wait_events(&t, 1), 1);
+    /* An OrderConfirmed whose total is not its lines' sum sells nothing. */
+    Shop__Events__V1__OrderConfirmed bad = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
+    bad.order_id = (char *)order;
+    bad.user_id = "00000000-0000-7000-8000-00000000c0de";
+    bad.n_lines = e->n_lines;
+    bad.lines = e->lines;
+    bad.total_cents = 999;
+    bad.currency = "USD";
+    pt_send(&t, order, &bad.base, NULL);
+
+    const char *brokers = getenv("KAFKA_BROKERS");
+    ck_assert_uint_eq(saga_dlq_wait(brokers, "order.events.dlq", poison_key, PT_TIMEOUT_MS), 1);
+    ck_assert_uint_eq(saga_dlq_wait(brokers, "order.events.dlq", order, PT_TIMEOUT_MS), 1);
+    ck_assert_int_eq(pt_emitted(&t, order, "StockCommitted"), 0);
+    ck_assert_str_eq(pt_order_state(&t, order), "RESERVED");
+    expect_stock(&t, p, 7, 3, 0);
+    /* The valid one still sells. */
+    pt_order_confirmed(&t, order, NULL);
+    ck_assert_uint_eq(pt_wait_events(&t, 2), 2);
+    ck_assert_uint_eq(pt_count(&t, "StockCommitted", order), 1);
+    expect_stock(&t, p, 7, 0, 3);
+    pt_close(&t);
+}
+END_TEST
+
 static Suite *product_saga_suite(void)
 {
     Suite *s = suite_create("product_saga");
@@ -349,6 +514,9 @@ static Suite *product_saga_suite(void)
     tcase_add_test(tc, test_cancel_after_confirm_restocks_once);
     tcase_add_test(tc, test_cancel_of_a_pending_order_releases_its_reservation);
     tcase_add_test(tc, test_set_stock_during_a_reservation_keeps_stock_conserved);
+    tcase_add_test(tc, test_invalid_order_created_reserves_nothing_and_is_rejected);
+    tcase_add_test(tc, test_invalid_copy_of_a_reserved_order_changes_nothing);
+    tcase_add_test(tc, test_malformed_order_id_and_invalid_confirmation_are_dead_lettered);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "saga_events.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "user_test_support.h"
 
@@ -33,6 +34,8 @@ enum {
     UNKNOWN_USER = SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_UNKNOWN_USER,
     ORDER_CANCELLED =
         SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_ORDER_CANCELLED,
+    INVALID_PAYMENT =
+        SHOP__EVENTS__V1__PAYMENT_FAILURE_REASON__PAYMENT_FAILURE_REASON_INVALID_PAYMENT,
 };
 
 /* Ledger rows of one order and kind. */
@@ -252,16 +255,120 @@ START_TEST(test_stock_reserved_for_an_unknown_user_fails_the_payment)
     ut_open(&t, &svcs[0]);
     char stranger[UUID_STR_LEN];
     uuid_new(stranger);
-    const char *order = ut_order(&t), *malformed = ut_order(&t);
+    const char *order = ut_order(&t);
     ut_stock_reserved(&t, order, stranger, 500, NULL, NULL);
-    ut_stock_reserved(&t, malformed, "not-a-user-id", 500, NULL, NULL);
 
-    ut_wait_events(&t, 2, UT_SETTLE_MS);
-    ck_assert_int_eq(ut_count(&t, "PaymentFailed", NULL), 2);
-    ck_assert_int_eq(((const failed_t *)ut_find(&t, "PaymentFailed", order))->reason, UNKNOWN_USER);
-    ck_assert_int_eq(((const failed_t *)ut_find(&t, "PaymentFailed", malformed))->reason,
-                     UNKNOWN_USER);
+    ut_wait_events(&t, 1, UT_SETTLE_MS);
+    ck_assert_int_eq(ut_count(&t, "PaymentFailed", NULL), 1);
+    const failed_t *f = (const failed_t *)ut_find(&t, "PaymentFailed", order);
+    ck_assert_int_eq(f->reason, UNKNOWN_USER);
+    ck_assert_str_eq(f->user_id, stranger);
+    ck_assert_int_eq(f->amount_cents, 500);
     ck_assert_int_eq(ledger_rows(&t, order, "payment"), 0);
+    ut_close(&t);
+}
+END_TEST
+
+/* ---- invalid events ---- */
+
+START_TEST(test_invalid_stock_reserved_charges_nothing_and_fails_the_payment)
+{
+    ut_t t;
+    ut_open(&t, &svcs[0]);
+    const char *user = ut_user(&t, 5000);
+    static const struct {
+        int64_t total;
+        const char *currency;
+        bool bad_user;
+    } cases[] = {
+        {-500, "USD", false}, /* a negative amount */
+        {500, "EUR", false},  /* another currency */
+        {500, "", false},     /* no currency */
+        {500, "USD", true},   /* a user id that is not a uuid */
+    };
+    enum { N = sizeof(cases) / sizeof(cases[0]) };
+    const char *orders[N];
+    for (size_t i = 0; i < N; i++) {
+        orders[i] = ut_order(&t);
+        Shop__Events__V1__StockReserved ev = SHOP__EVENTS__V1__STOCK_RESERVED__INIT;
+        ev.order_id = (char *)orders[i];
+        ev.user_id = (char *)(cases[i].bad_user ? "not-a-user-id" : user);
+        ev.total_cents = cases[i].total;
+        ev.currency = (char *)cases[i].currency;
+        ut_send(&t, "inventory.events", orders[i], &ev.base, NULL, NULL);
+    }
+    ut_wait_events(&t, N, UT_SETTLE_MS);
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq(ut_count(&t, "PaymentFailed", orders[i]), 1);
+        ck_assert_int_eq(ut_count(&t, "PaymentCompleted", orders[i]), 0);
+        const failed_t *f = (const failed_t *)ut_find(&t, "PaymentFailed", orders[i]);
+        ck_assert_int_eq(f->reason, INVALID_PAYMENT);
+        ck_assert_int_eq(f->amount_cents, 0);
+        ck_assert_str_eq(f->currency, "USD");
+        ck_assert_str_eq(f->user_id, cases[i].bad_user ? "" : user);
+        ck_assert_int_eq(ledger_rows(&t, orders[i], "payment"), 0);
+        ck_assert_str_eq(ut_order_state(&t, orders[i]), "FAILED");
+    }
+    ck_assert_int_eq(ut_balance(&t, user), 5000);
+
+    /* A valid StockReserved for a refused order comes too late: still nothing charged. */
+    char late[UUID_STR_LEN];
+    ut_stock_reserved(&t, orders[0], user, 500, NULL, late);
+    ut_wait_processed(&t, late);
+    ck_assert_int_eq(outbox_rows(&t, orders[0]), 1);
+    ck_assert_int_eq(ledger_rows(&t, orders[0], "payment"), 0);
+    ck_assert_int_eq(ut_balance(&t, user), 5000);
+    ut_close(&t);
+}
+END_TEST
+
+START_TEST(test_invalid_copy_of_a_charged_order_changes_nothing)
+{
+    ut_t t;
+    ut_open(&t, &svcs[0]);
+    const char *user = ut_user(&t, 5000);
+    const char *order = ut_order(&t);
+    ut_stock_reserved(&t, order, user, 1200, NULL, NULL);
+    ut_wait_order_state(&t, order, "CHARGED");
+    /* The same step replayed with a negative amount neither charges nor fails it. */
+    char replay[UUID_STR_LEN];
+    ut_stock_reserved(&t, order, user, -1200, NULL, replay);
+    ut_wait_processed(&t, replay);
+    ck_assert_int_eq(outbox_rows(&t, order), 1);
+    ck_assert_int_eq(ledger_rows(&t, order, "payment"), 1);
+    ck_assert_int_eq(ut_balance(&t, user), 3800);
+    ck_assert_str_eq(ut_order_state(&t, order), "CHARGED");
+    ut_close(&t);
+}
+END_TEST
+
+START_TEST(test_invalid_order_cancelled_is_dead_lettered_and_refunds_nothing)
+{
+    ut_t t;
+    ut_open(&t, &svcs[0]);
+    const char *user = ut_user(&t, 5000);
+    const char *order = ut_order(&t);
+    ut_stock_reserved(&t, order, user, 1500, NULL, NULL);
+    ut_wait_order_state(&t, order, "CHARGED");
+    /* Its total is not the sum of its (no) lines. */
+    Shop__Events__V1__OrderCancelled bad = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
+    bad.order_id = (char *)order;
+    bad.user_id = (char *)user;
+    bad.reason = SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_USER_REQUESTED;
+    bad.total_cents = 1500;
+    bad.currency = "USD";
+    bad.previous_status = SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CONFIRMED;
+    ut_send(&t, "order.events", order, &bad.base, NULL, NULL);
+    ck_assert_uint_eq(
+        saga_dlq_wait(getenv("KAFKA_BROKERS"), "order.events.dlq", order, UT_TIMEOUT_MS), 1);
+    ck_assert_int_eq(ledger_rows(&t, order, "refund"), 0);
+    ck_assert_int_eq(ut_balance(&t, user), 3500);
+    ck_assert_str_eq(ut_order_state(&t, order), "CHARGED");
+    /* The valid one refunds. */
+    ut_order_cancelled(&t, order, user, 1500, NULL, NULL);
+    ut_wait_order_state(&t, order, "REFUNDED");
+    ck_assert_int_eq(ledger_rows(&t, order, "refund"), 1);
+    ck_assert_int_eq(ut_balance(&t, user), 5000);
     ut_close(&t);
 }
 END_TEST
@@ -349,6 +456,9 @@ static Suite *user_saga_suite(void)
     tcase_add_test(tc, test_order_cancelled_before_stock_reserved_charges_nothing);
     tcase_add_test(tc, test_order_cancelled_after_a_failed_payment_refunds_nothing);
     tcase_add_test(tc, test_stock_reserved_for_an_unknown_user_fails_the_payment);
+    tcase_add_test(tc, test_invalid_stock_reserved_charges_nothing_and_fails_the_payment);
+    tcase_add_test(tc, test_invalid_copy_of_a_charged_order_changes_nothing);
+    tcase_add_test(tc, test_invalid_order_cancelled_is_dead_lettered_and_refunds_nothing);
     tcase_add_test(tc, test_concurrent_deposits_with_the_same_key_apply_once);
     tcase_add_test(tc, test_both_instances_handled_saga_events);
     suite_add_tcase(s, tc);

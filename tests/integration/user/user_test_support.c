@@ -200,20 +200,34 @@ void ut_stock_reserved_many(ut_t *t, const char *const *order_ids, size_t n, con
     saga_batch_done(b);
 }
 
+void ut_send(ut_t *t, const char *topic, const char *key, const ProtobufCMessage *msg,
+             const char *ce_id, char *ce_id_out)
+{
+    kfk_batch_t *b = kfk_batch_new(1);
+    saga_produce(t->producer, t->a, b, topic, key, msg, UT_SOURCE, ce_id, ce_id_out);
+    saga_batch_done(b);
+}
+
 void ut_order_cancelled(ut_t *t, const char *order_id, const char *user_id, int64_t total,
                         const char *ce_id, char *ce_id_out)
 {
+    char product[UUID_STR_LEN];
+    uuid_new(product);
+    Shop__Events__V1__OrderLine line = SHOP__EVENTS__V1__ORDER_LINE__INIT;
+    line.product_id = product;
+    line.quantity = 1;
+    line.unit_price_cents = total;
+    Shop__Events__V1__OrderLine *lines[] = {&line};
     Shop__Events__V1__OrderCancelled ev = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
     ev.order_id = (char *)order_id;
     ev.user_id = (char *)user_id;
     ev.reason = SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_USER_REQUESTED;
+    ev.n_lines = 1;
+    ev.lines = lines;
     ev.total_cents = total;
     ev.currency = "USD";
     ev.previous_status = SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CONFIRMED;
-    kfk_batch_t *b = kfk_batch_new(1);
-    saga_produce(t->producer, t->a, b, "order.events", order_id, &ev.base, UT_SOURCE, ce_id,
-                 ce_id_out);
-    saga_batch_done(b);
+    ut_send(t, "order.events", order_id, &ev.base, ce_id, ce_id_out);
 }
 
 /* ---- payment events out ---- */

@@ -67,12 +67,19 @@ bool ut_deposit(ut_t *t, arena_t *a, const char *user_id, int64_t amount, const 
 /* ut_order: a fresh order id, registered so its events are collected. */
 const char *ut_order(ut_t *t);
 
-/* Producing (key = order id). ce_id NULL means a fresh one; the id used is written to
- * ce_id_out (UUID_STR_LEN) when not NULL. The broker's ack is awaited. */
+/* Producing (key = order id) events that follow the field rules; OrderCancelled
+ * carries one line (of a product nobody sells) at `total`. ce_id NULL means a fresh
+ * one; the id used is written to ce_id_out (UUID_STR_LEN) when not NULL. The broker's
+ * ack is awaited. */
 void ut_stock_reserved(ut_t *t, const char *order_id, const char *user_id, int64_t total,
                        const char *ce_id, char *ce_id_out);
 void ut_order_cancelled(ut_t *t, const char *order_id, const char *user_id, int64_t total,
                         const char *ce_id, char *ce_id_out);
+
+/* ut_send: produces `msg` (any event, valid or not) to `topic` with key `key`, as the
+ * functions above do. */
+void ut_send(ut_t *t, const char *topic, const char *key, const ProtobufCMessage *msg,
+             const char *ce_id, char *ce_id_out);
 
 /* ut_stock_reserved_many: one StockReserved per order, all queued at once, then every
  * ack awaited. */
