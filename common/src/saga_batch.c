@@ -530,13 +530,15 @@ static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, cons
 /* ---- one event alone ---- */
 
 /* The per-event policy after the event failed once (first): its own transaction
- * until it commits or is a duplicate, transient failures retried without limit,
- * others up to max_attempts, then the DLQ. */
+ * until it commits or is a duplicate, transient failures retried without limit, an
+ * invalid event dead-lettered at once (its batch ran it on the state it would see
+ * alone, so another try would find it invalid again), others retried up to
+ * max_attempts, then the DLQ. */
 static saga_outcome_t saga_alone(saga_consumer_t *c, saga_item_t *it, const err_t *first)
 {
     int failures = err_is_transient(first->code) ? 0 : 1;
     saga_failed_attempt(c, it, first, 1);
-    if (failures >= c->o.max_attempts)
+    if (failures >= c->o.max_attempts || first->code == ERR_INVALID)
         return saga_dead_letter(c, it, first, 1);
     for (int attempt = 2;; attempt++) {
         if (!saga_sleep(c, saga_backoff_ms(c, attempt - 1)))
@@ -546,7 +548,8 @@ static saga_outcome_t saga_alone(saga_consumer_t *c, saga_item_t *it, const err_
         if (saga_txn_run(c, it, 1, &failed, &err) == 0)
             return it->out;
         saga_failed_attempt(c, it, &err, attempt);
-        if (!err_is_transient(err.code) && ++failures >= c->o.max_attempts)
+        if ((!err_is_transient(err.code) && ++failures >= c->o.max_attempts) ||
+            err.code == ERR_INVALID)
             return saga_dead_letter(c, it, &err, attempt);
     }
 }

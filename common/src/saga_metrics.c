@@ -24,9 +24,9 @@ struct saga_metrics {
     size_t n_routes;
     const char *const *outcomes;
     size_t n_outcomes;
-    saga_slot_t *consumed;        /* [topic][type][outcome] */
-    saga_slot_t *failed;          /* [topic][type] */
-    metrics_counter_t **duplicate; /* [topic] */
+    saga_slot_t *consumed;          /* [topic][type][outcome] */
+    saga_slot_t *failed;            /* [topic][type] */
+    metrics_counter_t **duplicate;  /* [topic] */
     metrics_histogram_t **duration; /* [topic] */
 };
 
@@ -115,10 +115,9 @@ void saga__metrics_settled(saga_metrics_t *m, const char *topic, const saga_rout
     if (outcome >= m->n_outcomes)
         return;
     size_t cell = (t * (m->n_routes + 1) + r) * m->n_outcomes + outcome;
-    const char *labels[] = {"topic",   saga_metrics_topic_name(m, t),
-                            "type",    saga_metrics_type_name(m, r),
-                            "outcome", m->outcomes[outcome],
-                            NULL};
+    const char *labels[] = {
+        "topic",   saga_metrics_topic_name(m, t), "type", saga_metrics_type_name(m, r),
+        "outcome", m->outcomes[outcome],          NULL};
     metrics_counter_add(saga_metrics_slot(&m->consumed[cell], "kafka_events_consumed_total",
                                           "Kafka events consumed", labels),
                         1);

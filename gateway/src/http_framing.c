@@ -123,7 +123,8 @@ int http_framing_check(struct MHD_Connection *conn, const http_framing_line_t *l
         *detail = "Content-Length and Transfer-Encoding together";
         return 400;
     }
-    if (s.content_lengths > 1 || (s.content_lengths == 1 && !http_framing_decimal(s.content_length))) {
+    if (s.content_lengths > 1 ||
+        (s.content_lengths == 1 && !http_framing_decimal(s.content_length))) {
         *detail = "one Content-Length, a decimal number, is allowed";
         return 400;
     }

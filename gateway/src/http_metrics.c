@@ -26,9 +26,9 @@ static const char *const http_metrics_methods[] = {"GET",   "HEAD",   "POST",   
 #define HTTP_METRICS_N_METHODS (sizeof(http_metrics_methods) / sizeof(http_metrics_methods[0]))
 
 /* Every status the gateway answers; the last slot takes any other. */
-static const int http_metrics_statuses[] = {0,   200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
-                                            408, 409, 412, 413, 414, 415, 422, 429, 431, 500, 501,
-                                            502, 503, 504};
+static const int http_metrics_statuses[] = {0,   200, 201, 202, 204, 304, 400, 401, 403,
+                                            404, 405, 408, 409, 412, 413, 414, 415, 422,
+                                            429, 431, 500, 501, 502, 503, 504};
 #define HTTP_METRICS_N_STATUSES                                                                    \
     (sizeof(http_metrics_statuses) / sizeof(http_metrics_statuses[0]) + 1)
 
@@ -42,9 +42,9 @@ typedef struct http_metrics_service {
 struct http_metrics {
     const router_route_t *routes;
     size_t n_routes;
-    http_metrics_row_t *matched;                       /* [n_routes] */
+    http_metrics_row_t *matched; /* [n_routes] */
     http_metrics_row_t unmatched[HTTP_METRICS_N_METHODS];
-    metrics_histogram_t **durations;                   /* [n_routes] */
+    metrics_histogram_t **durations; /* [n_routes] */
     metrics_histogram_t *unmatched_duration;
     http_metrics_service_t services[HTTP_METRICS_SERVICES];
 };
@@ -102,7 +102,8 @@ void http_metrics_request(http_metrics_t *m, const router_route_t *route, const 
     bool matched = idx < m->n_routes;
     size_t mslot = http_metrics_method_slot(matched ? route->method : method);
     size_t sslot = http_metrics_status_slot(status);
-    _Atomic(metrics_counter_t *) *slot = matched ? &m->matched[idx][sslot] : &m->unmatched[mslot][sslot];
+    _Atomic(metrics_counter_t *) *slot =
+        matched ? &m->matched[idx][sslot] : &m->unmatched[mslot][sslot];
     metrics_counter_t *c = atomic_load_explicit(slot, memory_order_acquire);
     if (c == NULL) {
         char code[16];
@@ -112,8 +113,8 @@ void http_metrics_request(http_metrics_t *m, const router_route_t *route, const 
             snprintf(code, sizeof(code), "other");
         c = metrics_counter("http_requests_total", "HTTP requests by route and status",
                             (const char *[]){"route", matched ? route->pattern : "unmatched",
-                                             "method", http_metrics_methods[mslot], "status",
-                                             code, NULL});
+                                             "method", http_metrics_methods[mslot], "status", code,
+                                             NULL});
         atomic_store_explicit(slot, c, memory_order_release);
     }
     metrics_counter_add(c, 1);
@@ -142,13 +143,12 @@ void http_metrics_upstream_error(http_metrics_t *m, const char *service, int cod
 {
     int idx = -code >= 0 && -code < HTTP_METRICS_CODES ? -code : -ERR_UNKNOWN;
     http_metrics_service_t *s = http_metrics_service(m, service);
-    metrics_counter_t *c = s != NULL ? atomic_load_explicit(&s->codes[idx], memory_order_acquire)
-                                     : NULL;
+    metrics_counter_t *c =
+        s != NULL ? atomic_load_explicit(&s->codes[idx], memory_order_acquire) : NULL;
     if (c == NULL) {
-        c = metrics_counter("http_upstream_errors_total",
-                            "failed calls from the gateway to a service",
-                            (const char *[]){"service", service, "code", err_code_name(-idx),
-                                             NULL});
+        c = metrics_counter(
+            "http_upstream_errors_total", "failed calls from the gateway to a service",
+            (const char *[]){"service", service, "code", err_code_name(-idx), NULL});
         if (s != NULL)
             atomic_store_explicit(&s->codes[idx], c, memory_order_release);
     }

@@ -14,8 +14,10 @@
  *   "duplicate"); otherwise the handler runs in the same transaction.
  * - Handler failed with a transient error (err_is_transient: a dependency down, a
  *   timeout, a conflict to retry): retried with exponential backoff for as long as
- *   the consumer runs — a database outage must not dead-letter every event. Any
- *   other error: retried up to max_attempts, then dead-lettered.
+ *   the consumer runs — a database outage must not dead-letter every event.
+ *   ERR_INVALID (the event breaks a rule of its contract: it never will pass):
+ *   dead-lettered at once. Any other error: retried up to max_attempts, then
+ *   dead-lettered.
  * - Dead-lettering produces the original key, value and headers to `<topic>.dlq` with
  *   dlq_error (the message), dlq_code (err_code_name), dlq_attempts,
  *   dlq_source_topic, dlq_partition, dlq_offset and dlq_group headers added, and
@@ -92,7 +94,8 @@ typedef struct saga_event {
 
 /* A handler applies an event inside `tx` (which already holds the inbox row) and may
  * call outbox_enqueue(tx, ...). It returns 0, or a negative err code with err set:
- * transient codes are retried without limit, others up to max_attempts. It must have
+ * transient codes are retried without limit, ERR_INVALID (an event that breaks its
+ * contract) is dead-lettered at once, others are retried up to max_attempts. It must have
  * no effects outside the transaction (the transaction may be rolled back and run
  * again, also because of another event of its batch). Handlers of one consumer run
  * on several threads at once: ctx must be thread-safe. */

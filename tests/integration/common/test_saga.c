@@ -26,10 +26,12 @@ static const char GARBAGE[] = "\xff\xff\xff\xff\xff";
 /* What the handler is told to do with particular events. */
 typedef struct script {
     char fail_id[UUID_STR_LEN];      /* fails with FAILED_PRECONDITION every time */
+    char invalid_id[UUID_STR_LEN];   /* fails with INVALID_ARGUMENT every time */
     char transient_id[UUID_STR_LEN]; /* fails with UNAVAILABLE `transient_failures` times */
     int transient_failures;
     char disconnect_id[UUID_STR_LEN]; /* first call: its own db session is terminated */
     atomic_int fail_calls;
+    atomic_int invalid_calls;
     atomic_int transient_calls;
     atomic_int disconnect_calls;
 } script_t;
@@ -41,6 +43,10 @@ static int scripted_handler(db_conn_t *tx, arena_t *a, const saga_event_t *ev, v
     if (strcmp(ev->ce.id, s->fail_id) == 0) {
         atomic_fetch_add(&s->fail_calls, 1);
         return err_set(err, ERR_PRECONDITION, "scripted permanent failure");
+    }
+    if (strcmp(ev->ce.id, s->invalid_id) == 0) {
+        atomic_fetch_add(&s->invalid_calls, 1);
+        return err_set(err, ERR_INVALID, "scripted invalid event");
     }
     if (strcmp(ev->ce.id, s->transient_id) == 0 &&
         atomic_fetch_add(&s->transient_calls, 1) < s->transient_failures)
@@ -187,6 +193,35 @@ START_TEST(test_poison_messages_go_to_the_dlq_and_the_partition_moves_on)
     ck_assert_int_lt(atoll(st_header(&r[0], "dlq_offset")), atoll(st_header(&r[1], "dlq_offset")));
     ck_assert_str_eq(st_header(&r[0], "dlq_partition"), st_header(&r[1], "dlq_partition"));
     ck_assert_double_eq(topic_metric(&e, "kafka_events_dlq_total", NULL), 2);
+
+    saga_consumer_stop(c);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+START_TEST(test_invalid_event_is_dead_lettered_at_once)
+{
+    st_env_t e;
+    st_setup(&e, "invalid");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], next_id[UUID_STR_LEN];
+    st_name("test-saga", '-', group, sizeof(group));
+    size_t len;
+    const uint8_t *v = st_pack_order(&e, "order-invalid", 0, &len);
+    kfk_ce_t ce = st_ce(&e, ORDER_CREATED, s.invalid_id);
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 5);
+    st_produce(&e, p, "order-invalid", v, len, &ce, NULL);
+    produce_order(&e, p, "order-invalid", 1, next_id);
+
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
+    st_record_t r[2];
+    ck_assert_uint_eq(st_consume(&e, e.dlq, r, 2, 1, WAIT_MS), 1);
+    ck_assert_str_eq(st_header(&r[0], "ce_id"), s.invalid_id);
+    ck_assert_str_eq(st_header(&r[0], "dlq_attempts"), "1");
+    ck_assert_str_eq(st_header(&r[0], "dlq_code"), "INVALID_ARGUMENT");
+    ck_assert_int_eq(atomic_load(&s.invalid_calls), 1); /* no retry, no backoff */
 
     saga_consumer_stop(c);
     kfk_producer_free(p);
@@ -380,6 +415,7 @@ static Suite *saga_suite(void)
                    test_poison_messages_go_to_the_dlq_and_the_partition_moves_on);
     TCase *retry = check_case(s, "retry", ST_TIMEOUT_S * 2);
     tcase_add_test(retry, test_handler_failing_for_good_is_dead_lettered_after_max_attempts);
+    tcase_add_test(retry, test_invalid_event_is_dead_lettered_at_once);
     tcase_add_test(retry, test_transient_failure_that_recovers_is_processed_once_not_dead_lettered);
     tcase_add_test(retry, test_connection_lost_mid_handler_is_retried_and_applied_once);
     tcase_add_test(check_case(s, "routing", ST_TIMEOUT_S * 2),
