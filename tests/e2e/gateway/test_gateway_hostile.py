@@ -151,12 +151,12 @@ class Metrics(unittest.TestCase):
             GW.get("/nothing/%s/%d" % (uuid.uuid4().hex, i))
 
     def series(self):
+        # /metrics's own line is counted once its answer is out: not part of the junk.
         return {l.rsplit(" ", 1)[0] for l in GW.get("/metrics").raw.decode().splitlines()
-                if l.startswith("http_requests_total{")}
+                if l.startswith("http_requests_total{") and 'route="/metrics"' not in l}
 
     def test_labels_come_from_a_closed_set(self):
         self.junk()
-        self.series()
         series = self.series()
         for line in series:
             self.assertLess(len(line), 200, line)
