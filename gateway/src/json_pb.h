@@ -22,7 +22,9 @@
  *     (JSON_PB_MAX_ITEMS); the body size is bounded by the HTTP layer.
  *   - bytes fields are not part of any REST message and are rejected.
  * On output every field is present (zero values included), so responses always
- * have the shape the document describes.
+ * have the shape the document describes. A string that is not UTF-8 (protobuf-c
+ * does not check what a service sends) is rendered with U+FFFD in place of each
+ * byte that is not part of a well-formed sequence.
  */
 #ifndef GATEWAY_JSON_PB_H
 #define GATEWAY_JSON_PB_H
