@@ -333,11 +333,7 @@ ProtobufCMessage *json_pb_parse(const char *buf, size_t len, const ProtobufCMess
 
 /* --------------------------------------------------------- proto → JSON ---- */
 
-/* A string member as JSON. protobuf-c does not check that a string field is UTF-8,
- * so a service's answer may hold one that is not, which jansson refuses (NULL, and
- * then jp_oom would abort the gateway): such text is rendered with U+FFFD in place
- * of each bad byte (tests/fuzz/regressions/json_pb). */
-static json_t *jp_string(const char *s)
+json_t *json_pb_string(const char *s)
 {
     json_t *j = json_string(s);
     if (j != NULL)
@@ -376,7 +372,7 @@ static json_t *jp_out_value(const ProtobufCFieldDescriptor *f, const void *src)
         return json_boolean(*(const protobuf_c_boolean *)src);
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)src;
-        return jp_string(s != NULL ? s : "");
+        return json_pb_string(s != NULL ? s : "");
     }
     case PROTOBUF_C_TYPE_ENUM: {
         char n[JSON_PB_NAME_MAX];

@@ -58,6 +58,14 @@ ProtobufCMessage *json_pb_from_json(const json_t *obj, const ProtobufCMessageDes
  * reference). Never NULL: out of memory aborts. Thread-safe. */
 json_t *json_pb_to_json(const ProtobufCMessage *msg);
 
+/* json_pb_string: s as a new JSON string, with U+FFFD in place of each byte that is
+ * not part of a well-formed UTF-8 sequence. jansson refuses such text (json_string
+ * returns NULL), and text that should be UTF-8 is not always: protobuf-c does not
+ * check a service's strings (tests/fuzz/regressions/json_pb), a client can send any
+ * bytes in a query parameter's name, and a bounded copy may cut a character
+ * (tests/fuzz/regressions/http). Never NULL: out of memory aborts. Thread-safe. */
+json_t *json_pb_string(const char *s);
+
 /* json_pb_enum_name: the JSON name of an enum value into out ("pending"); false
  * when the value is not in the descriptor or is the zero value. */
 bool json_pb_enum_name(const ProtobufCEnumDescriptor *ed, int value, char *out, size_t size);
