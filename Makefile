@@ -7,15 +7,18 @@
 #   make release       optimized build into build-release/ (what run/up use)
 #   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
 #   make bench         the DESIGN.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
+#   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
 #   make format        clang-format every C file; make format-check fails on a difference
 
 SHELL := /bin/bash
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps build release test run up down status wipe chaos bench format format-check clean
+.PHONY: all deps build release fuzz-build fuzz test run up down status wipe chaos bench format format-check clean
 
 all: build
 
@@ -30,9 +33,19 @@ release: deps
 	@cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOP_SANITIZE=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-release -j $(JOBS)
 
+# The fuzz targets (tests/fuzz, docs/fuzzing.md): clang with libFuzzer, ASan and UBSan,
+# in build-fuzz/. make fuzz runs them for FUZZ_SECONDS in total (FUZZ_TARGETS: some of
+# json_pb http saga_event page_token router); make test runs each for a few seconds.
+fuzz-build: deps
+	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DSHOP_FUZZ=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh $(FUZZ_TARGETS)
+
 # The release build is part of the test: gcc -O2 sees warnings (-Werror) that -O0 does
 # not, and make run uses it. CTEST_ARGS passes through, e.g. make test CTEST_ARGS='-L unit'
-test: build release
+test: build release fuzz-build
 	@tests/run.sh $(CTEST_ARGS)
 
 run: release
@@ -63,4 +76,4 @@ format-check:
 	@clang-format --dry-run --Werror $(C_FILES)
 
 clean:
-	rm -rf build build-release
+	rm -rf build build-release build-fuzz

@@ -17,6 +17,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 make -C "$root" --no-print-directory format-check
+# The fuzz targets over their seeds and regression inputs, a few seconds each
+# (build-fuzz/, label "fuzz"; no stack needed, so before it starts).
+ctest --test-dir "$root/build-fuzz" --output-on-failure --timeout 600 "$@"
 # Every run starts from empty databases, broker and Redis: no state leaks between runs.
 "$stack" wipe
 "$stack" up

@@ -107,12 +107,34 @@ static void saga_failed_attempt(saga_consumer_t *c, const saga_item_t *it, const
 
 /* ---- decoding ---- */
 
-static const saga_route_t *saga_route(const saga_consumer_t *c, const char *type)
+static const saga_route_t *saga_route(const saga_route_t *routes, size_t n, const char *type)
 {
-    for (size_t i = 0; i < c->o.n_routes; i++)
-        if (strcmp(c->routes[i].type->name, type) == 0)
-            return &c->routes[i];
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(routes[i].type->name, type) == 0)
+            return &routes[i];
     return NULL;
+}
+
+saga_outcome_t saga__decode(const saga_route_t *routes, size_t n_routes,
+                            const kfk_header_t *headers, size_t n_headers, const void *value,
+                            size_t len, arena_t *a, saga_event_t *ev, const saga_route_t **route,
+                            err_t *err)
+{
+    ev->msg = NULL;
+    *route = NULL;
+    if (kfk_ce_parse(headers, n_headers, a, &ev->ce, err) != 0) {
+        ev->ce = (kfk_ce_t){0}; /* nothing half-parsed leaks into logs or labels */
+        return SAGA_POISON;
+    }
+    *route = saga_route(routes, n_routes, ev->ce.type);
+    if (!*route)
+        return SAGA_IGNORED;
+    ev->msg = protobuf_c_message_unpack((*route)->type, arena_protobuf_allocator(a), len, value);
+    if (!ev->msg) {
+        err_set(err, ERR_INVALID, "payload of %zu bytes does not decode as %s", len, ev->ce.type);
+        return SAGA_POISON;
+    }
+    return SAGA_PENDING;
 }
 
 /* A message that cannot be decoded: counted as a failed attempt, to the DLQ. */
@@ -135,26 +157,13 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
                             .partition = kfk_msg_partition(it->m),
                             .offset = kfk_msg_offset(it->m),
                             .key = key ? arena_strndup(it->a, key, key_len) : ""};
-    if (kfk_msg_ce(it->m, it->a, &it->ev.ce, &err) != 0) {
-        it->ev.ce = (kfk_ce_t){0}; /* nothing half-parsed leaks into logs or labels */
-        saga_poison(c, it, &err);
-        return;
-    }
-    it->route = saga_route(c, it->ev.ce.type);
-    if (!it->route) {
-        it->out = SAGA_IGNORED;
-        return;
-    }
+    kfk_header_t *headers;
+    size_t n_headers = kfk_msg_headers(it->m, it->a, &headers);
     const void *value = kfk_msg_value(it->m, &len);
-    it->ev.msg =
-        protobuf_c_message_unpack(it->route->type, arena_protobuf_allocator(it->a), len, value);
-    if (!it->ev.msg) {
-        err_set(&err, ERR_INVALID, "payload of %zu bytes does not decode as %s", len,
-                it->ev.ce.type);
+    it->out = saga__decode(c->routes, c->o.n_routes, headers, n_headers, value, len, it->a, &it->ev,
+                           &it->route, &err);
+    if (it->out == SAGA_POISON)
         saga_poison(c, it, &err);
-        return;
-    }
-    it->out = SAGA_PENDING;
 }
 
 /* ---- the transaction ---- */

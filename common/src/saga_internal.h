@@ -57,6 +57,20 @@ typedef struct saga_item {
     err_t *why;             /* SAGA_POISON: why, in the arena */
 } saga_item_t;
 
+/* saga__decode: what the consumer makes of one message, from its parts (headers and
+ * value, as kfk_msg_headers and kfk_msg_value give them): the CloudEvents headers
+ * parsed (kfk_ce_parse), the route of ce_type looked up in routes[0..n_routes), the
+ * value unpacked as the route's type. Sets ev->ce and ev->msg (both in `a`) and
+ * *route, nothing else of ev. Returns SAGA_PENDING (to apply), SAGA_IGNORED (no route
+ * for ce_type; ev->msg NULL) or SAGA_POISON with err saying why (bad headers: ev->ce
+ * zeroed and *route NULL; a value that does not unpack: *route set, ev->msg NULL).
+ * No logging and no metrics, so tests/fuzz/fuzz_saga_event.c runs the consumer's very
+ * decoding on arbitrary input. Thread-safe. */
+saga_outcome_t saga__decode(const saga_route_t *routes, size_t n_routes,
+                            const kfk_header_t *headers, size_t n_headers, const void *value,
+                            size_t len, arena_t *a, saga_event_t *ev, const saga_route_t **route,
+                            err_t *err);
+
 /* saga__stopping: stop was requested. */
 bool saga__stopping(saga_consumer_t *c);
 

@@ -72,6 +72,27 @@ int text_check_chars(const char *field, const char *s, long min, long max, err_t
     return 0;
 }
 
+char *text_utf8_repair(arena_t *a, const char *s)
+{
+    static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+    char *out = arena_alloc(a, strlen(s) * 3 + 1), *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        uint32_t cp;
+        size_t n = text_utf8_seq(p, &cp);
+        if (n == 0) {
+            memcpy(o, replacement, 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 char *text_ascii_lower(arena_t *a, const char *s)
 {
     char *out = arena_strdup(a, s);

@@ -12,6 +12,9 @@ packages=(
     build-essential cmake ninja-build pkg-config clang-format
     protobuf-c-compiler libprotobuf-c-dev libgrpc-dev libmicrohttpd-dev libjansson-dev
     libjwt-dev libhiredis-dev libpq-dev librdkafka-dev libargon2-dev uuid-dev check libssl-dev
+    # fuzzing (make fuzz, tests/fuzz): clang, and libFuzzer with the sanitizer runtimes
+    # (libclang_rt.fuzzer-x86_64.a), which clang only recommends
+    clang libclang-rt-14-dev
     # local infrastructure
     postgresql-15 postgresql-client-15 redis-server redis-tools openjdk-17-jre-headless maven
     # real external clients used by tests

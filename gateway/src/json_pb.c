@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/text.h"
+
 #define JSON_PB_NAME_MAX 96
 
 /* The walk's state: where violations go and the arena the message lives in. */
@@ -331,6 +333,17 @@ ProtobufCMessage *json_pb_parse(const char *buf, size_t len, const ProtobufCMess
 
 /* --------------------------------------------------------- proto → JSON ---- */
 
+json_t *json_pb_string(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j != NULL)
+        return j;
+    arena_t *a = arena_new(0);
+    j = json_string(text_utf8_repair(a, s));
+    arena_free(a);
+    return j;
+}
+
 static json_t *jp_out_value(const ProtobufCFieldDescriptor *f, const void *src)
 {
     switch (f->type) {
@@ -359,7 +372,7 @@ static json_t *jp_out_value(const ProtobufCFieldDescriptor *f, const void *src)
         return json_boolean(*(const protobuf_c_boolean *)src);
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)src;
-        return json_string(s != NULL ? s : "");
+        return json_pb_string(s != NULL ? s : "");
     }
     case PROTOBUF_C_TYPE_ENUM: {
         char n[JSON_PB_NAME_MAX];

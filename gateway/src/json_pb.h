@@ -22,7 +22,9 @@
  *     (JSON_PB_MAX_ITEMS); the body size is bounded by the HTTP layer.
  *   - bytes fields are not part of any REST message and are rejected.
  * On output every field is present (zero values included), so responses always
- * have the shape the document describes.
+ * have the shape the document describes. A string that is not UTF-8 (protobuf-c
+ * does not check what a service sends) is rendered with U+FFFD in place of each
+ * byte that is not part of a well-formed sequence.
  */
 #ifndef GATEWAY_JSON_PB_H
 #define GATEWAY_JSON_PB_H
@@ -55,6 +57,14 @@ ProtobufCMessage *json_pb_from_json(const json_t *obj, const ProtobufCMessageDes
 /* json_pb_to_json: the message as a new JSON object (the caller owns the
  * reference). Never NULL: out of memory aborts. Thread-safe. */
 json_t *json_pb_to_json(const ProtobufCMessage *msg);
+
+/* json_pb_string: s as a new JSON string, with U+FFFD in place of each byte that is
+ * not part of a well-formed UTF-8 sequence. jansson refuses such text (json_string
+ * returns NULL), and text that should be UTF-8 is not always: protobuf-c does not
+ * check a service's strings (tests/fuzz/regressions/json_pb), a client can send any
+ * bytes in a query parameter's name, and a bounded copy may cut a character
+ * (tests/fuzz/regressions/http). Never NULL: out of memory aborts. Thread-safe. */
+json_t *json_pb_string(const char *s);
 
 /* json_pb_enum_name: the JSON name of an enum value into out ("pending"); false
  * when the value is not in the descriptor or is the zero value. */

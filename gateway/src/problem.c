@@ -3,9 +3,11 @@
  */
 #include "problem.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "json_pb.h"
 
 int problem_http_status(int code, int precondition_status)
 {
@@ -81,17 +83,24 @@ static const char *problem_rename(const char *field, const char *const *renames)
 json_t *problem_new(int status, const char *detail, const err_t *err, const char *const *renames,
                     const char *request_id)
 {
+    /* Texts through json_pb_string: one that is not UTF-8 (a query parameter's name as
+     * the client sent it, a message cut inside a character) would make json_pack fail
+     * and lose the violation, or with the detail the whole problem. */
     const char *title = problem_title(status);
-    json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", title, "status",
-                          status, "detail", detail != NULL && detail[0] != '\0' ? detail : title);
+    json_t *p =
+        json_pack("{s:s, s:s, s:i, s:o}", "type", "about:blank", "title", title, "status", status,
+                  "detail", json_pb_string(detail != NULL && detail[0] != '\0' ? detail : title));
+    if (p == NULL)
+        abort(); /* out of memory */
     if (request_id != NULL)
-        json_object_set_new(p, "request_id", json_string(request_id));
+        json_object_set_new(p, "request_id", json_pb_string(request_id));
     if (err != NULL && (err->n_fields > 0 || status == 400)) {
         json_t *errors = json_array();
         for (size_t i = 0; i < err->n_fields; i++)
-            json_array_append_new(errors, json_pack("{s:s, s:s}", "field",
-                                                    problem_rename(err->fields[i].field, renames),
-                                                    "description", err->fields[i].description));
+            json_array_append_new(
+                errors, json_pack("{s:o, s:o}", "field",
+                                  json_pb_string(problem_rename(err->fields[i].field, renames)),
+                                  "description", json_pb_string(err->fields[i].description)));
         json_object_set_new(p, "errors", errors);
     }
     return p;

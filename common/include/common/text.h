@@ -41,6 +41,13 @@ long text_utf8_len(const char *s, unsigned flags);
  * else ERR_INVALID, or err->code if that was already set. */
 int text_check_chars(const char *field, const char *s, long min, long max, err_t *err);
 
+/* text_utf8_repair: a copy of the NUL-terminated s in the arena in which every byte
+ * that does not start a well-formed sequence (as text_utf8_valid) is replaced by
+ * U+FFFD, so the copy is always valid UTF-8; valid text is copied unchanged. For
+ * rendering text that should have been UTF-8 and is not (JSON cannot carry it).
+ * Owned by the arena. */
+char *text_utf8_repair(arena_t *a, const char *s);
+
 /* text_ascii_lower: a copy of s in the arena with A-Z lower-cased (other bytes as
  * they are), e.g. to canonicalise a UUID. Owned by the arena. */
 char *text_ascii_lower(arena_t *a, const char *s);

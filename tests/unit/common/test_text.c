@@ -90,6 +90,25 @@ START_TEST(test_check_chars_adds_one_violation_naming_the_field)
 }
 END_TEST
 
+START_TEST(test_utf8_repair_replaces_each_bad_byte)
+{
+    arena_t *a = arena_new(0);
+    const char *ok = "caf\xc3\xa9 \xf0\x9f\x98\x80";
+    char *out = text_utf8_repair(a, ok);
+    ck_assert_ptr_ne(out, ok);
+    ck_assert_str_eq(out, ok);
+    /* A stray continuation byte, a truncated sequence, an overlong form, a surrogate. */
+    ck_assert_str_eq(text_utf8_repair(a, "a\x80z"), "a\xef\xbf\xbdz");
+    ck_assert_str_eq(text_utf8_repair(a, "\xc3"), "\xef\xbf\xbd");
+    ck_assert_str_eq(text_utf8_repair(a, "\xd0\xc7!"), "\xef\xbf\xbd\xef\xbf\xbd!");
+    ck_assert_str_eq(text_utf8_repair(a, "\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");
+    ck_assert_str_eq(text_utf8_repair(a, "\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    ck_assert(text_utf8_valid(text_utf8_repair(a, "\xff\xfe\xf4\x90\x80\x80")));
+    ck_assert_str_eq(text_utf8_repair(a, ""), "");
+    arena_free(a);
+}
+END_TEST
+
 START_TEST(test_ascii_lower_copies_into_the_arena)
 {
     arena_t *a = arena_new(0);
@@ -240,6 +259,7 @@ static Suite *text_suite(void)
     tcase_add_test(utf8, test_utf8_rejects_malformed_sequences);
     tcase_add_test(utf8, test_utf8_len_applies_the_control_flags);
     tcase_add_test(utf8, test_check_chars_adds_one_violation_naming_the_field);
+    tcase_add_test(utf8, test_utf8_repair_replaces_each_bad_byte);
     tcase_add_test(check_case(s, "lower", TEST_TIMEOUT_S), test_ascii_lower_copies_into_the_arena);
     tcase_add_test(check_case(s, "email", TEST_TIMEOUT_S),
                    test_email_canon_trims_ascii_blanks_and_folds_ascii_case_only);

@@ -198,6 +198,23 @@ START_TEST(test_json_pb_round_trips_a_packed_message)
 }
 END_TEST
 
+START_TEST(test_json_pb_renders_a_string_that_is_not_utf8)
+{
+    /* protobuf-c does not check that a service's string is UTF-8; rendering such an
+     * answer used to abort the gateway (jansson refuses the string; found by
+     * tests/fuzz/fuzz_json_pb, tests/fuzz/regressions/json_pb). */
+    Shop__Product__V1__Product p = SHOP__PRODUCT__V1__PRODUCT__INIT;
+    p.name = "Mug \xd0\xc7!";
+    p.description = "caf\xc3";
+    json_t *j = json_pb_to_json(&p.base);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "name")),
+                     "Mug \xef\xbf\xbd\xef\xbf\xbd!");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "description")), "caf\xef\xbf\xbd");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "sku")), "");
+    json_decref(j);
+}
+END_TEST
+
 START_TEST(test_json_pb_enum_name_strips_the_type_prefix)
 {
     char n[32];
@@ -244,6 +261,7 @@ int main(void)
     tcase_add_loop_test(tc, test_json_pb_case_maps_as_its_files_say, 0, n_cases);
     tc = check_case(s, "render", 10);
     tcase_add_test(tc, test_json_pb_round_trips_a_packed_message);
+    tcase_add_test(tc, test_json_pb_renders_a_string_that_is_not_utf8);
     tcase_add_test(tc, test_json_pb_enum_name_strips_the_type_prefix);
     int rc = check_run(s, CK_FORK_GETENV);
     for (int i = 0; i < n_cases; i++)

@@ -48,6 +48,30 @@ START_TEST(test_problem_carries_field_errors_renamed)
 }
 END_TEST
 
+START_TEST(test_problem_keeps_texts_that_are_not_utf8)
+{
+    /* A query parameter's name as the client sent it ("?%FF=1") used to vanish from
+     * errors[] (json_pack refused it; found by tests/fuzz/fuzz_http), and a detail
+     * cut inside a character made problem_new return NULL. */
+    err_t err = ERR_INIT;
+    err_field_add(&err, "query.\xff", "unknown query parameter");
+    err_set(&err, ERR_INVALID, "sku \xe2\x82 is taken");
+    err_field_add(&err, "sku", "cut \xc3");
+    int status;
+    json_t *p = problem_from_err(&err, 409, NULL, "req-1", &status);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "detail")),
+                     "sku \xef\xbf\xbd\xef\xbf\xbd is taken");
+    json_t *errors = json_object_get(p, "errors");
+    ck_assert_uint_eq(json_array_size(errors), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(errors, 0), "field")),
+                     "query.\xef\xbf\xbd");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(errors, 1), "description")),
+                     "cut \xef\xbf\xbd");
+    json_decref(p);
+}
+END_TEST
+
 START_TEST(test_problem_never_leaks_internal_messages)
 {
     err_t err = ERR_INIT;
@@ -93,6 +117,7 @@ int main(void)
     TCase *tc = check_case(s, "problem", 10);
     tcase_add_test(tc, test_problem_maps_every_status_as_the_design_says);
     tcase_add_test(tc, test_problem_carries_field_errors_renamed);
+    tcase_add_test(tc, test_problem_keeps_texts_that_are_not_utf8);
     tcase_add_test(tc, test_problem_never_leaks_internal_messages);
     tcase_add_test(tc, test_problem_passes_client_errors_through);
     return check_run(s, CK_FORK_GETENV);
