@@ -226,6 +226,27 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ---- one connection per input ---- */
 
+/* connect(), finished when a signal (libFuzzer's timers) interrupted it: the
+ * connection goes on in the kernel, and its outcome is read once it is writable. */
+static int fuzz_connect_once(int fd, const struct sockaddr_in *sa)
+{
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return 0;
+    if (errno != EINTR && errno != EINPROGRESS)
+        return -1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int n;
+    while ((n = poll(&p, 1, FUZZ_HTTP_WAIT_MS)) < 0 && errno == EINTR)
+        ;
+    int so = 0;
+    socklen_t len = sizeof(so);
+    if (n <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &len) != 0 || so != 0) {
+        errno = n == 0 ? ETIMEDOUT : so ? so : errno;
+        return -1;
+    }
+    return 0;
+}
+
 static int fuzz_connect(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -235,7 +256,7 @@ static int fuzz_connect(void)
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        fuzz_connect_once(fd, &sa) != 0) {
         fprintf(stderr, "fuzz_http: cannot connect: %s\n", strerror(errno));
         exit(1); /* the harness, not the server: no input to save */
     }
@@ -323,6 +344,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * over the limit): a failed write just ends the writing. */
     for (size_t off = 0; off < size;) {
         ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break;
         off += (size_t)n;
