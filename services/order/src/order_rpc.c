@@ -71,7 +71,7 @@ static int order_rpc_caller(rpc_call_t *call, order_caller_t *out, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
     if (!user || !user[0])
-        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
     out->user_id = user;
     out->admin = rpc_call_is_admin(call);
     return 0;
@@ -94,7 +94,7 @@ static char *order_rpc_lower(arena_t *a, const char *s)
 static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_t *err)
 {
     if (!uuid_valid(id))
-        return err_set(err, ERR_NOT_FOUND, "order not found");
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     *out = order_rpc_lower(a, id);
     return 0;
 }
@@ -221,7 +221,7 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
 {
     arena_t *a = rpc_call_arena(call);
     if (!order_rpc_same_id(req->user_id, who->user_id))
-        return err_set(err, ERR_PERMISSION, "orders can only be placed for the caller");
+        return err_set_client(err, ERR_PERMISSION, "orders can only be placed for the caller");
     if (!uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid");
     order_rpc_check_key(req->idempotency_key, err);
@@ -255,7 +255,7 @@ static int order_rpc_pricing_budget(rpc_call_t *call, int64_t *ms, err_t *err)
     if (*ms > ORDER_PRICING_MAX_MS)
         *ms = ORDER_PRICING_MAX_MS;
     if (*ms < 1)
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+        return err_set_client(err, ERR_TIMEOUT, "deadline exceeded");
     return 0;
 }
 
@@ -285,7 +285,7 @@ static int order_rpc_batch_get(rpc_call_t *call, const order_row_t *o,
     }
     LOG_WARN("pricing failed", LOG_STR("error", up.msg), LOG_STR("code", err_code_name(rc)));
     if (rc == ERR_TIMEOUT && rpc_call_cancelled(call))
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+        return err_set_client(err, ERR_TIMEOUT, "deadline exceeded");
     if (err_is_transient(rc))
         return err_set(err, ERR_UNAVAILABLE, "product-svc unavailable");
     return err_set(err, ERR_INTERNAL, "product-svc BatchGetProducts: %s: %s", err_code_name(rc),
@@ -333,7 +333,8 @@ static int order_rpc_price(rpc_call_t *call, order_row_t *o, err_t *err)
             mixed = true;
     }
     if (err->code == 0 && mixed)
-        return err_set(err, ERR_PRECONDITION, "the products are priced in different currencies");
+        return err_set_client(err, ERR_PRECONDITION,
+                              "the products are priced in different currencies");
     return err->code;
 }
 
@@ -384,7 +385,7 @@ static int order_rpc_replay(rpc_call_t *call, const char *order_id, bool same, o
                             err_t *err)
 {
     if (!same) {
-        err_set(err, ERR_CONFLICT, "idempotency key already used with other lines");
+        err_set_client(err, ERR_CONFLICT, "idempotency key already used with other lines");
         return err_field_add(err, "idempotency_key", "was already used with other lines");
     }
     return order_repo_get(order_rpc_pool(call), rpc_call_arena(call), order_id, true, out, err);
@@ -432,7 +433,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
         if (order_rpc_lookup(call, o, req->idempotency_key, canon, replayed, o, err) != 0)
             return err->code;
         if (!*replayed)
-            return err_set(err, ERR_ABORTED, "idempotency key contended, retry");
+            return err_set_client(err, ERR_ABORTED, "idempotency key contended, retry");
         return 0;
     }
     o->timeline = arena_alloc(a, sizeof(*o->timeline));
@@ -478,7 +479,7 @@ static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_tim
             0)
         return err->code;
     if (!who->admin && !order_rpc_same_id(out->user_id, who->user_id))
-        return err_set(err, ERR_NOT_FOUND, "order not found");
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     return 0;
 }
 
@@ -595,7 +596,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     if (order_rpc_caller(call, &who, err) != 0)
         return err->code;
     if (!who.admin && !order_rpc_same_id(req->user_id, who.user_id))
-        return err_set(err, ERR_PERMISSION, "customers can only list their own orders");
+        return err_set_client(err, ERR_PERMISSION, "customers can only list their own orders");
     *q = (order_page_query_t){0};
     *scope = "*";
     if (req->user_id[0] && !uuid_valid(req->user_id))
@@ -662,11 +663,11 @@ static int order_rpc_cancel_txn(db_conn_t *tx, void *ud, err_t *err)
     if (order_repo_lock(tx, c->a, c->id, &o, &found, err) != 0)
         return err->code;
     if (!found || (!c->who->admin && !order_rpc_same_id(o.user_id, c->who->user_id)))
-        return err_set(err, ERR_NOT_FOUND, "order not found");
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     if (!order_rpc_same_id(o.user_id, c->who->user_id))
-        return err_set(err, ERR_PERMISSION, "only the owner can cancel an order");
+        return err_set_client(err, ERR_PERMISSION, "only the owner can cancel an order");
     if (strcmp(o.status, ORDER_PENDING) == 0)
-        return err_set(err, ERR_PRECONDITION, "the order is still being processed");
+        return err_set_client(err, ERR_PRECONDITION, "the order is still being processed");
     if (strcmp(o.status, ORDER_CONFIRMED) != 0)
         return 0; /* already cancelled: unchanged */
     order_cancel_t cancel = {.order_id = o.id,

@@ -49,9 +49,9 @@ static int product_rpc_admin(rpc_call_t *call, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
     if (!user || !user[0])
-        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
     if (!rpc_call_is_admin(call))
-        return err_set(err, ERR_PERMISSION, "admin role required");
+        return err_set_client(err, ERR_PERMISSION, "admin role required");
     return 0;
 }
 
@@ -112,7 +112,7 @@ static int product_rpc_check_fields(product_fields_t *f, err_t *err)
 static int product_rpc_known_id(const char *id, err_t *err)
 {
     if (!uuid_valid(id))
-        return err_set(err, ERR_NOT_FOUND, "product not found");
+        return err_set_client(err, ERR_NOT_FOUND, "product not found");
     return 0;
 }
 
@@ -121,7 +121,7 @@ static int product_rpc_sku_taken(err_t *err)
 {
     if (err->code == ERR_CONFLICT && db_err_constraint(err, PRODUCT_SKU_KEY)) {
         err_clear(err);
-        err_set(err, ERR_CONFLICT, "sku already exists");
+        err_set_client(err, ERR_CONFLICT, "sku already exists");
         err_field_add(err, "sku", "is already taken");
     }
     return err->code;

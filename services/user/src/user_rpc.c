@@ -65,7 +65,7 @@ static int user_rpc_authn(rpc_call_t *call, err_t *err)
 {
     const char *caller = rpc_call_user_id(call);
     if (!caller || !uuid_valid(caller))
-        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
     return 0;
 }
 
@@ -75,7 +75,7 @@ static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id
 {
     const char *caller = rpc_call_user_id(call);
     if (!uuid_valid(user_id) || !(rpc_call_is_admin(call) || strcasecmp(user_id, caller) == 0))
-        return err_set(err, ERR_NOT_FOUND, "user not found");
+        return err_set_client(err, ERR_NOT_FOUND, "user not found");
     *id = text_ascii_lower(rpc_call_arena(call), user_id);
     return 0;
 }
@@ -312,7 +312,7 @@ static void user_rpc_email_taken(err_t *err)
 {
     if (err->code == ERR_CONFLICT && db_err_constraint(err, USER_EMAIL_KEY)) {
         err_clear(err);
-        err_set(err, ERR_CONFLICT, "email already registered");
+        err_set_client(err, ERR_CONFLICT, "email already registered");
         err_field_add(err, "email", "is already registered");
     }
 }
@@ -604,7 +604,7 @@ static void user_rpc_key_reused(err_t *err)
 {
     if (err->code == ERR_CONFLICT) {
         err_clear(err);
-        err_set(err, ERR_CONFLICT, "idempotency key already used for another deposit");
+        err_set_client(err, ERR_CONFLICT, "idempotency key already used for another deposit");
         err_field_add(err, "idempotency_key", "was already used with another amount or currency");
     }
 }
