@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/outbox.h"
+#include "common/page_token.h"
 #include "common/rpc.h"
 #include "common/uuid.h"
 #include "order.h"
@@ -38,7 +39,6 @@
 #define ORDER_KEY_MAX       128
 #define ORDER_LIMIT_DEFAULT 20
 #define ORDER_LIMIT_MAX     100
-#define ORDER_TOKEN_MAX     160
 /* The longest product-svc call; a caller's deadline shortens it (3/4 of what is left,
  * the rest is for our own transaction). */
 #define ORDER_PRICING_MAX_MS 2000
@@ -502,86 +502,35 @@ static void order_rpc_get_order(order_service_t *service,
 }
 
 /* ---- ListOrders: page tokens ----
- * A token is base64url (no padding) of "<created_at µs>:<id>:<scope>", the last row
- * of the previous page, where scope is the listed user_id or "*" for every user, so
- * that a token only works for the listing it was issued for. Decoding is strict: only
- * the exact encoding of a well-formed cursor is accepted. */
+ * A token (page_token.h) holds the last row of the previous page, (created_at, id),
+ * for the listing it was issued for: the listed user_id, or "*" for every user. */
 
-static const char order_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define ORDER_TOKEN_KIND "order.ListOrders"
 
-static char *order_rpc_b64_encode(arena_t *a, const unsigned char *in, size_t n)
+/* The token after `last`; NULL if the row is out of a token's bounds (page_token.h). */
+static char *order_rpc_token(rpc_call_t *call, const order_row_t *last, const char *scope)
 {
-    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        size_t chars = n - i >= 3 ? 4 : n - i + 1;
-        for (size_t k = 0; k < chars; k++)
-            *p++ = order_b64[(v >> (18 - 6 * k)) & 0x3f];
-    }
-    *p = '\0';
-    return out;
+    page_cursor_t c = {.pos = last->created_us};
+    snprintf(c.id, sizeof(c.id), "%s", last->id);
+    return page_token_encode(svc_page_key(order_rpc_svc(call)), rpc_call_arena(call),
+                             ORDER_TOKEN_KIND, scope, &c);
 }
 
-/* Decodes base64url without padding into out (NUL-terminated); -1 on a bad character,
- * a bad length or a NUL byte inside. Stray low bits are caught by the caller's
- * re-encoding check. */
-static int order_rpc_b64_decode(const char *in, char *out, size_t cap)
-{
-    size_t n = strlen(in), o = 0;
-    if (n % 4 == 1 || n / 4 * 3 + 3 >= cap)
-        return -1;
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *c = strchr(order_b64, in[i]);
-        if (!c)
-            return -1;
-        v = v << 6 | (uint32_t)(c - order_b64);
-        if (i % 4 == 3) {
-            out[o++] = (char)(v >> 16);
-            out[o++] = (char)(v >> 8);
-            out[o++] = (char)v;
-            v = 0;
-        }
-    }
-    size_t rest = n % 4;
-    v <<= 6 * (rest ? 4 - rest : 0);
-    for (size_t k = 0; rest && k < rest - 1; k++)
-        out[o++] = (char)(v >> (16 - 8 * k));
-    out[o] = '\0';
-    return memchr(out, '\0', o) ? -1 : 0;
-}
-
-static char *order_rpc_token(arena_t *a, const order_row_t *last, const char *scope)
-{
-    char *plain = arena_sprintf(a, "%" PRId64 ":%s:%s", last->created_us, last->id, scope);
-    return order_rpc_b64_encode(a, (const unsigned char *)plain, strlen(plain));
-}
-
-static void order_rpc_parse_token(arena_t *a, const char *token, const char *scope,
+static void order_rpc_parse_token(rpc_call_t *call, const char *token, const char *scope,
                                   order_page_query_t *q, err_t *err)
 {
-    char plain[ORDER_TOKEN_MAX];
-    int64_t us;
-    char id[UUID_STR_LEN], got_scope[UUID_STR_LEN];
-    int end = 0;
-    if (strlen(token) > ORDER_TOKEN_MAX || order_rpc_b64_decode(token, plain, sizeof(plain)) != 0 ||
-        sscanf(plain, "%" SCNd64 ":%36[0-9a-f-]:%36[0-9a-f*-]%n", &us, id, got_scope, &end) != 3 ||
-        plain[end] != '\0' || us < 0 || !uuid_valid(id)) {
-        err_field_add(err, "page_token", "is not a valid page token");
-        return;
-    }
-    q->has_after = true;
-    q->after_us = us;
-    q->after_id = arena_strdup(a, id);
-    order_row_t last = {.id = q->after_id, .created_us = us};
-    if (strcmp(order_rpc_token(a, &last, got_scope), token) != 0)
-        err_field_add(err, "page_token", "is not a valid page token");
-    else if (strcmp(got_scope, scope) != 0)
+    page_cursor_t c;
+    page_token_status_t st =
+        page_token_decode(svc_page_key(order_rpc_svc(call)), ORDER_TOKEN_KIND, scope, token, &c);
+    if (st == PAGE_TOKEN_OTHER) {
         err_field_add(err, "page_token", "was issued for another user_id");
+    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
+        err_field_add(err, "page_token", "is not a valid page token");
+    } else {
+        q->has_after = true;
+        q->after_us = c.pos;
+        q->after_id = arena_strdup(rpc_call_arena(call), c.id);
+    }
 }
 
 /* ---- ListOrders ---- */
@@ -607,7 +556,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
         err_field_add(err, "limit", "must be 0..100");
     q->limit = req->limit ? req->limit : ORDER_LIMIT_DEFAULT;
     if (req->page_token[0])
-        order_rpc_parse_token(a, req->page_token, *scope, q, err);
+        order_rpc_parse_token(call, req->page_token, *scope, q, err);
     return err->code;
 }
 
@@ -635,8 +584,11 @@ static void order_rpc_list_orders(order_service_t *service,
     resp.orders = resp.n_orders ? arena_calloc(a, resp.n_orders, sizeof(*resp.orders)) : NULL;
     for (size_t i = 0; i < resp.n_orders; i++)
         resp.orders[i] = order_rpc_order(a, &rows[i]);
-    if (more)
-        resp.next_page_token = order_rpc_token(a, &rows[limit - 1], scope);
+    if (more && !(resp.next_page_token = order_rpc_token(call, &rows[limit - 1], scope))) {
+        err_set(&err, ERR_INTERNAL, "order %s: created_at %" PRId64 " outside page tokens' bounds",
+                rows[limit - 1].id, rows[limit - 1].created_us);
+        goto fail;
+    }
     done(&resp, call_data);
     return;
 fail:
