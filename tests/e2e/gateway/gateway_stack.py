@@ -6,8 +6,8 @@
 The three services and the gateway run as child processes on free 127.0.0.1
 ports against the test stack (ORDER/PRODUCT/USER_DATABASE_URL, KAFKA_BROKERS,
 REDIS_URL from the environment), the services with one random PAGE_TOKEN_KEY. The
-gateway gets a random HS256 secret and a Redis key prefix of its own, so runs never see each other's sessions or rate
-limit counters; stop() deletes the prefix's keys. Only the standard library is
+gateway gets a random HS256 secret and a Redis key prefix of its own, so runs never
+see each other's sessions or rate limit counters; stop() deletes the prefix's keys. Only the standard library is
 used: HTTP through http.client.
 """
 import base64
