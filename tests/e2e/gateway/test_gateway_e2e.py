@@ -296,7 +296,10 @@ class Bodies(Problems):
     def test_malformed_unknown_wrong_type_and_too_large_bodies(self):
         for method, path, good, wrong, field, who in body_routes():
             with self.subTest(route=(method, path)):
-                self.assertProblem(self.call(method, path, who, raw=b'{"a":'), 400)
+                r = self.call(method, path, who, raw=b'{"a":')
+                self.assertProblem(r, 400)
+                # Where the JSON breaks, not the parser's own words (issue 14).
+                self.assertRegex(r.json["detail"], r"^malformed JSON at line \d+ column \d+$")
                 self.assertProblem(self.call(method, path, who, raw=b'[1,2]'), 400)
                 bad = dict(good, colour="red")
                 self.assertProblem(self.call(method, path, who, body=bad), 400, "colour")
