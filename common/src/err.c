@@ -62,6 +62,20 @@ int err_set(err_t *err, int code, const char *fmt, ...)
     if (err == NULL)
         return code;
     err->code = code;
+    err->for_client = false;
+    va_list ap;
+    va_start(ap, fmt);
+    err_vformat(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int err_set_client(err_t *err, int code, const char *fmt, ...)
+{
+    if (err == NULL)
+        return code;
+    err->code = code;
+    err->for_client = true;
     va_list ap;
     va_start(ap, fmt);
     err_vformat(err->msg, sizeof(err->msg), fmt, ap);
@@ -75,6 +89,7 @@ int err_field_add(err_t *err, const char *field, const char *fmt, ...)
         return ERR_INVALID;
     if (err->code == ERR_OK) {
         err->code = ERR_INVALID;
+        err->for_client = true;
         snprintf(err->msg, sizeof(err->msg), "invalid request");
     }
     if (err->n_fields >= ERR_FIELDS_MAX)
@@ -102,7 +117,37 @@ void err_clear(err_t *err)
         return;
     err->code = ERR_OK;
     err->msg[0] = '\0';
+    err->for_client = false;
     err->n_fields = 0;
+}
+
+bool err_redact(err_t *err)
+{
+    if (err == NULL || err->for_client)
+        return false;
+    int code = err->code;
+    const char *msg;
+    switch (code) {
+    case ERR_UNAVAILABLE:
+    case ERR_EXHAUSTED: /* a busy pool: the client did not exceed anything */
+    case ERR_ABORTED:   /* a transaction still conflicting after db_txn's retries */
+        code = ERR_UNAVAILABLE;
+        msg = "service unavailable, retry later";
+        break;
+    case ERR_TIMEOUT:
+        msg = "deadline exceeded";
+        break;
+    case ERR_CANCELLED:
+        msg = "cancelled";
+        break;
+    default:
+        code = ERR_INTERNAL;
+        msg = "internal error";
+        break;
+    }
+    err_clear(err);
+    err_set_client(err, code, "%s", msg);
+    return true;
 }
 
 const char *err_code_name(int code)

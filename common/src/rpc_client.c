@@ -378,6 +378,27 @@ static int rpc_ccall_start(rpc_ccall_t *cc, grpc_completion_queue *cq, int64_t t
     return 0;
 }
 
+/* Codes only a peer's handler sends (grpc.io "Status codes": the library never
+ * generates the first seven; PERMISSION_DENIED and UNAUTHENTICATED come from call
+ * credentials, which our channels do not carry). */
+static bool rpc_status_from_handler(int code)
+{
+    switch (code) {
+    case ERR_INVALID:
+    case ERR_NOT_FOUND:
+    case ERR_CONFLICT:
+    case ERR_PRECONDITION:
+    case ERR_ABORTED:
+    case ERR_RANGE:
+    case ERR_DATA_LOSS:
+    case ERR_PERMISSION:
+    case ERR_UNAUTHENTICATED:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* A failed status as our error: message from the status, field violations from
  * x-error-details-bin. A deadline that passed while no connection was ready means
  * the peer is down (503), not slow (504). */
@@ -398,6 +419,8 @@ static int rpc_ccall_status_error(rpc_ccall_t *cc, err_t *err)
         if (rpc__slice_eq(md->key, RPC__ERROR_DETAILS_KEY))
             rpc__error_details_parse(md->value, err);
     }
+    if (err != NULL)
+        err->for_client = rpc_status_from_handler(code);
     return code;
 }
 

@@ -491,27 +491,48 @@ int rpc_call_add_metadata(rpc_call_t *call, const char *key, const char *value)
     return 0;
 }
 
+/* The one translation of a handler's error for the client (err.h, "who may read the
+ * message"): what is not for the client goes to the log with the request id (the
+ * thread's log context) and is answered as err_redact says. */
+static void rpc_call_redact(const rpc_call_t *call, err_t *err)
+{
+    char msg[ERR_MSG_MAX];
+    int code = err->code;
+    memcpy(msg, err->msg, sizeof(msg));
+    if (!err_redact(err))
+        return;
+    if (err->code == ERR_INTERNAL)
+        LOG_ERR("rpc failed", LOG_STR("method", call->path), LOG_STR("code", err_code_name(code)),
+                LOG_STR("error", msg));
+    else
+        LOG_WARN("rpc failed", LOG_STR("method", call->path), LOG_STR("code", err_code_name(code)),
+                 LOG_STR("error", msg));
+}
+
 void rpc_call_fail(rpc_call_t *call, const err_t *err)
 {
-    rpc_call_set_status(call, err->code, err->msg);
-    size_t n = err->n_fields < ERR_FIELDS_MAX ? err->n_fields : ERR_FIELDS_MAX;
-    memcpy(call->err->fields, err->fields, n * sizeof(err->fields[0]));
+    err_t shown = *err;
+    if (shown.code == ERR_OK)
+        shown.code = ERR_INTERNAL;
+    rpc_call_redact(call, &shown);
+    rpc_call_set_status(call, shown.code, shown.msg);
+    size_t n = shown.n_fields < ERR_FIELDS_MAX ? shown.n_fields : ERR_FIELDS_MAX;
+    memcpy(call->err->fields, shown.fields, n * sizeof(shown.fields[0]));
     call->err->n_fields = n;
 }
 
 void rpc_call_fail_hidden(rpc_call_t *call, err_t *err)
 {
-    if (err->code == ERR_INTERNAL || err->code == ERR_UNKNOWN || err->code == ERR_OK) {
-        LOG_ERR("rpc failed", LOG_STR("method", rpc_call_method(call)), LOG_STR("error", err->msg));
-        err_set(err, ERR_INTERNAL, "internal error");
-    }
+    if (err->code == ERR_OK)
+        err->code = ERR_INTERNAL;
+    rpc_call_redact(call, err);
     rpc_call_fail(call, err);
 }
 
 int rpc_call_check_deadline(const rpc_call_t *call, err_t *err)
 {
     if (rpc_call_deadline_exceeded(call))
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+        return err_set_client(err, ERR_TIMEOUT, "deadline exceeded");
     return 0;
 }
 

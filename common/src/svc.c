@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/outbox.h"
+#include "common/page_token.h"
 #include "common/rpc.h"
 
 typedef struct svc_common_cfg {
@@ -31,11 +32,12 @@ typedef struct svc_common_cfg {
     int64_t startup_timeout_ms;
     int64_t saga_workers;
     int64_t saga_batch;
+    const char *page_token_key;
 } svc_common_cfg_t;
 
 /* The common settings table, with the service's default ports filled in. Loaded
  * settings point into the defaults, so the table lives as long as the settings. */
-#define SVC_N_COMMON 10
+#define SVC_N_COMMON 11
 typedef struct svc_common_table {
     char grpc_def[32];
     char admin_def[32];
@@ -49,6 +51,7 @@ struct svc {
     char process[64]; /* "product-svc" */
     db_pool_t *pool;
     kfk_producer_t *producer;
+    page_key_t *page_key;
     outbox_relay_t *relay;
     saga_consumer_t *consumer;
     rpc_server_t *rpc;
@@ -67,6 +70,11 @@ db_pool_t *svc_pool(const svc_t *s)
 kfk_producer_t *svc_producer(const svc_t *s)
 {
     return s->producer;
+}
+
+const page_key_t *svc_page_key(const svc_t *s)
+{
+    return s->page_key;
 }
 
 const svc_def_t *svc_def(const svc_t *s)
@@ -120,6 +128,9 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
          "threads applying saga events, by partition, in parallel"},
         {"SAGA_BATCH", CFG_INT, 1, 1000, "32", offsetof(svc_common_cfg_t, saga_batch),
          "saga events applied per database transaction at most"},
+        {"PAGE_TOKEN_KEY", CFG_SECRET, 0, 512, "", offsetof(svc_common_cfg_t, page_token_key),
+         "MAC key of page tokens, the same for every instance: 32+ bytes as hex or base64 "
+         "(empty: a random key per process, so tokens fail on other instances)"},
     };
     _Static_assert(sizeof(entries) == sizeof(t->entries), "SVC_N_COMMON is the table's size");
     memcpy(t->entries, entries, sizeof(entries));
@@ -148,6 +159,12 @@ static int load_common_config(svc_t *s, err_t *err)
         if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)
             return err->code;
         cfg_log(s->def->config_table, s->def->n_config, s->def->config);
+    }
+    /* Last, so that nothing is left to free when a setting is refused. */
+    if (s->cfg.page_token_key[0]) {
+        err_t key_err = ERR_INIT;
+        if (!(s->page_key = page_key_parse(s->cfg.page_token_key, &key_err)))
+            return err_set(err, ERR_INVALID, "PAGE_TOKEN_KEY: %s", key_err.msg);
     }
     return 0;
 }
@@ -200,6 +217,11 @@ static int migrate(svc_t *s, const sigset_t *signals, err_t *err)
 
 static int start(svc_t *s, err_t *err)
 {
+    if (!s->page_key) {
+        s->page_key = page_key_random();
+        LOG_WARN("PAGE_TOKEN_KEY is not set: page tokens are signed with a random key of this "
+                 "process and fail on every other instance and after a restart");
+    }
     char client_id[96];
     snprintf(client_id, sizeof(client_id), "%s", s->process);
     s->producer = kfk_producer_new(s->cfg.kafka_brokers, client_id, NULL, err);
@@ -256,6 +278,7 @@ static void stop(svc_t *s)
     rpc_server_free(s->rpc);
     admin_server_stop(s->admin);
     db_pool_free(s->pool);
+    page_key_free(s->page_key);
 }
 
 static void print_usage(FILE *out, const svc_def_t *def, const char *process)

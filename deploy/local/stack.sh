@@ -251,6 +251,19 @@ addr_list() { # addr_list grpc|admin SVC: every instance's host:port, comma-sepa
     (IFS=,; echo "${out[*]}")
 }
 
+# page_token_key SVC: the MAC key of SVC's page tokens, generated once per stack (never
+# committed) and given to every instance of SVC, so that any instance takes a token
+# another one issued (SCALE=N, restarts).
+page_token_key() {
+    local f="$DATA/secrets/page-token-key-$1"
+    if [ ! -s "$f" ]; then
+        mkdir -p "$DATA/secrets"
+        chmod 700 "$DATA/secrets"
+        (umask 077 && head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$f")
+    fi
+    cat "$f"
+}
+
 instance_start() { # instance_start SVC K
     local svc=$1 k=$2 name="$1-svc-$2" bin pidfile extra
     bin=$(program_bin "$svc-svc")
@@ -262,6 +275,7 @@ instance_start() { # instance_start SVC K
         mapfile -t extra < <(program_env "${svc^^}_SVC")
         env GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL="postgresql://$svc:$svc@127.0.0.1:${PG_PORT[$svc]}/$svc" \
+            PAGE_TOKEN_KEY="$(page_token_key "$svc")" \
             KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" PRODUCT_ADDR="$(addr_list grpc product)" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"

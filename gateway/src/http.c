@@ -293,9 +293,10 @@ ProtobufCMessage *http_body_message(http_req_t *r, const ProtobufCMessageDescrip
     json_error_t je;
     r->body_json = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
     if (r->body_json == NULL) {
+        /* Where, not jansson's own words: no library text reaches a client (err.h). */
         char detail[ERR_MSG_MAX];
-        snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d: %s", je.line,
-                 je.column, je.text);
+        snprintf(detail, sizeof(detail), "malformed JSON at line %d column %d", je.line, je.column);
+        LOG_DEBUG("malformed JSON body", LOG_STR("error", je.text));
         http_reply_problem(r, 400, detail, NULL);
         return NULL;
     }

@@ -109,7 +109,16 @@ json_t *problem_new(int status, const char *detail, const err_t *err, const char
 json_t *problem_from_err(const err_t *err, int precondition_status, const char *const *renames,
                          const char *request_id, int *status)
 {
-    *status = problem_http_status(err->code, precondition_status);
+    /* What was not written for the client (err.h) is logged and answered as a 5xx
+     * with a fixed sentence: upstream statuses of the gRPC library's own, and the
+     * gateway's own Redis, JWT or internal failures. */
+    int code = err->code;
+    if (!err->for_client) {
+        err_t shown = *err;
+        err_redact(&shown);
+        code = shown.code;
+    }
+    *status = problem_http_status(code, precondition_status);
     if (*status < 500)
         return problem_new(*status, err->msg, err, renames, request_id);
     const char *detail = *status == 503 ? "a service is unavailable, retry later"

@@ -18,6 +18,10 @@
  * UNAVAILABLE → 503; DEADLINE_EXCEEDED → 504; anything else → 500.
  * For 5xx answers the detail is a fixed sentence (nothing of the internal
  * message reaches the client); the real message is logged with the request id.
+ * Only an error written for the client (err.h: for_client, which rpc_channel_call
+ * sets for statuses a service's handler sent) keeps its code and message; any other
+ * is answered as err_redact's code says, i.e. always a 5xx, so a library's or a
+ * database's text never reaches a client and never becomes a 4xx.
  */
 #ifndef GATEWAY_PROBLEM_H
 #define GATEWAY_PROBLEM_H
@@ -45,9 +49,10 @@ json_t *problem_new(int status, const char *detail, const err_t *err, const char
                     const char *request_id);
 
 /* problem_from_err: the problem for a failed upstream call or local step: the
- * status from err->code (precondition_status as above, stored in *status), the
- * detail from err->msg for 4xx, a fixed sentence for 5xx (and then err->msg is
- * logged at error level with the request id). New reference. Thread-safe. */
+ * status from err->code (from err_redact's code when err is not for_client;
+ * precondition_status as above; stored in *status), the detail from err->msg for
+ * 4xx, a fixed sentence for 5xx (and then err->msg is logged with the request id).
+ * New reference. Thread-safe. */
 json_t *problem_from_err(const err_t *err, int precondition_status, const char *const *renames,
                          const char *request_id, int *status);
 

@@ -110,11 +110,11 @@ const char *routes_idempotency_key(http_req_t *r)
     return k;
 }
 
-const char *routes_path_id(http_req_t *r)
+const char *routes_path_id(http_req_t *r, const char *not_found)
 {
     const char *id = http_param(r, "id");
     if (id == NULL || !uuid_valid(id)) {
-        http_reply_problem(r, 404, "no such resource", NULL);
+        http_reply_problem(r, 404, not_found, NULL);
         return NULL;
     }
     char *low = arena_strdup(http_arena(r), id);

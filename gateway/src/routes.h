@@ -65,8 +65,10 @@ bool routes_list_params(http_req_t *r, int32_t *limit, const char **page_token);
 const char *routes_idempotency_key(http_req_t *r);
 
 /* routes_path_id: the {id} capture when it is a UUID (lower-cased copy); NULL
- * after replying 404 otherwise (nothing can exist there). */
-const char *routes_path_id(http_req_t *r);
+ * after replying 404 with `not_found` as the detail otherwise (nothing can exist
+ * there). not_found is the service's own NOT_FOUND message ("order not found"), so
+ * a malformed id answers byte for byte as an unknown one or somebody else's. */
+const char *routes_path_id(http_req_t *r, const char *not_found);
 
 /* routes_update_mask: the top-level keys of the body (the fields a PATCH
  * names) into an arena array; false after replying 400 when there are none. */

@@ -1,7 +1,8 @@
 /*
  * routes_orders: orders, through order-svc. Customers see their own orders
  * only; somebody else's order is 404 (the service answers NOT_FOUND), so ids
- * cannot be probed. FAILED_PRECONDITION means 422 when creating (the request
+ * cannot be probed: an unknown id, a malformed one and somebody else's order get
+ * the same status and body. FAILED_PRECONDITION means 422 when creating (the request
  * cannot be processed as asked: products priced in different currencies) and
  * 409 when cancelling (the order is still PENDING).
  */
@@ -11,6 +12,9 @@
 #include "routes.h"
 #include "shop/gateway/v1/gateway.pb-c.h"
 #include "shop/order/v1/order_service.pb-c.h"
+
+/* order-svc's NOT_FOUND for an unknown id and for somebody else's order alike. */
+#define ORDERS_NOT_FOUND "order not found"
 
 static const char *const orders_deny_create[] = {"user_id", "idempotency_key", NULL};
 static const char *const orders_list_query[] = {"limit", "page_token", "user_id", NULL};
@@ -95,7 +99,7 @@ void routes_orders_list(http_req_t *r)
 
 void routes_orders_get(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, ORDERS_NOT_FOUND);
     if (id == NULL || !http_query_only(r, orders_no_query))
         return;
     Shop__Order__V1__GetOrderRequest req = SHOP__ORDER__V1__GET_ORDER_REQUEST__INIT;
@@ -105,7 +109,7 @@ void routes_orders_get(http_req_t *r)
 
 void routes_orders_cancel(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, ORDERS_NOT_FOUND);
     if (id == NULL ||
         http_body_message(r, &shop__gateway__v1__empty__descriptor, NULL, false) == NULL)
         return;

@@ -8,6 +8,9 @@
 #include "routes.h"
 #include "shop/product/v1/product_service.pb-c.h"
 
+/* product-svc's NOT_FOUND, which a malformed id answers too. */
+#define PRODUCTS_NOT_FOUND "product not found"
+
 static const char *const products_deny_patch[] = {"product_id", "update_mask", NULL};
 static const char *const products_deny_stock[] = {"product_id", NULL};
 static const char *const products_list_query[] = {"q", "limit", "page_token", "include_inactive",
@@ -69,7 +72,7 @@ void routes_products_list(http_req_t *r)
 
 void routes_products_get(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, PRODUCTS_NOT_FOUND);
     if (id == NULL || !http_query_only(r, products_no_query))
         return;
     Shop__Product__V1__GetProductRequest req = SHOP__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
@@ -100,7 +103,7 @@ void routes_products_create(http_req_t *r)
 
 void routes_products_patch(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, PRODUCTS_NOT_FOUND);
     if (id == NULL)
         return;
     Shop__Product__V1__UpdateProductRequest *req = (void *)http_body_message(
@@ -113,7 +116,7 @@ void routes_products_patch(http_req_t *r)
 
 void routes_products_archive(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, PRODUCTS_NOT_FOUND);
     if (id == NULL)
         return;
     Shop__Product__V1__ArchiveProductRequest req = SHOP__PRODUCT__V1__ARCHIVE_PRODUCT_REQUEST__INIT;
@@ -133,7 +136,7 @@ static void products_stock_done(http_req_t *r, int code, ProtobufCMessage *resp,
 
 void routes_products_put_stock(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, PRODUCTS_NOT_FOUND);
     if (id == NULL)
         return;
     Shop__Product__V1__SetStockRequest *req = (void *)http_body_message(

@@ -12,7 +12,7 @@
  *       rpc_call_t *call = call_data;
  *       Shop__Order__V1__GetOrderResponse resp = SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT;
  *       if (!found) {
- *           rpc_call_failf(call, ERR_NOT_FOUND, "order %s not found", req->order_id);
+ *           rpc_call_failf(call, ERR_NOT_FOUND, "order not found");
  *           done(NULL, call_data);
  *           return;
  *       }
@@ -37,7 +37,8 @@
  *
  * Failures travel as the gRPC status: code = err_to_grpc_status(err->code),
  * message = err->msg, and field violations as a serialized
- * shop.common.v1.ErrorDetails in the trailing metadata key "x-error-details-bin".
+ * shop.common.v1.ErrorDetails in the trailing metadata key "x-error-details-bin",
+ * once rpc_call_fail has redacted what was not written for the client.
  *
  * Client. One rpc_channel_t per upstream target, shared by every thread. Calls are
  * unary, always carry a deadline, wait for the peer to become ready within that
@@ -173,15 +174,19 @@ int rpc_call_add_metadata(rpc_call_t *call, const char *key, const char *value);
  * done(NULL, call_data): the code (a negative ERR_*; ERR_OK is taken as
  * ERR_INTERNAL), the message and, for rpc_call_fail, err's field violations. A
  * later call replaces an earlier one. Calling done with a response after failing
- * sends the failure, not the response. */
+ * sends the failure, not the response.
+ * rpc_call_fail is the service's one boundary towards its callers (err.h, "who may
+ * read the message"): an err that is not for_client (a database, library or any
+ * other internal failure) is logged with the method, its code and its message (and
+ * the request id) and answered as err_redact says: "internal error", "service
+ * unavailable, retry later", ... without field violations. rpc_call_failf's message
+ * is taken as written for the client. */
 void rpc_call_fail(rpc_call_t *call, const err_t *err);
 void rpc_call_failf(rpc_call_t *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* rpc_call_fail_hidden: rpc_call_fail for service handlers, whose internal failures
- * may carry database detail: INTERNAL, UNKNOWN (and a code left at OK) are logged
- * with their message and reach the caller as a bare INTERNAL "internal error"; every
- * other code passes as it is. err is rewritten in place. */
+/* rpc_call_fail_hidden: rpc_call_fail that also rewrites err in place to what the
+ * client is answered (for handlers that log or inspect it afterwards). */
 void rpc_call_fail_hidden(rpc_call_t *call, err_t *err);
 
 /* rpc_call_check_deadline: ERR_TIMEOUT ("deadline exceeded") in err if the caller's
@@ -220,9 +225,14 @@ void rpc_channel_free(rpc_channel_t *ch);
  * with the arena). Otherwise *resp is NULL and the return value is err->code:
  * ERR_INVALID for an unknown method or a request of the wrong type (nothing sent),
  * else err_from_grpc_status(status) with err->msg = the status message and
- * err->fields decoded from "x-error-details-bin". A peer that never became
- * reachable before the deadline is ERR_UNAVAILABLE; one that was reached but did
- * not answer in time is ERR_TIMEOUT. Thread-safe; `a` must not be used by another
+ * err->fields decoded from "x-error-details-bin". err->for_client is true only for
+ * codes the gRPC library never produces by itself (INVALID_ARGUMENT, NOT_FOUND,
+ * ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS, and, as our
+ * channels carry no credentials, PERMISSION_DENIED and UNAUTHENTICATED): those were
+ * sent by the peer's handler, through its own rpc_call_fail. The rest may be the
+ * library's own text ("failed to connect to all addresses; ...") and stay for the
+ * log. A peer that never became reachable before the deadline is ERR_UNAVAILABLE;
+ * one that was reached but did not answer in time is ERR_TIMEOUT. Thread-safe; `a` must not be used by another
  * thread meanwhile. */
 int rpc_channel_call(rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc, const char *method,
                      const ProtobufCMessage *req, arena_t *a, ProtobufCMessage **resp,

@@ -28,6 +28,10 @@
  *   STARTUP_TIMEOUT   give up when dependencies stay down this long (default 0 = never)
  *   SAGA_WORKERS      threads applying saga events by partition in parallel (1..64, 2)
  *   SAGA_BATCH        saga events applied per transaction at most (1..1000, 32)
+ *   PAGE_TOKEN_KEY    MAC key of page tokens (secret; page_token.h): 32..128 bytes as
+ *                     hex or base64, the same on every instance of the service. Unset:
+ *                     a random key per process, with a warning (tokens then fail on
+ *                     the other instances and after a restart)
  */
 #ifndef COMMON_SVC_H
 #define COMMON_SVC_H
@@ -39,6 +43,7 @@
 #include "common/db.h"
 #include "common/err.h"
 #include "common/kfk.h"
+#include "common/page_token.h"
 #include "common/saga.h"
 
 typedef struct svc svc_t;
@@ -91,6 +96,9 @@ int svc_main(const svc_def_t *def, int argc, char **argv);
  * svc_main returns. Thread-safe. */
 db_pool_t *svc_pool(const svc_t *s);
 kfk_producer_t *svc_producer(const svc_t *s);
+/* svc_page_key: the key of the service's page tokens (PAGE_TOKEN_KEY), set before the
+ * gRPC server starts. */
+const page_key_t *svc_page_key(const svc_t *s);
 const svc_def_t *svc_def(const svc_t *s);
 void *svc_config(const svc_t *s);
 

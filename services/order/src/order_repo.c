@@ -158,7 +158,7 @@ static int order_repo_get_txn(db_conn_t *tx, void *ud, err_t *err)
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)
-        return err_set(err, ERR_NOT_FOUND, "order %s not found", rd->id);
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     order_repo_row(r, 0, rd->rows);
     if (order_repo_lines_of(tx, rd->a, rd->rows, 1, err) != 0)
         return err->code;

@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/outbox.h"
+#include "common/page_token.h"
 #include "common/rpc.h"
 #include "common/uuid.h"
 #include "order.h"
@@ -38,7 +39,6 @@
 #define ORDER_KEY_MAX       128
 #define ORDER_LIMIT_DEFAULT 20
 #define ORDER_LIMIT_MAX     100
-#define ORDER_TOKEN_MAX     160
 /* The longest product-svc call; a caller's deadline shortens it (3/4 of what is left,
  * the rest is for our own transaction). */
 #define ORDER_PRICING_MAX_MS 2000
@@ -71,7 +71,7 @@ static int order_rpc_caller(rpc_call_t *call, order_caller_t *out, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
     if (!user || !user[0])
-        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
     out->user_id = user;
     out->admin = rpc_call_is_admin(call);
     return 0;
@@ -94,7 +94,7 @@ static char *order_rpc_lower(arena_t *a, const char *s)
 static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_t *err)
 {
     if (!uuid_valid(id))
-        return err_set(err, ERR_NOT_FOUND, "order not found");
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     *out = order_rpc_lower(a, id);
     return 0;
 }
@@ -221,7 +221,7 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
 {
     arena_t *a = rpc_call_arena(call);
     if (!order_rpc_same_id(req->user_id, who->user_id))
-        return err_set(err, ERR_PERMISSION, "orders can only be placed for the caller");
+        return err_set_client(err, ERR_PERMISSION, "orders can only be placed for the caller");
     if (!uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid");
     order_rpc_check_key(req->idempotency_key, err);
@@ -255,7 +255,7 @@ static int order_rpc_pricing_budget(rpc_call_t *call, int64_t *ms, err_t *err)
     if (*ms > ORDER_PRICING_MAX_MS)
         *ms = ORDER_PRICING_MAX_MS;
     if (*ms < 1)
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+        return err_set_client(err, ERR_TIMEOUT, "deadline exceeded");
     return 0;
 }
 
@@ -285,7 +285,7 @@ static int order_rpc_batch_get(rpc_call_t *call, const order_row_t *o,
     }
     LOG_WARN("pricing failed", LOG_STR("error", up.msg), LOG_STR("code", err_code_name(rc)));
     if (rc == ERR_TIMEOUT && rpc_call_cancelled(call))
-        return err_set(err, ERR_TIMEOUT, "deadline exceeded");
+        return err_set_client(err, ERR_TIMEOUT, "deadline exceeded");
     if (err_is_transient(rc))
         return err_set(err, ERR_UNAVAILABLE, "product-svc unavailable");
     return err_set(err, ERR_INTERNAL, "product-svc BatchGetProducts: %s: %s", err_code_name(rc),
@@ -333,7 +333,8 @@ static int order_rpc_price(rpc_call_t *call, order_row_t *o, err_t *err)
             mixed = true;
     }
     if (err->code == 0 && mixed)
-        return err_set(err, ERR_PRECONDITION, "the products are priced in different currencies");
+        return err_set_client(err, ERR_PRECONDITION,
+                              "the products are priced in different currencies");
     return err->code;
 }
 
@@ -384,7 +385,7 @@ static int order_rpc_replay(rpc_call_t *call, const char *order_id, bool same, o
                             err_t *err)
 {
     if (!same) {
-        err_set(err, ERR_CONFLICT, "idempotency key already used with other lines");
+        err_set_client(err, ERR_CONFLICT, "idempotency key already used with other lines");
         return err_field_add(err, "idempotency_key", "was already used with other lines");
     }
     return order_repo_get(order_rpc_pool(call), rpc_call_arena(call), order_id, true, out, err);
@@ -432,7 +433,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
         if (order_rpc_lookup(call, o, req->idempotency_key, canon, replayed, o, err) != 0)
             return err->code;
         if (!*replayed)
-            return err_set(err, ERR_ABORTED, "idempotency key contended, retry");
+            return err_set_client(err, ERR_ABORTED, "idempotency key contended, retry");
         return 0;
     }
     o->timeline = arena_alloc(a, sizeof(*o->timeline));
@@ -478,7 +479,7 @@ static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_tim
             0)
         return err->code;
     if (!who->admin && !order_rpc_same_id(out->user_id, who->user_id))
-        return err_set(err, ERR_NOT_FOUND, "order not found");
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     return 0;
 }
 
@@ -501,86 +502,35 @@ static void order_rpc_get_order(order_service_t *service,
 }
 
 /* ---- ListOrders: page tokens ----
- * A token is base64url (no padding) of "<created_at µs>:<id>:<scope>", the last row
- * of the previous page, where scope is the listed user_id or "*" for every user, so
- * that a token only works for the listing it was issued for. Decoding is strict: only
- * the exact encoding of a well-formed cursor is accepted. */
+ * A token (page_token.h) holds the last row of the previous page, (created_at, id),
+ * for the listing it was issued for: the listed user_id, or "*" for every user. */
 
-static const char order_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+#define ORDER_TOKEN_KIND "order.ListOrders"
 
-static char *order_rpc_b64_encode(arena_t *a, const unsigned char *in, size_t n)
+/* The token after `last`; NULL if the row is out of a token's bounds (page_token.h). */
+static char *order_rpc_token(rpc_call_t *call, const order_row_t *last, const char *scope)
 {
-    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1), *p = out;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        size_t chars = n - i >= 3 ? 4 : n - i + 1;
-        for (size_t k = 0; k < chars; k++)
-            *p++ = order_b64[(v >> (18 - 6 * k)) & 0x3f];
-    }
-    *p = '\0';
-    return out;
+    page_cursor_t c = {.pos = last->created_us};
+    snprintf(c.id, sizeof(c.id), "%s", last->id);
+    return page_token_encode(svc_page_key(order_rpc_svc(call)), rpc_call_arena(call),
+                             ORDER_TOKEN_KIND, scope, &c);
 }
 
-/* Decodes base64url without padding into out (NUL-terminated); -1 on a bad character,
- * a bad length or a NUL byte inside. Stray low bits are caught by the caller's
- * re-encoding check. */
-static int order_rpc_b64_decode(const char *in, char *out, size_t cap)
-{
-    size_t n = strlen(in), o = 0;
-    if (n % 4 == 1 || n / 4 * 3 + 3 >= cap)
-        return -1;
-    uint32_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *c = strchr(order_b64, in[i]);
-        if (!c)
-            return -1;
-        v = v << 6 | (uint32_t)(c - order_b64);
-        if (i % 4 == 3) {
-            out[o++] = (char)(v >> 16);
-            out[o++] = (char)(v >> 8);
-            out[o++] = (char)v;
-            v = 0;
-        }
-    }
-    size_t rest = n % 4;
-    v <<= 6 * (rest ? 4 - rest : 0);
-    for (size_t k = 0; rest && k < rest - 1; k++)
-        out[o++] = (char)(v >> (16 - 8 * k));
-    out[o] = '\0';
-    return memchr(out, '\0', o) ? -1 : 0;
-}
-
-static char *order_rpc_token(arena_t *a, const order_row_t *last, const char *scope)
-{
-    char *plain = arena_sprintf(a, "%" PRId64 ":%s:%s", last->created_us, last->id, scope);
-    return order_rpc_b64_encode(a, (const unsigned char *)plain, strlen(plain));
-}
-
-static void order_rpc_parse_token(arena_t *a, const char *token, const char *scope,
+static void order_rpc_parse_token(rpc_call_t *call, const char *token, const char *scope,
                                   order_page_query_t *q, err_t *err)
 {
-    char plain[ORDER_TOKEN_MAX];
-    int64_t us;
-    char id[UUID_STR_LEN], got_scope[UUID_STR_LEN];
-    int end = 0;
-    if (strlen(token) > ORDER_TOKEN_MAX || order_rpc_b64_decode(token, plain, sizeof(plain)) != 0 ||
-        sscanf(plain, "%" SCNd64 ":%36[0-9a-f-]:%36[0-9a-f*-]%n", &us, id, got_scope, &end) != 3 ||
-        plain[end] != '\0' || us < 0 || !uuid_valid(id)) {
-        err_field_add(err, "page_token", "is not a valid page token");
-        return;
-    }
-    q->has_after = true;
-    q->after_us = us;
-    q->after_id = arena_strdup(a, id);
-    order_row_t last = {.id = q->after_id, .created_us = us};
-    if (strcmp(order_rpc_token(a, &last, got_scope), token) != 0)
-        err_field_add(err, "page_token", "is not a valid page token");
-    else if (strcmp(got_scope, scope) != 0)
+    page_cursor_t c;
+    page_token_status_t st =
+        page_token_decode(svc_page_key(order_rpc_svc(call)), ORDER_TOKEN_KIND, scope, token, &c);
+    if (st == PAGE_TOKEN_OTHER) {
         err_field_add(err, "page_token", "was issued for another user_id");
+    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
+        err_field_add(err, "page_token", "is not a valid page token");
+    } else {
+        q->has_after = true;
+        q->after_us = c.pos;
+        q->after_id = arena_strdup(rpc_call_arena(call), c.id);
+    }
 }
 
 /* ---- ListOrders ---- */
@@ -595,7 +545,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     if (order_rpc_caller(call, &who, err) != 0)
         return err->code;
     if (!who.admin && !order_rpc_same_id(req->user_id, who.user_id))
-        return err_set(err, ERR_PERMISSION, "customers can only list their own orders");
+        return err_set_client(err, ERR_PERMISSION, "customers can only list their own orders");
     *q = (order_page_query_t){0};
     *scope = "*";
     if (req->user_id[0] && !uuid_valid(req->user_id))
@@ -606,7 +556,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
         err_field_add(err, "limit", "must be 0..100");
     q->limit = req->limit ? req->limit : ORDER_LIMIT_DEFAULT;
     if (req->page_token[0])
-        order_rpc_parse_token(a, req->page_token, *scope, q, err);
+        order_rpc_parse_token(call, req->page_token, *scope, q, err);
     return err->code;
 }
 
@@ -634,8 +584,11 @@ static void order_rpc_list_orders(order_service_t *service,
     resp.orders = resp.n_orders ? arena_calloc(a, resp.n_orders, sizeof(*resp.orders)) : NULL;
     for (size_t i = 0; i < resp.n_orders; i++)
         resp.orders[i] = order_rpc_order(a, &rows[i]);
-    if (more)
-        resp.next_page_token = order_rpc_token(a, &rows[limit - 1], scope);
+    if (more && !(resp.next_page_token = order_rpc_token(call, &rows[limit - 1], scope))) {
+        err_set(&err, ERR_INTERNAL, "order %s: created_at %" PRId64 " outside page tokens' bounds",
+                rows[limit - 1].id, rows[limit - 1].created_us);
+        goto fail;
+    }
     done(&resp, call_data);
     return;
 fail:
@@ -662,11 +615,11 @@ static int order_rpc_cancel_txn(db_conn_t *tx, void *ud, err_t *err)
     if (order_repo_lock(tx, c->a, c->id, &o, &found, err) != 0)
         return err->code;
     if (!found || (!c->who->admin && !order_rpc_same_id(o.user_id, c->who->user_id)))
-        return err_set(err, ERR_NOT_FOUND, "order not found");
+        return err_set_client(err, ERR_NOT_FOUND, "order not found");
     if (!order_rpc_same_id(o.user_id, c->who->user_id))
-        return err_set(err, ERR_PERMISSION, "only the owner can cancel an order");
+        return err_set_client(err, ERR_PERMISSION, "only the owner can cancel an order");
     if (strcmp(o.status, ORDER_PENDING) == 0)
-        return err_set(err, ERR_PRECONDITION, "the order is still being processed");
+        return err_set_client(err, ERR_PRECONDITION, "the order is still being processed");
     if (strcmp(o.status, ORDER_CONFIRMED) != 0)
         return 0; /* already cancelled: unchanged */
     order_cancel_t cancel = {.order_id = o.id,

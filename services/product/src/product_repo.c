@@ -109,7 +109,7 @@ static int product_repo_one(db_pool_t *pool, arena_t *a, const char *id, const c
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)
-        return err_set(err, ERR_NOT_FOUND, "product %s not found", id);
+        return err_set_client(err, ERR_NOT_FOUND, "product not found");
     product_repo_row(r, 0, out);
     return 0;
 }
@@ -122,7 +122,7 @@ static int product_repo_stock_one(db_pool_t *pool, arena_t *a, const char *id, c
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)
-        return err_set(err, ERR_NOT_FOUND, "product %s not found", id);
+        return err_set_client(err, ERR_NOT_FOUND, "product not found");
     product_repo_stock_row(r, 0, out);
     return 0;
 }
@@ -281,8 +281,8 @@ int product_repo_stock_adjust(db_pool_t *pool, arena_t *a, const char *id, int64
     err_clear(err);
     if ((rc = product_repo_stock_get(pool, a, id, out, err)) != 0)
         return rc;
-    return err_set(err, ERR_PRECONDITION, "product %s has %" PRId64 " available", id,
-                   out->available);
+    return err_set_client(err, ERR_PRECONDITION, "product %s has %" PRId64 " available", id,
+                          out->available);
 }
 
 int product_repo_stock_get(db_pool_t *pool, arena_t *a, const char *id, product_stock_t *out,

@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/page_token.h"
 #include "common/rpc.h"
 #include "common/svc.h"
 #include "common/text.h"
@@ -34,7 +35,6 @@
 #define PRODUCT_QUERY_MAX       200
 /* Bounds a stock figure so that available + reserved + sold can never overflow. */
 #define PRODUCT_STOCK_MAX INT64_C(1000000000000)
-#define PRODUCT_TOKEN_MAX 128
 
 typedef Shop__Product__V1__ProductService_Service product_service_t;
 
@@ -49,9 +49,9 @@ static int product_rpc_admin(rpc_call_t *call, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
     if (!user || !user[0])
-        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
     if (!rpc_call_is_admin(call))
-        return err_set(err, ERR_PERMISSION, "admin role required");
+        return err_set_client(err, ERR_PERMISSION, "admin role required");
     return 0;
 }
 
@@ -112,7 +112,7 @@ static int product_rpc_check_fields(product_fields_t *f, err_t *err)
 static int product_rpc_known_id(const char *id, err_t *err)
 {
     if (!uuid_valid(id))
-        return err_set(err, ERR_NOT_FOUND, "product not found");
+        return err_set_client(err, ERR_NOT_FOUND, "product not found");
     return 0;
 }
 
@@ -121,7 +121,7 @@ static int product_rpc_sku_taken(err_t *err)
 {
     if (err->code == ERR_CONFLICT && db_err_constraint(err, PRODUCT_SKU_KEY)) {
         err_clear(err);
-        err_set(err, ERR_CONFLICT, "sku already exists");
+        err_set_client(err, ERR_CONFLICT, "sku already exists");
         err_field_add(err, "sku", "is already taken");
     }
     return err->code;
@@ -157,60 +157,46 @@ static Shop__Product__V1__Stock *product_rpc_stock(arena_t *a, const product_sto
 }
 
 /* ---- page tokens ----
- * A token is base64url (no padding) of "<created_at µs>:<id>:<filter hash>", the
- * last row of the previous page; the hash of (include_inactive, q) ties it to the
- * query it was issued for. Decoding is strict: only the exact encoding of a
- * well-formed cursor is accepted. */
+ * A token (page_token.h) holds the last row of the previous page, (created_at, id),
+ * for the query it was issued for: the scope is include_inactive and q. */
 
-/* FNV-1a over the filter, so a token cannot be replayed against another query. */
-static uint32_t product_rpc_filter_hash(const char *q, bool include_inactive)
+#define PRODUCT_TOKEN_KIND "product.ListProducts"
+
+static const char *product_rpc_token_scope(arena_t *a, const char *q, bool include_inactive)
 {
-    uint32_t h = 2166136261u;
-    h = (h ^ (include_inactive ? '1' : '0')) * 16777619u;
-    for (const unsigned char *p = (const unsigned char *)q; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
+    return arena_sprintf(a, "%c%s", include_inactive ? '1' : '0', q);
 }
 
-static char *product_rpc_token(arena_t *a, const product_row_t *last, const char *q,
-                               bool include_inactive)
+/* The token after `last`; NULL if the row is out of a token's bounds. */
+static char *product_rpc_token(rpc_call_t *call, const product_row_t *last,
+                               const product_page_query_t *pq)
 {
-    char *plain = arena_sprintf(a, "%" PRId64 ":%s:%08" PRIx32, last->created_us, last->id,
-                                product_rpc_filter_hash(q, include_inactive));
-    return text_base64url_encode(a, plain, strlen(plain));
+    arena_t *a = rpc_call_arena(call);
+    page_cursor_t c = {.pos = last->created_us};
+    snprintf(c.id, sizeof(c.id), "%s", last->id);
+    return page_token_encode(svc_page_key(rpc_call_ctx(call)), a, PRODUCT_TOKEN_KIND,
+                             product_rpc_token_scope(a, pq->q, pq->include_inactive), &c);
 }
 
 /* Fills the query's cursor from a token; a field violation on page_token if it is
  * not one this service issued for the same filter. */
-static void product_rpc_parse_token(arena_t *a, const char *token, product_page_query_t *pq,
+static void product_rpc_parse_token(rpc_call_t *call, const char *token, product_page_query_t *pq,
                                     err_t *err)
 {
-    char plain[PRODUCT_TOKEN_MAX];
-    int64_t us;
-    char id[UUID_STR_LEN];
-    uint32_t hash;
-    size_t n = 0;
-    int end = 0;
-    /* A NUL inside the decoded bytes would hide the rest of them from sscanf. */
-    if (strlen(token) > PRODUCT_TOKEN_MAX ||
-        text_base64url_decode(token, plain, sizeof(plain), &n) != 0 || strlen(plain) != n ||
-        sscanf(plain, "%" SCNd64 ":%36[0-9a-f-]:%8" SCNx32 "%n", &us, id, &hash, &end) != 3 ||
-        plain[end] != '\0' || us < 0 || !uuid_valid(id)) {
-        err_field_add(err, "page_token", "is not a valid page token");
-        return;
-    }
-    pq->has_after = true;
-    pq->after_us = us;
-    pq->after_id = arena_strdup(a, id);
-    /* Only the exact encoding of the canonical text counts (no "+1", no leading
-     * zeros); the decoder already refused stray bits in the last character. */
-    product_row_t last = {.id = pq->after_id, .created_us = us};
-    if (strcmp(product_rpc_token(a, &last, pq->q, pq->include_inactive), token) == 0)
-        return;
-    if (hash != product_rpc_filter_hash(pq->q, pq->include_inactive))
+    arena_t *a = rpc_call_arena(call);
+    page_cursor_t c;
+    page_token_status_t st =
+        page_token_decode(svc_page_key(rpc_call_ctx(call)), PRODUCT_TOKEN_KIND,
+                          product_rpc_token_scope(a, pq->q, pq->include_inactive), token, &c);
+    if (st == PAGE_TOKEN_OTHER) {
         err_field_add(err, "page_token", "was issued for another q or include_inactive");
-    else
+    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
         err_field_add(err, "page_token", "is not a valid page token");
+    } else {
+        pq->has_after = true;
+        pq->after_us = c.pos;
+        pq->after_id = arena_strdup(a, c.id);
+    }
 }
 
 /* ---- handlers ---- */
@@ -346,7 +332,6 @@ static int product_rpc_page_query(rpc_call_t *call,
                                   const Shop__Product__V1__ListProductsRequest *req,
                                   product_page_query_t *pq, err_t *err)
 {
-    arena_t *a = rpc_call_arena(call);
     if (req->include_inactive && product_rpc_admin(call, err) != 0)
         return err->code;
     *pq = (product_page_query_t){.q = req->q, .include_inactive = req->include_inactive};
@@ -357,7 +342,7 @@ static int product_rpc_page_query(rpc_call_t *call,
     if (q_len < 0 || q_len > PRODUCT_QUERY_MAX)
         err_field_add(err, "q", "must be at most 200 characters of utf-8 text");
     if (req->page_token[0])
-        product_rpc_parse_token(a, req->page_token, pq, err);
+        product_rpc_parse_token(call, req->page_token, pq, err);
     return err->code;
 }
 
@@ -386,8 +371,12 @@ static void product_rpc_list_products(product_service_t *service,
         resp.n_products ? arena_calloc(a, resp.n_products, sizeof(*resp.products)) : NULL;
     for (size_t i = 0; i < resp.n_products; i++)
         resp.products[i] = product_rpc_product(a, &rows[i]);
-    if (more)
-        resp.next_page_token = product_rpc_token(a, &rows[limit - 1], pq.q, pq.include_inactive);
+    if (more && !(resp.next_page_token = product_rpc_token(call, &rows[limit - 1], &pq))) {
+        err_set(&err, ERR_INTERNAL,
+                "product %s: created_at %" PRId64 " outside page tokens' bounds",
+                rows[limit - 1].id, rows[limit - 1].created_us);
+        goto fail;
+    }
     done(&resp, call_data);
     return;
 fail:

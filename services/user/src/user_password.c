@@ -60,7 +60,7 @@ static int user_password_acquire(user_password_t *pw, int64_t timeout_ms, err_t 
         if (forever)
             pthread_cond_wait(&pw->cv, &pw->mu);
         else if (pthread_cond_timedwait(&pw->cv, &pw->mu, &until) == ETIMEDOUT)
-            rc = err_set(err, ERR_TIMEOUT, "deadline exceeded waiting to hash a password");
+            rc = err_set_client(err, ERR_TIMEOUT, "deadline exceeded waiting to hash a password");
     }
     if (rc == 0)
         pw->running++;
@@ -159,7 +159,7 @@ int user_password_verify(user_password_t *pw, const char *encoded, const char *p
     if (encoded && rc == ARGON2_OK)
         return 0;
     if (!encoded || rc == ARGON2_VERIFY_MISMATCH)
-        return err_set(err, ERR_UNAUTHENTICATED, USER_PASSWORD_MISMATCH);
+        return err_set_client(err, ERR_UNAUTHENTICATED, USER_PASSWORD_MISMATCH);
     return err_set(err, ERR_INTERNAL, "stored password hash unusable: %s",
                    argon2_error_message(rc));
 }

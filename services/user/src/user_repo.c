@@ -103,7 +103,7 @@ static db_res_t *user_repo_one(db_pool_t *pool, arena_t *a, const char *id, cons
 {
     db_res_t *r = user_repo_exec(pool, a, err, sql, n, params);
     if (r && db_res_rows(r) == 0) {
-        err_set(err, ERR_NOT_FOUND, "user not found");
+        err_set_client(err, ERR_NOT_FOUND, "user not found");
         return NULL;
     }
     return r;
@@ -151,7 +151,7 @@ int user_repo_find_by_email(db_pool_t *pool, arena_t *a, const char *email, user
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)
-        return err_set(err, ERR_NOT_FOUND, "no user with that email");
+        return err_set_client(err, ERR_NOT_FOUND, "no user with that email");
     user_repo_user(r, 0, out);
     *hash = db_res_str(r, 0, USER_NCOLS);
     return 0;
@@ -322,10 +322,11 @@ static int user_repo_deposit_replay(db_conn_t *tx, user_repo_dep_t *d, err_t *er
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0) /* the conflicting row vanished: ledger rows never do */
-        return err_set(err, ERR_ABORTED, "deposit key conflict without a row, retry");
+        return err_set_client(err, ERR_ABORTED, "deposit key conflict without a row, retry");
     user_repo_entry(r, 0, 0, &d->out->entry);
     if (d->out->entry.amount_cents != d->amount || strcmp(d->out->entry.currency, d->currency) != 0)
-        return err_set(err, ERR_CONFLICT, "idempotency key already used for another deposit");
+        return err_set_client(err, ERR_CONFLICT,
+                              "idempotency key already used for another deposit");
     d->out->replayed = true;
     return 0;
 }
@@ -350,7 +351,7 @@ static int user_repo_deposit_txn(db_conn_t *tx, void *ud, err_t *err)
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)
-        return err_set(err, ERR_NOT_FOUND, "user not found");
+        return err_set_client(err, ERR_NOT_FOUND, "user not found");
     d->out->balance_cents = db_res_i64(r, 0, 0);
     d->out->currency = db_res_str(r, 0, 1);
     char entry_id[UUID_STR_LEN];

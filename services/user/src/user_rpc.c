@@ -23,6 +23,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/page_token.h"
 #include "common/rpc.h"
 #include "common/svc.h"
 #include "common/text.h"
@@ -43,7 +44,6 @@
 #define USER_KEY_MAX         128
 #define USER_LIMIT_DEFAULT   20
 #define USER_LIMIT_MAX       100
-#define USER_TOKEN_MAX       64
 
 typedef Shop__User__V1__UserService_Service user_service_t;
 
@@ -65,7 +65,7 @@ static int user_rpc_authn(rpc_call_t *call, err_t *err)
 {
     const char *caller = rpc_call_user_id(call);
     if (!caller || !uuid_valid(caller))
-        return err_set(err, ERR_UNAUTHENTICATED, "authentication required");
+        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
     return 0;
 }
 
@@ -75,7 +75,7 @@ static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id
 {
     const char *caller = rpc_call_user_id(call);
     if (!uuid_valid(user_id) || !(rpc_call_is_admin(call) || strcasecmp(user_id, caller) == 0))
-        return err_set(err, ERR_NOT_FOUND, "user not found");
+        return err_set_client(err, ERR_NOT_FOUND, "user not found");
     *id = text_ascii_lower(rpc_call_arena(call), user_id);
     return 0;
 }
@@ -214,32 +214,35 @@ static const char *user_rpc_language(arena_t *a, const char *tag)
 }
 
 /* ---- page tokens ----
- * A token is base64url (no padding) of the decimal seq of the last entry of the
- * previous page. Decoding is strict: only the exact encoding of a positive number
- * without leading zeros is accepted. */
+ * A token (page_token.h) holds the seq of the last entry of the previous page, for
+ * the wallet it was issued for (the scope is its user id). */
 
-static char *user_rpc_token(arena_t *a, int64_t seq)
+#define USER_TOKEN_KIND "user.GetWallet"
+
+/* The token after the entry `seq` of user_id's wallet; NULL if seq is out of bounds. */
+static char *user_rpc_token(rpc_call_t *call, const char *user_id, int64_t seq)
 {
-    char plain[24];
-    size_t n = (size_t)snprintf(plain, sizeof(plain), "%" PRId64, seq);
-    return text_base64url_encode(a, plain, n);
+    page_cursor_t c = {.pos = seq};
+    return page_token_encode(svc_page_key(rpc_call_ctx(call)), rpc_call_arena(call),
+                             USER_TOKEN_KIND, user_id, &c);
 }
 
 /* The seq a token stands for, or 0 with a violation on page_token. */
-static int64_t user_rpc_parse_token(arena_t *a, const char *token, err_t *err)
+static int64_t user_rpc_parse_token(rpc_call_t *call, const char *user_id, const char *token,
+                                    err_t *err)
 {
-    char plain[USER_TOKEN_MAX];
-    size_t n = strlen(token);
-    bool ok = n > 0 && n <= USER_TOKEN_MAX &&
-              text_base64url_decode(token, plain, sizeof(plain), NULL) == 0;
-    /* Re-encoding must give the token back: no leading zeros, no bytes past a NUL. */
-    char *end = NULL;
-    long long seq = ok && plain[0] >= '1' && plain[0] <= '9' ? strtoll(plain, &end, 10) : 0;
-    if (seq <= 0 || *end || strcmp(user_rpc_token(a, seq), token) != 0) {
+    page_cursor_t c;
+    page_token_status_t st =
+        page_token_decode(svc_page_key(rpc_call_ctx(call)), USER_TOKEN_KIND, user_id, token, &c);
+    if (st == PAGE_TOKEN_OTHER) {
+        err_field_add(err, "page_token", "was issued for another user_id");
+        return 0;
+    }
+    if (st != PAGE_TOKEN_OK || c.pos < 1 || c.id[0]) {
         err_field_add(err, "page_token", "is not a valid page token");
         return 0;
     }
-    return seq;
+    return c.pos;
 }
 
 /* ---- answers ---- */
@@ -312,7 +315,7 @@ static void user_rpc_email_taken(err_t *err)
 {
     if (err->code == ERR_CONFLICT && db_err_constraint(err, USER_EMAIL_KEY)) {
         err_clear(err);
-        err_set(err, ERR_CONFLICT, "email already registered");
+        err_set_client(err, ERR_CONFLICT, "email already registered");
         err_field_add(err, "email", "is already registered");
     }
 }
@@ -547,19 +550,19 @@ static void user_rpc_get_wallet(user_service_t *service,
     rpc_call_t *call = call_data;
     arena_t *a = rpc_call_arena(call);
     err_t err = ERR_INIT;
-    const char *id;
+    const char *id = NULL;
     int64_t before = 0;
     user_wallet_t w;
-    if (user_rpc_authn(call, &err) == 0) {
+    /* The wallet first: a token is checked against the wallet it was issued for. */
+    if (user_rpc_authn(call, &err) == 0 && user_rpc_owner(call, req->user_id, &id, &err) == 0) {
         if (req->limit < 0 || req->limit > USER_LIMIT_MAX)
             err_field_add(&err, "limit", "must be 1..100, or 0 for 20");
         if (req->page_token[0])
-            before = user_rpc_parse_token(a, req->page_token, &err);
+            before = user_rpc_parse_token(call, id, req->page_token, &err);
     }
     int limit = req->limit ? req->limit : USER_LIMIT_DEFAULT;
     /* One more entry than asked tells whether there is a next page. */
-    if (err.code != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
+    if (err.code != 0 || rpc_call_check_deadline(call, &err) != 0 ||
         user_repo_wallet(user_rpc_pool(call), a, id, limit + 1, before, &w, &err) != 0) {
         rpc_call_fail_hidden(call, &err);
         done(NULL, call_data);
@@ -573,8 +576,13 @@ static void user_rpc_get_wallet(user_service_t *service,
     resp.entries = resp.n_entries ? arena_calloc(a, resp.n_entries, sizeof(*resp.entries)) : NULL;
     for (size_t i = 0; i < resp.n_entries; i++)
         resp.entries[i] = user_rpc_entry(a, &w.entries[i]);
-    if (more)
-        resp.next_page_token = user_rpc_token(a, w.entries[limit - 1].seq);
+    if (more && !(resp.next_page_token = user_rpc_token(call, id, w.entries[limit - 1].seq))) {
+        err_set(&err, ERR_INTERNAL, "wallet of %s: seq %" PRId64 " outside page tokens' bounds", id,
+                w.entries[limit - 1].seq);
+        rpc_call_fail_hidden(call, &err);
+        done(NULL, call_data);
+        return;
+    }
     done(&resp, call_data);
 }
 
@@ -604,7 +612,7 @@ static void user_rpc_key_reused(err_t *err)
 {
     if (err->code == ERR_CONFLICT) {
         err_clear(err);
-        err_set(err, ERR_CONFLICT, "idempotency key already used for another deposit");
+        err_set_client(err, ERR_CONFLICT, "idempotency key already used for another deposit");
         err_field_add(err, "idempotency_key", "was already used with another amount or currency");
     }
 }

@@ -5,9 +5,9 @@
 
 The three services and the gateway run as child processes on free 127.0.0.1
 ports against the test stack (ORDER/PRODUCT/USER_DATABASE_URL, KAFKA_BROKERS,
-REDIS_URL from the environment). The gateway gets a random HS256 secret and a
-Redis key prefix of its own, so runs never see each other's sessions or rate
-limit counters; stop() deletes the prefix's keys. Only the standard library is
+REDIS_URL from the environment), the services with one random PAGE_TOKEN_KEY. The
+gateway gets a random HS256 secret and a Redis key prefix of its own, so runs never
+see each other's sessions or rate limit counters; stop() deletes the prefix's keys. Only the standard library is
 used: HTTP through http.client.
 """
 import base64
@@ -105,6 +105,9 @@ class FleetStack:
         self.procs = []
         self.tag = uuid.uuid4().hex[:10]
         self.secret = secrets.token_urlsafe(48)
+        # One page-token key for every service, as a deployment gives each service's
+        # instances one (the tests MAC tokens of their own with it).
+        self.page_token_key = secrets.token_hex(32)
         self.logdir = tempfile.mkdtemp(prefix="gateway-e2e-")
         self.grpc = {svc: free_port() for svc in ("user", "product", "order")}
         self.gateways = []
@@ -128,6 +131,7 @@ class FleetStack:
             "ADMIN_ADDR": "127.0.0.1:%d" % free_port(),
             "LOG_LEVEL": "warn",
             "PRODUCT_ADDR": "127.0.0.1:%d" % self.grpc["product"],
+            "PAGE_TOKEN_KEY": self.page_token_key,
         })
         return env
 

@@ -22,6 +22,8 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+import grpc_support  # noqa: E402
 from gateway_stack import Client, FleetStack, hs_token  # noqa: E402
 
 STACK = None
@@ -294,7 +296,10 @@ class Bodies(Problems):
     def test_malformed_unknown_wrong_type_and_too_large_bodies(self):
         for method, path, good, wrong, field, who in body_routes():
             with self.subTest(route=(method, path)):
-                self.assertProblem(self.call(method, path, who, raw=b'{"a":'), 400)
+                r = self.call(method, path, who, raw=b'{"a":')
+                self.assertProblem(r, 400)
+                # Where the JSON breaks, not the parser's own words (issue 14).
+                self.assertRegex(r.json["detail"], r"^malformed JSON at line \d+ column \d+$")
                 self.assertProblem(self.call(method, path, who, raw=b'[1,2]'), 400)
                 bad = dict(good, colour="red")
                 self.assertProblem(self.call(method, path, who, body=bad), 400, "colour")
@@ -481,6 +486,85 @@ class Orders(Problems):
         self.assertProblem(r, 400, "lines[0].quantity")
         r = self.order(a["token"], [{"product_id": PID, "quantity": 1}])
         self.assertProblem(r, 400, "lines[0].product_id")
+
+
+class NoOracleNoDatabaseText(Problems):
+    """Issue 14: one 404 whatever the reason, and page tokens that are MAC'd, checked
+    before any query, and never answered with database text."""
+
+    def same_404(self, responses):
+        """Every response is the same 404, byte for byte but for the request id."""
+        bodies = set()
+        for what, r in responses:
+            self.assertProblem(r, 404)
+            self.assertNotIn("errors", r.json, what)
+            rid = r.header("x-request-id")
+            bodies.add((r.status, r.header("content-type"),
+                        r.raw.replace(rid.encode(), b"<request-id>")))
+        self.assertEqual(len(bodies), 1, bodies)
+        return responses[0][1].json
+
+    def test_orders_of_others_unknown_and_malformed_ids_answer_the_same_404(self):
+        a, b = user("kim"), user("lee")
+        oid = GW.post("/api/v1/orders", {"lines": [{"product_id": new_product()["id"],
+                                                    "quantity": 1}]}, token=a["token"],
+                      headers={"Idempotency-Key": str(uuid.uuid4())}).json["id"]
+        ids = (("others", oid), ("others upper-case", oid.upper()),
+               ("unknown", str(uuid.uuid4())), ("malformed", "not-a-uuid"), ("sql", "1%27--"))
+        answers = [("GET " + w, GW.get("/api/v1/orders/" + i, token=b["token"])) for w, i in ids]
+        answers += [("cancel " + w, GW.post("/api/v1/orders/%s/cancel" % i, token=b["token"]))
+                    for w, i in ids]
+        self.assertEqual(self.same_404(answers)["detail"], "order not found")
+        self.assertEqual(GW.get("/api/v1/orders/" + oid, token=a["token"]).status, 200)
+
+    def test_products_unknown_and_malformed_ids_answer_the_same_404(self):
+        self.assertEqual(self.same_404([(i, GW.get("/api/v1/products/" + i))
+                                        for i in (PID, "not-a-uuid")])["detail"],
+                         "product not found")
+
+    def assertBadToken(self, r):
+        self.assertProblem(r, 400, "page_token")
+        self.assertIsNone(grpc_support.DB_TEXT.search(r.raw.decode()), r)
+
+    def test_forged_and_tampered_page_tokens_are_400_without_database_text(self):
+        key = STACK.page_token_key
+        u = user("mia")
+        pid = new_product()["id"]
+        for i in range(3):
+            GW.post("/api/v1/orders", {"lines": [{"product_id": pid, "quantity": 1}]},
+                    token=u["token"], headers={"Idempotency-Key": str(uuid.uuid4())})
+            GW.post("/api/v1/users/me/wallet/deposits", {"amount_cents": 10 + i},
+                    token=u["token"], headers={"Idempotency-Key": str(uuid.uuid4())})
+        word = "E2E-" + TAG
+        lists = (
+            ("/api/v1/orders", {}, u["token"], "order.ListOrders", u["id"], True),
+            ("/api/v1/products", {"q": word}, None, "product.ListProducts", "0" + word, True),
+            ("/api/v1/users/me/wallet", {}, u["token"], "user.GetWallet", u["id"], False),
+        )
+        for path, query, token, kind, scope, with_id in lists:
+            with self.subTest(path=path):
+                r = GW.get(path, query=dict(query, limit="1"), token=token)
+                self.assertEqual(r.status, 200, r)
+                real = r.json["next_page_token"]
+                self.assertNotEqual(real, "")
+                self.assertEqual(GW.get(path, query=dict(query, limit="1", page_token=real),
+                                        token=token).status, 200)
+                row = str(uuid.uuid4()) if with_id else None
+                forged = [grpc_support.b64url(("9223372036854775807:%s:%s" % (row, scope))
+                                              .encode()),
+                          grpc_support.b64url(b"9223372036854775807")]
+                forged += list(grpc_support.tampered(real))
+                # A genuine MAC under the services' key, fields out of bounds.
+                forged += [grpc_support.page_token(kind, scope, pos, row, key=key)
+                           for pos in ((1 << 63) - 1, grpc_support.POS_MAX + 1, -1)]
+                for bad in forged:
+                    self.assertBadToken(GW.get(path, query=dict(query, page_token=bad),
+                                               token=token))
+                # In bounds, under the key: a cursor like any other.
+                good = grpc_support.page_token(kind, scope, 0 if path == "/api/v1/products"
+                                               else grpc_support.POS_MAX, row, key=key)
+                self.assertEqual(GW.get(path, query=dict(query, page_token=good),
+                                        token=token).status, 200)
 
 
 class Document(unittest.TestCase):

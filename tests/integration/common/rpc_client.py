@@ -24,10 +24,12 @@ SVC = "/shop.test.v1.EchoService/"
 
 # --- messages and helpers ----------------------------------------------------------
 
-def fail_request(code, message, violations=()):
+def fail_request(code, message, violations=(), internal=False):
     body = f_int(1, code) + f_str(2, message)
     for field, desc in violations:
         body += f_str(3, f_str(1, field) + f_str(2, desc))
+    if internal:
+        body += f_int(4, 1)
     return body
 
 
@@ -102,6 +104,31 @@ def s_violations(ch, args):
     # No violations, no details key.
     e = expect_error(method(ch, "Fail"), fail_request(5, "gone"), grpc.StatusCode.NOT_FOUND)
     check("x-error-details-bin" not in dict(e.trailing_metadata()), "no details without fields")
+
+
+# An error not written for the client (a database's, a library's) is answered with a
+# generic status and message, whatever its code, and without field violations.
+REDACTED = [(3, grpc.StatusCode.INTERNAL, "internal error"),
+            (5, grpc.StatusCode.INTERNAL, "internal error"),
+            (6, grpc.StatusCode.INTERNAL, "internal error"),
+            (9, grpc.StatusCode.INTERNAL, "internal error"),
+            (13, grpc.StatusCode.INTERNAL, "internal error"),
+            (2, grpc.StatusCode.INTERNAL, "internal error"),
+            (4, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"),
+            (8, grpc.StatusCode.UNAVAILABLE, "service unavailable, retry later"),
+            (10, grpc.StatusCode.UNAVAILABLE, "service unavailable, retry later"),
+            (14, grpc.StatusCode.UNAVAILABLE, "service unavailable, retry later")]
+
+
+def s_redacted(ch, args):
+    fail = method(ch, "Fail")
+    for num, code, shown in REDACTED:
+        msg = "postgresql 22008: interval out of range (%d)" % num
+        e = expect_error(fail, fail_request(num, msg, [("page_token", "secret detail")],
+                                            internal=True), code)
+        check(e.details() == shown, "message of internal %d: %r" % (num, e.details()))
+        check("x-error-details-bin" not in dict(e.trailing_metadata()),
+              "no field detail for internal %d" % num)
 
 
 def s_deadline(ch, args):
@@ -182,6 +209,7 @@ SCENARIOS = {
     "echo": s_echo,
     "status": s_status,
     "violations": s_violations,
+    "redacted": s_redacted,
     "deadline": s_deadline,
     "unimplemented": s_unimplemented,
     "health": s_health,

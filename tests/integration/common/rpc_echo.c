@@ -59,7 +59,10 @@ static void echo_fail(Shop__Test__V1__EchoService_Service *svc,
         return;
     }
     err_t err = ERR_INIT;
-    err_set(&err, err_from_grpc_status(req->code), "%s", req->message);
+    if (req->internal)
+        err_set(&err, err_from_grpc_status(req->code), "%s", req->message);
+    else
+        err_set_client(&err, err_from_grpc_status(req->code), "%s", req->message);
     for (size_t i = 0; i < req->n_violations; i++)
         err_field_add(&err, req->violations[i]->field, "%s", req->violations[i]->description);
     rpc_call_fail(call_data, &err);

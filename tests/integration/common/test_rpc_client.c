@@ -151,6 +151,18 @@ START_TEST(test_failure_returns_code_message_and_field_violations)
         ERR_NOT_FOUND);
     ck_assert_str_eq(err2.msg, "order 42 not found");
     ck_assert_int_eq(err2.n_fields, 0);
+    ck_assert(err2.for_client);
+    ck_assert(err.for_client);
+
+    /* A code the gRPC library produces itself may carry its text: for the log only. */
+    err_t err3 = ERR_INIT;
+    req.code = 14;
+    req.message = "failed to connect to all addresses; last error: 10.0.0.9:50052";
+    ck_assert_int_eq(
+        rpc_channel_call(ch, echo_svc, "Fail", &req.base, arena, &resp, NULL, 0, 0, &err3),
+        ERR_UNAVAILABLE);
+    ck_assert_str_eq(err3.msg, req.message);
+    ck_assert(!err3.for_client);
 }
 END_TEST
 

@@ -73,6 +73,12 @@ START_TEST(test_field_violations_travel_in_error_details_bin)
 }
 END_TEST
 
+START_TEST(test_internal_errors_reach_the_client_redacted)
+{
+    py_ok("redacted", NULL);
+}
+END_TEST
+
 START_TEST(test_expired_deadline_is_deadline_exceeded)
 {
     py_ok("deadline", NULL);
@@ -168,6 +174,7 @@ static Suite *rpc_server_suite(void)
     tcase_add_test(tc, test_echo_returns_message_and_metadata_both_ways);
     tcase_add_test(tc, test_failures_carry_status_code_and_message);
     tcase_add_test(tc, test_field_violations_travel_in_error_details_bin);
+    tcase_add_test(tc, test_internal_errors_reach_the_client_redacted);
     tcase_add_test(tc, test_expired_deadline_is_deadline_exceeded);
     tcase_add_test(tc, test_unknown_method_is_unimplemented_within_a_second);
     tcase_add_test(tc, test_undecodable_request_is_invalid_argument);

@@ -415,6 +415,25 @@ class TestGetOrder(Base):
             with self.subTest(order_id=order_id):
                 self.assertStatus(grpc.StatusCode.NOT_FOUND, get, caller, order_id)
 
+    def test_not_found_answers_are_identical_for_get_and_cancel(self):
+        """No existence oracle: somebody else's order, an unknown id and a malformed one
+        answer the same status, message and trailers, on GetOrder and CancelOrder."""
+        owner, p = new_user(), product()
+        o = create(owner, [(p, 1)]).order
+        stranger = new_user()
+        answers = {}
+        for method in ("GetOrder", "CancelOrder"):
+            for what, order_id in (("others", o.id), ("others upper-case", o.id.upper()),
+                                   ("unknown", str(uuid.uuid4())), ("malformed", "not-a-uuid"),
+                                   ("empty", "")):
+                e = self.assertStatus(grpc.StatusCode.NOT_FOUND, order_call, method,
+                                      who(stranger), order_id=order_id)
+                trailers = tuple(sorted(k for k, _ in e.trailing_metadata() or ()))
+                answers[(method, what)] = (e.code(), e.details(), trailers)
+        self.assertEqual(set(answers.values()),
+                         {(grpc.StatusCode.NOT_FOUND, "order not found", ())}, answers)
+        self.assertEqual(get(owner, o.id).status, PENDING)  # the stranger changed nothing
+
 
 class TestListOrders(Base):
     def test_list_pages_through_the_owners_orders_newest_first(self):
@@ -477,6 +496,115 @@ class TestListOrders(Base):
         # A token is only good for the listing it came from.
         self.assertInvalid(["page_token"], order_call, "ListOrders", who(new_user(), "admin"),
                            user_id="", page_token=token)
+
+
+class TestPageTokens(Base):
+    """Page tokens are MAC'd (common/page_token.h): forged and tampered ones are
+    INVALID_ARGUMENT on page_token before any query, with no database text."""
+
+    KIND = "order.ListOrders"
+
+    def assertBadToken(self, md, user_id, token, channel=None, why="is not a valid page token"):
+        e = self.assertInvalid(["page_token"], order_call, "ListOrders", md, channel,
+                               user_id=user_id, limit=2, page_token=token)
+        self.assertEqual(e.details(), "invalid request")
+        self.assertEqual(self.violations(e), {"page_token": why})
+        grpc_support.assert_no_db_text(self, e)
+        return e
+
+    def test_forged_and_tampered_tokens_are_invalid_without_database_text(self):
+        logged = len(ORDER_SVC.logs())
+        user, p = new_user(), product()
+        made = [create(user, [(p, 1)]).order.id for _ in range(3)]
+        token = order_call("ListOrders", who(user), user_id=user, limit=2).next_page_token
+        self.assertNotEqual(token, "")
+        admin = who(new_user(), "admin")
+        for scope, md, user_id in ((user, who(user), user), ("*", admin, "")):
+            for forged in grpc_support.plain_forgeries(made[0], scope):
+                with self.subTest(forged=forged):
+                    self.assertBadToken(md, user_id, forged)
+        for i, bad in enumerate(grpc_support.tampered(token)):
+            with self.subTest(byte=i):
+                self.assertBadToken(who(user), user, bad)
+        # Under another key (the tests' own; this order-svc has a random one).
+        self.assertBadToken(who(user), user, grpc_support.page_token(
+            self.KIND, user, 1714564800123456, made[0]))
+        # Refused as bad input, not as a failure (which would be logged as one).
+        self.assertNotIn('"msg":"rpc failed"', ORDER_SVC.logs()[logged:])
+        # The genuine token still works, for its own listing only.
+        self.assertEqual(len(order_call("ListOrders", who(user), user_id=user, limit=2,
+                                        page_token=token).orders), 1)
+        self.assertBadToken(admin, "", token, why="was issued for another user_id")
+
+    def test_paging_across_instances_sharing_the_key_and_bounds_under_a_genuine_mac(self):
+        # Each waits until its consumer holds partitions: librdkafka 2.0 aborts when a
+        # consumer closes before its first assignment (confluentinc/librdkafka#4312).
+        env = dict(PRODUCT_ADDR="127.0.0.1:%d" % PRODUCT_SVC.port,
+                   PAGE_TOKEN_KEY=grpc_support.PAGE_TOKEN_KEY,
+                   ready=Service._partitions_assigned)
+        procs, channels = [], []
+        try:
+            for name in ("order-svc-a", "order-svc-b", "order-svc-c"):
+                if name == "order-svc-c":
+                    env["PAGE_TOKEN_KEY"] = "ab" * 32  # another key
+                procs.append(ServiceProcess(name, BINARIES["order-svc"], "ORDER_DATABASE_URL",
+                                            **env))
+                channels.append(procs[-1].channel())
+            a, b = procs[:2]
+            user, p = new_user(), product()
+            made = [create(user, [(p, 1)]).order.id for _ in range(5)]
+            seen, token = [], ""
+            for i in range(3):  # a, b, a: each page from the other instance
+                resp = order_call("ListOrders", who(user), channels[i % 2], user_id=user,
+                                  limit=2, page_token=token)
+                seen += [o.id for o in resp.orders]
+                token = resp.next_page_token
+            self.assertEqual((seen, token), (list(reversed(made)), ""))
+            # Another key: the token is refused.
+            first = order_call("ListOrders", who(user), channels[0], user_id=user,
+                               limit=2).next_page_token
+            self.assertBadToken(who(user), user, first, channels[2])
+            # The shared key, a genuine MAC, fields out of bounds: refused before SQL.
+            last = made[0]
+            for pos in ((1 << 63) - 1, grpc_support.POS_MAX + 1, -1):
+                with self.subTest(pos=pos):
+                    self.assertBadToken(who(user), user, grpc_support.page_token(
+                        self.KIND, user, pos, last), channels[0])
+            for version, flags in ((2, 1), (0, 1), (1, 2)):
+                self.assertBadToken(who(user), user, grpc_support.page_token(
+                    self.KIND, user, 1714564800123456, last, version=version, flags=flags),
+                    channels[0])
+            # ... and in bounds it is a cursor like any other.
+            resp = order_call("ListOrders", who(user), channels[1], user_id=user, limit=10,
+                              page_token=grpc_support.page_token(self.KIND, user,
+                                                                 grpc_support.POS_MAX, last))
+            self.assertEqual([o.id for o in resp.orders], list(reversed(made)))
+            for x in (a, b):
+                self.assertNotIn('"msg":"rpc failed"', x.logs())
+                self.assertNotIn("PAGE_TOKEN_KEY is not set", x.logs())
+            self.assertIn("PAGE_TOKEN_KEY is not set", ORDER_SVC.logs())
+        finally:
+            for ch in channels:
+                ch.close()
+            stopped = []
+            for x in procs:  # every one, even when one fails
+                try:
+                    x.check_stop()
+                except AssertionError as e:
+                    stopped.append(str(e))
+            self.assertEqual(stopped, [])
+
+    def test_a_bad_page_token_key_stops_the_service_naming_the_variable(self):
+        for bad in ("short", "ab" * 31, "not base64 at all!!" * 3):
+            with self.subTest(key=bad):
+                env = dict(os.environ, PAGE_TOKEN_KEY=bad, GRPC_ADDR="127.0.0.1:0",
+                           ADMIN_ADDR="127.0.0.1:0",
+                           DATABASE_URL=os.environ["ORDER_DATABASE_URL"])
+                r = subprocess.run([BINARIES["order-svc"]], env=env, capture_output=True,
+                                   text=True, timeout=30)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("PAGE_TOKEN_KEY", r.stderr)
+                self.assertNotIn(bad, r.stderr + r.stdout)
 
 
 class TestCancelOrder(Base):

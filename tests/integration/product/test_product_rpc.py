@@ -12,6 +12,7 @@ reruns and other tests on the same database never meet; the tag's rows are delet
 at the end (psql).
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ import uuid
 import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+import grpc_support  # noqa: E402
 from grpc_support import (HEALTH_CHECK, RFC3339, TIMEOUT_S, RpcTestCase,  # noqa: E402
                           ServiceProcess, decode, f_int, f_str, field_str, psql, violations)
 
@@ -110,9 +112,9 @@ def get(pid):
     return product(decode(call("GetProduct", f_str(1, pid)))[1][0])
 
 
-def list_page(limit=0, token="", q="", include_inactive=False, md=None):
+def list_page(limit=0, token="", q="", include_inactive=False, md=None, channel=None):
     body = f_int(1, limit) + f_str(2, token) + f_str(3, q) + f_int(4, int(include_inactive))
-    f = decode(call("ListProducts", body, md))
+    f = decode(call("ListProducts", body, md, channel))
     return [product(p) for p in f.get(1, [])], field_str(f, 2)
 
 
@@ -367,6 +369,111 @@ class TestList(RpcTestCase):
         self.assertEqual(len(seen), len(set(seen)), "a product was listed twice")
         self.assertEqual(before - set(seen), set(), "a pre-existing product was skipped")
         self.assertEqual(set(seen) - before - set(added), set())
+
+
+def old_token(us, pid, q, include_inactive=False):
+    """A token of the old, unMAC'd format: base64url of "<µs>:<id>:<FNV-1a of the
+    filter>", which product-svc used to take as it came (the issue's 2^63-1 answered
+    400 "postgresql 22008: interval out of range")."""
+    h = 2166136261
+    for b in (b"1" if include_inactive else b"0") + q.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return grpc_support.b64url(("%s:%s:%08x" % (us, pid, h)).encode())
+
+
+class TestPageTokens(RpcTestCase):
+    """Page tokens are MAC'd (common/page_token.h): forged and tampered ones are
+    INVALID_ARGUMENT on page_token before any query, with no database text."""
+
+    KIND = "product.ListProducts"
+
+    def assertBadToken(self, token, q, channel=None, why="is not a valid page token"):
+        e = self.assertInvalid(["page_token"], list_page, 2, token, q, channel=channel)
+        self.assertEqual(e.details(), "invalid request")
+        self.assertEqual(violations(e), {"page_token": why})
+        grpc_support.assert_no_db_text(self, e)
+
+    def test_forged_and_tampered_tokens_are_invalid_without_database_text(self):
+        logged = len(SERVICE.logs())
+        word = uuid.uuid4().hex[:12]
+        made = [create(name="forge " + word) for _ in range(3)]
+        _, token = list_page(2, q=word)
+        self.assertTrue(token)
+        for us in ("9223372036854775807", "-1", "1714564800123456"):
+            with self.subTest(us=us):
+                self.assertBadToken(old_token(us, made[0]["id"], word), word)
+        for i, bad in enumerate(grpc_support.tampered(token)):
+            with self.subTest(byte=i):
+                self.assertBadToken(bad, word)
+        self.assertBadToken(grpc_support.page_token(self.KIND, "0" + word, 1, made[0]["id"]),
+                            word)
+        self.assertNotIn('"msg":"rpc failed"', SERVICE.logs()[logged:])
+        self.assertBadToken(token, word + "x", why="was issued for another q or include_inactive")
+        self.assertEqual([p["id"] for p in list_page(2, token, word)[0]], [made[2]["id"]])
+
+    def test_paging_across_instances_sharing_the_key_and_bounds_under_a_genuine_mac(self):
+        env = dict(PAGE_TOKEN_KEY=grpc_support.PAGE_TOKEN_KEY,
+                   ready=grpc_support.consumer_assigned)
+        procs, channels = [], []
+        try:
+            for name in ("product-svc-a", "product-svc-b"):
+                procs.append(ServiceProcess(name, sys.argv[1], "PRODUCT_DATABASE_URL", **env))
+                channels.append(procs[-1].channel())
+            word = uuid.uuid4().hex[:12]
+            made = [create(name="shared " + word)["id"] for _ in range(5)]
+            seen, token = [], ""
+            for i in range(3):  # a, b, a
+                page, token = list_page(2, token, word, channel=channels[i % 2])
+                seen += [p["id"] for p in page]
+            self.assertEqual((seen, token), (made, ""))
+            # The main instance has a key of its own (random): it refuses the token.
+            _, first = list_page(2, q=word, channel=channels[0])
+            self.assertBadToken(first, word)
+            self.assertIn("PAGE_TOKEN_KEY is not set", SERVICE.logs())
+            # The shared key, a genuine MAC, fields out of bounds: refused before SQL.
+            for pos in ((1 << 63) - 1, grpc_support.POS_MAX + 1, -1):
+                with self.subTest(pos=pos):
+                    self.assertBadToken(grpc_support.page_token(self.KIND, "0" + word, pos,
+                                                                made[0]), word, channels[1])
+            self.assertBadToken(grpc_support.page_token(self.KIND, "0" + word, 1, made[0],
+                                                        version=2), word, channels[1])
+            page, _ = list_page(10, grpc_support.page_token(self.KIND, "0" + word, 0, made[0]),
+                                word, channel=channels[1])
+            self.assertEqual([p["id"] for p in page], made)
+            for x in procs:
+                self.assertNotIn('"msg":"rpc failed"', x.logs())
+        finally:
+            for ch in channels:
+                ch.close()
+            stopped = []
+            for x in procs:
+                try:
+                    x.check_stop()
+                except AssertionError as e:
+                    stopped.append(str(e))
+            self.assertEqual(stopped, [])
+
+    def test_a_bad_page_token_key_stops_the_service_naming_the_variable(self):
+        env = dict(os.environ, PAGE_TOKEN_KEY="ab" * 31, GRPC_ADDR="127.0.0.1:0",
+                   ADMIN_ADDR="127.0.0.1:0", DATABASE_URL=os.environ["PRODUCT_DATABASE_URL"])
+        r = subprocess.run([sys.argv[1]], env=env, capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("PAGE_TOKEN_KEY", r.stderr)
+        self.assertNotIn("ab" * 31, r.stderr + r.stdout)
+
+
+class TestNotFound(RpcTestCase):
+    def test_unknown_and_malformed_ids_answer_alike(self):
+        answers = set()
+        for method, body in (("GetProduct", lambda pid: f_str(1, pid)),
+                             ("GetStock", lambda pid: f_str(1, pid)),
+                             ("SetStock", lambda pid: f_str(1, pid) + f_int(2, 1))):
+            for pid in (str(uuid.uuid4()), "not-a-uuid", ""):
+                md = None if method == "GetProduct" else ADMIN
+                e = self.assertStatus(grpc.StatusCode.NOT_FOUND, call, method, body(pid), md)
+                answers.add((e.code(), e.details(),
+                             tuple(sorted(k for k, _ in e.trailing_metadata() or ()))))
+        self.assertEqual(answers, {(grpc.StatusCode.NOT_FOUND, "product not found", ())})
 
 
 class TestUpdate(RpcTestCase):

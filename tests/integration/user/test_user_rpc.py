@@ -524,6 +524,90 @@ class WalletTest(Base):
         self.assertEqual(call("GetWallet", as_user(other.id), user_id=other.id).balance_cents, 10)
 
 
+class WalletTokenTest(Base):
+    """Page tokens are MAC'd (common/page_token.h) and tied to the wallet: forged,
+    tampered and foreign ones are INVALID_ARGUMENT on page_token before any query."""
+
+    KIND = "user.GetWallet"
+
+    def setUp(self):
+        self.user = create_user()
+        self.md = as_user(self.user.id)
+        for i in range(5):
+            call("Deposit", self.md, user_id=self.user.id, amount_cents=i + 1,
+                 idempotency_key="tok-%d" % i)
+
+    def wallet(self, token="", md=None, user_id=None, channel=None, limit=2):
+        req = M[METHODS["GetWallet"][0]](user_id=user_id or self.user.id, limit=limit,
+                                         page_token=token)
+        return stub("GetWallet", channel)(req, timeout=TIMEOUT_S, metadata=md or self.md)
+
+    def assertBadToken(self, token, why="is not a valid page token", **kw):
+        e = self.assertInvalid(["page_token"], self.wallet, token, **kw)
+        self.assertEqual(e.details(), "invalid request")
+        self.assertEqual(violations(e), {"page_token": why})
+        grpc_support.assert_no_db_text(self, e)
+
+    def test_forged_tampered_and_foreign_tokens_are_invalid(self):
+        logged = len(SERVICE.logs())
+        token = self.wallet().next_page_token
+        self.assertNotEqual(token, "")
+        # The old format was base64url of the seq itself.
+        for seq in ("9223372036854775807", "1", "-1", "99999999999999999999"):
+            with self.subTest(seq=seq):
+                self.assertBadToken(grpc_support.b64url(seq.encode()))
+        for i, bad in enumerate(grpc_support.tampered(token)):
+            with self.subTest(byte=i):
+                self.assertBadToken(bad)
+        self.assertBadToken(grpc_support.page_token(self.KIND, self.user.id, 3))
+        self.assertNotIn('"msg":"rpc failed"', SERVICE.logs()[logged:])
+        # Another wallet's token, even for an admin who may read both.
+        other = create_user()
+        self.assertBadToken(token, "was issued for another user_id", md=ADMIN, user_id=other.id)
+        self.assertEqual(len(self.wallet(token, md=ADMIN).entries), 2)
+
+    def test_paging_across_instances_sharing_the_key_and_bounds_under_a_genuine_mac(self):
+        env = dict(KAFKA_BROKERS=os.environ["KAFKA_BROKERS"],
+                   PAGE_TOKEN_KEY=grpc_support.PAGE_TOKEN_KEY, ready=grpc_support.consumer_assigned)
+        procs, channels = [], []
+        try:
+            for name in ("user-svc-a", "user-svc-b"):
+                procs.append(ServiceProcess(name, BINARY, "USER_DATABASE_URL", **env))
+                channels.append(procs[-1].channel())
+            seen, token = [], ""
+            for i in range(3):  # a, b, a
+                page = self.wallet(token, channel=channels[i % 2])
+                seen += [e.amount_cents for e in page.entries]
+                token = page.next_page_token
+            self.assertEqual((seen, token), ([5, 4, 3, 2, 1], ""))
+            first = self.wallet(channel=channels[0]).next_page_token
+            self.assertBadToken(first)  # the main instance has a random key of its own
+            self.assertIn("PAGE_TOKEN_KEY is not set", SERVICE.logs())
+            for seq in ((1 << 63) - 1, grpc_support.POS_MAX + 1, -1, 0):
+                with self.subTest(seq=seq):
+                    self.assertBadToken(grpc_support.page_token(self.KIND, self.user.id, seq),
+                                        channel=channels[1])
+            self.assertBadToken(grpc_support.page_token(self.KIND, self.user.id, 3,
+                                                        row_id=str(uuid.uuid4())),
+                                channel=channels[1])
+            page = self.wallet(grpc_support.page_token(self.KIND, self.user.id,
+                                                       grpc_support.POS_MAX),
+                               channel=channels[1], limit=10)
+            self.assertEqual([e.amount_cents for e in page.entries], [5, 4, 3, 2, 1])
+            for x in procs:
+                self.assertNotIn('"msg":"rpc failed"', x.logs())
+        finally:
+            for ch in channels:
+                ch.close()
+            stopped = []
+            for x in procs:
+                try:
+                    x.check_stop()
+                except AssertionError as e:
+                    stopped.append(str(e))
+            self.assertEqual(stopped, [])
+
+
 # --- the admin port and health -----------------------------------------------------
 
 

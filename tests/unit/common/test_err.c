@@ -153,6 +153,81 @@ START_TEST(test_transient_codes_are_the_retryable_ones)
 }
 END_TEST
 
+START_TEST(test_only_client_messages_are_for_the_client)
+{
+    err_t err = ERR_INIT;
+    ck_assert(!err.for_client);
+    err_set(&err, ERR_NOT_FOUND, "postgresql 02000: no data");
+    ck_assert(!err.for_client);
+    ck_assert_int_eq(err_set_client(&err, ERR_NOT_FOUND, "order not found"), ERR_NOT_FOUND);
+    ck_assert(err.for_client);
+    ck_assert_str_eq(err.msg, "order not found");
+    err_set(&err, ERR_INTERNAL, "again for the log");
+    ck_assert(!err.for_client);
+    err_clear(&err);
+    err_field_add(&err, "limit", "must be 0..100");
+    ck_assert(err.for_client);
+    err_clear(&err);
+    ck_assert(!err.for_client);
+    /* A violation added to a database error does not make it the client's. */
+    err_set(&err, ERR_PRECONDITION, "postgresql 23514 (constraint c): check violated");
+    err_field_add(&err, "delta", "would make available negative");
+    ck_assert(!err.for_client);
+    ck_assert_int_eq(err_set_client(NULL, ERR_INVALID, "x"), ERR_INVALID);
+}
+END_TEST
+
+START_TEST(test_redact_keeps_client_errors_and_hides_the_rest)
+{
+    err_t err = ERR_INIT;
+    err_set_client(&err, ERR_NOT_FOUND, "order not found");
+    ck_assert(!err_redact(&err));
+    ck_assert_int_eq(err.code, ERR_NOT_FOUND);
+    ck_assert_str_eq(err.msg, "order not found");
+    err_clear(&err);
+    err_field_add(&err, "page_token", "is not a valid page token");
+    ck_assert(!err_redact(&err));
+    ck_assert_uint_eq(err.n_fields, 1);
+
+    static const struct {
+        int code, shown;
+        const char *msg;
+    } cases[] = {
+        {ERR_INVALID, ERR_INTERNAL, "internal error"},
+        {ERR_CONFLICT, ERR_INTERNAL, "internal error"},
+        {ERR_PRECONDITION, ERR_INTERNAL, "internal error"},
+        {ERR_NOT_FOUND, ERR_INTERNAL, "internal error"},
+        {ERR_PERMISSION, ERR_INTERNAL, "internal error"},
+        {ERR_UNAUTHENTICATED, ERR_INTERNAL, "internal error"},
+        {ERR_RANGE, ERR_INTERNAL, "internal error"},
+        {ERR_UNKNOWN, ERR_INTERNAL, "internal error"},
+        {ERR_INTERNAL, ERR_INTERNAL, "internal error"},
+        {ERR_UNAVAILABLE, ERR_UNAVAILABLE, "service unavailable, retry later"},
+        {ERR_EXHAUSTED, ERR_UNAVAILABLE, "service unavailable, retry later"},
+        {ERR_ABORTED, ERR_UNAVAILABLE, "service unavailable, retry later"},
+        {ERR_TIMEOUT, ERR_TIMEOUT, "deadline exceeded"},
+        {ERR_CANCELLED, ERR_CANCELLED, "cancelled"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err_clear(&err);
+        err_set(&err, cases[i].code, "postgresql 22008: interval out of range");
+        err_field_add(&err, "page_token", "from the database");
+        ck_assert(err_redact(&err));
+        ck_assert_int_eq(err.code, cases[i].shown);
+        ck_assert_str_eq(err.msg, cases[i].msg);
+        ck_assert_uint_eq(err.n_fields, 0);
+        ck_assert(err.for_client);
+        ck_assert(!err_redact(&err)); /* once redacted, for the client */
+    }
+    /* A handler that failed without a code still answers INTERNAL. */
+    err_clear(&err);
+    ck_assert(err_redact(&err));
+    ck_assert_int_eq(err.code, ERR_INTERNAL);
+    ck_assert_str_eq(err.msg, "internal error");
+    ck_assert(!err_redact(NULL));
+}
+END_TEST
+
 static Suite *err_suite(void)
 {
     Suite *s = suite_create("err");
@@ -172,6 +247,10 @@ static Suite *err_suite(void)
     tcase_add_test(check_case(s, "field_truncate", TEST_TIMEOUT_S),
                    test_field_add_truncates_path_and_description);
     tcase_add_test(check_case(s, "clear", TEST_TIMEOUT_S), test_clear_resets_everything);
+    tcase_add_test(check_case(s, "for_client", TEST_TIMEOUT_S),
+                   test_only_client_messages_are_for_the_client);
+    tcase_add_test(check_case(s, "redact", TEST_TIMEOUT_S),
+                   test_redact_keeps_client_errors_and_hides_the_rest);
     tcase_add_test(check_case(s, "transient", TEST_TIMEOUT_S),
                    test_transient_codes_are_the_retryable_ones);
     return s;

@@ -99,7 +99,7 @@ END_TEST
 START_TEST(test_problem_passes_client_errors_through)
 {
     err_t err = ERR_INIT;
-    err_set(&err, ERR_PRECONDITION, "order is still being processed");
+    err_set_client(&err, ERR_PRECONDITION, "order is still being processed");
     int status;
     json_t *p = problem_from_err(&err, 409, NULL, NULL, &status);
     ck_assert_int_eq(status, 409);
@@ -108,6 +108,41 @@ START_TEST(test_problem_passes_client_errors_through)
     ck_assert_str_eq(json_string_value(json_object_get(p, "title")), "Conflict");
     ck_assert_ptr_null(json_object_get(p, "request_id"));
     json_decref(p);
+}
+END_TEST
+
+/* A 4xx code on an error not written for the client (a database's 22008 taken as
+ * INVALID_ARGUMENT, a library's RESOURCE_EXHAUSTED) is a 5xx with a fixed sentence. */
+START_TEST(test_problem_never_answers_4xx_for_internal_errors)
+{
+    static const struct {
+        int code, http;
+        const char *msg;
+    } cases[] = {
+        {ERR_INVALID, 500, "postgresql 22008: interval out of range"},
+        {ERR_CONFLICT, 500, "postgresql 23505 (constraint orders_pkey): duplicate key value"},
+        {ERR_PRECONDITION, 500, "postgresql 23503 (constraint lines_fk): violates foreign key"},
+        {ERR_NOT_FOUND, 500, "no such file /etc/shop/key"},
+        {ERR_EXHAUSTED, 503, "Received message larger than max (5000000 vs. 4194304)"},
+        {ERR_ABORTED, 503, "postgresql 40001: could not serialize access"},
+        {ERR_UNAUTHENTICATED, 500, "token claim sub missing"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err_t err = ERR_INIT;
+        err_set(&err, cases[i].code, "%s", cases[i].msg);
+        err_field_add(&err, "page_token", "internal detail");
+        int status;
+        json_t *p = problem_from_err(&err, 409, NULL, "req-3", &status);
+        ck_assert_int_eq(status, cases[i].http);
+        char *s = json_dumps(p, 0);
+        ck_assert_msg(strstr(s, "postgresql") == NULL && strstr(s, "max") == NULL &&
+                          strstr(s, "constraint") == NULL && strstr(s, "internal detail") == NULL &&
+                          strstr(s, "token claim") == NULL && strstr(s, "/etc") == NULL,
+                      "leaked: %s", s);
+        ck_assert_ptr_null(json_object_get(p, "errors"));
+        free(s);
+        json_decref(p);
+    }
 }
 END_TEST
 
@@ -120,5 +155,6 @@ int main(void)
     tcase_add_test(tc, test_problem_keeps_texts_that_are_not_utf8);
     tcase_add_test(tc, test_problem_never_leaks_internal_messages);
     tcase_add_test(tc, test_problem_passes_client_errors_through);
+    tcase_add_test(tc, test_problem_never_answers_4xx_for_internal_errors);
     return check_run(s, CK_FORK_GETENV);
 }
