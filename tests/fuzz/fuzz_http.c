@@ -82,14 +82,14 @@ static void h_list(http_req_t *r)
 
 static void h_get(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, "thing not found");
     if (id != NULL)
         http_reply_json(r, 200, json_pack("{s:s}", "id", id));
 }
 
 static void h_patch(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, "thing not found");
     if (id == NULL)
         return;
     Shop__Product__V1__UpdateProductRequest *req = (void *)http_body_message(
@@ -102,7 +102,7 @@ static void h_patch(http_req_t *r)
 
 static void h_stock(http_req_t *r)
 {
-    const char *id = routes_path_id(r);
+    const char *id = routes_path_id(r, "thing not found");
     if (id == NULL)
         return;
     Shop__Product__V1__SetStockRequest *req = (void *)http_body_message(
@@ -115,7 +115,7 @@ static void h_stock(http_req_t *r)
 
 static void h_delete(http_req_t *r)
 {
-    if (routes_path_id(r) != NULL)
+    if (routes_path_id(r, "thing not found") != NULL)
         http_reply_empty(r, 204);
 }
 
