@@ -55,7 +55,7 @@ START_TEST(test_problem_keeps_texts_that_are_not_utf8)
      * cut inside a character made problem_new return NULL. */
     err_t err = ERR_INIT;
     err_field_add(&err, "query.\xff", "unknown query parameter");
-    err_set(&err, ERR_INVALID, "sku \xe2\x82 is taken");
+    err_set_client(&err, ERR_INVALID, "sku \xe2\x82 is taken");
     err_field_add(&err, "sku", "cut \xc3");
     int status;
     json_t *p = problem_from_err(&err, 409, NULL, "req-1", &status);
