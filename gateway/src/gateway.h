@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "auth_jwt.h"
 #include "common/rpc.h"
 #include "forwarded.h"
@@ -54,6 +55,7 @@ typedef struct gateway {
     forwarded_trust_t *proxies; /* TRUSTED_PROXIES */
     redis_pool_t *redis;
     session_store_t *sessions;
+    auth_t *auth; /* the policy over keys, sessions and the user budget */
     rpc_channel_t *users;
     rpc_channel_t *products;
     rpc_channel_t *orders;

@@ -466,54 +466,45 @@ void http_ratelimit_headers(http_req_t *r, const char *policy, const ratelimit_s
 
 /* ------------------------------------------------------- authentication ---- */
 
-/* The bearer token's checks (auth_jwt.h), then the session and the request budget
- * in one Redis round trip: the budget counts only while the session exists.
- * Replies and returns false when the request may not go on. */
-static bool http_authenticate(http_req_t *r, http_auth_t auth)
+/* The reply to a verdict (auth.h) that stops the request: 401 with a Bearer
+ * challenge, 403, 429, or the failure's own problem. The identity and the budget's
+ * headers are taken whatever the outcome. False when the request may not go on. */
+static bool http_verdict_apply(http_req_t *r, const auth_verdict_t *v)
 {
-    gateway_t *app = http_app(r);
-    const char *h = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth == HTTP_AUTH_NONE || (auth == HTTP_AUTH_OPTIONAL && h == NULL))
+    r->claims = v->claims;
+    r->authenticated = v->identified;
+    if (v->counted)
+        http_ratelimit_headers(r, v->policy, &v->budget, v->outcome == AUTH_RATE_LIMITED);
+    switch (v->outcome) {
+    case AUTH_OK:
         return true;
-    err_t err = ERR_INIT;
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
-        http_header_add(r, "WWW-Authenticate", "Bearer");
-        http_reply_problem(r, 401, "a bearer token is required", NULL);
+    case AUTH_UNAUTHENTICATED:
+        http_header_add(r, "WWW-Authenticate",
+                        v->token_missing ? "Bearer" : "Bearer error=\"invalid_token\"");
+        http_reply_problem(r, 401,
+                           v->token_missing ? "a bearer token is required"
+                                            : "the token is invalid, expired or revoked",
+                           NULL);
         return false;
-    }
-    int rc = jwt_token_verify(app->keys, h + 7, clock_now_us() / 1000000, &r->claims, &err);
-    char skey[SESSION_KEY_MAX], key[RATELIMIT_KEY_MAX];
-    ratelimit_state_t budget;
-    if (rc == 0) {
-        session_key(app->sessions, r->claims.sid, skey);
-        ratelimit_key(key, app->cfg->redis_prefix, "user", r->claims.sub);
-        rc = ratelimit_hit_if(app->redis, skey, key, app->cfg->user_request_limit,
-                              app->cfg->user_window_ms, &budget, &err);
-        if (rc == 0 || rc == ERR_EXHAUSTED)
-            http_ratelimit_headers(r, "user", &budget, rc == ERR_EXHAUSTED);
-        if (rc == ERR_NOT_FOUND)
-            rc = err_set(&err, ERR_UNAUTHENTICATED, "session %s does not exist", r->claims.sid);
-    }
-    if (rc == ERR_UNAUTHENTICATED) {
-        LOG_INFO("token refused", LOG_STR("reason", err.msg));
-        http_header_add(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        http_reply_problem(r, 401, "the token is invalid, expired or revoked", NULL);
-        return false;
-    }
-    if (rc == ERR_EXHAUSTED) {
-        http_reply_problem(r, 429, "request budget exceeded, retry later", NULL);
-        return false;
-    }
-    if (rc != 0) {
-        http_reply_error(r, &err, 409, NULL);
-        return false;
-    }
-    r->authenticated = true;
-    if (auth == HTTP_AUTH_ADMIN && strcmp(r->claims.role, "admin") != 0) {
+    case AUTH_FORBIDDEN:
         http_reply_problem(r, 403, "this operation needs the admin role", NULL);
         return false;
+    case AUTH_RATE_LIMITED:
+        http_reply_problem(r, 429, "request budget exceeded, retry later", NULL);
+        return false;
+    case AUTH_UNAVAILABLE:
+    default:
+        http_reply_error(r, &v->err, 409, NULL);
+        return false;
     }
-    return true;
+}
+
+static bool http_authenticate(http_req_t *r, auth_need_t need)
+{
+    auth_verdict_t v;
+    auth_check(http_app(r)->auth, need, http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+               clock_now_us() / 1000000, &v);
+    return http_verdict_apply(r, &v);
 }
 
 /* ------------------------------------------------------------- dispatch ---- */

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/rpc.h"
@@ -40,21 +41,13 @@
 typedef struct http_req http_req_t;
 typedef struct http_server http_server_t;
 
-/* Who may call a route. */
-typedef enum {
-    HTTP_AUTH_NONE,     /* anyone; an Authorization header is ignored */
-    HTTP_AUTH_OPTIONAL, /* anyone; a token, when sent, must be valid (401) */
-    HTTP_AUTH_USER,     /* a valid token (401) */
-    HTTP_AUTH_ADMIN,    /* a valid token (401) with role admin (403) */
-} http_auth_t;
-
 /* A route handler: must reply (http_reply_*) or start an upstream call
  * (http_upstream) before returning. Runs on an MHD thread. */
 typedef void (*http_handler_fn)(http_req_t *r);
 
 /* What the router's data points to. */
 typedef struct http_route {
-    http_auth_t auth;
+    auth_need_t auth;
     http_handler_fn handler;
 } http_route_t;
 

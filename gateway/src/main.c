@@ -158,6 +158,12 @@ static int gateway_open(gateway_t *g, const gateway_config_t *c, err_t *err)
               redis_pool_new(c->redis_url, (int)c->redis_pool_size, c->upstream_timeout_ms, err)))
         return err->code;
     g->sessions = session_store_new(g->redis, c->redis_prefix, c->refresh_ttl_ms);
+    g->auth = auth_new(&(auth_opts_t){.keys = g->keys,
+                                      .redis = g->redis,
+                                      .store = g->sessions,
+                                      .redis_prefix = c->redis_prefix,
+                                      .user_request_limit = c->user_request_limit,
+                                      .user_window_ms = c->user_window_ms});
     if (!(g->users = rpc_channel_new(c->user_addr, NULL, err)) ||
         !(g->products = rpc_channel_new(c->product_addr, NULL, err)) ||
         !(g->orders = rpc_channel_new(c->order_addr, NULL, err)))
@@ -170,6 +176,7 @@ static void gateway_close(gateway_t *g)
     rpc_channel_free(g->users);
     rpc_channel_free(g->products);
     rpc_channel_free(g->orders);
+    auth_free(g->auth);
     session_store_free(g->sessions);
     redis_pool_free(g->redis);
     jwt_keys_free(g->keys);
