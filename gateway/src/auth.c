@@ -72,8 +72,8 @@ void auth_check(const auth_t *a, auth_need_t need, const char *authorization, in
         v->token_missing = true;
         return;
     }
-    int rc = jwt_token_verify(a->o.keys, authorization + AUTH_BEARER_LEN, now_s, &v->claims,
-                              &v->err);
+    int rc =
+        jwt_token_verify(a->o.keys, authorization + AUTH_BEARER_LEN, now_s, &v->claims, &v->err);
     if (rc == 0)
         rc = auth_budget(a, v);
     if (rc == ERR_UNAUTHENTICATED)

@@ -39,11 +39,11 @@ typedef enum {
 
 typedef struct auth_verdict {
     auth_outcome_t outcome;
-    bool identified;      /* claims are a verified token's with a live session */
-    bool token_missing;   /* UNAUTHENTICATED: no bearer token at all (not a bad one) */
-    jwt_claims_t claims;  /* the token's, as far as they were read ("" otherwise) */
-    bool counted;         /* the request counted against `budget` (OK, FORBIDDEN, RATE_LIMITED) */
-    const char *policy;   /* the budget's policy name, "user" (static) */
+    bool identified;     /* claims are a verified token's with a live session */
+    bool token_missing;  /* UNAUTHENTICATED: no bearer token at all (not a bad one) */
+    jwt_claims_t claims; /* the token's, as far as they were read ("" otherwise) */
+    bool counted;        /* the request counted against `budget` (OK, FORBIDDEN, RATE_LIMITED) */
+    const char *policy;  /* the budget's policy name, "user" (static) */
     ratelimit_state_t budget;
     err_t err; /* UNAVAILABLE: the failure */
 } auth_verdict_t;

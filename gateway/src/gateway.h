@@ -1,6 +1,7 @@
 /*
  * gateway: the program's settings and the shared state every request handler
- * reaches through http_app() (built once in main, read-only afterwards).
+ * reaches through routes_app() (built once in main, read-only afterwards; the
+ * HTTP layer holds it as an opaque pointer).
  */
 #ifndef GATEWAY_GATEWAY_H
 #define GATEWAY_GATEWAY_H

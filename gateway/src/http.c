@@ -101,7 +101,7 @@ struct http_req {
 
 /* ------------------------------------------------------------ accessors ---- */
 
-gateway_t *http_app(const http_req_t *r)
+void *http_app(const http_req_t *r)
 {
     return r->srv->o.app;
 }
@@ -402,11 +402,11 @@ static void http_client_addr(http_req_t *r)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof(peer));
     else if (sa != NULL && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof(peer));
-    if (!forwarded_trusts(http_app(r)->proxies, peer)) {
+    if (!forwarded_trusts(r->srv->o.proxies, peer)) {
         snprintf(r->client_ip, sizeof(r->client_ip), "%s", peer);
         return;
     }
-    forwarded_client(http_app(r)->proxies, peer, http_header_joined(r, "Forwarded"),
+    forwarded_client(r->srv->o.proxies, peer, http_header_joined(r, "Forwarded"),
                      http_header_joined(r, "X-Forwarded-For"), r->client_ip);
 }
 
@@ -441,9 +441,8 @@ void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescr
     atomic_fetch_add(&r->srv->suspended, 1);
     MHD_suspend_connection(r->conn);
     err_t err = ERR_INIT;
-    int rc =
-        rpc_channel_call_async(ch, svc, method, req, r->arena, md, n_md,
-                               http_app(r)->cfg->upstream_timeout_ms, http_upstream_done, r, &err);
+    int rc = rpc_channel_call_async(ch, svc, method, req, r->arena, md, n_md,
+                                    r->srv->o.upstream_timeout_ms, http_upstream_done, r, &err);
     if (rc != 0)
         http_upstream_done(r, rc, NULL, &err);
 }
@@ -502,7 +501,7 @@ static bool http_verdict_apply(http_req_t *r, const auth_verdict_t *v)
 static bool http_authenticate(http_req_t *r, auth_need_t need)
 {
     auth_verdict_t v;
-    auth_check(http_app(r)->auth, need, http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+    auth_check(r->srv->o.auth, need, http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
                clock_now_us() / 1000000, &v);
     return http_verdict_apply(r, &v);
 }
@@ -816,7 +815,7 @@ void http_server_stop(http_server_t *s, int64_t grace_ms)
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     /* Every suspended request is resumed by its call's deadline at the latest: never
      * stop before that, or a late completion would find its request freed. */
-    int64_t floor_ms = s->o.app->cfg->upstream_timeout_ms + 1000;
+    int64_t floor_ms = s->o.upstream_timeout_ms + 1000;
     int64_t until = clock_mono_us() + (grace_ms > floor_ms ? grace_ms : floor_ms) * 1000;
     while (atomic_load(&s->suspended) > 0 && clock_mono_us() < until)
         clock_sleep_ms(10);

@@ -36,7 +36,7 @@
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/rpc.h"
-#include "gateway.h"
+#include "forwarded.h"
 
 typedef struct http_req http_req_t;
 typedef struct http_server http_server_t;
@@ -59,7 +59,10 @@ typedef struct http_server_opts {
     size_t body_limit;        /* bytes; more is 413 */
     const void *routes;       /* router_route_t[n_routes]; data → http_route_t */
     size_t n_routes;
-    gateway_t *app;
+    int64_t upstream_timeout_ms;      /* deadline of every http_upstream call */
+    const auth_t *auth;               /* decides each route's auth_need_t (auth.h) */
+    const forwarded_trust_t *proxies; /* whose Forwarded / X-Forwarded-For to believe */
+    void *app;                        /* the application's, handed back by http_app */
 } http_server_opts_t;
 
 /* http_server_start: listens and serves. Returns an owned server, or NULL with
@@ -77,7 +80,8 @@ void http_server_stop(http_server_t *s, int64_t grace_ms);
 /* ------------------------------------------------------- inside a handler ---- */
 /* Borrowed values, valid until the request completes. */
 
-gateway_t *http_app(const http_req_t *r);
+/* http_app: the opts' app pointer (the transport does not look into it). */
+void *http_app(const http_req_t *r);
 arena_t *http_arena(const http_req_t *r);
 const char *http_request_id(const http_req_t *r);
 const char *http_client_ip(const http_req_t *r);

@@ -238,6 +238,9 @@ int main(int argc, char **argv)
                               .body_limit = (size_t)cfg.body_limit,
                               .routes = routes,
                               .n_routes = n_routes,
+                              .upstream_timeout_ms = cfg.upstream_timeout_ms,
+                              .auth = app.auth,
+                              .proxies = app.proxies,
                               .app = &app},
         &err);
     if (srv == NULL)

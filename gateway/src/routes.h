@@ -15,8 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway.h"
 #include "http.h"
 #include "router.h"
+
+/* routes_app: the gateway every handler shares (main wires it into the server). */
+static inline gateway_t *routes_app(const http_req_t *r)
+{
+    return http_app(r);
+}
 
 /* routes_table: every route; n gets the count. Static storage. */
 const router_route_t *routes_table(size_t *n);

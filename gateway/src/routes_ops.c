@@ -45,7 +45,7 @@ static const char *ops_probe_redis(http_req_t *r)
 {
     err_t err = ERR_INIT;
     const char *argv[] = {"PING"};
-    redisReply *rep = redis_pool_command(http_app(r)->redis, 1, argv, NULL, &err);
+    redisReply *rep = redis_pool_command(routes_app(r)->redis, 1, argv, NULL, &err);
     if (rep == NULL)
         return err_code_name(err.code);
     freeReplyObject(rep);
@@ -56,7 +56,7 @@ void routes_ops_readyz(http_req_t *r)
 {
     if (!http_query_only(r, ops_no_query))
         return;
-    gateway_t *app = http_app(r);
+    gateway_t *app = routes_app(r);
     const char *checks[4] = {ops_probe_redis(r), ops_probe_service(r, app->users),
                              ops_probe_service(r, app->products),
                              ops_probe_service(r, app->orders)};

@@ -23,8 +23,8 @@ static const char *const orders_no_query[] = {NULL};
 static void orders_call(http_req_t *r, const char *method, const ProtobufCMessage *req,
                         http_done_fn done)
 {
-    http_upstream(r, http_app(r)->orders, &shop__order__v1__order_service__descriptor, method, req,
-                  done);
+    http_upstream(r, routes_app(r)->orders, &shop__order__v1__order_service__descriptor, method,
+                  req, done);
 }
 
 /* GetOrder and CancelOrder answer {order}: the order. */

@@ -21,8 +21,8 @@ static const char *const products_renames[] = {"product_id", "id", NULL};
 static void products_call(http_req_t *r, const char *method, const ProtobufCMessage *req,
                           http_done_fn done)
 {
-    http_upstream(r, http_app(r)->products, &shop__product__v1__product_service__descriptor, method,
-                  req, done);
+    http_upstream(r, routes_app(r)->products, &shop__product__v1__product_service__descriptor,
+                  method, req, done);
 }
 
 static void products_done_whole(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)

@@ -15,7 +15,7 @@ static const char *const users_no_query[] = {NULL};
 static void users_call(http_req_t *r, const char *method, const ProtobufCMessage *req,
                        http_done_fn done)
 {
-    http_upstream(r, http_app(r)->users, &shop__user__v1__user_service__descriptor, method, req,
+    http_upstream(r, routes_app(r)->users, &shop__user__v1__user_service__descriptor, method, req,
                   done);
 }
 

@@ -209,6 +209,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                                   .body_limit = FUZZ_HTTP_BODY_LIMIT,
                                                   .routes = routes,
                                                   .n_routes = sizeof(routes) / sizeof(routes[0]),
+                                                  .upstream_timeout_ms = cfg.upstream_timeout_ms,
+                                                  .auth = app.auth,
                                                   .app = &app,
                                               },
                                               &err);
