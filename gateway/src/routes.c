@@ -59,6 +59,12 @@ const router_route_t *routes_table(size_t *n)
     return routes;
 }
 
+void routes_call(http_req_t *r, upstream_id_t up, const char *method, const ProtobufCMessage *req,
+                 http_done_fn done)
+{
+    http_upstream(r, routes_app(r)->upstream[up], upstream_defs[up].service, method, req, done);
+}
+
 void routes_reply_message(http_req_t *r, int status, const ProtobufCMessage *msg)
 {
     http_reply_json(r, status, msg != NULL ? json_pb_to_json(msg) : json_object());

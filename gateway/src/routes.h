@@ -60,6 +60,11 @@ void routes_ops_openapi(http_req_t *r);
 
 /* ------------------------------------------------------------- helpers ---- */
 
+/* routes_call: http_upstream to the service of row `up` (upstream.h): its channel
+ * and its descriptor; `done` runs when the call ends. */
+void routes_call(http_req_t *r, upstream_id_t up, const char *method, const ProtobufCMessage *req,
+                 http_done_fn done);
+
 /* routes_reply_message: status with msg rendered by json_pb (msg NULL → {}). */
 void routes_reply_message(http_req_t *r, int status, const ProtobufCMessage *msg);
 

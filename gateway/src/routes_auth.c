@@ -82,8 +82,7 @@ void routes_auth_register(http_req_t *r)
     if (!auth_limits(r, "register", req->email, app->cfg->register_ip_limit,
                      app->cfg->register_account_limit))
         return;
-    http_upstream(r, app->users, &shop__user__v1__user_service__descriptor, "CreateUser",
-                  &req->base, auth_register_done);
+    routes_call(r, UPSTREAM_USER, "CreateUser", &req->base, auth_register_done);
 }
 
 /* ------------------------------------------------------------ tokens out ---- */
@@ -151,8 +150,7 @@ void routes_auth_login(http_req_t *r)
     if (!auth_limits(r, "login", req->email, app->cfg->login_ip_limit,
                      app->cfg->login_account_limit))
         return;
-    http_upstream(r, app->users, &shop__user__v1__user_service__descriptor, "VerifyCredentials",
-                  &req->base, auth_login_done);
+    routes_call(r, UPSTREAM_USER, "VerifyCredentials", &req->base, auth_login_done);
 }
 
 /* ---------------------------------------------------------------- refresh ---- */
