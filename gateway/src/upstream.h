@@ -18,9 +18,9 @@
 /* X(id, name, env var, default address, service descriptor, help) */
 #define UPSTREAM_TABLE(X)                                                                          \
     X(ORDER, "order", "ORDER_ADDR", "127.0.0.1:50051", shop__order__v1__order_service__descriptor, \
-      "order-svc: host:port (DNS, every address), a comma-separated list, or dns:///...")         \
+      "order-svc: host:port (DNS, every address), a comma-separated list, or dns:///...")          \
     X(PRODUCT, "product", "PRODUCT_ADDR", "127.0.0.1:50052",                                       \
-      shop__product__v1__product_service__descriptor, "product-svc")                              \
+      shop__product__v1__product_service__descriptor, "product-svc")                               \
     X(USER, "user", "USER_ADDR", "127.0.0.1:50053", shop__user__v1__user_service__descriptor,      \
       "user-svc")
 
@@ -32,9 +32,9 @@ typedef enum {
 } upstream_id_t;
 
 typedef struct upstream_def {
-    const char *name;                        /* "order": its key in /readyz */
-    const char *env;                         /* "ORDER_ADDR" */
-    const char *addr;                        /* the default address */
+    const char *name;                          /* "order": its key in /readyz */
+    const char *env;                           /* "ORDER_ADDR" */
+    const char *addr;                          /* the default address */
     const ProtobufCServiceDescriptor *service; /* what the gateway calls there */
 } upstream_def_t;
 
