@@ -687,7 +687,7 @@ static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
         code = ci != NULL ? (int)ci->http_status : 0;
     }
     double secs = (double)(clock_mono_us() - r->start_us) / 1e6;
-    http_metrics_request(r->srv->metrics, r->route, r->method, code, secs);
+    http_metrics_request(http_metrics_route(r->srv->metrics, r->route, r->method), code, secs);
     log_ctx_set(r->request_id, r->trace_id);
     LOG_INFO("http", LOG_STR("method", r->method), LOG_STR("path", r->path),
              LOG_STR("route", route), LOG_INT("status", code),
