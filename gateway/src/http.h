@@ -15,9 +15,10 @@
  *   - has its body bounded: a Content-Length over the limit is refused at once
  *     with 413, a chunked body is counted as it arrives and refused (413) once it
  *     passes the limit; bodies must be application/json (415 otherwise);
- *   - is routed (404, 405 with Allow), authenticated as the route requires
- *     (Bearer token → auth_jwt checks → session exists in Redis → per-user request
- *     budget), then handed to the route's handler;
+ *   - is routed (404, 405 with Allow), authenticated as the route requires (the
+ *     policy is auth.h's; this layer turns its verdict into 401, 403, 429 or the
+ *     failure's problem, with the RateLimit headers of the user's budget), then
+ *     handed to the route's handler;
  *   - writes one access log line and updates http_requests_total{route,method,
  *     status} and http_request_duration_seconds{route}.
  * Identity comes only from the token: client headers named x-user-* are never

@@ -25,7 +25,7 @@
  * Authentication: the routes that need a token get a JWT checked by the real
  * jwt_token_verify with an HS256 key only this process knows; fuzzed tokens never
  * verify. A token that did would reach the session store and Redis, which this
- * gateway_t does not have (NULL): the crash would be the report of a forged token
+ * auth_t does not have (NULL): the crash would be the report of a forged token
  * accepted.
  */
 #include <arpa/inet.h>
