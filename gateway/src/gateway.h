@@ -1,6 +1,7 @@
 /*
  * gateway: the program's settings and the shared state every request handler
- * reaches through http_app() (built once in main, read-only afterwards).
+ * reaches through routes_app() (built once in main, read-only afterwards; the
+ * HTTP layer holds it as an opaque pointer).
  */
 #ifndef GATEWAY_GATEWAY_H
 #define GATEWAY_GATEWAY_H
@@ -8,11 +9,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "auth_jwt.h"
 #include "common/rpc.h"
 #include "forwarded.h"
 #include "redis_pool.h"
 #include "session.h"
+#include "upstream.h"
 
 /* Every setting, filled from the environment by main's cfg table. */
 typedef struct gateway_config {
@@ -20,9 +23,7 @@ typedef struct gateway_config {
     const char *redis_url;
     const char *redis_prefix;
     int64_t redis_pool_size;
-    const char *order_addr;
-    const char *product_addr;
-    const char *user_addr;
+    const char *upstream_addr[UPSTREAM_N]; /* by upstream_id_t: ORDER_ADDR, ... */
     const char *jwt_alg;
     const char *jwt_secret;
     const char *jwt_private_key_file;
@@ -54,9 +55,8 @@ typedef struct gateway {
     forwarded_trust_t *proxies; /* TRUSTED_PROXIES */
     redis_pool_t *redis;
     session_store_t *sessions;
-    rpc_channel_t *users;
-    rpc_channel_t *products;
-    rpc_channel_t *orders;
+    auth_t *auth;                        /* the policy over keys, sessions and the user budget */
+    rpc_channel_t *upstream[UPSTREAM_N]; /* by upstream_id_t */
 } gateway_t;
 
 #endif

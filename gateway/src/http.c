@@ -101,7 +101,7 @@ struct http_req {
 
 /* ------------------------------------------------------------ accessors ---- */
 
-gateway_t *http_app(const http_req_t *r)
+void *http_app(const http_req_t *r)
 {
     return r->srv->o.app;
 }
@@ -402,11 +402,11 @@ static void http_client_addr(http_req_t *r)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof(peer));
     else if (sa != NULL && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof(peer));
-    if (!forwarded_trusts(http_app(r)->proxies, peer)) {
+    if (!forwarded_trusts(r->srv->o.proxies, peer)) {
         snprintf(r->client_ip, sizeof(r->client_ip), "%s", peer);
         return;
     }
-    forwarded_client(http_app(r)->proxies, peer, http_header_joined(r, "Forwarded"),
+    forwarded_client(r->srv->o.proxies, peer, http_header_joined(r, "Forwarded"),
                      http_header_joined(r, "X-Forwarded-For"), r->client_ip);
 }
 
@@ -441,9 +441,8 @@ void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescr
     atomic_fetch_add(&r->srv->suspended, 1);
     MHD_suspend_connection(r->conn);
     err_t err = ERR_INIT;
-    int rc =
-        rpc_channel_call_async(ch, svc, method, req, r->arena, md, n_md,
-                               http_app(r)->cfg->upstream_timeout_ms, http_upstream_done, r, &err);
+    int rc = rpc_channel_call_async(ch, svc, method, req, r->arena, md, n_md,
+                                    r->srv->o.upstream_timeout_ms, http_upstream_done, r, &err);
     if (rc != 0)
         http_upstream_done(r, rc, NULL, &err);
 }
@@ -466,54 +465,45 @@ void http_ratelimit_headers(http_req_t *r, const char *policy, const ratelimit_s
 
 /* ------------------------------------------------------- authentication ---- */
 
-/* The bearer token's checks (auth_jwt.h), then the session and the request budget
- * in one Redis round trip: the budget counts only while the session exists.
- * Replies and returns false when the request may not go on. */
-static bool http_authenticate(http_req_t *r, http_auth_t auth)
+/* The reply to a verdict (auth.h) that stops the request: 401 with a Bearer
+ * challenge, 403, 429, or the failure's own problem. The identity and the budget's
+ * headers are taken whatever the outcome. False when the request may not go on. */
+static bool http_verdict_apply(http_req_t *r, const auth_verdict_t *v)
 {
-    gateway_t *app = http_app(r);
-    const char *h = http_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth == HTTP_AUTH_NONE || (auth == HTTP_AUTH_OPTIONAL && h == NULL))
+    r->claims = v->claims;
+    r->authenticated = v->identified;
+    if (v->counted)
+        http_ratelimit_headers(r, v->policy, &v->budget, v->outcome == AUTH_RATE_LIMITED);
+    switch (v->outcome) {
+    case AUTH_OK:
         return true;
-    err_t err = ERR_INIT;
-    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
-        http_header_add(r, "WWW-Authenticate", "Bearer");
-        http_reply_problem(r, 401, "a bearer token is required", NULL);
+    case AUTH_UNAUTHENTICATED:
+        http_header_add(r, "WWW-Authenticate",
+                        v->token_missing ? "Bearer" : "Bearer error=\"invalid_token\"");
+        http_reply_problem(r, 401,
+                           v->token_missing ? "a bearer token is required"
+                                            : "the token is invalid, expired or revoked",
+                           NULL);
         return false;
-    }
-    int rc = jwt_token_verify(app->keys, h + 7, clock_now_us() / 1000000, &r->claims, &err);
-    char skey[SESSION_KEY_MAX], key[RATELIMIT_KEY_MAX];
-    ratelimit_state_t budget;
-    if (rc == 0) {
-        session_key(app->sessions, r->claims.sid, skey);
-        ratelimit_key(key, app->cfg->redis_prefix, "user", r->claims.sub);
-        rc = ratelimit_hit_if(app->redis, skey, key, app->cfg->user_request_limit,
-                              app->cfg->user_window_ms, &budget, &err);
-        if (rc == 0 || rc == ERR_EXHAUSTED)
-            http_ratelimit_headers(r, "user", &budget, rc == ERR_EXHAUSTED);
-        if (rc == ERR_NOT_FOUND)
-            rc = err_set(&err, ERR_UNAUTHENTICATED, "session %s does not exist", r->claims.sid);
-    }
-    if (rc == ERR_UNAUTHENTICATED) {
-        LOG_INFO("token refused", LOG_STR("reason", err.msg));
-        http_header_add(r, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        http_reply_problem(r, 401, "the token is invalid, expired or revoked", NULL);
-        return false;
-    }
-    if (rc == ERR_EXHAUSTED) {
-        http_reply_problem(r, 429, "request budget exceeded, retry later", NULL);
-        return false;
-    }
-    if (rc != 0) {
-        http_reply_error(r, &err, 409, NULL);
-        return false;
-    }
-    r->authenticated = true;
-    if (auth == HTTP_AUTH_ADMIN && strcmp(r->claims.role, "admin") != 0) {
+    case AUTH_FORBIDDEN:
         http_reply_problem(r, 403, "this operation needs the admin role", NULL);
         return false;
+    case AUTH_RATE_LIMITED:
+        http_reply_problem(r, 429, "request budget exceeded, retry later", NULL);
+        return false;
+    case AUTH_UNAVAILABLE:
+    default:
+        http_reply_error(r, &v->err, 409, NULL);
+        return false;
     }
-    return true;
+}
+
+static bool http_authenticate(http_req_t *r, auth_need_t need)
+{
+    auth_verdict_t v;
+    auth_check(r->srv->o.auth, need, http_header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+               clock_now_us() / 1000000, &v);
+    return http_verdict_apply(r, &v);
 }
 
 /* ------------------------------------------------------------- dispatch ---- */
@@ -697,7 +687,7 @@ static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
         code = ci != NULL ? (int)ci->http_status : 0;
     }
     double secs = (double)(clock_mono_us() - r->start_us) / 1e6;
-    http_metrics_request(r->srv->metrics, r->route, r->method, code, secs);
+    http_metrics_request(http_metrics_route(r->srv->metrics, r->route, r->method), code, secs);
     log_ctx_set(r->request_id, r->trace_id);
     LOG_INFO("http", LOG_STR("method", r->method), LOG_STR("path", r->path),
              LOG_STR("route", route), LOG_INT("status", code),
@@ -825,7 +815,7 @@ void http_server_stop(http_server_t *s, int64_t grace_ms)
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     /* Every suspended request is resumed by its call's deadline at the latest: never
      * stop before that, or a late completion would find its request freed. */
-    int64_t floor_ms = s->o.app->cfg->upstream_timeout_ms + 1000;
+    int64_t floor_ms = s->o.upstream_timeout_ms + 1000;
     int64_t until = clock_mono_us() + (grace_ms > floor_ms ? grace_ms : floor_ms) * 1000;
     while (atomic_load(&s->suspended) > 0 && clock_mono_us() < until)
         clock_sleep_ms(10);

@@ -15,9 +15,10 @@
  *   - has its body bounded: a Content-Length over the limit is refused at once
  *     with 413, a chunked body is counted as it arrives and refused (413) once it
  *     passes the limit; bodies must be application/json (415 otherwise);
- *   - is routed (404, 405 with Allow), authenticated as the route requires
- *     (Bearer token → auth_jwt checks → session exists in Redis → per-user request
- *     budget), then handed to the route's handler;
+ *   - is routed (404, 405 with Allow), authenticated as the route requires (the
+ *     policy is auth.h's; this layer turns its verdict into 401, 403, 429 or the
+ *     failure's problem, with the RateLimit headers of the user's budget), then
+ *     handed to the route's handler;
  *   - writes one access log line and updates http_requests_total{route,method,
  *     status} and http_request_duration_seconds{route}.
  * Identity comes only from the token: client headers named x-user-* are never
@@ -32,21 +33,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "common/arena.h"
 #include "common/err.h"
 #include "common/rpc.h"
-#include "gateway.h"
+#include "forwarded.h"
 
 typedef struct http_req http_req_t;
 typedef struct http_server http_server_t;
-
-/* Who may call a route. */
-typedef enum {
-    HTTP_AUTH_NONE,     /* anyone; an Authorization header is ignored */
-    HTTP_AUTH_OPTIONAL, /* anyone; a token, when sent, must be valid (401) */
-    HTTP_AUTH_USER,     /* a valid token (401) */
-    HTTP_AUTH_ADMIN,    /* a valid token (401) with role admin (403) */
-} http_auth_t;
 
 /* A route handler: must reply (http_reply_*) or start an upstream call
  * (http_upstream) before returning. Runs on an MHD thread. */
@@ -54,7 +48,7 @@ typedef void (*http_handler_fn)(http_req_t *r);
 
 /* What the router's data points to. */
 typedef struct http_route {
-    http_auth_t auth;
+    auth_need_t auth;
     http_handler_fn handler;
 } http_route_t;
 
@@ -66,7 +60,10 @@ typedef struct http_server_opts {
     size_t body_limit;        /* bytes; more is 413 */
     const void *routes;       /* router_route_t[n_routes]; data → http_route_t */
     size_t n_routes;
-    gateway_t *app;
+    int64_t upstream_timeout_ms;      /* deadline of every http_upstream call */
+    const auth_t *auth;               /* decides each route's auth_need_t (auth.h) */
+    const forwarded_trust_t *proxies; /* whose Forwarded / X-Forwarded-For to believe */
+    void *app;                        /* the application's, handed back by http_app */
 } http_server_opts_t;
 
 /* http_server_start: listens and serves. Returns an owned server, or NULL with
@@ -84,7 +81,8 @@ void http_server_stop(http_server_t *s, int64_t grace_ms);
 /* ------------------------------------------------------- inside a handler ---- */
 /* Borrowed values, valid until the request completes. */
 
-gateway_t *http_app(const http_req_t *r);
+/* http_app: the opts' app pointer (the transport does not look into it). */
+void *http_app(const http_req_t *r);
 arena_t *http_arena(const http_req_t *r);
 const char *http_request_id(const http_req_t *r);
 const char *http_client_ip(const http_req_t *r);

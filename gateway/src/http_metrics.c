@@ -3,8 +3,9 @@
  *
  * A slot is an atomic pointer, NULL until the series is first used; two threads
  * filling the same slot get the same pointer from the registry, so the race is
- * harmless. Requests: one row of status slots per route entry (its method is the
- * entry's) and one row per method slot for unmatched requests. Upstream errors: a
+ * harmless. Requests: one handle per route entry (its method is the entry's) and
+ * one per method slot for unmatched requests, each with its labels and histogram
+ * resolved when the route table is set up and a row of status slots. Upstream errors: a
  * few rows keyed by the service name's address (the gateway calls three services).
  */
 #include "http_metrics.h"
@@ -32,7 +33,14 @@ static const int http_metrics_statuses[] = {0,   200, 201, 202, 204, 304, 400, 4
 #define HTTP_METRICS_N_STATUSES                                                                    \
     (sizeof(http_metrics_statuses) / sizeof(http_metrics_statuses[0]) + 1)
 
-typedef _Atomic(metrics_counter_t *) http_metrics_row_t[HTTP_METRICS_N_STATUSES];
+/* One route's series: labels and histogram resolved in http_metrics_new, the
+ * status counters on their first use (a series appears once it has a count). */
+struct http_metrics_route {
+    const char *route;  /* label: the pattern, or "unmatched" */
+    const char *method; /* label: one of http_metrics_methods */
+    metrics_histogram_t *duration;
+    _Atomic(metrics_counter_t *) status[HTTP_METRICS_N_STATUSES];
+};
 
 typedef struct http_metrics_service {
     _Atomic(const char *) name;
@@ -42,42 +50,10 @@ typedef struct http_metrics_service {
 struct http_metrics {
     const router_route_t *routes;
     size_t n_routes;
-    http_metrics_row_t *matched; /* [n_routes] */
-    http_metrics_row_t unmatched[HTTP_METRICS_N_METHODS];
-    metrics_histogram_t **durations; /* [n_routes] */
-    metrics_histogram_t *unmatched_duration;
+    http_metrics_route_t *matched;                          /* [n_routes] */
+    http_metrics_route_t unmatched[HTTP_METRICS_N_METHODS]; /* by method slot */
     http_metrics_service_t services[HTTP_METRICS_SERVICES];
 };
-
-static metrics_histogram_t *http_metrics_duration(const char *route)
-{
-    return metrics_histogram("http_request_duration_seconds", "HTTP request latency by route",
-                             (const char *[]){"route", route, NULL}, metrics_latency_buckets,
-                             metrics_latency_buckets_n);
-}
-
-http_metrics_t *http_metrics_new(const router_route_t *routes, size_t n)
-{
-    http_metrics_t *m = calloc(1, sizeof(*m));
-    if (m == NULL || (m->matched = calloc(n ? n : 1, sizeof(*m->matched))) == NULL ||
-        (m->durations = calloc(n ? n : 1, sizeof(*m->durations))) == NULL)
-        abort();
-    m->routes = routes;
-    m->n_routes = n;
-    for (size_t i = 0; i < n; i++)
-        m->durations[i] = http_metrics_duration(routes[i].pattern);
-    m->unmatched_duration = http_metrics_duration("unmatched");
-    return m;
-}
-
-void http_metrics_free(http_metrics_t *m)
-{
-    if (m == NULL)
-        return;
-    free(m->matched);
-    free(m->durations);
-    free(m);
-}
 
 static size_t http_metrics_method_slot(const char *method)
 {
@@ -95,30 +71,61 @@ static size_t http_metrics_status_slot(int status)
     return i;
 }
 
-void http_metrics_request(http_metrics_t *m, const router_route_t *route, const char *method,
-                          int status, double secs)
+static void http_metrics_route_init(http_metrics_route_t *h, const char *route, const char *method)
+{
+    h->route = route;
+    h->method = http_metrics_methods[http_metrics_method_slot(method)];
+    h->duration = metrics_histogram(
+        "http_request_duration_seconds", "HTTP request latency by route",
+        (const char *[]){"route", route, NULL}, metrics_latency_buckets, metrics_latency_buckets_n);
+}
+
+http_metrics_t *http_metrics_new(const router_route_t *routes, size_t n)
+{
+    http_metrics_t *m = calloc(1, sizeof(*m));
+    if (m == NULL || (m->matched = calloc(n ? n : 1, sizeof(*m->matched))) == NULL)
+        abort();
+    m->routes = routes;
+    m->n_routes = n;
+    for (size_t i = 0; i < n; i++)
+        http_metrics_route_init(&m->matched[i], routes[i].pattern, routes[i].method);
+    for (size_t i = 0; i < HTTP_METRICS_N_METHODS; i++)
+        http_metrics_route_init(&m->unmatched[i], "unmatched", http_metrics_methods[i]);
+    return m;
+}
+
+void http_metrics_free(http_metrics_t *m)
+{
+    if (m == NULL)
+        return;
+    free(m->matched);
+    free(m);
+}
+
+http_metrics_route_t *http_metrics_route(http_metrics_t *m, const router_route_t *route,
+                                         const char *method)
 {
     size_t idx = route != NULL ? (size_t)(route - m->routes) : m->n_routes;
-    bool matched = idx < m->n_routes;
-    size_t mslot = http_metrics_method_slot(matched ? route->method : method);
+    return idx < m->n_routes ? &m->matched[idx] : &m->unmatched[http_metrics_method_slot(method)];
+}
+
+void http_metrics_request(http_metrics_route_t *h, int status, double secs)
+{
     size_t sslot = http_metrics_status_slot(status);
-    _Atomic(metrics_counter_t *) *slot =
-        matched ? &m->matched[idx][sslot] : &m->unmatched[mslot][sslot];
-    metrics_counter_t *c = atomic_load_explicit(slot, memory_order_acquire);
+    metrics_counter_t *c = atomic_load_explicit(&h->status[sslot], memory_order_acquire);
     if (c == NULL) {
         char code[16];
         if (sslot + 1 < HTTP_METRICS_N_STATUSES)
             snprintf(code, sizeof(code), "%d", status);
         else
             snprintf(code, sizeof(code), "other");
-        c = metrics_counter("http_requests_total", "HTTP requests by route and status",
-                            (const char *[]){"route", matched ? route->pattern : "unmatched",
-                                             "method", http_metrics_methods[mslot], "status", code,
-                                             NULL});
-        atomic_store_explicit(slot, c, memory_order_release);
+        c = metrics_counter(
+            "http_requests_total", "HTTP requests by route and status",
+            (const char *[]){"route", h->route, "method", h->method, "status", code, NULL});
+        atomic_store_explicit(&h->status[sslot], c, memory_order_release);
     }
     metrics_counter_add(c, 1);
-    metrics_histogram_observe(matched ? m->durations[idx] : m->unmatched_duration, secs);
+    metrics_histogram_observe(h->duration, secs);
 }
 
 /* The row of `service`, claimed on first use; NULL when every row is taken. */

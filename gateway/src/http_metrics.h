@@ -12,9 +12,11 @@
  *                                                name; code: err_code_name
  *
  * Whatever a client sends, the number of series is bounded by the route table: an
- * unknown method or path never makes a series of its own. Each series is looked up
- * in the registry once, the first time it is needed, and kept in a slot; after that
- * counting is an atomic load and an atomic add. Thread-safe.
+ * unknown method or path never makes a series of its own. Every route's handle is
+ * resolved when the route table is set up; a counter of a status is looked up in
+ * the registry once, the first time it is needed (a series appears in /metrics
+ * once it counts something), and kept in its slot; after that counting is an
+ * atomic load and an atomic add. Thread-safe.
  */
 #ifndef GATEWAY_HTTP_METRICS_H
 #define GATEWAY_HTTP_METRICS_H
@@ -24,16 +26,21 @@
 #include "router.h"
 
 typedef struct http_metrics http_metrics_t;
+typedef struct http_metrics_route http_metrics_route_t;
 
-/* http_metrics_new: the slots for routes[0..n) (borrowed: must outlive the result).
- * Owned; free with http_metrics_free. */
+/* http_metrics_new: a handle per entry of routes[0..n) and per method of the
+ * unmatched requests, their labels and histograms resolved now (routes is borrowed:
+ * it must outlive the result). Owned; free with http_metrics_free. */
 http_metrics_t *http_metrics_new(const router_route_t *routes, size_t n);
 void http_metrics_free(http_metrics_t *m);
 
-/* http_metrics_request: one answered request. route is the matched entry of the
- * table (NULL: none matched); method is the request's, as sent. */
-void http_metrics_request(http_metrics_t *m, const router_route_t *route, const char *method,
-                          int status, double secs);
+/* http_metrics_route: the handle a request counts on: route's, an entry of the
+ * table, or (route NULL) the unmatched one of `method`, as sent. Borrowed from m. */
+http_metrics_route_t *http_metrics_route(http_metrics_t *m, const router_route_t *route,
+                                         const char *method);
+
+/* http_metrics_request: one answered request on handle h. */
+void http_metrics_request(http_metrics_route_t *h, int status, double secs);
 
 /* http_metrics_upstream_error: one failed call to `service` (a descriptor's
  * short_name, a static string) with err code `code` (< 0). */

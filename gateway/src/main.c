@@ -32,11 +32,11 @@ static const cfg_entry_t config_table[] = {
      "Redis for sessions and rate limits: redis://[:password@]host:port[/db]"},
     {"REDIS_PREFIX", CFG_STR, 0, 64, "gw:", F(redis_prefix), "prefix of every Redis key"},
     {"REDIS_POOL_SIZE", CFG_INT, 1, 256, "16", F(redis_pool_size), "Redis connections"},
-    {"ORDER_ADDR", CFG_STR, 1, 1024, "127.0.0.1:50051", F(order_addr),
-     "order-svc: host:port (DNS, every address), a comma-separated list, or dns:///..."},
-    {"PRODUCT_ADDR", CFG_STR, 1, 1024, "127.0.0.1:50052", F(product_addr), "product-svc"},
-    {"USER_ADDR", CFG_STR, 1, 1024, "127.0.0.1:50053", F(user_addr), "user-svc"},
-    {"JWT_ALG", CFG_STR, 5, 5, "HS256", F(jwt_alg), "HS256 or ES256"},
+#define UPSTREAM_SETTING(id, name, env, addr, svc, help)                                           \
+    {env, CFG_STR, 1, 1024, addr, F(upstream_addr[UPSTREAM_##id]), help},
+    UPSTREAM_TABLE(UPSTREAM_SETTING)
+#undef UPSTREAM_SETTING
+        {"JWT_ALG", CFG_STR, 5, 5, "HS256", F(jwt_alg), "HS256 or ES256"},
     {"JWT_SECRET", CFG_SECRET, 0, 4096, "", F(jwt_secret),
      "HS256 signing secret, at least 32 bytes (required with HS256)"},
     {"JWT_PRIVATE_KEY_FILE", CFG_STR, 0, 1024, "", F(jwt_private_key_file),
@@ -158,18 +158,19 @@ static int gateway_open(gateway_t *g, const gateway_config_t *c, err_t *err)
               redis_pool_new(c->redis_url, (int)c->redis_pool_size, c->upstream_timeout_ms, err)))
         return err->code;
     g->sessions = session_store_new(g->redis, c->redis_prefix, c->refresh_ttl_ms);
-    if (!(g->users = rpc_channel_new(c->user_addr, NULL, err)) ||
-        !(g->products = rpc_channel_new(c->product_addr, NULL, err)) ||
-        !(g->orders = rpc_channel_new(c->order_addr, NULL, err)))
-        return err->code;
-    return 0;
+    g->auth = auth_new(&(auth_opts_t){.keys = g->keys,
+                                      .redis = g->redis,
+                                      .store = g->sessions,
+                                      .redis_prefix = c->redis_prefix,
+                                      .user_request_limit = c->user_request_limit,
+                                      .user_window_ms = c->user_window_ms});
+    return upstream_open(g->upstream, c->upstream_addr, err);
 }
 
 static void gateway_close(gateway_t *g)
 {
-    rpc_channel_free(g->users);
-    rpc_channel_free(g->products);
-    rpc_channel_free(g->orders);
+    upstream_close(g->upstream);
+    auth_free(g->auth);
     session_store_free(g->sessions);
     redis_pool_free(g->redis);
     jwt_keys_free(g->keys);
@@ -231,6 +232,9 @@ int main(int argc, char **argv)
                               .body_limit = (size_t)cfg.body_limit,
                               .routes = routes,
                               .n_routes = n_routes,
+                              .upstream_timeout_ms = cfg.upstream_timeout_ms,
+                              .auth = app.auth,
+                              .proxies = app.proxies,
                               .app = &app},
         &err);
     if (srv == NULL)

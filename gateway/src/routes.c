@@ -25,30 +25,30 @@
 /* Every route of the API. tests/e2e/gateway checks this list against
  * gateway/openapi.json both ways. */
 static const router_route_t routes[] = {
-    ROUTE("POST", "/api/v1/auth/register", HTTP_AUTH_NONE, routes_auth_register),
-    ROUTE("POST", "/api/v1/auth/login", HTTP_AUTH_NONE, routes_auth_login),
-    ROUTE("POST", "/api/v1/auth/refresh", HTTP_AUTH_NONE, routes_auth_refresh),
-    ROUTE("POST", "/api/v1/auth/logout", HTTP_AUTH_USER, routes_auth_logout),
-    ROUTE("GET", "/api/v1/users/me", HTTP_AUTH_USER, routes_users_get_me),
-    ROUTE("PATCH", "/api/v1/users/me", HTTP_AUTH_USER, routes_users_patch_me),
-    ROUTE("GET", "/api/v1/users/me/preferences", HTTP_AUTH_USER, routes_users_get_preferences),
-    ROUTE("PUT", "/api/v1/users/me/preferences", HTTP_AUTH_USER, routes_users_put_preferences),
-    ROUTE("GET", "/api/v1/users/me/wallet", HTTP_AUTH_USER, routes_users_get_wallet),
-    ROUTE("POST", "/api/v1/users/me/wallet/deposits", HTTP_AUTH_USER, routes_users_deposit),
-    ROUTE("GET", "/api/v1/products", HTTP_AUTH_OPTIONAL, routes_products_list),
-    ROUTE("POST", "/api/v1/products", HTTP_AUTH_ADMIN, routes_products_create),
-    ROUTE("GET", "/api/v1/products/{id}", HTTP_AUTH_OPTIONAL, routes_products_get),
-    ROUTE("PATCH", "/api/v1/products/{id}", HTTP_AUTH_ADMIN, routes_products_patch),
-    ROUTE("DELETE", "/api/v1/products/{id}", HTTP_AUTH_ADMIN, routes_products_archive),
-    ROUTE("PUT", "/api/v1/products/{id}/stock", HTTP_AUTH_ADMIN, routes_products_put_stock),
-    ROUTE("POST", "/api/v1/orders", HTTP_AUTH_USER, routes_orders_create),
-    ROUTE("GET", "/api/v1/orders", HTTP_AUTH_USER, routes_orders_list),
-    ROUTE("GET", "/api/v1/orders/{id}", HTTP_AUTH_USER, routes_orders_get),
-    ROUTE("POST", "/api/v1/orders/{id}/cancel", HTTP_AUTH_USER, routes_orders_cancel),
-    ROUTE("GET", "/healthz", HTTP_AUTH_NONE, routes_ops_healthz),
-    ROUTE("GET", "/readyz", HTTP_AUTH_NONE, routes_ops_readyz),
-    ROUTE("GET", "/metrics", HTTP_AUTH_NONE, routes_ops_metrics),
-    ROUTE("GET", "/api/v1/openapi.json", HTTP_AUTH_NONE, routes_ops_openapi),
+    ROUTE("POST", "/api/v1/auth/register", AUTH_NONE, routes_auth_register),
+    ROUTE("POST", "/api/v1/auth/login", AUTH_NONE, routes_auth_login),
+    ROUTE("POST", "/api/v1/auth/refresh", AUTH_NONE, routes_auth_refresh),
+    ROUTE("POST", "/api/v1/auth/logout", AUTH_USER, routes_auth_logout),
+    ROUTE("GET", "/api/v1/users/me", AUTH_USER, routes_users_get_me),
+    ROUTE("PATCH", "/api/v1/users/me", AUTH_USER, routes_users_patch_me),
+    ROUTE("GET", "/api/v1/users/me/preferences", AUTH_USER, routes_users_get_preferences),
+    ROUTE("PUT", "/api/v1/users/me/preferences", AUTH_USER, routes_users_put_preferences),
+    ROUTE("GET", "/api/v1/users/me/wallet", AUTH_USER, routes_users_get_wallet),
+    ROUTE("POST", "/api/v1/users/me/wallet/deposits", AUTH_USER, routes_users_deposit),
+    ROUTE("GET", "/api/v1/products", AUTH_OPTIONAL, routes_products_list),
+    ROUTE("POST", "/api/v1/products", AUTH_ADMIN, routes_products_create),
+    ROUTE("GET", "/api/v1/products/{id}", AUTH_OPTIONAL, routes_products_get),
+    ROUTE("PATCH", "/api/v1/products/{id}", AUTH_ADMIN, routes_products_patch),
+    ROUTE("DELETE", "/api/v1/products/{id}", AUTH_ADMIN, routes_products_archive),
+    ROUTE("PUT", "/api/v1/products/{id}/stock", AUTH_ADMIN, routes_products_put_stock),
+    ROUTE("POST", "/api/v1/orders", AUTH_USER, routes_orders_create),
+    ROUTE("GET", "/api/v1/orders", AUTH_USER, routes_orders_list),
+    ROUTE("GET", "/api/v1/orders/{id}", AUTH_USER, routes_orders_get),
+    ROUTE("POST", "/api/v1/orders/{id}/cancel", AUTH_USER, routes_orders_cancel),
+    ROUTE("GET", "/healthz", AUTH_NONE, routes_ops_healthz),
+    ROUTE("GET", "/readyz", AUTH_NONE, routes_ops_readyz),
+    ROUTE("GET", "/metrics", AUTH_NONE, routes_ops_metrics),
+    ROUTE("GET", "/api/v1/openapi.json", AUTH_NONE, routes_ops_openapi),
 };
 
 const char *const routes_idempotency_renames[] = {"idempotency_key", "Idempotency-Key", NULL};
@@ -57,6 +57,12 @@ const router_route_t *routes_table(size_t *n)
 {
     *n = sizeof(routes) / sizeof(routes[0]);
     return routes;
+}
+
+void routes_call(http_req_t *r, upstream_id_t up, const char *method, const ProtobufCMessage *req,
+                 http_done_fn done)
+{
+    http_upstream(r, routes_app(r)->upstream[up], upstream_defs[up].service, method, req, done);
 }
 
 void routes_reply_message(http_req_t *r, int status, const ProtobufCMessage *msg)

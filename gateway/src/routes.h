@@ -15,8 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gateway.h"
 #include "http.h"
 #include "router.h"
+
+/* routes_app: the gateway every handler shares (main wires it into the server). */
+static inline gateway_t *routes_app(const http_req_t *r)
+{
+    return http_app(r);
+}
 
 /* routes_table: every route; n gets the count. Static storage. */
 const router_route_t *routes_table(size_t *n);
@@ -52,6 +59,11 @@ void routes_ops_metrics(http_req_t *r);
 void routes_ops_openapi(http_req_t *r);
 
 /* ------------------------------------------------------------- helpers ---- */
+
+/* routes_call: http_upstream to the service of row `up` (upstream.h): its channel
+ * and its descriptor; `done` runs when the call ends. */
+void routes_call(http_req_t *r, upstream_id_t up, const char *method, const ProtobufCMessage *req,
+                 http_done_fn done);
 
 /* routes_reply_message: status with msg rendered by json_pb (msg NULL → {}). */
 void routes_reply_message(http_req_t *r, int status, const ProtobufCMessage *msg);

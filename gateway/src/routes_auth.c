@@ -24,7 +24,7 @@
  * when Redis fails). */
 static bool auth_limit(http_req_t *r, const char *name, const char *subject, int64_t limit)
 {
-    gateway_t *app = http_app(r);
+    gateway_t *app = routes_app(r);
     char key[RATELIMIT_KEY_MAX];
     ratelimit_state_t st;
     err_t err = ERR_INIT;
@@ -74,7 +74,7 @@ static void auth_register_done(http_req_t *r, int code, ProtobufCMessage *resp, 
 
 void routes_auth_register(http_req_t *r)
 {
-    gateway_t *app = http_app(r);
+    gateway_t *app = routes_app(r);
     Shop__User__V1__CreateUserRequest *req =
         (void *)http_body_message(r, &shop__user__v1__create_user_request__descriptor, NULL, true);
     if (req == NULL)
@@ -82,8 +82,7 @@ void routes_auth_register(http_req_t *r)
     if (!auth_limits(r, "register", req->email, app->cfg->register_ip_limit,
                      app->cfg->register_account_limit))
         return;
-    http_upstream(r, app->users, &shop__user__v1__user_service__descriptor, "CreateUser",
-                  &req->base, auth_register_done);
+    routes_call(r, UPSTREAM_USER, "CreateUser", &req->base, auth_register_done);
 }
 
 /* ------------------------------------------------------------ tokens out ---- */
@@ -92,7 +91,7 @@ void routes_auth_register(http_req_t *r)
  * token. */
 static void auth_reply_tokens(http_req_t *r, const session_grant_t *g)
 {
-    gateway_t *app = http_app(r);
+    gateway_t *app = routes_app(r);
     err_t err = ERR_INIT;
     char *access =
         jwt_token_issue(app->keys, g->user_id, g->role, g->sid, clock_now_us() / 1000000, &err);
@@ -133,7 +132,7 @@ static void auth_login_done(http_req_t *r, int code, ProtobufCMessage *resp, con
         return;
     }
     session_grant_t g;
-    if (session_create(http_app(r)->sessions, res->user->id, role, &g, &e) < 0) {
+    if (session_create(routes_app(r)->sessions, res->user->id, role, &g, &e) < 0) {
         http_reply_error(r, &e, 409, NULL);
         return;
     }
@@ -143,7 +142,7 @@ static void auth_login_done(http_req_t *r, int code, ProtobufCMessage *resp, con
 
 void routes_auth_login(http_req_t *r)
 {
-    gateway_t *app = http_app(r);
+    gateway_t *app = routes_app(r);
     Shop__User__V1__VerifyCredentialsRequest *req = (void *)http_body_message(
         r, &shop__user__v1__verify_credentials_request__descriptor, NULL, true);
     if (req == NULL)
@@ -151,8 +150,7 @@ void routes_auth_login(http_req_t *r)
     if (!auth_limits(r, "login", req->email, app->cfg->login_ip_limit,
                      app->cfg->login_account_limit))
         return;
-    http_upstream(r, app->users, &shop__user__v1__user_service__descriptor, "VerifyCredentials",
-                  &req->base, auth_login_done);
+    routes_call(r, UPSTREAM_USER, "VerifyCredentials", &req->base, auth_login_done);
 }
 
 /* ---------------------------------------------------------------- refresh ---- */
@@ -165,7 +163,7 @@ void routes_auth_refresh(http_req_t *r)
         return;
     session_grant_t g;
     err_t err = ERR_INIT;
-    int rc = session_refresh(http_app(r)->sessions, req->refresh_token, &g, &err);
+    int rc = session_refresh(routes_app(r)->sessions, req->refresh_token, &g, &err);
     if (rc == ERR_UNAUTHENTICATED) {
         LOG_WARN("refresh refused", LOG_STR("reason", err.msg),
                  LOG_STR("client", http_client_ip(r)));
@@ -186,7 +184,7 @@ void routes_auth_logout(http_req_t *r)
     if (http_body_message(r, &shop__gateway__v1__empty__descriptor, NULL, false) == NULL)
         return;
     err_t err = ERR_INIT;
-    if (session_delete(http_app(r)->sessions, http_session_id(r), &err) < 0) {
+    if (session_delete(routes_app(r)->sessions, http_session_id(r), &err) < 0) {
         http_reply_error(r, &err, 409, NULL);
         return;
     }

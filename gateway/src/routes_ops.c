@@ -45,7 +45,7 @@ static const char *ops_probe_redis(http_req_t *r)
 {
     err_t err = ERR_INIT;
     const char *argv[] = {"PING"};
-    redisReply *rep = redis_pool_command(http_app(r)->redis, 1, argv, NULL, &err);
+    redisReply *rep = redis_pool_command(routes_app(r)->redis, 1, argv, NULL, &err);
     if (rep == NULL)
         return err_code_name(err.code);
     freeReplyObject(rep);
@@ -56,17 +56,17 @@ void routes_ops_readyz(http_req_t *r)
 {
     if (!http_query_only(r, ops_no_query))
         return;
-    gateway_t *app = http_app(r);
-    const char *checks[4] = {ops_probe_redis(r), ops_probe_service(r, app->users),
-                             ops_probe_service(r, app->products),
-                             ops_probe_service(r, app->orders)};
-    bool ready = true;
-    for (size_t i = 0; i < 4; i++)
-        ready = ready && strcmp(checks[i], "ok") == 0;
-    http_reply_json(r, ready ? 200 : 503,
-                    json_pack("{s:s, s:{s:s, s:s, s:s, s:s}}", "status",
-                              ready ? "ready" : "not ready", "checks", "redis", checks[0], "user",
-                              checks[1], "product", checks[2], "order", checks[3]));
+    const char *redis = ops_probe_redis(r);
+    bool ready = strcmp(redis, "ok") == 0;
+    json_t *checks = json_pack("{s:s}", "redis", redis);
+    for (size_t i = 0; i < UPSTREAM_N; i++) {
+        const char *c = ops_probe_service(r, routes_app(r)->upstream[i]);
+        ready = ready && strcmp(c, "ok") == 0;
+        json_object_set_new(checks, upstream_defs[i].name, json_string(c));
+    }
+    http_reply_json(
+        r, ready ? 200 : 503,
+        json_pack("{s:s, s:o}", "status", ready ? "ready" : "not ready", "checks", checks));
 }
 
 void routes_ops_metrics(http_req_t *r)

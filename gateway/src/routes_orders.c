@@ -20,13 +20,6 @@ static const char *const orders_deny_create[] = {"user_id", "idempotency_key", N
 static const char *const orders_list_query[] = {"limit", "page_token", "user_id", NULL};
 static const char *const orders_no_query[] = {NULL};
 
-static void orders_call(http_req_t *r, const char *method, const ProtobufCMessage *req,
-                        http_done_fn done)
-{
-    http_upstream(r, http_app(r)->orders, &shop__order__v1__order_service__descriptor, method, req,
-                  done);
-}
-
 /* GetOrder and CancelOrder answer {order}: the order. */
 static void orders_done_order(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
 {
@@ -63,7 +56,7 @@ void routes_orders_create(http_req_t *r)
         return;
     req->user_id = (char *)http_user_id(r);
     req->idempotency_key = (char *)key;
-    orders_call(r, "CreateOrder", &req->base, orders_create_done);
+    routes_call(r, UPSTREAM_ORDER, "CreateOrder", &req->base, orders_create_done);
 }
 
 static void orders_list_done(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
@@ -94,7 +87,7 @@ void routes_orders_list(http_req_t *r)
         return;
     }
     req.user_id = (char *)(user != NULL ? user : http_is_admin(r) ? "" : http_user_id(r));
-    orders_call(r, "ListOrders", &req.base, orders_list_done);
+    routes_call(r, UPSTREAM_ORDER, "ListOrders", &req.base, orders_list_done);
 }
 
 void routes_orders_get(http_req_t *r)
@@ -104,7 +97,7 @@ void routes_orders_get(http_req_t *r)
         return;
     Shop__Order__V1__GetOrderRequest req = SHOP__ORDER__V1__GET_ORDER_REQUEST__INIT;
     req.order_id = (char *)id;
-    orders_call(r, "GetOrder", &req.base, orders_done_order);
+    routes_call(r, UPSTREAM_ORDER, "GetOrder", &req.base, orders_done_order);
 }
 
 void routes_orders_cancel(http_req_t *r)
@@ -115,5 +108,5 @@ void routes_orders_cancel(http_req_t *r)
         return;
     Shop__Order__V1__CancelOrderRequest req = SHOP__ORDER__V1__CANCEL_ORDER_REQUEST__INIT;
     req.order_id = (char *)id;
-    orders_call(r, "CancelOrder", &req.base, orders_done_order);
+    routes_call(r, UPSTREAM_ORDER, "CancelOrder", &req.base, orders_done_order);
 }

@@ -18,13 +18,6 @@ static const char *const products_list_query[] = {"q", "limit", "page_token", "i
 static const char *const products_no_query[] = {NULL};
 static const char *const products_renames[] = {"product_id", "id", NULL};
 
-static void products_call(http_req_t *r, const char *method, const ProtobufCMessage *req,
-                          http_done_fn done)
-{
-    http_upstream(r, http_app(r)->products, &shop__product__v1__product_service__descriptor, method,
-                  req, done);
-}
-
 static void products_done_whole(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
 {
     if (code != 0)
@@ -67,7 +60,7 @@ void routes_products_list(http_req_t *r)
         return;
     }
     req.include_inactive = inactive != NULL && strcmp(inactive, "true") == 0;
-    products_call(r, "ListProducts", &req.base, products_done_whole);
+    routes_call(r, UPSTREAM_PRODUCT, "ListProducts", &req.base, products_done_whole);
 }
 
 void routes_products_get(http_req_t *r)
@@ -77,7 +70,7 @@ void routes_products_get(http_req_t *r)
         return;
     Shop__Product__V1__GetProductRequest req = SHOP__PRODUCT__V1__GET_PRODUCT_REQUEST__INIT;
     req.product_id = (char *)id;
-    products_call(r, "GetProduct", &req.base, products_done_product);
+    routes_call(r, UPSTREAM_PRODUCT, "GetProduct", &req.base, products_done_product);
 }
 
 static void products_create_done(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
@@ -98,7 +91,7 @@ void routes_products_create(http_req_t *r)
     ProtobufCMessage *req =
         http_body_message(r, &shop__product__v1__create_product_request__descriptor, NULL, true);
     if (req != NULL)
-        products_call(r, "CreateProduct", req, products_create_done);
+        routes_call(r, UPSTREAM_PRODUCT, "CreateProduct", req, products_create_done);
 }
 
 void routes_products_patch(http_req_t *r)
@@ -111,7 +104,7 @@ void routes_products_patch(http_req_t *r)
     if (req == NULL || !routes_update_mask(r, &req->update_mask, &req->n_update_mask))
         return;
     req->product_id = (char *)id;
-    products_call(r, "UpdateProduct", &req->base, products_done_product);
+    routes_call(r, UPSTREAM_PRODUCT, "UpdateProduct", &req->base, products_done_product);
 }
 
 void routes_products_archive(http_req_t *r)
@@ -121,7 +114,7 @@ void routes_products_archive(http_req_t *r)
         return;
     Shop__Product__V1__ArchiveProductRequest req = SHOP__PRODUCT__V1__ARCHIVE_PRODUCT_REQUEST__INIT;
     req.product_id = (char *)id;
-    products_call(r, "ArchiveProduct", &req.base, products_done_product);
+    routes_call(r, UPSTREAM_PRODUCT, "ArchiveProduct", &req.base, products_done_product);
 }
 
 static void products_stock_done(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
@@ -150,5 +143,5 @@ void routes_products_put_stock(http_req_t *r)
         return;
     }
     req->product_id = (char *)id;
-    products_call(r, "SetStock", &req->base, products_stock_done);
+    routes_call(r, UPSTREAM_PRODUCT, "SetStock", &req->base, products_stock_done);
 }

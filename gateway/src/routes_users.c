@@ -12,13 +12,6 @@ static const char *const users_deny_deposit[] = {"user_id", "idempotency_key", N
 static const char *const users_list_query[] = {"limit", "page_token", NULL};
 static const char *const users_no_query[] = {NULL};
 
-static void users_call(http_req_t *r, const char *method, const ProtobufCMessage *req,
-                       http_done_fn done)
-{
-    http_upstream(r, http_app(r)->users, &shop__user__v1__user_service__descriptor, method, req,
-                  done);
-}
-
 /* Done functions: the whole response, or one field of it. */
 static void users_done_whole(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
 {
@@ -46,7 +39,7 @@ void routes_users_get_me(http_req_t *r)
         return;
     Shop__User__V1__GetUserRequest req = SHOP__USER__V1__GET_USER_REQUEST__INIT;
     req.user_id = (char *)http_user_id(r);
-    users_call(r, "GetUser", &req.base, users_done_whole);
+    routes_call(r, UPSTREAM_USER, "GetUser", &req.base, users_done_whole);
 }
 
 void routes_users_patch_me(http_req_t *r)
@@ -56,7 +49,7 @@ void routes_users_patch_me(http_req_t *r)
     if (req == NULL || !routes_update_mask(r, &req->update_mask, &req->n_update_mask))
         return;
     req->user_id = (char *)http_user_id(r);
-    users_call(r, "UpdateProfile", &req->base, users_done_whole);
+    routes_call(r, UPSTREAM_USER, "UpdateProfile", &req->base, users_done_whole);
 }
 
 void routes_users_get_preferences(http_req_t *r)
@@ -65,7 +58,7 @@ void routes_users_get_preferences(http_req_t *r)
         return;
     Shop__User__V1__GetPreferencesRequest req = SHOP__USER__V1__GET_PREFERENCES_REQUEST__INIT;
     req.user_id = (char *)http_user_id(r);
-    users_call(r, "GetPreferences", &req.base, users_done_preferences);
+    routes_call(r, UPSTREAM_USER, "GetPreferences", &req.base, users_done_preferences);
 }
 
 void routes_users_put_preferences(http_req_t *r)
@@ -88,7 +81,7 @@ void routes_users_put_preferences(http_req_t *r)
     req->user_id = (char *)http_user_id(r);
     req->update_mask = all;
     req->n_update_mask = 3;
-    users_call(r, "UpdatePreferences", &req->base, users_done_preferences);
+    routes_call(r, UPSTREAM_USER, "UpdatePreferences", &req->base, users_done_preferences);
 }
 
 void routes_users_get_wallet(http_req_t *r)
@@ -99,7 +92,7 @@ void routes_users_get_wallet(http_req_t *r)
         return;
     req.page_token = (char *)token;
     req.user_id = (char *)http_user_id(r);
-    users_call(r, "GetWallet", &req.base, users_done_whole);
+    routes_call(r, UPSTREAM_USER, "GetWallet", &req.base, users_done_whole);
 }
 
 static void users_deposit_done(http_req_t *r, int code, ProtobufCMessage *resp, const err_t *err)
@@ -123,5 +116,5 @@ void routes_users_deposit(http_req_t *r)
         return;
     req->user_id = (char *)http_user_id(r);
     req->idempotency_key = (char *)key;
-    users_call(r, "Deposit", &req->base, users_deposit_done);
+    routes_call(r, UPSTREAM_USER, "Deposit", &req->base, users_deposit_done);
 }

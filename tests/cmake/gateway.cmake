@@ -12,6 +12,10 @@ shop_test(test_problem SOURCES unit/gateway/test_problem.c LIBS gateway_core
           LABELS "unit;gateway")
 shop_test(test_auth_jwt SOURCES unit/gateway/test_auth_jwt.c LIBS gateway_core
           LABELS "unit;gateway")
+shop_test(test_auth SOURCES unit/gateway/test_auth.c LIBS gateway_core
+          LABELS "unit;gateway")
+shop_test(test_http_metrics SOURCES unit/gateway/test_http_metrics.c LIBS gateway_core
+          LABELS "unit;gateway")
 shop_test(test_session SOURCES integration/gateway/test_session.c LIBS gateway_core
           LABELS "integration;gateway")
 shop_test(test_router SOURCES unit/gateway/test_router.c LIBS gateway_core

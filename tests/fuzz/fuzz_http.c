@@ -25,7 +25,7 @@
  * Authentication: the routes that need a token get a JWT checked by the real
  * jwt_token_verify with an HS256 key only this process knows; fuzzed tokens never
  * verify. A token that did would reach the session store and Redis, which this
- * gateway_t does not have (NULL): the crash would be the report of a forged token
+ * auth_t does not have (NULL): the crash would be the report of a forged token
  * accepted.
  */
 #include <arpa/inet.h>
@@ -154,16 +154,16 @@ static void h_authenticated(http_req_t *r)
     }
 
 static const router_route_t routes[] = {
-    ROUTE("GET", "/healthz", HTTP_AUTH_NONE, h_text),
-    ROUTE("GET", "/api/v1/products", HTTP_AUTH_OPTIONAL, h_list),
-    ROUTE("GET", "/api/v1/products/{id}", HTTP_AUTH_NONE, h_get),
-    ROUTE("PATCH", "/api/v1/products/{id}", HTTP_AUTH_NONE, h_patch),
-    ROUTE("DELETE", "/api/v1/products/{id}", HTTP_AUTH_NONE, h_delete),
-    ROUTE("PUT", "/api/v1/products/{id}/stock", HTTP_AUTH_NONE, h_stock),
-    ROUTE("POST", "/api/v1/orders", HTTP_AUTH_NONE, h_order),
-    ROUTE("POST", "/api/v1/orders/{id}/cancel", HTTP_AUTH_NONE, h_empty_body),
-    ROUTE("GET", "/api/v1/users/me", HTTP_AUTH_USER, h_authenticated),
-    ROUTE("POST", "/api/v1/products", HTTP_AUTH_ADMIN, h_authenticated),
+    ROUTE("GET", "/healthz", AUTH_NONE, h_text),
+    ROUTE("GET", "/api/v1/products", AUTH_OPTIONAL, h_list),
+    ROUTE("GET", "/api/v1/products/{id}", AUTH_NONE, h_get),
+    ROUTE("PATCH", "/api/v1/products/{id}", AUTH_NONE, h_patch),
+    ROUTE("DELETE", "/api/v1/products/{id}", AUTH_NONE, h_delete),
+    ROUTE("PUT", "/api/v1/products/{id}/stock", AUTH_NONE, h_stock),
+    ROUTE("POST", "/api/v1/orders", AUTH_NONE, h_order),
+    ROUTE("POST", "/api/v1/orders/{id}/cancel", AUTH_NONE, h_empty_body),
+    ROUTE("GET", "/api/v1/users/me", AUTH_USER, h_authenticated),
+    ROUTE("POST", "/api/v1/products", AUTH_ADMIN, h_authenticated),
 };
 
 /* ---- the server, once per process ---- */
@@ -197,6 +197,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                                .audience = cfg.jwt_audience,
                                                .ttl_s = 60},
                             &err);
+    /* No Redis and no session store: a forged token that verified would crash there. */
+    app.auth = auth_new(&(auth_opts_t){.keys = app.keys, .redis_prefix = ""});
     http_server_t *s = app.keys == NULL ? NULL
                                         : http_server_start(
                                               &(http_server_opts_t){
@@ -207,6 +209,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                                                   .body_limit = FUZZ_HTTP_BODY_LIMIT,
                                                   .routes = routes,
                                                   .n_routes = sizeof(routes) / sizeof(routes[0]),
+                                                  .upstream_timeout_ms = cfg.upstream_timeout_ms,
+                                                  .auth = app.auth,
                                                   .app = &app,
                                               },
                                               &err);

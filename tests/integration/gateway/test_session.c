@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "check_util.h"
 #include "common/clock.h"
 #include "common/uuid.h"
@@ -255,6 +256,60 @@ START_TEST(test_ratelimit_guarded_counts_only_while_the_session_lives)
 }
 END_TEST
 
+/* auth's verdicts that read Redis: a live session counts against the budget and
+ * passes (or is forbidden for want of the role), a spent budget is rate-limited,
+ * a revoked session is unauthenticated and counts nothing. */
+START_TEST(test_auth_verdict_follows_the_session_the_budget_and_the_role)
+{
+    err_t err = ERR_INIT;
+    jwt_keys_t *k = jwt_keys_new(&(jwt_keys_opts_t){.alg = "HS256",
+                                                    .secret = "0123456789abcdef0123456789abcdef",
+                                                    .issuer = "shop-test",
+                                                    .audience = "shop-test",
+                                                    .ttl_s = 900},
+                                 &err);
+    ck_assert_msg(k != NULL, "%s", err.msg);
+    session_store_t *s = session_store_new(pool, prefix, 60000);
+    auth_t *a = auth_new(&(auth_opts_t){.keys = k,
+                                        .redis = pool,
+                                        .store = s,
+                                        .redis_prefix = prefix,
+                                        .user_request_limit = 2,
+                                        .user_window_ms = 60000});
+    session_grant_t g;
+    ck_assert_int_eq(session_create(s, "user-9", "customer", &g, &err), 0);
+    int64_t now = clock_now_us() / 1000000;
+    char *t = jwt_token_issue(k, "user-9", "customer", g.sid, now, &err);
+    ck_assert_msg(t != NULL, "%s", err.msg);
+    char h[JWT_TOKEN_MAX];
+    snprintf(h, sizeof(h), "Bearer %s", t);
+    free(t);
+    auth_verdict_t v;
+    auth_check(a, AUTH_USER, h, now, &v);
+    ck_assert_int_eq(v.outcome, AUTH_OK);
+    ck_assert(v.identified && v.counted);
+    ck_assert_str_eq(v.claims.sub, "user-9");
+    ck_assert_str_eq(v.policy, "user");
+    ck_assert_int_eq(v.budget.limit, 2);
+    ck_assert_int_eq(v.budget.remaining, 1);
+    auth_check(a, AUTH_ADMIN, h, now, &v);
+    ck_assert_int_eq(v.outcome, AUTH_FORBIDDEN);
+    ck_assert(v.identified && v.counted);
+    ck_assert_int_eq(v.budget.remaining, 0);
+    auth_check(a, AUTH_OPTIONAL, h, now, &v);
+    ck_assert_int_eq(v.outcome, AUTH_RATE_LIMITED);
+    ck_assert(v.counted && !v.identified);
+    ck_assert_int_ge(v.budget.reset_s, 1);
+    ck_assert_int_eq(session_delete(s, g.sid, &err), 0);
+    auth_check(a, AUTH_USER, h, now, &v);
+    ck_assert_int_eq(v.outcome, AUTH_UNAUTHENTICATED);
+    ck_assert(!v.token_missing && !v.identified && !v.counted);
+    auth_free(a);
+    session_store_free(s);
+    jwt_keys_free(k);
+}
+END_TEST
+
 START_TEST(test_ratelimit_window_resets)
 {
     char key[RATELIMIT_KEY_MAX];
@@ -304,6 +359,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_ratelimit_refuses_the_eleventh_hit_with_retry_after);
     tcase_add_test(tc, test_ratelimit_window_resets);
+    tcase_add_test(tc, test_auth_verdict_follows_the_session_the_budget_and_the_role);
     tcase_add_test(tc, test_ratelimit_guarded_counts_only_while_the_session_lives);
     tcase_add_test(tc, test_redis_pool_reports_unreachable_and_bad_urls);
     return check_run(s, CK_FORK_GETENV);
