@@ -9,3 +9,10 @@ add_test(NAME test_deploy_compose
                  $<TARGET_FILE:order-svc> $<TARGET_FILE:product-svc> $<TARGET_FILE:user-svc>
                  $<TARGET_FILE:gateway>)
 set_tests_properties(test_deploy_compose PROPERTIES LABELS "unit;deploy" TIMEOUT 300)
+
+# The fleet manifest (deploy/fleet.conf) against its readers (deploy/fleet.py,
+# deploy/local/fleet.sh), the compose file and the local stack's dev ports
+# (tests/deploy/test_fleet_manifest.py). Needs no build and no infrastructure.
+add_test(NAME test_deploy_fleet_manifest
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_fleet_manifest.py)
+set_tests_properties(test_deploy_fleet_manifest PROPERTIES LABELS "unit;deploy" TIMEOUT 120)
