@@ -142,4 +142,19 @@ wait_for() {
     die "$what did not answer within ${secs}s (logs: $LOGDIR)"
 }
 
+# stack_secret NAME CMD...: the secret in $DATA/secrets/NAME, made once per stack by CMD
+# (never committed, readable by us only); random_b64 N / random_hex N: N random bytes.
+stack_secret() {
+    local f="$DATA/secrets/$1"
+    shift
+    if [ ! -s "$f" ]; then
+        mkdir -p "$DATA/secrets"
+        chmod 700 "$DATA/secrets"
+        (umask 077 && "$@" >"$f")
+    fi
+    cat "$f"
+}
+random_b64() { head -c "$1" /dev/urandom | base64 | tr -d '/+=\n'; }
+random_hex() { head -c "$1" /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -20,16 +20,7 @@ pg_root() {
     fi
 }
 
-pg_superuser_password() {
-    local f="$DATA/secrets/pg-superuser"
-    if [ ! -s "$f" ]; then
-        mkdir -p "$DATA/secrets"
-        chmod 700 "$DATA/secrets"
-        head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$f"
-        chmod 600 "$f"
-    fi
-    cat "$f"
-}
+pg_superuser_password() { stack_secret pg-superuser random_b64 24; }
 
 pg_psql() { # pg_psql SVC SQL...
     local svc=$1

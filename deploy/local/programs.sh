@@ -61,15 +61,7 @@ upstream_env() {
 # page_token_key SVC: the MAC key of SVC's page tokens, generated once per stack (never
 # committed) and given to every instance of SVC, so that any instance takes a token
 # another one issued (SCALE=N, restarts).
-page_token_key() {
-    local f="$DATA/secrets/page-token-key-$1"
-    if [ ! -s "$f" ]; then
-        mkdir -p "$DATA/secrets"
-        chmod 700 "$DATA/secrets"
-        (umask 077 && head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$f")
-    fi
-    cat "$f"
-}
+page_token_key() { stack_secret "page-token-key-$1" random_hex 32; }
 
 instance_start() { # instance_start SVC K
     local svc=$1 k=$2 name bin pidfile extra ups prog=${FLEET_PROGRAM[$1]}
@@ -107,16 +99,7 @@ service_down() {
 }
 
 # The gateway signs access tokens with a secret generated once per stack (never committed).
-jwt_secret() {
-    local f="$DATA/secrets/jwt-secret"
-    if [ ! -s "$f" ]; then
-        mkdir -p "$DATA/secrets"
-        chmod 700 "$DATA/secrets"
-        head -c 48 /dev/urandom | base64 | tr -d '/+=\n' >"$f"
-        chmod 600 "$f"
-    fi
-    cat "$f"
-}
+jwt_secret() { stack_secret jwt-secret random_b64 48; }
 
 gateway_start() {
     local bin pidfile="$RUNDIR/gateway.pid" extra ups
