@@ -8,6 +8,7 @@ seeded stock, cancellations) are compared with them.
 """
 
 import time
+from collections import defaultdict
 
 import chaos_invariants as inv
 from chaos_invariants import Check  # noqa: F401  (chaos.py's name)
