@@ -9,17 +9,17 @@ rusage (util.finish) and reported apart, outside `total`.
 """
 
 import os
-import re
 import time
 from pathlib import Path
 
+from . import fleet
 from .util import jround, say
 
 HZ = os.sysconf("SC_CLK_TCK")
-SERVICES = ("order", "product", "user")
-STACK_GROUPS = ("kafka", "pg_order", "pg_product", "pg_user", "order_svc", "product_svc",
-                "user_svc", "gateway", "redis")
-_INSTANCE = re.compile(r"^(order|product|user)-svc-\d+$")
+SERVICES = tuple(r.name for r in fleet.services())  # deploy/fleet.conf
+# A program's group is its name with '_' for '-': order-svc -> order_svc.
+_PROGRAM_GROUPS = {r.program: r.program.replace("-", "_") for r in fleet.programs()}
+STACK_GROUPS = ("kafka", *(f"pg_{s}" for s in SERVICES), *_PROGRAM_GROUPS.values(), "redis")
 
 
 def _proc_table() -> dict:
@@ -62,10 +62,10 @@ def _postgres(table: dict, pg_dir: Path):
 
 def _group_of(part: str):
     """The group of a pid file's name: gateway, order-svc-2 -> order_svc, kafka, redis."""
-    m = _INSTANCE.match(part)
-    if m:
-        return f"{m.group(1)}_svc"
-    return part if part in ("gateway", "kafka", "redis") else None
+    program, _, k = part.rpartition("-")
+    if k.isdigit() and program in _PROGRAM_GROUPS:
+        return _PROGRAM_GROUPS[program]
+    return _PROGRAM_GROUPS.get(part) or (part if part in ("kafka", "redis") else None)
 
 
 def _programs(table: dict, run_dir: Path) -> dict:

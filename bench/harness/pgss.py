@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .cpu import SERVICES
 from .util import psql, say
 
 EXTRA_CONF = ("shared_preload_libraries = 'pg_stat_statements'\n"
               "pg_stat_statements.track_planning = on\n"
               "pg_stat_statements.max = 1000")
 TOP = 12
-SERVICES = ("order", "product", "user")
 
 
 def enabled() -> bool:

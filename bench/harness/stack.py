@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import fleet
 from .util import HarnessError, run, say
 
 LOCK_WAIT_S = 1200  # a full run takes about 6 minutes
-PROGRAMS = ("services/order/order-svc", "services/product/product-svc",
-            "services/user/user-svc", "gateway/gateway")
+PROGRAMS = tuple(r.path for r in fleet.programs())  # deploy/fleet.conf
 
 
 class Stack:
@@ -124,7 +124,10 @@ class Stack:
         return self.env[f"{svc.upper()}_{kind}_ADDRS"].split(",")[0]
 
 
+_SERVICE_PROGRAMS = {r.program for r in fleet.services()}
+
+
 def _is_instance(part: str) -> bool:
     """order-svc-1 and the like: a program instance, not postgres/order or kafka."""
     name, _, k = part.rpartition("-")
-    return name.endswith("-svc") and k.isdigit() and len(k) == 1
+    return name in _SERVICE_PROGRAMS and k.isdigit() and len(k) == 1

@@ -12,16 +12,19 @@
 # so that two checkouts can run their stacks at once.
 #
 # Compact layout (bench, chaos): gateway B+80, Kafka B+92 (controller B+93), Redis B+380,
-# PostgreSQL order/product/user B+433..B+435; instance k of service s (0 order,
-# 1 product, 2 user) admin HTTP B+100+10(k-1)+s, gRPC B+200+10(k-1)+s.
+# PostgreSQL of a service B+433+pg; instance k of a service admin HTTP B+100+10(k-1)+admin,
+# gRPC B+200+10(k-1)+grpc, with the offsets pg, admin, grpc of deploy/fleet.conf.
 # In the dev layout, instance k listens on the ports of instance 1 + 100(k-1).
 #
-# SCALE=N (1..9) runs N instances of each service, named <svc>-svc-<k>; `up` remembers
+# The services, their databases, topics and upstreams come from deploy/fleet.conf
+# (fleet.sh). FLEET=1 runs the programs: then every one of them must be built.
+#
+# SCALE=N (1..9) runs N instances of each service, named <program>-<k>; `up` remembers
 # it in the data directory for the commands that follow.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STACK_PROFILE=${STACK_PROFILE:-dev}
-SERVICES=(order product user)
+. "$ROOT/deploy/local/fleet.sh"
 
 shift_=${STACK_PORT_BASE:-10000}
 case "$STACK_PROFILE" in
@@ -33,37 +36,48 @@ chaos) DATA="$ROOT/.data-chaos" ; base=$((shift_ + 12000)) ; FLEET=${FLEET:-1} ;
 esac
 unset shift_
 
-TOPICS=(order.events inventory.events payment.events
-        order.events.dlq inventory.events.dlq payment.events.dlq)
-TOPIC_PARTITIONS=6
+TOPIC_PARTITIONS=6 # every topic's (TOPICS: fleet.sh)
 # The fleet's one maximum record batch, in bytes: the broker's message.max.bytes and
 # every topic's max.message.bytes. The programs' producers refuse locally what would
 # not fit (KFK_BATCH_MAX in common/include/common/kfk.h, which must say the same:
 # tests/deploy/test_compose.py checks it), so a broker never refuses a batch of
 # theirs for its size, and a dead-letter copy is cut to fit (docs/common.md).
 KAFKA_MESSAGE_MAX=1048576
-declare -A SVC_INDEX=([order]=0 [product]=1 [user]=2)
 
 case "$STACK_PROFILE" in
 dev | test)
-    declare -A PG_PORT=([order]=$((5433 + base)) [product]=$((5434 + base)) [user]=$((5435 + base)))
+    pg_base=$((5433 + base))
     REDIS_PORT=$((6380 + base))
     KAFKA_PORT=$((9092 + base))
     KAFKA_CONTROLLER_PORT=$((9093 + base))
     GATEWAY_PORT=$((8080 + base))
-    grpc_port() { echo $((50051 + base + SVC_INDEX[$1] + 100 * ($2 - 1))); }
-    admin_port() { echo $((8081 + base + SVC_INDEX[$1] + 100 * ($2 - 1))); }
+    grpc_port() { echo $((50051 + base + FLEET_GRPC[$1] + 100 * ($2 - 1))); }
+    admin_port() { echo $((8081 + base + FLEET_ADMIN[$1] + 100 * ($2 - 1))); }
     ;;
 *)
-    declare -A PG_PORT=([order]=$((base + 433)) [product]=$((base + 434)) [user]=$((base + 435)))
+    pg_base=$((base + 433))
     REDIS_PORT=$((base + 380))
     KAFKA_PORT=$((base + 92))
     KAFKA_CONTROLLER_PORT=$((base + 93))
     GATEWAY_PORT=$((base + 80))
-    grpc_port() { echo $((base + 200 + 10 * ($2 - 1) + SVC_INDEX[$1])); }
-    admin_port() { echo $((base + 100 + 10 * ($2 - 1) + SVC_INDEX[$1])); }
+    grpc_port() { echo $((base + 200 + 10 * ($2 - 1) + FLEET_GRPC[$1])); }
+    admin_port() { echo $((base + 100 + 10 * ($2 - 1) + FLEET_ADMIN[$1])); }
     ;;
 esac
+# PG_SERVICES: the services with a database, each on its own cluster at PG_PORT[svc].
+declare -A PG_PORT=()
+PG_SERVICES=()
+for svc_ in "${SERVICES[@]}"; do
+    [ -n "${FLEET_DB[$svc_]}" ] || continue
+    PG_SERVICES+=("$svc_")
+    PG_PORT[$svc_]=$((pg_base + FLEET_PG[$svc_]))
+done
+unset svc_ pg_base
+
+# db_url SVC: the service's database, as its own role; env_prefix PROGRAM: order-svc ->
+# ORDER_SVC (the prefix of <PROGRAM>_ENV_<NAME> settings).
+db_url() { local db=${FLEET_DB[$1]}; echo "postgresql://$db:$db@127.0.0.1:${PG_PORT[$1]}/$db"; }
+env_prefix() { local p=${1^^}; echo "${p//-/_}"; }
 
 # Where the programs are taken from: the optimized build unless BIN_DIR says otherwise.
 BIN_DIR=${BIN_DIR:-$ROOT/build-release}
@@ -127,5 +141,20 @@ wait_for() {
     done
     die "$what did not answer within ${secs}s (logs: $LOGDIR)"
 }
+
+# stack_secret NAME CMD...: the secret in $DATA/secrets/NAME, made once per stack by CMD
+# (never committed, readable by us only); random_b64 N / random_hex N: N random bytes.
+stack_secret() {
+    local f="$DATA/secrets/$1"
+    shift
+    if [ ! -s "$f" ]; then
+        mkdir -p "$DATA/secrets"
+        chmod 700 "$DATA/secrets"
+        (umask 077 && "$@" >"$f")
+    fi
+    cat "$f"
+}
+random_b64() { head -c "$1" /dev/urandom | base64 | tr -d '/+=\n'; }
+random_hex() { head -c "$1" /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -10,7 +10,7 @@ SCALE=2) and always stops it. Settings (environment):
   CHAOS_USERS           customers (50)
   CHAOS_PRODUCTS        products (20)
   CHAOS_FAULTS          faults to inject, at least one per kind (12)
-  CHAOS_FAULT_KINDS     comma list of kinds (all: order-svc,product-svc,user-svc,gateway,
+  CHAOS_FAULT_KINDS     comma list of kinds (all: every program of deploy/fleet.conf,
                         kafka,postgres)
   CHAOS_THREADS         client threads (16)
   CHAOS_RATE            orders per second at most (12; quick 8), so that the load

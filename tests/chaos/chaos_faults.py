@@ -11,9 +11,13 @@ relative speed of the load and of the restarts, and the last slice runs fault-fr
 import threading
 import time
 
-# Fault kinds: the part(s) each one picks from. Services rotate over their instances
-# and PostgreSQL over the three databases, so repeated kinds hit different parts.
-KINDS = ("order-svc", "product-svc", "user-svc", "gateway", "kafka", "postgres")
+from chaos_stack import fleet
+
+# Fault kinds: the part(s) each one picks from: every program of deploy/fleet.conf,
+# Kafka and PostgreSQL. Services rotate over their instances and PostgreSQL over the
+# databases, so repeated kinds hit different parts.
+KINDS = (*(r.program for r in fleet.programs()), "kafka", "postgres")
+SERVICE_KINDS = tuple(r.program for r in fleet.services())
 
 
 class Progress:
@@ -78,8 +82,8 @@ def plan_faults(rng, n_faults, kinds, parts):
     for kind in kinds:
         if kind == "postgres":
             c = [p for p in parts if p.startswith("postgres/")]
-        elif kind.endswith("-svc"):
-            c = [p for p in parts if p.startswith(kind + "-")]
+        elif kind in SERVICE_KINDS:
+            c = [p for p in parts if p.rpartition("-")[0] == kind]
         else:
             c = [p for p in parts if p == kind]
         if not c:

@@ -1,8 +1,9 @@
 """The chaos stack as the harness sees it: deploy/local/stack.sh (kill, start, env,
-parts, create-admin), the three PostgreSQL databases through psql, and the Kafka
+parts, create-admin), the services' PostgreSQL databases through psql, and the Kafka
 topics through kcat and the broker's own consumer-group tool.
 
-Everything is read from `stack.sh env` (never a hard-coded port). Every external
+Everything is read from `stack.sh env` (never a hard-coded port), and the fleet's
+services and topics from deploy/fleet.conf (deploy/fleet.py). Every external
 command has a timeout, so a hung tool fails the run instead of hanging it.
 """
 
@@ -11,11 +12,18 @@ import io
 import os
 import re
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "deploy"))
+import fleet  # noqa: E402
+
 STACK_SH = os.path.join(ROOT, "deploy", "local", "stack.sh")
-DLQ_TOPICS = ("order.events.dlq", "inventory.events.dlq", "payment.events.dlq")
-SAGA_TOPICS = ("order.events", "inventory.events", "payment.events")
+SERVICES = fleet.services()
+SAGA_TOPICS = tuple(fleet.event_topics())
+DLQ_TOPICS = tuple(t + ".dlq" for t in SAGA_TOPICS)
+# The consumer groups: a consuming service's group is its program's name.
+CONSUMER_GROUPS = tuple(r.program for r in SERVICES if r.consumes)
 
 
 class StackError(RuntimeError):
@@ -45,15 +53,14 @@ class Stack:
             name, sep, value = line.partition("=")
             if sep:
                 self.env[name] = value
-        for need in ("STACK_DATA", "GATEWAY_URL", "KAFKA_BROKERS", "ORDER_DATABASE_URL",
-                     "PRODUCT_DATABASE_URL", "USER_DATABASE_URL"):
+        for need in ("STACK_DATA", "GATEWAY_URL", "KAFKA_BROKERS",
+                     *(f"{r.name.upper()}_DATABASE_URL" for r in SERVICES)):
             if not self.env.get(need):
                 raise StackError(f"stack.sh env does not name {need}")
         self.data = self.env["STACK_DATA"]
         self.log_dir = os.path.join(self.data, "log")
         self.brokers = self.env["KAFKA_BROKERS"]
-        self.db_urls = {svc: self.env[f"{svc.upper()}_DATABASE_URL"]
-                        for svc in ("order", "product", "user")}
+        self.db_urls = {r.name: self.env[f"{r.name.upper()}_DATABASE_URL"] for r in SERVICES}
         self._kafka_libs = None
 
     # ---- parts ----
@@ -76,11 +83,12 @@ class Stack:
             if part.startswith("postgres/"):
                 self.query(part.split("/", 1)[1], "SELECT 1", timeout=15)
             elif part == "kafka":
-                _run(["kcat", "-b", self.brokers, "-L", "-t", "order.events"], 15)
+                _run(["kcat", "-b", self.brokers, "-L", "-t", SAGA_TOPICS[0]], 15)
             elif part == "gateway":
                 _run(["curl", "-sf", "-m", "5", self.env["GATEWAY_URL"] + "/healthz"], 15)
             else:
-                svc, _, k = part.rpartition("-svc-")
+                program, _, k = part.rpartition("-")
+                svc = next(r.name for r in SERVICES if r.program == program)
                 addrs = self.env[f"{svc.upper()}_ADMIN_ADDRS"].split(",")
                 _run(["curl", "-sf", "-m", "5", f"http://{addrs[int(k) - 1]}/readyz"], 15)
         except StackError:

@@ -20,11 +20,13 @@ export STACK_PROFILE=chaos
 export SCALE=${CHAOS_SCALE:-2}
 export BIN_DIR=${BIN_DIR:-$root/build-release}
 # make test exports the test stack's settings; none of them may leak into this stack.
-unset ORDER_DATABASE_URL PRODUCT_DATABASE_URL USER_DATABASE_URL REDIS_URL KAFKA_BROKERS \
-    GATEWAY_URL DATABASE_URL GRPC_ADDR ADMIN_ADDR
+ROOT=$root . "$root/deploy/local/fleet.sh"
+unset REDIS_URL KAFKA_BROKERS GATEWAY_URL DATABASE_URL GRPC_ADDR ADMIN_ADDR
+for svc in "${SERVICES[@]}"; do unset "${svc^^}_DATABASE_URL"; done
 
-for prog in services/order/order-svc services/product/product-svc services/user/user-svc \
-    gateway/gateway; do
+# Every program of deploy/fleet.conf (stack.sh up checks again, but this says it early).
+for prog in "${FLEET_PROGRAMS[@]}"; do
+    prog=$(fleet_program_path "$prog")
     [ -x "$BIN_DIR/$prog" ] || { echo "chaos: $BIN_DIR/$prog is not built (make release)" >&2; exit 2; }
 done
 

@@ -28,16 +28,16 @@ setting they read):
   services name in their code, and the local stack creates) with 6 partitions;
 - the largest record batch is one number: KFK_BATCH_MAX in kfk.h (what the programs'
   producers size their messages by), the local broker's and topics' settings
-  (lib.sh, stack.sh), the compose broker's and kafka-init's topics';
-- every address a program is given (gateway upstreams, order-svc's product-svc,
+  (lib.sh, kafka.sh), the compose broker's and kafka-init's topics';
+- every address a program is given (its upstreams in deploy/fleet.conf,
   DATABASE_URL, KAFKA_BROKERS, REDIS_URL) names a compose service that exists, on
   the port that service listens on, with the credentials it was created with;
 - named volumes are declared; .dockerignore keeps build trees, data and .env out;
 - `docker compose config` accepts the file, when a Docker client with the compose
   plugin is installed (skipped otherwise).
 
-usage: test_compose.py PROGRAM_BINARY...  (the built order-svc, product-svc, user-svc,
-gateway; a program's name is its file name)
+usage: test_compose.py PROGRAM_BINARY...  (every program of deploy/fleet.conf, built;
+a program's name is its file name)
 """
 import fnmatch
 import functools
@@ -58,6 +58,9 @@ from urllib.parse import urlsplit
 import yaml
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "deploy"))
+import fleet  # noqa: E402  (deploy/fleet.py: the manifest, deploy/fleet.conf)
+
 COMPOSE_FILE = os.path.join(ROOT, "deploy", "docker-compose.yml")
 COMPOSE_DIR = os.path.dirname(COMPOSE_FILE)
 HEALTHCHECK_SCRIPT = os.path.join(ROOT, "deploy", "docker", "shop-healthcheck")
@@ -66,10 +69,11 @@ HEALTHCHECK_SCRIPT = os.path.join(ROOT, "deploy", "docker", "shop-healthcheck")
 DESIGN_TOPICS = {"order.events", "inventory.events", "payment.events",
                  "order.events.dlq", "inventory.events.dlq", "payment.events.dlq"}
 TOPIC_PARTITIONS = 6
-SERVICES = ("order-svc", "product-svc", "user-svc")
-# Upstream settings and the compose service each must name.
-UPSTREAMS = {"ORDER_ADDR": "order-svc", "PRODUCT_ADDR": "product-svc",
-             "USER_ADDR": "user-svc"}
+FLEET = fleet.load()
+SERVICES = tuple(r.program for r in fleet.services(FLEET))
+# (program, upstream setting, the compose service it must name), from the manifest.
+UPSTREAMS = [(r.program, f"{up.upper()}_ADDR", fleet.by_name(FLEET)[up].program)
+             for r in FLEET for up in r.upstreams]
 # Packages every debian:bookworm-slim image has (its Essential packages need them).
 BASE_PACKAGES = {"libc6", "libgcc-s1"}
 # Sanitizer runtimes appear in the test build's binaries, never in a release build.
@@ -301,8 +305,8 @@ class ComposeTest(unittest.TestCase):
     # ---- structure ----
 
     def test_every_program_is_a_compose_service(self):
-        self.assertEqual(set(PROGRAMS), set(SERVICES) | {"gateway"},
-                         "the test needs the four program binaries as arguments")
+        self.assertEqual(set(PROGRAMS), {r.program for r in FLEET},
+                         "the test needs every program binary of deploy/fleet.conf as arguments")
         for program in PROGRAMS:
             self.assertIn(program, self.services)
 
@@ -564,7 +568,7 @@ class ComposeTest(unittest.TestCase):
 
     def test_design_topics_are_the_ones_code_and_local_stack_use(self):
         in_code = set()
-        for svc in ("order", "product", "user"):
+        for svc in (r.name for r in fleet.services(FLEET)):
             src = os.path.join(ROOT, "services", svc, "src")
             for f in os.listdir(src):
                 if f.endswith(".h"):
@@ -573,10 +577,9 @@ class ComposeTest(unittest.TestCase):
                                                   fh.read()))
         self.assertTrue(in_code, "no *_TOPIC_* constants found")
         self.assertEqual(in_code | {t + ".dlq" for t in in_code}, DESIGN_TOPICS)
+        self.assertEqual(set(fleet.topics(FLEET)), DESIGN_TOPICS, "deploy/fleet.conf")
         with open(os.path.join(ROOT, "deploy", "local", "lib.sh")) as f:
             lib = f.read()
-        self.assertEqual(set(re.search(r"TOPICS=\(([^)]*)\)", lib).group(1).split()),
-                         DESIGN_TOPICS)
         self.assertEqual(int(re.search(r"TOPIC_PARTITIONS=(\d+)", lib).group(1)),
                          TOPIC_PARTITIONS)
 
@@ -590,7 +593,7 @@ class ComposeTest(unittest.TestCase):
         with open(os.path.join(ROOT, "deploy", "local", "lib.sh")) as f:
             local = int(re.search(r"^KAFKA_MESSAGE_MAX=(\d+)$", f.read(), re.M).group(1))
         self.assertEqual(local, in_code, "lib.sh KAFKA_MESSAGE_MAX")
-        with open(os.path.join(ROOT, "deploy", "local", "stack.sh")) as f:
+        with open(os.path.join(ROOT, "deploy", "local", "kafka.sh")) as f:
             stack = f.read()
         self.assertRegex(stack, r"(?m)^message\.max\.bytes=\$KAFKA_MESSAGE_MAX$")
         self.assertIn('--config "max.message.bytes=$KAFKA_MESSAGE_MAX"', stack)
@@ -608,9 +611,7 @@ class ComposeTest(unittest.TestCase):
         return port
 
     def test_upstream_addresses_name_services_on_their_grpc_ports(self):
-        cases = [("gateway", var, svc) for var, svc in UPSTREAMS.items()]
-        cases.append(("order-svc", "PRODUCT_ADDR", "product-svc"))
-        for program, var, upstream in cases:
+        for program, var, upstream in UPSTREAMS:
             value = resolve(environment(self.services[program])[var])
             with self.subTest(program=program, variable=var, value=value):
                 self.assertTrue(value.startswith("dns:///"),

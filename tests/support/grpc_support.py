@@ -6,16 +6,13 @@ tests/integration/common/rpc_client.py).
 - ServiceProcess: a real service binary (product-svc, user-svc, order-svc) as a child
   process against the test stack, gRPC on a port it picks.
 - RpcTestCase: unittest assertions on a call's gRPC status and field violations.
-- Page tokens: forged ones, MAC'd ones under the tests' own PAGE_TOKEN_KEY, and the
-  check that no database text reaches a client.
+- Page tokens (page_tokens.py, re-exported): forged ones, MAC'd ones under the tests'
+  own PAGE_TOKEN_KEY; and the check that no database text reaches a client.
 
 The scripts import it after putting this directory on sys.path from their own
 location, so they run as CTest runs them: `python3 path/script.py ARGS`.
 """
-import base64
 import ctypes
-import hashlib
-import hmac
 import os
 import re
 import signal
@@ -25,9 +22,11 @@ import sys
 import tempfile
 import time
 import unittest
-import uuid
 
 import grpc
+
+from page_tokens import (PAGE_TOKEN_KEY, POS_MAX, b64url, page_token,  # noqa: F401
+                         plain_forgeries, tampered, unb64url)
 
 TIMEOUT_S = 10
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -131,50 +130,11 @@ def unary(channel, path, response_cls=None):
                                response_deserializer=response_cls.FromString)
 
 
-# --- page tokens (common/include/common/page_token.h) ------------------------------
+# --- page tokens (page_tokens.py, re-exported here) -----------------------------
 
-# A key the tests give the services they start (PAGE_TOKEN_KEY), so they can MAC
-# tokens of their own: what a leaked key or a server bug would let a client send.
-PAGE_TOKEN_KEY = "5ea7c0ffee" * 6 + "0123"  # 32 bytes as hex
-POS_MAX = 253402300799999999  # PAGE_TOKEN_POS_MAX
 # What would betray a database or a library: its name, an SQLSTATE, SQL words.
 DB_TEXT = re.compile(r"postgres|sqlstate|libpq|interval|\b[0-9][0-9A-Z]{4}\b|select |where ",
                      re.I)
-
-
-def b64url(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def unb64url(text):
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def page_token(kind, scope, pos, row_id=None, key=PAGE_TOKEN_KEY, version=1, flags=None):
-    """A page token MAC'd under `key` (hex) as page_token.h documents, with any fields."""
-    k = bytes.fromhex(key)
-    body = bytes([version, (1 if row_id else 0) if flags is None else flags])
-    body += (pos & (1 << 64) - 1).to_bytes(8, "big")
-    if row_id:
-        body += uuid.UUID(row_id).bytes
-    body += hmac.new(k, b"scope\0" + kind.encode() + b"\0" + scope.encode(),
-                     hashlib.sha256).digest()[:16]
-    mac = hmac.new(k, b"shop page token\0" + kind.encode() + b"\0" + body, hashlib.sha256)
-    return b64url(body + mac.digest())
-
-
-def tampered(token):
-    """token with each of its bytes changed in turn (one low bit flipped)."""
-    raw = unb64url(token)
-    for i in range(len(raw)):
-        yield b64url(raw[:i] + bytes([raw[i] ^ 1]) + raw[i + 1:])
-
-
-def plain_forgeries(row_id, scope):
-    """The tokens of the old, unMAC'd format (base64url of "<µs>:<id>:<scope>"), the
-    issue's 2^63-1 among them."""
-    for us in ("9223372036854775807", "-9223372036854775808", "1714564800123456", "1e300"):
-        yield b64url(("%s:%s:%s" % (us, row_id, scope)).encode())
 
 
 def assert_no_db_text(test, err):

@@ -1,10 +1,11 @@
 """Starts the real fleet for the gateway's end-to-end tests.
 
-    stack = FleetStack(bin_dir_args)   # paths of gateway, user-svc, product-svc, order-svc
+    stack = FleetStack(*binaries)   # paths of every program of deploy/fleet.conf
     stack.start(); ...; stack.stop()
 
-The three services and the gateway run as child processes on free 127.0.0.1
-ports against the test stack (ORDER/PRODUCT/USER_DATABASE_URL, KAFKA_BROKERS,
+The services and the gateway run as child processes on free 127.0.0.1 ports, each
+given its upstreams as deploy/fleet.conf says, against the test stack (each
+service's <NAME>_DATABASE_URL, KAFKA_BROKERS,
 REDIS_URL from the environment), the services with one random PAGE_TOKEN_KEY. The
 gateway gets a random HS256 secret and a Redis key prefix of its own, so runs never
 see each other's sessions or rate limit counters; stop() deletes the prefix's keys. Only the standard library is
@@ -20,12 +21,19 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
 import uuid
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "deploy"))
+import fleet  # noqa: E402
+
 TIMEOUT_S = 30
+FLEET = fleet.by_name()
+SERVICES = [r.name for r in fleet.services(list(FLEET.values()))]
 
 
 def free_port():
@@ -99,9 +107,13 @@ class Client:
 
 
 class FleetStack:
-    def __init__(self, gateway, user_svc, product_svc, order_svc):
-        self.bins = {"gateway": gateway, "user": user_svc, "product": product_svc,
-                     "order": order_svc}
+    def __init__(self, *binaries):
+        """binaries: the built programs, each named by its file name (order-svc, ...)."""
+        by_program = {os.path.basename(b): b for b in binaries}
+        missing = [r.program for r in FLEET.values() if r.program not in by_program]
+        if missing:
+            raise SystemExit("FleetStack: no binary given for %s" % ", ".join(missing))
+        self.bins = {name: by_program[r.program] for name, r in FLEET.items()}
         self.procs = []
         self.tag = uuid.uuid4().hex[:10]
         self.secret = secrets.token_urlsafe(48)
@@ -109,10 +121,10 @@ class FleetStack:
         # instances one (the tests MAC tokens of their own with it).
         self.page_token_key = secrets.token_hex(32)
         self.logdir = tempfile.mkdtemp(prefix="gateway-e2e-")
-        self.grpc = {svc: free_port() for svc in ("user", "product", "order")}
+        self.grpc = {svc: free_port() for svc in SERVICES}
         self.gateways = []
-        for var in ("ORDER_DATABASE_URL", "PRODUCT_DATABASE_URL", "USER_DATABASE_URL",
-                    "KAFKA_BROKERS", "REDIS_URL"):
+        for var in [svc.upper() + "_DATABASE_URL" for svc in SERVICES] + ["KAFKA_BROKERS",
+                                                                           "REDIS_URL"]:
             if not os.environ.get(var):
                 raise SystemExit("%s is not set: run with the test stack's env" % var)
 
@@ -130,13 +142,18 @@ class FleetStack:
             "GRPC_ADDR": "127.0.0.1:%d" % self.grpc[svc],
             "ADMIN_ADDR": "127.0.0.1:%d" % free_port(),
             "LOG_LEVEL": "warn",
-            "PRODUCT_ADDR": "127.0.0.1:%d" % self.grpc["product"],
             "PAGE_TOKEN_KEY": self.page_token_key,
         })
+        env.update(self._upstreams(svc))
         return env
 
+    def _upstreams(self, name):
+        """<UPSTREAM>_ADDR of each upstream of NAME in deploy/fleet.conf."""
+        return {up.upper() + "_ADDR": "127.0.0.1:%d" % self.grpc[up]
+                for up in FLEET[name].upstreams}
+
     def start_services(self):
-        for svc in ("user", "product", "order"):
+        for svc in SERVICES:
             self._spawn(svc, [self.bins[svc]], self._svc_env(svc))
 
     def create_admin(self, email, password):
@@ -154,12 +171,10 @@ class FleetStack:
             "GATEWAY_ADDR": "127.0.0.1:%d" % port,
             "JWT_SECRET": self.secret,
             "REDIS_PREFIX": "test:gw-e2e:%s:%s:" % (self.tag, name),
-            "USER_ADDR": "127.0.0.1:%d" % self.grpc["user"],
-            "PRODUCT_ADDR": "127.0.0.1:%d" % self.grpc["product"],
-            "ORDER_ADDR": "127.0.0.1:%d" % self.grpc["order"],
             "LOG_LEVEL": "info",
             "HTTP_THREADS": "2",
         })
+        env.update(self._upstreams("gateway"))
         env.update({k: str(v) for k, v in overrides.items()})
         proc = self._spawn(name, [self.bins["gateway"]], env)
         self.gateways.append((name, proc))
