@@ -4,18 +4,9 @@
 # the CMake targets and the libraries the binaries link, ports, dependencies,
 # healthchecks, topics and addresses (tests/deploy/test_compose.py). Needs no
 # infrastructure; python3-yaml parses the compose file.
-# Every program of the fleet manifest (deploy/fleet.conf: its second column).
-set(FLEET_CONF ${CMAKE_SOURCE_DIR}/deploy/fleet.conf)
-set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${FLEET_CONF})
-file(STRINGS ${FLEET_CONF} fleet_lines REGEX "^[a-z]")
-set(fleet_program_files)
-foreach(line IN LISTS fleet_lines)
-    string(REGEX REPLACE "^[^ \t]+[ \t]+([^ \t]+).*" "\\1" program "${line}")
-    list(APPEND fleet_program_files $<TARGET_FILE:${program}>)
-endforeach()
 add_test(NAME test_deploy_compose
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_compose.py
-                 ${fleet_program_files})
+                 ${FLEET_PROGRAM_FILES})
 set_tests_properties(test_deploy_compose PROPERTIES LABELS "unit;deploy" TIMEOUT 300)
 
 # The fleet manifest (deploy/fleet.conf) against its readers (deploy/fleet.py,

@@ -25,29 +25,22 @@ shop_test(test_forwarded SOURCES unit/gateway/test_forwarded.c LIBS gateway_core
 
 # End to end: the real gateway, user-, product- and order-svc on the test stack,
 # through Python's http.client (tests/e2e/gateway/gateway_stack.py starts them).
-if(TARGET user-svc AND TARGET product-svc AND TARGET order-svc)
-    add_test(NAME test_gateway_e2e
-             COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_e2e.py
-                     $<TARGET_FILE:gateway> $<TARGET_FILE:user-svc> $<TARGET_FILE:product-svc>
-                     $<TARGET_FILE:order-svc> ${CMAKE_SOURCE_DIR}/gateway/src)
-    set_tests_properties(test_gateway_e2e PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
-    # Hostile input (issue 14): framing, NUL bytes, limits, metric labels, lockout
-    # spellings, trusted proxies, RateLimit headers, malformed connection URLs.
-    add_test(NAME test_gateway_hostile
-             COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_hostile.py
-                     $<TARGET_FILE:gateway> $<TARGET_FILE:user-svc> $<TARGET_FILE:product-svc>
-                     $<TARGET_FILE:order-svc>)
-    set_tests_properties(test_gateway_hostile PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
-endif()
+add_test(NAME test_gateway_e2e
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_e2e.py
+                 ${CMAKE_SOURCE_DIR}/gateway/src -- ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_gateway_e2e PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
+# Hostile input (issue 14): framing, NUL bytes, limits, metric labels, lockout
+# spellings, trusted proxies, RateLimit headers, malformed connection URLs.
+add_test(NAME test_gateway_hostile
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_hostile.py
+                 -- ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_gateway_hostile PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
 
 # schemathesis (PyPI, pinned in the script; installed into the build tree on first
 # use) against /api/v1/openapi.json with an admin token: no 5xx, every response as
 # documented.
-if(TARGET user-svc AND TARGET product-svc AND TARGET order-svc)
-    add_test(NAME test_gateway_schemathesis
-             COMMAND /usr/bin/python3
-                     ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_schemathesis.py
-                     $<TARGET_FILE:gateway> $<TARGET_FILE:user-svc> $<TARGET_FILE:product-svc>
-                     $<TARGET_FILE:order-svc> ${CMAKE_BINARY_DIR}/schemathesis-venv)
-    set_tests_properties(test_gateway_schemathesis PROPERTIES LABELS "e2e;gateway" TIMEOUT 900)
-endif()
+add_test(NAME test_gateway_schemathesis
+         COMMAND /usr/bin/python3
+                 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_schemathesis.py
+                 ${CMAKE_BINARY_DIR}/schemathesis-venv -- ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_gateway_schemathesis PROPERTIES LABELS "e2e;gateway" TIMEOUT 900)

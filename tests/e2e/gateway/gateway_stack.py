@@ -232,3 +232,38 @@ class FleetStack:
                 return b"".join(f.readlines()[-n:]).decode(errors="replace")
         except OSError:
             return ""
+
+
+def run_suite(binaries, body, **overrides):
+    """Starts the fleet from BINARIES (every program of deploy/fleet.conf), runs
+    body(stack, gateway) against a gateway named "main" with generous login/register
+    limits (and OVERRIDES), stops everything and exits: 0 only when body returned
+    true and every program exited cleanly. On failure each program's log tail is
+    printed."""
+    stack = FleetStack(*binaries)
+    stack.start_services()
+    ok = False
+    try:
+        gw = stack.start_gateway("main", LOGIN_RATE_IP=100000, LOGIN_RATE_ACCOUNT=100000,
+                                 REGISTER_RATE_IP=100000, REGISTER_RATE_ACCOUNT=100000,
+                                 **overrides)
+        ok = bool(body(stack, gw))
+    finally:
+        for name, status in stack.stop().items():
+            if status != 0:
+                print("%s exited with %s" % (name, status))
+                ok = False
+        if not ok:
+            for name in ["main"] + SERVICES:
+                print("--- %s log (tail) ---\n%s" % (name, stack.log_tail(name)))
+            print("logs in", stack.logdir)
+    sys.exit(0 if ok else 1)
+
+
+def split_argv(argv):
+    """ARGS... -- BINARIES... [unittest args]: what precedes "--", and after it the
+    binaries (absolute paths) apart from what follows them for unittest."""
+    i = argv.index("--")
+    rest = argv[i + 1:]
+    n = next((k for k, a in enumerate(rest) if not os.path.isabs(a)), len(rest))
+    return argv[:i], rest[:n], rest[n:]

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The gateway end to end, through a real HTTP client (DESIGN.md §5, issue 7).
 
-    test_gateway_e2e.py GATEWAY USER_SVC PRODUCT_SVC ORDER_SVC GATEWAY_SRC_DIR
+    test_gateway_e2e.py GATEWAY_SRC_DIR -- PROGRAM...   (every program of deploy/fleet.conf)
 
 Starts user-, product- and order-svc and the gateway against the test stack
 (gateway_stack.py), then checks every endpoint's success path and, for each,
@@ -24,7 +24,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
 import grpc_support  # noqa: E402
-from gateway_stack import Client, FleetStack, hs_token  # noqa: E402
+from gateway_stack import Client, hs_token, run_suite, split_argv  # noqa: E402
 
 STACK = None
 GW = None
@@ -601,25 +601,15 @@ class Document(unittest.TestCase):
 
 def main():
     global STACK, GW, SRC
-    gateway, user_svc, product_svc, order_svc, SRC = sys.argv[1:6]
-    STACK = FleetStack(gateway, user_svc, product_svc, order_svc)
-    STACK.start_services()
-    ok = False
-    try:
-        GW = STACK.start_gateway("main", LOGIN_RATE_IP=100000, LOGIN_RATE_ACCOUNT=100000,
-                                 REGISTER_RATE_IP=100000, REGISTER_RATE_ACCOUNT=100000)
-        result = unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[6:], exit=False).result
-        ok = result.wasSuccessful()
-    finally:
-        statuses = STACK.stop()
-        if statuses.get("main") != 0:
-            print("gateway exited with %s" % statuses.get("main"))
-            ok = False
-        if not ok:
-            for name in ("main", "user", "product", "order"):
-                print("--- %s log (tail) ---\n%s" % (name, STACK.log_tail(name)))
-            print("logs in", STACK.logdir)
-    sys.exit(0 if ok else 1)
+    (SRC,), binaries, unittest_args = split_argv(sys.argv[1:])
+
+    def suite(stack, gw):
+        global STACK, GW
+        STACK, GW = stack, gw
+        return unittest.main(argv=[sys.argv[0], "-v"] + unittest_args,
+                             exit=False).result.wasSuccessful()
+
+    run_suite(binaries, suite)
 
 
 if __name__ == "__main__":

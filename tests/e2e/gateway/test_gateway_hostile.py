@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The gateway against hostile input (issue 14), through raw sockets and a real client.
 
-    test_gateway_hostile.py GATEWAY USER_SVC PRODUCT_SVC ORDER_SVC
+    test_gateway_hostile.py -- PROGRAM...   (every program of deploy/fleet.conf)
 
 Starts the three services and gateways of its own against the test stack
 (gateway_stack.py) and checks what an adversarial review found open:
@@ -26,7 +26,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateway_stack import FleetStack  # noqa: E402
+from gateway_stack import run_suite, split_argv  # noqa: E402
 
 STACK = None
 GW = None
@@ -307,27 +307,15 @@ class Configuration(unittest.TestCase):
 
 
 def main():
-    global STACK, GW
-    gateway, user_svc, product_svc, order_svc = sys.argv[1:5]
-    STACK = FleetStack(gateway, user_svc, product_svc, order_svc)
-    STACK.start_services()
-    ok = False
-    try:
-        GW = STACK.start_gateway("main", LOGIN_RATE_IP=100000, LOGIN_RATE_ACCOUNT=100000,
-                                 REGISTER_RATE_IP=100000, REGISTER_RATE_ACCOUNT=100000)
-        result = unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[5:], exit=False).result
-        ok = result.wasSuccessful()
-    finally:
-        statuses = STACK.stop()
-        for name, status in statuses.items():
-            if status != 0:
-                print("%s exited with %s" % (name, status))
-                ok = False
-        if not ok:
-            for name in ("main", "user", "product", "order"):
-                print("--- %s log (tail) ---\n%s" % (name, STACK.log_tail(name)))
-            print("logs in", STACK.logdir)
-    sys.exit(0 if ok else 1)
+    _, binaries, unittest_args = split_argv(sys.argv[1:])
+
+    def suite(stack, gw):
+        global STACK, GW
+        STACK, GW = stack, gw
+        return unittest.main(argv=[sys.argv[0], "-v"] + unittest_args,
+                             exit=False).result.wasSuccessful()
+
+    run_suite(binaries, suite)
 
 
 if __name__ == "__main__":
