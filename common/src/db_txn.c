@@ -94,8 +94,7 @@ db_res_t *db_pool_exec(db_pool_t *pool, arena_t *a, const char *sql, int n_param
     return r;
 }
 
-db_res_t *db_pool_execf(db_pool_t *pool, arena_t *a, err_t *err, const char *sql, int n_params,
-                        ...)
+db_res_t *db_pool_execf(db_pool_t *pool, arena_t *a, err_t *err, const char *sql, int n_params, ...)
 {
     va_list ap;
     va_start(ap, n_params);
