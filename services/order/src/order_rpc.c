@@ -24,13 +24,11 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/outbox.h"
 #include "common/page_token.h"
 #include "common/rpc.h"
 #include "common/uuid.h"
 #include "order.h"
 #include "order_repo.h"
-#include "shop/events/v1/events.pb-c.h"
 #include "shop/order/v1/order_service.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
 
@@ -349,34 +347,12 @@ typedef struct order_create {
     bool claimed;
 } order_create_t;
 
-static int order_rpc_emit_created(db_conn_t *tx, const order_create_t *c, err_t *err)
-{
-    const order_row_t *o = c->o;
-    Shop__Events__V1__OrderCreated ev = SHOP__EVENTS__V1__ORDER_CREATED__INIT;
-    ev.order_id = (char *)o->id;
-    ev.user_id = (char *)o->user_id;
-    ev.n_lines = o->n_lines;
-    ev.lines = arena_calloc(c->a, o->n_lines, sizeof(*ev.lines));
-    for (size_t i = 0; i < o->n_lines; i++) {
-        Shop__Events__V1__OrderLine *l = arena_alloc(c->a, sizeof(*l));
-        *l = (Shop__Events__V1__OrderLine)SHOP__EVENTS__V1__ORDER_LINE__INIT;
-        l->product_id = (char *)o->lines[i].product_id;
-        l->quantity = o->lines[i].quantity;
-        l->unit_price_cents = o->lines[i].unit_price_cents;
-        ev.lines[i] = l;
-    }
-    ev.total_cents = o->total_cents;
-    ev.currency = (char *)o->currency;
-    ev.created_at = clock_rfc3339_in(c->a, o->created_us);
-    return outbox_enqueue(tx, c->a, ORDER_TOPIC_ORDERS, o->id, &ev.base, c->traceparent, err);
-}
-
 static int order_rpc_create_txn(db_conn_t *tx, void *ud, err_t *err)
 {
     order_create_t *c = ud;
     if (order_repo_create(tx, c->a, c->o, c->key, c->canon, &c->claimed, err) != 0 || !c->claimed)
         return err->code;
-    return order_rpc_emit_created(tx, c, err);
+    return order_events_created(tx, c->a, c->o, c->traceparent, err);
 }
 
 /* The answer to a key already used: the order it made (replayed) if the request is
