@@ -7,7 +7,6 @@
 #define COMMON_DB_INTERNAL_H
 
 #include <libpq-fe.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -83,9 +82,6 @@ int db__fail_pg(PGconn *pg, const PGresult *res, err_t *err);
 /* db__cmd: runs a parameterless command with the simple-query protocol (BEGIN,
  * COMMIT, a migration file) and discards the result. 0 or the translated code. */
 int db__cmd(db_conn_t *c, const char *sql, err_t *err);
-
-/* db__params: the n_params `const char *` arguments of a db_*f call, in the arena. */
-const char **db__params(arena_t *a, int n_params, va_list ap);
 
 /* db__rollback: ROLLBACK if `c` is inside a transaction; a failure only marks `c`
  * broken (the error being reported is the one that led here). */

@@ -190,7 +190,7 @@ db_res_t *db_exec(db_conn_t *c, arena_t *a, const char *sql, int n_params,
 }
 
 /* The variadic parameters of db_execf and db_execf_nowait as an array in `a`. */
-const char **db__params(arena_t *a, int n_params, va_list ap)
+static const char **db_params(arena_t *a, int n_params, va_list ap)
 {
     const char **params = NULL;
     if (n_params > 0) {
@@ -205,7 +205,7 @@ db_res_t *db_execf(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n_
 {
     va_list ap;
     va_start(ap, n_params);
-    const char **params = db__params(a, n_params, ap);
+    const char **params = db_params(a, n_params, ap);
     va_end(ap);
     return db_exec(c, a, sql, n_params, params, err);
 }
@@ -214,7 +214,7 @@ int db_execf_nowait(db_conn_t *c, arena_t *a, err_t *err, const char *sql, int n
 {
     va_list ap;
     va_start(ap, n_params);
-    const char **params = db__params(a, n_params, ap);
+    const char **params = db_params(a, n_params, ap);
     va_end(ap);
     if (c->in_txn)
         return db__pipe_nowait(c, sql, n_params, params, err);

@@ -1,13 +1,12 @@
 /*
  * db_txn: what runs on a connection leased for it and given back: transactions
  * (db_txn, retried on ERR_ABORTED) and one-shot statements outside any explicit
- * transaction (db_pool_exec and friends). It sits above both db_pool.c (leases) and
+ * transaction (db_pool_exec, db_pool_exec_one). It sits above both db_pool.c (leases) and
  * db_query.c / db_pipe.c (statements), so neither of those depends on the other's
  * caller.
  */
 #include "db_internal.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 
 #include "common/clock.h"
@@ -94,15 +93,6 @@ db_res_t *db_pool_exec(db_pool_t *pool, arena_t *a, const char *sql, int n_param
     return r;
 }
 
-db_res_t *db_pool_execf(db_pool_t *pool, arena_t *a, err_t *err, const char *sql, int n_params, ...)
-{
-    va_list ap;
-    va_start(ap, n_params);
-    const char **params = db__params(a, n_params, ap);
-    va_end(ap);
-    return db_pool_exec(pool, a, sql, n_params, params, err);
-}
-
 db_res_t *db_pool_exec_one(db_pool_t *pool, arena_t *a, const char *not_found, const char *sql,
                            int n_params, const char *const *params, err_t *err)
 {
@@ -112,14 +102,4 @@ db_res_t *db_pool_exec_one(db_pool_t *pool, arena_t *a, const char *not_found, c
         return NULL;
     }
     return r;
-}
-
-int db_pool_run(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
-{
-    db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
-    if (!c)
-        return err->code;
-    int rc = fn(c, ud, err);
-    db_pool_release(pool, c);
-    return rc;
 }

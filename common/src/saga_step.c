@@ -11,8 +11,7 @@
 #include "common/text.h"
 #include "common/uuid.h"
 
-int saga_order_id(arena_t *a, const saga_event_t *ev, const char *raw, const char **out,
-                  err_t *err)
+int saga_order_id(arena_t *a, const saga_event_t *ev, const char *raw, const char **out, err_t *err)
 {
     if (!(*out = uuid_canon(a, raw)))
         return err_set(err, ERR_INVALID, "%s: order_id is not a uuid", ev->ce.type);

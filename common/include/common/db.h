@@ -101,19 +101,13 @@ int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err);
  * DB_TXN_ACQUIRE_MS, else ERR_EXHAUSTED), works outside any explicit transaction and
  * gives the connection back before it returns. Results are owned by the arena.
  * Thread-safe.
- * db_pool_exec / db_pool_execf: db_exec / db_execf on the leased connection; NULL with
- * err set on failure.
+ * db_pool_exec: db_exec on the leased connection; NULL with err set on failure.
  * db_pool_exec_one: db_pool_exec, and NULL with ERR_NOT_FOUND and the client message
- * `not_found` ("product not found") when the statement returns no row.
- * db_pool_run: calls fn(conn, ud, err) on the leased connection (autocommit: each
- * statement of fn commits on its own) and returns what fn returned. */
+ * `not_found` ("product not found") when the statement returns no row. */
 db_res_t *db_pool_exec(db_pool_t *pool, arena_t *a, const char *sql, int n_params,
                        const char *const *params, err_t *err);
-db_res_t *db_pool_execf(db_pool_t *pool, arena_t *a, err_t *err, const char *sql, int n_params,
-                        ...);
 db_res_t *db_pool_exec_one(db_pool_t *pool, arena_t *a, const char *not_found, const char *sql,
                            int n_params, const char *const *params, err_t *err);
-int db_pool_run(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err);
 
 /* db_exec: runs one parameterized statement; params are text (NULL = SQL NULL).
  * Returns the result (rows or command status) or NULL with err set. The result
