@@ -15,7 +15,6 @@
  * the second waits for the first to commit, claims nothing, and answers the winner's
  * order (replayed) or ALREADY_EXISTS if its lines differ.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "common/log.h"
 #include "common/page_token.h"
 #include "common/rpc.h"
+#include "common/text.h"
 #include "common/uuid.h"
 #include "order.h"
 #include "order_repo.h"
@@ -80,20 +80,11 @@ static bool order_rpc_same_id(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
-static char *order_rpc_lower(arena_t *a, const char *s)
-{
-    char *out = arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return out;
-}
-
 /* An order id the database may be asked about; anything else is NOT_FOUND. */
 static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_t *err)
 {
-    if (!uuid_valid(id))
+    if (!(*out = uuid_canon(a, id)))
         return err_set_client(err, ERR_NOT_FOUND, "order not found");
-    *out = order_rpc_lower(a, id);
     return 0;
 }
 
@@ -179,7 +170,7 @@ static void order_rpc_check_lines(arena_t *a, const Shop__Order__V1__CreateOrder
         if (!uuid_valid(l->product_id)) {
             err_field_add(err, field, "unknown product: not a uuid");
         } else {
-            o->lines[i].product_id = order_rpc_lower(a, l->product_id);
+            o->lines[i].product_id = text_ascii_lower(a, l->product_id);
             for (size_t k = 0; k < i; k++)
                 if (o->lines[k].product_id &&
                     strcmp(o->lines[k].product_id, o->lines[i].product_id) == 0) {
@@ -226,7 +217,7 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
     order_rpc_check_lines(a, req, o, err);
     if (err->code != 0)
         return err->code;
-    o->user_id = order_rpc_lower(a, req->user_id);
+    o->user_id = text_ascii_lower(a, req->user_id);
     return 0;
 }
 
@@ -527,7 +518,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     if (req->user_id[0] && !uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid, or \"\" for every user");
     else if (req->user_id[0])
-        *scope = q->user_id = order_rpc_lower(a, req->user_id);
+        *scope = q->user_id = text_ascii_lower(a, req->user_id);
     if (req->limit < 0 || req->limit > ORDER_LIMIT_MAX)
         err_field_add(err, "limit", "must be 0..100");
     q->limit = req->limit ? req->limit : ORDER_LIMIT_DEFAULT;
