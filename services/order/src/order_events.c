@@ -9,6 +9,18 @@
 #include "order_repo.h"
 #include "shop/events/v1/events.pb-c.h"
 
+/* The fields every order event carries, from the order's row: order_id, user_id,
+ * lines, total_cents and currency. */
+#define ORDER_EVENTS_FILL(ev, a, o)                                                                \
+    do {                                                                                           \
+        (ev).order_id = (char *)(o)->id;                                                           \
+        (ev).user_id = (char *)(o)->user_id;                                                       \
+        (ev).n_lines = (o)->n_lines;                                                               \
+        (ev).lines = order_events_lines((a), (o));                                                 \
+        (ev).total_cents = (o)->total_cents;                                                       \
+        (ev).currency = (char *)(o)->currency;                                                     \
+    } while (0)
+
 /* The order's lines as event lines. */
 static Shop__Events__V1__OrderLine **order_events_lines(arena_t *a, const order_row_t *o)
 {
@@ -25,30 +37,20 @@ static Shop__Events__V1__OrderLine **order_events_lines(arena_t *a, const order_
     return out;
 }
 
-int order_events_created(db_conn_t *tx, arena_t *a, const order_row_t *o,
-                         const char *traceparent, err_t *err)
+int order_events_created(db_conn_t *tx, arena_t *a, const order_row_t *o, const char *traceparent,
+                         err_t *err)
 {
     Shop__Events__V1__OrderCreated ev = SHOP__EVENTS__V1__ORDER_CREATED__INIT;
-    ev.order_id = (char *)o->id;
-    ev.user_id = (char *)o->user_id;
-    ev.n_lines = o->n_lines;
-    ev.lines = order_events_lines(a, o);
-    ev.total_cents = o->total_cents;
-    ev.currency = (char *)o->currency;
+    ORDER_EVENTS_FILL(ev, a, o);
     ev.created_at = clock_rfc3339_in(a, o->created_us);
     return saga_emit(tx, a, ORDER_TOPIC_ORDERS, &ev.base, traceparent, err);
 }
 
-int order_events_confirmed(db_conn_t *tx, arena_t *a, const order_row_t *o,
-                           const char *traceparent, err_t *err)
+int order_events_confirmed(db_conn_t *tx, arena_t *a, const order_row_t *o, const char *traceparent,
+                           err_t *err)
 {
     Shop__Events__V1__OrderConfirmed ev = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
-    ev.order_id = (char *)o->id;
-    ev.user_id = (char *)o->user_id;
-    ev.n_lines = o->n_lines;
-    ev.lines = order_events_lines(a, o);
-    ev.total_cents = o->total_cents;
-    ev.currency = (char *)o->currency;
+    ORDER_EVENTS_FILL(ev, a, o);
     return saga_emit(tx, a, ORDER_TOPIC_ORDERS, &ev.base, traceparent, err);
 }
 
@@ -56,13 +58,8 @@ int order_events_cancelled(db_conn_t *tx, arena_t *a, const order_row_t *o, cons
                            const char *from, const char *traceparent, err_t *err)
 {
     Shop__Events__V1__OrderCancelled ev = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
-    ev.order_id = (char *)o->id;
-    ev.user_id = (char *)o->user_id;
+    ORDER_EVENTS_FILL(ev, a, o);
     ev.reason = order_reason_value(reason);
-    ev.n_lines = o->n_lines;
-    ev.lines = order_events_lines(a, o);
-    ev.total_cents = o->total_cents;
-    ev.currency = (char *)o->currency;
     ev.previous_status = order_status_value(from);
     return saga_emit(tx, a, ORDER_TOPIC_ORDERS, &ev.base, traceparent, err);
 }

@@ -210,7 +210,7 @@ int order_repo_idem_find(db_pool_t *pool, arena_t *a, const char *user_id, const
 {
     static const char sql[] = "SELECT order_id::text, request_hash = " ORDER_HASH(
         "$3::text") " FROM idempotency_keys WHERE user_id = $1 AND key = $2";
-    db_res_t *r = db_pool_execf(pool, a, err, sql, 3, user_id, key, canon);
+    db_res_t *r = db_pool_exec(pool, a, sql, 3, (const char *[]){user_id, key, canon}, err);
     if (!r)
         return err->code;
     *order_id = db_res_rows(r) ? db_res_str(r, 0, 0) : NULL;

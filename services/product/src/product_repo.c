@@ -81,24 +81,19 @@ static const char *product_repo_line_quantities(arena_t *a, const product_line_t
     return out;
 }
 
-/* One product row (or its stock) or ERR_NOT_FOUND "product not found". */
+/* One product row (into *row) or its stock (into *stock), whichever is not NULL, or
+ * ERR_NOT_FOUND "product not found". */
 static int product_repo_one(db_pool_t *pool, arena_t *a, const char *sql, int n,
-                            const char *const *params, product_row_t *out, err_t *err)
+                            const char *const *params, product_row_t *row, product_stock_t *stock,
+                            err_t *err)
 {
     db_res_t *r = db_pool_exec_one(pool, a, "product not found", sql, n, params, err);
     if (!r)
         return err->code;
-    product_repo_row(r, 0, out);
-    return 0;
-}
-
-static int product_repo_stock_one(db_pool_t *pool, arena_t *a, const char *sql, int n,
-                                  const char *const *params, product_stock_t *out, err_t *err)
-{
-    db_res_t *r = db_pool_exec_one(pool, a, "product not found", sql, n, params, err);
-    if (!r)
-        return err->code;
-    product_repo_stock_row(r, 0, out);
+    if (row)
+        product_repo_row(r, 0, row);
+    if (stock)
+        product_repo_stock_row(r, 0, stock);
     return 0;
 }
 
@@ -130,13 +125,13 @@ int product_repo_create(db_pool_t *pool, arena_t *a, const product_fields_t *f, 
     uuid_new(id);
     const char *params[] = {
         id, f->sku, f->name, f->description, db_i64_param(a, f->price_cents), f->currency};
-    return product_repo_one(pool, a, sql, 6, params, out, err);
+    return product_repo_one(pool, a, sql, 6, params, out, NULL, err);
 }
 
 int product_repo_get(db_pool_t *pool, arena_t *a, const char *id, product_row_t *out, err_t *err)
 {
     static const char sql[] = "SELECT " PRODUCT_COLS " FROM products WHERE id = $1";
-    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, err);
+    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, NULL, err);
 }
 
 int product_repo_batch_get(db_pool_t *pool, arena_t *a, const char *const *ids, size_t n,
@@ -215,7 +210,7 @@ int product_repo_update(db_pool_t *pool, arena_t *a, const char *id, const produ
         f->mask & PRODUCT_F_CURRENCY ? f->currency : NULL,
         f->mask & PRODUCT_F_ACTIVE ? (f->active ? "true" : "false") : NULL,
     };
-    return product_repo_one(pool, a, sql, 7, params, out, err);
+    return product_repo_one(pool, a, sql, 7, params, out, NULL, err);
 }
 
 int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, product_row_t *out,
@@ -225,7 +220,7 @@ int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, product_ro
         "UPDATE products SET active = false,"
         " updated_at = CASE WHEN active THEN clock_timestamp() ELSE updated_at END"
         " WHERE id = $1 RETURNING " PRODUCT_COLS;
-    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, err);
+    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, NULL, err);
 }
 
 /* ---- stock ---- */
@@ -238,7 +233,7 @@ int product_repo_stock_set(db_pool_t *pool, arena_t *a, const char *id, int64_t 
                               " available = $2::bigint, updated_at = now()"
                               " WHERE product_id = $1 RETURNING " STOCK_COLS;
     const char *params[] = {id, db_i64_param(a, available)};
-    return product_repo_stock_one(pool, a, sql, 2, params, out, err);
+    return product_repo_one(pool, a, sql, 2, params, NULL, out, err);
 }
 
 int product_repo_stock_adjust(db_pool_t *pool, arena_t *a, const char *id, int64_t delta,
@@ -249,7 +244,7 @@ int product_repo_stock_adjust(db_pool_t *pool, arena_t *a, const char *id, int64
                               " WHERE product_id = $1 AND available + $2::bigint >= 0"
                               " RETURNING " STOCK_COLS;
     const char *params[] = {id, db_i64_param(a, delta)};
-    int rc = product_repo_stock_one(pool, a, sql, 2, params, out, err);
+    int rc = product_repo_one(pool, a, sql, 2, params, NULL, out, err);
     if (rc != ERR_NOT_FOUND)
         return rc;
     /* No row updated: either no such product or the condition failed. */
@@ -264,7 +259,7 @@ int product_repo_stock_get(db_pool_t *pool, arena_t *a, const char *id, product_
                            err_t *err)
 {
     static const char sql[] = "SELECT " STOCK_COLS " FROM inventory WHERE product_id = $1";
-    return product_repo_stock_one(pool, a, sql, 1, (const char *[]){id}, out, err);
+    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, NULL, out, err);
 }
 
 /* ---- saga ---- */

@@ -214,13 +214,23 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
 
 /* ---- OrderConfirmed ---- */
 
+/* The opening of OrderConfirmed and OrderCancelled: the event checked (saga_open),
+ * then the order's state read ("" if never seen). */
+static int product_saga_open(db_conn_t *tx, arena_t *a, const saga_event_t *ev, const char *raw_id,
+                             const char **order_id, const char **state, err_t *err)
+{
+    if (saga_open(a, ev, raw_id, order_id, err) != 0 ||
+        product_repo_order_state(tx, a, *order_id, state, err) != 0)
+        return err->code;
+    return 0;
+}
+
 static int product_saga_order_confirmed(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
                                         void *ctx, err_t *err)
 {
     const Shop__Events__V1__OrderConfirmed *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
-    if (saga_open(a, ev, oc->order_id, &order_id, err) != 0 ||
-        product_repo_order_state(tx, a, order_id, &state, err) != 0)
+    if (product_saga_open(tx, a, ev, oc->order_id, &order_id, &state, err) != 0)
         return err->code;
     if (!product_saga_is(state, STATE_RESERVED)) {
         /* COMMITTED: a duplicate. Anything else: nothing is held for this order (an
@@ -274,8 +284,7 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
 {
     const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
-    if (saga_open(a, ev, oc->order_id, &order_id, err) != 0 ||
-        product_repo_order_state(tx, a, order_id, &state, err) != 0)
+    if (product_saga_open(tx, a, ev, oc->order_id, &order_id, &state, err) != 0)
         return err->code;
     if (product_saga_is(state, STATE_TOMBSTONE) || product_saga_is(state, STATE_RELEASED)) {
         LOG_INFO("order already cancelled, OrderCancelled ignored", LOG_STR("order_id", order_id),

@@ -54,6 +54,17 @@ static bool user_saga_is(const char *state, const char *want)
     return strcmp(state, want) == 0;
 }
 
+/* Stores the order's new payment state and enqueues the event that announces it
+ * (payment.events, keeping the trace of the event that caused it). */
+static int user_saga_record(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
+                            const user_order_t *o, const ProtobufCMessage *msg, err_t *err)
+{
+    if (user_repo_order_set(tx, a, o, err) != 0 ||
+        saga_emit(tx, a, USER_TOPIC_PAYMENTS, msg, ev->ce.traceparent, err) != 0)
+        return err->code;
+    return 0;
+}
+
 /* ---- StockReserved ---- */
 
 /* Nothing charged: records FAILED and sends PaymentFailed naming o->user_id ("" when
@@ -69,8 +80,7 @@ static int user_saga_fail(db_conn_t *tx, arena_t *a, const saga_event_t *ev, use
     out.reason = reason;
     out.amount_cents = o->amount_cents;
     out.currency = (char *)o->currency;
-    if (user_repo_order_set(tx, a, o, err) != 0 ||
-        saga_emit(tx, a, USER_TOPIC_PAYMENTS, &out.base, ev->ce.traceparent, err) != 0)
+    if (user_saga_record(tx, a, ev, o, &out.base, err) != 0)
         return err->code;
     LOG_INFO("payment failed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", out.user_id),
              LOG_INT("reason", reason), LOG_INT("amount_cents", o->amount_cents));
@@ -102,8 +112,7 @@ static int user_saga_charge(db_conn_t *tx, arena_t *a, const saga_event_t *ev, u
     out.amount_cents = o->amount_cents;
     out.currency = (char *)entry.currency;
     out.ledger_entry_id = (char *)entry.id;
-    if (user_repo_order_set(tx, a, o, err) != 0 ||
-        saga_emit(tx, a, USER_TOPIC_PAYMENTS, &out.base, ev->ce.traceparent, err) != 0)
+    if (user_saga_record(tx, a, ev, o, &out.base, err) != 0)
         return err->code;
     LOG_INFO("payment completed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", o->user_id),
              LOG_INT("amount_cents", o->amount_cents), LOG_STR("ledger_entry_id", entry.id));
@@ -165,8 +174,7 @@ static int user_saga_refund(db_conn_t *tx, arena_t *a, const saga_event_t *ev, u
     out.amount_cents = o->amount_cents;
     out.currency = (char *)o->currency;
     out.ledger_entry_id = (char *)entry.id;
-    if (user_repo_order_set(tx, a, o, err) != 0 ||
-        saga_emit(tx, a, USER_TOPIC_PAYMENTS, &out.base, ev->ce.traceparent, err) != 0)
+    if (user_saga_record(tx, a, ev, o, &out.base, err) != 0)
         return err->code;
     LOG_INFO("payment refunded", LOG_STR("order_id", o->order_id), LOG_STR("user_id", o->user_id),
              LOG_INT("amount_cents", o->amount_cents), LOG_STR("ledger_entry_id", entry.id));
