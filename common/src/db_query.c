@@ -1,6 +1,5 @@
 /*
- * db_query: statements, results, transactions and advisory locks on leased
- * connections, and the one translation of libpq failures into err_t (db.h's table).
+ * db_query: statements, results and advisory locks on leased connections, and the one translation of libpq failures into err_t (db.h's table).
  */
 #include "db_internal.h"
 
@@ -14,9 +13,6 @@
 #include "alloc_internal.h"
 #include "common/clock.h"
 #include "common/metrics.h"
-
-#define DB_BACKOFF_BASE_MS 2
-#define DB_BACKOFF_CAP_MS  100
 
 static metrics_histogram_t *h_query;
 static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
@@ -274,6 +270,11 @@ const uint8_t *db_res_bytea(const db_res_t *r, arena_t *a, int row, int col, siz
     return out;
 }
 
+const char *db_i64_param(arena_t *a, int64_t v)
+{
+    return arena_sprintf(a, "%" PRId64, v);
+}
+
 const char *db_bytea_param(arena_t *a, const void *data, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -289,22 +290,7 @@ const char *db_bytea_param(arena_t *a, const void *data, size_t len)
     return out;
 }
 
-/* ---- transactions ---- */
-
-/* Exponential backoff with jitter in [d/2, d], so that transactions that collided
- * once do not collide again in lockstep. */
-static int64_t db_backoff_ms(int attempt)
-{
-    static _Thread_local uint64_t rng;
-    if (rng == 0)
-        rng = (uint64_t)clock_mono_us() ^ (uint64_t)(uintptr_t)&rng;
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    int64_t d = DB_BACKOFF_BASE_MS << (attempt < 6 ? attempt : 6);
-    d = d < DB_BACKOFF_CAP_MS ? d : DB_BACKOFF_CAP_MS;
-    return d / 2 + (int64_t)(rng % (uint64_t)(d / 2 + 1));
-}
+/* ---- rollback (db_pipe, db_migrate, db_txn) ---- */
 
 void db__rollback(db_conn_t *c)
 {
@@ -313,55 +299,6 @@ void db__rollback(db_conn_t *c)
         return;
     err_t ignored; /* fn's error is the one to report; a failed ROLLBACK marks c broken */
     db__cmd(c, "ROLLBACK", &ignored);
-}
-
-/* One attempt. BEGIN goes out with fn's first statement (db_pipe.c); *begin_lost
- * tells that the connection died with it, so that nothing ran. */
-static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool *begin_lost)
-{
-    db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
-    if (!c)
-        return err->code;
-    c->begin_pending = true;
-    c->begin_lost = false;
-    c->in_txn = true;
-    int rc = fn(c, ud, err);
-    c->in_txn = false;
-    /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: never report that as
-     * success. The failed statement's own code keeps ERR_ABORTED retryable. */
-    if (rc == 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
-        rc = err_set(err, c->last_code ? c->last_code : ERR_INTERNAL,
-                     "transaction rolled back: fn returned success after a failed statement");
-    if (rc == 0)
-        rc = db__pipe_commit(c, err);
-    else
-        db__pipe_abort(c);
-    *begin_lost = c->begin_lost;
-    db_pool_release(pool, c);
-    return rc;
-}
-
-int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
-{
-    err_t scratch;
-    if (!err)
-        err = &scratch;
-    bool retried_begin = false;
-    for (int attempt = 0;; attempt++) {
-        err_clear(err);
-        bool begin_lost = false;
-        int rc = db_txn_once(pool, fn, ud, err, &begin_lost);
-        /* A pooled connection can die between the liveness check and BEGIN; nothing
-         * has run yet, so one more try on a fresh one is safe. */
-        if (rc == ERR_UNAVAILABLE && begin_lost && !retried_begin) {
-            retried_begin = true;
-            attempt--;
-            continue;
-        }
-        if (rc != ERR_ABORTED || attempt == DB_TXN_RETRIES)
-            return rc;
-        clock_sleep_ms(db_backoff_ms(attempt));
-    }
 }
 
 /* ---- advisory locks ---- */

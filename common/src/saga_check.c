@@ -201,15 +201,23 @@ static int saga_check_stock_released(const saga_check_ctx_t *c, const void *msg)
 
 /* ---- payment.events ---- */
 
+/* The fields PaymentCompleted and PaymentRefunded share: a movement of the wallet. */
+static int saga_check_payment_moved(const saga_check_ctx_t *c, const char *order_id,
+                                    const char *user_id, int64_t amount_cents, const char *currency,
+                                    const char *ledger_entry_id)
+{
+    if (saga_check_uuid(c, "order_id", order_id) || saga_check_uuid(c, "user_id", user_id) ||
+        saga_check_cents(c, "amount_cents", amount_cents) || saga_check_currency(c, currency) ||
+        saga_check_uuid(c, "ledger_entry_id", ledger_entry_id))
+        return c->err->code;
+    return 0;
+}
+
 static int saga_check_payment_completed(const saga_check_ctx_t *c, const void *msg)
 {
     const Shop__Events__V1__PaymentCompleted *m = msg;
-    if (saga_check_uuid(c, "order_id", m->order_id) || saga_check_uuid(c, "user_id", m->user_id) ||
-        saga_check_cents(c, "amount_cents", m->amount_cents) ||
-        saga_check_currency(c, m->currency) ||
-        saga_check_uuid(c, "ledger_entry_id", m->ledger_entry_id))
-        return c->err->code;
-    return 0;
+    return saga_check_payment_moved(c, m->order_id, m->user_id, m->amount_cents, m->currency,
+                                    m->ledger_entry_id);
 }
 
 static int saga_check_payment_failed(const saga_check_ctx_t *c, const void *msg)
@@ -231,12 +239,8 @@ static int saga_check_payment_failed(const saga_check_ctx_t *c, const void *msg)
 static int saga_check_payment_refunded(const saga_check_ctx_t *c, const void *msg)
 {
     const Shop__Events__V1__PaymentRefunded *m = msg;
-    if (saga_check_uuid(c, "order_id", m->order_id) || saga_check_uuid(c, "user_id", m->user_id) ||
-        saga_check_cents(c, "amount_cents", m->amount_cents) ||
-        saga_check_currency(c, m->currency) ||
-        saga_check_uuid(c, "ledger_entry_id", m->ledger_entry_id))
-        return c->err->code;
-    return 0;
+    return saga_check_payment_moved(c, m->order_id, m->user_id, m->amount_cents, m->currency,
+                                    m->ledger_entry_id);
 }
 
 static const struct {

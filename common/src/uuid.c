@@ -16,6 +16,7 @@
 #include <sys/random.h>
 
 #include "common/clock.h"
+#include "common/text.h"
 
 static pthread_mutex_t uuid_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t uuid_last_ms;
@@ -97,4 +98,9 @@ bool uuid_valid(const char *s)
         }
     }
     return s[36] == '\0';
+}
+
+const char *uuid_canon(arena_t *a, const char *s)
+{
+    return uuid_valid(s) ? text_ascii_lower(a, s) : NULL;
 }

@@ -97,6 +97,18 @@ void db_pool_stats(db_pool_t *pool, int *open, int *in_use, int *size);
 typedef int (*db_txn_fn)(db_conn_t *tx, void *ud, err_t *err);
 int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err);
 
+/* One-shot helpers (db_txn.c): each leases a connection (waiting up to
+ * DB_TXN_ACQUIRE_MS, else ERR_EXHAUSTED), works outside any explicit transaction and
+ * gives the connection back before it returns. Results are owned by the arena.
+ * Thread-safe.
+ * db_pool_exec: db_exec on the leased connection; NULL with err set on failure.
+ * db_pool_exec_one: db_pool_exec, and NULL with ERR_NOT_FOUND and the client message
+ * `not_found` ("product not found") when the statement returns no row. */
+db_res_t *db_pool_exec(db_pool_t *pool, arena_t *a, const char *sql, int n_params,
+                       const char *const *params, err_t *err);
+db_res_t *db_pool_exec_one(db_pool_t *pool, arena_t *a, const char *not_found, const char *sql,
+                           int n_params, const char *const *params, err_t *err);
+
 /* db_exec: runs one parameterized statement; params are text (NULL = SQL NULL).
  * Returns the result (rows or command status) or NULL with err set. The result
  * belongs to `a`. */
@@ -128,6 +140,9 @@ bool db_res_bool(const db_res_t *r, int row, int col);       /* 't' */
 /* db_res_bytea: decodes a bytea column into the arena; *len gets its length (NULL and
  * 0 for SQL NULL). */
 const uint8_t *db_res_bytea(const db_res_t *r, arena_t *a, int row, int col, size_t *len);
+
+/* db_i64_param: v as a decimal text parameter in the arena. */
+const char *db_i64_param(arena_t *a, int64_t v);
 
 /* db_bytea_param: encodes bytes as a bytea text parameter ("\x…") in the arena. */
 const char *db_bytea_param(arena_t *a, const void *data, size_t len);

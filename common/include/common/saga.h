@@ -120,6 +120,33 @@ typedef struct saga_route {
     saga_locks_fn locks; /* NULL: the handler locks nothing another partition's event does */
 } saga_route_t;
 
+/* ---- helpers for handlers and locks functions (saga_step.c) ---- */
+
+/* saga_order_id: the event's order id `raw` in canonical form (uuid_canon) into *out;
+ * ERR_INVALID "<ce type>: order_id is not a uuid" otherwise (not transient: the
+ * consumer dead-letters the event after its retries). */
+int saga_order_id(arena_t *a, const saga_event_t *ev, const char *raw, const char **out,
+                  err_t *err);
+
+/* saga_open: the opening of most handlers: saga_order_id, then saga_check(ev->msg)
+ * (saga_check.h). 0 or the first error. */
+int saga_open(arena_t *a, const saga_event_t *ev, const char *raw, const char **order_id,
+              err_t *err);
+
+/* saga_emit: enqueues `msg`, one of the saga events (each has an order_id), on `topic`
+ * inside the handler's transaction `tx`, keyed by its order_id so that every event of
+ * an order lands on one partition, carrying `traceparent` (the consumed event's
+ * ev->ce.traceparent, or the RPC's; NULL for none). outbox_enqueue's contract and
+ * return codes; ERR_INVALID if msg has no order_id. Thread-safe (one tx per thread). */
+int saga_emit(db_conn_t *tx, arena_t *a, const char *topic, const ProtobufCMessage *msg,
+              const char *traceparent, err_t *err);
+
+/* saga_lock_name: "<kind>:<id>" lower-cased in the arena, a name for a saga_locks_fn
+ * ("order", the order id). The id need not be checked yet: the locks are taken before
+ * the handler checks the event, and a malformed id only locks a name nobody else
+ * uses. */
+const char *saga_lock_name(arena_t *a, const char *kind, const char *id);
+
 typedef struct saga_consumer saga_consumer_t;
 
 typedef struct saga_consumer_opts {

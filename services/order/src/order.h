@@ -78,9 +78,26 @@ int order_saga_cancel(db_conn_t *tx, arena_t *a, const order_cancel_t *c, bool *
 
 /* order_status_value / order_reason_value: the shop.common.v1 OrderStatus and
  * CancelReason numbers of a stored status or cancel reason ("" and unknown text: 0,
- * UNSPECIFIED). */
+ * UNSPECIFIED). Pure (order_status.c). */
 int order_status_value(const char *status);
 int order_reason_value(const char *reason);
+
+/* The events order-svc produces (order_events.c): each is built from the order's row
+ * `o` (its lines included) and enqueued on order.events inside `tx` (saga_emit, keyed
+ * by o->id, carrying `traceparent`, NULL for none). 0 or the database error (the
+ * caller's transaction must roll back). Scratch memory comes from `a`. Thread-safe
+ * (one tx per thread).
+ * order_events_created: OrderCreated (CreateOrder).
+ * order_events_confirmed: OrderConfirmed (PaymentCompleted of a PENDING order).
+ * order_events_cancelled: OrderCancelled with `reason` (ORDER_REASON_*) and
+ * previous_status `from` (ORDER_PENDING or ORDER_CONFIRMED). */
+struct order_row;
+int order_events_created(db_conn_t *tx, arena_t *a, const struct order_row *o,
+                         const char *traceparent, err_t *err);
+int order_events_confirmed(db_conn_t *tx, arena_t *a, const struct order_row *o,
+                           const char *traceparent, err_t *err);
+int order_events_cancelled(db_conn_t *tx, arena_t *a, const struct order_row *o, const char *reason,
+                           const char *from, const char *traceparent, err_t *err);
 
 /* order_sweeper_start: a thread that, every cfg->sweep_interval_ms, cancels with
  * reason TIMEOUT the orders PENDING for longer than cfg->saga_timeout_ms (DESIGN.md §4

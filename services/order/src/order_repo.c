@@ -33,11 +33,6 @@ static void order_repo_row(const db_res_t *r, int i, order_row_t *out)
     };
 }
 
-static const char *order_repo_i64(arena_t *a, int64_t v)
-{
-    return arena_sprintf(a, "%" PRId64, v);
-}
-
 /* A PostgreSQL array literal "{...}" of n values, each printed by fmt_one. Values are
  * UUIDs or integers: nothing to quote. */
 static const char *
@@ -188,8 +183,8 @@ static int order_repo_list_txn(db_conn_t *tx, void *ud, err_t *err)
     if (order_repo_snapshot(tx, rd->a, err) != 0)
         return err->code;
     db_res_t *r = db_execf(tx, rd->a, err, sql, 4, q->user_id,
-                           q->has_after ? order_repo_i64(rd->a, q->after_us) : NULL,
-                           q->has_after ? q->after_id : NULL, order_repo_i64(rd->a, q->limit));
+                           q->has_after ? db_i64_param(rd->a, q->after_us) : NULL,
+                           q->has_after ? q->after_id : NULL, db_i64_param(rd->a, q->limit));
     if (!r)
         return err->code;
     rd->n = (size_t)db_res_rows(r);
@@ -215,11 +210,7 @@ int order_repo_idem_find(db_pool_t *pool, arena_t *a, const char *user_id, const
 {
     static const char sql[] = "SELECT order_id::text, request_hash = " ORDER_HASH(
         "$3::text") " FROM idempotency_keys WHERE user_id = $1 AND key = $2";
-    db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
-    if (!c)
-        return err->code;
-    db_res_t *r = db_execf(c, a, err, sql, 3, user_id, key, canon);
-    db_pool_release(pool, c);
+    db_res_t *r = db_pool_exec(pool, a, sql, 3, (const char *[]){user_id, key, canon}, err);
     if (!r)
         return err->code;
     *order_id = db_res_rows(r) ? db_res_str(r, 0, 0) : NULL;
@@ -258,7 +249,7 @@ int order_repo_create(db_conn_t *tx, arena_t *a, order_row_t *o, const char *key
                         " SELECT $1, 1, 'order_created', 'PENDING', '', created_at FROM o)"
                         " SELECT * FROM o";
     const size_t n = o->n_lines;
-    db_res_t *r = db_execf(tx, a, err, sql, 9, o->id, o->user_id, order_repo_i64(a, o->total_cents),
+    db_res_t *r = db_execf(tx, a, err, sql, 9, o->id, o->user_id, db_i64_param(a, o->total_cents),
                            o->currency,
                            order_repo_array(a, n, UUID_STR_LEN, order_repo_fmt_product, o->lines),
                            order_repo_array(a, n, 11, order_repo_fmt_quantity, o->lines),
@@ -357,8 +348,7 @@ int order_repo_sweep_claim(db_conn_t *tx, arena_t *a, int64_t timeout_ms, int li
         "SELECT id::text FROM orders WHERE status = 'PENDING'"
         " AND created_at < clock_timestamp() - $1::bigint * interval '1 millisecond'"
         " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED";
-    db_res_t *r =
-        db_execf(tx, a, err, sql, 2, order_repo_i64(a, timeout_ms), order_repo_i64(a, limit));
+    db_res_t *r = db_execf(tx, a, err, sql, 2, db_i64_param(a, timeout_ms), db_i64_param(a, limit));
     if (!r)
         return err->code;
     *n = (size_t)db_res_rows(r);

@@ -3,7 +3,7 @@
  *
  * Read functions take the pool and read one consistent snapshot (a REPEATABLE READ,
  * READ ONLY transaction). Write functions take the caller's transaction: CreateOrder,
- * CancelOrder, the saga handlers and the sweeper compose them with outbox_enqueue.
+ * CancelOrder, the saga handlers and the sweeper compose them with order_events.c.
  * Results are copied into or borrowed from the arena `a`. Ids passed in must be valid
  * lower-case UUIDs (uuid_valid): callers decide what a malformed id means.
  *

@@ -15,7 +15,6 @@
  * the second waits for the first to commit, claims nothing, and answers the winner's
  * order (replayed) or ALREADY_EXISTS if its lines differ.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,13 +23,12 @@
 
 #include "common/clock.h"
 #include "common/log.h"
-#include "common/outbox.h"
 #include "common/page_token.h"
 #include "common/rpc.h"
+#include "common/text.h"
 #include "common/uuid.h"
 #include "order.h"
 #include "order_repo.h"
-#include "shop/events/v1/events.pb-c.h"
 #include "shop/order/v1/order_service.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
 
@@ -82,20 +80,11 @@ static bool order_rpc_same_id(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
-static char *order_rpc_lower(arena_t *a, const char *s)
-{
-    char *out = arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return out;
-}
-
 /* An order id the database may be asked about; anything else is NOT_FOUND. */
 static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_t *err)
 {
-    if (!uuid_valid(id))
+    if (!(*out = uuid_canon(a, id)))
         return err_set_client(err, ERR_NOT_FOUND, "order not found");
-    *out = order_rpc_lower(a, id);
     return 0;
 }
 
@@ -181,7 +170,7 @@ static void order_rpc_check_lines(arena_t *a, const Shop__Order__V1__CreateOrder
         if (!uuid_valid(l->product_id)) {
             err_field_add(err, field, "unknown product: not a uuid");
         } else {
-            o->lines[i].product_id = order_rpc_lower(a, l->product_id);
+            o->lines[i].product_id = text_ascii_lower(a, l->product_id);
             for (size_t k = 0; k < i; k++)
                 if (o->lines[k].product_id &&
                     strcmp(o->lines[k].product_id, o->lines[i].product_id) == 0) {
@@ -228,7 +217,7 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
     order_rpc_check_lines(a, req, o, err);
     if (err->code != 0)
         return err->code;
-    o->user_id = order_rpc_lower(a, req->user_id);
+    o->user_id = text_ascii_lower(a, req->user_id);
     return 0;
 }
 
@@ -349,34 +338,12 @@ typedef struct order_create {
     bool claimed;
 } order_create_t;
 
-static int order_rpc_emit_created(db_conn_t *tx, const order_create_t *c, err_t *err)
-{
-    const order_row_t *o = c->o;
-    Shop__Events__V1__OrderCreated ev = SHOP__EVENTS__V1__ORDER_CREATED__INIT;
-    ev.order_id = (char *)o->id;
-    ev.user_id = (char *)o->user_id;
-    ev.n_lines = o->n_lines;
-    ev.lines = arena_calloc(c->a, o->n_lines, sizeof(*ev.lines));
-    for (size_t i = 0; i < o->n_lines; i++) {
-        Shop__Events__V1__OrderLine *l = arena_alloc(c->a, sizeof(*l));
-        *l = (Shop__Events__V1__OrderLine)SHOP__EVENTS__V1__ORDER_LINE__INIT;
-        l->product_id = (char *)o->lines[i].product_id;
-        l->quantity = o->lines[i].quantity;
-        l->unit_price_cents = o->lines[i].unit_price_cents;
-        ev.lines[i] = l;
-    }
-    ev.total_cents = o->total_cents;
-    ev.currency = (char *)o->currency;
-    ev.created_at = clock_rfc3339_in(c->a, o->created_us);
-    return outbox_enqueue(tx, c->a, ORDER_TOPIC_ORDERS, o->id, &ev.base, c->traceparent, err);
-}
-
 static int order_rpc_create_txn(db_conn_t *tx, void *ud, err_t *err)
 {
     order_create_t *c = ud;
     if (order_repo_create(tx, c->a, c->o, c->key, c->canon, &c->claimed, err) != 0 || !c->claimed)
         return err->code;
-    return order_rpc_emit_created(tx, c, err);
+    return order_events_created(tx, c->a, c->o, c->traceparent, err);
 }
 
 /* The answer to a key already used: the order it made (replayed) if the request is
@@ -551,7 +518,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     if (req->user_id[0] && !uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid, or \"\" for every user");
     else if (req->user_id[0])
-        *scope = q->user_id = order_rpc_lower(a, req->user_id);
+        *scope = q->user_id = text_ascii_lower(a, req->user_id);
     if (req->limit < 0 || req->limit > ORDER_LIMIT_MAX)
         err_field_add(err, "limit", "must be 0..100");
     q->limit = req->limit ? req->limit : ORDER_LIMIT_DEFAULT;

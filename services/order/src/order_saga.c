@@ -68,18 +68,14 @@
  * it (an alert), and the order is left as it was — a PENDING order then ends by the
  * sweeper's timeout, whose OrderCancelled refunds and releases what is held.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <string.h>
 #include <strings.h>
 
 #include "common/log.h"
-#include "common/outbox.h"
-#include "common/saga_check.h"
-#include "common/uuid.h"
+#include "common/text.h"
 #include "order.h"
 #include "order_repo.h"
-#include "shop/common/v1/common.pb-c.h"
 #include "shop/events/v1/events.pb-c.h"
 
 /* What an event does to a PENDING order. */
@@ -98,58 +94,6 @@ typedef struct order_saga_step {
     const int64_t *amount; /* NULL: nothing to match; else must be the order's total */
 } order_saga_step_t;
 
-int order_status_value(const char *status)
-{
-    if (strcmp(status, ORDER_PENDING) == 0)
-        return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_PENDING;
-    if (strcmp(status, ORDER_CONFIRMED) == 0)
-        return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CONFIRMED;
-    if (strcmp(status, ORDER_CANCELLED) == 0)
-        return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_CANCELLED;
-    return SHOP__COMMON__V1__ORDER_STATUS__ORDER_STATUS_UNSPECIFIED;
-}
-
-int order_reason_value(const char *reason)
-{
-    static const struct {
-        const char *name;
-        int value;
-    } reasons[] = {
-        {ORDER_REASON_OUT_OF_STOCK, SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_OUT_OF_STOCK},
-        {ORDER_REASON_PAYMENT_FAILED,
-         SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_PAYMENT_FAILED},
-        {ORDER_REASON_TIMEOUT, SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_TIMEOUT},
-        {ORDER_REASON_USER_REQUESTED,
-         SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_USER_REQUESTED},
-    };
-    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-        if (strcmp(reason, reasons[i].name) == 0)
-            return reasons[i].value;
-    return SHOP__COMMON__V1__CANCEL_REASON__CANCEL_REASON_UNSPECIFIED;
-}
-
-/* The order's lines as event lines. */
-static Shop__Events__V1__OrderLine **order_saga_event_lines(arena_t *a, const order_row_t *o)
-{
-    Shop__Events__V1__OrderLine **out =
-        o->n_lines ? arena_calloc(a, o->n_lines, sizeof(*out)) : NULL;
-    for (size_t i = 0; i < o->n_lines; i++) {
-        Shop__Events__V1__OrderLine *l = arena_alloc(a, sizeof(*l));
-        *l = (Shop__Events__V1__OrderLine)SHOP__EVENTS__V1__ORDER_LINE__INIT;
-        l->product_id = (char *)o->lines[i].product_id;
-        l->quantity = o->lines[i].quantity;
-        l->unit_price_cents = o->lines[i].unit_price_cents;
-        out[i] = l;
-    }
-    return out;
-}
-
-static int order_saga_emit(db_conn_t *tx, arena_t *a, const char *order_id,
-                           const ProtobufCMessage *msg, const char *traceparent, err_t *err)
-{
-    return outbox_enqueue(tx, a, ORDER_TOPIC_ORDERS, order_id, msg, traceparent, err);
-}
-
 int order_saga_cancel(db_conn_t *tx, arena_t *a, const order_cancel_t *c, bool *cancelled,
                       err_t *err)
 {
@@ -162,16 +106,7 @@ int order_saga_cancel(db_conn_t *tx, arena_t *a, const order_cancel_t *c, bool *
     if (c->cause_step ? order_repo_timeline_add(tx, a, o.id, notes, 2, err) != 0
                       : order_repo_timeline_add(tx, a, o.id, notes + 1, 1, err) != 0)
         return err->code;
-    Shop__Events__V1__OrderCancelled ev = SHOP__EVENTS__V1__ORDER_CANCELLED__INIT;
-    ev.order_id = (char *)o.id;
-    ev.user_id = (char *)o.user_id;
-    ev.reason = order_reason_value(c->reason);
-    ev.n_lines = o.n_lines;
-    ev.lines = order_saga_event_lines(a, &o);
-    ev.total_cents = o.total_cents;
-    ev.currency = (char *)o.currency;
-    ev.previous_status = order_status_value(c->from);
-    if (order_saga_emit(tx, a, o.id, &ev.base, c->traceparent, err) != 0)
+    if (order_events_cancelled(tx, a, &o, c->reason, c->from, c->traceparent, err) != 0)
         return err->code;
     LOG_INFO("order cancelled", LOG_STR("order_id", o.id), LOG_STR("reason", c->reason),
              LOG_STR("from", c->from));
@@ -203,15 +138,8 @@ static int order_saga_confirm(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
                               err) != 0 ||
         !*done || order_saga_match(ev, s, &o, err) != 0)
         return err->code;
-    Shop__Events__V1__OrderConfirmed out = SHOP__EVENTS__V1__ORDER_CONFIRMED__INIT;
-    out.order_id = (char *)o.id;
-    out.user_id = (char *)o.user_id;
-    out.n_lines = o.n_lines;
-    out.lines = order_saga_event_lines(a, &o);
-    out.total_cents = o.total_cents;
-    out.currency = (char *)o.currency;
     const order_note_t notes[] = {{s->step, s->detail}, {"order_confirmed", ""}};
-    if (order_saga_emit(tx, a, o.id, &out.base, ev->ce.traceparent, err) != 0 ||
+    if (order_events_confirmed(tx, a, &o, ev->ce.traceparent, err) != 0 ||
         order_repo_timeline_add(tx, a, o.id, notes, 2, err) != 0)
         return err->code;
     LOG_INFO("order confirmed", LOG_STR("order_id", o.id), LOG_INT("total_cents", o.total_cents));
@@ -236,28 +164,12 @@ static int order_saga_note(db_conn_t *tx, arena_t *a, const saga_event_t *ev, co
         return err->code;
     const char *detail = s->detail;
     if (s->action != ORDER_SAGA_NOTE) {
-        char *status = arena_strdup(a, o.status);
-        for (char *p = status; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
         detail = arena_sprintf(a, "%s%signored: the order is already %s", s->detail,
-                               s->detail[0] ? "; " : "", status);
+                               s->detail[0] ? "; " : "", text_ascii_lower(a, o.status));
         LOG_INFO("event no longer applies, ignored", LOG_STR("order_id", o.id),
                  LOG_STR("type", ev->ce.type), LOG_STR("status", o.status));
     }
     return order_repo_timeline_add(tx, a, o.id, &(order_note_t){s->step, detail}, 1, err);
-}
-
-/* The event's order id in lower case; ERR_INVALID (not transient) if not a UUID. */
-static int order_saga_order_id(arena_t *a, const saga_event_t *ev, const char *raw,
-                               const char **out, err_t *err)
-{
-    if (!uuid_valid(raw))
-        return err_set(err, ERR_INVALID, "%s: order_id is not a uuid", ev->ce.type);
-    char *id = arena_strdup(a, raw);
-    for (char *p = id; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    *out = id;
-    return 0;
 }
 
 static int order_saga_apply(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
@@ -265,7 +177,7 @@ static int order_saga_apply(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
 {
     const char *order_id = NULL;
     bool done = false;
-    if (order_saga_order_id(a, ev, s->raw_id, &order_id, err) != 0 || saga_check(ev->msg, err) != 0)
+    if (saga_open(a, ev, s->raw_id, &order_id, err) != 0)
         return err->code;
     if (s->action == ORDER_SAGA_CONFIRM &&
         order_saga_confirm(tx, a, ev, order_id, s, &done, err) != 0)
@@ -419,11 +331,8 @@ static int order_saga_payment_refunded(db_conn_t *tx, arena_t *a, const saga_eve
  * other orders. */
 static size_t order_saga_locks(const saga_event_t *ev, arena_t *a, const char ***out)
 {
-    char *name = arena_sprintf(a, "order:%s", ev->key);
-    for (char *p = name; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
     *out = arena_calloc(a, 1, sizeof(**out));
-    (*out)[0] = name;
+    (*out)[0] = saga_lock_name(a, "order", ev->key);
     return 1;
 }
 

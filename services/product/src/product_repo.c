@@ -18,9 +18,6 @@
 
 #define STOCK_COLS "product_id::text, available, reserved, sold"
 
-/* How long a call waits for a pooled connection. */
-#define PRODUCT_ACQUIRE_MS DB_TXN_ACQUIRE_MS
-
 static void product_repo_row(const db_res_t *r, int i, product_row_t *out)
 {
     *out = (product_row_t){
@@ -44,11 +41,6 @@ static void product_repo_stock_row(const db_res_t *r, int i, product_stock_t *ou
         .reserved = db_res_i64(r, i, 2),
         .sold = db_res_i64(r, i, 3),
     };
-}
-
-static const char *product_repo_i64(arena_t *a, int64_t v)
-{
-    return arena_sprintf(a, "%" PRId64, v);
 }
 
 /* A PostgreSQL array literal "{a,b,...}" of ids (UUIDs) or of quantities. */
@@ -89,41 +81,19 @@ static const char *product_repo_line_quantities(arena_t *a, const product_line_t
     return out;
 }
 
-/* Runs one statement on a leased connection, outside any explicit transaction. */
-static db_res_t *product_repo_exec(db_pool_t *pool, arena_t *a, err_t *err, const char *sql, int n,
-                                   const char *const *params)
+/* One product row (into *row) or its stock (into *stock), whichever is not NULL, or
+ * ERR_NOT_FOUND "product not found". */
+static int product_repo_one(db_pool_t *pool, arena_t *a, const char *sql, int n,
+                            const char *const *params, product_row_t *row, product_stock_t *stock,
+                            err_t *err)
 {
-    db_conn_t *c = db_pool_acquire(pool, PRODUCT_ACQUIRE_MS, err);
-    if (!c)
-        return NULL;
-    db_res_t *r = db_exec(c, a, sql, n, params, err);
-    db_pool_release(pool, c);
-    return r;
-}
-
-/* One product row or ERR_NOT_FOUND. */
-static int product_repo_one(db_pool_t *pool, arena_t *a, const char *id, const char *sql, int n,
-                            const char *const *params, product_row_t *out, err_t *err)
-{
-    db_res_t *r = product_repo_exec(pool, a, err, sql, n, params);
+    db_res_t *r = db_pool_exec_one(pool, a, "product not found", sql, n, params, err);
     if (!r)
         return err->code;
-    if (db_res_rows(r) == 0)
-        return err_set_client(err, ERR_NOT_FOUND, "product not found");
-    product_repo_row(r, 0, out);
-    return 0;
-}
-
-static int product_repo_stock_one(db_pool_t *pool, arena_t *a, const char *id, const char *sql,
-                                  int n, const char *const *params, product_stock_t *out,
-                                  err_t *err)
-{
-    db_res_t *r = product_repo_exec(pool, a, err, sql, n, params);
-    if (!r)
-        return err->code;
-    if (db_res_rows(r) == 0)
-        return err_set_client(err, ERR_NOT_FOUND, "product not found");
-    product_repo_stock_row(r, 0, out);
+    if (row)
+        product_repo_row(r, 0, row);
+    if (stock)
+        product_repo_stock_row(r, 0, stock);
     return 0;
 }
 
@@ -154,14 +124,14 @@ int product_repo_create(db_pool_t *pool, arena_t *a, const product_fields_t *f, 
     char id[UUID_STR_LEN];
     uuid_new(id);
     const char *params[] = {
-        id, f->sku, f->name, f->description, product_repo_i64(a, f->price_cents), f->currency};
-    return product_repo_one(pool, a, id, sql, 6, params, out, err);
+        id, f->sku, f->name, f->description, db_i64_param(a, f->price_cents), f->currency};
+    return product_repo_one(pool, a, sql, 6, params, out, NULL, err);
 }
 
 int product_repo_get(db_pool_t *pool, arena_t *a, const char *id, product_row_t *out, err_t *err)
 {
     static const char sql[] = "SELECT " PRODUCT_COLS " FROM products WHERE id = $1";
-    return product_repo_one(pool, a, id, sql, 1, (const char *[]){id}, out, err);
+    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, NULL, err);
 }
 
 int product_repo_batch_get(db_pool_t *pool, arena_t *a, const char *const *ids, size_t n,
@@ -169,7 +139,7 @@ int product_repo_batch_get(db_pool_t *pool, arena_t *a, const char *const *ids, 
 {
     static const char sql[] = "SELECT " PRODUCT_COLS " FROM products WHERE id = ANY($1::uuid[])";
     const char *params[] = {product_repo_id_array(a, ids, n, sizeof(ids[0]))};
-    db_res_t *r = product_repo_exec(pool, a, err, sql, 1, params);
+    db_res_t *r = db_pool_exec(pool, a, sql, 1, params, err);
     if (!r)
         return err->code;
     product_repo_rows(a, r, out, n_out);
@@ -208,11 +178,11 @@ int product_repo_list(db_pool_t *pool, arena_t *a, const product_page_query_t *q
     const char *params[] = {
         q->include_inactive ? "true" : "false",
         q->q[0] ? product_repo_like(a, q->q) : NULL,
-        q->has_after ? product_repo_i64(a, q->after_us) : NULL,
+        q->has_after ? db_i64_param(a, q->after_us) : NULL,
         q->has_after ? q->after_id : NULL,
-        product_repo_i64(a, q->limit),
+        db_i64_param(a, q->limit),
     };
-    db_res_t *r = product_repo_exec(pool, a, err, sql, 5, params);
+    db_res_t *r = db_pool_exec(pool, a, sql, 5, params, err);
     if (!r)
         return err->code;
     product_repo_rows(a, r, out, n_out);
@@ -236,11 +206,11 @@ int product_repo_update(db_pool_t *pool, arena_t *a, const char *id, const produ
         f->mask & PRODUCT_F_SKU ? f->sku : NULL,
         f->mask & PRODUCT_F_NAME ? f->name : NULL,
         f->mask & PRODUCT_F_DESCRIPTION ? f->description : NULL,
-        f->mask & PRODUCT_F_PRICE ? product_repo_i64(a, f->price_cents) : NULL,
+        f->mask & PRODUCT_F_PRICE ? db_i64_param(a, f->price_cents) : NULL,
         f->mask & PRODUCT_F_CURRENCY ? f->currency : NULL,
         f->mask & PRODUCT_F_ACTIVE ? (f->active ? "true" : "false") : NULL,
     };
-    return product_repo_one(pool, a, id, sql, 7, params, out, err);
+    return product_repo_one(pool, a, sql, 7, params, out, NULL, err);
 }
 
 int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, product_row_t *out,
@@ -250,7 +220,7 @@ int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, product_ro
         "UPDATE products SET active = false,"
         " updated_at = CASE WHEN active THEN clock_timestamp() ELSE updated_at END"
         " WHERE id = $1 RETURNING " PRODUCT_COLS;
-    return product_repo_one(pool, a, id, sql, 1, (const char *[]){id}, out, err);
+    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, NULL, err);
 }
 
 /* ---- stock ---- */
@@ -262,8 +232,8 @@ int product_repo_stock_set(db_pool_t *pool, arena_t *a, const char *id, int64_t 
     static const char sql[] = "UPDATE inventory SET added = added + ($2::bigint - available),"
                               " available = $2::bigint, updated_at = now()"
                               " WHERE product_id = $1 RETURNING " STOCK_COLS;
-    const char *params[] = {id, product_repo_i64(a, available)};
-    return product_repo_stock_one(pool, a, id, sql, 2, params, out, err);
+    const char *params[] = {id, db_i64_param(a, available)};
+    return product_repo_one(pool, a, sql, 2, params, NULL, out, err);
 }
 
 int product_repo_stock_adjust(db_pool_t *pool, arena_t *a, const char *id, int64_t delta,
@@ -273,8 +243,8 @@ int product_repo_stock_adjust(db_pool_t *pool, arena_t *a, const char *id, int64
                               " added = added + $2::bigint, updated_at = now()"
                               " WHERE product_id = $1 AND available + $2::bigint >= 0"
                               " RETURNING " STOCK_COLS;
-    const char *params[] = {id, product_repo_i64(a, delta)};
-    int rc = product_repo_stock_one(pool, a, id, sql, 2, params, out, err);
+    const char *params[] = {id, db_i64_param(a, delta)};
+    int rc = product_repo_one(pool, a, sql, 2, params, NULL, out, err);
     if (rc != ERR_NOT_FOUND)
         return rc;
     /* No row updated: either no such product or the condition failed. */
@@ -289,7 +259,7 @@ int product_repo_stock_get(db_pool_t *pool, arena_t *a, const char *id, product_
                            err_t *err)
 {
     static const char sql[] = "SELECT " STOCK_COLS " FROM inventory WHERE product_id = $1";
-    return product_repo_stock_one(pool, a, id, sql, 1, (const char *[]){id}, out, err);
+    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, NULL, out, err);
 }
 
 /* ---- saga ---- */

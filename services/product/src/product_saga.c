@@ -30,15 +30,13 @@
  * errors that are not transient, retried a few times by the consumer, then
  * dead-lettered (an alert: order-svc never sends such events).
  */
-#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
-#include "common/outbox.h"
 #include "common/saga_check.h"
-#include "common/uuid.h"
+#include "common/text.h"
 #include "product.h"
 #include "product_repo.h"
 #include "shop/events/v1/events.pb-c.h"
@@ -52,32 +50,6 @@
 static bool product_saga_is(const char *state, const char *want)
 {
     return strcmp(state, want) == 0;
-}
-
-static char *product_saga_lower(arena_t *a, const char *s)
-{
-    char *out = arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return out;
-}
-
-/* The order id of an event, lower-case; ERR_INVALID if it is not a UUID. */
-static int product_saga_order_id(arena_t *a, const saga_event_t *ev, const char *id,
-                                 const char **out, err_t *err)
-{
-    if (!uuid_valid(id))
-        return err_set(err, ERR_INVALID, "%s: order_id is not a uuid", ev->ce.type);
-    *out = product_saga_lower(a, id);
-    return 0;
-}
-
-/* Writes an inventory event for the order into the outbox, in the handler's
- * transaction, keeping the trace of the event that caused it. */
-static int product_saga_emit(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
-                             const char *order_id, const ProtobufCMessage *msg, err_t *err)
-{
-    return outbox_enqueue(tx, a, PRODUCT_TOPIC_INVENTORY, order_id, msg, ev->ce.traceparent, err);
 }
 
 /* The event's StockLines for lines[0..n). */
@@ -110,7 +82,7 @@ static size_t product_saga_merge(arena_t *a, const Shop__Events__V1__OrderCreate
     size_t n = oc->n_lines;
     product_line_t *lines = arena_calloc(a, n, sizeof(*lines));
     for (size_t i = 0; i < n; i++)
-        lines[i] = (product_line_t){.product_id = product_saga_lower(a, oc->lines[i]->product_id),
+        lines[i] = (product_line_t){.product_id = text_ascii_lower(a, oc->lines[i]->product_id),
                                     .quantity = oc->lines[i]->quantity};
     qsort(lines, n, sizeof(*lines), product_saga_line_cmp);
     size_t m = 0;
@@ -132,7 +104,7 @@ static bool product_saga_first_short(arena_t *a, const Shop__Events__V1__OrderCr
                                      const int64_t *available, Shop__Events__V1__StockRejected *rej)
 {
     for (size_t i = 0; i < oc->n_lines; i++) {
-        product_line_t key = {.product_id = product_saga_lower(a, oc->lines[i]->product_id)};
+        product_line_t key = {.product_id = text_ascii_lower(a, oc->lines[i]->product_id)};
         const product_line_t *m = bsearch(&key, merged, n, sizeof(*merged), product_saga_line_cmp);
         int64_t have = available[m - merged];
         if (have >= m->quantity)
@@ -154,7 +126,7 @@ static int product_saga_reject(db_conn_t *tx, arena_t *a, const saga_event_t *ev
 {
     rej->order_id = (char *)order_id;
     if (product_repo_order_state_set(tx, a, order_id, state, err) != 0 ||
-        product_saga_emit(tx, a, ev, order_id, &rej->base, err) != 0)
+        saga_emit(tx, a, PRODUCT_TOPIC_INVENTORY, &rej->base, ev->ce.traceparent, err) != 0)
         return err->code;
     LOG_INFO("stock rejected", LOG_STR("order_id", order_id), LOG_INT("reason", rej->reason),
              LOG_STR("product_id", rej->product_id), LOG_INT("requested", rej->requested),
@@ -176,12 +148,12 @@ static int product_saga_reserve(db_conn_t *tx, arena_t *a, const saga_event_t *e
 
     Shop__Events__V1__StockReserved ok = SHOP__EVENTS__V1__STOCK_RESERVED__INIT;
     ok.order_id = (char *)order_id;
-    ok.user_id = product_saga_lower(a, oc->user_id);
+    ok.user_id = text_ascii_lower(a, oc->user_id);
     ok.total_cents = oc->total_cents;
     ok.currency = SAGA_CURRENCY;
     if (product_repo_reserve(tx, a, order_id, lines, n, err) != 0 ||
         product_repo_order_state_set(tx, a, order_id, STATE_RESERVED, err) != 0 ||
-        product_saga_emit(tx, a, ev, order_id, &ok.base, err) != 0)
+        saga_emit(tx, a, PRODUCT_TOPIC_INVENTORY, &ok.base, ev->ce.traceparent, err) != 0)
         return err->code;
     LOG_INFO("stock reserved", LOG_STR("order_id", order_id), LOG_INT("products", n));
     return 0;
@@ -221,7 +193,7 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
 {
     const Shop__Events__V1__OrderCreated *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
-    if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0)
+    if (saga_order_id(a, ev, oc->order_id, &order_id, err) != 0)
         return err->code;
     err_t invalid = ERR_INIT;
     if (saga_check(ev->msg, &invalid) != 0) {
@@ -242,14 +214,23 @@ static int product_saga_order_created(db_conn_t *tx, arena_t *a, const saga_even
 
 /* ---- OrderConfirmed ---- */
 
+/* The opening of OrderConfirmed and OrderCancelled: the event checked (saga_open),
+ * then the order's state read ("" if never seen). */
+static int product_saga_open(db_conn_t *tx, arena_t *a, const saga_event_t *ev, const char *raw_id,
+                             const char **order_id, const char **state, err_t *err)
+{
+    if (saga_open(a, ev, raw_id, order_id, err) != 0 ||
+        product_repo_order_state(tx, a, *order_id, state, err) != 0)
+        return err->code;
+    return 0;
+}
+
 static int product_saga_order_confirmed(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
                                         void *ctx, err_t *err)
 {
     const Shop__Events__V1__OrderConfirmed *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
-    if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        saga_check(ev->msg, err) != 0 ||
-        product_repo_order_state(tx, a, order_id, &state, err) != 0)
+    if (product_saga_open(tx, a, ev, oc->order_id, &order_id, &state, err) != 0)
         return err->code;
     if (!product_saga_is(state, STATE_RESERVED)) {
         /* COMMITTED: a duplicate. Anything else: nothing is held for this order (an
@@ -271,7 +252,7 @@ static int product_saga_order_confirmed(db_conn_t *tx, arena_t *a, const saga_ev
     out.order_id = (char *)order_id;
     out.n_lines = n;
     out.lines = product_saga_stock_lines(a, lines, n);
-    if (product_saga_emit(tx, a, ev, order_id, &out.base, err) != 0)
+    if (saga_emit(tx, a, PRODUCT_TOPIC_INVENTORY, &out.base, ev->ce.traceparent, err) != 0)
         return err->code;
     LOG_INFO("stock committed", LOG_STR("order_id", order_id), LOG_INT("products", n));
     return 0;
@@ -303,9 +284,7 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
 {
     const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
     const char *order_id = NULL, *state = NULL;
-    if (product_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        saga_check(ev->msg, err) != 0 ||
-        product_repo_order_state(tx, a, order_id, &state, err) != 0)
+    if (product_saga_open(tx, a, ev, oc->order_id, &order_id, &state, err) != 0)
         return err->code;
     if (product_saga_is(state, STATE_TOMBSTONE) || product_saga_is(state, STATE_RELEASED)) {
         LOG_INFO("order already cancelled, OrderCancelled ignored", LOG_STR("order_id", order_id),
@@ -326,7 +305,7 @@ static int product_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_ev
     out.order_id = (char *)order_id;
     out.n_lines = n;
     out.lines = product_saga_stock_lines(a, lines, n);
-    if (product_saga_emit(tx, a, ev, order_id, &out.base, err) != 0)
+    if (saga_emit(tx, a, PRODUCT_TOPIC_INVENTORY, &out.base, ev->ce.traceparent, err) != 0)
         return err->code;
     LOG_INFO("stock released", LOG_STR("order_id", order_id), LOG_STR("from", state),
              LOG_STR("to", next), LOG_INT("products", n));
@@ -347,10 +326,9 @@ static size_t product_saga_locks_of(arena_t *a, const char *order_id,
     if (n > SAGA_LINES_MAX)
         n = 0;
     *out = arena_calloc(a, n + 1, sizeof(**out));
-    (*out)[0] = arena_sprintf(a, "order:%s", product_saga_lower(a, order_id));
+    (*out)[0] = saga_lock_name(a, "order", order_id);
     for (size_t i = 0; i < n; i++)
-        (*out)[i + 1] =
-            arena_sprintf(a, "inventory:%s", product_saga_lower(a, lines[i]->product_id));
+        (*out)[i + 1] = saga_lock_name(a, "inventory", lines[i]->product_id);
     return n + 1;
 }
 

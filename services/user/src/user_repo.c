@@ -27,8 +27,8 @@
 
 #define PREFS_COLS "language, currency, marketing_opt_in"
 
-/* How long a call waits for a pooled connection. */
-#define USER_ACQUIRE_MS DB_TXN_ACQUIRE_MS
+/* What a statement about a user id that matches no row answers (db_pool_exec_one). */
+#define USER_NOT_FOUND "user not found"
 
 static void user_repo_user(const db_res_t *r, int i, user_row_t *out)
 {
@@ -80,66 +80,43 @@ static void user_repo_prefs(const db_res_t *r, int i, user_prefs_t *out)
     };
 }
 
-static const char *user_repo_i64(arena_t *a, int64_t v)
-{
-    return arena_sprintf(a, "%" PRId64, v);
-}
-
-/* Runs one statement on a leased connection, outside any explicit transaction. */
-static db_res_t *user_repo_exec(db_pool_t *pool, arena_t *a, err_t *err, const char *sql, int n,
-                                const char *const *params)
-{
-    db_conn_t *c = db_pool_acquire(pool, USER_ACQUIRE_MS, err);
-    if (!c)
-        return NULL;
-    db_res_t *r = db_exec(c, a, sql, n, params, err);
-    db_pool_release(pool, c);
-    return r;
-}
-
-/* One row of a statement about user `id`, or ERR_NOT_FOUND. */
-static db_res_t *user_repo_one(db_pool_t *pool, arena_t *a, const char *id, const char *sql, int n,
-                               const char *const *params, err_t *err)
-{
-    db_res_t *r = user_repo_exec(pool, a, err, sql, n, params);
-    if (r && db_res_rows(r) == 0) {
-        err_set_client(err, ERR_NOT_FOUND, "user not found");
-        return NULL;
-    }
-    return r;
-}
-
 /* ---- accounts ---- */
 
-/* Inserts the user and the rows every user has, in one statement on `c`. */
-static int user_repo_insert(db_conn_t *c, arena_t *a, const char *email, const char *hash,
-                            const char *display_name, const char *role, user_row_t *out, err_t *err)
+/* Inserts a user and the rows every user has, in one statement: the parameters of
+ * user_repo_insert_params. */
+static const char user_repo_insert_sql[] =
+    "WITH u AS (INSERT INTO users (id, email, password_hash, display_name, role)"
+    " VALUES ($1, $2, $3, $4, $5) RETURNING *),"
+    " p AS (INSERT INTO profiles (user_id) VALUES ($1)),"
+    " f AS (INSERT INTO preferences (user_id) VALUES ($1)),"
+    " w AS (INSERT INTO wallets (user_id) VALUES ($1))"
+    " SELECT " USER_COLS " FROM u";
+
+/* user_repo_insert_sql's parameters, for a new user with a fresh id. */
+static const char *const *user_repo_insert_params(arena_t *a, const char *email, const char *hash,
+                                                  const char *display_name, const char *role)
 {
-    static const char sql[] =
-        "WITH u AS (INSERT INTO users (id, email, password_hash, display_name, role)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING *),"
-        " p AS (INSERT INTO profiles (user_id) VALUES ($1)),"
-        " f AS (INSERT INTO preferences (user_id) VALUES ($1)),"
-        " w AS (INSERT INTO wallets (user_id) VALUES ($1))"
-        " SELECT " USER_COLS " FROM u";
     char id[UUID_STR_LEN];
     uuid_new(id);
-    db_res_t *r = db_execf(c, a, err, sql, 5, id, email, hash, display_name, role);
-    if (!r)
-        return err->code;
-    user_repo_user(r, 0, out);
-    return 0;
+    const char **p = arena_calloc(a, 5, sizeof(*p));
+    p[0] = arena_strdup(a, id);
+    p[1] = email;
+    p[2] = hash;
+    p[3] = display_name;
+    p[4] = role;
+    return p;
 }
 
 int user_repo_create(db_pool_t *pool, arena_t *a, const char *email, const char *password_hash,
                      const char *display_name, const char *role, user_row_t *out, err_t *err)
 {
-    db_conn_t *c = db_pool_acquire(pool, USER_ACQUIRE_MS, err);
-    if (!c)
+    const char *const *params =
+        user_repo_insert_params(a, email, password_hash, display_name, role);
+    db_res_t *r = db_pool_exec(pool, a, user_repo_insert_sql, 5, params, err);
+    if (!r)
         return err->code;
-    int rc = user_repo_insert(c, a, email, password_hash, display_name, role, out, err);
-    db_pool_release(pool, c);
-    return rc;
+    user_repo_user(r, 0, out);
+    return 0;
 }
 
 int user_repo_find_by_email(db_pool_t *pool, arena_t *a, const char *email, user_row_t *out,
@@ -147,7 +124,7 @@ int user_repo_find_by_email(db_pool_t *pool, arena_t *a, const char *email, user
 {
     static const char sql[] = "SELECT " USER_COLS ", u.password_hash FROM users u"
                               " WHERE lower(u.email COLLATE \"C\") = $1";
-    db_res_t *r = user_repo_exec(pool, a, err, sql, 1, (const char *[]){email});
+    db_res_t *r = db_pool_exec(pool, a, sql, 1, (const char *[]){email}, err);
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)
@@ -178,7 +155,12 @@ static int user_repo_admin_txn(db_conn_t *tx, void *ud, err_t *err)
         user_repo_user(r, 0, x->out);
         return 0;
     }
-    return user_repo_insert(tx, x->a, x->email, x->hash, x->display_name, "admin", x->out, err);
+    const char *const *params =
+        user_repo_insert_params(x->a, x->email, x->hash, x->display_name, "admin");
+    if (!(r = db_exec(tx, x->a, user_repo_insert_sql, 5, params, err)))
+        return err->code;
+    user_repo_user(r, 0, x->out);
+    return 0;
 }
 
 int user_repo_make_admin(db_pool_t *pool, arena_t *a, const char *email, const char *password_hash,
@@ -199,7 +181,7 @@ int user_repo_get(db_pool_t *pool, arena_t *a, const char *id, user_row_t *user,
 {
     static const char sql[] = "SELECT " USER_COLS ", " PROFILE_COLS
                               " FROM users u JOIN profiles p ON p.user_id = u.id WHERE u.id = $1";
-    db_res_t *r = user_repo_one(pool, a, id, sql, 1, (const char *[]){id}, err);
+    db_res_t *r = db_pool_exec_one(pool, a, USER_NOT_FOUND, sql, 1, (const char *[]){id}, err);
     if (!r)
         return err->code;
     user_repo_user(r, 0, user);
@@ -239,7 +221,7 @@ int user_repo_update_profile(db_pool_t *pool, arena_t *a, const char *id,
         has ? ad->postal_code : NULL,
         has ? ad->country : NULL,
     };
-    db_res_t *r = user_repo_one(pool, a, id, sql, 10, params, err);
+    db_res_t *r = db_pool_exec_one(pool, a, USER_NOT_FOUND, sql, 10, params, err);
     if (!r)
         return err->code;
     user_repo_user(r, 0, user);
@@ -250,7 +232,7 @@ int user_repo_update_profile(db_pool_t *pool, arena_t *a, const char *id,
 int user_repo_get_prefs(db_pool_t *pool, arena_t *a, const char *id, user_prefs_t *out, err_t *err)
 {
     static const char sql[] = "SELECT " PREFS_COLS " FROM preferences WHERE user_id = $1";
-    db_res_t *r = user_repo_one(pool, a, id, sql, 1, (const char *[]){id}, err);
+    db_res_t *r = db_pool_exec_one(pool, a, USER_NOT_FOUND, sql, 1, (const char *[]){id}, err);
     if (!r)
         return err->code;
     user_repo_prefs(r, 0, out);
@@ -271,7 +253,7 @@ int user_repo_update_prefs(db_pool_t *pool, arena_t *a, const char *id, const us
         p->mask & USER_F_CURRENCY ? p->prefs.currency : NULL,
         p->mask & USER_F_MARKETING ? (p->prefs.marketing_opt_in ? "true" : "false") : NULL,
     };
-    db_res_t *r = user_repo_one(pool, a, id, sql, 4, params, err);
+    db_res_t *r = db_pool_exec_one(pool, a, USER_NOT_FOUND, sql, 4, params, err);
     if (!r)
         return err->code;
     user_repo_prefs(r, 0, out);
@@ -291,9 +273,9 @@ int user_repo_wallet(db_pool_t *pool, arena_t *a, const char *id, int limit, int
         " WHERE user_id = w.user_id AND ($2::bigint IS NULL OR seq < $2::bigint)"
         " ORDER BY seq DESC LIMIT $3) l ON true"
         " WHERE w.user_id = $1 ORDER BY l.seq DESC";
-    const char *params[] = {id, before > 0 ? user_repo_i64(a, before) : NULL,
-                            user_repo_i64(a, limit)};
-    db_res_t *r = user_repo_one(pool, a, id, sql, 3, params, err);
+    const char *params[] = {id, before > 0 ? db_i64_param(a, before) : NULL,
+                            db_i64_param(a, limit)};
+    db_res_t *r = db_pool_exec_one(pool, a, USER_NOT_FOUND, sql, 3, params, err);
     if (!r)
         return err->code;
     int rows = db_res_rows(r);
@@ -356,7 +338,7 @@ static int user_repo_deposit_txn(db_conn_t *tx, void *ud, err_t *err)
     d->out->currency = db_res_str(r, 0, 1);
     char entry_id[UUID_STR_LEN];
     uuid_new(entry_id);
-    const char *amount = user_repo_i64(d->a, d->amount);
+    const char *amount = db_i64_param(d->a, d->amount);
     if (!(r = db_execf(tx, d->a, err, insert, 5, entry_id, d->id, amount, d->currency, d->key)))
         return err->code;
     if (db_res_rows(r) == 0)
@@ -415,7 +397,7 @@ int user_repo_order_set(db_conn_t *tx, arena_t *a, const user_order_t *o, err_t 
         " currency = EXCLUDED.currency, payment_entry_id = EXCLUDED.payment_entry_id,"
         " refund_entry_id = EXCLUDED.refund_entry_id, updated_at = clock_timestamp()";
     return db_execf_nowait(tx, a, err, sql, 7, o->order_id, o->user_id, o->state,
-                           user_repo_i64(a, o->amount_cents), o->currency, o->payment_entry_id,
+                           db_i64_param(a, o->amount_cents), o->currency, o->payment_entry_id,
                            o->refund_entry_id);
 }
 
@@ -434,7 +416,7 @@ int user_repo_charge(db_conn_t *tx, arena_t *a, const char *order_id, const char
     char entry_id[UUID_STR_LEN];
     uuid_new(entry_id);
     db_res_t *r =
-        db_execf(tx, a, err, debit, 4, order_id, user_id, user_repo_i64(a, amount_cents), entry_id);
+        db_execf(tx, a, err, debit, 4, order_id, user_id, db_i64_param(a, amount_cents), entry_id);
     if (!r)
         return err->code;
     if (db_res_rows(r) == 1) {
@@ -459,7 +441,7 @@ int user_repo_refund(db_conn_t *tx, arena_t *a, const char *order_id, const char
     char entry_id[UUID_STR_LEN];
     uuid_new(entry_id);
     db_res_t *r =
-        db_execf(tx, a, err, sql, 4, order_id, user_id, user_repo_i64(a, amount_cents), entry_id);
+        db_execf(tx, a, err, sql, 4, order_id, user_id, db_i64_param(a, amount_cents), entry_id);
     if (!r)
         return err->code;
     if (db_res_rows(r) == 0)

@@ -32,12 +32,10 @@
  * few times by the consumer, then dead-lettered (an alert: order-svc never sends such
  * events).
  */
-#include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "common/log.h"
-#include "common/outbox.h"
 #include "common/saga_check.h"
 #include "common/uuid.h"
 #include "shop/events/v1/events.pb-c.h"
@@ -56,32 +54,15 @@ static bool user_saga_is(const char *state, const char *want)
     return strcmp(state, want) == 0;
 }
 
-/* A lower-case copy of a UUID, or NULL when s is not one. */
-static const char *user_saga_uuid(arena_t *a, const char *s)
+/* Stores the order's new payment state and enqueues the event that announces it
+ * (payment.events, keeping the trace of the event that caused it). */
+static int user_saga_record(db_conn_t *tx, arena_t *a, const saga_event_t *ev,
+                            const user_order_t *o, const ProtobufCMessage *msg, err_t *err)
 {
-    if (!uuid_valid(s))
-        return NULL;
-    char *out = arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return out;
-}
-
-/* The event's order id, lower-case; ERR_INVALID if it is not a UUID. */
-static int user_saga_order_id(arena_t *a, const saga_event_t *ev, const char *id, const char **out,
-                              err_t *err)
-{
-    if (!(*out = user_saga_uuid(a, id)))
-        return err_set(err, ERR_INVALID, "%s: order_id is not a uuid", ev->ce.type);
+    if (user_repo_order_set(tx, a, o, err) != 0 ||
+        saga_emit(tx, a, USER_TOPIC_PAYMENTS, msg, ev->ce.traceparent, err) != 0)
+        return err->code;
     return 0;
-}
-
-/* Writes a payment event for the order into the outbox, in the handler's
- * transaction, keeping the trace of the event that caused it. */
-static int user_saga_emit(db_conn_t *tx, arena_t *a, const saga_event_t *ev, const char *order_id,
-                          const ProtobufCMessage *msg, err_t *err)
-{
-    return outbox_enqueue(tx, a, USER_TOPIC_PAYMENTS, order_id, msg, ev->ce.traceparent, err);
 }
 
 /* ---- StockReserved ---- */
@@ -99,8 +80,7 @@ static int user_saga_fail(db_conn_t *tx, arena_t *a, const saga_event_t *ev, use
     out.reason = reason;
     out.amount_cents = o->amount_cents;
     out.currency = (char *)o->currency;
-    if (user_repo_order_set(tx, a, o, err) != 0 ||
-        user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
+    if (user_saga_record(tx, a, ev, o, &out.base, err) != 0)
         return err->code;
     LOG_INFO("payment failed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", out.user_id),
              LOG_INT("reason", reason), LOG_INT("amount_cents", o->amount_cents));
@@ -132,8 +112,7 @@ static int user_saga_charge(db_conn_t *tx, arena_t *a, const saga_event_t *ev, u
     out.amount_cents = o->amount_cents;
     out.currency = (char *)entry.currency;
     out.ledger_entry_id = (char *)entry.id;
-    if (user_repo_order_set(tx, a, o, err) != 0 ||
-        user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
+    if (user_saga_record(tx, a, ev, o, &out.base, err) != 0)
         return err->code;
     LOG_INFO("payment completed", LOG_STR("order_id", o->order_id), LOG_STR("user_id", o->user_id),
              LOG_INT("amount_cents", o->amount_cents), LOG_STR("ledger_entry_id", entry.id));
@@ -148,7 +127,7 @@ static int user_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event_
     user_order_t o;
     err_t invalid = ERR_INIT;
     bool valid = saga_check(ev->msg, &invalid) == 0;
-    if (user_saga_order_id(a, ev, sr->order_id, &order_id, err) != 0 ||
+    if (saga_order_id(a, ev, sr->order_id, &order_id, err) != 0 ||
         user_repo_order_get(tx, a, order_id, &o, err) != 0)
         return err->code;
     if (o.state[0] && !user_saga_is(o.state, STATE_TOMBSTONE)) {
@@ -162,7 +141,7 @@ static int user_saga_stock_reserved(db_conn_t *tx, arena_t *a, const saga_event_
         return 0;
     }
     /* Only checked fields go on: an invalid event's amount is not one to repeat. */
-    o.user_id = user_saga_uuid(a, sr->user_id);
+    o.user_id = uuid_canon(a, sr->user_id);
     o.amount_cents = valid ? sr->total_cents : 0;
     o.currency = USER_CURRENCY;
     if (!valid) {
@@ -195,8 +174,7 @@ static int user_saga_refund(db_conn_t *tx, arena_t *a, const saga_event_t *ev, u
     out.amount_cents = o->amount_cents;
     out.currency = (char *)o->currency;
     out.ledger_entry_id = (char *)entry.id;
-    if (user_repo_order_set(tx, a, o, err) != 0 ||
-        user_saga_emit(tx, a, ev, o->order_id, &out.base, err) != 0)
+    if (user_saga_record(tx, a, ev, o, &out.base, err) != 0)
         return err->code;
     LOG_INFO("payment refunded", LOG_STR("order_id", o->order_id), LOG_STR("user_id", o->user_id),
              LOG_INT("amount_cents", o->amount_cents), LOG_STR("ledger_entry_id", entry.id));
@@ -209,8 +187,8 @@ static int user_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_event
     const Shop__Events__V1__OrderCancelled *oc = (const void *)ev->msg;
     const char *order_id;
     user_order_t o;
-    if (user_saga_order_id(a, ev, oc->order_id, &order_id, err) != 0 ||
-        saga_check(ev->msg, err) != 0 || user_repo_order_get(tx, a, order_id, &o, err) != 0)
+    if (saga_open(a, ev, oc->order_id, &order_id, err) != 0 ||
+        user_repo_order_get(tx, a, order_id, &o, err) != 0)
         return err->code;
     if (user_saga_is(o.state, STATE_CHARGED))
         return user_saga_refund(tx, a, ev, &o, err);
@@ -221,7 +199,7 @@ static int user_saga_order_cancelled(db_conn_t *tx, arena_t *a, const saga_event
     }
     /* Never seen: a tombstone, so that a late StockReserved charges nothing. */
     o.state = STATE_TOMBSTONE;
-    o.user_id = user_saga_uuid(a, oc->user_id);
+    o.user_id = uuid_canon(a, oc->user_id);
     o.currency = USER_CURRENCY;
     if (user_repo_order_set(tx, a, &o, err) != 0)
         return err->code;
@@ -237,11 +215,8 @@ static size_t user_saga_locks_of(arena_t *a, const char *order_id, const char *u
                                  const char ***out)
 {
     *out = arena_calloc(a, 2, sizeof(**out));
-    (*out)[0] = arena_sprintf(a, "order:%s", order_id);
-    (*out)[1] = arena_sprintf(a, "wallet:%s", user_id);
-    for (size_t i = 0; i < 2; i++)
-        for (char *p = (char *)(*out)[i]; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
+    (*out)[0] = saga_lock_name(a, "order", order_id);
+    (*out)[1] = saga_lock_name(a, "wallet", user_id);
     return 2;
 }
 

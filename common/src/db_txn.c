@@ -1,0 +1,105 @@
+/*
+ * db_txn: what runs on a connection leased for it and given back: transactions
+ * (db_txn, retried on ERR_ABORTED) and one-shot statements outside any explicit
+ * transaction (db_pool_exec, db_pool_exec_one). It sits above both db_pool.c (leases) and
+ * db_query.c / db_pipe.c (statements), so neither of those depends on the other's
+ * caller.
+ */
+#include "db_internal.h"
+
+#include <stdint.h>
+
+#include "common/clock.h"
+
+#define DB_BACKOFF_BASE_MS 2
+#define DB_BACKOFF_CAP_MS  100
+
+/* ---- transactions ---- */
+
+/* Exponential backoff with jitter in [d/2, d], so that transactions that collided
+ * once do not collide again in lockstep. */
+static int64_t db_backoff_ms(int attempt)
+{
+    static _Thread_local uint64_t rng;
+    if (rng == 0)
+        rng = (uint64_t)clock_mono_us() ^ (uint64_t)(uintptr_t)&rng;
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    int64_t d = DB_BACKOFF_BASE_MS << (attempt < 6 ? attempt : 6);
+    d = d < DB_BACKOFF_CAP_MS ? d : DB_BACKOFF_CAP_MS;
+    return d / 2 + (int64_t)(rng % (uint64_t)(d / 2 + 1));
+}
+
+/* One attempt. BEGIN goes out with fn's first statement (db_pipe.c); *begin_lost
+ * tells that the connection died with it, so that nothing ran. */
+static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool *begin_lost)
+{
+    db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
+    if (!c)
+        return err->code;
+    c->begin_pending = true;
+    c->begin_lost = false;
+    c->in_txn = true;
+    int rc = fn(c, ud, err);
+    c->in_txn = false;
+    /* COMMIT of a failed transaction "succeeds" as a ROLLBACK: never report that as
+     * success. The failed statement's own code keeps ERR_ABORTED retryable. */
+    if (rc == 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
+        rc = err_set(err, c->last_code ? c->last_code : ERR_INTERNAL,
+                     "transaction rolled back: fn returned success after a failed statement");
+    if (rc == 0)
+        rc = db__pipe_commit(c, err);
+    else
+        db__pipe_abort(c);
+    *begin_lost = c->begin_lost;
+    db_pool_release(pool, c);
+    return rc;
+}
+
+int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
+{
+    err_t scratch;
+    if (!err)
+        err = &scratch;
+    bool retried_begin = false;
+    for (int attempt = 0;; attempt++) {
+        err_clear(err);
+        bool begin_lost = false;
+        int rc = db_txn_once(pool, fn, ud, err, &begin_lost);
+        /* A pooled connection can die between the liveness check and BEGIN; nothing
+         * has run yet, so one more try on a fresh one is safe. */
+        if (rc == ERR_UNAVAILABLE && begin_lost && !retried_begin) {
+            retried_begin = true;
+            attempt--;
+            continue;
+        }
+        if (rc != ERR_ABORTED || attempt == DB_TXN_RETRIES)
+            return rc;
+        clock_sleep_ms(db_backoff_ms(attempt));
+    }
+}
+
+/* ---- one-shot statements ---- */
+
+db_res_t *db_pool_exec(db_pool_t *pool, arena_t *a, const char *sql, int n_params,
+                       const char *const *params, err_t *err)
+{
+    db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
+    if (!c)
+        return NULL;
+    db_res_t *r = db_exec(c, a, sql, n_params, params, err);
+    db_pool_release(pool, c);
+    return r;
+}
+
+db_res_t *db_pool_exec_one(db_pool_t *pool, arena_t *a, const char *not_found, const char *sql,
+                           int n_params, const char *const *params, err_t *err)
+{
+    db_res_t *r = db_pool_exec(pool, a, sql, n_params, params, err);
+    if (r && db_res_rows(r) == 0) {
+        err_set_client(err, ERR_NOT_FOUND, "%s", not_found);
+        return NULL;
+    }
+    return r;
+}
