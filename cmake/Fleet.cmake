@@ -22,3 +22,19 @@ foreach(_line IN LISTS _fleet_lines)
     list(APPEND FLEET_PROGRAMS ${_program})
     list(APPEND FLEET_PROGRAM_FILES $<TARGET_FILE:${_program}>)
 endforeach()
+
+# shop_service(NAME [LIBS ...]) in services/<NAME>/CMakeLists.txt: the service's logic
+# as the static library <NAME>_core (every src/*.c but main.c, its headers public to
+# the unit tests in tests/unit/<NAME>/), and the program <NAME>-svc (src/main.c and
+# migrations/<NAME>/ embedded) linking it.
+function(shop_service name)
+    cmake_parse_arguments(S "" "" "LIBS" ${ARGN})
+    file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.c)
+    list(REMOVE_ITEM sources ${CMAKE_CURRENT_SOURCE_DIR}/src/main.c)
+    add_library(${name}_core STATIC ${sources})
+    target_include_directories(${name}_core PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
+    target_link_libraries(${name}_core PUBLIC common ${S_LIBS})
+    add_executable(${name}-svc src/main.c)
+    target_link_libraries(${name}-svc PRIVATE ${name}_core)
+    shop_embed_migrations(${name}-svc ${name} ${CMAKE_SOURCE_DIR}/migrations/${name})
+endfunction()

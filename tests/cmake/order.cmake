@@ -57,3 +57,7 @@ shop_test(test_order_migrate
     LIBS common test_db_support
     LABELS "integration;order")
 shop_embed_migrations(test_order_migrate order "${CMAKE_SOURCE_DIR}/migrations/order")
+
+# Unit tests of order-svc's logic (order_core, no infrastructure).
+shop_test(test_order_status SOURCES unit/order/test_order_status.c LIBS order_core
+          LABELS "unit;order")

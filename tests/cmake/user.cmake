@@ -33,3 +33,7 @@ shop_test(test_user_saga
     LABELS "integration;user")
 target_compile_definitions(test_user_saga PRIVATE USER_SVC="$<TARGET_FILE:user-svc>")
 add_dependencies(test_user_saga user-svc)
+
+# Unit tests of user-svc's logic (user_core, no infrastructure).
+shop_test(test_user_password SOURCES unit/user/test_user_password.c LIBS user_core
+          LABELS "unit;user")
