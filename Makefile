@@ -6,7 +6,7 @@
 #   make build         debug build with ASan+UBSan into build/ (what `ctest --test-dir build` reads)
 #   make release       optimized build into build-release/ (what run/up use)
 #   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
-#   make bench         the DESIGN.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
+#   make bench         the docs/architecture.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
 #   make format        clang-format every C file; make format-check fails on a difference
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: DESIGN.md section 8 measured side by side in one run.
+"""`make bench`: docs/architecture.md §8 measured side by side in one run.
 
 Starts its own stack (STACK_PROFILE=bench: wiped, release build, SCALE=1), seeds it
 through the REST API, then measures each figure next to its baseline: the HTTP floor and

@@ -1,5 +1,5 @@
 /*
- * hello: the HTTP floor of `make bench` (bench/README.md, DESIGN.md §8).
+ * hello: the HTTP floor of `make bench` (bench/README.md, docs/architecture.md §8).
  *
  * A bare libmicrohttpd server that answers every request with a fixed 200 "hello",
  * started with the gateway's threading settings (gateway/src/http.c:

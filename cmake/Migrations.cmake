@@ -1,4 +1,4 @@
-# Migrations embedded into the program (db.h, "Migrations"; DESIGN.md §6).
+# Migrations embedded into the program (db.h, "Migrations"; docs/architecture.md §6).
 #
 # shop_embed_migrations(<target> <component> <dir>) takes <dir>/NNNN_<name>.sql (the
 # list is refreshed at configure time: adding or removing a file re-runs CMake) and

@@ -28,7 +28,7 @@ set -a
 set +a
 ctest --test-dir "$root/build" --output-on-failure --timeout 600 "$@"
 # make bench runs end to end on its own stack and writes every documented key; its
-# figures are not judged here (shared machines are noisy: DESIGN.md §8 is make bench's).
+# figures are not judged here (shared machines are noisy: docs/architecture.md §8 is make bench's).
 if (($# == 0)); then
     echo "make bench, quick (BENCH_QUICK=1): log in build/bench-quick.log"
     BENCH_QUICK=1 BENCH_OUT="$root/build/bench-quick.json" python3 "$root/bench/bench.py" \

@@ -1,4 +1,4 @@
-"""The `make bench` harness: DESIGN.md section 8 measured side by side in one run.
+"""The `make bench` harness: docs/architecture.md §8 measured side by side in one run.
 
 bench/bench.py is the entry point; each module here is one concern of the run (the
 stack, the seeding, the load tools, CPU accounting, the phases, the report), so that a

@@ -1,6 +1,6 @@
 """CPU time of the stack, per process group, read from /proc/<pid>/stat.
 
-DESIGN.md section 8 judges costs as CPU per unit of work, because on a shared machine
+docs/architecture.md §8 judges costs as CPU per unit of work, because on a shared machine
 CPU per unit is far steadier than throughput. A group is every process of one part of
 the stack: a program (all its instances), a PostgreSQL cluster, the Kafka broker, Redis.
 A snapshot is each group's utime + stime in clock ticks; a window is the difference of

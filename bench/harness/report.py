@@ -76,7 +76,7 @@ def cpu_rows(r) -> list:
 
 def target_rows(r) -> list:
     """The targets table: value with its unit, target, met or NOT MET."""
-    rows = [("target (DESIGN.md section 8)", "value", "target", "met")]
+    rows = [("target (docs/architecture.md §8)", "value", "target", "met")]
     for name, t in (r.get("targets") or {}).items():
         rows.append((name, f"{n(t['value'])} {t['unit']}", n(t["target"]),
                      "met" if t["met"] else "NOT MET"))

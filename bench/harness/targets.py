@@ -1,4 +1,4 @@
-"""Ratios and DESIGN.md section 8's targets, computed from the figures at the end.
+"""Ratios and docs/architecture.md §8's targets, computed from the figures at the end.
 
 Each target is {value, target, unit, met}; a figure that could not be taken is not met
 (null value, met false), so a missing measurement never passes for a good one.

@@ -4,7 +4,7 @@
  * Two threads share the listening socket (MHD's thread pool over epoll), enough for
  * probes and scrapes; a connection limit and an idle timeout keep a stuck client
  * from holding them. Bodies are small and built per request; MHD copies or frees
- * them once sent (0.9.75 has no static-buffer variant, FIELD-NOTES.md).
+ * them once sent (0.9.75 has no static-buffer variant, docs/libraries.md).
  */
 #include "common/admin.h"
 

@@ -1,5 +1,5 @@
 /*
- * alloc_internal: the out-of-memory policy shared by common/ (STYLE.md, "Memory
+ * alloc_internal: the out-of-memory policy shared by common/ (docs/style.md, "Memory
  * ownership"): a failed allocation aborts with a message, as redis'
  * zmalloc_oom_handler does, because no caller can do anything useful about it.
  */

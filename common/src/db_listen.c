@@ -2,7 +2,7 @@
  * db_listen: one dedicated connection LISTENing on one channel.
  *
  * Notifications only wake the waiter; the caller's poll is the source of truth
- * (DESIGN.md §4), so a lost connection is reported as "maybe" (a negative code)
+ * (docs/architecture.md §4), so a lost connection is reported as "maybe" (a negative code)
  * rather than hidden, and reconnection backs off instead of spinning.
  */
 #include "db_internal.h"

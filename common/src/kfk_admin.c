@@ -1,6 +1,6 @@
 /*
  * kfk_admin: topic creation and deletion for tests and tooling (the shared brokers
- * have automatic topic creation off, DESIGN.md §4).
+ * have automatic topic creation off, docs/architecture.md §4).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * kfk_consumer: a consumer-group member for the saga (DESIGN.md §4).
+ * kfk_consumer: a consumer-group member for the saga (docs/architecture.md §4).
  *
  * Offsets: librdkafka neither stores nor commits anything by itself here. When the
  * caller says a message was processed (after its DB transaction committed), its
@@ -152,7 +152,7 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
         "topic.metadata.refresh.interval.ms", "10000",
         /* An instance that dies without leaving the group holds its partitions until
          * its session times out: 10 s rather than the default 45 s, well inside the
-         * saga timeout (DESIGN.md §4 invariant 1). */
+         * saga timeout (docs/architecture.md §4 invariant 1). */
         "session.timeout.ms",            "10000",
         "heartbeat.interval.ms",         "2000",
         NULL};

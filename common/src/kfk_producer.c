@@ -2,7 +2,7 @@
  * kfk_producer: an idempotent producer with a thread that serves delivery reports the
  * moment they arrive, and batches that collect those reports for a waiting caller.
  *
- * Ordering (DESIGN.md §4): idempotence keeps per-partition order with up to five
+ * Ordering (docs/architecture.md §4): idempotence keeps per-partition order with up to five
  * requests in flight. Two things could still leave a gap — a later message written
  * while an earlier one failed — and a caller that re-sends from the first failure
  * would then reorder: a message timing out (so there is no local timeout:

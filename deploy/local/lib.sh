@@ -2,7 +2,7 @@
 #
 # STACK_PROFILE picks a port range and a data directory, so that the stacks of
 # make run, make test, make bench and make chaos can run side by side:
-#   dev    .data/        DESIGN.md's ports: PostgreSQL 5433-5435, Redis 6380, Kafka 9092/9093,
+#   dev    .data/        docs/architecture.md's ports: PostgreSQL 5433-5435, Redis 6380, Kafka 9092/9093,
 #                        gateway 8080, services gRPC 50051-50053 and admin 8081-8083
 #   test   .data-test/   the dev ports + 10000; infrastructure only (the suites start
 #                        their own programs)

@@ -1,6 +1,6 @@
 /*
  * auth: the gateway's authentication policy, as a verdict the HTTP layer turns
- * into a reply (DESIGN.md §5).
+ * into a reply (docs/architecture.md §5).
  *
  * A request names what its route needs (auth_need_t); auth_check looks at the
  * Authorization header and decides: the bearer token's checks (auth_jwt.h), then

@@ -1,5 +1,5 @@
 /*
- * auth_jwt: access tokens (DESIGN.md §5, FIELD-NOTES "libjwt 1.10").
+ * auth_jwt: access tokens (docs/architecture.md §5, docs/libraries.md "libjwt 1.10").
  *
  * A token is a JWT signed with HS256 (a shared secret) or ES256 (a P-256 key
  * pair, PEM), chosen by configuration. Claims: sub (user id), role ("customer" |

@@ -1,5 +1,5 @@
 /*
- * http: the gateway's HTTP/1.1 server on libmicrohttpd (DESIGN.md §5, §6).
+ * http: the gateway's HTTP/1.1 server on libmicrohttpd (docs/architecture.md §5, §6).
  *
  * Threads: MHD's thread pool over epoll serves connections; a request whose
  * answer needs a service is suspended (MHD_suspend_connection) while its gRPC

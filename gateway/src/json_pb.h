@@ -1,6 +1,6 @@
 /*
  * json_pb: the one JSON ⇄ protobuf-c mapping of the REST API, driven by the
- * generated descriptors (DESIGN.md §5, FIELD-NOTES "protobuf-c").
+ * generated descriptors (docs/architecture.md §5, docs/libraries.md "protobuf-c").
  *
  * The rules, which gateway/openapi.json documents for clients:
  *   - JSON names are the proto field names (snake_case).

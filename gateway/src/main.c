@@ -1,5 +1,5 @@
 /*
- * gateway: the REST front door of the fleet (DESIGN.md §5, §6).
+ * gateway: the REST front door of the fleet (docs/architecture.md §5, §6).
  *
  * Not a service: no database, no saga, so not svc_main; the same conventions
  * though: one settings table read once, JSON logs, SIGTERM/SIGINT drain, exit

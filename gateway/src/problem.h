@@ -1,5 +1,5 @@
 /*
- * problem: errors as RFC 9457 application/problem+json (DESIGN.md §2, §5).
+ * problem: errors as RFC 9457 application/problem+json (docs/architecture.md §2, §5).
  *
  *   {"type": "about:blank", "title": "Bad Request", "status": 400,
  *    "detail": "invalid request", "request_id": "...",
@@ -9,7 +9,7 @@
  * §4.2.1) and clients branch on `status`; `errors` is present (possibly empty)
  * for 400 and 409/422 answers carrying field violations, absent otherwise.
  *
- * gRPC status → HTTP, the one translation at this boundary (STYLE.md "Errors"):
+ * gRPC status → HTTP, the one translation at this boundary (docs/style.md "Errors"):
  * INVALID_ARGUMENT, OUT_OF_RANGE → 400; UNAUTHENTICATED → 401;
  * PERMISSION_DENIED → 403; NOT_FOUND → 404; ALREADY_EXISTS, ABORTED → 409;
  * FAILED_PRECONDITION → 409 or 422 as the route says (409 "the resource is in

@@ -1,5 +1,5 @@
 /*
- * ratelimit: fixed-window counters in Redis (DESIGN.md §5).
+ * ratelimit: fixed-window counters in Redis (docs/architecture.md §5).
  *
  * A counter key lives for one window: the first hit creates it with the
  * window's expiry (INCR and PEXPIRE in one Lua script, so a crash between them

@@ -1,6 +1,6 @@
 /*
  * redis_pool: a fixed set of hiredis connections shared by the gateway's threads
- * (hiredis contexts are not thread-safe: FIELD-NOTES "hiredis 0.14").
+ * (hiredis contexts are not thread-safe: docs/libraries.md "hiredis 0.14").
  *
  * A command borrows one connection for its round trip. Connections open lazily
  * and are dropped on any I/O error, so a Redis restart costs the calls in flight

@@ -1,5 +1,5 @@
 /*
- * routes: the REST API of DESIGN.md §5, one file per resource (routes_auth.c,
+ * routes: the REST API of docs/architecture.md §5, one file per resource (routes_auth.c,
  * routes_users.c, routes_products.c, routes_orders.c, routes_ops.c), and the
  * small helpers they share.
  *

@@ -1,5 +1,5 @@
 /*
- * routes_auth: register, login, refresh, logout (DESIGN.md §5).
+ * routes_auth: register, login, refresh, logout (docs/architecture.md §5).
  *
  * Login and register are rate-limited per client IP and per account (the
  * canonical email, hashed so no address is stored in Redis): a refused

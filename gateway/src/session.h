@@ -1,5 +1,5 @@
 /*
- * session: login sessions and refresh tokens in Redis (DESIGN.md §5).
+ * session: login sessions and refresh tokens in Redis (docs/architecture.md §5).
  *
  * Keys (all under the configured prefix, e.g. "gw:"):
  *   <prefix>sess:<sid>   hash {user_id, role, created (ms), gen}; expires at the

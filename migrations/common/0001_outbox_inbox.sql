@@ -1,4 +1,4 @@
--- The transactional outbox and the inbox (DESIGN.md §4), applied to every service
+-- The transactional outbox and the inbox (docs/architecture.md §4), applied to every service
 -- database before the service's own migrations (db_migrate with common_migrations).
 --
 -- outbox: one row per event to publish, written in the same transaction as the state

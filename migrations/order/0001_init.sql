@@ -1,5 +1,5 @@
 -- order-svc: orders, their lines and saga timeline, and CreateOrder's idempotency keys
--- (DESIGN.md §3 order-svc, §4 steps 1, 4, 5, 6, 10, 11). The outbox and the inbox
+-- (docs/architecture.md §3 order-svc, §4 steps 1, 4, 5, 6, 10, 11). The outbox and the inbox
 -- (processed_events) come from migrations/common.
 
 -- orders: one order. Every status change is a conditional UPDATE ... WHERE status =

@@ -1,4 +1,4 @@
--- order_timeline: one row per saga step (DESIGN.md §3), enforced by the database.
+-- order_timeline: one row per saga step (docs/architecture.md §3), enforced by the database.
 --
 -- A step is the snake_case name of the event that makes it ("order_created",
 -- "stock_reserved", "stock_rejected", "payment_completed", "payment_failed",

@@ -1,5 +1,5 @@
 -- product-svc: catalog, inventory, reservations and per-order saga state
--- (DESIGN.md §3 product-svc, §4 steps 2, 7, 8).
+-- (docs/architecture.md §3 product-svc, §4 steps 2, 7, 8).
 
 -- Trigram indexes for ListProducts' text filter (case-insensitive substring on sku,
 -- name and description). pg_trgm is a trusted extension: the database owner may

@@ -1,5 +1,5 @@
 -- user-svc: accounts, credentials, profile, preferences, wallet and per-order payment
--- state (DESIGN.md §3 user-svc, §4 steps 3 and 9). The outbox and the inbox
+-- state (docs/architecture.md §3 user-svc, §4 steps 3 and 9). The outbox and the inbox
 -- (processed_events) come from migrations/common.
 
 -- users: one account.

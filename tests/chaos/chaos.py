@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make chaos: orders through the gateway while parts of the fleet are SIGKILLed and
-restarted, then every invariant of DESIGN.md §4 checked in the databases and topics.
+restarted, then every invariant of docs/architecture.md §4 checked in the databases and topics.
 
 Run through tests/chaos/run.sh, which starts the chaos stack (STACK_PROFILE=chaos,
 SCALE=2) and always stops it. Settings (environment):

@@ -1,4 +1,4 @@
-"""Quiescence, then every invariant of DESIGN.md §4 (chaos_invariants.py), read
+"""Quiescence, then every invariant of docs/architecture.md §4 (chaos_invariants.py), read
 directly from the services' databases and the Kafka topics (never through the
 services' APIs).
 

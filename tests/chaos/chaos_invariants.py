@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md §4, each a Check over a chaos_checks.Snapshot (the
+"""The invariants of docs/architecture.md §4, each a Check over a chaos_checks.Snapshot (the
 databases and topics read once after quiescence) and the client's own records.
 chaos_checks.py fetches the snapshot; tests/chaos/test_chaos_checks.py damages one on
 purpose to see each check catch it.

@@ -8,7 +8,7 @@
 #   order-svc instances in one consumer group sweeping one database.
 # - test_order_migrate: migrations/order applied to a database holding what earlier
 #   versions wrote (0002: duplicate timeline rows), in a schema of its own.
-# - test_e2e_saga: the three services end to end, DESIGN.md §4's invariants checked in
+# - test_e2e_saga: the three services end to end, docs/architecture.md §4's invariants checked in
 #   the three databases, up to 200 concurrent orders against scarce stock and money.
 set(ORDER_TEST_DESCRIPTORS "${CMAKE_CURRENT_BINARY_DIR}/order_test_descriptors.pb")
 add_custom_command(

@@ -24,7 +24,7 @@ setting they read):
   as HEALTHCHECK in its image), and shop-healthcheck reads HTTP statuses right, from
   a test server and from the real programs (/healthz up, /readyz refused while a
   service's database is unreachable, SIGTERM exits 0);
-- the init container creates exactly the topics of DESIGN.md §4 (the ones the
+- the init container creates exactly the topics of docs/architecture.md §4 (the ones the
   services name in their code, and the local stack creates) with 6 partitions;
 - the largest record batch is one number: KFK_BATCH_MAX in kfk.h (what the programs'
   producers size their messages by), the local broker's and topics' settings
@@ -65,7 +65,7 @@ COMPOSE_FILE = os.path.join(ROOT, "deploy", "docker-compose.yml")
 COMPOSE_DIR = os.path.dirname(COMPOSE_FILE)
 HEALTHCHECK_SCRIPT = os.path.join(ROOT, "deploy", "docker", "shop-healthcheck")
 
-# DESIGN.md §4: one topic per producing service, each with a dead-letter topic.
+# docs/architecture.md §4: one topic per producing service, each with a dead-letter topic.
 DESIGN_TOPICS = {"order.events", "inventory.events", "payment.events",
                  "order.events.dlq", "inventory.events.dlq", "payment.events.dlq"}
 TOPIC_PARTITIONS = 6

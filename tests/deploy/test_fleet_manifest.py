@@ -9,7 +9,7 @@
   DATABASE_URL names its database, each program is given exactly its upstreams'
   addresses (<NAME>_ADDR, on the upstream's compose service) and depends on them,
   kafka-init creates exactly the manifest's topics and their dead-letter topics;
-- the local stack's dev layout puts each service on the ports of DESIGN.md §6
+- the local stack's dev layout puts each service on the ports of docs/architecture.md §6
   (gRPC 50051+offset, admin 8081+offset, PostgreSQL 5433+offset), as `stack.sh env`
   says.
 

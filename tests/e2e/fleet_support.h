@@ -3,7 +3,7 @@
  * the real service binaries as child processes on ports of their choosing, products,
  * users and orders made through the services' gRPC APIs (common's rpc client),
  * saga events produced and collected with CloudEvents headers, the three databases
- * inspected, and the DESIGN.md §4 invariants checked over a test's own rows.
+ * inspected, and the docs/architecture.md §4 invariants checked over a test's own rows.
  *
  * The shared test stack carries other tests' rows and events too: every id here is a
  * fresh UUID, only the test's own rows are checked, and only events keyed by the
@@ -174,7 +174,7 @@ int64_t fs_wait_i64(fs_t *t, db_pool_t *db, const char *sql, const char *p1, con
  * Fails the test after timeout_ms. */
 void fs_wait_unattended(fs_t *t, db_pool_t *db, const char *program, int timeout_ms);
 
-/* fs_invariants: checks DESIGN.md §4's invariants over the test's orders, products
+/* fs_invariants: checks docs/architecture.md §4's invariants over the test's orders, products
  * and users, with every order terminal: balance = deposits - Σ totals of CONFIRMED
  * orders per wallet, one net charge per CONFIRMED order and none per CANCELLED one;
  * available + reserved + sold = added, reserved = 0 and sold = Σ quantities of

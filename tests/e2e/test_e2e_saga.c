@@ -1,5 +1,5 @@
 /*
- * The fleet end to end (DESIGN.md §4): the real product-svc, user-svc and order-svc
+ * The fleet end to end (docs/architecture.md §4): the real product-svc, user-svc and order-svc
  * binaries on the test stack's PostgreSQL databases and Kafka, products and wallets
  * seeded through their gRPC APIs, orders placed through order-svc's, and the outcome
  * checked in all three databases: status and reason, stock moved, money moved, and

@@ -1,6 +1,6 @@
 /*
  * check_util: the two pieces every Check test program would otherwise repeat: a
- * test case with its timeout (STYLE.md: one on every case), added to its suite, and
+ * test case with its timeout (docs/style.md: one on every case), added to its suite, and
  * the main() that runs the suite and turns its failures into the exit status CTest
  * reads. Header-only, so a test binary needs an include path and nothing to link.
  */

@@ -1,7 +1,7 @@
 /*
  * Contract tests for proto/: the saga events survive the wire unchanged, the service
  * descriptors expose exactly the methods the RPC layer will register, and the schema
- * follows the conventions of DESIGN.md §2 (UNSPECIFIED enums, snake_case names that the
+ * follows the conventions of docs/architecture.md §2 (UNSPECIFIED enums, snake_case names that the
  * gateway reuses as REST JSON names, field masks instead of proto3 optional).
  */
 #include <check.h>
@@ -637,7 +637,7 @@ END_TEST
 
 START_TEST(test_health_serving_reply_is_08_01)
 {
-    /* The bytes standard health clients expect for SERVING (FIELD-NOTES.md). */
+    /* The bytes standard health clients expect for SERVING (docs/libraries.md). */
     static const uint8_t serving[] = {0x08, 0x01};
     Grpc__Health__V1__HealthCheckResponse in = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     in.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;

@@ -1,6 +1,6 @@
 /*
  * admin: each service's small HTTP server for operators and orchestrators
- * (DESIGN.md §6), on its own port, apart from the gRPC traffic:
+ * (docs/architecture.md §6), on its own port, apart from the gRPC traffic:
  *
  *   GET /healthz  200 {"status":"ok"}: the process is alive and serving
  *   GET /readyz   200 {"status":"ready"}, or 503 {"status":"not ready","reason":"..."}

@@ -8,7 +8,7 @@
  *
  * The codes are the gRPC status codes, negated, so that a service's domain error
  * crosses the RPC boundary without a table (err_to_grpc_status) and the gateway maps
- * them to HTTP once (DESIGN.md §2).
+ * them to HTTP once (docs/architecture.md §2).
  *
  * Who may read the message. err_set writes a message for the log: it may carry
  * SQLSTATEs, library text, hosts, ids. Only a message written for the client

@@ -1,5 +1,5 @@
 /*
- * log: one JSON line per event on stdout (DESIGN.md §6).
+ * log: one JSON line per event on stdout (docs/architecture.md §6).
  *
  *   {"ts":"2026-11-24T19:00:00.123Z","level":"info","svc":"order","msg":"order confirmed",
  *    "request_id":"...","trace_id":"...","order_id":"..."}

@@ -1,5 +1,5 @@
 /*
- * outbox: the transactional outbox (DESIGN.md §4). A state change and the event that
+ * outbox: the transactional outbox (docs/architecture.md §4). A state change and the event that
  * announces it are written in one PostgreSQL transaction (outbox_enqueue); a relay
  * publishes the rows to Kafka in id order and marks them published once the broker
  * has acknowledged them.

@@ -1,5 +1,5 @@
 /*
- * saga: the consuming half of the choreography (DESIGN.md §4) — one call runs a
+ * saga: the consuming half of the choreography (docs/architecture.md §4) — one call runs a
  * table of event handlers, each event applied in a PostgreSQL transaction together
  * with its inbox insert and any outbox writes.
  *

@@ -17,10 +17,10 @@
 
 #include "common/err.h"
 
-/* The fleet's one currency (DESIGN.md §3). */
+/* The fleet's one currency (docs/architecture.md §3). */
 #define SAGA_CURRENCY "USD"
 
-/* An order's bounds (DESIGN.md §3: CreateOrder takes 1..100 lines of 1..1000 units). A
+/* An order's bounds (docs/architecture.md §3: CreateOrder takes 1..100 lines of 1..1000 units). A
  * stock line sums an order's lines of one product, so it moves at most
  * SAGA_LINES_MAX * SAGA_QUANTITY_MAX units. */
 #define SAGA_LINES_MAX    100

@@ -1,6 +1,6 @@
 /*
  * svc: the life of a service process, written once for order-, product- and
- * user-svc (DESIGN.md §6). A service describes itself in a svc_def_t — its gRPC
+ * user-svc (docs/architecture.md §6). A service describes itself in a svc_def_t — its gRPC
  * service, migrations, saga routes and its own settings — and main() is
  *
  *     int main(int argc, char **argv) { return svc_main(&product_def, argc, argv); }
@@ -62,7 +62,7 @@ typedef struct svc_command {
 typedef struct svc_def {
     const char *name; /* "product": logs say svc "product", the process is
                                product-svc, the Kafka group "product-svc" */
-    int grpc_port;    /* default ports (DESIGN.md §6) */
+    int grpc_port;    /* default ports (docs/architecture.md §6) */
     int admin_port;
     const char *default_db_url;
     ProtobufCService *service;            /* the generated service with handlers */

@@ -1,5 +1,5 @@
 /*
- * order-svc: order lifecycle; initiator of the choreography saga (DESIGN.md §3, §4).
+ * order-svc: order lifecycle; initiator of the choreography saga (docs/architecture.md §3, §4).
  *
  * Everything a service process does — settings, admin HTTP, migrations, the outbox
  * relay, the saga consumer, the gRPC server, the drain on SIGTERM — is svc_main's

@@ -16,7 +16,7 @@
 #include "common/saga.h"
 #include "common/svc.h"
 
-/* The topic order-svc produces to and the ones it consumes (DESIGN.md §4). */
+/* The topic order-svc produces to and the ones it consumes (docs/architecture.md §4). */
 #define ORDER_TOPIC_ORDERS    "order.events"
 #define ORDER_TOPIC_INVENTORY "inventory.events"
 #define ORDER_TOPIC_PAYMENTS  "payment.events"
@@ -100,7 +100,7 @@ int order_events_cancelled(db_conn_t *tx, arena_t *a, const struct order_row *o,
                            const char *from, const char *traceparent, err_t *err);
 
 /* order_sweeper_start: a thread that, every cfg->sweep_interval_ms, cancels with
- * reason TIMEOUT the orders PENDING for longer than cfg->saga_timeout_ms (DESIGN.md §4
+ * reason TIMEOUT the orders PENDING for longer than cfg->saga_timeout_ms (docs/architecture.md §4
  * step 10), 100 per transaction, skipping rows other instances hold. Owned; NULL with
  * err set if the thread cannot start. `pool` and `cfg` are borrowed and must outlive
  * the sweeper. */

@@ -1,5 +1,5 @@
 /*
- * order_saga: order-svc's steps of the choreography (DESIGN.md §4 steps 4, 5, 6 and
+ * order_saga: order-svc's steps of the choreography (docs/architecture.md §4 steps 4, 5, 6 and
  * the timeline of 2, 7, 8, 9), and the cancellation the sweeper (step 10) and
  * CancelOrder (step 11) share.
  *
@@ -27,7 +27,7 @@
  *                      OrderCancelled
  *   StockCommitted, StockReleased, PaymentRefunded      timeline
  *
- * StockRejected emits OrderCancelled although DESIGN.md §4 step 4 needs none (nothing
+ * StockRejected emits OrderCancelled although docs/architecture.md §4 step 4 needs none (nothing
  * is held): every cancellation then announces itself the same way, product-svc moves
  * its REJECTED state to RELEASED (StockReleased, source NONE) and user-svc records a
  * tombstone, so no participant is left with an order it believes is still running.
@@ -52,7 +52,7 @@
  *   restocks what it sold, user-svc refunds. CancelOrder on PENDING is refused, so a
  *   user can never race the saga.
  * - The same step re-sent under a new ce_id finds the status moved on: ignored.
- * Hence (DESIGN.md §4 invariants) a CONFIRMED order was charged exactly once and
+ * Hence (docs/architecture.md §4 invariants) a CONFIRMED order was charged exactly once and
  * never sees an OrderCancelled unless it becomes CANCELLED; a CANCELLED order always
  * emitted one OrderCancelled, which undoes whatever the participants hold.
  *

@@ -1,5 +1,5 @@
 /*
- * order_sweeper: DESIGN.md §4 step 10 — orders still PENDING after SAGA_TIMEOUT are
+ * order_sweeper: docs/architecture.md §4 step 10 — orders still PENDING after SAGA_TIMEOUT are
  * cancelled with reason TIMEOUT, which emits OrderCancelled so that product-svc
  * releases what it reserved and user-svc refunds what it charged (or records a
  * tombstone so that a late StockReserved charges nothing).

@@ -1,5 +1,5 @@
 /*
- * product-svc: catalog, inventory and stock reservations (DESIGN.md §3, §4).
+ * product-svc: catalog, inventory and stock reservations (docs/architecture.md §3, §4).
  *
  * Everything a service process does — settings, admin HTTP, migrations, the outbox
  * relay, the saga consumer, the gRPC server, the drain on SIGTERM — is svc_main's

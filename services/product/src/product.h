@@ -9,7 +9,7 @@
 
 #include "common/saga.h"
 
-/* The topic product-svc consumes and the one it produces to (DESIGN.md §4). */
+/* The topic product-svc consumes and the one it produces to (docs/architecture.md §4). */
 #define PRODUCT_TOPIC_ORDERS    "order.events"
 #define PRODUCT_TOPIC_INVENTORY "inventory.events"
 

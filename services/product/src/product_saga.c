@@ -1,5 +1,5 @@
 /*
- * product_saga: product-svc's steps of the choreography (DESIGN.md §4 steps 2, 7,
+ * product_saga: product-svc's steps of the choreography (docs/architecture.md §4 steps 2, 7,
  * 8). Each handler runs in the saga consumer's transaction, which already holds the
  * event's inbox row, so exact redeliveries never get here. What is left — the same
  * step under a new ce_id, a cancellation that overtook its order — is decided from

@@ -1,5 +1,5 @@
 /*
- * user-svc: accounts, credentials, profile, preferences and wallet (DESIGN.md §3,
+ * user-svc: accounts, credentials, profile, preferences and wallet (docs/architecture.md §3,
  * §4 steps 3 and 9).
  *
  * Everything a service process does — settings, admin HTTP, migrations, the outbox

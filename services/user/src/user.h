@@ -14,7 +14,7 @@
 #include "common/svc.h"
 #include "user_password.h"
 
-/* The topics user-svc consumes and the one it produces to (DESIGN.md §4). */
+/* The topics user-svc consumes and the one it produces to (docs/architecture.md §4). */
 #define USER_TOPIC_ORDERS    "order.events"
 #define USER_TOPIC_INVENTORY "inventory.events"
 #define USER_TOPIC_PAYMENTS  "payment.events"

@@ -1,6 +1,6 @@
 /*
  * user_password: password hashing with argon2id (libargon2), as OWASP recommends and
- * DESIGN.md §3 requires: m ≥ 19 MiB, t ≥ 2, p = 1, a fresh 16-byte salt from
+ * docs/architecture.md §3 requires: m ≥ 19 MiB, t ≥ 2, p = 1, a fresh 16-byte salt from
  * getrandom(2) per hash, a 32-byte tag, stored as the PHC encoded string
  * "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>" (parameters travel with the hash,
  * so raising them later leaves old hashes verifiable).

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The gateway end to end, through a real HTTP client (DESIGN.md §5, issue 7).
+"""The gateway end to end, through a real HTTP client (docs/architecture.md §5, issue 7).
 
     test_gateway_e2e.py GATEWAY_SRC_DIR -- PROGRAM...   (every program of deploy/fleet.conf)
 

@@ -1,5 +1,5 @@
 /*
- * product-svc as a saga participant (DESIGN.md §4 steps 2, 7, 8), against the real
+ * product-svc as a saga participant (docs/architecture.md §4 steps 2, 7, 8), against the real
  * PostgreSQL and Kafka of the test stack, with two product-svc processes in one
  * consumer group for the whole run: order events go in on order.events, what comes
  * out on inventory.events and what the product database holds are checked, and every

@@ -1,5 +1,5 @@
 /*
- * user-svc as a saga participant (DESIGN.md §4 steps 3 and 9), against the real
+ * user-svc as a saga participant (docs/architecture.md §4 steps 3 and 9), against the real
  * PostgreSQL and Kafka of the test stack, with two user-svc processes in one consumer
  * group for the whole run: StockReserved goes in on inventory.events, OrderCancelled
  * on order.events, what comes out on payment.events and what the user database holds

@@ -1,5 +1,5 @@
 /*
- * json_pb: the JSON ⇄ protobuf mapping, data-driven (STYLE.md "Data-driven cases
+ * json_pb: the JSON ⇄ protobuf mapping, data-driven (docs/style.md "Data-driven cases
  * as files"). Each directory under JSON_PB_CASES is one case:
  *   message     the full name of the message type ("shop.order.v1.CreateOrderRequest")
  *   input.json  the request body, byte for byte

@@ -1,5 +1,5 @@
 /*
- * problem: the gRPC → HTTP status table of DESIGN.md §2 and the RFC 9457 body.
+ * problem: the gRPC → HTTP status table of docs/architecture.md §2 and the RFC 9457 body.
  */
 #include <string.h>
 
