@@ -14,14 +14,15 @@
 
 #include "common/err.h"
 #include "common/rpc.h"
+#include "fleet.h" /* the default addresses, from deploy/fleet.conf */
 
 /* X(id, name, env var, default address, service descriptor, help) */
 #define UPSTREAM_TABLE(X)                                                                          \
-    X(ORDER, "order", "ORDER_ADDR", "127.0.0.1:50051", shop__order__v1__order_service__descriptor, \
+    X(ORDER, "order", "ORDER_ADDR", FLEET_ORDER_ADDR, shop__order__v1__order_service__descriptor,  \
       "order-svc: host:port (DNS, every address), a comma-separated list, or dns:///...")          \
-    X(PRODUCT, "product", "PRODUCT_ADDR", "127.0.0.1:50052",                                       \
+    X(PRODUCT, "product", "PRODUCT_ADDR", FLEET_PRODUCT_ADDR,                                      \
       shop__product__v1__product_service__descriptor, "product-svc")                               \
-    X(USER, "user", "USER_ADDR", "127.0.0.1:50053", shop__user__v1__user_service__descriptor,      \
+    X(USER, "user", "USER_ADDR", FLEET_USER_ADDR, shop__user__v1__user_service__descriptor,        \
       "user-svc")
 
 typedef enum {

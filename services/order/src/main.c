@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "common/svc.h"
+#include "fleet.h"
 #include "order.h"
 
 extern const db_migration_set_t order_migrations;
@@ -29,7 +30,7 @@ static order_cfg_t order_cfg;
 static order_ctx_t order_ctx;
 
 static const cfg_entry_t order_cfg_table[] = {
-    {"PRODUCT_ADDR", CFG_STR, 1, 1024, "127.0.0.1:50052", offsetof(order_cfg_t, product_addr),
+    {"PRODUCT_ADDR", CFG_STR, 1, 1024, FLEET_PRODUCT_ADDR, offsetof(order_cfg_t, product_addr),
      "product-svc gRPC target (host:port, or a comma-separated list)"},
     {"SAGA_TIMEOUT", CFG_DURATION, 1000, 86400000, "30s", offsetof(order_cfg_t, saga_timeout_ms),
      "cancel orders still PENDING after this long (reason TIMEOUT)"},
@@ -64,9 +65,9 @@ int main(int argc, char **argv)
 {
     const svc_def_t def = {
         .name = "order",
-        .grpc_port = 50051,
-        .admin_port = 8081,
-        .default_db_url = "postgresql://order:order@127.0.0.1:5433/order",
+        .grpc_port = FLEET_ORDER_GRPC_PORT,
+        .admin_port = FLEET_ORDER_ADMIN_PORT,
+        .default_db_url = FLEET_ORDER_DB_URL,
         .service = order_rpc_service,
         .migrations = &order_migrations,
         .topics = order_topics,

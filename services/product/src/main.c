@@ -8,6 +8,7 @@
  * KAFKA_BROKERS, LOG_LEVEL, SHUTDOWN_GRACE, STARTUP_TIMEOUT).
  */
 #include "common/svc.h"
+#include "fleet.h"
 #include "product.h"
 
 extern const db_migration_set_t product_migrations;
@@ -18,9 +19,9 @@ int main(int argc, char **argv)
 {
     const svc_def_t def = {
         .name = "product",
-        .grpc_port = 50052,
-        .admin_port = 8082,
-        .default_db_url = "postgresql://product:product@127.0.0.1:5434/product",
+        .grpc_port = FLEET_PRODUCT_GRPC_PORT,
+        .admin_port = FLEET_PRODUCT_ADMIN_PORT,
+        .default_db_url = FLEET_PRODUCT_DB_URL,
         .service = product_rpc_service,
         .migrations = &product_migrations,
         .topics = product_topics,

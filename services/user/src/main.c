@@ -28,6 +28,7 @@
 #include "common/arena.h"
 #include "common/log.h"
 #include "common/svc.h"
+#include "fleet.h"
 #include "user.h"
 #include "user_repo.h"
 
@@ -166,9 +167,9 @@ int main(int argc, char **argv)
 {
     const svc_def_t def = {
         .name = "user",
-        .grpc_port = 50053,
-        .admin_port = 8083,
-        .default_db_url = "postgresql://user:user@127.0.0.1:5435/user",
+        .grpc_port = FLEET_USER_GRPC_PORT,
+        .admin_port = FLEET_USER_ADMIN_PORT,
+        .default_db_url = FLEET_USER_DB_URL,
         .service = user_rpc_service,
         .migrations = &user_migrations,
         .topics = user_topics,
