@@ -25,6 +25,7 @@
 
 #include "common/arena.h"
 #include "common/kfk.h"
+#include "common/trace.h"
 #include "saga_internal.h"
 #include "shop/events/v1/events.pb-c.h"
 
@@ -156,8 +157,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("an outcome decoding cannot have", NULL);
     }
     if (ev.ce.id != NULL) {
-        if (ev.ce.traceparent != NULL && (strlen(ev.ce.traceparent) < KFK_TRACEPARENT_LEN ||
-                                          !kfk_traceparent_valid(ev.ce.traceparent)))
+        if (ev.ce.traceparent != NULL && (strlen(ev.ce.traceparent) < TRACE_PARENT_LEN ||
+                                          !trace_parent_valid(ev.ce.traceparent)))
             fail("kept an invalid traceparent", NULL);
         check_ce_round_trip(&ev.ce, a);
     }
