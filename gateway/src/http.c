@@ -405,12 +405,13 @@ static void http_upstream_done(void *ud, int code, ProtobufCMessage *resp, const
 void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
                    const char *method, const ProtobufCMessage *req, http_done_fn done)
 {
-    rpc_metadata_t md[4] = {{"x-request-id", r->request_id}, {"traceparent", r->traceparent}};
-    size_t n_md = 2;
+    rpc_context_t cx = {.request_id = r->request_id, .traceparent = r->traceparent};
     if (r->authenticated) {
-        md[n_md++] = (rpc_metadata_t){"x-user-id", r->claims.sub};
-        md[n_md++] = (rpc_metadata_t){"x-user-role", r->claims.role};
+        cx.user_id = r->claims.sub;
+        cx.user_role = r->claims.role;
     }
+    rpc_metadata_t md[RPC_CONTEXT_MD_MAX];
+    size_t n_md = rpc_context_metadata(&cx, md);
     r->done = done;
     r->up_service = svc->short_name;
     r->up_resp = NULL;

@@ -36,7 +36,6 @@
 
 #define ORDER_LINES_MAX     100
 #define ORDER_QUANTITY_MAX  1000
-#define ORDER_KEY_MAX       128
 #define ORDER_LIMIT_DEFAULT 20
 #define ORDER_LIMIT_MAX     100
 /* The longest product-svc call; a caller's deadline shortens it (3/4 of what is left,
@@ -60,21 +59,10 @@ static order_ctx_t *order_rpc_state(rpc_call_t *call)
     return svc_user(order_rpc_svc(call));
 }
 
-/* Who is calling: x-user-id is required (UNAUTHENTICATED without it); *admin for
- * x-user-role "admin". */
-typedef struct order_caller {
-    const char *user_id;
-    bool admin;
-} order_caller_t;
-
-static int order_rpc_caller(rpc_call_t *call, order_caller_t *out, err_t *err)
+/* Who is calling: x-user-id is required (UNAUTHENTICATED without it). */
+static int order_rpc_caller(rpc_call_t *call, rpc_caller_t *out, err_t *err)
 {
-    const char *user = rpc_call_user_id(call);
-    if (!user || !user[0])
-        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
-    out->user_id = user;
-    out->admin = rpc_call_is_admin(call);
-    return 0;
+    return rpc_call_caller(call, RPC_CALLER_ANY_ID, out, err);
 }
 
 static bool order_rpc_same_id(const char *a, const char *b)
@@ -154,16 +142,6 @@ static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
 
 /* ---- CreateOrder: validation ---- */
 
-static void order_rpc_check_key(const char *key, err_t *err)
-{
-    size_t n = strlen(key);
-    bool ok = n >= 1 && n <= ORDER_KEY_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = key[i] >= 0x20 && key[i] <= 0x7e;
-    if (!ok)
-        err_field_add(err, "idempotency_key", "must be 1..128 printable ascii characters");
-}
-
 /* Checks the lines and copies them, product ids in lower case, into o->lines. */
 static void order_rpc_check_lines(arena_t *a, const Shop__Order__V1__CreateOrderRequest *req,
                                   order_row_t *o, err_t *err)
@@ -215,7 +193,7 @@ static const char *order_rpc_canon(arena_t *a, const order_row_t *o)
     return out;
 }
 
-static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
+static int order_rpc_check_create(rpc_call_t *call, const rpc_caller_t *who,
                                   const Shop__Order__V1__CreateOrderRequest *req, order_row_t *o,
                                   err_t *err)
 {
@@ -224,7 +202,7 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
         return err_set_client(err, ERR_PERMISSION, "orders can only be placed for the caller");
     if (!uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid");
-    order_rpc_check_key(req->idempotency_key, err);
+    rpc_idempotency_key_check(req->idempotency_key, err);
     order_rpc_check_lines(a, req, o, err);
     if (err->code != 0)
         return err->code;
@@ -233,19 +211,6 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
 }
 
 /* ---- CreateOrder: pricing through product-svc ---- */
-
-/* The caller's metadata that goes on to product-svc. */
-static size_t order_rpc_forward_md(rpc_call_t *call, rpc_metadata_t md[4])
-{
-    const char *values[] = {rpc_call_request_id(call), rpc_call_traceparent(call),
-                            rpc_call_user_id(call), rpc_call_user_role(call)};
-    static const char *const keys[] = {"x-request-id", "traceparent", "x-user-id", "x-user-role"};
-    size_t n = 0;
-    for (size_t i = 0; i < 4; i++)
-        if (values[i])
-            md[n++] = (rpc_metadata_t){keys[i], values[i]};
-    return n;
-}
 
 /* The product-svc call's timeout, from what is left of the caller's deadline. */
 static int order_rpc_pricing_budget(rpc_call_t *call, int64_t *ms, err_t *err)
@@ -269,8 +234,8 @@ static int order_rpc_batch_get(rpc_call_t *call, const order_row_t *o,
     req.product_ids = arena_calloc(a, o->n_lines, sizeof(*req.product_ids));
     for (size_t i = 0; i < o->n_lines; i++)
         req.product_ids[i] = (char *)o->lines[i].product_id;
-    rpc_metadata_t md[4];
-    size_t n_md = order_rpc_forward_md(call, md);
+    rpc_metadata_t md[RPC_CONTEXT_MD_MAX];
+    size_t n_md = rpc_call_forward(call, md);
     int64_t budget_ms;
     if (order_rpc_pricing_budget(call, &budget_ms, err) != 0)
         return err->code;
@@ -408,7 +373,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
                             order_row_t *o, bool *replayed, err_t *err)
 {
     arena_t *a = rpc_call_arena(call);
-    order_caller_t who = {0};
+    rpc_caller_t who = {0};
     if (order_rpc_caller(call, &who, err) != 0 ||
         order_rpc_check_create(call, &who, req, o, err) != 0 ||
         rpc_call_check_deadline(call, err) != 0)
@@ -425,7 +390,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
                         .o = o,
                         .key = req->idempotency_key,
                         .canon = canon,
-                        .traceparent = rpc_call_traceparent(call)};
+                        .traceparent = rpc_call_next_traceparent(call)};
     if (db_txn(order_rpc_pool(call), order_rpc_create_txn, &c, err) != 0)
         return err->code;
     if (!c.claimed) {
@@ -445,31 +410,23 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
     return 0;
 }
 
-static void order_rpc_create_order(order_service_t *service,
-                                   const Shop__Order__V1__CreateOrderRequest *req,
-                                   Shop__Order__V1__CreateOrderResponse_Closure done,
-                                   void *call_data)
+RPC_HANDLER(order_rpc_create_order, order_service_t, Shop__Order__V1__CreateOrderRequest,
+            Shop__Order__V1__CreateOrderResponse, SHOP__ORDER__V1__CREATE_ORDER_RESPONSE__INIT)
 {
-    rpc_call_t *call = call_data;
-    err_t err = ERR_INIT;
     order_row_t o = {0};
     bool replayed = false;
-    if (order_rpc_create(call, req, &o, &replayed, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Order__V1__CreateOrderResponse resp = SHOP__ORDER__V1__CREATE_ORDER_RESPONSE__INIT;
-    resp.order = order_rpc_order(rpc_call_arena(call), &o);
-    resp.replayed = replayed;
-    done(&resp, call_data);
+    if (order_rpc_create(call, req, &o, &replayed, err) != 0)
+        return err->code;
+    resp->order = order_rpc_order(rpc_call_arena(call), &o);
+    resp->replayed = replayed;
+    return 0;
 }
 
 /* ---- GetOrder ---- */
 
 /* The order `raw_id` if the caller may see it (owner or admin), else NOT_FOUND. */
 static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_timeline,
-                             order_caller_t *who, order_row_t *out, err_t *err)
+                             rpc_caller_t *who, order_row_t *out, err_t *err)
 {
     const char *id = NULL;
     if (order_rpc_caller(call, who, err) != 0 ||
@@ -483,22 +440,15 @@ static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_tim
     return 0;
 }
 
-static void order_rpc_get_order(order_service_t *service,
-                                const Shop__Order__V1__GetOrderRequest *req,
-                                Shop__Order__V1__GetOrderResponse_Closure done, void *call_data)
+RPC_HANDLER(order_rpc_get_order, order_service_t, Shop__Order__V1__GetOrderRequest,
+            Shop__Order__V1__GetOrderResponse, SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT)
 {
-    rpc_call_t *call = call_data;
-    err_t err = ERR_INIT;
-    order_caller_t who = {0};
+    rpc_caller_t who = {0};
     order_row_t o;
-    if (order_rpc_visible(call, req->order_id, true, &who, &o, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Order__V1__GetOrderResponse resp = SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT;
-    resp.order = order_rpc_order(rpc_call_arena(call), &o);
-    done(&resp, call_data);
+    if (order_rpc_visible(call, req->order_id, true, &who, &o, err) != 0)
+        return err->code;
+    resp->order = order_rpc_order(rpc_call_arena(call), &o);
+    return 0;
 }
 
 /* ---- ListOrders: page tokens ----
@@ -541,7 +491,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
                                 order_page_query_t *q, const char **scope, err_t *err)
 {
     arena_t *a = rpc_call_arena(call);
-    order_caller_t who = {0};
+    rpc_caller_t who = {0};
     if (order_rpc_caller(call, &who, err) != 0)
         return err->code;
     if (!who.admin && !order_rpc_same_id(req->user_id, who.user_id))
@@ -560,40 +510,31 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     return err->code;
 }
 
-static void order_rpc_list_orders(order_service_t *service,
-                                  const Shop__Order__V1__ListOrdersRequest *req,
-                                  Shop__Order__V1__ListOrdersResponse_Closure done, void *call_data)
+RPC_HANDLER(order_rpc_list_orders, order_service_t, Shop__Order__V1__ListOrdersRequest,
+            Shop__Order__V1__ListOrdersResponse, SHOP__ORDER__V1__LIST_ORDERS_RESPONSE__INIT)
 {
-    rpc_call_t *call = call_data;
     arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     order_page_query_t q;
     const char *scope = NULL;
     order_row_t *rows;
     size_t n;
-    if (order_rpc_page_query(call, req, &q, &scope, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0)
-        goto fail;
+    if (order_rpc_page_query(call, req, &q, &scope, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0)
+        return err->code;
     int limit = q.limit;
     q.limit = limit + 1; /* one more row tells whether there is a next page */
-    if (order_repo_list(order_rpc_pool(call), a, &q, &rows, &n, &err) != 0)
-        goto fail;
-    Shop__Order__V1__ListOrdersResponse resp = SHOP__ORDER__V1__LIST_ORDERS_RESPONSE__INIT;
+    if (order_repo_list(order_rpc_pool(call), a, &q, &rows, &n, err) != 0)
+        return err->code;
     bool more = n > (size_t)limit;
-    resp.n_orders = more ? (size_t)limit : n;
-    resp.orders = resp.n_orders ? arena_calloc(a, resp.n_orders, sizeof(*resp.orders)) : NULL;
-    for (size_t i = 0; i < resp.n_orders; i++)
-        resp.orders[i] = order_rpc_order(a, &rows[i]);
-    if (more && !(resp.next_page_token = order_rpc_token(call, &rows[limit - 1], scope))) {
-        err_set(&err, ERR_INTERNAL, "order %s: created_at %" PRId64 " outside page tokens' bounds",
-                rows[limit - 1].id, rows[limit - 1].created_us);
-        goto fail;
-    }
-    done(&resp, call_data);
-    return;
-fail:
-    rpc_call_fail_hidden(call, &err);
-    done(NULL, call_data);
+    resp->n_orders = more ? (size_t)limit : n;
+    resp->orders = resp->n_orders ? arena_calloc(a, resp->n_orders, sizeof(*resp->orders)) : NULL;
+    for (size_t i = 0; i < resp->n_orders; i++)
+        resp->orders[i] = order_rpc_order(a, &rows[i]);
+    if (more && !(resp->next_page_token = order_rpc_token(call, &rows[limit - 1], scope)))
+        return err_set(err, ERR_INTERNAL,
+                       "order %s: created_at %" PRId64 " outside page tokens' bounds",
+                       rows[limit - 1].id, rows[limit - 1].created_us);
+    return 0;
 }
 
 /* ---- CancelOrder ---- */
@@ -601,7 +542,7 @@ fail:
 typedef struct order_cancel_req {
     arena_t *a;
     const char *id;
-    const order_caller_t *who;
+    const rpc_caller_t *who;
     const char *traceparent;
     bool cancelled;
 } order_cancel_req_t;
@@ -630,29 +571,21 @@ static int order_rpc_cancel_txn(db_conn_t *tx, void *ud, err_t *err)
     return order_saga_cancel(tx, c->a, &cancel, &c->cancelled, err);
 }
 
-static void order_rpc_cancel_order(order_service_t *service,
-                                   const Shop__Order__V1__CancelOrderRequest *req,
-                                   Shop__Order__V1__CancelOrderResponse_Closure done,
-                                   void *call_data)
+RPC_HANDLER(order_rpc_cancel_order, order_service_t, Shop__Order__V1__CancelOrderRequest,
+            Shop__Order__V1__CancelOrderResponse, SHOP__ORDER__V1__CANCEL_ORDER_RESPONSE__INIT)
 {
-    rpc_call_t *call = call_data;
     arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
-    order_caller_t who = {0};
-    order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_traceparent(call)};
+    rpc_caller_t who = {0};
+    order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_next_traceparent(call)};
     order_row_t o;
-    if (order_rpc_caller(call, &who, &err) != 0 ||
-        order_rpc_known_id(a, req->order_id, &c.id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        db_txn(order_rpc_pool(call), order_rpc_cancel_txn, &c, &err) != 0 ||
-        order_repo_get(order_rpc_pool(call), a, c.id, true, &o, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Order__V1__CancelOrderResponse resp = SHOP__ORDER__V1__CANCEL_ORDER_RESPONSE__INIT;
-    resp.order = order_rpc_order(a, &o);
-    done(&resp, call_data);
+    if (order_rpc_caller(call, &who, err) != 0 ||
+        order_rpc_known_id(a, req->order_id, &c.id, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0 ||
+        db_txn(order_rpc_pool(call), order_rpc_cancel_txn, &c, err) != 0 ||
+        order_repo_get(order_rpc_pool(call), a, c.id, true, &o, err) != 0)
+        return err->code;
+    resp->order = order_rpc_order(a, &o);
+    return 0;
 }
 
 static order_service_t order_rpc_impl = SHOP__ORDER__V1__ORDER_SERVICE__INIT(order_rpc_);
