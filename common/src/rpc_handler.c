@@ -52,9 +52,9 @@ int rpc_idempotency_key_check(const char *key, err_t *err)
 size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONTEXT_MD_MAX])
 {
     const rpc_metadata_t all[RPC_CONTEXT_MD_MAX] = {{"x-request-id", ctx->request_id},
-                                                     {"traceparent", ctx->traceparent},
-                                                     {"x-user-id", ctx->user_id},
-                                                     {"x-user-role", ctx->user_role}};
+                                                    {"traceparent", ctx->traceparent},
+                                                    {"x-user-id", ctx->user_id},
+                                                    {"x-user-role", ctx->user_role}};
     size_t n = 0;
     for (size_t i = 0; i < RPC_CONTEXT_MD_MAX; i++)
         if (all[i].value)

@@ -206,23 +206,32 @@ int rpc_call_check_deadline(const rpc_call_t *call, err_t *err);
  *       return 0;   // or err->code with err set
  *   }
  *
- * The body sees `call`, `req`, `resp` (initialised with RESP_INIT) and `err`
- * (ERR_INIT). Returning 0 answers *resp; anything else fails the call with err
+ * The body sees `call`, `a` (its arena), `req`, `resp` (initialised with
+ * RESP_INIT) and `err` (ERR_INIT). Returning 0 answers *resp; anything else fails the call with err
  * through rpc_call_fail_hidden (so the body must leave err set). */
 #define RPC_HANDLER(name, Svc, Req, Resp, RESP_INIT)                                               \
-    static int name##_run(rpc_call_t *call, const Req *req, Resp *resp, err_t *err);               \
+    static int name##_run(rpc_call_t *call, arena_t *a, const Req *req, Resp *resp, err_t *err);   \
     static void name(Svc *service, const Req *req, Resp##_Closure done, void *call_data)           \
     {                                                                                              \
         Resp resp = RESP_INIT;                                                                     \
         err_t err = ERR_INIT;                                                                      \
         (void)service;                                                                             \
-        int rc = name##_run(call_data, req, &resp, &err);                                          \
+        int rc = name##_run(call_data, rpc_call_arena(call_data), req, &resp, &err);               \
         if (rpc_call_settle(call_data, rc, &err))                                                  \
             done(&resp, call_data);                                                                \
         else                                                                                       \
             done(NULL, call_data);                                                                 \
     }                                                                                              \
-    static int name##_run(rpc_call_t *call, const Req *req, Resp *resp, err_t *err)
+    static int name##_run(rpc_call_t *call, arena_t *a, const Req *req, Resp *resp, err_t *err)
+
+/* RPC_METHOD: RPC_HANDLER for the method Name of a generated service, from the
+ * names' parts: RPC_METHOD(product_rpc_, product_service_t, Shop__Product__V1__,
+ * SHOP__PRODUCT__V1__, get_stock, GetStock, GET_STOCK) is product_rpc_get_stock,
+ * taking a Shop__Product__V1__GetStockRequest. Services wrap it in a macro of
+ * their own (PRODUCT_RPC(get_stock, GetStock, GET_STOCK) { body }). */
+#define RPC_METHOD(prefix, Svc, Pkg, PKG, name, Name, NAME)                                        \
+    RPC_HANDLER(prefix##name, Svc, Pkg##Name##Request, Pkg##Name##Response,                        \
+                PKG##NAME##_RESPONSE__INIT)
 
 /* rpc_call_settle: RPC_HANDLER's verdict on a body's return code: true to answer
  * the response (rc == 0), else false after rpc_call_fail_hidden(call, err). */

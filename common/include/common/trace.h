@@ -20,9 +20,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TRACE_ID_LEN      32 /* hex digits of a trace id */
-#define TRACE_SPAN_ID_LEN 16 /* hex digits of a parent (span) id */
-#define TRACE_PARENT_LEN  55 /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define TRACE_ID_LEN       32 /* hex digits of a trace id */
+#define TRACE_SPAN_ID_LEN  16 /* hex digits of a parent (span) id */
+#define TRACE_PARENT_LEN   55 /* "00-<32 hex>-<16 hex>-<2 hex>" */
 #define TRACE_FLAG_SAMPLED 0x01
 
 /* One hop's trace context, NUL-terminated lower-case hex. */

@@ -59,6 +59,11 @@ static order_ctx_t *order_rpc_state(rpc_call_t *call)
     return svc_user(order_rpc_svc(call));
 }
 
+/* ORDER_RPC(get_thing, GetThing, GET_THING) { body }: order_rpc_get_thing, the handler
+ * of OrderService/GetThing (rpc.h RPC_METHOD). */
+#define ORDER_RPC(name, Name, NAME)                                                                \
+    RPC_METHOD(order_rpc_, order_service_t, Shop__Order__V1__, SHOP__ORDER__V1__, name, Name, NAME)
+
 /* Who is calling: x-user-id is required (UNAUTHENTICATED without it). */
 static int order_rpc_caller(rpc_call_t *call, rpc_caller_t *out, err_t *err)
 {
@@ -410,14 +415,13 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
     return 0;
 }
 
-RPC_HANDLER(order_rpc_create_order, order_service_t, Shop__Order__V1__CreateOrderRequest,
-            Shop__Order__V1__CreateOrderResponse, SHOP__ORDER__V1__CREATE_ORDER_RESPONSE__INIT)
+ORDER_RPC(create_order, CreateOrder, CREATE_ORDER)
 {
     order_row_t o = {0};
     bool replayed = false;
     if (order_rpc_create(call, req, &o, &replayed, err) != 0)
         return err->code;
-    resp->order = order_rpc_order(rpc_call_arena(call), &o);
+    resp->order = order_rpc_order(a, &o);
     resp->replayed = replayed;
     return 0;
 }
@@ -440,14 +444,13 @@ static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_tim
     return 0;
 }
 
-RPC_HANDLER(order_rpc_get_order, order_service_t, Shop__Order__V1__GetOrderRequest,
-            Shop__Order__V1__GetOrderResponse, SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT)
+ORDER_RPC(get_order, GetOrder, GET_ORDER)
 {
     rpc_caller_t who = {0};
     order_row_t o;
     if (order_rpc_visible(call, req->order_id, true, &who, &o, err) != 0)
         return err->code;
-    resp->order = order_rpc_order(rpc_call_arena(call), &o);
+    resp->order = order_rpc_order(a, &o);
     return 0;
 }
 
@@ -510,10 +513,8 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     return err->code;
 }
 
-RPC_HANDLER(order_rpc_list_orders, order_service_t, Shop__Order__V1__ListOrdersRequest,
-            Shop__Order__V1__ListOrdersResponse, SHOP__ORDER__V1__LIST_ORDERS_RESPONSE__INIT)
+ORDER_RPC(list_orders, ListOrders, LIST_ORDERS)
 {
-    arena_t *a = rpc_call_arena(call);
     order_page_query_t q;
     const char *scope = NULL;
     order_row_t *rows;
@@ -571,10 +572,8 @@ static int order_rpc_cancel_txn(db_conn_t *tx, void *ud, err_t *err)
     return order_saga_cancel(tx, c->a, &cancel, &c->cancelled, err);
 }
 
-RPC_HANDLER(order_rpc_cancel_order, order_service_t, Shop__Order__V1__CancelOrderRequest,
-            Shop__Order__V1__CancelOrderResponse, SHOP__ORDER__V1__CANCEL_ORDER_RESPONSE__INIT)
+ORDER_RPC(cancel_order, CancelOrder, CANCEL_ORDER)
 {
-    arena_t *a = rpc_call_arena(call);
     rpc_caller_t who = {0};
     order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_next_traceparent(call)};
     order_row_t o;

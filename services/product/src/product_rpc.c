@@ -96,12 +96,16 @@ static int product_rpc_check_fields(product_fields_t *f, err_t *err)
     return err->code;
 }
 
-/* A product id the database may be asked about; anything else is NOT_FOUND. */
-static int product_rpc_known_id(const char *id, err_t *err)
+/* The rest of the opening of a method on one product, after its caller and field
+ * checks (a failure of which is already in err): an id the database may be asked
+ * about (anything else is NOT_FOUND), then time left. Returns err->code. */
+static int product_rpc_open(rpc_call_t *call, const char *id, err_t *err)
 {
+    if (err->code != 0)
+        return err->code;
     if (!uuid_valid(id))
         return err_set_client(err, ERR_NOT_FOUND, "product not found");
-    return 0;
+    return rpc_call_check_deadline(call, err);
 }
 
 /* A taken sku is ALREADY_EXISTS with the field named. */
@@ -187,13 +191,16 @@ static void product_rpc_parse_token(rpc_call_t *call, const char *token, product
     }
 }
 
+/* PRODUCT_RPC(get_thing, GetThing, GET_THING) { body }: product_rpc_get_thing, the handler
+ * of ProductService/GetThing (rpc.h RPC_METHOD). */
+#define PRODUCT_RPC(name, Name, NAME)                                                              \
+    RPC_METHOD(product_rpc_, product_service_t, Shop__Product__V1__, SHOP__PRODUCT__V1__, name,    \
+               Name, NAME)
+
 /* ---- handlers ---- */
 
-RPC_HANDLER(product_rpc_create_product, product_service_t, Shop__Product__V1__CreateProductRequest,
-            Shop__Product__V1__CreateProductResponse,
-            SHOP__PRODUCT__V1__CREATE_PRODUCT_RESPONSE__INIT)
+PRODUCT_RPC(create_product, CreateProduct, CREATE_PRODUCT)
 {
-    arena_t *a = rpc_call_arena(call);
     product_fields_t f = {.mask = PRODUCT_F_SKU | PRODUCT_F_NAME | PRODUCT_F_DESCRIPTION |
                                   PRODUCT_F_PRICE | PRODUCT_F_CURRENCY,
                           .sku = req->sku,
@@ -204,22 +211,17 @@ RPC_HANDLER(product_rpc_create_product, product_service_t, Shop__Product__V1__Cr
     product_row_t row;
     if (rpc_call_require_admin(call, err) != 0 || product_rpc_check_fields(&f, err) != 0 ||
         rpc_call_check_deadline(call, err) != 0 ||
-        product_repo_create(product_rpc_pool(call), a, &f, &row, err) != 0) {
-        product_rpc_sku_taken(err);
-        return err->code;
-    }
+        product_repo_create(product_rpc_pool(call), a, &f, &row, err) != 0)
+        return product_rpc_sku_taken(err);
     LOG_INFO("product created", LOG_STR("product_id", row.id), LOG_STR("sku", row.sku));
     resp->product = product_rpc_product(a, &row);
     return 0;
 }
 
-RPC_HANDLER(product_rpc_get_product, product_service_t, Shop__Product__V1__GetProductRequest,
-            Shop__Product__V1__GetProductResponse, SHOP__PRODUCT__V1__GET_PRODUCT_RESPONSE__INIT)
+PRODUCT_RPC(get_product, GetProduct, GET_PRODUCT)
 {
-    arena_t *a = rpc_call_arena(call);
     product_row_t row;
-    if (product_rpc_known_id(req->product_id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_get(product_rpc_pool(call), a, req->product_id, &row, err) != 0)
         return err->code;
     resp->product = product_rpc_product(a, &row);
@@ -260,11 +262,8 @@ static void product_rpc_batch_split(arena_t *a, char **in, size_t n, product_bat
     }
 }
 
-RPC_HANDLER(product_rpc_batch_get_products, product_service_t,
-            Shop__Product__V1__BatchGetProductsRequest, Shop__Product__V1__BatchGetProductsResponse,
-            SHOP__PRODUCT__V1__BATCH_GET_PRODUCTS_RESPONSE__INIT)
+PRODUCT_RPC(batch_get_products, BatchGetProducts, BATCH_GET_PRODUCTS)
 {
-    arena_t *a = rpc_call_arena(call);
     product_batch_t b = {0};
     product_row_t *rows = NULL;
     size_t n_rows = 0;
@@ -311,11 +310,8 @@ static int product_rpc_page_query(rpc_call_t *call,
     return err->code;
 }
 
-RPC_HANDLER(product_rpc_list_products, product_service_t, Shop__Product__V1__ListProductsRequest,
-            Shop__Product__V1__ListProductsResponse,
-            SHOP__PRODUCT__V1__LIST_PRODUCTS_RESPONSE__INIT)
+PRODUCT_RPC(list_products, ListProducts, LIST_PRODUCTS)
 {
-    arena_t *a = rpc_call_arena(call);
     product_page_query_t pq;
     product_row_t *rows;
     size_t n;
@@ -359,33 +355,24 @@ static int product_rpc_patch(const Shop__Product__V1__UpdateProductRequest *req,
     return product_rpc_check_fields(f, err);
 }
 
-RPC_HANDLER(product_rpc_update_product, product_service_t, Shop__Product__V1__UpdateProductRequest,
-            Shop__Product__V1__UpdateProductResponse,
-            SHOP__PRODUCT__V1__UPDATE_PRODUCT_RESPONSE__INIT)
+PRODUCT_RPC(update_product, UpdateProduct, UPDATE_PRODUCT)
 {
-    arena_t *a = rpc_call_arena(call);
     product_fields_t f;
     product_row_t row;
     if (rpc_call_require_admin(call, err) != 0 || product_rpc_patch(req, &f, err) != 0 ||
-        product_rpc_known_id(req->product_id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
-        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, err) != 0) {
-        product_rpc_sku_taken(err);
-        return err->code;
-    }
+        product_rpc_open(call, req->product_id, err) != 0 ||
+        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, err) != 0)
+        return product_rpc_sku_taken(err);
     LOG_INFO("product updated", LOG_STR("product_id", row.id), LOG_INT("fields", f.mask));
     resp->product = product_rpc_product(a, &row);
     return 0;
 }
 
-RPC_HANDLER(product_rpc_archive_product, product_service_t,
-            Shop__Product__V1__ArchiveProductRequest, Shop__Product__V1__ArchiveProductResponse,
-            SHOP__PRODUCT__V1__ARCHIVE_PRODUCT_RESPONSE__INIT)
+PRODUCT_RPC(archive_product, ArchiveProduct, ARCHIVE_PRODUCT)
 {
-    arena_t *a = rpc_call_arena(call);
     product_row_t row;
-    if (rpc_call_require_admin(call, err) != 0 || product_rpc_known_id(req->product_id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (rpc_call_require_admin(call, err) != 0 ||
+        product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_archive(product_rpc_pool(call), a, req->product_id, &row, err) != 0)
         return err->code;
     LOG_INFO("product archived", LOG_STR("product_id", row.id));
@@ -393,16 +380,13 @@ RPC_HANDLER(product_rpc_archive_product, product_service_t,
     return 0;
 }
 
-RPC_HANDLER(product_rpc_set_stock, product_service_t, Shop__Product__V1__SetStockRequest,
-            Shop__Product__V1__SetStockResponse, SHOP__PRODUCT__V1__SET_STOCK_RESPONSE__INIT)
+PRODUCT_RPC(set_stock, SetStock, SET_STOCK)
 {
-    arena_t *a = rpc_call_arena(call);
     product_stock_t stock;
     if (rpc_call_require_admin(call, err) == 0 &&
         (req->available < 0 || req->available > PRODUCT_STOCK_MAX))
         err_field_add(err, "available", "must be 0..1000000000000");
-    if (err->code != 0 || product_rpc_known_id(req->product_id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_stock_set(product_rpc_pool(call), a, req->product_id, req->available, &stock,
                                err) != 0)
         return err->code;
@@ -412,16 +396,13 @@ RPC_HANDLER(product_rpc_set_stock, product_service_t, Shop__Product__V1__SetStoc
     return 0;
 }
 
-RPC_HANDLER(product_rpc_adjust_stock, product_service_t, Shop__Product__V1__AdjustStockRequest,
-            Shop__Product__V1__AdjustStockResponse, SHOP__PRODUCT__V1__ADJUST_STOCK_RESPONSE__INIT)
+PRODUCT_RPC(adjust_stock, AdjustStock, ADJUST_STOCK)
 {
-    arena_t *a = rpc_call_arena(call);
     product_stock_t stock;
     if (rpc_call_require_admin(call, err) == 0 &&
         (req->delta == 0 || req->delta < -PRODUCT_STOCK_MAX || req->delta > PRODUCT_STOCK_MAX))
         err_field_add(err, "delta", "must be non-zero, -1000000000000..1000000000000");
-    if (err->code != 0 || product_rpc_known_id(req->product_id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_stock_adjust(product_rpc_pool(call), a, req->product_id, req->delta, &stock,
                                   err) != 0) {
         if (err->code == ERR_PRECONDITION)
@@ -434,13 +415,11 @@ RPC_HANDLER(product_rpc_adjust_stock, product_service_t, Shop__Product__V1__Adju
     return 0;
 }
 
-RPC_HANDLER(product_rpc_get_stock, product_service_t, Shop__Product__V1__GetStockRequest,
-            Shop__Product__V1__GetStockResponse, SHOP__PRODUCT__V1__GET_STOCK_RESPONSE__INIT)
+PRODUCT_RPC(get_stock, GetStock, GET_STOCK)
 {
-    arena_t *a = rpc_call_arena(call);
     product_stock_t stock;
-    if (rpc_call_require_admin(call, err) != 0 || product_rpc_known_id(req->product_id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (rpc_call_require_admin(call, err) != 0 ||
+        product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_stock_get(product_rpc_pool(call), a, req->product_id, &stock, err) != 0)
         return err->code;
     resp->stock = product_rpc_stock(a, &stock);

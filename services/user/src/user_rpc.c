@@ -57,6 +57,11 @@ static user_password_t *user_rpc_passwords(rpc_call_t *call)
     return ctx->passwords;
 }
 
+/* USER_RPC(get_thing, GetThing, GET_THING) { body }: user_rpc_get_thing, the handler
+ * of UserService/GetThing (rpc.h RPC_METHOD). */
+#define USER_RPC(name, Name, NAME)                                                                 \
+    RPC_METHOD(user_rpc_, user_service_t, Shop__User__V1__, SHOP__USER__V1__, name, Name, NAME)
+
 /* ---- who calls ---- */
 
 /* Methods naming a user: UNAUTHENTICATED without a well-formed x-user-id. */
@@ -75,6 +80,15 @@ static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id
         return err_set_client(err, ERR_NOT_FOUND, "user not found");
     *id = text_ascii_lower(rpc_call_arena(call), user_id);
     return 0;
+}
+
+/* The end of the opening of a method on one user, after its caller and field
+ * checks: the user it may address (user_rpc_owner), then time left. */
+static int user_rpc_open(rpc_call_t *call, const char *user_id, const char **id, err_t *err)
+{
+    if (user_rpc_owner(call, user_id, id, err) != 0)
+        return err->code;
+    return rpc_call_check_deadline(call, err);
 }
 
 /* ---- text ---- */
@@ -307,20 +321,19 @@ static Shop__User__V1__LedgerEntry *user_rpc_entry(arena_t *a, const user_entry_
 
 /* ---- accounts ---- */
 
-/* A taken email is ALREADY_EXISTS with the field named. */
-static void user_rpc_email_taken(err_t *err)
+/* A taken email is ALREADY_EXISTS with the field named. Returns err->code. */
+static int user_rpc_email_taken(err_t *err)
 {
     if (err->code == ERR_CONFLICT && db_err_constraint(err, USER_EMAIL_KEY)) {
         err_clear(err);
         err_set_client(err, ERR_CONFLICT, "email already registered");
         err_field_add(err, "email", "is already registered");
     }
+    return err->code;
 }
 
-RPC_HANDLER(user_rpc_create_user, user_service_t, Shop__User__V1__CreateUserRequest,
-            Shop__User__V1__CreateUserResponse, SHOP__USER__V1__CREATE_USER_RESPONSE__INIT)
+USER_RPC(create_user, CreateUser, CREATE_USER)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *email = NULL, *name = NULL;
     char hash[USER_PASSWORD_HASH_MAX];
     user_row_t row;
@@ -332,8 +345,7 @@ RPC_HANDLER(user_rpc_create_user, user_service_t, Shop__User__V1__CreateUserRequ
                            hash, err) != 0 ||
         user_repo_create(user_rpc_pool(call), a, email, hash, name, "customer", &row, err) != 0) {
         explicit_bzero(hash, sizeof(hash));
-        user_rpc_email_taken(err);
-        return err->code;
+        return user_rpc_email_taken(err);
     }
     explicit_bzero(hash, sizeof(hash));
     LOG_INFO("user created", LOG_STR("user_id", row.id));
@@ -353,11 +365,8 @@ static int user_rpc_check_login(const char *email, const char *password, err_t *
     return err->code;
 }
 
-RPC_HANDLER(user_rpc_verify_credentials, user_service_t, Shop__User__V1__VerifyCredentialsRequest,
-            Shop__User__V1__VerifyCredentialsResponse,
-            SHOP__USER__V1__VERIFY_CREDENTIALS_RESPONSE__INIT)
+USER_RPC(verify_credentials, VerifyCredentials, VERIFY_CREDENTIALS)
 {
-    arena_t *a = rpc_call_arena(call);
     user_row_t row;
     const char *hash = NULL, *email = text_email_canon(a, req->email);
     if (user_rpc_check_login(email, req->password, err) != 0 ||
@@ -379,15 +388,12 @@ RPC_HANDLER(user_rpc_verify_credentials, user_service_t, Shop__User__V1__VerifyC
 
 /* ---- profile ---- */
 
-RPC_HANDLER(user_rpc_get_user, user_service_t, Shop__User__V1__GetUserRequest,
-            Shop__User__V1__GetUserResponse, SHOP__USER__V1__GET_USER_RESPONSE__INIT)
+USER_RPC(get_user, GetUser, GET_USER)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *id;
     user_row_t user;
     user_profile_t profile;
-    if (user_rpc_authn(call, err) != 0 || user_rpc_owner(call, req->user_id, &id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (user_rpc_authn(call, err) != 0 || user_rpc_open(call, req->user_id, &id, err) != 0 ||
         user_repo_get(user_rpc_pool(call), a, id, &user, &profile, err) != 0)
         return err->code;
     resp->user = user_rpc_user(a, &user);
@@ -423,17 +429,14 @@ static int user_rpc_profile_patch(arena_t *a, const Shop__User__V1__UpdateProfil
     return err->code;
 }
 
-RPC_HANDLER(user_rpc_update_profile, user_service_t, Shop__User__V1__UpdateProfileRequest,
-            Shop__User__V1__UpdateProfileResponse, SHOP__USER__V1__UPDATE_PROFILE_RESPONSE__INIT)
+USER_RPC(update_profile, UpdateProfile, UPDATE_PROFILE)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *id;
     user_profile_patch_t patch;
     user_row_t user;
     user_profile_t profile;
     if (user_rpc_authn(call, err) != 0 || user_rpc_profile_patch(a, req, &patch, err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+        user_rpc_open(call, req->user_id, &id, err) != 0 ||
         user_repo_update_profile(user_rpc_pool(call), a, id, &patch, &user, &profile, err) != 0)
         return err->code;
     LOG_INFO("profile updated", LOG_STR("user_id", id), LOG_INT("fields", patch.mask));
@@ -444,14 +447,11 @@ RPC_HANDLER(user_rpc_update_profile, user_service_t, Shop__User__V1__UpdateProfi
 
 /* ---- preferences ---- */
 
-RPC_HANDLER(user_rpc_get_preferences, user_service_t, Shop__User__V1__GetPreferencesRequest,
-            Shop__User__V1__GetPreferencesResponse, SHOP__USER__V1__GET_PREFERENCES_RESPONSE__INIT)
+USER_RPC(get_preferences, GetPreferences, GET_PREFERENCES)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *id;
     user_prefs_t prefs;
-    if (user_rpc_authn(call, err) != 0 || user_rpc_owner(call, req->user_id, &id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+    if (user_rpc_authn(call, err) != 0 || user_rpc_open(call, req->user_id, &id, err) != 0 ||
         user_repo_get_prefs(user_rpc_pool(call), a, id, &prefs, err) != 0)
         return err->code;
     resp->preferences = user_rpc_prefs(a, &prefs);
@@ -475,17 +475,13 @@ static int user_rpc_prefs_patch(arena_t *a, const Shop__User__V1__UpdatePreferen
     return err->code;
 }
 
-RPC_HANDLER(user_rpc_update_preferences, user_service_t, Shop__User__V1__UpdatePreferencesRequest,
-            Shop__User__V1__UpdatePreferencesResponse,
-            SHOP__USER__V1__UPDATE_PREFERENCES_RESPONSE__INIT)
+USER_RPC(update_preferences, UpdatePreferences, UPDATE_PREFERENCES)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *id;
     user_prefs_patch_t patch;
     user_prefs_t prefs;
     if (user_rpc_authn(call, err) != 0 || user_rpc_prefs_patch(a, req, &patch, err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+        user_rpc_open(call, req->user_id, &id, err) != 0 ||
         user_repo_update_prefs(user_rpc_pool(call), a, id, &patch, &prefs, err) != 0)
         return err->code;
     LOG_INFO("preferences updated", LOG_STR("user_id", id), LOG_INT("fields", patch.mask));
@@ -495,10 +491,8 @@ RPC_HANDLER(user_rpc_update_preferences, user_service_t, Shop__User__V1__UpdateP
 
 /* ---- wallet ---- */
 
-RPC_HANDLER(user_rpc_get_wallet, user_service_t, Shop__User__V1__GetWalletRequest,
-            Shop__User__V1__GetWalletResponse, SHOP__USER__V1__GET_WALLET_RESPONSE__INIT)
+USER_RPC(get_wallet, GetWallet, GET_WALLET)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *id = NULL;
     int64_t before = 0;
     user_wallet_t w;
@@ -539,30 +533,26 @@ static int user_rpc_check_deposit(const Shop__User__V1__DepositRequest *req, err
     return err->code;
 }
 
-/* A reused key is ALREADY_EXISTS with the field named. */
-static void user_rpc_key_reused(err_t *err)
+/* A reused key is ALREADY_EXISTS with the field named. Returns err->code. */
+static int user_rpc_key_reused(err_t *err)
 {
     if (err->code == ERR_CONFLICT) {
         err_clear(err);
         err_set_client(err, ERR_CONFLICT, "idempotency key already used for another deposit");
         err_field_add(err, "idempotency_key", "was already used with another amount or currency");
     }
+    return err->code;
 }
 
-RPC_HANDLER(user_rpc_deposit, user_service_t, Shop__User__V1__DepositRequest,
-            Shop__User__V1__DepositResponse, SHOP__USER__V1__DEPOSIT_RESPONSE__INIT)
+USER_RPC(deposit, Deposit, DEPOSIT)
 {
-    arena_t *a = rpc_call_arena(call);
     const char *id;
     user_deposit_t d;
     if (user_rpc_authn(call, err) != 0 || user_rpc_check_deposit(req, err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, err) != 0 ||
-        rpc_call_check_deadline(call, err) != 0 ||
+        user_rpc_open(call, req->user_id, &id, err) != 0 ||
         user_repo_deposit(user_rpc_pool(call), a, id, req->amount_cents, USER_CURRENCY,
-                          req->idempotency_key, &d, err) != 0) {
-        user_rpc_key_reused(err);
-        return err->code;
-    }
+                          req->idempotency_key, &d, err) != 0)
+        return user_rpc_key_reused(err);
     LOG_INFO("deposit", LOG_STR("user_id", id), LOG_INT("amount_cents", req->amount_cents),
              LOG_BOOL("replayed", d.replayed), LOG_STR("ledger_entry_id", d.entry.id));
     resp->balance_cents = d.balance_cents;
