@@ -18,6 +18,24 @@ bool rpc_call_settle(rpc_call_t *call, int rc, err_t *err)
     return false;
 }
 
+void *rpc_msg_new(arena_t *a, const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m = arena_alloc(a, desc->sizeof_message);
+    protobuf_c_message_init(desc, m);
+    return m;
+}
+
+void **rpc_msg_array(arena_t *a, const void *rows, size_t n, size_t row_size,
+                     void *(*build)(arena_t *a, const void *row))
+{
+    if (n == 0)
+        return NULL;
+    void **out = arena_calloc(a, n, sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        out[i] = build(a, (const char *)rows + i * row_size);
+    return out;
+}
+
 int rpc_call_caller(rpc_call_t *call, rpc_caller_id_t id, rpc_caller_t *out, err_t *err)
 {
     const char *user = rpc_call_user_id(call);

@@ -237,6 +237,15 @@ int rpc_call_check_deadline(const rpc_call_t *call, err_t *err);
  * the response (rc == 0), else false after rpc_call_fail_hidden(call, err). */
 bool rpc_call_settle(rpc_call_t *call, int rc, err_t *err);
 
+/* rpc_msg_new: a new message of type desc, initialised (its INIT values), in `a`. */
+void *rpc_msg_new(arena_t *a, const ProtobufCMessageDescriptor *desc);
+
+/* rpc_msg_array: the repeated field of n messages built from n rows of row_size
+ * bytes each: out[i] = build(a, (const char *)rows + i * row_size). NULL for n == 0.
+ * The array is in `a`. */
+void **rpc_msg_array(arena_t *a, const void *rows, size_t n, size_t row_size,
+                     void *(*build)(arena_t *a, const void *row));
+
 /* Who is calling, from the metadata the gateway sends (x-user-id, x-user-role).
  * Borrowed from the call. */
 typedef struct rpc_caller {

@@ -15,7 +15,6 @@
  * the second waits for the first to commit, claims nothing, and answers the winner's
  * order (replayed) or ALREADY_EXISTS if its lines differ.
  */
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +26,7 @@
 #include "common/outbox.h"
 #include "common/page_token.h"
 #include "common/rpc.h"
+#include "common/text.h"
 #include "common/uuid.h"
 #include "order.h"
 #include "order_repo.h"
@@ -75,65 +75,51 @@ static bool order_rpc_same_id(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
-static char *order_rpc_lower(arena_t *a, const char *s)
-{
-    char *out = arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    return out;
-}
-
 /* An order id the database may be asked about; anything else is NOT_FOUND. */
 static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_t *err)
 {
     if (!uuid_valid(id))
         return err_set_client(err, ERR_NOT_FOUND, "order not found");
-    *out = order_rpc_lower(a, id);
+    *out = text_ascii_lower(a, id);
     return 0;
 }
 
 /* ---- answers ---- */
 
-static Shop__Order__V1__OrderLine **order_rpc_lines(arena_t *a, const order_row_t *r)
+/* rpc_msg_array builders: one order line, one timeline entry. */
+static void *order_rpc_line(arena_t *a, const void *row)
 {
-    Shop__Order__V1__OrderLine **out =
-        r->n_lines ? arena_calloc(a, r->n_lines, sizeof(*out)) : NULL;
-    for (size_t i = 0; i < r->n_lines; i++) {
-        Shop__Order__V1__OrderLine *l = arena_alloc(a, sizeof(*l));
-        *l = (Shop__Order__V1__OrderLine)SHOP__ORDER__V1__ORDER_LINE__INIT;
-        l->product_id = (char *)r->lines[i].product_id;
-        l->quantity = r->lines[i].quantity;
-        l->unit_price_cents = r->lines[i].unit_price_cents;
-        l->line_total_cents = (int64_t)r->lines[i].quantity * r->lines[i].unit_price_cents;
-        out[i] = l;
-    }
-    return out;
+    const order_line_t *r = row;
+    Shop__Order__V1__OrderLine *l = rpc_msg_new(a, &shop__order__v1__order_line__descriptor);
+    l->product_id = (char *)r->product_id;
+    l->quantity = r->quantity;
+    l->unit_price_cents = r->unit_price_cents;
+    l->line_total_cents = (int64_t)r->quantity * r->unit_price_cents;
+    return l;
 }
 
-static Shop__Order__V1__TimelineEntry **order_rpc_timeline(arena_t *a, const order_row_t *r)
+static void *order_rpc_step(arena_t *a, const void *row)
 {
-    Shop__Order__V1__TimelineEntry **out =
-        r->n_timeline ? arena_calloc(a, r->n_timeline, sizeof(*out)) : NULL;
-    for (size_t i = 0; i < r->n_timeline; i++) {
-        Shop__Order__V1__TimelineEntry *t = arena_alloc(a, sizeof(*t));
-        *t = (Shop__Order__V1__TimelineEntry)SHOP__ORDER__V1__TIMELINE_ENTRY__INIT;
-        t->step = (char *)r->timeline[i].step;
-        t->status = order_status_value(r->timeline[i].status);
-        t->detail = (char *)r->timeline[i].detail;
-        t->at = clock_rfc3339_in(a, r->timeline[i].at_us);
-        out[i] = t;
-    }
-    return out;
+    const order_step_t *r = row;
+    Shop__Order__V1__TimelineEntry *t =
+        rpc_msg_new(a, &shop__order__v1__timeline_entry__descriptor);
+    t->step = (char *)r->step;
+    t->status = order_status_value(r->status);
+    t->detail = (char *)r->detail;
+    t->at = clock_rfc3339_in(a, r->at_us);
+    return t;
 }
 
-static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
+/* An order_row_t as the Order message (an rpc_msg_array builder). */
+static void *order_rpc_order(arena_t *a, const void *row)
 {
-    Shop__Order__V1__Order *o = arena_alloc(a, sizeof(*o));
-    *o = (Shop__Order__V1__Order)SHOP__ORDER__V1__ORDER__INIT;
+    const order_row_t *r = row;
+    Shop__Order__V1__Order *o = rpc_msg_new(a, &shop__order__v1__order__descriptor);
     o->id = (char *)r->id;
     o->user_id = (char *)r->user_id;
     o->n_lines = r->n_lines;
-    o->lines = order_rpc_lines(a, r);
+    o->lines = (Shop__Order__V1__OrderLine **)rpc_msg_array(a, r->lines, r->n_lines,
+                                                            sizeof(*r->lines), order_rpc_line);
     o->total_cents = r->total_cents;
     o->currency = (char *)r->currency;
     o->status = order_status_value(r->status);
@@ -141,7 +127,8 @@ static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
     o->created_at = clock_rfc3339_in(a, r->created_us);
     o->updated_at = clock_rfc3339_in(a, r->updated_us);
     o->n_timeline = r->n_timeline;
-    o->timeline = order_rpc_timeline(a, r);
+    o->timeline = (Shop__Order__V1__TimelineEntry **)rpc_msg_array(
+        a, r->timeline, r->n_timeline, sizeof(*r->timeline), order_rpc_step);
     return o;
 }
 
@@ -164,7 +151,7 @@ static void order_rpc_check_lines(arena_t *a, const Shop__Order__V1__CreateOrder
         if (!uuid_valid(l->product_id)) {
             err_field_add(err, field, "unknown product: not a uuid");
         } else {
-            o->lines[i].product_id = order_rpc_lower(a, l->product_id);
+            o->lines[i].product_id = text_ascii_lower(a, l->product_id);
             for (size_t k = 0; k < i; k++)
                 if (o->lines[k].product_id &&
                     strcmp(o->lines[k].product_id, o->lines[i].product_id) == 0) {
@@ -211,7 +198,7 @@ static int order_rpc_check_create(rpc_call_t *call, const rpc_caller_t *who,
     order_rpc_check_lines(a, req, o, err);
     if (err->code != 0)
         return err->code;
-    o->user_id = order_rpc_lower(a, req->user_id);
+    o->user_id = text_ascii_lower(a, req->user_id);
     return 0;
 }
 
@@ -504,7 +491,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     if (req->user_id[0] && !uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid, or \"\" for every user");
     else if (req->user_id[0])
-        *scope = q->user_id = order_rpc_lower(a, req->user_id);
+        *scope = q->user_id = text_ascii_lower(a, req->user_id);
     if (req->limit < 0 || req->limit > ORDER_LIMIT_MAX)
         err_field_add(err, "limit", "must be 0..100");
     q->limit = req->limit ? req->limit : ORDER_LIMIT_DEFAULT;
@@ -528,9 +515,8 @@ ORDER_RPC(list_orders, ListOrders, LIST_ORDERS)
         return err->code;
     bool more = n > (size_t)limit;
     resp->n_orders = more ? (size_t)limit : n;
-    resp->orders = resp->n_orders ? arena_calloc(a, resp->n_orders, sizeof(*resp->orders)) : NULL;
-    for (size_t i = 0; i < resp->n_orders; i++)
-        resp->orders[i] = order_rpc_order(a, &rows[i]);
+    resp->orders = (Shop__Order__V1__Order **)rpc_msg_array(a, rows, resp->n_orders, sizeof(*rows),
+                                                            order_rpc_order);
     if (more && !(resp->next_page_token = order_rpc_token(call, &rows[limit - 1], scope)))
         return err_set(err, ERR_INTERNAL,
                        "order %s: created_at %" PRId64 " outside page tokens' bounds",

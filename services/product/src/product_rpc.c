@@ -121,10 +121,11 @@ static int product_rpc_sku_taken(err_t *err)
 
 /* ---- answers ---- */
 
-static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product_row_t *r)
+/* A product_row_t as the Product message (an rpc_msg_array builder). */
+static void *product_rpc_product(arena_t *a, const void *row)
 {
-    Shop__Product__V1__Product *p = arena_alloc(a, sizeof(*p));
-    *p = (Shop__Product__V1__Product)SHOP__PRODUCT__V1__PRODUCT__INIT;
+    const product_row_t *r = row;
+    Shop__Product__V1__Product *p = rpc_msg_new(a, &shop__product__v1__product__descriptor);
     p->id = (char *)r->id;
     p->sku = (char *)r->sku;
     p->name = (char *)r->name;
@@ -139,8 +140,7 @@ static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product
 
 static Shop__Product__V1__Stock *product_rpc_stock(arena_t *a, const product_stock_t *s)
 {
-    Shop__Product__V1__Stock *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__Product__V1__Stock)SHOP__PRODUCT__V1__STOCK__INIT;
+    Shop__Product__V1__Stock *out = rpc_msg_new(a, &shop__product__v1__stock__descriptor);
     out->product_id = (char *)s->product_id;
     out->available = s->available;
     out->reserved = s->reserved;
@@ -275,9 +275,9 @@ PRODUCT_RPC(batch_get_products, BatchGetProducts, BATCH_GET_PRODUCTS)
         (b.n > 0 &&
          product_repo_batch_get(product_rpc_pool(call), a, b.ids, b.n, &rows, &n_rows, err) != 0))
         return err->code;
-    resp->products = n_rows ? arena_calloc(a, n_rows, sizeof(*resp->products)) : NULL;
-    for (size_t i = 0; i < n_rows; i++)
-        resp->products[resp->n_products++] = product_rpc_product(a, &rows[i]);
+    resp->n_products = n_rows;
+    resp->products = (Shop__Product__V1__Product **)rpc_msg_array(a, rows, n_rows, sizeof(*rows),
+                                                                  product_rpc_product);
     resp->not_found_ids = arena_calloc(a, b.n + b.n_malformed + 1, sizeof(*resp->not_found_ids));
     for (size_t i = 0; i < b.n; i++) {
         bool found = false;
@@ -323,10 +323,8 @@ PRODUCT_RPC(list_products, ListProducts, LIST_PRODUCTS)
         return err->code;
     bool more = n > (size_t)limit;
     resp->n_products = more ? (size_t)limit : n;
-    resp->products =
-        resp->n_products ? arena_calloc(a, resp->n_products, sizeof(*resp->products)) : NULL;
-    for (size_t i = 0; i < resp->n_products; i++)
-        resp->products[i] = product_rpc_product(a, &rows[i]);
+    resp->products = (Shop__Product__V1__Product **)rpc_msg_array(
+        a, rows, resp->n_products, sizeof(*rows), product_rpc_product);
     if (more && !(resp->next_page_token = product_rpc_token(call, &rows[limit - 1], &pq)))
         return err_set(err, ERR_INTERNAL,
                        "product %s: created_at %" PRId64 " outside page tokens' bounds",

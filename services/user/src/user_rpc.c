@@ -260,8 +260,7 @@ static int64_t user_rpc_parse_token(rpc_call_t *call, const char *user_id, const
 
 static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
 {
-    Shop__User__V1__User *u = arena_alloc(a, sizeof(*u));
-    *u = (Shop__User__V1__User)SHOP__USER__V1__USER__INIT;
+    Shop__User__V1__User *u = rpc_msg_new(a, &shop__user__v1__user__descriptor);
     u->id = (char *)r->id;
     u->email = (char *)r->email;
     u->display_name = (char *)r->display_name;
@@ -274,13 +273,11 @@ static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
 static Shop__User__V1__Profile *user_rpc_profile(arena_t *a, const user_row_t *u,
                                                  const user_profile_t *p)
 {
-    Shop__User__V1__Profile *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__User__V1__Profile)SHOP__USER__V1__PROFILE__INIT;
+    Shop__User__V1__Profile *out = rpc_msg_new(a, &shop__user__v1__profile__descriptor);
     out->display_name = (char *)u->display_name;
     out->phone = (char *)p->phone;
     if (p->has_address) {
-        Shop__User__V1__Address *ad = arena_alloc(a, sizeof(*ad));
-        *ad = (Shop__User__V1__Address)SHOP__USER__V1__ADDRESS__INIT;
+        Shop__User__V1__Address *ad = rpc_msg_new(a, &shop__user__v1__address__descriptor);
         ad->line1 = (char *)p->address.line1;
         ad->line2 = (char *)p->address.line2;
         ad->city = (char *)p->address.city;
@@ -294,18 +291,18 @@ static Shop__User__V1__Profile *user_rpc_profile(arena_t *a, const user_row_t *u
 
 static Shop__User__V1__Preferences *user_rpc_prefs(arena_t *a, const user_prefs_t *p)
 {
-    Shop__User__V1__Preferences *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__User__V1__Preferences)SHOP__USER__V1__PREFERENCES__INIT;
+    Shop__User__V1__Preferences *out = rpc_msg_new(a, &shop__user__v1__preferences__descriptor);
     out->language = (char *)p->language;
     out->currency = (char *)p->currency;
     out->marketing_opt_in = p->marketing_opt_in;
     return out;
 }
 
-static Shop__User__V1__LedgerEntry *user_rpc_entry(arena_t *a, const user_entry_t *e)
+/* A user_entry_t as the LedgerEntry message (an rpc_msg_array builder). */
+static void *user_rpc_entry(arena_t *a, const void *row)
 {
-    Shop__User__V1__LedgerEntry *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__User__V1__LedgerEntry)SHOP__USER__V1__LEDGER_ENTRY__INIT;
+    const user_entry_t *e = row;
+    Shop__User__V1__LedgerEntry *out = rpc_msg_new(a, &shop__user__v1__ledger_entry__descriptor);
     out->id = (char *)e->id;
     out->kind = strcmp(e->kind, "deposit") == 0
                     ? SHOP__USER__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_DEPOSIT
@@ -512,10 +509,8 @@ USER_RPC(get_wallet, GetWallet, GET_WALLET)
     resp->currency = (char *)w.currency;
     bool more = w.n_entries > (size_t)limit;
     resp->n_entries = more ? (size_t)limit : w.n_entries;
-    resp->entries =
-        resp->n_entries ? arena_calloc(a, resp->n_entries, sizeof(*resp->entries)) : NULL;
-    for (size_t i = 0; i < resp->n_entries; i++)
-        resp->entries[i] = user_rpc_entry(a, &w.entries[i]);
+    resp->entries = (Shop__User__V1__LedgerEntry **)rpc_msg_array(
+        a, w.entries, resp->n_entries, sizeof(*w.entries), user_rpc_entry);
     if (more && !(resp->next_page_token = user_rpc_token(call, id, w.entries[limit - 1].seq)))
         return err_set(err, ERR_INTERNAL,
                        "wallet of %s: seq %" PRId64 " outside page tokens' bounds", id,
