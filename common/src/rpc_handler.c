@@ -67,6 +67,15 @@ int rpc_idempotency_key_check(const char *key, err_t *err)
     return err->code;
 }
 
+int rpc_conflict_field(err_t *err, bool match, const char *msg, const char *field, const char *why)
+{
+    if (err->code != ERR_CONFLICT || !match)
+        return err->code;
+    err_clear(err);
+    err_set_client(err, ERR_CONFLICT, "%s", msg);
+    return err_field_add(err, field, "%s", why);
+}
+
 size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONTEXT_MD_MAX])
 {
     const rpc_metadata_t all[RPC_CONTEXT_MD_MAX] = {{"x-request-id", ctx->request_id},

@@ -274,6 +274,13 @@ int rpc_call_require_admin(rpc_call_t *call, err_t *err);
  * key is 1..RPC_IDEMPOTENCY_KEY_MAX printable ASCII characters. Returns err->code. */
 int rpc_idempotency_key_check(const char *key, err_t *err);
 
+/* rpc_conflict_field: when err is ERR_CONFLICT and `match` (the caller's reading of
+ * which conflict it is, e.g. db_err_constraint(err, "products_sku_key")), makes it
+ * the client's ALREADY_EXISTS `msg` with the violation `field`: `why`. Any other err
+ * is left as it is. Returns err->code. (The test stays with the caller so that
+ * programs without a database do not link one.) */
+int rpc_conflict_field(err_t *err, bool match, const char *msg, const char *field, const char *why);
+
 /* ------------------------------------------- the caller's context onward ---- */
 
 /* The context a call carries to the next hop, as metadata (NULL: left out). */

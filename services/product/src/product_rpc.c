@@ -108,15 +108,11 @@ static int product_rpc_open(rpc_call_t *call, const char *id, err_t *err)
     return rpc_call_check_deadline(call, err);
 }
 
-/* A taken sku is ALREADY_EXISTS with the field named. */
+/* A taken sku is ALREADY_EXISTS with the field named. Returns err->code. */
 static int product_rpc_sku_taken(err_t *err)
 {
-    if (err->code == ERR_CONFLICT && db_err_constraint(err, PRODUCT_SKU_KEY)) {
-        err_clear(err);
-        err_set_client(err, ERR_CONFLICT, "sku already exists");
-        err_field_add(err, "sku", "is already taken");
-    }
-    return err->code;
+    return rpc_conflict_field(err, db_err_constraint(err, PRODUCT_SKU_KEY), "sku already exists",
+                              "sku", "is already taken");
 }
 
 /* ---- answers ---- */

@@ -321,12 +321,8 @@ static void *user_rpc_entry(arena_t *a, const void *row)
 /* A taken email is ALREADY_EXISTS with the field named. Returns err->code. */
 static int user_rpc_email_taken(err_t *err)
 {
-    if (err->code == ERR_CONFLICT && db_err_constraint(err, USER_EMAIL_KEY)) {
-        err_clear(err);
-        err_set_client(err, ERR_CONFLICT, "email already registered");
-        err_field_add(err, "email", "is already registered");
-    }
-    return err->code;
+    return rpc_conflict_field(err, db_err_constraint(err, USER_EMAIL_KEY),
+                              "email already registered", "email", "is already registered");
 }
 
 USER_RPC(create_user, CreateUser, CREATE_USER)
@@ -531,12 +527,9 @@ static int user_rpc_check_deposit(const Shop__User__V1__DepositRequest *req, err
 /* A reused key is ALREADY_EXISTS with the field named. Returns err->code. */
 static int user_rpc_key_reused(err_t *err)
 {
-    if (err->code == ERR_CONFLICT) {
-        err_clear(err);
-        err_set_client(err, ERR_CONFLICT, "idempotency key already used for another deposit");
-        err_field_add(err, "idempotency_key", "was already used with another amount or currency");
-    }
-    return err->code;
+    return rpc_conflict_field(err, true, "idempotency key already used for another deposit",
+                              "idempotency_key",
+                              "was already used with another amount or currency");
 }
 
 USER_RPC(deposit, Deposit, DEPOSIT)
