@@ -36,6 +36,12 @@ void **rpc_msg_array(arena_t *a, const void *rows, size_t n, size_t row_size,
     return out;
 }
 
+size_t rpc_page_take(size_t n, int limit, bool *more)
+{
+    *more = n > (size_t)limit;
+    return *more ? (size_t)limit : n;
+}
+
 int rpc_call_caller(rpc_call_t *call, rpc_caller_id_t id, rpc_caller_t *out, err_t *err)
 {
     const char *user = rpc_call_user_id(call);
@@ -48,7 +54,7 @@ int rpc_call_caller(rpc_call_t *call, rpc_caller_id_t id, rpc_caller_t *out, err
 
 int rpc_call_require_admin(rpc_call_t *call, err_t *err)
 {
-    rpc_caller_t who;
+    rpc_caller_t who = {0};
     if (rpc_call_caller(call, RPC_CALLER_ANY_ID, &who, err) != 0)
         return err->code;
     if (!who.admin)

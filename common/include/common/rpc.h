@@ -246,6 +246,11 @@ void *rpc_msg_new(arena_t *a, const ProtobufCMessageDescriptor *desc);
 void **rpc_msg_array(arena_t *a, const void *rows, size_t n, size_t row_size,
                      void *(*build)(arena_t *a, const void *row));
 
+/* rpc_page_take: a list page fetched as limit + 1 rows (the extra row tells whether
+ * there is a next page): how many of the n rows fetched the page answers, with *more
+ * true when there is a next page (its token then comes from row limit - 1). */
+size_t rpc_page_take(size_t n, int limit, bool *more);
+
 /* Who is calling, from the metadata the gateway sends (x-user-id, x-user-role).
  * Borrowed from the call. */
 typedef struct rpc_caller {

@@ -460,17 +460,12 @@ static void order_rpc_parse_token(rpc_call_t *call, const char *token, const cha
                                   order_page_query_t *q, err_t *err)
 {
     page_cursor_t c;
-    page_token_status_t st =
-        page_token_decode(svc_page_key(order_rpc_svc(call)), ORDER_TOKEN_KIND, scope, token, &c);
-    if (st == PAGE_TOKEN_OTHER) {
-        err_field_add(err, "page_token", "was issued for another user_id");
-    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
-        err_field_add(err, "page_token", "is not a valid page token");
-    } else {
-        q->has_after = true;
-        q->after_us = c.pos;
-        q->after_id = arena_strdup(rpc_call_arena(call), c.id);
-    }
+    if (page_token_field(svc_page_key(order_rpc_svc(call)), ORDER_TOKEN_KIND, scope, token,
+                         "user_id", PAGE_CURSOR_ROW, &c, err) != 0)
+        return;
+    q->has_after = true;
+    q->after_us = c.pos;
+    q->after_id = arena_strdup(rpc_call_arena(call), c.id);
 }
 
 /* ---- ListOrders ---- */
@@ -506,15 +501,14 @@ ORDER_RPC(list_orders, ListOrders, LIST_ORDERS)
     const char *scope = NULL;
     order_row_t *rows;
     size_t n;
+    bool more;
     if (order_rpc_page_query(call, req, &q, &scope, err) != 0 ||
         rpc_call_check_deadline(call, err) != 0)
         return err->code;
-    int limit = q.limit;
-    q.limit = limit + 1; /* one more row tells whether there is a next page */
+    int limit = q.limit++; /* one more row tells whether there is a next page */
     if (order_repo_list(order_rpc_pool(call), a, &q, &rows, &n, err) != 0)
         return err->code;
-    bool more = n > (size_t)limit;
-    resp->n_orders = more ? (size_t)limit : n;
+    resp->n_orders = rpc_page_take(n, limit, &more);
     resp->orders = (Shop__Order__V1__Order **)rpc_msg_array(a, rows, resp->n_orders, sizeof(*rows),
                                                             order_rpc_order);
     if (more && !(resp->next_page_token = order_rpc_token(call, &rows[limit - 1], scope)))

@@ -173,18 +173,13 @@ static void product_rpc_parse_token(rpc_call_t *call, const char *token, product
 {
     arena_t *a = rpc_call_arena(call);
     page_cursor_t c;
-    page_token_status_t st =
-        page_token_decode(svc_page_key(rpc_call_ctx(call)), PRODUCT_TOKEN_KIND,
-                          product_rpc_token_scope(a, pq->q, pq->include_inactive), token, &c);
-    if (st == PAGE_TOKEN_OTHER) {
-        err_field_add(err, "page_token", "was issued for another q or include_inactive");
-    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
-        err_field_add(err, "page_token", "is not a valid page token");
-    } else {
-        pq->has_after = true;
-        pq->after_us = c.pos;
-        pq->after_id = arena_strdup(a, c.id);
-    }
+    if (page_token_field(svc_page_key(rpc_call_ctx(call)), PRODUCT_TOKEN_KIND,
+                         product_rpc_token_scope(a, pq->q, pq->include_inactive), token,
+                         "q or include_inactive", PAGE_CURSOR_ROW, &c, err) != 0)
+        return;
+    pq->has_after = true;
+    pq->after_us = c.pos;
+    pq->after_id = arena_strdup(a, c.id);
 }
 
 /* PRODUCT_RPC(get_thing, GetThing, GET_THING) { body }: product_rpc_get_thing, the handler
@@ -311,14 +306,13 @@ PRODUCT_RPC(list_products, ListProducts, LIST_PRODUCTS)
     product_page_query_t pq;
     product_row_t *rows;
     size_t n;
+    bool more;
     if (product_rpc_page_query(call, req, &pq, err) != 0 || rpc_call_check_deadline(call, err) != 0)
         return err->code;
-    int limit = pq.limit;
-    pq.limit = limit + 1; /* one more row tells whether there is a next page */
+    int limit = pq.limit++; /* one more row tells whether there is a next page */
     if (product_repo_list(product_rpc_pool(call), a, &pq, &rows, &n, err) != 0)
         return err->code;
-    bool more = n > (size_t)limit;
-    resp->n_products = more ? (size_t)limit : n;
+    resp->n_products = rpc_page_take(n, limit, &more);
     resp->products = (Shop__Product__V1__Product **)rpc_msg_array(
         a, rows, resp->n_products, sizeof(*rows), product_rpc_product);
     if (more && !(resp->next_page_token = product_rpc_token(call, &rows[limit - 1], &pq)))

@@ -67,7 +67,7 @@ static user_password_t *user_rpc_passwords(rpc_call_t *call)
 /* Methods naming a user: UNAUTHENTICATED without a well-formed x-user-id. */
 static int user_rpc_authn(rpc_call_t *call, err_t *err)
 {
-    rpc_caller_t who;
+    rpc_caller_t who = {0};
     return rpc_call_caller(call, RPC_CALLER_UUID_ID, &who, err);
 }
 
@@ -243,16 +243,9 @@ static int64_t user_rpc_parse_token(rpc_call_t *call, const char *user_id, const
                                     err_t *err)
 {
     page_cursor_t c;
-    page_token_status_t st =
-        page_token_decode(svc_page_key(rpc_call_ctx(call)), USER_TOKEN_KIND, user_id, token, &c);
-    if (st == PAGE_TOKEN_OTHER) {
-        err_field_add(err, "page_token", "was issued for another user_id");
+    if (page_token_field(svc_page_key(rpc_call_ctx(call)), USER_TOKEN_KIND, user_id, token,
+                         "user_id", PAGE_CURSOR_SEQ, &c, err) != 0)
         return 0;
-    }
-    if (st != PAGE_TOKEN_OK || c.pos < 1 || c.id[0]) {
-        err_field_add(err, "page_token", "is not a valid page token");
-        return 0;
-    }
     return c.pos;
 }
 
@@ -503,8 +496,8 @@ USER_RPC(get_wallet, GetWallet, GET_WALLET)
         return err->code;
     resp->balance_cents = w.balance_cents;
     resp->currency = (char *)w.currency;
-    bool more = w.n_entries > (size_t)limit;
-    resp->n_entries = more ? (size_t)limit : w.n_entries;
+    bool more;
+    resp->n_entries = rpc_page_take(w.n_entries, limit, &more);
     resp->entries = (Shop__User__V1__LedgerEntry **)rpc_msg_array(
         a, w.entries, resp->n_entries, sizeof(*w.entries), user_rpc_entry);
     if (more && !(resp->next_page_token = user_rpc_token(call, id, w.entries[limit - 1].seq)))
