@@ -16,7 +16,7 @@
  * message); attributes that parsed are what kfk_ce_headers accepts (kfk.h says it
  * rejects no more than kfk_ce_parse, bar an invalid traceparent) and re-encode to
  * headers that parse to the same attributes; a kept traceparent is valid (the log
- * context copies its trace id by offset); an unpacked event packs, and decodes
+ * context takes its trace id with trace_id_of); an unpacked event packs, and decodes
  * again from what it packed to, to the same bytes.
  */
 #include <stdio.h>
