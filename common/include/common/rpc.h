@@ -202,13 +202,14 @@ int rpc_call_check_deadline(const rpc_call_t *call, err_t *err);
  *   RPC_HANDLER(product_rpc_get_stock, product_service_t, Shop__..__GetStockRequest,
  *               Shop__..__GetStockResponse, SHOP__..__GET_STOCK_RESPONSE__INIT)
  *   {
- *       ... validate req, fill *resp from the arena ...
+ *       ... validate req, fill *resp from the arena a ...
  *       return 0;   // or err->code with err set
  *   }
  *
  * The body sees `call`, `a` (its arena), `req`, `resp` (initialised with
- * RESP_INIT) and `err` (ERR_INIT). Returning 0 answers *resp; anything else fails the call with err
- * through rpc_call_fail_hidden (so the body must leave err set). */
+ * RESP_INIT) and `err` (ERR_INIT). Returning 0 answers *resp; anything else fails
+ * the call with err through rpc_call_fail_hidden (so the body must leave err set).
+ * Like the other calls here, for the handler's thread only. */
 #define RPC_HANDLER(name, Svc, Req, Resp, RESP_INIT)                                               \
     static int name##_run(rpc_call_t *call, arena_t *a, const Req *req, Resp *resp, err_t *err);   \
     static void name(Svc *service, const Req *req, Resp##_Closure done, void *call_data)           \
