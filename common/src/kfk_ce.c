@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/kfk.h"
+#include "common/trace.h"
 #include "common/uuid.h"
 
 enum { CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SPECVERSION, CE_CONTENT_TYPE, CE_TRACEPARENT, CE_N };
@@ -17,41 +18,6 @@ enum { CE_ID, CE_TYPE, CE_SOURCE, CE_TIME, CE_SPECVERSION, CE_CONTENT_TYPE, CE_T
 static const char *const ce_names[CE_N] = {
     "ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion", "content-type", "traceparent",
 };
-
-static bool ce_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
-static bool ce_zeros(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != '0')
-            return false;
-    return true;
-}
-
-bool kfk_traceparent_valid(const char *s)
-{
-    /* version "-" trace-id(32) "-" parent-id(16) "-" flags(2) */
-    if (s == NULL)
-        return false;
-    size_t n = strlen(s);
-    if (n < KFK_TRACEPARENT_LEN || s[2] != '-' || s[35] != '-' || s[52] != '-')
-        return false;
-    if (!ce_hex(s, 2) || strncmp(s, "ff", 2) == 0)
-        return false;
-    if (!ce_hex(s + 3, 32) || ce_zeros(s + 3, 32) || !ce_hex(s + 36, 16) || ce_zeros(s + 36, 16) ||
-        !ce_hex(s + 53, 2))
-        return false;
-    /* Version 00 has exactly these fields; later versions may append "-…". */
-    if (strncmp(s, "00", 2) == 0)
-        return n == KFK_TRACEPARENT_LEN;
-    return n == KFK_TRACEPARENT_LEN || s[KFK_TRACEPARENT_LEN] == '-';
-}
 
 /* Printable ASCII without spaces: what a type name or a URI reference may hold. */
 static bool ce_token(const char *s)
@@ -87,7 +53,7 @@ static bool ce_attr_valid(int idx, const char *v, const char **why)
         return strcmp(v, KFK_CE_CONTENT_TYPE) == 0;
     default:
         *why = "not a W3C traceparent";
-        return kfk_traceparent_valid(v);
+        return trace_parent_valid(v);
     }
 }
 
@@ -112,7 +78,7 @@ int kfk_ce_headers(const kfk_ce_t *ce, kfk_header_t out[KFK_CE_HEADERS_MAX], err
         ce_put(&out[n++], i, attrs[i]);
     ce_put(&out[n++], CE_SPECVERSION, KFK_CE_SPECVERSION);
     ce_put(&out[n++], CE_CONTENT_TYPE, KFK_CE_CONTENT_TYPE);
-    if (kfk_traceparent_valid(ce->traceparent))
+    if (trace_parent_valid(ce->traceparent))
         ce_put(&out[n++], CE_TRACEPARENT, ce->traceparent);
     return n;
 }

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/trace.h"
 #include "common/uuid.h"
 
 #define OUTBOX_SOURCE_MAX      127
@@ -70,7 +71,7 @@ int outbox_enqueue(db_conn_t *tx, arena_t *a, const char *topic, const char *key
                    .type = event->descriptor->name,
                    .source = outbox_source,
                    .time = now,
-                   .traceparent = kfk_traceparent_valid(traceparent) ? traceparent : NULL};
+                   .traceparent = trace_parent_valid(traceparent) ? traceparent : NULL};
     /* Checked here, in the writer's transaction, so the relay never meets a row it
      * cannot publish (which would hold up every row behind it). */
     kfk_header_t headers[KFK_CE_HEADERS_MAX];

@@ -301,3 +301,16 @@ page_token_status_t page_token_decode(const page_key_t *key, const char *kind, c
         out->id[0] = '\0';
     return PAGE_TOKEN_OK;
 }
+
+int page_token_field(const page_key_t *key, const char *kind, const char *scope, const char *token,
+                     const char *other, page_cursor_kind_t ck, page_cursor_t *out, err_t *err)
+{
+    page_token_status_t st = page_token_decode(key, kind, scope, token, out);
+    if (st == PAGE_TOKEN_OTHER)
+        return err_field_add(err, "page_token", "was issued for another %s", other);
+    bool ok = st == PAGE_TOKEN_OK &&
+              (ck == PAGE_CURSOR_ROW ? out->id[0] != '\0' : out->pos >= 1 && out->id[0] == '\0');
+    if (!ok)
+        return err_field_add(err, "page_token", "is not a valid page token");
+    return 0;
+}

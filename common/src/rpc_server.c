@@ -33,6 +33,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/trace.h"
 #include "cond_internal.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "rpc_internal.h"
@@ -40,7 +41,6 @@
 #define RPC_DEFAULT_WORKERS     4
 #define RPC_DEFAULT_MAX_MESSAGE (4 * 1024 * 1024)
 #define RPC_GENERIC_SLOTS       2
-#define RPC_TRACE_ID_LEN        32
 /* Clients may ping an idle connection every 10 s (ours ping every 30 s); without
  * this the core answers pings more frequent than 5 min with GOAWAY too_many_pings. */
 #define RPC_MIN_PING_INTERVAL_MS 10000
@@ -108,7 +108,7 @@ struct rpc_call {
     arena_t *arena;
     int64_t start_us;
     const char *request_id, *traceparent, *user_id, *user_role;
-    char trace_id[RPC_TRACE_ID_LEN + 1];
+    char trace_id[TRACE_ID_LEN + 1];
 
     bool answered; /* done ran */
     err_t *err;    /* set by rpc_call_fail; in the arena */
@@ -214,24 +214,13 @@ static int64_t rpc_deadline_remaining_ms(gpr_timespec deadline)
     return gpr_time_to_millis(left);
 }
 
-/* The trace-id part of a W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>", else "". */
-static void rpc_trace_id(const char *traceparent, char out[RPC_TRACE_ID_LEN + 1])
-{
-    out[0] = '\0';
-    if (traceparent == NULL || strlen(traceparent) < 3 + RPC_TRACE_ID_LEN + 1 ||
-        traceparent[2] != '-' || traceparent[3 + RPC_TRACE_ID_LEN] != '-')
-        return;
-    memcpy(out, traceparent + 3, RPC_TRACE_ID_LEN);
-    out[RPC_TRACE_ID_LEN] = '\0';
-}
-
 static void rpc_call_read_metadata(rpc_call_t *call)
 {
     call->request_id = rpc_call_metadata(call, "x-request-id");
     call->traceparent = rpc_call_metadata(call, "traceparent");
     call->user_id = rpc_call_metadata(call, "x-user-id");
     call->user_role = rpc_call_metadata(call, "x-user-role");
-    rpc_trace_id(call->traceparent, call->trace_id);
+    trace_id_of(call->traceparent, call->trace_id);
 }
 
 static void rpc_call_set_status(rpc_call_t *call, int code, const char *msg)

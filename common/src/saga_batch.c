@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/trace.h"
 #include "saga_internal.h"
 #include "saga_metrics.h"
 
@@ -39,7 +40,6 @@
 #define SAGA_DLQ_WAIT_MS    1000
 #define SAGA_STOP_GRACE_MS  5000
 #define SAGA_DLQ_EXTRA      11 /* dlq_* headers at most (saga_dlq_copy) */
-#define SAGA_TRACE_ID_LEN   32
 #define SAGA_NONE           ((size_t)-1)
 
 const char *const saga__outcome_names[SAGA_N_OUTCOMES] = {
@@ -81,10 +81,8 @@ static void saga_count(const char *name, const char *help, const char *const *la
 /* Log context for the handler: request_id = ce_id, trace_id from traceparent. */
 static void saga_log_ctx(const saga_event_t *ev)
 {
-    char trace[SAGA_TRACE_ID_LEN + 1] = "";
-    if (ev->ce.traceparent)
-        memcpy(trace, ev->ce.traceparent + 3, SAGA_TRACE_ID_LEN);
-    log_ctx_set(ev->ce.id, trace[0] ? trace : NULL);
+    char trace[TRACE_ID_LEN + 1];
+    log_ctx_set(ev->ce.id, trace_id_of(ev->ce.traceparent, trace) ? trace : NULL);
 }
 
 /* Counts and logs a failed attempt (also for a message whose headers did not parse:

@@ -31,8 +31,8 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/trace.h"
 #include "common/uuid.h"
-#include "crypto.h"
 #include "http_framing.h"
 #include "http_metrics.h"
 #include "json_pb.h"
@@ -41,7 +41,7 @@
 #include "router.h"
 
 #define HTTP_REQUEST_ID_MAX  64
-#define HTTP_TRACEPARENT_LEN 55
+#define HTTP_TRACEPARENT_LEN TRACE_PARENT_LEN
 #define HTTP_MAX_HEADERS     12
 #define HTTP_DISCARD_FACTOR  4 /* a chunked body this many times the limit closes the connection */
 #define HTTP_JSON_CTYPE      "application/json"
@@ -67,7 +67,7 @@ struct http_req {
     const char *path;
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     char traceparent[HTTP_TRACEPARENT_LEN + 1];
-    char trace_id[33];
+    char trace_id[TRACE_ID_LEN + 1];
     char client_ip[INET6_ADDRSTRLEN];
     http_framing_line_t line; /* the request line, for the framing checks */
     bool started;             /* the access handler has seen the request */
@@ -323,28 +323,9 @@ static bool http_request_id_ok(const char *s)
     return n > 0;
 }
 
-static bool http_hex(const char *s, size_t n)
-{
-    bool nonzero = false;
-    for (size_t i = 0; i < n; i++) {
-        if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
-            return false;
-        nonzero = nonzero || s[i] != '0';
-    }
-    return nonzero;
-}
-
-static void http_random_hex(char *out, size_t bytes)
-{
-    unsigned char raw[16];
-    crypto_random(raw, bytes);
-    for (size_t i = 0; i < bytes; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-}
-
 /* The request id and the trace: the client's when well-formed (W3C trace
- * context: "00-<32 hex>-<16 hex>-<2 hex>"), else new ones. Upstream calls get a
- * new parent id: the gateway's own span. */
+ * context, trace.h), else new ones. Upstream calls get a new parent id: the
+ * gateway's own span, sampled. */
 static void http_trace_init(http_req_t *r)
 {
     const char *rid = http_header(r, "X-Request-Id");
@@ -352,17 +333,14 @@ static void http_trace_init(http_req_t *r)
         snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
     else
         uuid_new(r->request_id);
-    const char *tp = http_header(r, "traceparent");
-    if (tp != NULL && strlen(tp) == HTTP_TRACEPARENT_LEN && strncmp(tp, "00-", 3) == 0 &&
-        tp[35] == '-' && tp[52] == '-' && http_hex(tp + 3, 32) && http_hex(tp + 36, 16)) {
-        memcpy(r->trace_id, tp + 3, 32);
-    } else {
-        http_random_hex(r->trace_id, 16);
-    }
-    r->trace_id[32] = '\0';
-    char span[17];
-    http_random_hex(span, 8);
-    snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-01", r->trace_id, span);
+    trace_ctx_t t;
+    if (trace_parse(http_header(r, "traceparent"), &t))
+        trace_child(&t, &t);
+    else
+        trace_new(&t);
+    t.flags = TRACE_FLAG_SAMPLED;
+    trace_format(&t, r->traceparent);
+    memcpy(r->trace_id, t.trace_id, sizeof(r->trace_id));
 }
 
 typedef struct http_joined {
@@ -427,12 +405,13 @@ static void http_upstream_done(void *ud, int code, ProtobufCMessage *resp, const
 void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
                    const char *method, const ProtobufCMessage *req, http_done_fn done)
 {
-    rpc_metadata_t md[4] = {{"x-request-id", r->request_id}, {"traceparent", r->traceparent}};
-    size_t n_md = 2;
+    rpc_context_t cx = {.request_id = r->request_id, .traceparent = r->traceparent};
     if (r->authenticated) {
-        md[n_md++] = (rpc_metadata_t){"x-user-id", r->claims.sub};
-        md[n_md++] = (rpc_metadata_t){"x-user-role", r->claims.role};
+        cx.user_id = r->claims.sub;
+        cx.user_role = r->claims.role;
     }
+    rpc_metadata_t md[RPC_CONTEXT_MD_MAX];
+    size_t n_md = rpc_context_metadata(&cx, md);
     r->done = done;
     r->up_service = svc->short_name;
     r->up_resp = NULL;

@@ -16,7 +16,7 @@
  * message); attributes that parsed are what kfk_ce_headers accepts (kfk.h says it
  * rejects no more than kfk_ce_parse, bar an invalid traceparent) and re-encode to
  * headers that parse to the same attributes; a kept traceparent is valid (the log
- * context copies its trace id by offset); an unpacked event packs, and decodes
+ * context takes its trace id with trace_id_of); an unpacked event packs, and decodes
  * again from what it packed to, to the same bytes.
  */
 #include <stdio.h>
@@ -25,6 +25,7 @@
 
 #include "common/arena.h"
 #include "common/kfk.h"
+#include "common/trace.h"
 #include "saga_internal.h"
 #include "shop/events/v1/events.pb-c.h"
 
@@ -156,8 +157,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fail("an outcome decoding cannot have", NULL);
     }
     if (ev.ce.id != NULL) {
-        if (ev.ce.traceparent != NULL && (strlen(ev.ce.traceparent) < KFK_TRACEPARENT_LEN ||
-                                          !kfk_traceparent_valid(ev.ce.traceparent)))
+        if (ev.ce.traceparent != NULL && (strlen(ev.ce.traceparent) < TRACE_PARENT_LEN ||
+                                          !trace_parent_valid(ev.ce.traceparent)))
             fail("kept an invalid traceparent", NULL);
         check_ce_round_trip(&ev.ce, a);
     }

@@ -38,10 +38,9 @@
 #define KFK_CE_SPECVERSION  "1.0"
 #define KFK_CE_CONTENT_TYPE "application/protobuf"
 #define KFK_CE_HEADERS_MAX                                                                         \
-    7                           /* ce_id ce_type ce_source ce_time ce_specversion
+    7                        /* ce_id ce_type ce_source ce_time ce_specversion
                                     content-type [traceparent] */
-#define KFK_CE_VALUE_MAX    255 /* longest accepted header value, in bytes */
-#define KFK_TRACEPARENT_LEN 55  /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define KFK_CE_VALUE_MAX 255 /* longest accepted header value, in bytes */
 
 /* A header as Kafka carries it: a name and a byte string (not NUL-terminated). */
 typedef struct kfk_header {
@@ -74,11 +73,6 @@ int kfk_ce_headers(const kfk_ce_t *ce, kfk_header_t out[KFK_CE_HEADERS_MAX], err
  * 0, or ERR_INVALID with a message naming the header ("missing header ce_id",
  * "invalid header ce_time: ..."). Thread-safe. */
 int kfk_ce_parse(const kfk_header_t *headers, size_t n, arena_t *a, kfk_ce_t *out, err_t *err);
-
-/* kfk_traceparent_valid: true for a W3C traceparent (version 00: exactly 55 bytes;
- * later versions: at least 55 with '-' after the flags; never version ff, an all-zero
- * trace id or an all-zero parent id). */
-bool kfk_traceparent_valid(const char *s);
 
 /* ---- sizes and errors ---- */
 

@@ -94,4 +94,16 @@ typedef enum {
 page_token_status_t page_token_decode(const page_key_t *key, const char *kind, const char *scope,
                                       const char *token, page_cursor_t *out);
 
+/* What a list's cursor holds: the last row (an id, pos its created_at) or a sequence
+ * number (no id, pos >= 1). */
+typedef enum { PAGE_CURSOR_ROW, PAGE_CURSOR_SEQ } page_cursor_kind_t;
+
+/* page_token_field: page_token_decode for a request's "page_token" field: 0 with *out
+ * set, or a violation on "page_token" added to err (returns err->code): "was issued
+ * for another <other>" for another scope (other names the request fields the scope
+ * comes from), "is not a valid page token" for anything else, including a cursor not
+ * of kind `ck`. */
+int page_token_field(const page_key_t *key, const char *kind, const char *scope, const char *token,
+                     const char *other, page_cursor_kind_t ck, page_cursor_t *out, err_t *err);
+
 #endif

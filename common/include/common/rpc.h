@@ -193,6 +193,126 @@ void rpc_call_fail_hidden(rpc_call_t *call, err_t *err);
  * deadline has passed, else 0; handlers call it before starting work. */
 int rpc_call_check_deadline(const rpc_call_t *call, err_t *err);
 
+/* ------------------------------------------------- handler conventions ---- */
+
+/* RPC_HANDLER: defines the protobuf-c method `name` of a service of type Svc with
+ * the opening and the answer every handler shares, leaving the logic to the body
+ * that follows the macro:
+ *
+ *   RPC_HANDLER(product_rpc_get_stock, product_service_t, Shop__..__GetStockRequest,
+ *               Shop__..__GetStockResponse, SHOP__..__GET_STOCK_RESPONSE__INIT)
+ *   {
+ *       ... validate req, fill *resp from the arena a ...
+ *       return 0;   // or err->code with err set
+ *   }
+ *
+ * The body sees `call`, `a` (its arena), `req`, `resp` (initialised with
+ * RESP_INIT) and `err` (ERR_INIT). Returning 0 answers *resp; anything else fails
+ * the call with err through rpc_call_fail_hidden (so the body must leave err set).
+ * Like the other calls here, for the handler's thread only. */
+#define RPC_HANDLER(name, Svc, Req, Resp, RESP_INIT)                                               \
+    static int name##_run(rpc_call_t *call, arena_t *a, const Req *req, Resp *resp, err_t *err);   \
+    static void name(Svc *service, const Req *req, Resp##_Closure done, void *call_data)           \
+    {                                                                                              \
+        Resp resp = RESP_INIT;                                                                     \
+        err_t err = ERR_INIT;                                                                      \
+        (void)service;                                                                             \
+        int rc = name##_run(call_data, rpc_call_arena(call_data), req, &resp, &err);               \
+        if (rpc_call_settle(call_data, rc, &err))                                                  \
+            done(&resp, call_data);                                                                \
+        else                                                                                       \
+            done(NULL, call_data);                                                                 \
+    }                                                                                              \
+    static int name##_run(rpc_call_t *call, arena_t *a, const Req *req, Resp *resp, err_t *err)
+
+/* RPC_METHOD: RPC_HANDLER for the method Name of a generated service, from the
+ * names' parts: RPC_METHOD(product_rpc_, product_service_t, Shop__Product__V1__,
+ * SHOP__PRODUCT__V1__, get_stock, GetStock, GET_STOCK) is product_rpc_get_stock,
+ * taking a Shop__Product__V1__GetStockRequest. Services wrap it in a macro of
+ * their own (PRODUCT_RPC(get_stock, GetStock, GET_STOCK) { body }). */
+#define RPC_METHOD(prefix, Svc, Pkg, PKG, name, Name, NAME)                                        \
+    RPC_HANDLER(prefix##name, Svc, Pkg##Name##Request, Pkg##Name##Response,                        \
+                PKG##NAME##_RESPONSE__INIT)
+
+/* rpc_call_settle: RPC_HANDLER's verdict on a body's return code: true to answer
+ * the response (rc == 0), else false after rpc_call_fail_hidden(call, err). */
+bool rpc_call_settle(rpc_call_t *call, int rc, err_t *err);
+
+/* rpc_msg_new: a new message of type desc, initialised (its INIT values), in `a`. */
+void *rpc_msg_new(arena_t *a, const ProtobufCMessageDescriptor *desc);
+
+/* rpc_msg_array: the repeated field of n messages built from n rows of row_size
+ * bytes each: out[i] = build(a, (const char *)rows + i * row_size). NULL for n == 0.
+ * The array is in `a`. */
+void **rpc_msg_array(arena_t *a, const void *rows, size_t n, size_t row_size,
+                     void *(*build)(arena_t *a, const void *row));
+
+/* rpc_page_take: a list page fetched as limit + 1 rows (the extra row tells whether
+ * there is a next page): how many of the n rows fetched the page answers, with *more
+ * true when there is a next page (its token then comes from row limit - 1). */
+size_t rpc_page_take(size_t n, int limit, bool *more);
+
+/* Who is calling, from the metadata the gateway sends (x-user-id, x-user-role).
+ * Borrowed from the call. */
+typedef struct rpc_caller {
+    const char *user_id;
+    bool admin; /* x-user-role "admin" */
+} rpc_caller_t;
+
+/* What rpc_call_caller accepts as x-user-id. */
+typedef enum rpc_caller_id {
+    RPC_CALLER_ANY_ID,  /* any non-empty value */
+    RPC_CALLER_UUID_ID, /* a UUID (any case) */
+} rpc_caller_id_t;
+
+/* rpc_call_caller: fills *out and returns 0, or ERR_UNAUTHENTICATED
+ * ("authentication required", for the client) when x-user-id is missing or not of
+ * the `id` shape. */
+int rpc_call_caller(rpc_call_t *call, rpc_caller_id_t id, rpc_caller_t *out, err_t *err);
+
+/* rpc_call_require_admin: 0 for an admin caller; ERR_UNAUTHENTICATED without
+ * x-user-id, ERR_PERMISSION ("admin role required") for any other role. */
+int rpc_call_require_admin(rpc_call_t *call, err_t *err);
+
+#define RPC_IDEMPOTENCY_KEY_MAX 128
+
+/* rpc_idempotency_key_check: adds a violation on field "idempotency_key" unless
+ * key is 1..RPC_IDEMPOTENCY_KEY_MAX printable ASCII characters. Returns err->code. */
+int rpc_idempotency_key_check(const char *key, err_t *err);
+
+/* rpc_conflict_field: when err is ERR_CONFLICT and `match` (the caller's reading of
+ * which conflict it is, e.g. db_err_constraint(err, "products_sku_key")), makes it
+ * the client's ALREADY_EXISTS `msg` with the violation `field`: `why`. Any other err
+ * is left as it is. Returns err->code. (The test stays with the caller so that
+ * programs without a database do not link one.) */
+int rpc_conflict_field(err_t *err, bool match, const char *msg, const char *field, const char *why);
+
+/* ------------------------------------------- the caller's context onward ---- */
+
+/* The context a call carries to the next hop, as metadata (NULL: left out). */
+typedef struct rpc_context {
+    const char *request_id;  /* x-request-id */
+    const char *traceparent; /* traceparent (trace.h) */
+    const char *user_id;     /* x-user-id */
+    const char *user_role;   /* x-user-role */
+} rpc_context_t;
+
+#define RPC_CONTEXT_MD_MAX 4
+
+/* rpc_context_metadata: the non-NULL entries of ctx as request metadata in md
+ * (which borrows ctx's strings); returns how many. */
+size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONTEXT_MD_MAX]);
+
+/* rpc_call_next_traceparent: the traceparent for a call or an event made on
+ * behalf of this call: a child of the caller's (trace_next_hop, a new span id),
+ * in the call's arena; NULL when the caller sent none or an invalid one. */
+const char *rpc_call_next_traceparent(rpc_call_t *call);
+
+/* rpc_call_forward: the metadata for a call made on behalf of this call: the
+ * caller's request id, user id and role, and rpc_call_next_traceparent. Returns
+ * how many entries of md it filled; they live as long as the call's arena. */
+size_t rpc_call_forward(rpc_call_t *call, rpc_metadata_t md[RPC_CONTEXT_MD_MAX]);
+
 /* ---------------------------------------------------------------- client ---- */
 
 typedef struct rpc_channel_opts {

@@ -34,7 +34,6 @@
 
 #define ORDER_LINES_MAX     100
 #define ORDER_QUANTITY_MAX  1000
-#define ORDER_KEY_MAX       128
 #define ORDER_LIMIT_DEFAULT 20
 #define ORDER_LIMIT_MAX     100
 /* The longest product-svc call; a caller's deadline shortens it (3/4 of what is left,
@@ -58,21 +57,15 @@ static order_ctx_t *order_rpc_state(rpc_call_t *call)
     return svc_user(order_rpc_svc(call));
 }
 
-/* Who is calling: x-user-id is required (UNAUTHENTICATED without it); *admin for
- * x-user-role "admin". */
-typedef struct order_caller {
-    const char *user_id;
-    bool admin;
-} order_caller_t;
+/* ORDER_RPC(get_thing, GetThing, GET_THING) { body }: order_rpc_get_thing, the handler
+ * of OrderService/GetThing (rpc.h RPC_METHOD). */
+#define ORDER_RPC(name, Name, NAME)                                                                \
+    RPC_METHOD(order_rpc_, order_service_t, Shop__Order__V1__, SHOP__ORDER__V1__, name, Name, NAME)
 
-static int order_rpc_caller(rpc_call_t *call, order_caller_t *out, err_t *err)
+/* Who is calling: x-user-id is required (UNAUTHENTICATED without it). */
+static int order_rpc_caller(rpc_call_t *call, rpc_caller_t *out, err_t *err)
 {
-    const char *user = rpc_call_user_id(call);
-    if (!user || !user[0])
-        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
-    out->user_id = user;
-    out->admin = rpc_call_is_admin(call);
-    return 0;
+    return rpc_call_caller(call, RPC_CALLER_ANY_ID, out, err);
 }
 
 static bool order_rpc_same_id(const char *a, const char *b)
@@ -90,46 +83,40 @@ static int order_rpc_known_id(arena_t *a, const char *id, const char **out, err_
 
 /* ---- answers ---- */
 
-static Shop__Order__V1__OrderLine **order_rpc_lines(arena_t *a, const order_row_t *r)
+/* rpc_msg_array builders: one order line, one timeline entry. */
+static void *order_rpc_line(arena_t *a, const void *row)
 {
-    Shop__Order__V1__OrderLine **out =
-        r->n_lines ? arena_calloc(a, r->n_lines, sizeof(*out)) : NULL;
-    for (size_t i = 0; i < r->n_lines; i++) {
-        Shop__Order__V1__OrderLine *l = arena_alloc(a, sizeof(*l));
-        *l = (Shop__Order__V1__OrderLine)SHOP__ORDER__V1__ORDER_LINE__INIT;
-        l->product_id = (char *)r->lines[i].product_id;
-        l->quantity = r->lines[i].quantity;
-        l->unit_price_cents = r->lines[i].unit_price_cents;
-        l->line_total_cents = (int64_t)r->lines[i].quantity * r->lines[i].unit_price_cents;
-        out[i] = l;
-    }
-    return out;
+    const order_line_t *r = row;
+    Shop__Order__V1__OrderLine *l = rpc_msg_new(a, &shop__order__v1__order_line__descriptor);
+    l->product_id = (char *)r->product_id;
+    l->quantity = r->quantity;
+    l->unit_price_cents = r->unit_price_cents;
+    l->line_total_cents = (int64_t)r->quantity * r->unit_price_cents;
+    return l;
 }
 
-static Shop__Order__V1__TimelineEntry **order_rpc_timeline(arena_t *a, const order_row_t *r)
+static void *order_rpc_step(arena_t *a, const void *row)
 {
-    Shop__Order__V1__TimelineEntry **out =
-        r->n_timeline ? arena_calloc(a, r->n_timeline, sizeof(*out)) : NULL;
-    for (size_t i = 0; i < r->n_timeline; i++) {
-        Shop__Order__V1__TimelineEntry *t = arena_alloc(a, sizeof(*t));
-        *t = (Shop__Order__V1__TimelineEntry)SHOP__ORDER__V1__TIMELINE_ENTRY__INIT;
-        t->step = (char *)r->timeline[i].step;
-        t->status = order_status_value(r->timeline[i].status);
-        t->detail = (char *)r->timeline[i].detail;
-        t->at = clock_rfc3339_in(a, r->timeline[i].at_us);
-        out[i] = t;
-    }
-    return out;
+    const order_step_t *r = row;
+    Shop__Order__V1__TimelineEntry *t =
+        rpc_msg_new(a, &shop__order__v1__timeline_entry__descriptor);
+    t->step = (char *)r->step;
+    t->status = order_status_value(r->status);
+    t->detail = (char *)r->detail;
+    t->at = clock_rfc3339_in(a, r->at_us);
+    return t;
 }
 
-static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
+/* An order_row_t as the Order message (an rpc_msg_array builder). */
+static void *order_rpc_order(arena_t *a, const void *row)
 {
-    Shop__Order__V1__Order *o = arena_alloc(a, sizeof(*o));
-    *o = (Shop__Order__V1__Order)SHOP__ORDER__V1__ORDER__INIT;
+    const order_row_t *r = row;
+    Shop__Order__V1__Order *o = rpc_msg_new(a, &shop__order__v1__order__descriptor);
     o->id = (char *)r->id;
     o->user_id = (char *)r->user_id;
     o->n_lines = r->n_lines;
-    o->lines = order_rpc_lines(a, r);
+    o->lines = (Shop__Order__V1__OrderLine **)rpc_msg_array(a, r->lines, r->n_lines,
+                                                            sizeof(*r->lines), order_rpc_line);
     o->total_cents = r->total_cents;
     o->currency = (char *)r->currency;
     o->status = order_status_value(r->status);
@@ -137,21 +124,12 @@ static Shop__Order__V1__Order *order_rpc_order(arena_t *a, const order_row_t *r)
     o->created_at = clock_rfc3339_in(a, r->created_us);
     o->updated_at = clock_rfc3339_in(a, r->updated_us);
     o->n_timeline = r->n_timeline;
-    o->timeline = order_rpc_timeline(a, r);
+    o->timeline = (Shop__Order__V1__TimelineEntry **)rpc_msg_array(
+        a, r->timeline, r->n_timeline, sizeof(*r->timeline), order_rpc_step);
     return o;
 }
 
 /* ---- CreateOrder: validation ---- */
-
-static void order_rpc_check_key(const char *key, err_t *err)
-{
-    size_t n = strlen(key);
-    bool ok = n >= 1 && n <= ORDER_KEY_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = key[i] >= 0x20 && key[i] <= 0x7e;
-    if (!ok)
-        err_field_add(err, "idempotency_key", "must be 1..128 printable ascii characters");
-}
 
 /* Checks the lines and copies them, product ids in lower case, into o->lines. */
 static void order_rpc_check_lines(arena_t *a, const Shop__Order__V1__CreateOrderRequest *req,
@@ -204,7 +182,7 @@ static const char *order_rpc_canon(arena_t *a, const order_row_t *o)
     return out;
 }
 
-static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
+static int order_rpc_check_create(rpc_call_t *call, const rpc_caller_t *who,
                                   const Shop__Order__V1__CreateOrderRequest *req, order_row_t *o,
                                   err_t *err)
 {
@@ -213,7 +191,7 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
         return err_set_client(err, ERR_PERMISSION, "orders can only be placed for the caller");
     if (!uuid_valid(req->user_id))
         err_field_add(err, "user_id", "must be a uuid");
-    order_rpc_check_key(req->idempotency_key, err);
+    rpc_idempotency_key_check(req->idempotency_key, err);
     order_rpc_check_lines(a, req, o, err);
     if (err->code != 0)
         return err->code;
@@ -222,19 +200,6 @@ static int order_rpc_check_create(rpc_call_t *call, const order_caller_t *who,
 }
 
 /* ---- CreateOrder: pricing through product-svc ---- */
-
-/* The caller's metadata that goes on to product-svc. */
-static size_t order_rpc_forward_md(rpc_call_t *call, rpc_metadata_t md[4])
-{
-    const char *values[] = {rpc_call_request_id(call), rpc_call_traceparent(call),
-                            rpc_call_user_id(call), rpc_call_user_role(call)};
-    static const char *const keys[] = {"x-request-id", "traceparent", "x-user-id", "x-user-role"};
-    size_t n = 0;
-    for (size_t i = 0; i < 4; i++)
-        if (values[i])
-            md[n++] = (rpc_metadata_t){keys[i], values[i]};
-    return n;
-}
 
 /* The product-svc call's timeout, from what is left of the caller's deadline. */
 static int order_rpc_pricing_budget(rpc_call_t *call, int64_t *ms, err_t *err)
@@ -258,8 +223,8 @@ static int order_rpc_batch_get(rpc_call_t *call, const order_row_t *o,
     req.product_ids = arena_calloc(a, o->n_lines, sizeof(*req.product_ids));
     for (size_t i = 0; i < o->n_lines; i++)
         req.product_ids[i] = (char *)o->lines[i].product_id;
-    rpc_metadata_t md[4];
-    size_t n_md = order_rpc_forward_md(call, md);
+    rpc_metadata_t md[RPC_CONTEXT_MD_MAX];
+    size_t n_md = rpc_call_forward(call, md);
     int64_t budget_ms;
     if (order_rpc_pricing_budget(call, &budget_ms, err) != 0)
         return err->code;
@@ -375,7 +340,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
                             order_row_t *o, bool *replayed, err_t *err)
 {
     arena_t *a = rpc_call_arena(call);
-    order_caller_t who = {0};
+    rpc_caller_t who = {0};
     if (order_rpc_caller(call, &who, err) != 0 ||
         order_rpc_check_create(call, &who, req, o, err) != 0 ||
         rpc_call_check_deadline(call, err) != 0)
@@ -392,7 +357,7 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
                         .o = o,
                         .key = req->idempotency_key,
                         .canon = canon,
-                        .traceparent = rpc_call_traceparent(call)};
+                        .traceparent = rpc_call_next_traceparent(call)};
     if (db_txn(order_rpc_pool(call), order_rpc_create_txn, &c, err) != 0)
         return err->code;
     if (!c.claimed) {
@@ -412,31 +377,22 @@ static int order_rpc_create(rpc_call_t *call, const Shop__Order__V1__CreateOrder
     return 0;
 }
 
-static void order_rpc_create_order(order_service_t *service,
-                                   const Shop__Order__V1__CreateOrderRequest *req,
-                                   Shop__Order__V1__CreateOrderResponse_Closure done,
-                                   void *call_data)
+ORDER_RPC(create_order, CreateOrder, CREATE_ORDER)
 {
-    rpc_call_t *call = call_data;
-    err_t err = ERR_INIT;
     order_row_t o = {0};
     bool replayed = false;
-    if (order_rpc_create(call, req, &o, &replayed, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Order__V1__CreateOrderResponse resp = SHOP__ORDER__V1__CREATE_ORDER_RESPONSE__INIT;
-    resp.order = order_rpc_order(rpc_call_arena(call), &o);
-    resp.replayed = replayed;
-    done(&resp, call_data);
+    if (order_rpc_create(call, req, &o, &replayed, err) != 0)
+        return err->code;
+    resp->order = order_rpc_order(a, &o);
+    resp->replayed = replayed;
+    return 0;
 }
 
 /* ---- GetOrder ---- */
 
 /* The order `raw_id` if the caller may see it (owner or admin), else NOT_FOUND. */
 static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_timeline,
-                             order_caller_t *who, order_row_t *out, err_t *err)
+                             rpc_caller_t *who, order_row_t *out, err_t *err)
 {
     const char *id = NULL;
     if (order_rpc_caller(call, who, err) != 0 ||
@@ -450,22 +406,14 @@ static int order_rpc_visible(rpc_call_t *call, const char *raw_id, bool with_tim
     return 0;
 }
 
-static void order_rpc_get_order(order_service_t *service,
-                                const Shop__Order__V1__GetOrderRequest *req,
-                                Shop__Order__V1__GetOrderResponse_Closure done, void *call_data)
+ORDER_RPC(get_order, GetOrder, GET_ORDER)
 {
-    rpc_call_t *call = call_data;
-    err_t err = ERR_INIT;
-    order_caller_t who = {0};
+    rpc_caller_t who = {0};
     order_row_t o;
-    if (order_rpc_visible(call, req->order_id, true, &who, &o, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Order__V1__GetOrderResponse resp = SHOP__ORDER__V1__GET_ORDER_RESPONSE__INIT;
-    resp.order = order_rpc_order(rpc_call_arena(call), &o);
-    done(&resp, call_data);
+    if (order_rpc_visible(call, req->order_id, true, &who, &o, err) != 0)
+        return err->code;
+    resp->order = order_rpc_order(a, &o);
+    return 0;
 }
 
 /* ---- ListOrders: page tokens ----
@@ -487,17 +435,12 @@ static void order_rpc_parse_token(rpc_call_t *call, const char *token, const cha
                                   order_page_query_t *q, err_t *err)
 {
     page_cursor_t c;
-    page_token_status_t st =
-        page_token_decode(svc_page_key(order_rpc_svc(call)), ORDER_TOKEN_KIND, scope, token, &c);
-    if (st == PAGE_TOKEN_OTHER) {
-        err_field_add(err, "page_token", "was issued for another user_id");
-    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
-        err_field_add(err, "page_token", "is not a valid page token");
-    } else {
-        q->has_after = true;
-        q->after_us = c.pos;
-        q->after_id = arena_strdup(rpc_call_arena(call), c.id);
-    }
+    if (page_token_field(svc_page_key(order_rpc_svc(call)), ORDER_TOKEN_KIND, scope, token,
+                         "user_id", PAGE_CURSOR_ROW, &c, err) != 0)
+        return;
+    q->has_after = true;
+    q->after_us = c.pos;
+    q->after_id = arena_strdup(rpc_call_arena(call), c.id);
 }
 
 /* ---- ListOrders ---- */
@@ -508,7 +451,7 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
                                 order_page_query_t *q, const char **scope, err_t *err)
 {
     arena_t *a = rpc_call_arena(call);
-    order_caller_t who = {0};
+    rpc_caller_t who = {0};
     if (order_rpc_caller(call, &who, err) != 0)
         return err->code;
     if (!who.admin && !order_rpc_same_id(req->user_id, who.user_id))
@@ -527,40 +470,27 @@ static int order_rpc_page_query(rpc_call_t *call, const Shop__Order__V1__ListOrd
     return err->code;
 }
 
-static void order_rpc_list_orders(order_service_t *service,
-                                  const Shop__Order__V1__ListOrdersRequest *req,
-                                  Shop__Order__V1__ListOrdersResponse_Closure done, void *call_data)
+ORDER_RPC(list_orders, ListOrders, LIST_ORDERS)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     order_page_query_t q;
     const char *scope = NULL;
     order_row_t *rows;
     size_t n;
-    if (order_rpc_page_query(call, req, &q, &scope, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0)
-        goto fail;
-    int limit = q.limit;
-    q.limit = limit + 1; /* one more row tells whether there is a next page */
-    if (order_repo_list(order_rpc_pool(call), a, &q, &rows, &n, &err) != 0)
-        goto fail;
-    Shop__Order__V1__ListOrdersResponse resp = SHOP__ORDER__V1__LIST_ORDERS_RESPONSE__INIT;
-    bool more = n > (size_t)limit;
-    resp.n_orders = more ? (size_t)limit : n;
-    resp.orders = resp.n_orders ? arena_calloc(a, resp.n_orders, sizeof(*resp.orders)) : NULL;
-    for (size_t i = 0; i < resp.n_orders; i++)
-        resp.orders[i] = order_rpc_order(a, &rows[i]);
-    if (more && !(resp.next_page_token = order_rpc_token(call, &rows[limit - 1], scope))) {
-        err_set(&err, ERR_INTERNAL, "order %s: created_at %" PRId64 " outside page tokens' bounds",
-                rows[limit - 1].id, rows[limit - 1].created_us);
-        goto fail;
-    }
-    done(&resp, call_data);
-    return;
-fail:
-    rpc_call_fail_hidden(call, &err);
-    done(NULL, call_data);
+    bool more;
+    if (order_rpc_page_query(call, req, &q, &scope, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0)
+        return err->code;
+    int limit = q.limit++; /* one more row tells whether there is a next page */
+    if (order_repo_list(order_rpc_pool(call), a, &q, &rows, &n, err) != 0)
+        return err->code;
+    resp->n_orders = rpc_page_take(n, limit, &more);
+    resp->orders = (Shop__Order__V1__Order **)rpc_msg_array(a, rows, resp->n_orders, sizeof(*rows),
+                                                            order_rpc_order);
+    if (more && !(resp->next_page_token = order_rpc_token(call, &rows[limit - 1], scope)))
+        return err_set(err, ERR_INTERNAL,
+                       "order %s: created_at %" PRId64 " outside page tokens' bounds",
+                       rows[limit - 1].id, rows[limit - 1].created_us);
+    return 0;
 }
 
 /* ---- CancelOrder ---- */
@@ -568,7 +498,7 @@ fail:
 typedef struct order_cancel_req {
     arena_t *a;
     const char *id;
-    const order_caller_t *who;
+    const rpc_caller_t *who;
     const char *traceparent;
     bool cancelled;
 } order_cancel_req_t;
@@ -597,29 +527,19 @@ static int order_rpc_cancel_txn(db_conn_t *tx, void *ud, err_t *err)
     return order_saga_cancel(tx, c->a, &cancel, &c->cancelled, err);
 }
 
-static void order_rpc_cancel_order(order_service_t *service,
-                                   const Shop__Order__V1__CancelOrderRequest *req,
-                                   Shop__Order__V1__CancelOrderResponse_Closure done,
-                                   void *call_data)
+ORDER_RPC(cancel_order, CancelOrder, CANCEL_ORDER)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
-    order_caller_t who = {0};
-    order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_traceparent(call)};
+    rpc_caller_t who = {0};
+    order_cancel_req_t c = {.a = a, .who = &who, .traceparent = rpc_call_next_traceparent(call)};
     order_row_t o;
-    if (order_rpc_caller(call, &who, &err) != 0 ||
-        order_rpc_known_id(a, req->order_id, &c.id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        db_txn(order_rpc_pool(call), order_rpc_cancel_txn, &c, &err) != 0 ||
-        order_repo_get(order_rpc_pool(call), a, c.id, true, &o, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Order__V1__CancelOrderResponse resp = SHOP__ORDER__V1__CANCEL_ORDER_RESPONSE__INIT;
-    resp.order = order_rpc_order(a, &o);
-    done(&resp, call_data);
+    if (order_rpc_caller(call, &who, err) != 0 ||
+        order_rpc_known_id(a, req->order_id, &c.id, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0 ||
+        db_txn(order_rpc_pool(call), order_rpc_cancel_txn, &c, err) != 0 ||
+        order_repo_get(order_rpc_pool(call), a, c.id, true, &o, err) != 0)
+        return err->code;
+    resp->order = order_rpc_order(a, &o);
+    return 0;
 }
 
 static order_service_t order_rpc_impl = SHOP__ORDER__V1__ORDER_SERVICE__INIT(order_rpc_);

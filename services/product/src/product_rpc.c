@@ -43,18 +43,6 @@ static db_pool_t *product_rpc_pool(rpc_call_t *call)
     return svc_pool(rpc_call_ctx(call));
 }
 
-/* Admin-only methods: UNAUTHENTICATED without x-user-id, PERMISSION_DENIED for any
- * role but admin. */
-static int product_rpc_admin(rpc_call_t *call, err_t *err)
-{
-    const char *user = rpc_call_user_id(call);
-    if (!user || !user[0])
-        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
-    if (!rpc_call_is_admin(call))
-        return err_set_client(err, ERR_PERMISSION, "admin role required");
-    return 0;
-}
-
 /* ---- validation ---- */
 
 static void product_rpc_check_sku(const char *sku, err_t *err)
@@ -108,31 +96,32 @@ static int product_rpc_check_fields(product_fields_t *f, err_t *err)
     return err->code;
 }
 
-/* A product id the database may be asked about; anything else is NOT_FOUND. */
-static int product_rpc_known_id(const char *id, err_t *err)
+/* The rest of the opening of a method on one product, after its caller and field
+ * checks (a failure of which is already in err): an id the database may be asked
+ * about (anything else is NOT_FOUND), then time left. Returns err->code. */
+static int product_rpc_open(rpc_call_t *call, const char *id, err_t *err)
 {
+    if (err->code != 0)
+        return err->code;
     if (!uuid_valid(id))
         return err_set_client(err, ERR_NOT_FOUND, "product not found");
-    return 0;
+    return rpc_call_check_deadline(call, err);
 }
 
-/* A taken sku is ALREADY_EXISTS with the field named. */
+/* A taken sku is ALREADY_EXISTS with the field named. Returns err->code. */
 static int product_rpc_sku_taken(err_t *err)
 {
-    if (err->code == ERR_CONFLICT && db_err_constraint(err, PRODUCT_SKU_KEY)) {
-        err_clear(err);
-        err_set_client(err, ERR_CONFLICT, "sku already exists");
-        err_field_add(err, "sku", "is already taken");
-    }
-    return err->code;
+    return rpc_conflict_field(err, db_err_constraint(err, PRODUCT_SKU_KEY), "sku already exists",
+                              "sku", "is already taken");
 }
 
 /* ---- answers ---- */
 
-static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product_row_t *r)
+/* A product_row_t as the Product message (an rpc_msg_array builder). */
+static void *product_rpc_product(arena_t *a, const void *row)
 {
-    Shop__Product__V1__Product *p = arena_alloc(a, sizeof(*p));
-    *p = (Shop__Product__V1__Product)SHOP__PRODUCT__V1__PRODUCT__INIT;
+    const product_row_t *r = row;
+    Shop__Product__V1__Product *p = rpc_msg_new(a, &shop__product__v1__product__descriptor);
     p->id = (char *)r->id;
     p->sku = (char *)r->sku;
     p->name = (char *)r->name;
@@ -147,8 +136,7 @@ static Shop__Product__V1__Product *product_rpc_product(arena_t *a, const product
 
 static Shop__Product__V1__Stock *product_rpc_stock(arena_t *a, const product_stock_t *s)
 {
-    Shop__Product__V1__Stock *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__Product__V1__Stock)SHOP__PRODUCT__V1__STOCK__INIT;
+    Shop__Product__V1__Stock *out = rpc_msg_new(a, &shop__product__v1__stock__descriptor);
     out->product_id = (char *)s->product_id;
     out->available = s->available;
     out->reserved = s->reserved;
@@ -185,30 +173,25 @@ static void product_rpc_parse_token(rpc_call_t *call, const char *token, product
 {
     arena_t *a = rpc_call_arena(call);
     page_cursor_t c;
-    page_token_status_t st =
-        page_token_decode(svc_page_key(rpc_call_ctx(call)), PRODUCT_TOKEN_KIND,
-                          product_rpc_token_scope(a, pq->q, pq->include_inactive), token, &c);
-    if (st == PAGE_TOKEN_OTHER) {
-        err_field_add(err, "page_token", "was issued for another q or include_inactive");
-    } else if (st != PAGE_TOKEN_OK || !c.id[0]) {
-        err_field_add(err, "page_token", "is not a valid page token");
-    } else {
-        pq->has_after = true;
-        pq->after_us = c.pos;
-        pq->after_id = arena_strdup(a, c.id);
-    }
+    if (page_token_field(svc_page_key(rpc_call_ctx(call)), PRODUCT_TOKEN_KIND,
+                         product_rpc_token_scope(a, pq->q, pq->include_inactive), token,
+                         "q or include_inactive", PAGE_CURSOR_ROW, &c, err) != 0)
+        return;
+    pq->has_after = true;
+    pq->after_us = c.pos;
+    pq->after_id = arena_strdup(a, c.id);
 }
+
+/* PRODUCT_RPC(get_thing, GetThing, GET_THING) { body }: product_rpc_get_thing, the handler
+ * of ProductService/GetThing (rpc.h RPC_METHOD). */
+#define PRODUCT_RPC(name, Name, NAME)                                                              \
+    RPC_METHOD(product_rpc_, product_service_t, Shop__Product__V1__, SHOP__PRODUCT__V1__, name,    \
+               Name, NAME)
 
 /* ---- handlers ---- */
 
-static void product_rpc_create_product(product_service_t *service,
-                                       const Shop__Product__V1__CreateProductRequest *req,
-                                       Shop__Product__V1__CreateProductResponse_Closure done,
-                                       void *call_data)
+PRODUCT_RPC(create_product, CreateProduct, CREATE_PRODUCT)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_fields_t f = {.mask = PRODUCT_F_SKU | PRODUCT_F_NAME | PRODUCT_F_DESCRIPTION |
                                   PRODUCT_F_PRICE | PRODUCT_F_CURRENCY,
                           .sku = req->sku,
@@ -217,40 +200,23 @@ static void product_rpc_create_product(product_service_t *service,
                           .price_cents = req->price_cents,
                           .currency = req->currency};
     product_row_t row;
-    if (product_rpc_admin(call, &err) != 0 || product_rpc_check_fields(&f, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        product_repo_create(product_rpc_pool(call), a, &f, &row, &err) != 0) {
-        product_rpc_sku_taken(&err);
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+    if (rpc_call_require_admin(call, err) != 0 || product_rpc_check_fields(&f, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0 ||
+        product_repo_create(product_rpc_pool(call), a, &f, &row, err) != 0)
+        return product_rpc_sku_taken(err);
     LOG_INFO("product created", LOG_STR("product_id", row.id), LOG_STR("sku", row.sku));
-    Shop__Product__V1__CreateProductResponse resp =
-        SHOP__PRODUCT__V1__CREATE_PRODUCT_RESPONSE__INIT;
-    resp.product = product_rpc_product(a, &row);
-    done(&resp, call_data);
+    resp->product = product_rpc_product(a, &row);
+    return 0;
 }
 
-static void product_rpc_get_product(product_service_t *service,
-                                    const Shop__Product__V1__GetProductRequest *req,
-                                    Shop__Product__V1__GetProductResponse_Closure done,
-                                    void *call_data)
+PRODUCT_RPC(get_product, GetProduct, GET_PRODUCT)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_row_t row;
-    if (product_rpc_known_id(req->product_id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        product_repo_get(product_rpc_pool(call), a, req->product_id, &row, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Product__V1__GetProductResponse resp = SHOP__PRODUCT__V1__GET_PRODUCT_RESPONSE__INIT;
-    resp.product = product_rpc_product(a, &row);
-    done(&resp, call_data);
+    if (product_rpc_open(call, req->product_id, err) != 0 ||
+        product_repo_get(product_rpc_pool(call), a, req->product_id, &row, err) != 0)
+        return err->code;
+    resp->product = product_rpc_product(a, &row);
+    return 0;
 }
 
 /* The batch's ids split into distinct well-formed ones (lower-case, to query) and the
@@ -287,44 +253,33 @@ static void product_rpc_batch_split(arena_t *a, char **in, size_t n, product_bat
     }
 }
 
-static void product_rpc_batch_get_products(product_service_t *service,
-                                           const Shop__Product__V1__BatchGetProductsRequest *req,
-                                           Shop__Product__V1__BatchGetProductsResponse_Closure done,
-                                           void *call_data)
+PRODUCT_RPC(batch_get_products, BatchGetProducts, BATCH_GET_PRODUCTS)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_batch_t b = {0};
     product_row_t *rows = NULL;
     size_t n_rows = 0;
     if (req->n_product_ids < 1 || req->n_product_ids > PRODUCT_BATCH_MAX)
-        err_field_add(&err, "product_ids", "must hold 1..100 ids");
+        err_field_add(err, "product_ids", "must hold 1..100 ids");
     else
         product_rpc_batch_split(a, req->product_ids, req->n_product_ids, &b);
-    if (err.code != 0 || rpc_call_check_deadline(call, &err) != 0 ||
-        (b.n > 0 && product_repo_batch_get(product_rpc_pool(call), a, b.ids, b.n, &rows, &n_rows,
-                                           &err) != 0)) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Product__V1__BatchGetProductsResponse resp =
-        SHOP__PRODUCT__V1__BATCH_GET_PRODUCTS_RESPONSE__INIT;
-    resp.products = n_rows ? arena_calloc(a, n_rows, sizeof(*resp.products)) : NULL;
-    for (size_t i = 0; i < n_rows; i++)
-        resp.products[resp.n_products++] = product_rpc_product(a, &rows[i]);
-    resp.not_found_ids = arena_calloc(a, b.n + b.n_malformed + 1, sizeof(*resp.not_found_ids));
+    if (err->code != 0 || rpc_call_check_deadline(call, err) != 0 ||
+        (b.n > 0 &&
+         product_repo_batch_get(product_rpc_pool(call), a, b.ids, b.n, &rows, &n_rows, err) != 0))
+        return err->code;
+    resp->n_products = n_rows;
+    resp->products = (Shop__Product__V1__Product **)rpc_msg_array(a, rows, n_rows, sizeof(*rows),
+                                                                  product_rpc_product);
+    resp->not_found_ids = arena_calloc(a, b.n + b.n_malformed + 1, sizeof(*resp->not_found_ids));
     for (size_t i = 0; i < b.n; i++) {
         bool found = false;
         for (size_t k = 0; k < n_rows && !found; k++)
             found = strcmp(rows[k].id, b.ids[i]) == 0;
         if (!found)
-            resp.not_found_ids[resp.n_not_found_ids++] = (char *)b.given[i];
+            resp->not_found_ids[resp->n_not_found_ids++] = (char *)b.given[i];
     }
     for (size_t i = 0; i < b.n_malformed; i++)
-        resp.not_found_ids[resp.n_not_found_ids++] = (char *)b.malformed[i];
-    done(&resp, call_data);
+        resp->not_found_ids[resp->n_not_found_ids++] = (char *)b.malformed[i];
+    return 0;
 }
 
 /* The page query from the request; field violations for limit, q and page_token. */
@@ -332,7 +287,7 @@ static int product_rpc_page_query(rpc_call_t *call,
                                   const Shop__Product__V1__ListProductsRequest *req,
                                   product_page_query_t *pq, err_t *err)
 {
-    if (req->include_inactive && product_rpc_admin(call, err) != 0)
+    if (req->include_inactive && rpc_call_require_admin(call, err) != 0)
         return err->code;
     *pq = (product_page_query_t){.q = req->q, .include_inactive = req->include_inactive};
     if (req->limit < 0 || req->limit > PRODUCT_LIMIT_MAX)
@@ -346,42 +301,25 @@ static int product_rpc_page_query(rpc_call_t *call,
     return err->code;
 }
 
-static void product_rpc_list_products(product_service_t *service,
-                                      const Shop__Product__V1__ListProductsRequest *req,
-                                      Shop__Product__V1__ListProductsResponse_Closure done,
-                                      void *call_data)
+PRODUCT_RPC(list_products, ListProducts, LIST_PRODUCTS)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_page_query_t pq;
     product_row_t *rows;
     size_t n;
-    if (product_rpc_page_query(call, req, &pq, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0)
-        goto fail;
-    int limit = pq.limit;
-    pq.limit = limit + 1; /* one more row tells whether there is a next page */
-    if (product_repo_list(product_rpc_pool(call), a, &pq, &rows, &n, &err) != 0)
-        goto fail;
-    Shop__Product__V1__ListProductsResponse resp = SHOP__PRODUCT__V1__LIST_PRODUCTS_RESPONSE__INIT;
-    bool more = n > (size_t)limit;
-    resp.n_products = more ? (size_t)limit : n;
-    resp.products =
-        resp.n_products ? arena_calloc(a, resp.n_products, sizeof(*resp.products)) : NULL;
-    for (size_t i = 0; i < resp.n_products; i++)
-        resp.products[i] = product_rpc_product(a, &rows[i]);
-    if (more && !(resp.next_page_token = product_rpc_token(call, &rows[limit - 1], &pq))) {
-        err_set(&err, ERR_INTERNAL,
-                "product %s: created_at %" PRId64 " outside page tokens' bounds",
-                rows[limit - 1].id, rows[limit - 1].created_us);
-        goto fail;
-    }
-    done(&resp, call_data);
-    return;
-fail:
-    rpc_call_fail_hidden(call, &err);
-    done(NULL, call_data);
+    bool more;
+    if (product_rpc_page_query(call, req, &pq, err) != 0 || rpc_call_check_deadline(call, err) != 0)
+        return err->code;
+    int limit = pq.limit++; /* one more row tells whether there is a next page */
+    if (product_repo_list(product_rpc_pool(call), a, &pq, &rows, &n, err) != 0)
+        return err->code;
+    resp->n_products = rpc_page_take(n, limit, &more);
+    resp->products = (Shop__Product__V1__Product **)rpc_msg_array(
+        a, rows, resp->n_products, sizeof(*rows), product_rpc_product);
+    if (more && !(resp->next_page_token = product_rpc_token(call, &rows[limit - 1], &pq)))
+        return err_set(err, ERR_INTERNAL,
+                       "product %s: created_at %" PRId64 " outside page tokens' bounds",
+                       rows[limit - 1].id, rows[limit - 1].created_us);
+    return 0;
 }
 
 /* The patch named by update_mask; field violations for the mask and the values. */
@@ -405,128 +343,75 @@ static int product_rpc_patch(const Shop__Product__V1__UpdateProductRequest *req,
     return product_rpc_check_fields(f, err);
 }
 
-static void product_rpc_update_product(product_service_t *service,
-                                       const Shop__Product__V1__UpdateProductRequest *req,
-                                       Shop__Product__V1__UpdateProductResponse_Closure done,
-                                       void *call_data)
+PRODUCT_RPC(update_product, UpdateProduct, UPDATE_PRODUCT)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_fields_t f;
     product_row_t row;
-    if (product_rpc_admin(call, &err) != 0 || product_rpc_patch(req, &f, &err) != 0 ||
-        product_rpc_known_id(req->product_id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, &err) != 0) {
-        product_rpc_sku_taken(&err);
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+    if (rpc_call_require_admin(call, err) != 0 || product_rpc_patch(req, &f, err) != 0 ||
+        product_rpc_open(call, req->product_id, err) != 0 ||
+        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, err) != 0)
+        return product_rpc_sku_taken(err);
     LOG_INFO("product updated", LOG_STR("product_id", row.id), LOG_INT("fields", f.mask));
-    Shop__Product__V1__UpdateProductResponse resp =
-        SHOP__PRODUCT__V1__UPDATE_PRODUCT_RESPONSE__INIT;
-    resp.product = product_rpc_product(a, &row);
-    done(&resp, call_data);
+    resp->product = product_rpc_product(a, &row);
+    return 0;
 }
 
-static void product_rpc_archive_product(product_service_t *service,
-                                        const Shop__Product__V1__ArchiveProductRequest *req,
-                                        Shop__Product__V1__ArchiveProductResponse_Closure done,
-                                        void *call_data)
+PRODUCT_RPC(archive_product, ArchiveProduct, ARCHIVE_PRODUCT)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_row_t row;
-    if (product_rpc_admin(call, &err) != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        product_repo_archive(product_rpc_pool(call), a, req->product_id, &row, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+    if (rpc_call_require_admin(call, err) != 0 ||
+        product_rpc_open(call, req->product_id, err) != 0 ||
+        product_repo_archive(product_rpc_pool(call), a, req->product_id, &row, err) != 0)
+        return err->code;
     LOG_INFO("product archived", LOG_STR("product_id", row.id));
-    Shop__Product__V1__ArchiveProductResponse resp =
-        SHOP__PRODUCT__V1__ARCHIVE_PRODUCT_RESPONSE__INIT;
-    resp.product = product_rpc_product(a, &row);
-    done(&resp, call_data);
+    resp->product = product_rpc_product(a, &row);
+    return 0;
 }
 
-static void product_rpc_set_stock(product_service_t *service,
-                                  const Shop__Product__V1__SetStockRequest *req,
-                                  Shop__Product__V1__SetStockResponse_Closure done, void *call_data)
+PRODUCT_RPC(set_stock, SetStock, SET_STOCK)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_stock_t stock;
-    if (product_rpc_admin(call, &err) == 0 &&
+    if (rpc_call_require_admin(call, err) == 0 &&
         (req->available < 0 || req->available > PRODUCT_STOCK_MAX))
-        err_field_add(&err, "available", "must be 0..1000000000000");
-    if (err.code != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
+        err_field_add(err, "available", "must be 0..1000000000000");
+    if (product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_stock_set(product_rpc_pool(call), a, req->product_id, req->available, &stock,
-                               &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+                               err) != 0)
+        return err->code;
     LOG_INFO("stock set", LOG_STR("product_id", stock.product_id),
              LOG_INT("available", stock.available));
-    Shop__Product__V1__SetStockResponse resp = SHOP__PRODUCT__V1__SET_STOCK_RESPONSE__INIT;
-    resp.stock = product_rpc_stock(a, &stock);
-    done(&resp, call_data);
+    resp->stock = product_rpc_stock(a, &stock);
+    return 0;
 }
 
-static void product_rpc_adjust_stock(product_service_t *service,
-                                     const Shop__Product__V1__AdjustStockRequest *req,
-                                     Shop__Product__V1__AdjustStockResponse_Closure done,
-                                     void *call_data)
+PRODUCT_RPC(adjust_stock, AdjustStock, ADJUST_STOCK)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_stock_t stock;
-    if (product_rpc_admin(call, &err) == 0 &&
+    if (rpc_call_require_admin(call, err) == 0 &&
         (req->delta == 0 || req->delta < -PRODUCT_STOCK_MAX || req->delta > PRODUCT_STOCK_MAX))
-        err_field_add(&err, "delta", "must be non-zero, -1000000000000..1000000000000");
-    if (err.code != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
+        err_field_add(err, "delta", "must be non-zero, -1000000000000..1000000000000");
+    if (product_rpc_open(call, req->product_id, err) != 0 ||
         product_repo_stock_adjust(product_rpc_pool(call), a, req->product_id, req->delta, &stock,
-                                  &err) != 0) {
-        if (err.code == ERR_PRECONDITION)
-            err_field_add(&err, "delta", "would make available negative");
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
+                                  err) != 0) {
+        if (err->code == ERR_PRECONDITION)
+            err_field_add(err, "delta", "would make available negative");
+        return err->code;
     }
     LOG_INFO("stock adjusted", LOG_STR("product_id", stock.product_id),
              LOG_INT("delta", req->delta), LOG_INT("available", stock.available));
-    Shop__Product__V1__AdjustStockResponse resp = SHOP__PRODUCT__V1__ADJUST_STOCK_RESPONSE__INIT;
-    resp.stock = product_rpc_stock(a, &stock);
-    done(&resp, call_data);
+    resp->stock = product_rpc_stock(a, &stock);
+    return 0;
 }
 
-static void product_rpc_get_stock(product_service_t *service,
-                                  const Shop__Product__V1__GetStockRequest *req,
-                                  Shop__Product__V1__GetStockResponse_Closure done, void *call_data)
+PRODUCT_RPC(get_stock, GetStock, GET_STOCK)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     product_stock_t stock;
-    if (product_rpc_admin(call, &err) != 0 || product_rpc_known_id(req->product_id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        product_repo_stock_get(product_rpc_pool(call), a, req->product_id, &stock, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__Product__V1__GetStockResponse resp = SHOP__PRODUCT__V1__GET_STOCK_RESPONSE__INIT;
-    resp.stock = product_rpc_stock(a, &stock);
-    done(&resp, call_data);
+    if (rpc_call_require_admin(call, err) != 0 ||
+        product_rpc_open(call, req->product_id, err) != 0 ||
+        product_repo_stock_get(product_rpc_pool(call), a, req->product_id, &stock, err) != 0)
+        return err->code;
+    resp->stock = product_rpc_stock(a, &stock);
+    return 0;
 }
 
 static product_service_t product_rpc_impl = SHOP__PRODUCT__V1__PRODUCT_SERVICE__INIT(product_rpc_);

@@ -41,7 +41,6 @@
 #define USER_CITY_MAX        100
 #define USER_POSTAL_MAX      20
 #define USER_DEPOSIT_MAX     INT64_C(100000000)
-#define USER_KEY_MAX         128
 #define USER_LIMIT_DEFAULT   20
 #define USER_LIMIT_MAX       100
 
@@ -58,15 +57,18 @@ static user_password_t *user_rpc_passwords(rpc_call_t *call)
     return ctx->passwords;
 }
 
+/* USER_RPC(get_thing, GetThing, GET_THING) { body }: user_rpc_get_thing, the handler
+ * of UserService/GetThing (rpc.h RPC_METHOD). */
+#define USER_RPC(name, Name, NAME)                                                                 \
+    RPC_METHOD(user_rpc_, user_service_t, Shop__User__V1__, SHOP__USER__V1__, name, Name, NAME)
+
 /* ---- who calls ---- */
 
 /* Methods naming a user: UNAUTHENTICATED without a well-formed x-user-id. */
 static int user_rpc_authn(rpc_call_t *call, err_t *err)
 {
-    const char *caller = rpc_call_user_id(call);
-    if (!caller || !uuid_valid(caller))
-        return err_set_client(err, ERR_UNAUTHENTICATED, "authentication required");
-    return 0;
+    rpc_caller_t who = {0};
+    return rpc_call_caller(call, RPC_CALLER_UUID_ID, &who, err);
 }
 
 /* The user the call may address, lower-case into *id: the caller's own, or any for
@@ -78,6 +80,15 @@ static int user_rpc_owner(rpc_call_t *call, const char *user_id, const char **id
         return err_set_client(err, ERR_NOT_FOUND, "user not found");
     *id = text_ascii_lower(rpc_call_arena(call), user_id);
     return 0;
+}
+
+/* The end of the opening of a method on one user, after its caller and field
+ * checks: the user it may address (user_rpc_owner), then time left. */
+static int user_rpc_open(rpc_call_t *call, const char *user_id, const char **id, err_t *err)
+{
+    if (user_rpc_owner(call, user_id, id, err) != 0)
+        return err->code;
+    return rpc_call_check_deadline(call, err);
 }
 
 /* ---- text ---- */
@@ -232,16 +243,9 @@ static int64_t user_rpc_parse_token(rpc_call_t *call, const char *user_id, const
                                     err_t *err)
 {
     page_cursor_t c;
-    page_token_status_t st =
-        page_token_decode(svc_page_key(rpc_call_ctx(call)), USER_TOKEN_KIND, user_id, token, &c);
-    if (st == PAGE_TOKEN_OTHER) {
-        err_field_add(err, "page_token", "was issued for another user_id");
+    if (page_token_field(svc_page_key(rpc_call_ctx(call)), USER_TOKEN_KIND, user_id, token,
+                         "user_id", PAGE_CURSOR_SEQ, &c, err) != 0)
         return 0;
-    }
-    if (st != PAGE_TOKEN_OK || c.pos < 1 || c.id[0]) {
-        err_field_add(err, "page_token", "is not a valid page token");
-        return 0;
-    }
     return c.pos;
 }
 
@@ -249,8 +253,7 @@ static int64_t user_rpc_parse_token(rpc_call_t *call, const char *user_id, const
 
 static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
 {
-    Shop__User__V1__User *u = arena_alloc(a, sizeof(*u));
-    *u = (Shop__User__V1__User)SHOP__USER__V1__USER__INIT;
+    Shop__User__V1__User *u = rpc_msg_new(a, &shop__user__v1__user__descriptor);
     u->id = (char *)r->id;
     u->email = (char *)r->email;
     u->display_name = (char *)r->display_name;
@@ -263,13 +266,11 @@ static Shop__User__V1__User *user_rpc_user(arena_t *a, const user_row_t *r)
 static Shop__User__V1__Profile *user_rpc_profile(arena_t *a, const user_row_t *u,
                                                  const user_profile_t *p)
 {
-    Shop__User__V1__Profile *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__User__V1__Profile)SHOP__USER__V1__PROFILE__INIT;
+    Shop__User__V1__Profile *out = rpc_msg_new(a, &shop__user__v1__profile__descriptor);
     out->display_name = (char *)u->display_name;
     out->phone = (char *)p->phone;
     if (p->has_address) {
-        Shop__User__V1__Address *ad = arena_alloc(a, sizeof(*ad));
-        *ad = (Shop__User__V1__Address)SHOP__USER__V1__ADDRESS__INIT;
+        Shop__User__V1__Address *ad = rpc_msg_new(a, &shop__user__v1__address__descriptor);
         ad->line1 = (char *)p->address.line1;
         ad->line2 = (char *)p->address.line2;
         ad->city = (char *)p->address.city;
@@ -283,18 +284,18 @@ static Shop__User__V1__Profile *user_rpc_profile(arena_t *a, const user_row_t *u
 
 static Shop__User__V1__Preferences *user_rpc_prefs(arena_t *a, const user_prefs_t *p)
 {
-    Shop__User__V1__Preferences *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__User__V1__Preferences)SHOP__USER__V1__PREFERENCES__INIT;
+    Shop__User__V1__Preferences *out = rpc_msg_new(a, &shop__user__v1__preferences__descriptor);
     out->language = (char *)p->language;
     out->currency = (char *)p->currency;
     out->marketing_opt_in = p->marketing_opt_in;
     return out;
 }
 
-static Shop__User__V1__LedgerEntry *user_rpc_entry(arena_t *a, const user_entry_t *e)
+/* A user_entry_t as the LedgerEntry message (an rpc_msg_array builder). */
+static void *user_rpc_entry(arena_t *a, const void *row)
 {
-    Shop__User__V1__LedgerEntry *out = arena_alloc(a, sizeof(*out));
-    *out = (Shop__User__V1__LedgerEntry)SHOP__USER__V1__LEDGER_ENTRY__INIT;
+    const user_entry_t *e = row;
+    Shop__User__V1__LedgerEntry *out = rpc_msg_new(a, &shop__user__v1__ledger_entry__descriptor);
     out->id = (char *)e->id;
     out->kind = strcmp(e->kind, "deposit") == 0
                     ? SHOP__USER__V1__LEDGER_ENTRY_KIND__LEDGER_ENTRY_KIND_DEPOSIT
@@ -310,44 +311,32 @@ static Shop__User__V1__LedgerEntry *user_rpc_entry(arena_t *a, const user_entry_
 
 /* ---- accounts ---- */
 
-/* A taken email is ALREADY_EXISTS with the field named. */
-static void user_rpc_email_taken(err_t *err)
+/* A taken email is ALREADY_EXISTS with the field named. Returns err->code. */
+static int user_rpc_email_taken(err_t *err)
 {
-    if (err->code == ERR_CONFLICT && db_err_constraint(err, USER_EMAIL_KEY)) {
-        err_clear(err);
-        err_set_client(err, ERR_CONFLICT, "email already registered");
-        err_field_add(err, "email", "is already registered");
-    }
+    return rpc_conflict_field(err, db_err_constraint(err, USER_EMAIL_KEY),
+                              "email already registered", "email", "is already registered");
 }
 
-static void user_rpc_create_user(user_service_t *service,
-                                 const Shop__User__V1__CreateUserRequest *req,
-                                 Shop__User__V1__CreateUserResponse_Closure done, void *call_data)
+USER_RPC(create_user, CreateUser, CREATE_USER)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *email = NULL, *name = NULL;
     char hash[USER_PASSWORD_HASH_MAX];
     user_row_t row;
-    user_rpc_check_email(a, req->email, &email, &err);
-    user_rpc_check_password(req->password, &err);
-    user_rpc_check_display_name(a, req->display_name, &name, &err);
-    if (err.code != 0 || rpc_call_check_deadline(call, &err) != 0 ||
+    user_rpc_check_email(a, req->email, &email, err);
+    user_rpc_check_password(req->password, err);
+    user_rpc_check_display_name(a, req->display_name, &name, err);
+    if (err->code != 0 || rpc_call_check_deadline(call, err) != 0 ||
         user_password_hash(user_rpc_passwords(call), req->password, rpc_call_remaining_ms(call),
-                           hash, &err) != 0 ||
-        user_repo_create(user_rpc_pool(call), a, email, hash, name, "customer", &row, &err) != 0) {
+                           hash, err) != 0 ||
+        user_repo_create(user_rpc_pool(call), a, email, hash, name, "customer", &row, err) != 0) {
         explicit_bzero(hash, sizeof(hash));
-        user_rpc_email_taken(&err);
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
+        return user_rpc_email_taken(err);
     }
     explicit_bzero(hash, sizeof(hash));
     LOG_INFO("user created", LOG_STR("user_id", row.id));
-    Shop__User__V1__CreateUserResponse resp = SHOP__USER__V1__CREATE_USER_RESPONSE__INIT;
-    resp.user = user_rpc_user(a, &row);
-    done(&resp, call_data);
+    resp->user = user_rpc_user(a, &row);
+    return 0;
 }
 
 /* Bounds what VerifyCredentials hashes; says nothing about any account. */
@@ -362,61 +351,40 @@ static int user_rpc_check_login(const char *email, const char *password, err_t *
     return err->code;
 }
 
-static void user_rpc_verify_credentials(user_service_t *service,
-                                        const Shop__User__V1__VerifyCredentialsRequest *req,
-                                        Shop__User__V1__VerifyCredentialsResponse_Closure done,
-                                        void *call_data)
+USER_RPC(verify_credentials, VerifyCredentials, VERIFY_CREDENTIALS)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     user_row_t row;
     const char *hash = NULL, *email = text_email_canon(a, req->email);
-    if (user_rpc_check_login(email, req->password, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0)
-        goto fail;
+    if (user_rpc_check_login(email, req->password, err) != 0 ||
+        rpc_call_check_deadline(call, err) != 0)
+        return err->code;
     /* Known or not, exactly one argon2id verification runs: an unknown email is
      * checked against the dummy hash, and both failures read the same. */
-    int rc = user_repo_find_by_email(user_rpc_pool(call), a, email, &row, &hash, &err);
+    int rc = user_repo_find_by_email(user_rpc_pool(call), a, email, &row, &hash, err);
     if (rc != 0 && rc != ERR_NOT_FOUND)
-        goto fail;
-    err_clear(&err);
+        return err->code;
+    err_clear(err);
     if (user_password_verify(user_rpc_passwords(call), rc == 0 ? hash : NULL, req->password,
-                             rpc_call_remaining_ms(call), &err) != 0)
-        goto fail;
+                             rpc_call_remaining_ms(call), err) != 0)
+        return err->code;
     LOG_INFO("credentials verified", LOG_STR("user_id", row.id));
-    Shop__User__V1__VerifyCredentialsResponse resp =
-        SHOP__USER__V1__VERIFY_CREDENTIALS_RESPONSE__INIT;
-    resp.user = user_rpc_user(a, &row);
-    done(&resp, call_data);
-    return;
-fail:
-    rpc_call_fail_hidden(call, &err);
-    done(NULL, call_data);
+    resp->user = user_rpc_user(a, &row);
+    return 0;
 }
 
 /* ---- profile ---- */
 
-static void user_rpc_get_user(user_service_t *service, const Shop__User__V1__GetUserRequest *req,
-                              Shop__User__V1__GetUserResponse_Closure done, void *call_data)
+USER_RPC(get_user, GetUser, GET_USER)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *id;
     user_row_t user;
     user_profile_t profile;
-    if (user_rpc_authn(call, &err) != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        user_repo_get(user_rpc_pool(call), a, id, &user, &profile, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__User__V1__GetUserResponse resp = SHOP__USER__V1__GET_USER_RESPONSE__INIT;
-    resp.user = user_rpc_user(a, &user);
-    resp.profile = user_rpc_profile(a, &user, &profile);
-    done(&resp, call_data);
+    if (user_rpc_authn(call, err) != 0 || user_rpc_open(call, req->user_id, &id, err) != 0 ||
+        user_repo_get(user_rpc_pool(call), a, id, &user, &profile, err) != 0)
+        return err->code;
+    resp->user = user_rpc_user(a, &user);
+    resp->profile = user_rpc_profile(a, &user, &profile);
+    return 0;
 }
 
 /* The patch named by update_mask; field violations for the mask and the values. */
@@ -447,55 +415,33 @@ static int user_rpc_profile_patch(arena_t *a, const Shop__User__V1__UpdateProfil
     return err->code;
 }
 
-static void user_rpc_update_profile(user_service_t *service,
-                                    const Shop__User__V1__UpdateProfileRequest *req,
-                                    Shop__User__V1__UpdateProfileResponse_Closure done,
-                                    void *call_data)
+USER_RPC(update_profile, UpdateProfile, UPDATE_PROFILE)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *id;
     user_profile_patch_t patch;
     user_row_t user;
     user_profile_t profile;
-    if (user_rpc_authn(call, &err) != 0 || user_rpc_profile_patch(a, req, &patch, &err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        user_repo_update_profile(user_rpc_pool(call), a, id, &patch, &user, &profile, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+    if (user_rpc_authn(call, err) != 0 || user_rpc_profile_patch(a, req, &patch, err) != 0 ||
+        user_rpc_open(call, req->user_id, &id, err) != 0 ||
+        user_repo_update_profile(user_rpc_pool(call), a, id, &patch, &user, &profile, err) != 0)
+        return err->code;
     LOG_INFO("profile updated", LOG_STR("user_id", id), LOG_INT("fields", patch.mask));
-    Shop__User__V1__UpdateProfileResponse resp = SHOP__USER__V1__UPDATE_PROFILE_RESPONSE__INIT;
-    resp.user = user_rpc_user(a, &user);
-    resp.profile = user_rpc_profile(a, &user, &profile);
-    done(&resp, call_data);
+    resp->user = user_rpc_user(a, &user);
+    resp->profile = user_rpc_profile(a, &user, &profile);
+    return 0;
 }
 
 /* ---- preferences ---- */
 
-static void user_rpc_get_preferences(user_service_t *service,
-                                     const Shop__User__V1__GetPreferencesRequest *req,
-                                     Shop__User__V1__GetPreferencesResponse_Closure done,
-                                     void *call_data)
+USER_RPC(get_preferences, GetPreferences, GET_PREFERENCES)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *id;
     user_prefs_t prefs;
-    if (user_rpc_authn(call, &err) != 0 || user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        user_repo_get_prefs(user_rpc_pool(call), a, id, &prefs, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__User__V1__GetPreferencesResponse resp = SHOP__USER__V1__GET_PREFERENCES_RESPONSE__INIT;
-    resp.preferences = user_rpc_prefs(a, &prefs);
-    done(&resp, call_data);
+    if (user_rpc_authn(call, err) != 0 || user_rpc_open(call, req->user_id, &id, err) != 0 ||
+        user_repo_get_prefs(user_rpc_pool(call), a, id, &prefs, err) != 0)
+        return err->code;
+    resp->preferences = user_rpc_prefs(a, &prefs);
+    return 0;
 }
 
 static int user_rpc_prefs_patch(arena_t *a, const Shop__User__V1__UpdatePreferencesRequest *req,
@@ -515,86 +461,50 @@ static int user_rpc_prefs_patch(arena_t *a, const Shop__User__V1__UpdatePreferen
     return err->code;
 }
 
-static void user_rpc_update_preferences(user_service_t *service,
-                                        const Shop__User__V1__UpdatePreferencesRequest *req,
-                                        Shop__User__V1__UpdatePreferencesResponse_Closure done,
-                                        void *call_data)
+USER_RPC(update_preferences, UpdatePreferences, UPDATE_PREFERENCES)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *id;
     user_prefs_patch_t patch;
     user_prefs_t prefs;
-    if (user_rpc_authn(call, &err) != 0 || user_rpc_prefs_patch(a, req, &patch, &err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
-        user_repo_update_prefs(user_rpc_pool(call), a, id, &patch, &prefs, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+    if (user_rpc_authn(call, err) != 0 || user_rpc_prefs_patch(a, req, &patch, err) != 0 ||
+        user_rpc_open(call, req->user_id, &id, err) != 0 ||
+        user_repo_update_prefs(user_rpc_pool(call), a, id, &patch, &prefs, err) != 0)
+        return err->code;
     LOG_INFO("preferences updated", LOG_STR("user_id", id), LOG_INT("fields", patch.mask));
-    Shop__User__V1__UpdatePreferencesResponse resp =
-        SHOP__USER__V1__UPDATE_PREFERENCES_RESPONSE__INIT;
-    resp.preferences = user_rpc_prefs(a, &prefs);
-    done(&resp, call_data);
+    resp->preferences = user_rpc_prefs(a, &prefs);
+    return 0;
 }
 
 /* ---- wallet ---- */
 
-static void user_rpc_get_wallet(user_service_t *service,
-                                const Shop__User__V1__GetWalletRequest *req,
-                                Shop__User__V1__GetWalletResponse_Closure done, void *call_data)
+USER_RPC(get_wallet, GetWallet, GET_WALLET)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *id = NULL;
     int64_t before = 0;
     user_wallet_t w;
     /* The wallet first: a token is checked against the wallet it was issued for. */
-    if (user_rpc_authn(call, &err) == 0 && user_rpc_owner(call, req->user_id, &id, &err) == 0) {
+    if (user_rpc_authn(call, err) == 0 && user_rpc_owner(call, req->user_id, &id, err) == 0) {
         if (req->limit < 0 || req->limit > USER_LIMIT_MAX)
-            err_field_add(&err, "limit", "must be 1..100, or 0 for 20");
+            err_field_add(err, "limit", "must be 1..100, or 0 for 20");
         if (req->page_token[0])
-            before = user_rpc_parse_token(call, id, req->page_token, &err);
+            before = user_rpc_parse_token(call, id, req->page_token, err);
     }
     int limit = req->limit ? req->limit : USER_LIMIT_DEFAULT;
     /* One more entry than asked tells whether there is a next page. */
-    if (err.code != 0 || rpc_call_check_deadline(call, &err) != 0 ||
-        user_repo_wallet(user_rpc_pool(call), a, id, limit + 1, before, &w, &err) != 0) {
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    Shop__User__V1__GetWalletResponse resp = SHOP__USER__V1__GET_WALLET_RESPONSE__INIT;
-    resp.balance_cents = w.balance_cents;
-    resp.currency = (char *)w.currency;
-    bool more = w.n_entries > (size_t)limit;
-    resp.n_entries = more ? (size_t)limit : w.n_entries;
-    resp.entries = resp.n_entries ? arena_calloc(a, resp.n_entries, sizeof(*resp.entries)) : NULL;
-    for (size_t i = 0; i < resp.n_entries; i++)
-        resp.entries[i] = user_rpc_entry(a, &w.entries[i]);
-    if (more && !(resp.next_page_token = user_rpc_token(call, id, w.entries[limit - 1].seq))) {
-        err_set(&err, ERR_INTERNAL, "wallet of %s: seq %" PRId64 " outside page tokens' bounds", id,
-                w.entries[limit - 1].seq);
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
-    done(&resp, call_data);
-}
-
-/* 1..128 printable ASCII characters. */
-static void user_rpc_check_key(const char *key, err_t *err)
-{
-    size_t n = strlen(key);
-    bool ok = n >= 1 && n <= USER_KEY_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (unsigned char)key[i] >= 0x20 && (unsigned char)key[i] < 0x7f;
-    if (!ok)
-        err_field_add(err, "idempotency_key", "must be 1..128 printable ascii characters");
+    if (err->code != 0 || rpc_call_check_deadline(call, err) != 0 ||
+        user_repo_wallet(user_rpc_pool(call), a, id, limit + 1, before, &w, err) != 0)
+        return err->code;
+    resp->balance_cents = w.balance_cents;
+    resp->currency = (char *)w.currency;
+    bool more;
+    resp->n_entries = rpc_page_take(w.n_entries, limit, &more);
+    resp->entries = (Shop__User__V1__LedgerEntry **)rpc_msg_array(
+        a, w.entries, resp->n_entries, sizeof(*w.entries), user_rpc_entry);
+    if (more && !(resp->next_page_token = user_rpc_token(call, id, w.entries[limit - 1].seq)))
+        return err_set(err, ERR_INTERNAL,
+                       "wallet of %s: seq %" PRId64 " outside page tokens' bounds", id,
+                       w.entries[limit - 1].seq);
+    return 0;
 }
 
 static int user_rpc_check_deposit(const Shop__User__V1__DepositRequest *req, err_t *err)
@@ -603,46 +513,34 @@ static int user_rpc_check_deposit(const Shop__User__V1__DepositRequest *req, err
         err_field_add(err, "amount_cents", "must be 1..100000000");
     if (req->currency[0] && strcmp(req->currency, USER_CURRENCY) != 0)
         err_field_add(err, "currency", "must be USD");
-    user_rpc_check_key(req->idempotency_key, err);
+    rpc_idempotency_key_check(req->idempotency_key, err);
     return err->code;
 }
 
-/* A reused key is ALREADY_EXISTS with the field named. */
-static void user_rpc_key_reused(err_t *err)
+/* A reused key is ALREADY_EXISTS with the field named. Returns err->code. */
+static int user_rpc_key_reused(err_t *err)
 {
-    if (err->code == ERR_CONFLICT) {
-        err_clear(err);
-        err_set_client(err, ERR_CONFLICT, "idempotency key already used for another deposit");
-        err_field_add(err, "idempotency_key", "was already used with another amount or currency");
-    }
+    return rpc_conflict_field(err, true, "idempotency key already used for another deposit",
+                              "idempotency_key",
+                              "was already used with another amount or currency");
 }
 
-static void user_rpc_deposit(user_service_t *service, const Shop__User__V1__DepositRequest *req,
-                             Shop__User__V1__DepositResponse_Closure done, void *call_data)
+USER_RPC(deposit, Deposit, DEPOSIT)
 {
-    rpc_call_t *call = call_data;
-    arena_t *a = rpc_call_arena(call);
-    err_t err = ERR_INIT;
     const char *id;
     user_deposit_t d;
-    if (user_rpc_authn(call, &err) != 0 || user_rpc_check_deposit(req, &err) != 0 ||
-        user_rpc_owner(call, req->user_id, &id, &err) != 0 ||
-        rpc_call_check_deadline(call, &err) != 0 ||
+    if (user_rpc_authn(call, err) != 0 || user_rpc_check_deposit(req, err) != 0 ||
+        user_rpc_open(call, req->user_id, &id, err) != 0 ||
         user_repo_deposit(user_rpc_pool(call), a, id, req->amount_cents, USER_CURRENCY,
-                          req->idempotency_key, &d, &err) != 0) {
-        user_rpc_key_reused(&err);
-        rpc_call_fail_hidden(call, &err);
-        done(NULL, call_data);
-        return;
-    }
+                          req->idempotency_key, &d, err) != 0)
+        return user_rpc_key_reused(err);
     LOG_INFO("deposit", LOG_STR("user_id", id), LOG_INT("amount_cents", req->amount_cents),
              LOG_BOOL("replayed", d.replayed), LOG_STR("ledger_entry_id", d.entry.id));
-    Shop__User__V1__DepositResponse resp = SHOP__USER__V1__DEPOSIT_RESPONSE__INIT;
-    resp.balance_cents = d.balance_cents;
-    resp.currency = (char *)d.currency;
-    resp.entry = user_rpc_entry(a, &d.entry);
-    resp.replayed = d.replayed;
-    done(&resp, call_data);
+    resp->balance_cents = d.balance_cents;
+    resp->currency = (char *)d.currency;
+    resp->entry = user_rpc_entry(a, &d.entry);
+    resp->replayed = d.replayed;
+    return 0;
 }
 
 static user_service_t user_rpc_impl = SHOP__USER__V1__USER_SERVICE__INIT(user_rpc_);

@@ -358,6 +358,46 @@ START_TEST(test_random_keys_differ_and_work)
 }
 END_TEST
 
+/* ---- the request field ---- */
+
+START_TEST(test_field_answers_a_violation_on_page_token)
+{
+    page_cursor_t row = cursor(1720000000000000, ROW_ID), seq = cursor(42, "");
+    const char *row_tok = page_token_encode(key, a, KIND, SCOPE, &row);
+    const char *seq_tok = page_token_encode(key, a, KIND, SCOPE, &seq);
+    const char *zero_tok = page_token_encode(key, a, KIND, SCOPE, &(page_cursor_t){.pos = 0});
+    static const char other_scope[] = "0190a5c4-7e1f-7000-8000-000000000002";
+    const struct {
+        const char *token, *scope;
+        page_cursor_kind_t ck;
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        {row_tok, SCOPE, PAGE_CURSOR_ROW, NULL},
+        {seq_tok, SCOPE, PAGE_CURSOR_SEQ, NULL},
+        {row_tok, other_scope, PAGE_CURSOR_ROW, "was issued for another user_id"},
+        {row_tok, SCOPE, PAGE_CURSOR_SEQ, "is not a valid page token"},
+        {seq_tok, SCOPE, PAGE_CURSOR_ROW, "is not a valid page token"},
+        {zero_tok, SCOPE, PAGE_CURSOR_SEQ, "is not a valid page token"},
+        {"garbage", SCOPE, PAGE_CURSOR_ROW, "is not a valid page token"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err_t err = ERR_INIT;
+        page_cursor_t out = {0};
+        int rc = page_token_field(key, KIND, cases[i].scope, cases[i].token, "user_id", cases[i].ck,
+                                  &out, &err);
+        if (cases[i].why == NULL) {
+            ck_assert_msg(rc == 0 && err.code == 0, "case %zu refused", i);
+            ck_assert_int_eq(out.pos, cases[i].ck == PAGE_CURSOR_ROW ? row.pos : seq.pos);
+        } else {
+            ck_assert_msg(rc == ERR_INVALID && err.code == ERR_INVALID, "case %zu: %d", i, rc);
+            ck_assert_uint_eq(err.n_fields, 1);
+            ck_assert_str_eq(err.fields[0].field, "page_token");
+            ck_assert_str_eq(err.fields[0].description, cases[i].why);
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("page_token");
@@ -374,5 +414,6 @@ int main(void)
     tcase_add_test(tc, test_garbage_is_rejected);
     tcase_add_test(tc, test_keys_parse_from_hex_or_base64_of_32_bytes_or_more);
     tcase_add_test(tc, test_random_keys_differ_and_work);
+    tcase_add_test(tc, test_field_answers_a_violation_on_page_token);
     return check_run(s, CK_FORK_GETENV);
 }
