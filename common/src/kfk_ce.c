@@ -1,5 +1,5 @@
 /*
- * kfk_ce: the CloudEvents Kafka binding in binary mode (DESIGN.md §4) as pure
+ * kfk_ce: the CloudEvents Kafka binding in binary mode (docs/architecture.md §4) as pure
  * functions over header lists, so the rules are unit-tested without a broker.
  *
  * Header values come from the network: each is bounded (KFK_CE_VALUE_MAX) and

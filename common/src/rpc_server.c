@@ -14,7 +14,7 @@
  * at once; without those the core holds them until their deadline.
  *
  * Every armed slot and live call is counted in `outstanding`, so shutdown can wait
- * for the last tag before it destroys the server (the order STYLE.md gives:
+ * for the last tag before it destroys the server (the order docs/style.md gives:
  * shutdown_and_notify → wait → cancel all → drain to GRPC_QUEUE_SHUTDOWN → destroy).
  */
 #include <grpc/grpc.h>

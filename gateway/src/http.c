@@ -790,7 +790,7 @@ void http_server_stop(http_server_t *s, int64_t grace_ms)
     if (s == NULL)
         return;
     /* No new connections; suspended requests end with their upstream deadline and
-     * must all be resumed before MHD_stop_daemon (FIELD-NOTES "libmicrohttpd"). */
+     * must all be resumed before MHD_stop_daemon (docs/libraries.md "libmicrohttpd"). */
     MHD_socket fd = MHD_quiesce_daemon(s->daemon);
     /* Every suspended request is resumed by its call's deadline at the latest: never
      * stop before that, or a late completion would find its request freed. */

@@ -1,5 +1,5 @@
 /*
- * kfk: Kafka for the saga (DESIGN.md §4) — an idempotent, latency-tuned producer
+ * kfk: Kafka for the saga (docs/architecture.md §4) — an idempotent, latency-tuned producer
  * whose delivery reports callers can wait for, a consumer-group member that commits
  * an offset only when told the message was processed, the CloudEvents headers every
  * event carries, and topic administration for tests and tooling.

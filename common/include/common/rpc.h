@@ -1,6 +1,6 @@
 /*
  * rpc: unary gRPC on the gRPC C core, driven by protobuf-c service descriptors
- * (DESIGN.md §2, STYLE.md "gRPC, protobuf, Kafka").
+ * (docs/architecture.md §2, docs/style.md "gRPC, protobuf, Kafka").
  *
  * Server. Handlers are the functions of a protobuf-c generated service, so a
  * missing handler is a link error:
@@ -46,7 +46,7 @@
  *
  * Metadata from the gateway (x-request-id, traceparent, x-user-id, x-user-role) is
  * trusted only because services listen on the fleet's private network; services
- * still check ownership themselves (DESIGN.md §2).
+ * still check ownership themselves (docs/architecture.md §2).
  *
  * gRPC itself is initialised by the first server or channel and shut down with the
  * last one, so a process that frees everything leaves nothing behind. Host names
