@@ -179,15 +179,20 @@ def apt_packages(run_args):
 
 
 def cmake_targets():
-    """add_executable targets of the project: {target: source dir relative to ROOT}."""
+    """Program targets of the project (add_executable, shop_service): {target: source
+    dir relative to ROOT}."""
     found = {}
     for top in ("gateway", "services", "common"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
             if "CMakeLists.txt" not in files:
                 continue
             with open(os.path.join(dirpath, "CMakeLists.txt")) as f:
-                for m in re.finditer(r"add_executable\(\s*([A-Za-z0-9_.+-]+)", f.read()):
-                    found[m.group(1)] = os.path.relpath(dirpath, ROOT)
+                text = f.read()
+            for m in re.finditer(r"add_executable\(\s*([A-Za-z0-9_.+-]+)", text):
+                found[m.group(1)] = os.path.relpath(dirpath, ROOT)
+            # shop_service(NAME) (cmake/Fleet.cmake) makes the program NAME-svc
+            for m in re.finditer(r"^shop_service\(\s*([A-Za-z0-9_]+)", text, re.M):
+                found[m.group(1) + "-svc"] = os.path.relpath(dirpath, ROOT)
     return found
 
 
