@@ -15,3 +15,11 @@ set_tests_properties(test_deploy_compose PROPERTIES LABELS "unit;deploy" TIMEOUT
 add_test(NAME test_deploy_fleet_manifest
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_fleet_manifest.py)
 set_tests_properties(test_deploy_fleet_manifest PROPERTIES LABELS "unit;deploy" TIMEOUT 120)
+
+# The process contract of every service of the manifest, each alone on the test stack
+# (tests/deploy/test_fleet_services.py): --help, migrations, /healthz, /readyz, gRPC
+# Health SERVING, /metrics, SIGTERM → exit 0. A new service is covered without a line.
+add_test(NAME test_fleet_services
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_fleet_services.py
+                 ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_fleet_services PROPERTIES LABELS "integration;deploy" TIMEOUT 600)
