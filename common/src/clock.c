@@ -159,3 +159,12 @@ void clock_sleep_ms(int64_t ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+
+struct timespec clock_mono_deadline(int64_t ms)
+{
+    const int64_t cap_ms = INT64_C(10) * 366 * 86400 * 1000;
+    ms = ms < 0 ? 0 : ms > cap_ms ? cap_ms : ms;
+    int64_t us = clock_mono_us() + ms * 1000;
+    return (struct timespec){.tv_sec = (time_t)(us / 1000000),
+                             .tv_nsec = (long)(us % 1000000) * 1000};
+}

@@ -2,7 +2,7 @@
  * cond_internal: condition variables for common/'s timed waits. Their deadlines are
  * read on CLOCK_MONOTONIC, so a wall-clock step (NTP, an operator) can neither
  * stretch a wait nor cut it short. pthread_cond_timedwait on such a variable takes an
- * absolute time on that clock (clock_mono_us(), or clock_gettime(CLOCK_MONOTONIC)).
+ * absolute time on that clock (clock_mono_deadline).
  */
 #ifndef COMMON_COND_INTERNAL_H
 #define COMMON_COND_INTERNAL_H
@@ -22,14 +22,6 @@ static inline void common__cond_init_monotonic(pthread_cond_t *cv)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(cv, &ca);
     pthread_condattr_destroy(&ca);
-}
-
-/* common__cond_deadline: the absolute monotonic time `ms` from now, for
- * pthread_cond_timedwait on a variable made by common__cond_init_monotonic. */
-static inline struct timespec common__cond_deadline(int64_t ms)
-{
-    int64_t us = clock_mono_us() + ms * 1000;
-    return (struct timespec){.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
 }
 
 #endif

@@ -206,7 +206,7 @@ static bool db_conn_alive(PGconn *pg)
 /* Waits for a free slot and marks it leased; prefers one that is already open. */
 static db_conn_t *db_pool_lease_slot(db_pool_t *p, int64_t timeout_ms, err_t *err)
 {
-    struct timespec deadline = common__cond_deadline(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec deadline = clock_mono_deadline(timeout_ms > 0 ? timeout_ms : 0);
     db_conn_t *slot = NULL;
     pthread_mutex_lock(&p->mu);
     while (p->in_use == p->size) {

@@ -112,7 +112,7 @@ size_t kfk_batch_len(const kfk_batch_t *b)
 int kfk_batch_wait(kfk_batch_t *b, int timeout_ms)
 {
     int64_t deadline_us = clock_mono_us() + (int64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000;
-    struct timespec ts = common__cond_deadline(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec ts = clock_mono_deadline(timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&b->mu);
     while (b->reported < b->len && clock_mono_us() < deadline_us)
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);

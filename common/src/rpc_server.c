@@ -759,19 +759,6 @@ static bool rpc_wait_done(rpc_server_t *srv, const bool *flag, const struct time
     return true;
 }
 
-static struct timespec rpc_mono_after_ms(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 void rpc_server_shutdown(rpc_server_t *srv, int64_t grace_ms)
 {
     if (srv->state != RPC_SRV_STARTED) {
@@ -786,7 +773,7 @@ void rpc_server_shutdown(rpc_server_t *srv, int64_t grace_ms)
 
     srv->shutdown_tag.step = rpc_worker_shutdown_step;
     grpc_server_shutdown_and_notify(srv->server, srv->cq, &srv->shutdown_tag);
-    struct timespec until = rpc_mono_after_ms(grace_ms > 0 ? grace_ms : 0);
+    struct timespec until = clock_mono_deadline(grace_ms);
     pthread_mutex_lock(&srv->lock);
     bool done = rpc_wait_done(srv, &srv->shutdown_done, &until);
     pthread_mutex_unlock(&srv->lock);

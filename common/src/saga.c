@@ -112,7 +112,7 @@ static bool saga_worker_put(saga_worker_t *w, kfk_msg_t *m)
 {
     pthread_mutex_lock(&w->mu);
     while (w->q_len == w->q_cap && !saga__stopping(w->c)) {
-        struct timespec ts = common__cond_deadline(SAGA_ENQUEUE_SLICE_MS);
+        struct timespec ts = clock_mono_deadline(SAGA_ENQUEUE_SLICE_MS);
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     }
     bool ok = w->q_len < w->q_cap;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/arena.h"
 
@@ -16,6 +17,11 @@ int64_t clock_now_us(void);
 
 /* clock_mono_us: monotonic clock for durations and deadlines. */
 int64_t clock_mono_us(void);
+
+/* clock_mono_deadline: the absolute CLOCK_MONOTONIC time `ms` from now, for
+ * pthread_cond_timedwait on a monotonic condition variable. A negative ms is now; ms
+ * is capped at ten years, so any setting is safe from overflow. */
+struct timespec clock_mono_deadline(int64_t ms);
 
 /* clock_rfc3339: "2026-11-24T19:00:00.123456Z" for a wall-clock time in microseconds. */
 void clock_rfc3339(int64_t unix_us, char out[CLOCK_RFC3339_LEN]);

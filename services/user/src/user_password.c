@@ -1,6 +1,7 @@
 /*
  * user_password: argon2id hashing and verification (user_password.h).
  */
+#include "common/clock.h"
 #include "user_password.h"
 
 #include <argon2.h>
@@ -45,15 +46,7 @@ static int user_password_acquire(user_password_t *pw, int64_t timeout_ms, err_t 
     /* Past a day is "no limit": keeps the timespec arithmetic far from overflow. */
     const int64_t day_ms = INT64_C(86400000);
     bool forever = timeout_ms >= day_ms;
-    int64_t ms = timeout_ms > 0 ? timeout_ms : 0;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = clock_mono_deadline(timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&pw->mu);
     while (pw->running >= pw->concurrency && rc == 0) {

@@ -120,6 +120,29 @@ START_TEST(test_now_is_the_wall_clock_and_mono_never_goes_back)
 }
 END_TEST
 
+START_TEST(test_mono_deadline_is_ms_ahead_and_never_overflows)
+{
+    static const struct {
+        int64_t ms, min_ahead_ms, max_ahead_ms;
+    } cases[] = {
+        {-5, 0, 50},
+        {0, 0, 50},
+        {1500, 1500, 1550},
+        {999, 999, 1049},
+        {INT64_MAX, INT64_C(10) * 365 * 86400 * 1000, INT64_C(10) * 367 * 86400 * 1000},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t before = clock_mono_us();
+        struct timespec ts = clock_mono_deadline(cases[i].ms);
+        int64_t at_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        ck_assert_int_ge(ts.tv_nsec, 0);
+        ck_assert_int_lt(ts.tv_nsec, 1000000000L);
+        ck_assert_int_ge((at_us - before) / 1000, cases[i].min_ahead_ms);
+        ck_assert_int_le((at_us - before) / 1000, cases[i].max_ahead_ms);
+    }
+}
+END_TEST
+
 START_TEST(test_sleep_waits_at_least_the_duration)
 {
     int64_t start = clock_mono_us();
@@ -146,6 +169,8 @@ static Suite *clock_suite(void)
     tcase_add_test(check_case(s, "clocks", TEST_TIMEOUT_S),
                    test_now_is_the_wall_clock_and_mono_never_goes_back);
     tcase_add_test(check_case(s, "sleep", TEST_TIMEOUT_S), test_sleep_waits_at_least_the_duration);
+    tcase_add_test(check_case(s, "deadline", TEST_TIMEOUT_S),
+                   test_mono_deadline_is_ms_ahead_and_never_overflows);
     return s;
 }
 
