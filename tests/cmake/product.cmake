@@ -19,3 +19,7 @@ shop_test(test_product_saga
     LABELS "integration;product")
 target_compile_definitions(test_product_saga PRIVATE PRODUCT_SVC="$<TARGET_FILE:product-svc>")
 add_dependencies(test_product_saga product-svc)
+
+# Unit tests of product-svc's logic (product_core, no infrastructure).
+shop_test(test_product_fields SOURCES unit/product/test_product_fields.c LIBS product_core
+          LABELS "unit;product")

@@ -66,6 +66,18 @@ typedef struct product_fields {
     bool active;
 } product_fields_t;
 
+/* The fields' rules (product_fields.c). */
+#define PRODUCT_SKU_MAX         64 /* A-Z a-z 0-9 . _ - */
+#define PRODUCT_NAME_MAX        200
+#define PRODUCT_DESCRIPTION_MAX 5000
+#define PRODUCT_PRICE_MAX       INT64_C(1000000000)
+#define PRODUCT_CURRENCY        "USD" /* the one currency accepted for now */
+
+/* product_fields_check: checks the fields named in f->mask, adding one violation per
+ * bad field to err (sku, name, description, price_cents, currency); f->currency
+ * becomes "USD" for "". Returns err->code (0 when every field is valid). Pure. */
+int product_fields_check(product_fields_t *f, err_t *err);
+
 /* One page of ListProducts: rows after the cursor (if has_after) in (created_at, id)
  * order, at most `limit`. */
 typedef struct product_page_query {

@@ -24,15 +24,10 @@
 #include "product_repo.h"
 #include "shop/product/v1/product_service.pb-c.h"
 
-#define PRODUCT_SKU_MAX         64
-#define PRODUCT_NAME_MAX        200
-#define PRODUCT_DESCRIPTION_MAX 5000
-#define PRODUCT_PRICE_MAX       INT64_C(1000000000)
-#define PRODUCT_CURRENCY        "USD"
-#define PRODUCT_BATCH_MAX       100
-#define PRODUCT_LIMIT_DEFAULT   20
-#define PRODUCT_LIMIT_MAX       100
-#define PRODUCT_QUERY_MAX       200
+#define PRODUCT_BATCH_MAX     100
+#define PRODUCT_LIMIT_DEFAULT 20
+#define PRODUCT_LIMIT_MAX     100
+#define PRODUCT_QUERY_MAX     200
 /* Bounds a stock figure so that available + reserved + sold can never overflow. */
 #define PRODUCT_STOCK_MAX INT64_C(1000000000000)
 
@@ -41,59 +36,6 @@ typedef Shop__Product__V1__ProductService_Service product_service_t;
 static db_pool_t *product_rpc_pool(rpc_call_t *call)
 {
     return svc_pool(rpc_call_ctx(call));
-}
-
-/* ---- validation ---- */
-
-static void product_rpc_check_sku(const char *sku, err_t *err)
-{
-    size_t n = strlen(sku);
-    bool ok = n >= 1 && n <= PRODUCT_SKU_MAX;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = isalnum((unsigned char)sku[i]) || sku[i] == '.' || sku[i] == '_' || sku[i] == '-';
-    if (!ok)
-        err_field_add(err, "sku", "must be 1..64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
-}
-
-static void product_rpc_check_description(const char *d, err_t *err)
-{
-    long n = text_utf8_len(d, TEXT_ALLOW_BLANKS);
-    if (n < 0)
-        err_field_add(err, "description", "must be utf-8 text without control characters");
-    else if (n > PRODUCT_DESCRIPTION_MAX)
-        err_field_add(err, "description", "must be at most 5000 characters");
-}
-
-static void product_rpc_check_price(int64_t price, err_t *err)
-{
-    if (price < 0 || price > PRODUCT_PRICE_MAX)
-        err_field_add(err, "price_cents", "must be 0..1000000000");
-}
-
-/* "" means USD, the one currency accepted for now (common.proto). */
-static const char *product_rpc_currency(const char *currency, err_t *err)
-{
-    if (!currency[0] || strcmp(currency, PRODUCT_CURRENCY) == 0)
-        return PRODUCT_CURRENCY;
-    err_field_add(err, "currency", "must be USD");
-    return NULL;
-}
-
-/* Checks the fields named in f->mask; f->currency becomes "USD" for "". Returns
- * err->code (0 when every field is valid). */
-static int product_rpc_check_fields(product_fields_t *f, err_t *err)
-{
-    if (f->mask & PRODUCT_F_SKU)
-        product_rpc_check_sku(f->sku, err);
-    if (f->mask & PRODUCT_F_NAME)
-        text_check_chars("name", f->name, 1, PRODUCT_NAME_MAX, err);
-    if (f->mask & PRODUCT_F_DESCRIPTION)
-        product_rpc_check_description(f->description, err);
-    if (f->mask & PRODUCT_F_PRICE)
-        product_rpc_check_price(f->price_cents, err);
-    if (f->mask & PRODUCT_F_CURRENCY)
-        f->currency = product_rpc_currency(f->currency, err);
-    return err->code;
 }
 
 /* The rest of the opening of a method on one product, after its caller and field
@@ -200,7 +142,7 @@ PRODUCT_RPC(create_product, CreateProduct, CREATE_PRODUCT)
                           .price_cents = req->price_cents,
                           .currency = req->currency};
     product_row_t row;
-    if (rpc_call_require_admin(call, err) != 0 || product_rpc_check_fields(&f, err) != 0 ||
+    if (rpc_call_require_admin(call, err) != 0 || product_fields_check(&f, err) != 0 ||
         rpc_call_check_deadline(call, err) != 0 ||
         product_repo_create(product_rpc_pool(call), a, &f, &row, err) != 0)
         return product_rpc_sku_taken(err);
@@ -340,7 +282,7 @@ static int product_rpc_patch(const Shop__Product__V1__UpdateProductRequest *req,
                             .active = req->active};
     f->mask = text_mask_bits(req->update_mask, req->n_update_mask, names,
                              sizeof(names) / sizeof(names[0]), err);
-    return product_rpc_check_fields(f, err);
+    return product_fields_check(f, err);
 }
 
 PRODUCT_RPC(update_product, UpdateProduct, UPDATE_PRODUCT)
