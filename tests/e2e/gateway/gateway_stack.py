@@ -260,6 +260,19 @@ def run_suite(binaries, body, **overrides):
     sys.exit(0 if ok else 1)
 
 
+def run_unittests(binaries, unittest_args, bind):
+    """run_suite with this process's unittest cases as the body: bind(stack, gateway)
+    hands the running fleet to the test module first."""
+    import unittest
+
+    def body(stack, gw):
+        bind(stack, gw)
+        return unittest.main(argv=[sys.argv[0], "-v"] + unittest_args,
+                             exit=False).result.wasSuccessful()
+
+    run_suite(binaries, body)
+
+
 def split_argv(argv):
     """ARGS... -- BINARIES... [unittest args]: what precedes "--", and after it the
     binaries (absolute paths) apart from what follows them for unittest."""

@@ -24,7 +24,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
 import grpc_support  # noqa: E402
-from gateway_stack import Client, hs_token, run_suite, split_argv  # noqa: E402
+from gateway_stack import Client, hs_token, run_unittests, split_argv  # noqa: E402
 
 STACK = None
 GW = None
@@ -599,17 +599,15 @@ class Document(unittest.TestCase):
         self.assertIn('http_request_duration_seconds_bucket{route="/readyz"', m)
 
 
+def bind(stack, gw):
+    global STACK, GW
+    STACK, GW = stack, gw
+
+
 def main():
-    global STACK, GW, SRC
+    global SRC
     (SRC,), binaries, unittest_args = split_argv(sys.argv[1:])
-
-    def suite(stack, gw):
-        global STACK, GW
-        STACK, GW = stack, gw
-        return unittest.main(argv=[sys.argv[0], "-v"] + unittest_args,
-                             exit=False).result.wasSuccessful()
-
-    run_suite(binaries, suite)
+    run_unittests(binaries, unittest_args, bind)
 
 
 if __name__ == "__main__":
