@@ -47,8 +47,12 @@ static void run(const field_case_t *c)
 /* Valid fields, all named. */
 static product_fields_t valid(void)
 {
-    return (product_fields_t){.mask = ALL, .sku = "SKU-1.a_b", .name = "Mug", .description = "",
-                              .price_cents = 0, .currency = "USD"};
+    return (product_fields_t){.mask = ALL,
+                              .sku = "SKU-1.a_b",
+                              .name = "Mug",
+                              .description = "",
+                              .price_cents = 0,
+                              .currency = "USD"};
 }
 
 /* One change to the valid fields: the field set to a text or a price. */
@@ -100,10 +104,10 @@ END_TEST
 
 START_TEST(test_only_the_named_fields_are_checked)
 {
-    run(&(field_case_t){"unnamed bad fields unchecked",
-                        {.mask = PRODUCT_F_NAME, .sku = "", .name = "ok", .price_cents = -5,
-                         .currency = "EUR"},
-                        NULL});
+    run(&(field_case_t){
+        "unnamed bad fields unchecked",
+        {.mask = PRODUCT_F_NAME, .sku = "", .name = "ok", .price_cents = -5, .currency = "EUR"},
+        NULL});
     run(&(field_case_t){"only the named bad field",
                         {.mask = PRODUCT_F_PRICE, .sku = "", .price_cents = -5},
                         "price_cents"});
@@ -119,20 +123,19 @@ START_TEST(test_limits_are_inclusive)
     sku[PRODUCT_SKU_MAX] = 'a';
     sku[PRODUCT_SKU_MAX + 1] = '\0';
     run(&(field_case_t){"sku over the max", {.mask = PRODUCT_F_SKU, .sku = sku}, "sku"});
-    run(&(field_case_t){"name at the max",
-                        {.mask = PRODUCT_F_NAME, .name = repeat('n', PRODUCT_NAME_MAX)},
-                        NULL});
+    run(&(field_case_t){
+        "name at the max", {.mask = PRODUCT_F_NAME, .name = repeat('n', PRODUCT_NAME_MAX)}, NULL});
     run(&(field_case_t){"name over the max",
                         {.mask = PRODUCT_F_NAME, .name = repeat('n', PRODUCT_NAME_MAX + 1)},
                         "name"});
-    run(&(field_case_t){"description at the max",
-                        {.mask = PRODUCT_F_DESCRIPTION,
-                         .description = repeat('d', PRODUCT_DESCRIPTION_MAX)},
-                        NULL});
-    run(&(field_case_t){"description over the max",
-                        {.mask = PRODUCT_F_DESCRIPTION,
-                         .description = repeat('d', PRODUCT_DESCRIPTION_MAX + 1)},
-                        "description"});
+    run(&(field_case_t){
+        "description at the max",
+        {.mask = PRODUCT_F_DESCRIPTION, .description = repeat('d', PRODUCT_DESCRIPTION_MAX)},
+        NULL});
+    run(&(field_case_t){
+        "description over the max",
+        {.mask = PRODUCT_F_DESCRIPTION, .description = repeat('d', PRODUCT_DESCRIPTION_MAX + 1)},
+        "description"});
 }
 END_TEST
 
@@ -144,8 +147,12 @@ START_TEST(test_empty_currency_becomes_usd_and_every_bad_field_is_named)
     ck_assert_int_eq(product_fields_check(&f, &err), 0);
     ck_assert_str_eq(f.currency, PRODUCT_CURRENCY);
 
-    f = (product_fields_t){.mask = ALL, .sku = "", .name = "", .description = "\xff",
-                           .price_cents = -1, .currency = "EUR"};
+    f = (product_fields_t){.mask = ALL,
+                           .sku = "",
+                           .name = "",
+                           .description = "\xff",
+                           .price_cents = -1,
+                           .currency = "EUR"};
     ck_assert_int_eq(product_fields_check(&f, &err), ERR_INVALID);
     static const char *const named[] = {"sku", "name", "description", "price_cents", "currency"};
     ck_assert_uint_eq(err.n_fields, 5);
