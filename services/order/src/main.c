@@ -5,7 +5,8 @@
  * relay, the saga consumer, the gRPC server, the drain on SIGTERM — is svc_main's
  * (common/svc.h); this file describes order-svc and owns its two extras: the channel
  * to product-svc (CreateOrder prices lines with BatchGetProducts) and the sweeper
- * thread (orders PENDING past SAGA_TIMEOUT are cancelled).
+ * thread (orders PENDING past SAGA_TIMEOUT are cancelled, idempotency keys older than
+ * IDEMPOTENCY_RETENTION are deleted).
  *
  * Settings of its own, besides the common ones (GRPC_ADDR default 0.0.0.0:50051,
  * ADMIN_ADDR default 0.0.0.0:8081, DATABASE_URL, DB_POOL_SIZE, KAFKA_BROKERS,
@@ -14,7 +15,12 @@
  *                   default 127.0.0.1:50052
  *   SAGA_TIMEOUT    an order still PENDING this long is cancelled (TIMEOUT)
  *                   default 30s (1s..24h)
- *   SWEEP_INTERVAL  how often the sweeper looks for such orders  default 1s (10ms..1h)
+ *   SWEEP_INTERVAL  how often the sweeper looks for such orders and keys
+ *                   default 1s (10ms..1h)
+ *   IDEMPOTENCY_RETENTION  how long CreateOrder's Idempotency-Keys are kept: a repeat
+ *                   within it replays the order, afterwards (the key is deleted within
+ *                   a SWEEP_INTERVAL) the same key creates a new order
+ *                   default 24h (1s..720h)
  */
 #include <stddef.h>
 
@@ -35,7 +41,11 @@ static const cfg_entry_t order_cfg_table[] = {
     {"SAGA_TIMEOUT", CFG_DURATION, 1000, 86400000, "30s", offsetof(order_cfg_t, saga_timeout_ms),
      "cancel orders still PENDING after this long (reason TIMEOUT)"},
     {"SWEEP_INTERVAL", CFG_DURATION, 10, 3600000, "1s", offsetof(order_cfg_t, sweep_interval_ms),
-     "how often the sweeper looks for timed-out orders"},
+     "how often the sweeper looks for timed-out orders and expired idempotency keys"},
+    {"IDEMPOTENCY_RETENTION", CFG_DURATION, 1000, 2592000000, "24h",
+     offsetof(order_cfg_t, idem_retention_ms),
+     "keep CreateOrder's idempotency keys this long, then delete them (a reused key then "
+     "creates a new order)"},
 };
 
 static int order_init(svc_t *s, err_t *err)

@@ -36,6 +36,7 @@ typedef struct order_cfg {
     const char *product_addr;  /* PRODUCT_ADDR: product-svc's gRPC target */
     int64_t saga_timeout_ms;   /* SAGA_TIMEOUT: PENDING longer than this is cancelled */
     int64_t sweep_interval_ms; /* SWEEP_INTERVAL: how often the sweeper looks */
+    int64_t idem_retention_ms; /* IDEMPOTENCY_RETENTION: keys older than this are purged */
 } order_cfg_t;
 
 typedef struct order_sweeper order_sweeper_t;

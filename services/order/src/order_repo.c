@@ -357,3 +357,22 @@ int order_repo_sweep_claim(db_conn_t *tx, arena_t *a, int64_t timeout_ms, int li
         (*ids)[i] = db_res_str(r, (int)i, 0);
     return 0;
 }
+
+int order_repo_idem_purge(db_pool_t *pool, arena_t *a, int64_t retention_ms, int limit, size_t *n,
+                          err_t *err)
+{
+    /* idempotency_keys_created_at_idx serves the scan; SKIP LOCKED leaves a key that a
+     * CreateOrder is reading or claiming (and another sweeper's batch) alone. */
+    static const char sql[] =
+        "DELETE FROM idempotency_keys WHERE (user_id, key) IN ("
+        "SELECT user_id, key FROM idempotency_keys"
+        " WHERE created_at < clock_timestamp() - $1::bigint * interval '1 millisecond'"
+        " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1";
+    db_res_t *r =
+        db_pool_exec(pool, a, sql, 2,
+                     (const char *[]){db_i64_param(a, retention_ms), db_i64_param(a, limit)}, err);
+    if (!r)
+        return err->code;
+    *n = (size_t)db_res_rows(r);
+    return 0;
+}

@@ -124,4 +124,11 @@ int order_repo_timeline_add(db_conn_t *tx, arena_t *a, const char *order_id,
 int order_repo_sweep_claim(db_conn_t *tx, arena_t *a, int64_t timeout_ms, int limit,
                            const char ***ids, size_t *n, err_t *err);
 
+/* order_repo_idem_purge: deletes up to `limit` idempotency keys created more than
+ * retention_ms ago, oldest first, in one statement (its own transaction), skipping
+ * rows that other transactions hold; *n: how many went. Once a key is gone, a
+ * CreateOrder with it creates a new order. */
+int order_repo_idem_purge(db_pool_t *pool, arena_t *a, int64_t retention_ms, int limit, size_t *n,
+                          err_t *err);
+
 #endif

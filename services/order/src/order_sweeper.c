@@ -10,6 +10,13 @@
  * nobody waits and no order is cancelled twice; a row a handler is changing is
  * looked at again on the next sweep, and the conditional UPDATE of
  * order_saga_cancel re-checks PENDING anyway.
+ *
+ * The same thread deletes CreateOrder's idempotency keys older than
+ * IDEMPOTENCY_RETENTION (the IETF Idempotency-Key draft's retention period), at most
+ * ORDER_IDEM_PURGE_BATCH per statement, repeating while batches come back full: short
+ * statements that hold few row locks, so a CreateOrder never waits long behind them.
+ * A key is thus kept at least the retention and at most a SWEEP_INTERVAL longer;
+ * once gone, the same key creates a new order.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,13 +31,15 @@
 #include "order.h"
 #include "order_repo.h"
 
-#define ORDER_SWEEP_BATCH 100
+#define ORDER_SWEEP_BATCH      100
+#define ORDER_IDEM_PURGE_BATCH 500
 
 struct order_sweeper {
     db_pool_t *pool;
     const order_cfg_t *cfg;
     char detail[96]; /* the order_cancelled row's detail */
     metrics_counter_t *cancelled;
+    metrics_counter_t *purged;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
@@ -81,6 +90,16 @@ static int order_sweeper_sweep(order_sweeper_t *s, err_t *err)
             LOG_INFO("pending orders timed out", LOG_INT("cancelled", sw.cancelled));
         }
     } while (sw.claimed == ORDER_SWEEP_BATCH && !atomic_load(&s->stop));
+    size_t purged;
+    do {
+        arena_t *a = arena_new(0);
+        int rc = order_repo_idem_purge(s->pool, a, s->cfg->idem_retention_ms,
+                                       ORDER_IDEM_PURGE_BATCH, &purged, err);
+        arena_free(a);
+        if (rc != 0)
+            return rc;
+        metrics_counter_add(s->purged, purged);
+    } while (purged == ORDER_IDEM_PURGE_BATCH && !atomic_load(&s->stop));
     return 0;
 }
 
@@ -139,6 +158,8 @@ order_sweeper_t *order_sweeper_start(db_pool_t *pool, const order_cfg_t *cfg, er
     s->cancelled =
         metrics_counter("order_sweeper_cancelled_total",
                         "orders cancelled because they stayed PENDING past SAGA_TIMEOUT", NULL);
+    s->purged = metrics_counter("order_idempotency_keys_purged_total",
+                                "idempotency keys deleted after IDEMPOTENCY_RETENTION", NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

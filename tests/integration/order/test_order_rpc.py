@@ -398,6 +398,63 @@ class TestCreateOrder(Base):
             dead.check_stop()
 
 
+class TestIdempotencyRetention(Base):
+    """Keys are kept for IDEMPOTENCY_RETENTION (default 24h), then the sweeper deletes
+    them and the same key makes a new order. Ages are made by moving created_at back
+    rather than by a short retention: a sweeper with a retention of seconds would also
+    delete the keys of the tests running beside this one on the shared stack."""
+
+    @staticmethod
+    def age(user, key, interval):
+        psql("ORDER_DATABASE_URL", "UPDATE idempotency_keys SET created_at = created_at -"
+             " interval '%s' WHERE user_id = '%s' AND key = '%s'" % (interval, user, key))
+
+    @staticmethod
+    def key_exists(user, key):
+        return psql("ORDER_DATABASE_URL", "SELECT count(*) FROM idempotency_keys WHERE"
+                    " user_id = '%s' AND key = '%s'" % (user, key)) == "1"
+
+    def wait_gone(self, user, key, timeout_s=30):
+        end = time.time() + timeout_s
+        while self.key_exists(user, key):
+            self.assertLess(time.time(), end, "key %r was not purged" % key)
+            time.sleep(0.1)
+
+    def test_a_key_past_the_default_retention_is_purged_and_then_makes_a_new_order(self):
+        user, p = new_user(), product()
+        first = create(user, [(p, 1)], key="old-key")
+        kept = create(user, [(p, 1)], key="young-key")
+        self.age(user, "old-key", "24 hours 1 minute")
+        self.age(user, "young-key", "23 hours")
+        self.wait_gone(user, "old-key")  # ORDER_SVC sweeps every second
+        self.assertTrue(self.key_exists(user, "young-key"))
+        again = create(user, [(p, 2)], key="old-key")  # other lines: no longer a conflict
+        self.assertFalse(again.replayed)
+        self.assertNotEqual(again.order.id, first.order.id)
+        replay = create(user, [(p, 2)], key="old-key")  # the key now names the new order
+        self.assertTrue(replay.replayed)
+        self.assertEqual(replay.order.id, again.order.id)
+        replay = create(user, [(p, 1)], key="young-key")
+        self.assertTrue(replay.replayed)
+        self.assertEqual(replay.order.id, kept.order.id)
+
+    def test_the_retention_is_configurable(self):
+        user, p = new_user(), product()
+        create(user, [(p, 1)], key="two-hours-old")
+        create(user, [(p, 1)], key="half-an-hour-old")
+        self.age(user, "two-hours-old", "2 hours")
+        self.age(user, "half-an-hour-old", "30 minutes")
+        self.assertTrue(self.key_exists(user, "two-hours-old"))  # under the default 24h
+        svc = Service("order-svc", "ORDER_DATABASE_URL",
+                      PRODUCT_ADDR="127.0.0.1:%d" % PRODUCT_SVC.port,
+                      IDEMPOTENCY_RETENTION="1h", SWEEP_INTERVAL="100ms")
+        try:
+            self.wait_gone(user, "two-hours-old")
+            self.assertTrue(self.key_exists(user, "half-an-hour-old"))
+        finally:
+            svc.check_stop()
+
+
 class TestGetOrder(Base):
     def test_owner_and_admins_see_the_order_with_its_timeline(self):
         user, p = new_user(), product()
