@@ -3,11 +3,23 @@
  */
 #include "problem.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "json_pb.h"
+
+bool problem_key_reused(const err_t *err)
+{
+    if (err == NULL || err->code != ERR_CONFLICT)
+        return false;
+    for (size_t i = 0; i < err->n_fields; i++) {
+        if (strcmp(err->fields[i].field, "idempotency_key") == 0)
+            return true;
+    }
+    return false;
+}
 
 int problem_http_status(int code, int precondition_status)
 {
@@ -52,6 +64,8 @@ const char *problem_title(int status)
         return "Method Not Allowed";
     case 409:
         return "Conflict";
+    case 412:
+        return "Precondition Failed";
     case 413:
         return "Content Too Large";
     case 415:
@@ -71,6 +85,37 @@ const char *problem_title(int status)
     }
 }
 
+/* One class of error per status, and one more for a reused Idempotency-Key; the
+ * statuses the gateway never answers have none (about:blank). */
+static const struct {
+    int status;
+    const char *type;
+} problem_types[] = {
+    {400, PROBLEM_TYPE_BASE "validation"},
+    {401, PROBLEM_TYPE_BASE "unauthenticated"},
+    {403, PROBLEM_TYPE_BASE "forbidden"},
+    {404, PROBLEM_TYPE_BASE "not-found"},
+    {405, PROBLEM_TYPE_BASE "method-not-allowed"},
+    {409, PROBLEM_TYPE_BASE "conflict"},
+    {412, PROBLEM_TYPE_BASE "precondition-failed"},
+    {413, PROBLEM_TYPE_BASE "payload-too-large"},
+    {415, PROBLEM_TYPE_BASE "unsupported-media-type"},
+    {422, PROBLEM_TYPE_BASE "unprocessable"},
+    {429, PROBLEM_TYPE_BASE "rate-limited"},
+    {500, PROBLEM_TYPE_BASE "internal"},
+    {503, PROBLEM_TYPE_BASE "unavailable"},
+    {504, PROBLEM_TYPE_BASE "timeout"},
+};
+
+const char *problem_type(int status)
+{
+    for (size_t i = 0; i < sizeof(problem_types) / sizeof(problem_types[0]); i++) {
+        if (problem_types[i].status == status)
+            return problem_types[i].type;
+    }
+    return "about:blank";
+}
+
 static const char *problem_rename(const char *field, const char *const *renames)
 {
     for (; renames != NULL && renames[0] != NULL && renames[1] != NULL; renames += 2) {
@@ -86,10 +131,12 @@ json_t *problem_new(int status, const char *detail, const err_t *err, const char
     /* Texts through json_pb_string: one that is not UTF-8 (a query parameter's name as
      * the client sent it, a message cut inside a character) would make json_pack fail
      * and lose the violation, or with the detail the whole problem. */
-    const char *title = problem_title(status);
+    bool reused = status == 422 && problem_key_reused(err);
+    const char *type = reused ? PROBLEM_TYPE_KEY_REUSED : problem_type(status);
+    const char *title = reused ? PROBLEM_TITLE_KEY_REUSED : problem_title(status);
     json_t *p =
-        json_pack("{s:s, s:s, s:i, s:o}", "type", "about:blank", "title", title, "status", status,
-                  "detail", json_pb_string(detail != NULL && detail[0] != '\0' ? detail : title));
+        json_pack("{s:s, s:s, s:i, s:o}", "type", type, "title", title, "status", status, "detail",
+                  json_pb_string(detail != NULL && detail[0] != '\0' ? detail : title));
     if (p == NULL)
         abort(); /* out of memory */
     if (request_id != NULL)
@@ -118,7 +165,11 @@ json_t *problem_from_err(const err_t *err, int precondition_status, const char *
         err_redact(&shown);
         code = shown.code;
     }
-    *status = problem_http_status(code, precondition_status);
+    /* A reused Idempotency-Key is 422, as draft-ietf-httpapi-idempotency-key-header
+     * says, not the 409 of the other ALREADY_EXISTS answers. */
+    *status = err->for_client && problem_key_reused(err)
+                  ? 422
+                  : problem_http_status(code, precondition_status);
     if (*status < 500)
         return problem_new(*status, err->msg, err, renames, request_id);
     const char *detail = *status == 503 ? "a service is unavailable, retry later"

@@ -4,7 +4,8 @@
  * cannot be probed: an unknown id, a malformed one and somebody else's order get
  * the same status and body. FAILED_PRECONDITION means 422 when creating (the request
  * cannot be processed as asked: products priced in different currencies) and
- * 409 when cancelling (the order is still PENDING).
+ * 409 when cancelling (the order is still PENDING). An Idempotency-Key reused with
+ * other lines is 422 (problem.h).
  */
 #include <string.h>
 
@@ -41,8 +42,12 @@ static void orders_create_done(http_req_t *r, int code, ProtobufCMessage *resp, 
     if (res->order != NULL)
         http_header_add(r, "Location",
                         arena_sprintf(http_arena(r), "/api/v1/orders/%s", res->order->id));
-    routes_reply_message(r, res->replayed ? 200 : 202,
-                         res->order != NULL ? &res->order->base : NULL);
+    /* A replay (the same Idempotency-Key and lines) answers as the first request did
+     * (draft-ietf-httpapi-idempotency-key-header): 202, with the order as it is now;
+     * Idempotent-Replayed tells a client that cares. */
+    if (res->replayed)
+        http_header_add(r, "Idempotent-Replayed", "true");
+    routes_reply_message(r, 202, res->order != NULL ? &res->order->base : NULL);
 }
 
 void routes_orders_create(http_req_t *r)

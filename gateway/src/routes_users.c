@@ -101,8 +101,13 @@ static void users_deposit_done(http_req_t *r, int code, ProtobufCMessage *resp, 
         http_reply_error(r, err, 409, routes_idempotency_renames);
         return;
     }
+    /* A replay answers as the first request did (draft-ietf-httpapi-idempotency-key-
+     * header): 201; `replayed` in the body and Idempotent-Replayed tell them apart. A
+     * key reused with another amount is 422 (problem.h). */
     const Shop__User__V1__DepositResponse *res = (const void *)resp;
-    routes_reply_message(r, res->replayed ? 200 : 201, resp);
+    if (res->replayed)
+        http_header_add(r, "Idempotent-Replayed", "true");
+    routes_reply_message(r, 201, resp);
 }
 
 void routes_users_deposit(http_req_t *r)

@@ -87,10 +87,12 @@ class Gateway:
                 doc = {"raw": raw[:200].decode(errors="replace")}
         return r.status, r.headers, doc
 
-    def call(self, method, path, body=None, headers=None, deadline=None, on_401=None):
-        """once() until a final answer: retries network errors, 5xx and 429 with
-        backoff; on 401 calls on_401() (which must return fresh headers to merge) and
-        retries. Raises GiveUp at the deadline (time.monotonic() value)."""
+    def call(self, method, path, body=None, headers=None, deadline=None, on_401=None,
+             with_headers=False):
+        """once() until a final answer, (status, doc), or (status, response headers,
+        doc) with_headers: retries network errors, 5xx and 429 with backoff; on 401
+        calls on_401() (which must return fresh headers to merge) and retries. Raises
+        GiveUp at the deadline (time.monotonic() value)."""
         attempt = 0
         headers = dict(headers or {})
         while True:
@@ -107,7 +109,7 @@ class Gateway:
                 elif status in RETRY_STATUSES:
                     cause, wait = f"http_{status}", None
                 else:
-                    return status, doc
+                    return (status, rh, doc) if with_headers else (status, doc)
             self.stats.add(cause)
             if deadline is not None and time.monotonic() >= deadline:
                 raise GiveUp(f"{method} {path}: still {cause} at the deadline after "
@@ -159,7 +161,7 @@ class User:
             self.token = doc["access_token"]
             return self.token
 
-    def call(self, method, path, body=None, headers=None, deadline=None):
+    def call(self, method, path, body=None, headers=None, deadline=None, with_headers=False):
         token = self.token
         h = dict(headers or {})
         h["Authorization"] = f"Bearer {token}"
@@ -169,4 +171,5 @@ class User:
             token = self.login(stale=token)
             return {"Authorization": f"Bearer {token}"}
 
-        return self.gw.call(method, path, body, h, deadline=deadline, on_401=relogin)
+        return self.gw.call(method, path, body, h, deadline=deadline, on_401=relogin,
+                            with_headers=with_headers)

@@ -185,12 +185,13 @@ class Load:
         t = time.monotonic()
         rec = {"i": i, "user": user.id, "key": key, "order_id": None, "status": None}
         try:
-            status, doc = user.call("POST", "/orders", body, {"Idempotency-Key": key},
-                                    deadline=t + CALL_DEADLINE_S)
+            status, rh, doc = user.call("POST", "/orders", body, {"Idempotency-Key": key},
+                                        deadline=t + CALL_DEADLINE_S, with_headers=True)
             rec["status"] = status
-            if status in (200, 202) and doc and doc.get("id"):
+            if status == 202 and doc and doc.get("id"):
                 rec["order_id"] = doc["id"]
-                rec["replayed"] = status == 200
+                # A replay answers 202 as the first answer did; the header tells.
+                rec["replayed"] = rh.get("Idempotent-Replayed") == "true"
             else:
                 self._fail(f"order {i}: POST /orders answered {status} {doc}")
         except (GiveUp, RuntimeError) as e:

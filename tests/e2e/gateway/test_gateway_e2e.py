@@ -33,6 +33,11 @@ TAG = uuid.uuid4().hex[:8]
 PASSWORD = "correct horse battery staple"
 SQL = "Robert'); DROP TABLE users;-- \" \\ %_ ' OR 1=1 --"
 PID = "0190b8a4-7d3e-7000-8000-%012d" % 1  # a well-formed id nobody has
+PROBLEMS = "https://shop-fleet.example/problems/"
+PROBLEM_TYPES = {400: "validation", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
+                 405: "method-not-allowed", 409: "conflict", 412: "precondition-failed",
+                 413: "payload-too-large", 415: "unsupported-media-type", 422: "unprocessable",
+                 429: "rate-limited", 500: "internal", 503: "unavailable", 504: "timeout"}
 
 
 def email(name):
@@ -155,11 +160,12 @@ def headers_for(method, path):
 
 
 class Problems(unittest.TestCase):
-    def assertProblem(self, r, status, field=None):
+    def assertProblem(self, r, status, field=None, kind=None):
+        """kind: the problem type's class when it is not the status's own."""
         self.assertEqual(r.status, status, r)
         self.assertTrue(r.header("content-type").startswith("application/problem+json"), r.headers)
         self.assertEqual(r.json["status"], status)
-        self.assertEqual(r.json["type"], "about:blank")
+        self.assertEqual(r.json["type"], PROBLEMS + (kind or PROBLEM_TYPES[status]), r)
         self.assertTrue(r.json["title"] and r.json["detail"])
         self.assertEqual(r.json["request_id"], r.header("x-request-id"))
         if field is not None:
@@ -374,10 +380,17 @@ class Users(Problems):
         r = GW.post("/api/v1/users/me/wallet/deposits", {"amount_cents": 500}, token=t, headers=key)
         self.assertEqual(r.status, 201, r)
         self.assertEqual(r.json["balance_cents"], 500)
+        self.assertIsNone(r.header("idempotent-replayed"))
+        first = r.json
+        # A replay answers what the first answer did (draft-ietf-httpapi-idempotency-key-header).
         r = GW.post("/api/v1/users/me/wallet/deposits", {"amount_cents": 500}, token=t, headers=key)
-        self.assertEqual((r.status, r.json["replayed"], r.json["balance_cents"]), (200, True, 500))
+        self.assertEqual((r.status, r.json["replayed"], r.json["balance_cents"]), (201, True, 500))
+        self.assertEqual(r.json["entry"], first["entry"])
+        self.assertEqual(r.header("idempotent-replayed"), "true")
         r = GW.post("/api/v1/users/me/wallet/deposits", {"amount_cents": 9}, token=t, headers=key)
-        self.assertProblem(r, 409)
+        self.assertProblem(r, 422, "Idempotency-Key", kind="idempotency-key-reused")
+        self.assertEqual(r.json["title"], "Idempotency-Key Reused")
+        self.assertEqual(GW.get("/api/v1/users/me/wallet", token=t).json["balance_cents"], 500)
         self.assertProblem(GW.post("/api/v1/users/me/wallet/deposits", {"amount_cents": 0},
                                    token=t, headers={"Idempotency-Key": "k-" + TAG}),
                            400, "amount_cents")
@@ -444,8 +457,16 @@ class Orders(Problems):
         oid = r.json["id"]
         self.assertEqual(r.header("location"), "/api/v1/orders/" + oid)
         self.assertEqual((r.json["status"], r.json["total_cents"]), ("pending", 600))
+        self.assertIsNone(r.header("idempotent-replayed"))
         again = self.order(t, [{"product_id": p["id"], "quantity": 2}], key)
-        self.assertEqual((again.status, again.json["id"]), (200, oid), again)
+        self.assertEqual((again.status, again.json["id"]), (202, oid), again)
+        self.assertEqual(again.header("location"), "/api/v1/orders/" + oid)
+        self.assertEqual(again.header("idempotent-replayed"), "true")
+        # The same order, as it is now (the saga may have moved it on).
+        same = ("id", "user_id", "lines", "total_cents", "currency", "created_at")
+        self.assertEqual({k: again.json.get(k) for k in same}, {k: r.json.get(k) for k in same})
+        reused = self.order(t, [{"product_id": p["id"], "quantity": 3}], key)
+        self.assertProblem(reused, 422, "Idempotency-Key", kind="idempotency-key-reused")
         self.assertProblem(GW.post("/api/v1/orders", {"lines": [{"product_id": p["id"],
                                                                  "quantity": 1}]}, token=t),
                            400, "Idempotency-Key")
@@ -567,7 +588,25 @@ class NoOracleNoDatabaseText(Problems):
                                         token=token).status, 200)
 
 
-class Document(unittest.TestCase):
+class Document(Problems):
+    def test_problem_types_are_distinct_per_class_and_documented(self):
+        doc = GW.get("/api/v1/openapi.json").json
+        listed = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"]
+        ours = [PROBLEMS + c for c in PROBLEM_TYPES.values()] + [
+            PROBLEMS + "idempotency-key-reused"]
+        self.assertEqual(sorted(listed), sorted(ours + ["about:blank"]))
+        self.assertEqual(len(set(ours)), len(ours))
+        # One answer of each class the gateway makes on its own, end to end.
+        t = user("alice")["token"]
+        self.assertProblem(GW.post("/api/v1/orders", {"lines": 5}, token=t,
+                                   headers={"Idempotency-Key": str(uuid.uuid4())}), 400)
+        self.assertProblem(GW.get("/api/v1/users/me"), 401)
+        self.assertProblem(GW.post("/api/v1/products", {"sku": "x"}, token=t), 403)
+        self.assertProblem(GW.get("/api/v1/orders/" + PID, token=t), 404)
+        self.assertProblem(GW.request("DELETE", "/api/v1/users/me", token=t), 405)
+        self.assertProblem(GW.post("/api/v1/auth/register", {
+            "email": email("alice"), "password": PASSWORD, "display_name": "a"}), 409)
+
     def test_routes_and_openapi_document_agree(self):
         doc = GW.get("/api/v1/openapi.json")
         self.assertEqual(doc.status, 200)

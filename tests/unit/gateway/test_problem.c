@@ -1,6 +1,7 @@
 /*
  * problem: the gRPC → HTTP status table of docs/architecture.md §2 and the RFC 9457 body.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "check_util.h"
@@ -33,7 +34,8 @@ START_TEST(test_problem_carries_field_errors_renamed)
     int status;
     json_t *p = problem_from_err(&err, 409, renames, "req-1", &status);
     ck_assert_int_eq(status, 400);
-    ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "about:blank");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "type")),
+                     "https://shop-fleet.example/problems/validation");
     ck_assert_str_eq(json_string_value(json_object_get(p, "title")), "Bad Request");
     ck_assert_int_eq(json_integer_value(json_object_get(p, "status")), 400);
     ck_assert_str_eq(json_string_value(json_object_get(p, "detail")), "invalid request");
@@ -146,6 +148,84 @@ START_TEST(test_problem_never_answers_4xx_for_internal_errors)
 }
 END_TEST
 
+/* One type URI per class of error, each distinct; statuses outside the table keep
+ * about:blank (RFC 9457 §4.2.1). */
+START_TEST(test_problem_types_tell_the_classes_apart)
+{
+    static const struct {
+        int status;
+        const char *type;
+    } table[] = {
+        {400, "validation"},
+        {401, "unauthenticated"},
+        {403, "forbidden"},
+        {404, "not-found"},
+        {405, "method-not-allowed"},
+        {409, "conflict"},
+        {412, "precondition-failed"},
+        {413, "payload-too-large"},
+        {415, "unsupported-media-type"},
+        {422, "unprocessable"},
+        {429, "rate-limited"},
+        {500, "internal"},
+        {503, "unavailable"},
+        {504, "timeout"},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "https://shop-fleet.example/problems/%s", table[i].type);
+        json_t *p = problem_new(table[i].status, NULL, NULL, NULL, NULL);
+        ck_assert_str_eq(json_string_value(json_object_get(p, "type")), want);
+        ck_assert_str_eq(json_string_value(json_object_get(p, "title")),
+                         problem_title(table[i].status));
+        ck_assert_str_ne(problem_title(table[i].status), "Error");
+        json_decref(p);
+    }
+    ck_assert_str_eq(problem_type(418), "about:blank");
+}
+END_TEST
+
+/* draft-ietf-httpapi-idempotency-key-header: a key reused with another request is 422
+ * with its own type; other ALREADY_EXISTS answers stay 409 conflict. */
+START_TEST(test_problem_reused_idempotency_key_is_422)
+{
+    static const char *const renames[] = {"idempotency_key", "Idempotency-Key", NULL};
+    err_t err = ERR_INIT;
+    err_set_client(&err, ERR_CONFLICT, "idempotency key already used with other lines");
+    err_field_add(&err, "idempotency_key", "was already used with other lines");
+    int status;
+    json_t *p = problem_from_err(&err, 409, renames, "req-4", &status);
+    ck_assert_int_eq(status, 422);
+    ck_assert_int_eq(json_integer_value(json_object_get(p, "status")), 422);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "type")),
+                     "https://shop-fleet.example/problems/idempotency-key-reused");
+    ck_assert_str_eq(json_string_value(json_object_get(p, "title")), "Idempotency-Key Reused");
+    ck_assert_str_eq(json_string_value(
+                         json_object_get(json_array_get(json_object_get(p, "errors"), 0), "field")),
+                     "Idempotency-Key");
+    json_decref(p);
+
+    err_t taken = ERR_INIT;
+    err_set_client(&taken, ERR_CONFLICT, "sku is taken");
+    err_field_add(&taken, "sku", "is taken");
+    p = problem_from_err(&taken, 422, NULL, NULL, &status);
+    ck_assert_int_eq(status, 409);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "type")),
+                     "https://shop-fleet.example/problems/conflict");
+    json_decref(p);
+
+    /* Not written for the client: still a 5xx, whatever its fields say. */
+    err_t internal = ERR_INIT;
+    err_set(&internal, ERR_CONFLICT, "postgresql 23505 (constraint idempotency_keys_pkey)");
+    err_field_add(&internal, "idempotency_key", "internal detail");
+    p = problem_from_err(&internal, 409, NULL, NULL, &status);
+    ck_assert_int_eq(status, 500);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "type")),
+                     "https://shop-fleet.example/problems/internal");
+    json_decref(p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("problem");
@@ -156,5 +236,7 @@ int main(void)
     tcase_add_test(tc, test_problem_never_leaks_internal_messages);
     tcase_add_test(tc, test_problem_passes_client_errors_through);
     tcase_add_test(tc, test_problem_never_answers_4xx_for_internal_errors);
+    tcase_add_test(tc, test_problem_types_tell_the_classes_apart);
+    tcase_add_test(tc, test_problem_reused_idempotency_key_is_422);
     return check_run(s, CK_FORK_GETENV);
 }
