@@ -1,0 +1,19 @@
+"""Seeds a running bench stack as make bench does (harness/seed.py): 8 products, 8
+customers; writes OUT_DIR/products and OUT_DIR/tokens.
+
+    python3 bench/profile/read_path_seed.py OUT_DIR
+"""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from harness.seed import Api, Customers, seed  # noqa: E402
+from harness.stack import Stack  # noqa: E402
+
+work = Path(sys.argv[1])
+work.mkdir(parents=True, exist_ok=True)
+st = Stack(ROOT, work)
+st.env = dict(l.split("=", 1) for l in st.call("env", quiet=False).out.splitlines() if "=" in l)
+api = Api(st.env["GATEWAY_URL"] + "/api/v1")
+print(seed(st, api, Customers(api, work), work)[0])
