@@ -46,6 +46,7 @@ typedef struct gateway_config {
     int64_t user_window_ms;
     int64_t shutdown_grace_ms;
     const char *trusted_proxies;
+    const char *cors_allowed_origins; /* comma list; "" = no CORS */
     const char *log_level;
 } gateway_config_t;
 

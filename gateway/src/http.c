@@ -42,9 +42,23 @@
 
 #define HTTP_REQUEST_ID_MAX  64
 #define HTTP_TRACEPARENT_LEN TRACE_PARENT_LEN
-#define HTTP_MAX_HEADERS     12
+#define HTTP_MAX_HEADERS     16
 #define HTTP_DISCARD_FACTOR  4 /* a chunked body this many times the limit closes the connection */
 #define HTTP_JSON_CTYPE      "application/json"
+#define HTTP_CORS_MAX        16  /* allowed origins */
+#define HTTP_CORS_ORIGIN_MAX 256 /* characters of one */
+#define HTTP_CORS_MAX_AGE    "600"
+/* What a browser script may read of an answer beyond the CORS-safelisted headers. */
+#define HTTP_CORS_EXPOSE                                                                           \
+    "ETag, Location, Retry-After, RateLimit, RateLimit-Policy, WWW-Authenticate, X-Request-Id"
+/* The request headers a cross-origin script may send (besides the safelisted). */
+static const char *const http_cors_headers[] = {"Authorization",
+                                                "Content-Type",
+                                                "Idempotency-Key",
+                                                "If-Match",
+                                                "If-None-Match",
+                                                "X-Request-Id",
+                                                NULL};
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -52,6 +66,8 @@ struct http_server {
     http_metrics_t *metrics;
     int port;
     atomic_int suspended;
+    char *cors[HTTP_CORS_MAX]; /* allowed origins, exact text */
+    size_t n_cors;
 };
 
 typedef struct http_header {
@@ -69,6 +85,7 @@ struct http_req {
     char traceparent[HTTP_TRACEPARENT_LEN + 1];
     char trace_id[TRACE_ID_LEN + 1];
     char client_ip[INET6_ADDRSTRLEN];
+    const char *cors_origin;  /* the request's Origin when it is allowed, else NULL */
     http_framing_line_t line; /* the request line, for the framing checks */
     bool started;             /* the access handler has seen the request */
     /* routing and identity */
@@ -487,16 +504,70 @@ static bool http_authenticate(http_req_t *r, auth_need_t need)
 
 /* ------------------------------------------------------------- dispatch ---- */
 
+/* HEAD is allowed wherever GET is (the router's table lists GET only). */
+static void http_allow_head(char allow[ROUTER_ALLOW_MAX])
+{
+    size_t n = strlen(allow);
+    bool get = strcmp(allow, "GET") == 0 || strncmp(allow, "GET, ", 5) == 0 ||
+               strstr(allow, ", GET") != NULL;
+    if (get && n + sizeof(", HEAD") <= ROUTER_ALLOW_MAX)
+        strcat(allow, ", HEAD");
+}
+
+static bool http_cors_header_allowed(const char *name, size_t len)
+{
+    for (const char *const *h = http_cors_headers; *h != NULL; h++)
+        if (strlen(*h) == len && strncasecmp(*h, name, len) == 0)
+            return true;
+    return false;
+}
+
+/* A CORS preflight from an allowed origin (Fetch standard, "CORS-preflight
+ * fetch"): 204 with the path's methods and those of the requested headers that
+ * are allowed; the browser decides from them. False when this is no such
+ * preflight (or the path has no route), so the request goes on as any OPTIONS. */
+static bool http_cors_preflight(http_req_t *r)
+{
+    if (r->cors_origin == NULL || strcmp(r->method, "OPTIONS") != 0 ||
+        http_header(r, "Access-Control-Request-Method") == NULL)
+        return false;
+    char allow[ROUTER_ALLOW_MAX];
+    const router_route_t *route;
+    router_params_t params;
+    if (router_match(r->srv->o.routes, r->srv->o.n_routes, "OPTIONS", r->path, &route, &params,
+                     allow) != 405)
+        return false;
+    http_allow_head(allow);
+    http_header_add(r, "Access-Control-Allow-Methods", allow);
+    const char *req_headers = http_header_joined(r, "Access-Control-Request-Headers");
+    for (const char *p = req_headers; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", \t");
+        if (len > 0 && http_cors_header_allowed(p, len))
+            http_header_add(r, "Access-Control-Allow-Headers", arena_strndup(r->arena, p, len));
+        p += len;
+    }
+    http_header_add(r, "Access-Control-Max-Age", HTTP_CORS_MAX_AGE);
+    http_reply_empty(r, 204);
+    return true;
+}
+
 static void http_dispatch(http_req_t *r)
 {
+    if (http_cors_preflight(r))
+        return;
     char allow[ROUTER_ALLOW_MAX];
-    int found = router_match(r->srv->o.routes, r->srv->o.n_routes, r->method, r->path, &r->route,
+    /* HEAD is GET without the body, which MHD leaves out by itself. */
+    const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
+    int found = router_match(r->srv->o.routes, r->srv->o.n_routes, method, r->path, &r->route,
                              &r->params, allow);
     if (found == 404) {
         http_reply_problem(r, 404, "no such resource", NULL);
         return;
     }
     if (found == 405) {
+        http_allow_head(allow);
         http_header_add(r, MHD_HTTP_HEADER_ALLOW, allow);
         http_reply_problem(r, 405, "method not allowed here", NULL);
         return;
@@ -516,8 +587,18 @@ static void http_dispatch(http_req_t *r)
     }
 }
 
+static bool http_has_header(const http_req_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static enum MHD_Result http_queue(http_req_t *r)
 {
+    if (r->srv->n_cors > 0)
+        http_header_add(r, "Vary", "Origin");
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         r->reply_len, r->reply, r->reply != NULL ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
@@ -526,8 +607,14 @@ static enum MHD_Result http_queue(http_req_t *r)
     if (r->reply_ctype != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->reply_ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (!http_has_header(r, MHD_HTTP_HEADER_CACHE_CONTROL))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r->cors_origin != NULL) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        if (r->status != 204 || !http_has_header(r, "Access-Control-Allow-Methods"))
+            MHD_add_response_header(resp, "Access-Control-Expose-Headers", HTTP_CORS_EXPOSE);
+    }
     for (size_t i = 0; i < r->n_headers; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -591,6 +678,10 @@ static enum MHD_Result http_req_start(http_req_t *r, const char *url, const char
     r->path = arena_strdup(r->arena, url);
     http_trace_init(r);
     http_client_addr(r);
+    const char *origin = http_header(r, "Origin");
+    for (size_t i = 0; origin != NULL && i < r->srv->n_cors; i++)
+        if (strcmp(origin, r->srv->cors[i]) == 0)
+            r->cors_origin = r->srv->cors[i];
     log_ctx_set(r->request_id, r->trace_id);
     r->line.method = method;
     r->line.version = version;
@@ -743,6 +834,45 @@ static int http_parse_addr(const char *addr, struct sockaddr_storage *ss, bool *
     return 0;
 }
 
+static void http_cors_free(http_server_t *s)
+{
+    for (size_t i = 0; i < s->n_cors; i++)
+        free(s->cors[i]);
+    s->n_cors = 0;
+}
+
+/* "https://shop.example, http://localhost:3000": each an origin as browsers send
+ * it (scheme://host[:port], no path, no trailing slash), compared exactly. */
+static int http_cors_parse(http_server_t *s, const char *list, err_t *err)
+{
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (len == 0)
+            break;
+        const char *host = len > 8 && strncmp(p, "https://", 8) == 0  ? p + 8
+                           : len > 7 && strncmp(p, "http://", 7) == 0 ? p + 7
+                                                                      : NULL;
+        bool ok = host != NULL && len < HTTP_CORS_ORIGIN_MAX;
+        for (const char *c = host; ok && c < p + len; c++)
+            ok = isalnum((unsigned char)*c) || *c == '.' || *c == '-' || *c == ':' || *c == '[' ||
+                 *c == ']';
+        if (!ok)
+            return err_set(err, ERR_INVALID,
+                           "CORS_ALLOWED_ORIGINS: \"%.*s\" is not an origin (scheme://host[:port])",
+                           (int)(len < 80 ? len : 80), p);
+        if (s->n_cors == HTTP_CORS_MAX)
+            return err_set(err, ERR_INVALID, "CORS_ALLOWED_ORIGINS: more than %d origins",
+                           HTTP_CORS_MAX);
+        if ((s->cors[s->n_cors] = strndup(p, len)) == NULL)
+            abort();
+        s->n_cors++;
+        p += len;
+    }
+    return 0;
+}
+
 http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
 {
     struct sockaddr_storage ss;
@@ -753,6 +883,11 @@ http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
     if (s == NULL)
         abort();
     s->o = *opts;
+    if (http_cors_parse(s, opts->cors_origins, err) != 0) {
+        http_cors_free(s);
+        free(s);
+        return NULL;
+    }
     s->metrics = http_metrics_new(opts->routes, opts->n_routes);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -770,6 +905,7 @@ http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err)
     if (s->daemon == NULL) {
         int e = errno;
         http_metrics_free(s->metrics);
+        http_cors_free(s);
         free(s);
         err_set(err, ERR_UNAVAILABLE, "cannot listen on %s: %s", opts->addr,
                 e != 0 ? strerror(e) : "unknown error");
@@ -804,5 +940,6 @@ void http_server_stop(http_server_t *s, int64_t grace_ms)
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     http_metrics_free(s->metrics);
+    http_cors_free(s);
     free(s);
 }

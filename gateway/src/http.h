@@ -15,12 +15,21 @@
  *   - has its body bounded: a Content-Length over the limit is refused at once
  *     with 413, a chunked body is counted as it arrives and refused (413) once it
  *     passes the limit; bodies must be application/json (415 otherwise);
- *   - is routed (404, 405 with Allow), authenticated as the route requires (the
+ *   - is routed (404, 405 with Allow; HEAD runs the GET route, and MHD sends
+ *     the headers without the body), authenticated as the route requires (the
  *     policy is auth.h's; this layer turns its verdict into 401, 403, 429 or the
  *     failure's problem, with the RateLimit headers of the user's budget), then
  *     handed to the route's handler;
  *   - writes one access log line and updates http_requests_total{route,method,
  *     status} and http_request_duration_seconds{route}.
+ * CORS (opts.cors_origins, none by default): a request whose Origin is one of the
+ * allowed origins gets Access-Control-Allow-Origin (that origin) and
+ * Access-Control-Expose-Headers on every answer; a preflight (OPTIONS with Origin
+ * and Access-Control-Request-Method) from one is answered 204 with the path's
+ * methods, the requested headers that are allowed, and Access-Control-Max-Age,
+ * before authentication. Any other origin gets no CORS header (and a preflight
+ * the 405 of any OPTIONS). With origins set, every answer has Vary: Origin.
+ * Responses are Cache-Control: no-store unless the handler set its own.
  * Identity comes only from the token: client headers named x-user-* are never
  * read nor forwarded (upstream metadata is built from scratch).
  */
@@ -64,10 +73,11 @@ typedef struct http_server_opts {
     const auth_t *auth;               /* decides each route's auth_need_t (auth.h) */
     const forwarded_trust_t *proxies; /* whose Forwarded / X-Forwarded-For to believe */
     void *app;                        /* the application's, handed back by http_app */
+    const char *cors_origins;         /* comma list of allowed origins ("" or NULL: no CORS) */
 } http_server_opts_t;
 
 /* http_server_start: listens and serves. Returns an owned server, or NULL with
- * err (ERR_INVALID bad address, ERR_UNAVAILABLE cannot listen). */
+ * err (ERR_INVALID bad address or CORS origin, ERR_UNAVAILABLE cannot listen). */
 http_server_t *http_server_start(const http_server_opts_t *opts, err_t *err);
 
 /* http_server_port: the bound port. */

@@ -76,6 +76,8 @@ static const cfg_entry_t config_table[] = {
      "time for requests in flight at shutdown"},
     {"TRUSTED_PROXIES", CFG_STR, 0, 1024, "", F(trusted_proxies),
      "addresses/CIDRs of proxies whose Forwarded / X-Forwarded-For is believed (none)"},
+    {"CORS_ALLOWED_ORIGINS", CFG_STR, 0, 2048, "", F(cors_allowed_origins),
+     "comma list of browser origins allowed by CORS, e.g. https://shop.example (none: no CORS)"},
     {"LOG_LEVEL", CFG_STR, 1, 16, "info", F(log_level), "debug | info | warn | error"},
 };
 
@@ -235,10 +237,13 @@ int main(int argc, char **argv)
                               .upstream_timeout_ms = cfg.upstream_timeout_ms,
                               .auth = app.auth,
                               .proxies = app.proxies,
-                              .app = &app},
+                              .app = &app,
+                              .cors_origins = cfg.cors_allowed_origins},
         &err);
-    if (srv == NULL)
+    if (srv == NULL) {
+        status = err.code == ERR_INVALID ? 2 : 1; /* a bad setting, as load_config's */
         goto fail;
+    }
     LOG_INFO("serving", LOG_STR("addr", cfg.addr), LOG_INT("port", http_server_port(srv)));
     int sig;
     sigwait(&signals, &sig);

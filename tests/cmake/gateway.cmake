@@ -35,6 +35,12 @@ add_test(NAME test_gateway_hostile
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_hostile.py
                  -- ${FLEET_PROGRAM_FILES})
 set_tests_properties(test_gateway_hostile PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
+# HTTP conventions (issue 16): ETag / If-None-Match / If-Match, Cache-Control, HEAD,
+# CORS (CORS_ALLOWED_ORIGINS) and preflights.
+add_test(NAME test_gateway_http
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/e2e/gateway/test_gateway_http.py
+                 -- ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_gateway_http PROPERTIES LABELS "e2e;gateway" TIMEOUT 600)
 
 # schemathesis (PyPI, pinned in the script; installed into the build tree on first
 # use) against /api/v1/openapi.json with an admin token: no 5xx, every response as

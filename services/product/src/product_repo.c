@@ -189,8 +189,34 @@ int product_repo_list(db_pool_t *pool, arena_t *a, const product_page_query_t *q
     return 0;
 }
 
+/* The condition of a write under If-Match: updated_at as integer microseconds, the
+ * form PRODUCT_COLS reads it in; $n NULL means unconditional. */
+#define PRODUCT_VERSION_IS(n)                                                                      \
+    " AND ($" n "::bigint IS NULL OR (extract(epoch FROM updated_at) * 1000000)::bigint = $" n     \
+    "::bigint)"
+
+/* A conditional write that changed no row: the product is missing (NOT_FOUND, as
+ * it is) or at another version (ERR_PRECONDITION). The write itself was the check;
+ * this read only tells the two apart. */
+static int product_repo_missed(db_pool_t *pool, arena_t *a, const char *id, int64_t expected_us,
+                               err_t *err)
+{
+    if (expected_us < 0 || err->code != ERR_NOT_FOUND)
+        return err->code;
+    product_row_t cur;
+    err_t e2 = ERR_INIT;
+    if (product_repo_get(pool, a, id, &cur, &e2) != 0) {
+        if (e2.code != ERR_NOT_FOUND)
+            *err = e2;
+        return err->code;
+    }
+    err_clear(err);
+    return err_set_client(err, ERR_PRECONDITION,
+                          "the product has changed since the version given (If-Match)");
+}
+
 int product_repo_update(db_pool_t *pool, arena_t *a, const char *id, const product_fields_t *f,
-                        product_row_t *out, err_t *err)
+                        int64_t expected_us, product_row_t *out, err_t *err)
 {
     /* Every settable column is NOT NULL, so NULL means "not in the mask". */
     static const char sql[] = "UPDATE products SET sku = COALESCE($2, sku),"
@@ -200,7 +226,7 @@ int product_repo_update(db_pool_t *pool, arena_t *a, const char *id, const produ
                               " currency = COALESCE($6, currency),"
                               " active = COALESCE($7::boolean, active),"
                               " updated_at = clock_timestamp()"
-                              " WHERE id = $1 RETURNING " PRODUCT_COLS;
+                              " WHERE id = $1" PRODUCT_VERSION_IS("8") " RETURNING " PRODUCT_COLS;
     const char *params[] = {
         id,
         f->mask & PRODUCT_F_SKU ? f->sku : NULL,
@@ -209,18 +235,24 @@ int product_repo_update(db_pool_t *pool, arena_t *a, const char *id, const produ
         f->mask & PRODUCT_F_PRICE ? db_i64_param(a, f->price_cents) : NULL,
         f->mask & PRODUCT_F_CURRENCY ? f->currency : NULL,
         f->mask & PRODUCT_F_ACTIVE ? (f->active ? "true" : "false") : NULL,
+        expected_us >= 0 ? db_i64_param(a, expected_us) : NULL,
     };
-    return product_repo_one(pool, a, sql, 7, params, out, NULL, err);
+    if (product_repo_one(pool, a, sql, 8, params, out, NULL, err) != 0)
+        return product_repo_missed(pool, a, id, expected_us, err);
+    return 0;
 }
 
-int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, product_row_t *out,
-                         err_t *err)
+int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, int64_t expected_us,
+                         product_row_t *out, err_t *err)
 {
     static const char sql[] =
         "UPDATE products SET active = false,"
         " updated_at = CASE WHEN active THEN clock_timestamp() ELSE updated_at END"
-        " WHERE id = $1 RETURNING " PRODUCT_COLS;
-    return product_repo_one(pool, a, sql, 1, (const char *[]){id}, out, NULL, err);
+        " WHERE id = $1" PRODUCT_VERSION_IS("2") " RETURNING " PRODUCT_COLS;
+    const char *params[] = {id, expected_us >= 0 ? db_i64_param(a, expected_us) : NULL};
+    if (product_repo_one(pool, a, sql, 2, params, out, NULL, err) != 0)
+        return product_repo_missed(pool, a, id, expected_us, err);
+    return 0;
 }
 
 /* ---- stock ---- */

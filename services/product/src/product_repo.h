@@ -115,13 +115,16 @@ int product_repo_list(db_pool_t *pool, arena_t *a, const product_page_query_t *q
                       product_row_t **out, size_t *n_out, err_t *err);
 
 /* product_repo_update: writes the fields in f->mask (at least one) and bumps
- * updated_at. */
+ * updated_at. expected_us >= 0: only if updated_at is exactly that (one
+ * conditional UPDATE), else ERR_PRECONDITION (the product exists) or
+ * ERR_NOT_FOUND; -1: unconditional. */
 int product_repo_update(db_pool_t *pool, arena_t *a, const char *id, const product_fields_t *f,
-                        product_row_t *out, err_t *err);
+                        int64_t expected_us, product_row_t *out, err_t *err);
 
-/* product_repo_archive: active = false (updated_at moves only if it was active). */
-int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, product_row_t *out,
-                         err_t *err);
+/* product_repo_archive: active = false (updated_at moves only if it was active);
+ * expected_us as for product_repo_update. */
+int product_repo_archive(db_pool_t *pool, arena_t *a, const char *id, int64_t expected_us,
+                         product_row_t *out, err_t *err);
 
 /* product_repo_stock_set: available = `available` (>= 0), counting the difference as
  * stock added or removed. */

@@ -285,13 +285,30 @@ static int product_rpc_patch(const Shop__Product__V1__UpdateProductRequest *req,
     return product_fields_check(f, err);
 }
 
+/* expected_updated_at ("" → -1, unconditional) as microseconds; a field violation
+ * when malformed. Returns err->code. */
+static int product_rpc_expected(const char *text, int64_t *us, err_t *err)
+{
+    *us = -1;
+    if (text == NULL || text[0] == '\0')
+        return err->code;
+    if (clock_parse_rfc3339(text, us) != 0 || *us < 0) {
+        *us = -1;
+        err_field_add(err, "expected_updated_at", "must be an RFC 3339 time");
+    }
+    return err->code;
+}
+
 PRODUCT_RPC(update_product, UpdateProduct, UPDATE_PRODUCT)
 {
     product_fields_t f;
     product_row_t row;
+    int64_t expected_us;
     if (rpc_call_require_admin(call, err) != 0 || product_rpc_patch(req, &f, err) != 0 ||
+        product_rpc_expected(req->expected_updated_at, &expected_us, err) != 0 ||
         product_rpc_open(call, req->product_id, err) != 0 ||
-        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, &row, err) != 0)
+        product_repo_update(product_rpc_pool(call), a, req->product_id, &f, expected_us, &row,
+                            err) != 0)
         return product_rpc_sku_taken(err);
     LOG_INFO("product updated", LOG_STR("product_id", row.id), LOG_INT("fields", f.mask));
     resp->product = product_rpc_product(a, &row);
@@ -301,9 +318,12 @@ PRODUCT_RPC(update_product, UpdateProduct, UPDATE_PRODUCT)
 PRODUCT_RPC(archive_product, ArchiveProduct, ARCHIVE_PRODUCT)
 {
     product_row_t row;
+    int64_t expected_us;
     if (rpc_call_require_admin(call, err) != 0 ||
+        product_rpc_expected(req->expected_updated_at, &expected_us, err) != 0 ||
         product_rpc_open(call, req->product_id, err) != 0 ||
-        product_repo_archive(product_rpc_pool(call), a, req->product_id, &row, err) != 0)
+        product_repo_archive(product_rpc_pool(call), a, req->product_id, expected_us, &row, err) !=
+            0)
         return err->code;
     LOG_INFO("product archived", LOG_STR("product_id", row.id));
     resp->product = product_rpc_product(a, &row);

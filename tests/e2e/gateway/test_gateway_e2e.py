@@ -337,7 +337,7 @@ class Bodies(Problems):
         self.assertProblem(GW.get("/api/v1/nothing-here"), 404)
         r = GW.request("DELETE", "/api/v1/orders", token=user("alice")["token"])
         self.assertProblem(r, 405)
-        self.assertEqual(r.header("allow"), "POST, GET")
+        self.assertEqual(r.header("allow"), "POST, GET, HEAD")
 
     def test_list_parameters_are_validated(self):
         for q in ({"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"sort": "name"}):

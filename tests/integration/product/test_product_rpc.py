@@ -128,8 +128,8 @@ def list_all(q, include_inactive=False, md=None, limit=7):
     raise AssertionError("pagination did not end")
 
 
-def update(pid, mask, md=ADMIN, **values):
-    body = f_str(1, pid)
+def update(pid, mask, md=ADMIN, expected=None, **values):
+    body = f_str(1, pid) + (f_str(9, expected) if expected is not None else b"")
     nums = {"sku": 2, "name": 3, "description": 4, "currency": 6}
     for k, v in values.items():
         body += f_int(5, v) if k == "price_cents" else f_int(7, int(v)) if k == "active" \
@@ -522,6 +522,62 @@ class TestUpdate(RpcTestCase):
         for pid in (str(uuid.uuid4()), "nope"):
             with self.subTest(pid=pid):
                 self.assertStatus(grpc.StatusCode.NOT_FOUND, update, pid, ["name"], name="x")
+
+
+class TestExpectedVersion(RpcTestCase):
+    """expected_updated_at: the gateway's If-Match, checked inside the UPDATE."""
+
+    def test_update_with_the_current_version_applies_and_a_stale_one_fails(self):
+        p = create(name="v1")
+        u = update(p["id"], ["name"], expected=p["updated_at"], name="v2")
+        self.assertEqual(u["name"], "v2")
+        self.assertGreater(u["updated_at"], p["updated_at"])
+        e = self.assertStatus(grpc.StatusCode.FAILED_PRECONDITION, update, p["id"], ["name"],
+                              expected=p["updated_at"], name="v3")
+        self.assertIn("If-Match", e.details())
+        self.assertEqual(get(p["id"]), u)
+        # Any spelling of the same instant matches; "" is unconditional.
+        same = u["updated_at"].replace("Z", "+00:00")
+        self.assertEqual(update(p["id"], ["name"], expected=same, name="v4")["name"], "v4")
+        self.assertEqual(update(p["id"], ["name"], expected="", name="v5")["name"], "v5")
+
+    def test_racing_writers_from_one_version_one_wins(self):
+        p = create(name="start")
+        results = []
+
+        def writer(i):
+            try:
+                results.append(update(p["id"], ["name"], expected=p["updated_at"],
+                                      name="w%d" % i)["name"])
+            except grpc.RpcError as e:
+                results.append(e.code())
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wins = [r for r in results if isinstance(r, str)]
+        self.assertEqual(len(wins), 1, results)
+        self.assertEqual(results.count(grpc.StatusCode.FAILED_PRECONDITION), 5, results)
+        self.assertEqual(get(p["id"])["name"], wins[0])
+
+    def test_unknown_product_is_not_found_and_a_bad_version_invalid(self):
+        self.assertStatus(grpc.StatusCode.NOT_FOUND, update, str(uuid.uuid4()), ["name"],
+                          expected="2026-01-01T00:00:00Z", name="x")
+        pid = create()["id"]
+        self.assertInvalid(["expected_updated_at"], update, pid, ["name"], expected="yesterday",
+                           name="x")
+
+    def test_archive_with_an_expected_version(self):
+        p = create()
+        u = update(p["id"], ["name"], name="moved")
+        self.assertStatus(grpc.StatusCode.FAILED_PRECONDITION, call, "ArchiveProduct",
+                          f_str(1, p["id"]) + f_str(2, p["updated_at"]), ADMIN)
+        self.assertTrue(get(p["id"])["active"])
+        a = product(decode(call("ArchiveProduct", f_str(1, p["id"]) + f_str(2, u["updated_at"]),
+                                ADMIN))[1][0])
+        self.assertFalse(a["active"])
 
 
 class TestStock(RpcTestCase):
