@@ -273,6 +273,17 @@ def run_unittests(binaries, unittest_args, bind):
     run_suite(binaries, body)
 
 
+def main_for(ns):
+    """The main() of a suite whose module reads STACK and GW: `-- PROGRAM...
+    [unittest args]` on the command line; ns is the module's globals()."""
+    _, binaries, unittest_args = split_argv(sys.argv[1:])
+
+    def bind(stack, gw):
+        ns["STACK"], ns["GW"] = stack, gw
+
+    run_unittests(binaries, unittest_args, bind)
+
+
 def split_argv(argv):
     """ARGS... -- BINARIES... [unittest args]: what precedes "--", and after it the
     binaries (absolute paths) apart from what follows them for unittest."""

@@ -26,7 +26,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateway_stack import run_unittests, split_argv  # noqa: E402
+from gateway_stack import main_for  # noqa: E402
 
 STACK = None
 GW = None
@@ -306,15 +306,5 @@ class Configuration(unittest.TestCase):
         self.run_prog(gw, {"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES")
 
 
-def bind(stack, gw):
-    global STACK, GW
-    STACK, GW = stack, gw
-
-
-def main():
-    _, binaries, unittest_args = split_argv(sys.argv[1:])
-    run_unittests(binaries, unittest_args, bind)
-
-
 if __name__ == "__main__":
-    main()
+    main_for(globals())
