@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,17 +222,53 @@ static bool log_put_key(log_buf_t *b, const char *key)
     return true;
 }
 
+/* Decimal digits of v into the end of tmp; returns where they start. */
+static char *log_digits(uint64_t v, char *end)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return end;
+}
+
+static void log_put_int(log_buf_t *b, int64_t v)
+{
+    char tmp[24], *end = tmp + sizeof(tmp);
+    uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char *p = log_digits(mag, end);
+    if (v < 0)
+        *--p = '-';
+    log_put(b, p, (size_t)(end - p));
+}
+
+/* µs as milliseconds with three decimals: 1234 → 1.234, -5 → -0.005. */
+static void log_put_ms(log_buf_t *b, int64_t us)
+{
+    char tmp[32], *end = tmp + sizeof(tmp);
+    uint64_t mag = us < 0 ? 0 - (uint64_t)us : (uint64_t)us;
+    char *p = log_digits(mag % 1000 + 1000, end); /* "1xyz": keeps the leading zeros */
+    p[0] = '.';
+    p = log_digits(mag / 1000, p);
+    if (us < 0)
+        *--p = '-';
+    log_put(b, p, (size_t)(end - p));
+}
+
 static void log_put_number(log_buf_t *b, const log_field_t *f)
 {
     char tmp[64];
     int n;
     switch (f->type) {
     case LOG_T_INT:
-        n = snprintf(tmp, sizeof(tmp), "%lld", (long long)f->v.i);
-        break;
+        log_put_int(b, f->v.i);
+        return;
+    case LOG_T_MS:
+        log_put_ms(b, f->v.i);
+        return;
     case LOG_T_BOOL:
-        n = snprintf(tmp, sizeof(tmp), "%s", f->v.b ? "true" : "false");
-        break;
+        log_put(b, f->v.b ? "true" : "false", f->v.b ? 4 : 5);
+        return;
     default:
         /* JSON has no NaN or infinity; the shortest text that reads back exactly. */
         if (!isfinite(f->v.d)) {
@@ -256,18 +293,30 @@ static void log_put_field(log_buf_t *b, const log_field_t *f)
         log_put_number(b, f);
 }
 
-/* "2026-11-24T19:00:00.123Z": the log keeps milliseconds. */
+/* "2026-11-24T19:00:00.123Z": the log keeps milliseconds. The text up to the
+ * seconds is formatted once per second and thread. */
 static void log_put_ts(log_buf_t *b)
 {
+    static _Thread_local int64_t cached_sec = -1;
+    static _Thread_local char prefix[32]; /* {"ts":"2026-11-24T19:00:00 */
+    static _Thread_local size_t prefix_len;
     int64_t us = clock_now_us();
-    time_t secs = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char tmp[96];
-    int n = snprintf(tmp, sizeof(tmp), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(us % 1000000 / 1000));
-    log_put(b, tmp, (size_t)n);
+    int64_t sec = us / 1000000;
+    if (sec != cached_sec) {
+        time_t secs = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        int n = snprintf(prefix, sizeof(prefix), "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
+        prefix_len = n > 0 && (size_t)n < sizeof(prefix) ? (size_t)n : 0;
+        cached_sec = sec;
+    }
+    log_put(b, prefix, prefix_len);
+    int ms = (int)(us % 1000000 / 1000);
+    char frac[6] = {
+        '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z', '"'};
+    log_put(b, frac, sizeof(frac));
 }
 
 static void log_emit(const log_buf_t *b)

@@ -364,16 +364,16 @@ static void rpc_call_arrived(rpc__tag_t *tag, bool ok)
     rpc_call_answer(call);
 }
 
-static void rpc_call_log(const rpc_call_t *call, const char *code, double ms)
+static void rpc_call_log(const rpc_call_t *call, const char *code, int64_t us)
 {
     log_level_t level = call->method->quiet ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO;
     log_ctx_set(call->request_id, call->trace_id);
     if (call->err == NULL)
         LOG__AT(level, "rpc", LOG_STR("method", call->path), LOG_STR("code", code),
-                LOG_DBL("duration_ms", ms), LOG_STR("user_id", call->user_id));
+                LOG_MS("duration_ms", us), LOG_STR("user_id", call->user_id));
     else
         LOG__AT(level, "rpc", LOG_STR("method", call->path), LOG_STR("code", code),
-                LOG_DBL("duration_ms", ms), LOG_STR("user_id", call->user_id),
+                LOG_MS("duration_ms", us), LOG_STR("user_id", call->user_id),
                 LOG_STR("error", call->err->msg));
     log_ctx_set(NULL, NULL);
 }
@@ -384,8 +384,9 @@ static void rpc_call_finished(rpc__tag_t *tag, bool ok)
     /* A cancelled call's status never reached the client, whatever we meant to send. */
     grpc_status_code status = call->cancelled || !ok ? GRPC_STATUS_CANCELLED : call->status;
     const char *code = err_code_name(err_from_grpc_status((int)status));
-    double seconds = (double)(clock_mono_us() - call->start_us) / 1e6;
-    rpc_call_log(call, code, seconds * 1e3);
+    int64_t us = clock_mono_us() - call->start_us;
+    double seconds = (double)us / 1e6;
+    rpc_call_log(call, code, us);
     metrics_counter_add(rpc__code_counter(call->method->requests, "rpc_server_requests_total",
                                           "RPCs served, by method and status code",
                                           call->method->path, status),

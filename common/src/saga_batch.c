@@ -610,14 +610,15 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     err_t err = ERR_INIT;
     if (kfk_consumer_commit(c->kc, it->m, &err) != 0)
         LOG_DEBUG("offset not stored, the event will be redelivered", LOG_STR("error", err.msg));
-    double secs = (double)(clock_mono_us() - it->received_us) / 1e6;
+    int64_t us = clock_mono_us() - it->received_us;
+    double secs = (double)us / 1e6;
     saga__metrics_settled(c->metrics, ev->topic, it->route, (size_t)it->out,
                           it->out == SAGA_DUPLICATE, secs);
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);
         LOG_DEBUG("event handled", LOG_STR("topic", ev->topic), LOG_STR("ce_type", type),
                   LOG_STR("key", ev->key), LOG_STR("outcome", saga__outcome_names[it->out]),
-                  LOG_DBL("duration_ms", secs * 1000.0));
+                  LOG_MS("duration_ms", us));
         log_ctx_set(NULL, NULL);
     }
 }

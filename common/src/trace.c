@@ -4,6 +4,8 @@
 #include "common/trace.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,14 +70,25 @@ bool trace_parse(const char *traceparent, trace_ctx_t *out)
     return true;
 }
 
-/* n random bytes as 2n lower-case hex digits, never all zeros (W3C forbids them). */
-static void trace_random_hex(char *out, size_t n)
+/* Trace and span ids need to be unique, not secret (W3C Trace Context §"Considerations
+ * for trace-id field generation"): each thread runs xoshiro256** seeded once from
+ * getrandom(2) instead of a system call and 16 snprintf per id. Nothing secret
+ * (session ids, tokens) may come from here. */
+static _Thread_local uint64_t trace_rng[4];
+static _Thread_local bool trace_rng_seeded;
+
+static uint64_t trace_rotl(uint64_t x, int k)
 {
-    unsigned char raw[TRACE_ID_LEN / 2];
-    do {
+    return x << k | x >> (64 - k);
+}
+
+static uint64_t trace_rng_next(void)
+{
+    if (!trace_rng_seeded) {
+        unsigned char *p = (unsigned char *)trace_rng;
         size_t got = 0;
-        while (got < n) {
-            ssize_t r = getrandom(raw + got, n - got, 0);
+        while (got < sizeof(trace_rng)) {
+            ssize_t r = getrandom(p + got, sizeof(trace_rng) - got, 0);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r < 0) {
@@ -84,8 +97,31 @@ static void trace_random_hex(char *out, size_t n)
             }
             got += (size_t)r;
         }
-        for (size_t i = 0; i < n; i++)
-            snprintf(out + 2 * i, 3, "%02x", raw[i]);
+        trace_rng_seeded = true;
+    }
+    uint64_t *s = trace_rng;
+    uint64_t out = trace_rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = trace_rotl(s[3], 45);
+    return out;
+}
+
+/* n random bytes as 2n lower-case hex digits and a NUL, never all zeros (W3C
+ * forbids them). */
+static void trace_random_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    do {
+        for (size_t i = 0; i < 2 * n; i += 16) {
+            uint64_t v = trace_rng_next();
+            for (size_t j = 0; j < 16 && i + j < 2 * n; j++, v >>= 4)
+                out[i + j] = hex[v & 15];
+        }
+        out[2 * n] = '\0';
     } while (trace_zeros(out, 2 * n));
 }
 

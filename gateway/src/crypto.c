@@ -1,5 +1,5 @@
 /*
- * crypto: randomness, SHA-256 and base64url (crypto.h).
+ * crypto: randomness, SHA-256, SHA-1 and base64url (crypto.h).
  */
 #include "crypto.h"
 
@@ -26,20 +26,32 @@ void crypto_random(void *buf, size_t n)
     }
 }
 
-void crypto_sha256_hex(const void *data, size_t n, char out[CRYPTO_SHA256_HEX_LEN])
+/* The digest of data under md as lower-case hex into out (2 * mdlen + 1 bytes). */
+static void crypto_digest_hex(const EVP_MD *md, const char *name, const void *data, size_t n,
+                              char *out)
 {
-    unsigned char md[32];
+    unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != sizeof(md)) {
-        fprintf(stderr, "gateway: SHA-256 failed\n");
+    if (EVP_Digest(data, n, d, &len, md, NULL) != 1 || len != (unsigned)EVP_MD_get_size(md)) {
+        fprintf(stderr, "gateway: %s failed\n", name);
         abort();
     }
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(md); i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
     }
-    out[64] = '\0';
+    out[2 * len] = '\0';
+}
+
+void crypto_sha256_hex(const void *data, size_t n, char out[CRYPTO_SHA256_HEX_LEN])
+{
+    crypto_digest_hex(EVP_sha256(), "SHA-256", data, n, out);
+}
+
+void crypto_sha1_hex(const void *data, size_t n, char out[CRYPTO_SHA1_HEX_LEN])
+{
+    crypto_digest_hex(EVP_sha1(), "SHA-1", data, n, out);
 }
 
 size_t crypto_b64url(const void *data, size_t n, char *out)

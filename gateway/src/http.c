@@ -756,14 +756,14 @@ static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
             MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_HTTP_STATUS);
         code = ci != NULL ? (int)ci->http_status : 0;
     }
-    double secs = (double)(clock_mono_us() - r->start_us) / 1e6;
+    int64_t us = clock_mono_us() - r->start_us;
+    double secs = (double)us / 1e6;
     http_metrics_request(http_metrics_route(r->srv->metrics, r->route, r->method), code, secs);
     log_ctx_set(r->request_id, r->trace_id);
     LOG_INFO("http", LOG_STR("method", r->method), LOG_STR("path", r->path),
-             LOG_STR("route", route), LOG_INT("status", code),
-             LOG_DBL("duration_ms", secs * 1000.0), LOG_INT("bytes_in", r->body_seen),
-             LOG_INT("bytes_out", r->reply_len), LOG_STR("client", r->client_ip),
-             LOG_STR("user_id", r->claims.sub),
+             LOG_STR("route", route), LOG_INT("status", code), LOG_MS("duration_ms", us),
+             LOG_INT("bytes_in", r->body_seen), LOG_INT("bytes_out", r->reply_len),
+             LOG_STR("client", r->client_ip), LOG_STR("user_id", r->claims.sub),
              LOG_BOOL("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     log_ctx_set(NULL, NULL);
 }

@@ -8,16 +8,17 @@
 /* KEYS: counter [, guard]. ARGV: window ms. Returns {count, ms left in the window},
  * or {-1, 0} without counting when a guard is given and does not exist. A key found
  * without expiry (written by something else) gets one. */
-static const char ratelimit_lua[] = "if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then\n"
-                                    "  return {-1, 0}\n"
-                                    "end\n"
-                                    "local c = redis.call('INCR', KEYS[1])\n"
-                                    "local t = redis.call('PTTL', KEYS[1])\n"
-                                    "if c == 1 or t < 0 then\n"
-                                    "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
-                                    "  t = tonumber(ARGV[1])\n"
-                                    "end\n"
-                                    "return {c, t}\n";
+static redis_script_t ratelimit_lua =
+    REDIS_SCRIPT("if KEYS[2] and redis.call('EXISTS', KEYS[2]) == 0 then\n"
+                 "  return {-1, 0}\n"
+                 "end\n"
+                 "local c = redis.call('INCR', KEYS[1])\n"
+                 "local t = redis.call('PTTL', KEYS[1])\n"
+                 "if c == 1 or t < 0 then\n"
+                 "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+                 "  t = tonumber(ARGV[1])\n"
+                 "end\n"
+                 "return {c, t}\n");
 
 void ratelimit_key(char out[RATELIMIT_KEY_MAX], const char *prefix, const char *name,
                    const char *subject)
@@ -37,9 +38,8 @@ int ratelimit_hit_if(redis_pool_t *pool, const char *guard, const char *key, int
     *st = (ratelimit_state_t){.limit = limit, .window_s = (window_ms + 999) / 1000, .reset_s = 1};
     char window[24];
     snprintf(window, sizeof(window), "%lld", (long long)window_ms);
-    const char *argv[] = {"EVAL", ratelimit_lua,          guard ? "2" : "1",
-                          key,    guard ? guard : window, window};
-    redisReply *r = redis_pool_command(pool, guard ? 6 : 5, argv, NULL, err);
+    const char *argv[] = {guard ? "2" : "1", key, guard ? guard : window, window};
+    redisReply *r = redis_pool_eval(pool, &ratelimit_lua, guard ? 4 : 3, argv, err);
     if (r == NULL)
         return err->code;
     int rc = 0;

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "crypto.h"
+
 #define REDIS_POOL_MAX 256
 
 typedef struct redis_conn {
@@ -181,15 +183,22 @@ fail:
     return ERR_UNAVAILABLE;
 }
 
-redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, const size_t *lens,
-                               err_t *err)
+/* A reply of type REDIS_REPLY_ERROR as NULL with err ERR_INTERNAL. */
+static redisReply *redis_error_reply(redisReply *r, err_t *err)
 {
-    redis_conn_t *c = redis_acquire(p);
-    if (c == NULL) {
-        err_set(err, ERR_UNAVAILABLE, "no redis connection free within %lld ms",
-                (long long)p->timeout_ms);
-        return NULL;
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        err_set(err, ERR_INTERNAL, "redis: %.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        r = NULL;
     }
+    return r;
+}
+
+/* Runs one command on c, connecting it first if needed; a command that fails on a
+ * connection that was already open is retried once on a fresh one. */
+static redisReply *redis_conn_command(redis_pool_t *p, redis_conn_t *c, int argc, const char **argv,
+                                      const size_t *lens, err_t *err)
+{
     redisReply *r = NULL;
     for (int attempt = 0; attempt < 2 && r == NULL; attempt++) {
         bool reused = c->ctx != NULL;
@@ -203,11 +212,62 @@ redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, con
                 break;
         }
     }
-    redis_release(p, c);
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-        err_set(err, ERR_INTERNAL, "redis: %.*s", (int)r->len, r->str);
-        freeReplyObject(r);
-        r = NULL;
-    }
     return r;
+}
+
+static redis_conn_t *redis_acquire_or_fail(redis_pool_t *p, err_t *err)
+{
+    redis_conn_t *c = redis_acquire(p);
+    if (c == NULL)
+        err_set(err, ERR_UNAVAILABLE, "no redis connection free within %lld ms",
+                (long long)p->timeout_ms);
+    return c;
+}
+
+redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, const size_t *lens,
+                               err_t *err)
+{
+    redis_conn_t *c = redis_acquire_or_fail(p, err);
+    if (c == NULL)
+        return NULL;
+    redisReply *r = redis_conn_command(p, c, argc, argv, lens, err);
+    redis_release(p, c);
+    return redis_error_reply(r, err);
+}
+
+static const char *redis_script_sha1(redis_script_t *s)
+{
+    static pthread_mutex_t naming = PTHREAD_MUTEX_INITIALIZER;
+    if (!atomic_load_explicit(&s->named, memory_order_acquire)) {
+        pthread_mutex_lock(&naming);
+        if (!atomic_load_explicit(&s->named, memory_order_relaxed)) {
+            crypto_sha1_hex(s->text, strlen(s->text), s->sha1);
+            atomic_store_explicit(&s->named, true, memory_order_release);
+        }
+        pthread_mutex_unlock(&naming);
+    }
+    return s->sha1;
+}
+
+redisReply *redis_pool_eval(redis_pool_t *p, redis_script_t *script, int argc, const char **argv,
+                            err_t *err)
+{
+    if (argc < 1 || argc > REDIS_EVAL_ARGS_MAX) {
+        err_set(err, ERR_INVALID, "redis script: 1..%d arguments", REDIS_EVAL_ARGS_MAX);
+        return NULL;
+    }
+    const char *cmd[REDIS_EVAL_ARGS_MAX + 2] = {"EVALSHA", redis_script_sha1(script)};
+    memcpy(cmd + 2, argv, (size_t)argc * sizeof(*argv));
+    redis_conn_t *c = redis_acquire_or_fail(p, err);
+    if (c == NULL)
+        return NULL;
+    redisReply *r = redis_conn_command(p, c, argc + 2, cmd, NULL, err);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(r);
+        cmd[0] = "EVAL";
+        cmd[1] = script->text;
+        r = redis_conn_command(p, c, argc + 2, cmd, NULL, err);
+    }
+    redis_release(p, c);
+    return redis_error_reply(r, err);
 }

@@ -11,6 +11,7 @@
 #define GATEWAY_REDIS_POOL_H
 
 #include <hiredis/hiredis.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,5 +35,28 @@ void redis_pool_free(redis_pool_t *p);
  * Redis cannot be reached in time. Thread-safe. */
 redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, const size_t *lens,
                                err_t *err);
+
+/* A Lua script the pool runs by its SHA-1 (EVALSHA), so Redis neither receives
+ * nor hashes the text on every call. Declare one per script, static:
+ *   static redis_script_t my_script = REDIS_SCRIPT("return 1");  */
+typedef struct redis_script {
+    const char *text;
+    char sha1[41];     /* hex, set on first use */
+    atomic_bool named; /* sha1 is set */
+} redis_script_t;
+#define REDIS_SCRIPT(lua)                                                                          \
+    {                                                                                              \
+        .text = (lua)                                                                              \
+    }
+
+#define REDIS_EVAL_ARGS_MAX 14
+
+/* redis_pool_eval: runs script with argv = numkeys, keys..., args... (argc ≤
+ * REDIS_EVAL_ARGS_MAX) as EVALSHA; when Redis does not know the script (NOSCRIPT:
+ * the first call, or after a restart or SCRIPT FLUSH) it sends the text once with
+ * EVAL on the same connection, which loads it. Replies and errors as
+ * redis_pool_command. Thread-safe. */
+redisReply *redis_pool_eval(redis_pool_t *p, redis_script_t *script, int argc, const char **argv,
+                            err_t *err);
 
 #endif

@@ -19,30 +19,30 @@ struct session_store {
 };
 
 /* KEYS: session, first token. ARGV: user_id, role, created, ttl_ms, sid. */
-static const char session_create_lua[] =
+static redis_script_t session_create_lua = REDIS_SCRIPT(
     "redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'role', ARGV[2], 'created', ARGV[3], "
     "'gen', '1')\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('SET', KEYS[2], ARGV[5] .. ':1', 'PX', ARGV[4])\n"
-    "return 1\n";
+    "return 1\n");
 
 /* KEYS: presented token, new token. ARGV: the session key prefix.
  * Returns {0} unknown, {-1, sid} reuse (session deleted), {1, sid, user, role, pttl}. */
-static const char session_refresh_lua[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return {0} end\n"
-    "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
-    "if not sid then return {0} end\n"
-    "local skey = ARGV[1] .. sid\n"
-    "local s = redis.call('HMGET', skey, 'gen', 'user_id', 'role')\n"
-    "if not s[1] then return {0} end\n"
-    "if s[1] ~= gen then redis.call('DEL', skey) return {-1, sid} end\n"
-    "local ttl = redis.call('PTTL', skey)\n"
-    "if ttl <= 0 then return {0} end\n"
-    "local ng = tostring(tonumber(gen) + 1)\n"
-    "redis.call('HSET', skey, 'gen', ng)\n"
-    "redis.call('SET', KEYS[2], sid .. ':' .. ng, 'PX', ttl)\n"
-    "return {1, sid, s[2], s[3], ttl}\n";
+static redis_script_t session_refresh_lua =
+    REDIS_SCRIPT("local v = redis.call('GET', KEYS[1])\n"
+                 "if not v then return {0} end\n"
+                 "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
+                 "if not sid then return {0} end\n"
+                 "local skey = ARGV[1] .. sid\n"
+                 "local s = redis.call('HMGET', skey, 'gen', 'user_id', 'role')\n"
+                 "if not s[1] then return {0} end\n"
+                 "if s[1] ~= gen then redis.call('DEL', skey) return {-1, sid} end\n"
+                 "local ttl = redis.call('PTTL', skey)\n"
+                 "if ttl <= 0 then return {0} end\n"
+                 "local ng = tostring(tonumber(gen) + 1)\n"
+                 "redis.call('HSET', skey, 'gen', ng)\n"
+                 "redis.call('SET', KEYS[2], sid .. ':' .. ng, 'PX', ttl)\n"
+                 "return {1, sid, s[2], s[3], ttl}\n");
 
 session_store_t *session_store_new(redis_pool_t *pool, const char *prefix, int64_t ttl_ms)
 {
@@ -96,9 +96,8 @@ int session_create(session_store_t *s, const char *user_id, const char *role, se
     session_new_token(s, out->refresh_token, tkey);
     snprintf(created, sizeof(created), "%lld", (long long)(clock_now_us() / 1000));
     snprintf(ttl, sizeof(ttl), "%lld", (long long)s->ttl_ms);
-    const char *argv[] = {"EVAL",  session_create_lua, "2", skey, tkey, user_id, role, created, ttl,
-                          out->sid};
-    redisReply *r = redis_pool_command(s->pool, 10, argv, NULL, err);
+    const char *argv[] = {"2", skey, tkey, user_id, role, created, ttl, out->sid};
+    redisReply *r = redis_pool_eval(s->pool, &session_create_lua, 8, argv, err);
     if (r == NULL)
         return err->code;
     freeReplyObject(r);
@@ -130,8 +129,8 @@ int session_refresh(session_store_t *s, const char *refresh_token, session_grant
     snprintf(old_key, sizeof(old_key), "%srt:%s", s->prefix, old_hash);
     snprintf(sprefix, sizeof(sprefix), "%ssess:", s->prefix);
     session_new_token(s, out->refresh_token, new_key);
-    const char *argv[] = {"EVAL", session_refresh_lua, "2", old_key, new_key, sprefix};
-    redisReply *r = redis_pool_command(s->pool, 6, argv, NULL, err);
+    const char *argv[] = {"2", old_key, new_key, sprefix};
+    redisReply *r = redis_pool_eval(s->pool, &session_refresh_lua, 4, argv, err);
     if (r == NULL)
         return err->code;
     int rc = 0;

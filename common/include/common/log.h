@@ -20,7 +20,7 @@
 
 typedef enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR } log_level_t;
 
-typedef enum { LOG_T_END, LOG_T_STR, LOG_T_INT, LOG_T_DBL, LOG_T_BOOL } log_type_t;
+typedef enum { LOG_T_END, LOG_T_STR, LOG_T_INT, LOG_T_DBL, LOG_T_BOOL, LOG_T_MS } log_type_t;
 
 typedef struct log_field {
     const char *key;
@@ -37,6 +37,9 @@ typedef struct log_field {
 #define LOG_INT(k, val)  ((log_field_t){.key = (k), .type = LOG_T_INT, .v.i = (int64_t)(val)})
 #define LOG_DBL(k, val)  ((log_field_t){.key = (k), .type = LOG_T_DBL, .v.d = (double)(val)})
 #define LOG_BOOL(k, val) ((log_field_t){.key = (k), .type = LOG_T_BOOL, .v.b = !!(val)})
+/* A duration given in integer µs, written as milliseconds with three decimals
+ * ("duration_ms":1.234) without going through floating point. */
+#define LOG_MS(k, us) ((log_field_t){.key = (k), .type = LOG_T_MS, .v.i = (int64_t)(us)})
 
 extern log_level_t log__level;
 

@@ -343,6 +343,49 @@ START_TEST(test_redis_pool_reports_unreachable_and_bad_urls)
 }
 END_TEST
 
+/* Scripts travel by SHA-1; a server that forgot them (restart, SCRIPT FLUSH)
+ * answers NOSCRIPT and gets the text once. */
+static long long redis_evalsha_calls(void)
+{
+    const char *argv[] = {"INFO", "commandstats"};
+    err_t err = ERR_INIT;
+    redisReply *r = redis_pool_command(pool, 2, argv, NULL, &err);
+    ck_assert_ptr_nonnull(r);
+    const char *at = strstr(r->str, "cmdstat_evalsha:calls=");
+    long long n = at != NULL ? atoll(at + strlen("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+START_TEST(test_redis_script_runs_by_sha_and_survives_a_flush)
+{
+    static redis_script_t echo = REDIS_SCRIPT("return {KEYS[1], ARGV[1]}");
+    err_t err = ERR_INIT;
+    const char *argv[] = {"1", "k", "v"};
+    for (int round = 0; round < 2; round++) {
+        long long before = redis_evalsha_calls();
+        for (int i = 0; i < 3; i++) {
+            redisReply *r = redis_pool_eval(pool, &echo, 3, argv, &err);
+            ck_assert_ptr_nonnull(r);
+            ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+            ck_assert_int_eq(r->elements, 2);
+            ck_assert_str_eq(r->element[0]->str, "k");
+            ck_assert_str_eq(r->element[1]->str, "v");
+            freeReplyObject(r);
+        }
+        ck_assert_int_ge(redis_evalsha_calls() - before, 3);
+        const char *flush[] = {"SCRIPT", "FLUSH"};
+        redisReply *f = redis_pool_command(pool, 2, flush, NULL, &err);
+        ck_assert_ptr_nonnull(f);
+        freeReplyObject(f);
+    }
+    const char *bad[] = {"1"};
+    static redis_script_t broken = REDIS_SCRIPT("return redis.call('NOSUCHCOMMAND')");
+    ck_assert_ptr_null(redis_pool_eval(pool, &broken, 1, bad, &err));
+    ck_assert_int_eq(err.code, ERR_INTERNAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("session");
@@ -362,5 +405,6 @@ int main(void)
     tcase_add_test(tc, test_auth_verdict_follows_the_session_the_budget_and_the_role);
     tcase_add_test(tc, test_ratelimit_guarded_counts_only_while_the_session_lives);
     tcase_add_test(tc, test_redis_pool_reports_unreachable_and_bad_urls);
+    tcase_add_test(tc, test_redis_script_runs_by_sha_and_survives_a_flush);
     return check_run(s, CK_FORK_GETENV);
 }

@@ -278,6 +278,28 @@ START_TEST(test_long_value_is_cut_with_ellipsis_and_line_stays_json)
 }
 END_TEST
 
+START_TEST(test_durations_in_us_read_as_milliseconds)
+{
+    char *raw;
+    capture_t cap;
+    capture_begin(&cap);
+    LOG_INFO("x", LOG_MS("zero", 0), LOG_MS("short", 5), LOG_MS("some", 1234),
+             LOG_MS("long", 12345678), LOG_MS("neg", -5), LOG_MS("exact_s", 2000000));
+    raw = capture_end(&cap);
+    /* The text, not only the value: three decimals, no exponent. */
+    ck_assert_ptr_nonnull(strstr(raw, "\"zero\":0.000,"));
+    ck_assert_ptr_nonnull(strstr(raw, "\"short\":0.005,"));
+    ck_assert_ptr_nonnull(strstr(raw, "\"some\":1.234,"));
+    ck_assert_ptr_nonnull(strstr(raw, "\"long\":12345.678,"));
+    ck_assert_ptr_nonnull(strstr(raw, "\"neg\":-0.005,"));
+    json_t *j = only_line(raw);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(j, "some")), 1.234, 1e-9);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(j, "exact_s")), 2000.0, 1e-9);
+    json_decref(j);
+    free(raw);
+}
+END_TEST
+
 START_TEST(test_non_finite_doubles_are_null)
 {
     char *raw;
@@ -343,6 +365,8 @@ static Suite *log_suite(void)
     tcase_add_test(check_case(s, "cap", TEST_TIMEOUT_S),
                    test_long_value_is_cut_with_ellipsis_and_line_stays_json);
     tcase_add_test(check_case(s, "doubles", TEST_TIMEOUT_S), test_non_finite_doubles_are_null);
+    tcase_add_test(check_case(s, "durations", TEST_TIMEOUT_S),
+                   test_durations_in_us_read_as_milliseconds);
     tcase_add_test(check_case(s, "threads", TEST_TIMEOUT_S),
                    test_concurrent_lines_never_interleave);
     return s;
