@@ -34,6 +34,7 @@
 /* A peer that is starting answers within a few hundred ms: retry connecting soon,
  * then back off (gRPC's default first retry is 1 s). */
 #define RPC_INITIAL_BACKOFF_MS 100
+#define RPC_MIN_RERESOLVE_MS   1000
 #define RPC_ROUND_ROBIN        "{\"loadBalancingConfig\":[{\"round_robin\":{}}]}"
 #define RPC_LIST_MAX           8192 /* resolved address list, bytes */
 
@@ -206,6 +207,11 @@ rpc_channel_t *rpc_channel_new(const char *target, const rpc_channel_opts_t *opt
     int max_msg = o.max_message_bytes > 0 ? o.max_message_bytes : RPC_DEFAULT_MAX_MESSAGE;
     grpc_arg args[] = {
         {GRPC_ARG_STRING, GRPC_ARG_SERVICE_CONFIG, {.string = RPC_ROUND_ROBIN}},
+        /* A name is resolved again when a connection closes (a server's maximum
+         * connection age, a replica gone): allow that every second, not every 30. */
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS,
+         {.integer = RPC_MIN_RERESOLVE_MS}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = max_msg}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = max_msg}},
         {GRPC_ARG_INTEGER,

@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@
 #define RPC_MIN_PING_INTERVAL_MS 10000
 #define RPC_KEEPALIVE_MS         60000
 #define RPC_KEEPALIVE_TIMEOUT_MS 20000
+#define RPC_DEFAULT_AGE_GRACE_MS 10000
 
 typedef struct rpc_service {
     ProtobufCService *service;
@@ -72,6 +74,7 @@ struct rpc_server {
     int workers;
     int slots;
     int max_message_bytes;
+    int64_t max_age_ms, max_age_grace_ms;
     rpc_service_t *services;
     size_t n_services;
     rpc_method_t **methods;
@@ -573,8 +576,10 @@ rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err)
         err_set(err, ERR_INVALID, "rpc server needs an address");
         return NULL;
     }
-    if (opts->workers < 0 || opts->slots_per_method < 0 || opts->max_message_bytes < 0) {
-        err_set(err, ERR_INVALID, "rpc server options must not be negative");
+    if (opts->workers < 0 || opts->slots_per_method < 0 || opts->max_message_bytes < 0 ||
+        opts->max_connection_age_ms < 0 || opts->max_connection_grace_ms < 0 ||
+        opts->max_connection_age_ms > INT32_MAX || opts->max_connection_grace_ms > INT32_MAX) {
+        err_set(err, ERR_INVALID, "rpc server options must be 0..INT32_MAX");
         return NULL;
     }
     rpc_server_t *srv = common__xcalloc(1, sizeof(*srv));
@@ -584,6 +589,9 @@ rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err)
     srv->slots = opts->slots_per_method > 0 ? opts->slots_per_method : srv->workers;
     srv->max_message_bytes =
         opts->max_message_bytes > 0 ? opts->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE;
+    srv->max_age_ms = opts->max_connection_age_ms;
+    srv->max_age_grace_ms =
+        opts->max_connection_grace_ms > 0 ? opts->max_connection_grace_ms : RPC_DEFAULT_AGE_GRACE_MS;
     srv->unknown.path = common__xstrdup("unknown");
     srv->unknown.duration = metrics_histogram("rpc_server_duration_seconds",
                                               "RPC latency by method, from arrival to answer sent",
@@ -672,8 +680,14 @@ static void rpc_server_create_core(rpc_server_t *srv)
         /* Linux SO_REUSEPORT is on by default in gRPC: a second instance on the same
          * port would silently share it instead of failing to start. */
         {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+         {.integer = (int)srv->max_age_grace_ms}},
+        /* Last, so that "never" leaves it out (the core's default is infinite). */
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS, {.integer = (int)srv->max_age_ms}},
     };
-    grpc_channel_args ca = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    size_t n_args = sizeof(args) / sizeof(args[0]) - (srv->max_age_ms > 0 ? 0 : 1);
+    grpc_channel_args ca = {.num_args = n_args, .args = args};
     srv->server = grpc_server_create(&ca, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cq, NULL);

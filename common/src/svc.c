@@ -33,11 +33,12 @@ typedef struct svc_common_cfg {
     int64_t saga_workers;
     int64_t saga_batch;
     const char *page_token_key;
+    int64_t grpc_max_connection_age_ms;
 } svc_common_cfg_t;
 
 /* The common settings table, with the service's default ports filled in. Loaded
  * settings point into the defaults, so the table lives as long as the settings. */
-#define SVC_N_COMMON 11
+#define SVC_N_COMMON 12
 typedef struct svc_common_table {
     char grpc_def[32];
     char admin_def[32];
@@ -131,6 +132,9 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
         {"PAGE_TOKEN_KEY", CFG_SECRET, 0, 512, "", offsetof(svc_common_cfg_t, page_token_key),
          "MAC key of page tokens, the same for every instance: 32+ bytes as hex or base64 "
          "(empty: a random key per process, so tokens fail on other instances)"},
+        {"GRPC_MAX_CONNECTION_AGE", CFG_DURATION, 0, 86400000, "30s",
+         offsetof(svc_common_cfg_t, grpc_max_connection_age_ms),
+         "clients reconnect after this (0: never), so they find replicas added since"},
     };
     _Static_assert(sizeof(entries) == sizeof(t->entries), "SVC_N_COMMON is the table's size");
     memcpy(t->entries, entries, sizeof(entries));
@@ -370,7 +374,11 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
     if (!command) {
         s.rpc = rpc_server_new(&(rpc_server_opts_t){.addr = s.cfg.grpc_addr,
                                                     .name = s.process,
-                                                    .workers = (int)s.cfg.db_pool_size},
+                                                    .workers = (int)s.cfg.db_pool_size,
+                                                    .max_connection_age_ms =
+                                                        s.cfg.grpc_max_connection_age_ms,
+                                                    .max_connection_grace_ms =
+                                                        s.cfg.shutdown_grace_ms},
                                &err);
         if (!s.rpc)
             goto fail;

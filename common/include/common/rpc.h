@@ -84,6 +84,11 @@ typedef struct rpc_server_opts {
     int workers;           /* threads running handlers; 0 → 4 */
     int slots_per_method;  /* calls the core may hand over at once per method; 0 → workers */
     int max_message_bytes; /* each way; 0 → 4 MiB */
+    /* A connection is closed (GOAWAY, its calls given max_connection_grace_ms to end)
+     * once it is this old, ±10 %: clients reconnect and resolve the service's name
+     * again, so replicas added behind that name get calls. 0 → never. */
+    int64_t max_connection_age_ms;
+    int64_t max_connection_grace_ms; /* 0 → 10 s */
 } rpc_server_opts_t;
 
 /* rpc_server_new: a server that is not yet listening. The options are copied.

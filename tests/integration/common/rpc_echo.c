@@ -103,9 +103,14 @@ static Shop__Test__V1__EchoService_Service echo_service = SHOP__TEST__V1__ECHO_S
 
 rpc_server_t *echo_server_start(const char *addr, echo_ctx_t *ctx, int workers)
 {
+    return echo_server_start_opts(
+        &(rpc_server_opts_t){.addr = addr, .name = ctx->instance, .workers = workers}, ctx);
+}
+
+rpc_server_t *echo_server_start_opts(const rpc_server_opts_t *opts, echo_ctx_t *ctx)
+{
     err_t err = ERR_INIT;
-    rpc_server_opts_t opts = {.addr = addr, .name = ctx->instance, .workers = workers};
-    rpc_server_t *srv = rpc_server_new(&opts, &err);
+    rpc_server_t *srv = rpc_server_new(opts, &err);
     ck_assert_msg(srv != NULL, "rpc_server_new: %s", err.msg);
     ck_assert_int_eq(rpc_server_add_service(srv, (ProtobufCService *)&echo_service, ctx), 0);
     ck_assert_msg(rpc_server_start(srv, &err) == 0, "rpc_server_start: %s", err.msg);

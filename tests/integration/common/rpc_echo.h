@@ -28,6 +28,9 @@ static inline int loaded(atomic_int *counter)
  * with `workers` threads, started; fails the test when it cannot start. */
 rpc_server_t *echo_server_start(const char *addr, echo_ctx_t *ctx, int workers);
 
+/* echo_server_start_opts: the same with every server option given. */
+rpc_server_t *echo_server_start_opts(const rpc_server_opts_t *opts, echo_ctx_t *ctx);
+
 /* echo_wait_sleeping: waits up to timeout_ms until n Sleep handlers run at once;
  * returns whether they did. */
 int echo_wait_sleeping(echo_ctx_t *ctx, int n, int timeout_ms);

@@ -243,6 +243,89 @@ START_TEST(test_dns_targets_reach_the_server)
 }
 END_TEST
 
+/* The port after the ':' of a /proc/net/tcp{,6} address ("0100007F:1F90"). */
+static unsigned proc_port(const char *addr)
+{
+    const char *colon = strchr(addr, ':');
+    return colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 16) : 0;
+}
+
+/* Local ports of established connections to port (IPv4, or IPv6 sockets with mapped
+ * addresses, which gRPC uses), added to ports[] (distinct, at most cap); returns
+ * the new count. */
+static size_t connections_to(int port, int *ports, size_t n, size_t cap)
+{
+    const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    for (size_t fi = 0; fi < 2; fi++) {
+        FILE *f = fopen(files[fi], "r");
+        ck_assert_ptr_nonnull(f);
+        char line[512], local[64], remote[64];
+        unsigned st;
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (sscanf(line, " %*s %63s %63s %x", local, remote, &st) != 3 ||
+                proc_port(remote) != (unsigned)port || st != 1 /* ESTABLISHED */)
+                continue;
+            int lport = (int)proc_port(local);
+            bool seen = false;
+            for (size_t i = 0; i < n && !seen; i++)
+                seen = ports[i] == lport;
+            if (!seen && n < cap)
+                ports[n++] = lport;
+        }
+        fclose(f);
+    }
+    return n;
+}
+
+START_TEST(test_aged_connections_are_replaced_without_failing_a_call)
+{
+    /* A server that closes every connection after 300 ms (what lets clients find
+     * replicas added behind a name): calls keep succeeding, slow ones included,
+     * over a new connection each time. */
+    echo_ctx_t ctx_b = {.instance = "echo-aged"};
+    rpc_server_t *aged = echo_server_start_opts(&(rpc_server_opts_t){.addr = "127.0.0.1:0",
+                                                                     .name = "aged",
+                                                                     .workers = 4,
+                                                                     .max_connection_age_ms = 300,
+                                                                     .max_connection_grace_ms =
+                                                                         2000},
+                                                &ctx_b);
+    int port = rpc_server_port(aged);
+    rpc_channel_t *c = channel_to_port(port);
+    int ports[64];
+    size_t n_ports = 0;
+    int calls = 0;
+    int64_t until = clock_mono_us() + 2500 * 1000;
+    while (clock_mono_us() < until) {
+        err_t err = ERR_INIT;
+        Shop__Test__V1__EchoResponse *resp;
+        int rc = calls % 10 == 9 ? sleep_call(c, 150, 5000, &err)
+                                 : echo_call(c, "aged", NULL, 0, 5000, &resp, &err);
+        ck_assert_msg(rc == 0, "call %d failed: %d %s", calls, rc, err.msg);
+        calls++;
+        n_ports = connections_to(port, ports, n_ports, 64);
+        clock_sleep_ms(5);
+    }
+    ck_assert_msg(n_ports >= 3 && calls >= 20, "%d calls over %zu connections in 2.5 s", calls,
+                  n_ports);
+    rpc_channel_free(c);
+    rpc_server_free(aged);
+}
+END_TEST
+
+START_TEST(test_server_options_out_of_range_are_invalid)
+{
+    err_t err = ERR_INIT;
+    ck_assert_ptr_null(rpc_server_new(
+        &(rpc_server_opts_t){.addr = "127.0.0.1:0", .max_connection_age_ms = -1}, &err));
+    ck_assert_int_eq(err.code, ERR_INVALID);
+    ck_assert_ptr_null(rpc_server_new(
+        &(rpc_server_opts_t){.addr = "127.0.0.1:0", .max_connection_grace_ms = 1LL << 40},
+        &err));
+    ck_assert_int_eq(err.code, ERR_INVALID);
+}
+END_TEST
+
 typedef struct late_start {
     int port;
     echo_ctx_t ctx;
@@ -524,6 +607,8 @@ static Suite *rpc_client_suite(void)
     tcase_add_test(tc, test_client_calls_are_counted_per_method_and_code);
     tcase_add_test(tc, test_port_in_use_fails_to_start);
     tcase_add_test(tc, test_bad_targets_are_rejected);
+    tcase_add_test(tc, test_aged_connections_are_replaced_without_failing_a_call);
+    tcase_add_test(tc, test_server_options_out_of_range_are_invalid);
     return s;
 }
 
