@@ -193,6 +193,18 @@ static void log_put_string(log_buf_t *b, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t left = strlen(s);
     while (left > 0) {
+        /* A run of printable ASCII needing no escape goes in with one copy. */
+        size_t run = 0;
+        while (run < left && run < budget && p[run] >= 0x20 && p[run] < 0x7f && p[run] != '"' &&
+               p[run] != '\\')
+            run++;
+        if (run > 0) {
+            log_put(b, (const char *)p, run);
+            budget -= run;
+            p += run;
+            left -= run;
+            continue;
+        }
         char out[6];
         size_t consumed;
         size_t n = log_escape_one(p, left, out, &consumed);

@@ -590,8 +590,8 @@ rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err)
     srv->max_message_bytes =
         opts->max_message_bytes > 0 ? opts->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE;
     srv->max_age_ms = opts->max_connection_age_ms;
-    srv->max_age_grace_ms =
-        opts->max_connection_grace_ms > 0 ? opts->max_connection_grace_ms : RPC_DEFAULT_AGE_GRACE_MS;
+    srv->max_age_grace_ms = opts->max_connection_grace_ms > 0 ? opts->max_connection_grace_ms
+                                                              : RPC_DEFAULT_AGE_GRACE_MS;
     srv->unknown.path = common__xstrdup("unknown");
     srv->unknown.duration = metrics_histogram("rpc_server_duration_seconds",
                                               "RPC latency by method, from arrival to answer sent",

@@ -372,14 +372,13 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
     /* The gRPC core reads its environment once, at its first initialisation (rpc.h):
      * create the server before any other thread exists. */
     if (!command) {
-        s.rpc = rpc_server_new(&(rpc_server_opts_t){.addr = s.cfg.grpc_addr,
-                                                    .name = s.process,
-                                                    .workers = (int)s.cfg.db_pool_size,
-                                                    .max_connection_age_ms =
-                                                        s.cfg.grpc_max_connection_age_ms,
-                                                    .max_connection_grace_ms =
-                                                        s.cfg.shutdown_grace_ms},
-                               &err);
+        s.rpc = rpc_server_new(
+            &(rpc_server_opts_t){.addr = s.cfg.grpc_addr,
+                                 .name = s.process,
+                                 .workers = (int)s.cfg.db_pool_size,
+                                 .max_connection_age_ms = s.cfg.grpc_max_connection_age_ms,
+                                 .max_connection_grace_ms = s.cfg.shutdown_grace_ms},
+            &err);
         if (!s.rpc)
             goto fail;
         if (!(s.admin = admin_server_start(s.cfg.admin_addr, svc_ready, &s, &err)))

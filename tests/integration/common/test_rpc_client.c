@@ -283,13 +283,13 @@ START_TEST(test_aged_connections_are_replaced_without_failing_a_call)
      * replicas added behind a name): calls keep succeeding, slow ones included,
      * over a new connection each time. */
     echo_ctx_t ctx_b = {.instance = "echo-aged"};
-    rpc_server_t *aged = echo_server_start_opts(&(rpc_server_opts_t){.addr = "127.0.0.1:0",
-                                                                     .name = "aged",
-                                                                     .workers = 4,
-                                                                     .max_connection_age_ms = 300,
-                                                                     .max_connection_grace_ms =
-                                                                         2000},
-                                                &ctx_b);
+    rpc_server_t *aged =
+        echo_server_start_opts(&(rpc_server_opts_t){.addr = "127.0.0.1:0",
+                                                    .name = "aged",
+                                                    .workers = 4,
+                                                    .max_connection_age_ms = 300,
+                                                    .max_connection_grace_ms = 2000},
+                               &ctx_b);
     int port = rpc_server_port(aged);
     rpc_channel_t *c = channel_to_port(port);
     int ports[64];
@@ -320,8 +320,7 @@ START_TEST(test_server_options_out_of_range_are_invalid)
         &(rpc_server_opts_t){.addr = "127.0.0.1:0", .max_connection_age_ms = -1}, &err));
     ck_assert_int_eq(err.code, ERR_INVALID);
     ck_assert_ptr_null(rpc_server_new(
-        &(rpc_server_opts_t){.addr = "127.0.0.1:0", .max_connection_grace_ms = 1LL << 40},
-        &err));
+        &(rpc_server_opts_t){.addr = "127.0.0.1:0", .max_connection_grace_ms = 1LL << 40}, &err));
     ck_assert_int_eq(err.code, ERR_INVALID);
 }
 END_TEST
