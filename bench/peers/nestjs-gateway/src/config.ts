@@ -65,9 +65,9 @@ export function loadConfig(): Config {
     redisUrl: str('REDIS_URL', 'redis://127.0.0.1:6380'),
     redisPrefix: process.env.REDIS_PREFIX ?? 'gw:',
     upstream: {
-      order: str('ORDER_ADDR', '127.0.0.1:50053'),
+      order: str('ORDER_ADDR', '127.0.0.1:50051'),
       product: str('PRODUCT_ADDR', '127.0.0.1:50052'),
-      user: str('USER_ADDR', '127.0.0.1:50051'),
+      user: str('USER_ADDR', '127.0.0.1:50053'),
     },
     jwtAlg: alg,
     jwtSecret: secret,
