@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { AuthService, rateLimitHeaders } from './auth.js';
 import { Config } from './config.js';
 import { Auth } from './guard.js';
-import { bodyJson, bodyMessage, header, idempotencyKey, isUuid, listParams, pathId, queryOnly, setHeaders } from './http.js';
+import { bodyMessage, header, idempotencyKey, isUuid, listParams, pathId, queryOnly, setHeaders } from './http.js';
 import { badParam, ProblemError, problemFromUpstream } from './problem.js';
 import { JsonObject, ProtoRegistry } from './proto.js';
 import { Upstreams, UpstreamError, UpstreamName } from './upstream.js';
@@ -332,7 +332,7 @@ export class GatewayController {
   @HttpCode(200)
   async cancelOrder(@Req() req: FastifyRequest, @Param('id') rawId: string) {
     const id = pathId(rawId, ORDER_NOT_FOUND);
-    bodyJson(req, false);
+    bodyMessage(this.protos, req, 'shop.gateway.v1.Empty', [], false);
     const res = await this.call(req, 'order', 'CancelOrder', { order_id: id });
     return this.json(O + 'Order', res.order);
   }

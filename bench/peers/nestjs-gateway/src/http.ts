@@ -38,17 +38,15 @@ export function header(req: FastifyRequest, name: string): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
-/* Only these query parameters (http_query_only). */
+/* Only these query parameters (http_query_only): the first stranger is a 400; a
+ * repeated parameter counts with its first value, as MHD's lookup gives it. */
 export function queryOnly(req: FastifyRequest, allowed: readonly string[]): Record<string, string> {
   const q = (req.query ?? {}) as Record<string, string | string[]>;
   const out: Record<string, string> = {};
-  const violations: FieldViolation[] = [];
   for (const [k, v] of Object.entries(q)) {
-    if (!allowed.includes(k)) violations.push({ field: `query.${k}`, description: 'unknown parameter' });
-    else if (Array.isArray(v)) violations.push({ field: `query.${k}`, description: 'given more than once' });
-    else out[k] = v;
+    if (!allowed.includes(k)) throw badParam(`query.${k.slice(0, 60)}`, 'unknown query parameter');
+    out[k] = Array.isArray(v) ? v[0] : v;
   }
-  if (violations.length > 0) throw new ProblemError(400, 'invalid request', violations);
   return out;
 }
 
