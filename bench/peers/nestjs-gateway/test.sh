@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's black-box gateway e2e tests (tests/e2e/gateway/test_gateway_e2e.py)
-# against the NestJS peer: builds it, then runs the suite with GATEWAY_PROGRAM set
+# The project's black-box gateway e2e tests (tests/e2e/gateway/test_gateway_e2e.py,
+# and test_gateway_http.py's HTTP semantics) against the NestJS peer: builds it, then runs the suite with GATEWAY_PROGRAM set
 # to ./run and the real user-, product- and order-svc on the test stack.
 #
 #   bench/peers/nestjs-gateway/test.sh [BUILD_DIR]   (default: build-release, else build)
@@ -48,6 +48,10 @@ PEER_TESTS=(
 #   Document.test_metrics_and_readiness
 #   Document.test_routes_and_openapi_document_agree
 
+# tests/e2e/gateway/test_gateway_http.py: caching, conditional writes and HEAD. Not
+# run: the Cors class (the peer has no CORS; bench/peers/README.md).
+PEER_HTTP_TESTS=(CorsOff ETags Head IfMatch)
+
 "$here/build.sh"
 if [[ -z ${REDIS_URL:-} ]]; then
     set -a
@@ -56,6 +60,11 @@ if [[ -z ${REDIS_URL:-} ]]; then
     set +a
 fi
 export GATEWAY_PROGRAM="$here/run"
-exec /usr/bin/python3 "$root/tests/e2e/gateway/test_gateway_e2e.py" "$root/gateway/src" -- \
-    "$build/gateway/gateway" "$build/services/order/order-svc" \
-    "$build/services/product/product-svc" "$build/services/user/user-svc" "${PEER_TESTS[@]}"
+programs=("$build/gateway/gateway" "$build/services/order/order-svc"
+          "$build/services/product/product-svc" "$build/services/user/user-svc")
+status=0
+/usr/bin/python3 "$root/tests/e2e/gateway/test_gateway_e2e.py" "$root/gateway/src" -- \
+    "${programs[@]}" "${PEER_TESTS[@]}" || status=1
+/usr/bin/python3 "$root/tests/e2e/gateway/test_gateway_http.py" -- \
+    "${programs[@]}" "${PEER_HTTP_TESTS[@]}" || status=1
+exit $status
