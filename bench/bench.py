@@ -38,6 +38,7 @@ sys.dont_write_bytecode = True  # no __pycache__ left in bench/ by a run
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import cpu, footprint, keys, machine, phases_read, phases_saga, pgbench, targets  # noqa: E402
+from harness import phases_peer_gateway  # noqa: E402
 from harness.config import Config  # noqa: E402
 from harness.context import Ctx  # noqa: E402
 from harness.report import table  # noqa: E402
@@ -113,6 +114,7 @@ def run_all(ctx, load_at_start: str) -> None:
     prepare(ctx)
     ctx.results.put("footprint.at_rest_mib", footprint.rss_now(ctx, "VmRSS"))
     measure_load(ctx)
+    phases_peer_gateway.run_if_asked(ctx)  # BENCH_PEERS=nestjs-gateway (issue 17)
     phase(ctx.results, "idle_cpu", idle_cpu, ctx)
     if ctx.cfg.wants("baseline"):
         phase(ctx.results, "saga_baseline", pgbench.saga_baseline, ctx)

@@ -114,6 +114,10 @@ class FleetStack:
         if missing:
             raise SystemExit("FleetStack: no binary given for %s" % ", ".join(missing))
         self.bins = {name: by_program[r.program] for name, r in FLEET.items()}
+        # GATEWAY_PROGRAM: another program in the gateway's place, started with the
+        # same environment (bench/peers/nestjs-gateway/run; bench/peers/README.md).
+        if os.environ.get("GATEWAY_PROGRAM"):
+            self.bins["gateway"] = os.environ["GATEWAY_PROGRAM"]
         self.procs = []
         self.tag = uuid.uuid4().hex[:10]
         self.secret = secrets.token_urlsafe(48)
