@@ -59,6 +59,9 @@ render() {
     "$HELM" lint --strict "${args[@]}" "$CHART"
     step "$name: helm template"
     "$HELM" template shop "$CHART" "${args[@]}" > "$WORK/$name.yaml"
+    # NOTES.txt is rendered by install only: a client-side dry run, no cluster.
+    "$HELM" install shop "$CHART" "${args[@]}" --dry-run=client > "$WORK/$name.install"
+    grep -q '^NOTES:' "$WORK/$name.install" || { echo "FAIL: $name: no NOTES rendered"; exit 1; }
     step "$name: k8scheck"
     "$CHECK" "$@" "${programs[@]}" "$WORK/$name.yaml"
     passed=$((passed + 1))
