@@ -75,6 +75,12 @@ if "$HELM" template shop "$CHART" --set secret.create=true > /dev/null 2> "$WORK
     echo "FAIL: helm template rendered a Secret without secret.values.jwtSecret"; exit 1
 fi
 grep -q 'secret.values.jwtSecret is required' "$WORK/err" || { cat "$WORK/err"; exit 1; }
+# values.schema.json refuses a misspelt value instead of ignoring it.
+step "chart: a misspelt value must fail"
+if "$HELM" template shop "$CHART" --set order.replicas=3 > /dev/null 2> "$WORK/err"; then
+    echo "FAIL: helm template accepted the unknown value order.replicas"; exit 1
+fi
+grep -q "additional properties 'replicas' not allowed" "$WORK/err" || { cat "$WORK/err"; exit 1; }
 
 # ---- the checker is strict: each broken copy of the default rendering must fail ----
 # name | sed expression (first match only) | text the failure must contain
@@ -116,4 +122,4 @@ if "$CHECK" -require-hpa "${programs[@]}" "$WORK/broken.yaml" > "$WORK/out" 2>&1
 fi
 echo "   self-test 'no limits': refused as expected"
 
-echo "helm chart: OK ($passed values sets linted, rendered and checked; $(( ${#negatives[@]} + 2 )) negative checks refused)"
+echo "helm chart: OK ($passed values sets linted, rendered and checked; $(( ${#negatives[@]} + 3 )) negative checks refused)"
