@@ -8,6 +8,7 @@
 #   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
 #   make bench         the docs/architecture.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
+#   make helm-test     the Helm chart (deploy/helm): lint, render, strict check against the API types and the programs
 #   make format        clang-format every C file; make format-check fails on a difference
 
 SHELL := /bin/bash
@@ -68,6 +69,12 @@ chaos: release
 
 bench: release
 	@python3 bench/bench.py
+
+# The Helm chart against the release binaries (also part of make test: test_deploy_helm).
+.PHONY: helm-test
+helm-test: release
+	@tests/deploy/helm/run.sh build-release/services/order/order-svc build-release/services/product/product-svc \
+		build-release/services/user/user-svc build-release/gateway/gateway
 
 format:
 	@clang-format -i $(C_FILES)

@@ -23,3 +23,14 @@ add_test(NAME test_fleet_services
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_fleet_services.py
                  ${FLEET_PROGRAM_FILES})
 set_tests_properties(test_fleet_services PROPERTIES LABELS "integration;deploy" TIMEOUT 600)
+
+# The Helm chart (deploy/helm/shop-fleet) with real tools and no cluster
+# (tests/deploy/helm/run.sh): helm lint --strict and helm template with two values
+# sets, every manifest decoded strictly into the Kubernetes API types and checked
+# (tests/deploy/helm/k8scheck: probes, limits, non-root read-only containers, headless
+# gRPC Services, a PDB and an HPA per Deployment, each container's variables against
+# its program's --help), and a self-test that the checker refuses broken manifests.
+# The first run builds helm from the Go module proxy (minutes); later runs reuse it.
+add_test(NAME test_deploy_helm
+         COMMAND /bin/bash ${CMAKE_CURRENT_SOURCE_DIR}/deploy/helm/run.sh ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_deploy_helm PROPERTIES LABELS "unit;deploy" TIMEOUT 900)
