@@ -38,6 +38,7 @@ sys.dont_write_bytecode = True  # no __pycache__ left in bench/ by a run
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import cpu, footprint, keys, machine, phases_read, phases_saga, pgbench, targets  # noqa: E402
+from harness.phases_peer_order import peer_order_phase  # noqa: E402
 from harness.config import Config  # noqa: E402
 from harness.context import Ctx  # noqa: E402
 from harness.report import table  # noqa: E402
@@ -119,6 +120,8 @@ def run_all(ctx, load_at_start: str) -> None:
         phase(ctx.results, "pgbench_tpcb", pgbench.yardstick, ctx)
     if ctx.cfg.wants("startup"):
         phase(ctx.results, "startup", footprint.startup, ctx)
+    if "peers" in ctx.cfg.only:  # BENCH_ONLY=peers: the Go order-svc peer (opt-in)
+        phase(ctx.results, "peer_order", peer_order_phase, ctx)
     r = ctx.results
     r["machine"] = {**machine.machine(load_at_start), **(r.get("machine") or {})}
     r["versions"] = machine.versions(ctx, ctx.load.ghz_path)
