@@ -10,8 +10,10 @@ each figure is the mean of a program's two runs. Per run:
   fixed_rate        orders at SAGA_COST_RATE (40/s) for the cost run's length: e2e p50 /
                     p99, CPU per confirmed order of order-svc and of the whole stack
   rss_under_load_mib  order-svc's largest VmRSS, sampled every 0.5 s through both loads
-  peak              one open-loop run at PEER_ORDER_PEAK_RATE (default: the bench's
-                    largest step), confirmed orders/s
+  peak              one open-loop run at PEER_ORDER_PEAK_RATE (default 340/s, just above
+                    the C fleet's peak in bench/results.json: it measures capacity, where
+                    the saga steps' largest rate would measure a backlog), confirmed
+                    orders/s; then the backlog is drained (settle) before the next run
 
 The swap copies the peer over the run's program copy in $BIN_DIR (the stack started
 order-svc-1 from there) and lets `stack.sh start` run it with the stack's own settings,
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 from . import cpu, footprint
-from .phases_saga import _orders, _ready
+from .phases_saga import _orders, _ready, settle
 from .util import PhaseFailed, jround, say
 
 PART = "order-svc-1"
@@ -38,6 +40,7 @@ GROUP = "order_svc"
 REL = "services/order/order-svc"  # deploy/fleet.conf's path of order-svc
 ORDER = ("c", "go", "go", "c")
 REST_S = 3.0
+PEAK_RATE = 340  # orders/s offered in the peak run (PEER_ORDER_PEAK_RATE)
 
 
 def _build_peer(ctx) -> Path:
@@ -120,6 +123,7 @@ def _one_run(ctx, peak_rate: float) -> dict:
         report, _ = _orders(ctx, peak_rate, ctx.cfg.t["step"])
         out["peak"] = {"offered_rps": peak_rate, "confirmed_rps": report.get("confirmed_rps"),
                        "e2e_p50_ms": (report.get("e2e_ms") or {}).get("p50")}
+        settle(ctx)  # the next program starts without this one's backlog
     out["rss_under_load_mib"] = jround(peak.kib / 1024, 1) if peak.kib else None
     return out
 
@@ -154,7 +158,7 @@ def peer_order_phase(ctx) -> None:
     go_bin = _build_peer(ctx)
     c_copy = ctx.work / "order-svc.c"
     shutil.copy2(Path(os.environ["BIN_DIR"]) / REL, c_copy)
-    peak_rate = float(os.environ.get("PEER_ORDER_PEAK_RATE") or max(ctx.cfg.steps))
+    peak_rate = float(os.environ.get("PEER_ORDER_PEAK_RATE") or (40 if ctx.cfg.quick else PEAK_RATE))
     runs = []
     ctx.results.put("peers.go_order_svc.runs", runs)
     try:
