@@ -10,7 +10,7 @@ repo="$(cd "$here/../../.." && pwd)"
 out="${GO_ORDER_BUILD:-$repo/build-peers/go-order-svc}"
 bin="$out/order-svc-go"
 mkdir -p "$out"
-export GOBIN="$out/gobin" GOFLAGS="${GOFLAGS:--mod=mod}" GOTOOLCHAIN=local
+export GOBIN="$out/gobin" GOTOOLCHAIN=local
 export PATH="$GOBIN:/usr/local/go/bin:$PATH"
 
 inputs=$(find "$here" "$repo/proto" "$repo/migrations/common" "$repo/migrations/order" \
