@@ -17,7 +17,11 @@ method.
                      reports the statements that took most server time, per order
   BENCH_ONLY=saga    only these phase groups (read, saga, cost, baseline, startup;
                      comma-separated): a shorter run for experiments, whose JSON lacks
-                     keys; `cost` is the fixed-rate CPU cost alone (bench/compare.py)
+                     keys; `cost` is the fixed-rate CPU cost alone (bench/compare.py);
+                     peer_gateway, peer_order: one peer's phase alone
+  BENCH_PEERS=none   which peers of bench/peers to compare with (comma list of
+                     nestjs-gateway, go-order-svc; default all in a full run, none
+                     with BENCH_QUICK)
 
   bench.py --check-keys FILE   exit 1 unless FILE has every documented key
 
@@ -39,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import cpu, footprint, keys, machine, phases_read, phases_saga, pgbench, targets  # noqa: E402
 from harness import phases_peer_gateway  # noqa: E402
+from harness.phases_peer_order import peer_order_phase  # noqa: E402
 from harness.config import Config  # noqa: E402
 from harness.context import Ctx  # noqa: E402
 from harness.report import table  # noqa: E402
@@ -114,13 +119,15 @@ def run_all(ctx, load_at_start: str) -> None:
     prepare(ctx)
     ctx.results.put("footprint.at_rest_mib", footprint.rss_now(ctx, "VmRSS"))
     measure_load(ctx)
-    phases_peer_gateway.run_if_asked(ctx)  # BENCH_PEERS=nestjs-gateway (issue 17)
+    phases_peer_gateway.run_if_asked(ctx)  # the NestJS gateway peer (issue 17)
     phase(ctx.results, "idle_cpu", idle_cpu, ctx)
     if ctx.cfg.wants("baseline"):
         phase(ctx.results, "saga_baseline", pgbench.saga_baseline, ctx)
         phase(ctx.results, "pgbench_tpcb", pgbench.yardstick, ctx)
     if ctx.cfg.wants("startup"):
         phase(ctx.results, "startup", footprint.startup, ctx)
+    if ctx.cfg.wants_peer("go-order-svc", "peer_order"):  # the Go order-svc peer (issue 17)
+        phase(ctx.results, "peer_order", peer_order_phase, ctx)
     r = ctx.results
     r["machine"] = {**machine.machine(load_at_start), **(r.get("machine") or {})}
     r["versions"] = machine.versions(ctx, ctx.load.ghz_path)

@@ -1,7 +1,7 @@
 """Settings of one run: where things are, how long each phase lasts, how hard it loads.
 
 Everything that the environment can change (BENCH_QUICK, BENCH_OUT, BIN_DIR,
-BENCH_TOOLS_DIR, SAGA_COST_RATE, BENCH_ONLY, SHOP_CACHE) is read here once, so that the phases read
+BENCH_TOOLS_DIR, SAGA_COST_RATE, BENCH_ONLY, BENCH_PEERS, SHOP_CACHE) is read here once, so that the phases read
 plain attributes and a reader finds every knob in one place.
 """
 
@@ -50,6 +50,22 @@ def _number(text: str):
     return int(v) if v == int(v) else v
 
 
+PEERS = ("nestjs-gateway", "go-order-svc")  # bench/peers/<name>, issue 17
+
+
+def _peers(raw, quick: bool) -> frozenset:
+    """BENCH_PEERS: unset → every peer (none with BENCH_QUICK), "none" or "" → none,
+    else a comma list of PEERS."""
+    if raw is None:
+        return frozenset() if quick else frozenset(PEERS)
+    names = frozenset(p.strip() for p in raw.split(",") if p.strip() and p.strip() != "none")
+    unknown = names - set(PEERS)
+    if unknown:
+        raise SystemExit("BENCH_PEERS: unknown peer(s) %s (known: %s)"
+                         % (", ".join(sorted(unknown)), ", ".join(PEERS)))
+    return names
+
+
 @dataclass
 class Config:
     """Paths and durations of one run, resolved from the environment at start."""
@@ -66,11 +82,17 @@ class Config:
     steps: tuple = ()
     startup_runs: int = 3
     only: frozenset = frozenset()  # BENCH_ONLY's phase groups; empty: every phase
+    peers: frozenset = frozenset()  # BENCH_PEERS: the peers (bench/peers) to compare with
 
     def wants(self, group: str) -> bool:
         """Whether a phase group (read, saga, cost, baseline, startup) runs: all unless
         BENCH_ONLY names some (a partial run for experiments; its JSON lacks keys)."""
         return not self.only or group in self.only
+
+    def wants_peer(self, peer: str, group: str) -> bool:
+        """Whether a peer's phase runs: the peer is in BENCH_PEERS (by default every peer
+        in a full run, none in a quick one) and BENCH_ONLY, if set, names its group."""
+        return peer in self.peers and self.wants(group)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -91,7 +113,8 @@ class Config:
             t=dict(QUICK_SECONDS if quick else FULL_SECONDS),
             steps=QUICK_STEPS if quick else FULL_STEPS,
             startup_runs=1 if quick else 3,
-            only=frozenset(g for g in os.environ.get("BENCH_ONLY", "").split(",") if g))
+            only=frozenset(g for g in os.environ.get("BENCH_ONLY", "").split(",") if g),
+            peers=_peers(os.environ.get("BENCH_PEERS"), quick))
 
     def export(self) -> None:
         """What the stack script and the programs must see: the bench profile, the

@@ -17,8 +17,9 @@ phases_read does. For each gateway:
   start-up       exec to the first 200 on /readyz (bench_sagaload startup)
 
 Keys: peers.nestjs_gateway.* (and peers.c_gateway.* for the same figures of the C
-gateway in this phase), ratios.c_vs_nestjs_*. Runs when BENCH_PEERS names
-nestjs-gateway (or BENCH_ONLY names peer_gateway); the peer is built first
+gateway in this phase), ratios.c_vs_nestjs_*. Runs in a full make bench unless
+BENCH_PEERS leaves nestjs-gateway out (BENCH_ONLY=peer_gateway: alone); the peer is
+built first
 (bench/peers/nestjs-gateway/build.sh, needs node and npm).
 """
 
@@ -37,15 +38,9 @@ READY_WAIT_S = 60.0
 SAMPLE_EVERY_S = 0.5
 
 
-def enabled(cfg) -> bool:
-    """BENCH_PEERS=nestjs-gateway (a comma list) or BENCH_ONLY=peer_gateway."""
-    peers = {p.strip() for p in os.environ.get("BENCH_PEERS", "").split(",")}
-    return PEER in peers or "peer_gateway" in cfg.only
-
-
 def run_if_asked(ctx) -> None:
-    """bench.py's one call: the phase when enabled, else nothing."""
-    if enabled(ctx.cfg):
+    """bench.py's one call: the phase when enabled (config.wants_peer), else nothing."""
+    if ctx.cfg.wants_peer(PEER, "peer_gateway"):
         phase(ctx.results, "peer_gateway", peer_gateway_phase, ctx)
 
 

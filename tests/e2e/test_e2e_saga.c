@@ -508,7 +508,8 @@ static int start_fleet(void)
     snprintf(product_addr, sizeof(product_addr), "PRODUCT_ADDR=127.0.0.1:%d",
              product_svc.grpc_port);
     const char *env[] = {order_env, product_addr, "SAGA_TIMEOUT=5s", "SWEEP_INTERVAL=200ms", NULL};
-    return svc_proc_start(&order_svc, ORDER_SVC, "order-svc", env);
+    return svc_proc_start(&order_svc, svc_program("ORDER_SVC_PROGRAM", ORDER_SVC), "order-svc",
+                          env);
 }
 
 int main(void)

@@ -28,6 +28,12 @@ const char *svc_env(const char *name)
     return v;
 }
 
+const char *svc_program(const char *name, const char *compiled)
+{
+    const char *v = getenv(name);
+    return v && v[0] ? v : compiled;
+}
+
 /* ---- processes ---- */
 
 static char *svc_slurp(const char *path)

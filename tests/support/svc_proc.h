@@ -80,4 +80,9 @@ void svc_wait_partitions(svc_proc_t *const *procs, size_t n, int want, int timeo
 /* svc_env: a required environment variable (exits the program if unset). */
 const char *svc_env(const char *name);
 
+/* svc_program: the program to run for a service: the environment variable `name` if
+ * set and not empty (e.g. ORDER_SVC_PROGRAM=<a peer implementation>, bench/peers),
+ * else `compiled` (the build's binary). */
+const char *svc_program(const char *name, const char *compiled);
+
 #endif

@@ -556,7 +556,8 @@ int main(void)
         snprintf(name, sizeof(name), "order-svc-%d", i);
         const char *env[] = {order_env, product_addr, "SAGA_TIMEOUT=4s", "SWEEP_INTERVAL=200ms",
                              NULL};
-        if (svc_proc_start(&order_svc[i], ORDER_SVC, name, env) != 0)
+        if (svc_proc_start(&order_svc[i], svc_program("ORDER_SVC_PROGRAM", ORDER_SVC), name, env) !=
+            0)
             goto out;
     }
     /* gRPC does not survive fork once started: one process for every test. */

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config: the settings of the C order-svc (common/src/svc.c's common table and
+// services/order/src/main.c's own), same names, defaults and ranges.
+type config struct {
+	GRPCAddr       string
+	AdminAddr      string
+	DatabaseURL    string
+	DBPoolSize     int
+	KafkaBrokers   string
+	LogLevel       string
+	ShutdownGrace  time.Duration
+	StartupTimeout time.Duration
+	SagaWorkers    int
+	SagaBatch      int
+	PageTokenKey   string
+
+	ProductAddr          string
+	SagaTimeout          time.Duration
+	SweepInterval        time.Duration
+	IdempotencyRetention time.Duration
+}
+
+// parseDuration: "250ms", "2s", "5m", "1h" or bare milliseconds (common/src/config.c).
+func parseDuration(s string) (time.Duration, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for _, u := range []struct {
+		suffix string
+		unit   time.Duration
+	}{{"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour}} {
+		if strings.HasSuffix(s, u.suffix) {
+			n, err := strconv.ParseInt(strings.TrimSuffix(s, u.suffix), 10, 64)
+			if err != nil || n < 0 {
+				continue
+			}
+			return time.Duration(n) * u.unit, true
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Millisecond, true
+}
+
+func loadConfig() (*config, error) {
+	var errs []string
+	str := func(name, def string) string {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	num := func(name string, def, lo, hi int) int {
+		v := str(name, strconv.Itoa(def))
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Sprintf("%s: must be an integer in [%d, %d], got %q", name, lo, hi, v))
+		}
+		return n
+	}
+	dur := func(name, def string, lo, hi time.Duration) time.Duration {
+		v := str(name, def)
+		d, ok := parseDuration(v)
+		if !ok || d < lo || d > hi {
+			errs = append(errs, fmt.Sprintf("%s: must be a duration (250ms, 2s, 5m, 1h or milliseconds) in [%v, %v], got %q", name, lo, hi, v))
+		}
+		return d
+	}
+	c := &config{
+		GRPCAddr:       str("GRPC_ADDR", "0.0.0.0:50051"),
+		AdminAddr:      str("ADMIN_ADDR", "0.0.0.0:8081"),
+		DatabaseURL:    str("DATABASE_URL", "postgresql://order:order@127.0.0.1:5433/order"),
+		DBPoolSize:     num("DB_POOL_SIZE", 8, 1, 64),
+		KafkaBrokers:   str("KAFKA_BROKERS", "127.0.0.1:9092"),
+		LogLevel:       str("LOG_LEVEL", "info"),
+		ShutdownGrace:  dur("SHUTDOWN_GRACE", "10s", 0, 300*time.Second),
+		StartupTimeout: dur("STARTUP_TIMEOUT", "0", 0, 24*time.Hour),
+		SagaWorkers:    num("SAGA_WORKERS", 2, 1, 64),
+		SagaBatch:      num("SAGA_BATCH", 32, 1, 1000),
+		PageTokenKey:   os.Getenv("PAGE_TOKEN_KEY"),
+
+		ProductAddr:          str("PRODUCT_ADDR", "127.0.0.1:50052"),
+		SagaTimeout:          dur("SAGA_TIMEOUT", "30s", time.Second, 24*time.Hour),
+		SweepInterval:        dur("SWEEP_INTERVAL", "1s", 10*time.Millisecond, time.Hour),
+		IdempotencyRetention: dur("IDEMPOTENCY_RETENTION", "24h", time.Second, 720*time.Hour),
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("LOG_LEVEL: must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}
