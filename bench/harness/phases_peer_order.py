@@ -19,8 +19,8 @@ The swap copies the peer over the run's program copy in $BIN_DIR (the stack star
 order-svc-1 from there) and lets `stack.sh start` run it with the stack's own settings,
 so the peer gets exactly the C program's environment; the C binary is put back at the
 end whatever happens. Keys: peers.go_order_svc.{c,go}.<figure>, peers.go_order_svc.runs,
-and ratios.c_vs_go_order_<figure> (C's figure over Go's: < 1 means C is smaller, which is
-better for latency, CPU, memory and start-up; > 1 means C is higher for throughput).
+and ratios.c_vs_go_order_<figure>: how many times better C is, as every c_vs_* ratio (> 1:
+C ahead): C's over Go's for throughput, Go's over C's for latency, CPU, memory, start-up.
 """
 
 import os
@@ -185,5 +185,7 @@ def peer_order_phase(ctx) -> None:
     c, go = (ctx.results.get_path(f"peers.go_order_svc.{p}") for p in ("c", "go"))
     for name in FIGURES:
         a, b = c.get(name), go.get(name)
+        if name != "confirmed_rps":  # lower is better: Go's over C's
+            a, b = b, a
         ctx.results.put(("ratios", f"c_vs_go_order_{name}"),
                         jround(a / b, 3) if a is not None and b else None)

@@ -83,6 +83,50 @@ def target_rows(r) -> list:
     return rows
 
 
+def peer_rows(r) -> list:
+    """The peers side by side (issue 17): each figure for C and for the peer, and how many
+    times better C is (> 1: C ahead). Empty when no peer phase ran."""
+    g = r.get_path
+    rows = []
+    c, p = "peers.c_gateway.", "peers.nestjs_gateway."
+    if g("peers.nestjs_gateway"):
+        for label, cp, pp, ratio in (
+                ("read GET /products/{id}, req/s", "read_wrk.rps", None, "read_rps"),
+                ("read p50 / p99 at fixed rate, us", "read_fixed_rate.latency_us", None, None),
+                ("read CPU per request, gateway, us", "read_cpu_us_per_request.gateway", None,
+                 "read_cpu_per_request"),
+                ("order HTTP p50 / p99, ms", "orders.http_ms", None, None),
+                ("order CPU per order, gateway, ms", "order_cpu_ms_per_order.gateway", None,
+                 "order_cpu_per_order"),
+                ("RSS at rest / under load, MiB", None, None, None),
+                ("start-up to /readyz, ms", "startup_ms.median", None, "startup")):
+            if cp is None:  # RSS
+                cv = _pair(g(c + "rss_at_rest_mib"), g(c + "rss_under_load_mib"))
+                pv = _pair(g(p + "rss_at_rest_mib"), g(p + "rss_under_load_mib"))
+                rv = _pair(g("ratios.c_vs_nestjs_rss_at_rest"), g("ratios.c_vs_nestjs_rss_under_load"))
+            elif cp.endswith(("latency_us", "http_ms")):
+                cv = _pair(g(c + cp + ".p50"), g(c + cp + ".p99"))
+                pv = _pair(g(p + cp + ".p50"), g(p + cp + ".p99"))
+                kind = "read" if "read" in cp else "order"
+                rv = _pair(g(f"ratios.c_vs_nestjs_{kind}_p50"), g(f"ratios.c_vs_nestjs_{kind}_p99"))
+            else:
+                cv, pv, rv = n(g(c + cp)), n(g(p + cp)), n(g("ratios.c_vs_nestjs_" + ratio))
+            rows.append(("gateway: " + label, cv, pv, rv))
+    go = "peers.go_order_svc."
+    if g("peers.go_order_svc.go"):
+        for label, key in (("confirmed orders/s (open loop)", "confirmed_rps"),
+                           ("e2e p50 at the cost rate, ms", "e2e_p50_ms"),
+                           ("e2e p99 at the cost rate, ms", "e2e_p99_ms"),
+                           ("CPU per order, order-svc, ms", "cpu_ms_per_order"),
+                           ("CPU per order, whole stack, ms", "stack_cpu_ms_per_order"),
+                           ("RSS at rest, MiB", "rss_at_rest_mib"),
+                           ("RSS under load, MiB", "rss_under_load_mib"),
+                           ("start-up to /readyz, ms", "startup_ms")):
+            rows.append(("order-svc: " + label, n(g(go + "c." + key)), n(g(go + "go." + key)),
+                         n(g("ratios.c_vs_go_order_" + key))))
+    return [("peers (bench/peers)", "C", "peer", "C better by")] + rows if rows else []
+
+
 def _widths(rows: list) -> list:
     widths = []
     for row in rows:
@@ -103,4 +147,8 @@ def table(results) -> str:
     """The whole printed report."""
     figs, targets, cpu = figures(results), target_rows(results), cpu_rows(results)
     shared = _widths(figs + targets)
-    return "\n\n".join((align(figs, shared), align(cpu, _widths(cpu)), align(targets, shared)))
+    parts = [align(figs, shared), align(cpu, _widths(cpu)), align(targets, shared)]
+    peers = peer_rows(results)
+    if peers:
+        parts.append(align(peers, _widths(peers)))
+    return "\n\n".join(parts)
