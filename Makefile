@@ -8,6 +8,7 @@
 #   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
 #   make bench         the docs/architecture.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
+#   make peers-test    the project's black-box tests against the bench peers (bench/peers), own stack
 #   make helm-test     the Helm chart (deploy/helm): lint, render, strict check against the API types and the programs
 #   make format        clang-format every C file; make format-check fails on a difference
 
@@ -69,6 +70,12 @@ chaos: release
 
 bench: release
 	@python3 bench/bench.py
+
+# The project's tests against the bench peers (issue 17; never part of make test: they
+# need node/npm and go, and prove the peers, not the product).
+.PHONY: peers-test
+peers-test: build
+	@bench/peers/test.sh
 
 # The Helm chart against the release binaries (also part of make test: test_deploy_helm).
 .PHONY: helm-test
