@@ -133,11 +133,18 @@ def parse_dockerfile(path):
             continue
         lines.append(buf + stripped)
         buf = ""
-    stages, current = {}, None
+    stages, current, global_args = {}, None, {}
     for line in lines:
         op, _, args = line.partition(" ")
         op = op.upper()
-        if op == "FROM":
+        if op == "ARG" and current is None:
+            # ARGs before the first FROM: FROM ${NAME} takes their defaults here (what
+            # a build without --build-arg uses)
+            name, _, default = args.strip().partition("=")
+            global_args[name] = default
+        elif op == "FROM":
+            args = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                          lambda m: global_args.get(m.group(1) or m.group(2), m.group(0)), args)
             words = args.split()
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else str(len(stages))
             current = stages[name] = {"from": words[0], "ins": []}
