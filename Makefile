@@ -8,6 +8,7 @@
 #   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
 #   make bench         the docs/architecture.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
+#   make compose-test  deploy/docker-compose.yml built and run in Docker (tests/deploy/compose_e2e.sh; root)
 #   make format        clang-format every C file; make format-check fails on a difference
 
 SHELL := /bin/bash
@@ -18,7 +19,7 @@ FUZZ_TARGETS ?=
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps build release fuzz-build fuzz test run up down status wipe chaos bench format format-check clean
+.PHONY: all deps build release fuzz-build fuzz test run up down status wipe chaos bench compose-test format format-check clean
 
 all: build
 
@@ -68,6 +69,11 @@ chaos: release
 
 bench: release
 	@python3 bench/bench.py
+
+# Builds the images, runs the stack, scales it, removes everything (tests/deploy/compose_e2e.sh);
+# exit 77 = skipped (no root or no Docker engine), with the reason.
+compose-test:
+	@tests/deploy/compose_e2e.sh
 
 format:
 	@clang-format -i $(C_FILES)
