@@ -327,7 +327,8 @@ main() {
     t=$(now)
     log "create-admin, then the purchase"
     printf '%s\n' 'compose test admin 1' |
-        compose exec -T user-svc /usr/local/bin/user-svc create-admin admin@compose.test >/dev/null ||
+        compose exec -T user-svc /usr/local/bin/user-svc create-admin admin@compose.test \
+            >"$WORK/create-admin.log" 2>&1 ||
         die "user-svc create-admin failed"
     scenario setup admin@compose.test 'compose test admin 1' || die "setup failed"
     scenario purchase || die "the purchase failed"

@@ -41,6 +41,7 @@ a program's name is its file name)
 """
 import fnmatch
 import functools
+import glob
 import http.server
 import json
 import os
@@ -757,12 +758,17 @@ def debian_package(soname):
 
 def compose_command():
     """Docker Compose v2: the docker CLI plugin, else a standalone docker-compose that
-    is not 1.x (the Python one, which predates the Compose Specification)."""
+    is not 1.x (the Python one, which predates the Compose Specification), else the
+    binary the compose test caches."""
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"],
                                  capture_output=True).returncode == 0:
         return [docker, "compose"]
-    standalone = shutil.which("docker-compose")
+    # else the one tests/deploy/compose_e2e.sh builds and caches
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                         "shop-fleet", "tools")
+    cached = sorted(glob.glob(os.path.join(cache, "docker-compose-v2.*")))
+    standalone = shutil.which("docker-compose") or (cached[-1] if cached else None)
     if standalone:
         proc = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True)
         if proc.returncode == 0 and not proc.stdout.strip().lstrip("v").startswith("1."):
