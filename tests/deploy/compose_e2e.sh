@@ -286,6 +286,7 @@ teardown() {
 # -------------------------------------------------------------------- main ----
 main() {
     local t
+    trap 'rm -rf "$WORK"' EXIT
     install_tools
     start_engine
     trap teardown EXIT
