@@ -33,6 +33,8 @@ setting they read):
   DATABASE_URL, KAFKA_BROKERS, REDIS_URL) names a compose service that exists, on
   the port that service listens on, with the credentials it was created with;
 - named volumes are declared; .dockerignore keeps build trees, data and .env out;
+- the air-gapped override (tests/deploy/compose.airgapped.yml) replaces every pulled
+  image with one of the project's own (shop-fleet/...) built from tests/deploy/images/;
 - `docker compose config` accepts the file, when a Docker client with the compose
   plugin is installed (skipped otherwise).
 
@@ -669,6 +671,29 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(redis.port, 6379)
 
     # ---- volumes, build context ----
+
+    def test_airgapped_override_swaps_images_for_the_projects_own(self):
+        """tests/deploy/compose.airgapped.yml (the compose test's override): every
+        service it names exists here; every pulled image is replaced by one under the
+        project's own name (shop-fleet/...), never retagged as an official one, and never
+        looked up in a registry; the programs keep their build and get a local base."""
+        with open(os.path.join(ROOT, "tests", "deploy", "compose.airgapped.yml")) as f:
+            override = yaml.safe_load(f)["services"]
+        for name, svc in override.items():
+            with self.subTest(service=name):
+                self.assertIn(name, self.services)
+                self.assertRegex(svc.get("image", ""), r"^shop-fleet/[a-z0-9-]+:[\w.-]+$")
+        for name, svc in self.services.items():
+            with self.subTest(service=name):
+                self.assertIn(name, override, "not replaced for a machine without a registry")
+                if "build" in svc:
+                    args = override[name]["build"]["args"]
+                    self.assertEqual({"BUILD_IMAGE", "RUNTIME_IMAGE"}, set(args))
+                else:
+                    self.assertEqual(override[name].get("pull_policy"), "never")
+                    image = override[name]["image"].split(":")[0].split("/")[-1]
+                    self.assertIn(image, os.listdir(os.path.join(ROOT, "tests", "deploy",
+                                                                 "images")))
 
     def test_named_volumes_are_declared(self):
         declared = set(self.compose.get("volumes") or {})
