@@ -10,6 +10,7 @@
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
 #   make peers-test    the project's black-box tests against the bench peers (bench/peers), own stack
 #   make helm-test     the Helm chart (deploy/helm): lint, render, strict check against the API types and the programs
+#   make compose-test  deploy/docker-compose.yml built and run in Docker (tests/deploy/compose_e2e.sh; root)
 #   make format        clang-format every C file; make format-check fails on a difference
 
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ FUZZ_TARGETS ?=
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all deps build release fuzz-build fuzz test run up down status wipe chaos bench format format-check clean
+.PHONY: all deps build release fuzz-build fuzz test run up down status wipe chaos bench compose-test format format-check clean
 
 all: build
 
@@ -82,6 +83,11 @@ peers-test: build
 helm-test: release
 	@tests/deploy/helm/run.sh build-release/services/order/order-svc build-release/services/product/product-svc \
 		build-release/services/user/user-svc build-release/gateway/gateway
+
+# Builds the images, runs the stack, scales it, removes everything (tests/deploy/compose_e2e.sh);
+# exit 77 = skipped (no root or no Docker engine), with the reason.
+compose-test:
+	@tests/deploy/compose_e2e.sh
 
 format:
 	@clang-format -i $(C_FILES)

@@ -33,6 +33,8 @@ setting they read):
   DATABASE_URL, KAFKA_BROKERS, REDIS_URL) names a compose service that exists, on
   the port that service listens on, with the credentials it was created with;
 - named volumes are declared; .dockerignore keeps build trees, data and .env out;
+- the air-gapped override (tests/deploy/compose.airgapped.yml) replaces every pulled
+  image with one of the project's own (shop-fleet/...) built from tests/deploy/images/;
 - `docker compose config` accepts the file, when a Docker client with the compose
   plugin is installed (skipped otherwise).
 
@@ -41,6 +43,7 @@ a program's name is its file name)
 """
 import fnmatch
 import functools
+import glob
 import http.server
 import json
 import os
@@ -133,11 +136,18 @@ def parse_dockerfile(path):
             continue
         lines.append(buf + stripped)
         buf = ""
-    stages, current = {}, None
+    stages, current, global_args = {}, None, {}
     for line in lines:
         op, _, args = line.partition(" ")
         op = op.upper()
-        if op == "FROM":
+        if op == "ARG" and current is None:
+            # ARGs before the first FROM: FROM ${NAME} takes their defaults here (what
+            # a build without --build-arg uses)
+            name, _, default = args.strip().partition("=")
+            global_args[name] = default
+        elif op == "FROM":
+            args = re.sub(r"\$\{(\w+)\}|\$(\w+)",
+                          lambda m: global_args.get(m.group(1) or m.group(2), m.group(0)), args)
             words = args.split()
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else str(len(stages))
             current = stages[name] = {"from": words[0], "ins": []}
@@ -662,6 +672,29 @@ class ComposeTest(unittest.TestCase):
 
     # ---- volumes, build context ----
 
+    def test_airgapped_override_swaps_images_for_the_projects_own(self):
+        """tests/deploy/compose.airgapped.yml (the compose test's override): every
+        service it names exists here; every pulled image is replaced by one under the
+        project's own name (shop-fleet/...), never retagged as an official one, and never
+        looked up in a registry; the programs keep their build and get a local base."""
+        with open(os.path.join(ROOT, "tests", "deploy", "compose.airgapped.yml")) as f:
+            override = yaml.safe_load(f)["services"]
+        for name, svc in override.items():
+            with self.subTest(service=name):
+                self.assertIn(name, self.services)
+                self.assertRegex(svc.get("image", ""), r"^shop-fleet/[a-z0-9-]+:[\w.-]+$")
+        for name, svc in self.services.items():
+            with self.subTest(service=name):
+                self.assertIn(name, override, "not replaced for a machine without a registry")
+                if "build" in svc:
+                    args = override[name]["build"]["args"]
+                    self.assertEqual({"BUILD_IMAGE", "RUNTIME_IMAGE"}, set(args))
+                else:
+                    self.assertEqual(override[name].get("pull_policy"), "never")
+                    image = override[name]["image"].split(":")[0].split("/")[-1]
+                    self.assertIn(image, os.listdir(os.path.join(ROOT, "tests", "deploy",
+                                                                 "images")))
+
     def test_named_volumes_are_declared(self):
         declared = set(self.compose.get("volumes") or {})
         used = set()
@@ -750,12 +783,17 @@ def debian_package(soname):
 
 def compose_command():
     """Docker Compose v2: the docker CLI plugin, else a standalone docker-compose that
-    is not 1.x (the Python one, which predates the Compose Specification)."""
+    is not 1.x (the Python one, which predates the Compose Specification), else the
+    binary the compose test caches."""
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"],
                                  capture_output=True).returncode == 0:
         return [docker, "compose"]
-    standalone = shutil.which("docker-compose")
+    # else the one tests/deploy/compose_e2e.sh builds and caches
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                         "shop-fleet", "tools")
+    cached = sorted(glob.glob(os.path.join(cache, "docker-compose-v2.*")))
+    standalone = shutil.which("docker-compose") or (cached[-1] if cached else None)
     if standalone:
         proc = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True)
         if proc.returncode == 0 and not proc.stdout.strip().lstrip("v").startswith("1."):

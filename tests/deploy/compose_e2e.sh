@@ -1,0 +1,391 @@
+#!/bin/bash
+# The compose test: deploy/docker-compose.yml really built and run, on a machine with no
+# container registry (make compose-test; CTest test_deploy_compose_e2e). As root it
+#   - installs what is missing: docker.io and debootstrap (apt), the compose plugin
+#     (built from the Go module proxy, cached in $CACHE/tools);
+#   - starts dockerd when no engine answers, and stops it at the end if it started it;
+#   - makes a Debian bookworm base image with debootstrap from this machine's apt mirror
+#     (the root filesystem is cached as a tarball in $CACHE/images) and `docker import`s
+#     it as shop-fleet/debian:bookworm;
+#   - builds PostgreSQL 15, Redis and Kafka 4.1.1 images from Debian packages and the
+#     cached Maven Central jars (tests/deploy/images/, named shop-fleet/postgres:15,
+#     shop-fleet/redis:7, shop-fleet/kafka:4.1.1) and the four programs' images from
+#     deploy/docker/Dockerfile on that base; tests/deploy/compose.airgapped.yml puts
+#     them in place of the official images;
+#   - brings the stack up, runs the REST purchase (register, deposit, order confirmed,
+#     cancel refunded), scales order-svc to 3 and product-svc to 2 and checks that every
+#     replica gets calls through the running gateway (each replica's
+#     rpc_server_requests_total), kills one order-svc replica and checks orders still
+#     confirm, scales back down;
+#   - removes everything it made: containers, volumes, network, images (KEEP_IMAGES=1
+#     keeps the images for the next run). The base tarball and the tools stay cached.
+# Exit status: 0 passed, 77 skipped (no root, no Docker engine possible: the reason is
+# printed), anything else failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/shop-fleet
+TOOLS=$CACHE/tools
+COMPOSE_VERSION=v2.40.3
+KAFKA_VERSION=4.1.1
+PROJECT=${COMPOSE_PROJECT:-shop-fleet-e2e}
+BASE_IMAGE=shop-fleet/debian:bookworm
+INFRA_IMAGES=(shop-fleet/postgres:15 shop-fleet/redis:7 "shop-fleet/kafka:$KAFKA_VERSION")
+PROGRAM_IMAGES=(shop-fleet/order-svc:e2e shop-fleet/product-svc:e2e shop-fleet/user-svc:e2e
+                shop-fleet/gateway:e2e)
+SKIP=77
+
+WORK=$(mktemp -d /tmp/shop-compose-e2e.XXXXXX)
+STARTED_DOCKERD=
+STACK_UP=
+declare -A TIMES=()
+
+log() { printf '[compose-e2e %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { log "FAIL: $*"; exit 1; }
+skip() { log "SKIPPED: $*"; exit "$SKIP"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ------------------------------------------------------------------- tools ----
+install_tools() {
+    [ "$(id -u)" = 0 ] || skip "needs root (apt-get install docker.io debootstrap, dockerd)"
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    if ((${#missing[@]})); then
+        log "apt-get install ${missing[*]}"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                "${missing[@]}" >"$WORK/apt.log" 2>&1; then
+            apt-get update >>"$WORK/apt.log" 2>&1 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+                "${missing[@]}" >>"$WORK/apt.log" 2>&1 ||
+                skip "cannot install ${missing[*]}: $(tail -3 "$WORK/apt.log")"
+        fi
+    fi
+    command -v docker >/dev/null || skip "no docker client after installing docker.io"
+    COMPOSE=$TOOLS/docker-compose-$COMPOSE_VERSION
+    if [ ! -x "$COMPOSE" ]; then
+        command -v go >/dev/null || skip "no Go toolchain to build the compose plugin"
+        log "building docker compose $COMPOSE_VERSION from the Go module proxy (a few minutes)"
+        local dir
+        dir=$(go mod download -json "github.com/docker/compose/v2@$COMPOSE_VERSION" |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') ||
+            skip "go mod download github.com/docker/compose/v2@$COMPOSE_VERSION failed"
+        cp -r "$dir" "$WORK/compose-src" && chmod -R u+w "$WORK/compose-src"
+        mkdir -p "$TOOLS"
+        (cd "$WORK/compose-src" && go build -o "$COMPOSE.partial" \
+            -ldflags "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" ./cmd) \
+            >"$WORK/go.log" 2>&1 ||
+            die "building compose failed: $(tail -5 "$WORK/go.log")"
+        mv "$COMPOSE.partial" "$COMPOSE"
+    fi
+}
+
+# ------------------------------------------------------------------ engine ----
+start_engine() {
+    if docker info >/dev/null 2>&1; then
+        log "using the running Docker engine"
+        return
+    fi
+    log "starting dockerd"
+    setsid dockerd >"$WORK/dockerd.log" 2>&1 </dev/null &
+    STARTED_DOCKERD=$!
+    local i
+    for i in $(seq 60); do
+        docker info >/dev/null 2>&1 && return
+        kill -0 "$STARTED_DOCKERD" 2>/dev/null || break
+        sleep 1
+    done
+    local why
+    why=$(tail -5 "$WORK/dockerd.log")
+    stop_engine
+    skip "no Docker engine could be started (dockerd): $why"
+}
+
+stop_engine() {
+    [ -n "$STARTED_DOCKERD" ] || return 0
+    log "stopping the dockerd this test started (pid $STARTED_DOCKERD)"
+    kill "$STARTED_DOCKERD" 2>/dev/null || true
+    local i
+    for i in $(seq 30); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 1; done
+    STARTED_DOCKERD=
+}
+
+# ------------------------------------------------------------------ images ----
+apt_mirror() {
+    # the first Debian mirror of this machine's apt sources (deb822 or one-line form)
+    local f url
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] || continue
+        url=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }
+                   /^deb / && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f")
+        [ -n "$url" ] && { echo "$url"; return; }
+    done
+    echo http://deb.debian.org/debian
+}
+
+base_image() {
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
+    local tarball=$CACHE/images/debian-bookworm-minbase.tar
+    if [ ! -f "$tarball" ]; then
+        local mirror rootfs=$WORK/rootfs
+        mirror=$(apt_mirror)
+        log "debootstrap bookworm from $mirror"
+        debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$WORK/debootstrap.log" 2>&1 ||
+            die "debootstrap failed: $(tail -5 "$WORK/debootstrap.log")"
+        slim_rootfs "$rootfs"
+        mkdir -p "$CACHE/images"
+        tar -C "$rootfs" -cf "$tarball.partial" . && mv "$tarball.partial" "$tarball"
+        rm -rf "$rootfs"
+    fi
+    log "docker import $BASE_IMAGE"
+    docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' "$tarball" "$BASE_IMAGE" >/dev/null
+}
+
+# What debian:bookworm-slim is over a minbase debootstrap: this machine's apt sources
+# (the same mirror, updates and security), no package caches or lists, and dpkg told to
+# leave documentation, manuals and translations out of every later install.
+slim_rootfs() {
+    local r=$1
+    cp /etc/apt/sources.list.d/*.sources "$r/etc/apt/sources.list.d/" 2>/dev/null &&
+        rm -f "$r/etc/apt/sources.list" || true
+    cat >"$r/etc/dpkg/dpkg.cfg.d/shop-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+EOF
+    cat >"$r/etc/apt/apt.conf.d/shop-slim" <<'EOF'
+APT::Install-Recommends "false";
+Acquire::Languages "none";
+EOF
+    find "$r/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+    rm -rf "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/locale/* \
+        "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb "$r"/var/lib/apt/lists/* \
+        "$r"/var/log/* "$r"/tmp/*
+}
+
+infra_images() {
+    local kafka_libs=$CACHE/kafka-$KAFKA_VERSION
+    if [ ! -f "$kafka_libs/.complete" ]; then
+        log "Kafka jars missing: deploy/local/deps.sh fetches them from Maven Central"
+        "$ROOT/deploy/local/deps.sh" >"$WORK/deps.log" 2>&1 || die "deps.sh failed: $(tail -5 "$WORK/deps.log")"
+    fi
+    # the Kafka context: the Dockerfile and scripts, the jars and the broker's logging
+    local ctx=$WORK/kafka-context
+    mkdir -p "$ctx/libs"
+    cp -r "$ROOT/tests/deploy/images/kafka/." "$ctx/"
+    cp "$kafka_libs"/*.jar "$ctx/libs/"
+    cp "$ROOT/deploy/local/kafka/log4j2.properties" "$ctx/"
+    local image dir
+    for image in "${INFRA_IMAGES[@]}"; do
+        docker image inspect "$image" >/dev/null 2>&1 && continue
+        case $image in
+            */kafka:*) dir=$ctx ;;
+            *) dir=$ROOT/tests/deploy/images/$(basename "${image%%:*}") ;;
+        esac
+        log "docker build $image"
+        DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" "$dir" \
+            >"$WORK/build-$(basename "${image%%:*}").log" 2>&1 ||
+            die "building $image failed: $(tail -15 "$WORK/build-$(basename "${image%%:*}").log")"
+    done
+}
+
+image_sizes() {
+    local image
+    for image in "$BASE_IMAGE" "${INFRA_IMAGES[@]}" "${PROGRAM_IMAGES[@]}"; do
+        docker image inspect -f '{{.Size}}' "$image" 2>/dev/null |
+            awk -v i="$image" '/^[0-9]+$/ { printf "  %-32s %7.1f MB\n", i, $1 / 1e6 }'
+    done
+}
+
+# ------------------------------------------------------------------- stack ----
+compose() {
+    "$COMPOSE" -p "$PROJECT" -f "$ROOT/deploy/docker-compose.yml" \
+        -f "$ROOT/tests/deploy/compose.airgapped.yml" "$@"
+}
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+http_status() {
+    python3 - "$1" <<'EOF' 2>/dev/null || echo 000
+import http.client, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+c.request("GET", u.path)
+print(c.getresponse().status)
+EOF
+}
+
+scenario() { python3 "$ROOT/tests/deploy/compose_scenario.py" "$GW" "$WORK/state.json" "$@"; }
+
+containers() { compose ps -q "$1"; }
+
+# total of rpc_server_requests_total of one container, health checks left out: its
+# /metrics on the admin port, read from inside (bash /dev/tcp: the images carry no HTTP
+# client)
+rpc_calls() {
+    docker exec "$1" bash -c 'exec 3<>/dev/tcp/127.0.0.1/8081 &&
+        printf "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+        awk '/^rpc_server_requests_total\{/ && !/grpc\.health/ { n += $NF } END { printf "%d\n", n }'
+}
+
+# every replica of order-svc and product-svc has served calls since scaling; the gateway
+# is the same process (not restarted)
+check_replicas_reached() {
+    local deadline=$((SECONDS + ${1:-150})) c svc n unreached
+    while :; do
+        scenario reads 5 || die "reads failed while scaled"
+        scenario orders 1 || die "an order failed while scaled"
+        unreached=()
+        REACHED=""
+        for svc in order-svc product-svc; do
+            for c in $(containers "$svc"); do
+                n=$(rpc_calls "$c")
+                REACHED+="  $svc ${c:0:12}: $n calls"$'\n'
+                [ "${n:-0}" -gt 0 ] || unreached+=("$svc/${c:0:12}")
+            done
+        done
+        ((${#unreached[@]} == 0)) && return 0
+        ((SECONDS < deadline)) || { printf '%s' "$REACHED"; die "replicas never reached: ${unreached[*]}"; }
+        sleep 2
+    done
+}
+
+teardown() {
+    local rc=$?
+    set +e
+    if [ -n "$STACK_UP" ]; then
+        [ "$rc" = 0 ] || compose logs --no-color --tail 40 >"$WORK/compose-logs.txt" 2>&1
+        [ "$rc" = 0 ] || { log "last log lines of every container:"; cat "$WORK/compose-logs.txt"; }
+        log "docker compose down -v"
+        compose down -v --remove-orphans >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
+    fi
+    if [ "${KEEP_IMAGES:-0}" != 1 ] && docker info >/dev/null 2>&1; then
+        log "removing the images this test made (KEEP_IMAGES=1 keeps them)"
+        docker image rm "${PROGRAM_IMAGES[@]}" "${INFRA_IMAGES[@]}" "$BASE_IMAGE" >/dev/null 2>&1
+    fi
+    if docker info >/dev/null 2>&1; then
+        local left
+        left=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"; \
+               docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT"; \
+               docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")
+        if [ -n "$left" ]; then
+            log "left behind: $left"
+            [ "$rc" = 0 ] && rc=1
+        fi
+    fi
+    stop_engine
+    rm -rf "$WORK"
+    exit "$rc"
+}
+
+# -------------------------------------------------------------------- main ----
+main() {
+    local t
+    trap 'rm -rf "$WORK"' EXIT
+    install_tools
+    start_engine
+    trap teardown EXIT
+    trap 'exit 130' INT TERM
+
+    t=$(now)
+    base_image
+    infra_images
+    TIMES[build_base_infra]=$(since "$t")
+
+    export JWT_SECRET
+    JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+    export GATEWAY_PORT
+    GATEWAY_PORT=$(free_port)
+    GW=http://127.0.0.1:$GATEWAY_PORT
+
+    t=$(now)
+    log "docker compose build (the four programs)"
+    compose build >"$WORK/compose-build.log" 2>&1 || die "compose build failed: $(tail -30 "$WORK/compose-build.log")"
+    TIMES[build_programs]=$(since "$t")
+    log "images:"
+    image_sizes
+
+    t=$(now)
+    log "docker compose up -d"
+    STACK_UP=1
+    compose up -d >"$WORK/up.log" 2>&1 || die "compose up failed: $(tail -30 "$WORK/up.log")"
+    local deadline=$((SECONDS + 120))
+    until [ "$(http_status "$GW/readyz")" = 200 ]; do
+        ((SECONDS < deadline)) || die "the gateway's /readyz is not 200 after 120s"
+        sleep 1
+    done
+    TIMES[up]=$(since "$t")
+    local gw_id gw_started
+    gw_id=$(containers gateway)
+    gw_started=$(docker inspect -f '{{.State.StartedAt}}' "$gw_id")
+    # the gateway's own start: its container started -> /readyz answered 200 (polled
+    # every second, so within a second)
+    TIMES[gateway_start_to_ready]=$(python3 -c 'import sys, datetime
+s = sys.argv[1].rstrip("Z")[:26]
+t = datetime.datetime.fromisoformat(s).replace(tzinfo=datetime.timezone.utc)
+print("%.1f" % (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds())' "$gw_started")
+    compose ps --format 'table {{.Service}}\t{{.Status}}' 2>/dev/null || compose ps
+
+    t=$(now)
+    log "create-admin, then the purchase"
+    printf '%s\n' 'compose test admin 1' |
+        compose exec -T user-svc /usr/local/bin/user-svc create-admin admin@compose.test \
+            >"$WORK/create-admin.log" 2>&1 ||
+        die "user-svc create-admin failed"
+    scenario setup admin@compose.test 'compose test admin 1' || die "setup failed"
+    scenario purchase || die "the purchase failed"
+    scenario orders 3 || die "orders failed"
+    TIMES[scenario]=$(since "$t")
+
+    t=$(now)
+    log "scale: order-svc=3 product-svc=2 (the gateway keeps running)"
+    compose up -d --no-recreate --scale order-svc=3 --scale product-svc=2 >"$WORK/scale.log" 2>&1 ||
+        die "scaling up failed: $(tail -20 "$WORK/scale.log")"
+    [ "$(containers order-svc | wc -l)" = 3 ] || die "not 3 order-svc replicas"
+    [ "$(containers product-svc | wc -l)" = 2 ] || die "not 2 product-svc replicas"
+    TIMES[scale_up_command]=$(since "$t")
+    t=$(now)
+    check_replicas_reached 150
+    TIMES[then_all_replicas_reached]=$(since "$t")
+    log "every replica reached through the running gateway:"
+    printf '%s' "$REACHED"
+    log "docker stats (CPU and memory against the compose limits):"
+    docker stats --no-stream --format 'table {{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}' \
+        $(compose ps -q) || true
+    [ "$(containers gateway)" = "$gw_id" ] &&
+        [ "$(docker inspect -f '{{.State.StartedAt}}' "$gw_id")" = "$gw_started" ] ||
+        die "the gateway was restarted or replaced while scaling"
+
+    t=$(now)
+    local victim
+    victim=$(containers order-svc | tail -1)
+    log "docker kill order-svc ${victim:0:12}; orders must still confirm"
+    docker kill "$victim" >/dev/null
+    scenario orders 5 || die "orders failed after killing an order-svc replica"
+    TIMES[kill_replica]=$(since "$t")
+
+    t=$(now)
+    log "scale back: order-svc=1 product-svc=1"
+    compose up -d --no-recreate --scale order-svc=1 --scale product-svc=1 >"$WORK/scale.log" 2>&1 ||
+        die "scaling down failed: $(tail -20 "$WORK/scale.log")"
+    scenario orders 3 || die "orders failed after scaling down"
+    scenario purchase || die "the purchase failed after scaling down"
+    TIMES[scale_down]=$(since "$t")
+
+    log "summary"
+    local k
+    for k in build_base_infra build_programs up gateway_start_to_ready scenario scale_up_command \
+        then_all_replicas_reached kill_replica scale_down; do
+        printf '  %-26s %7s s\n' "$k" "${TIMES[$k]}"
+    done
+    image_sizes
+    log "PASSED"
+}
+
+# sourced (to call one step by hand) or run
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"
