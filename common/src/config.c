@@ -3,7 +3,8 @@
  *
  * An empty variable counts as unset (compose files and systemd units often write
  * `NAME=` to mean "not given"), so it takes the default or, for a required one, is
- * reported missing. Defaults go through the same checks as the environment, so a
+ * reported missing. A secret may come from a file instead: NAME_FILE=/run/secrets/x
+ * (compose and Kubernetes secrets), never both. Defaults go through the same checks as the environment, so a
  * bad default is caught the first time the program starts.
  */
 #include "common/config.h"
@@ -130,9 +131,68 @@ static int cfg_load_duration(const cfg_entry_t *e, const char *v, void *field, e
     return 0;
 }
 
+/* Secrets read from files (NAME_FILE): kept for the life of the process, as the
+ * environment's strings are, and reachable from here. */
+#define CFG_FILES_MAX 32
+#define CFG_FILE_MAX  65536 /* bytes of a secret file when the entry sets no maximum */
+static char *cfg_files[CFG_FILES_MAX];
+static size_t cfg_n_files;
+
+/* The secret in the file named by e's NAME_FILE into *v (NULL when NAME_FILE is not
+ * set): one trailing newline (or CRLF) is not part of it, so `echo secret > file`
+ * works. 0, or ERR_INVALID when both NAME and NAME_FILE are set or the file cannot be
+ * read, is empty or is too long. */
+static int cfg_secret_file(const cfg_entry_t *e, const char **v, err_t *err)
+{
+    char name[128];
+    snprintf(name, sizeof(name), "%s_FILE", e->env);
+    const char *path = getenv(name);
+    *v = NULL;
+    if (path == NULL || *path == '\0')
+        return 0;
+    const char *direct = getenv(e->env);
+    if (direct != NULL && *direct != '\0')
+        return err_set(err, ERR_INVALID, "%s and %s are both set: give one", e->env, name);
+    size_t cap = e->max > 0 ? (size_t)e->max : CFG_FILE_MAX;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return err_set(err, ERR_INVALID, "%s: cannot read %s: %s", name, path, strerror(errno));
+    char *buf = malloc(cap + 3); /* the value, a CRLF, one byte to see that it is longer */
+    if (buf == NULL)
+        abort();
+    size_t len = fread(buf, 1, cap + 3, f);
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    if (len > 0 && buf[len - 1] == '\n')
+        len -= len > 1 && buf[len - 2] == '\r' ? 2 : 1;
+    int rc = 0;
+    if (failed)
+        rc = err_set(err, ERR_INVALID, "%s: cannot read %s", name, path);
+    else if (len == 0)
+        rc = err_set(err, ERR_INVALID, "%s: %s is empty", name, path);
+    else if (len > cap)
+        rc = err_set(err, ERR_INVALID, "%s: %s holds more than %zu bytes", name, path, cap);
+    else if (memchr(buf, '\0', len) != NULL)
+        rc = err_set(err, ERR_INVALID, "%s: %s holds a NUL byte", name, path);
+    else if (cfg_n_files == CFG_FILES_MAX)
+        rc = err_set(err, ERR_INVALID, "%s: more than %d secret files", name, CFG_FILES_MAX);
+    if (rc != 0) {
+        free(buf);
+        return rc;
+    }
+    buf[len] = '\0';
+    cfg_files[cfg_n_files++] = buf;
+    *v = buf;
+    return 0;
+}
+
 static int cfg_load_one(const cfg_entry_t *e, void *out, err_t *err)
 {
-    const char *v = getenv(e->env);
+    const char *v = NULL;
+    if (e->type == CFG_SECRET && cfg_secret_file(e, &v, err) != 0)
+        return err->code;
+    if (v == NULL)
+        v = getenv(e->env);
     if (v == NULL || *v == '\0')
         v = e->def;
     if (v == NULL)
@@ -239,12 +299,15 @@ static void cfg_describe(const cfg_entry_t *e, char *out, size_t size)
     case CFG_STR:
     case CFG_SECRET: {
         const char *kind = e->type == CFG_SECRET ? "secret" : "text";
+        char file[96] = "";
+        if (e->type == CFG_SECRET)
+            snprintf(file, sizeof(file), "; or from a file: %s_FILE=<path>", e->env);
         if (e->max <= 0)
-            snprintf(out, size, "%s", kind);
+            snprintf(out, size, "%s%s", kind, file);
         else if (e->min == e->max)
-            snprintf(out, size, "%s, %" PRId64 " bytes", kind, e->max);
+            snprintf(out, size, "%s, %" PRId64 " bytes%s", kind, e->max, file);
         else
-            snprintf(out, size, "%s, %" PRId64 "..%" PRId64 " bytes", kind, e->min, e->max);
+            snprintf(out, size, "%s, %" PRId64 "..%" PRId64 " bytes%s", kind, e->min, e->max, file);
         return;
     }
     case CFG_INT:
@@ -276,7 +339,7 @@ static void cfg_usage_line(FILE *out, arena_t *a, const cfg_entry_t *e)
 {
     char *head = e->def != NULL ? arena_sprintf(a, "%s=%s", e->env, cfg_usage_default(a, e))
                                 : arena_sprintf(a, "%s (required)", e->env);
-    char kind[96];
+    char kind[160];
     cfg_describe(e, kind, sizeof(kind));
     const char *help = e->help != NULL ? e->help : "";
     if (strlen(head) <= CFG_USAGE_HEAD_WIDTH)

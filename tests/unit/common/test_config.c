@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "capture_stdout.h"
 #include "check_util.h"
@@ -265,7 +266,8 @@ START_TEST(test_usage_lists_every_setting_with_default_meaning_and_range)
     char *text = usage_text(table, TABLE_N);
     ck_assert_str_eq(text, "  TEST_DB_URL=postgresql://app:***@db:5432/orders?sslmode=disable\n"
                            "                                    PostgreSQL URI [text]\n"
-                           "  TEST_API_KEY (required)           the API key [secret]\n"
+                           "  TEST_API_KEY (required)           the API key [secret; or from a "
+                           "file: TEST_API_KEY_FILE=<path>]\n"
                            "  TEST_NAME=order                   service name [text, 2..8 bytes]\n"
                            "  TEST_POOL_SIZE=8                  pool size [integer 1..64]\n"
                            "  TEST_DEBUG=false                  debug mode [true or false]\n"
@@ -297,10 +299,12 @@ START_TEST(test_usage_masks_secret_defaults_and_keeps_empty_ones)
         {"S_MS", CFG_DURATION, 10, 90000, "250ms", 0, "poll"},
     };
     char *text = usage_text(secrets, sizeof(secrets) / sizeof(secrets[0]));
-    ck_assert_str_eq(text, "  S_URL=redis://:***@r:6380/0       redis [secret, 1..1024 bytes]\n"
-                           "  S_PLAIN=***                       token [secret]\n"
+    ck_assert_str_eq(text, "  S_URL=redis://:***@r:6380/0       redis [secret, 1..1024 bytes; or "
+                           "from a file: S_URL_FILE=<path>]\n"
+                           "  S_PLAIN=***                       token [secret; or from a file: "
+                           "S_PLAIN_FILE=<path>]\n"
                            "  S_EMPTY=                          optional secret [secret, 0..4096 "
-                           "bytes]\n"
+                           "bytes; or from a file: S_EMPTY_FILE=<path>]\n"
                            "  S_EXACT=HS256                     algorithm [text, 5 bytes]\n"
                            "  S_MS=250ms                        poll [duration 10ms..90s]\n");
     free(text);
@@ -317,10 +321,93 @@ START_TEST(test_usage_reports_a_failed_stream)
 }
 END_TEST
 
+/* Writes text to a new temporary file; returns its path (free it). */
+static char *secret_file(const char *text, size_t n)
+{
+    char *path = strdup("/tmp/test_config_secret_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+START_TEST(test_secrets_come_from_files_named_by_name_file)
+{
+    struct settings s;
+    err_t err = ERR_INIT;
+    unsetenv("TEST_API_KEY");
+    /* One trailing newline (echo) or CRLF is not part of the secret; other bytes are. */
+    const char *cases[][2] = {{"from-a-file\n", "from-a-file"},
+                              {"crlf\r\n", "crlf"},
+                              {" spaced \n\n", " spaced \n"},
+                              {"no-newline", "no-newline"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *path = secret_file(cases[i][0], strlen(cases[i][0]));
+        setenv("TEST_API_KEY_FILE", path, 1);
+        memset(&s, 0, sizeof(s));
+        ck_assert_int_eq(cfg_load(table, TABLE_N, &s, &err), 0);
+        ck_assert_str_eq(s.api_key, cases[i][1]);
+        unlink(path);
+        free(path);
+    }
+    /* The file's value is checked like the variable's: length bounds. */
+    static const cfg_entry_t bounded[] = {
+        {"TEST_SHORT", CFG_SECRET, 1, 4, "", 0, "short"},
+    };
+    char *path = secret_file("12345\n", 6);
+    setenv("TEST_SHORT_FILE", path, 1);
+    const char *v = NULL;
+    ck_assert_int_eq(cfg_load(bounded, 1, &v, &err), ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "holds more than 4 bytes"));
+    unsetenv("TEST_SHORT_FILE");
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_secret_files_refuse_ambiguity_and_bad_files)
+{
+    struct settings s;
+    err_t err = ERR_INIT;
+    char *path = secret_file("x\n", 2);
+    setenv("TEST_API_KEY_FILE", path, 1);
+    ck_assert_int_eq(load_with(NULL, NULL, &s, &err), ERR_INVALID); /* sets TEST_API_KEY too */
+    ck_assert_str_eq(err.msg, "TEST_API_KEY and TEST_API_KEY_FILE are both set: give one");
+    unsetenv("TEST_API_KEY");
+    setenv("TEST_API_KEY_FILE", "/nonexistent/secret", 1);
+    ck_assert_int_eq(cfg_load(table, TABLE_N, &s, &err), ERR_INVALID);
+    ck_assert_str_eq(
+        err.msg, "TEST_API_KEY_FILE: cannot read /nonexistent/secret: No such file or directory");
+    char *empty = secret_file("\n", 1);
+    setenv("TEST_API_KEY_FILE", empty, 1);
+    ck_assert_int_eq(cfg_load(table, TABLE_N, &s, &err), ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "is empty"));
+    char *nul = secret_file("a\0b", 3);
+    setenv("TEST_API_KEY_FILE", nul, 1);
+    ck_assert_int_eq(cfg_load(table, TABLE_N, &s, &err), ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "NUL byte"));
+    /* An empty NAME_FILE counts as unset, like every variable. */
+    setenv("TEST_API_KEY_FILE", "", 1);
+    setenv("TEST_API_KEY", "direct", 1);
+    ck_assert_int_eq(cfg_load(table, TABLE_N, &s, &err), 0);
+    ck_assert_str_eq(s.api_key, "direct");
+    unsetenv("TEST_API_KEY_FILE");
+    for (char **p = (char *[]){path, empty, nul, NULL}; *p != NULL; p++) {
+        unlink(*p);
+        free(*p);
+    }
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
     tcase_add_test(check_case(s, "defaults", TEST_TIMEOUT_S), test_defaults_apply_when_unset);
+    tcase_add_test(check_case(s, "secret_files", TEST_TIMEOUT_S),
+                   test_secrets_come_from_files_named_by_name_file);
+    tcase_add_test(check_case(s, "secret_file_errors", TEST_TIMEOUT_S),
+                   test_secret_files_refuse_ambiguity_and_bad_files);
     tcase_add_test(check_case(s, "types", TEST_TIMEOUT_S),
                    test_every_type_is_read_from_the_environment);
     tcase_add_test(check_case(s, "empty", TEST_TIMEOUT_S), test_empty_variable_counts_as_unset);
