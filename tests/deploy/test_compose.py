@@ -234,6 +234,11 @@ def help_settings(binary):
         kind = HELP_KIND.search(line)
         if kind and last is not None and settings[last]["kind"] is None:
             settings[last]["kind"] = kind.group(1)
+    # A secret may come from a file: "[secret, ...; or from a file: NAME_FILE=<path>]".
+    for name, s in list(settings.items()):
+        m = re.search(r"or from a file: ([A-Z][A-Z0-9_]*)=<path>", s["kind"] or "")
+        if m:
+            settings[m.group(1)] = {"default": "", "kind": "file path", "secret_of": name}
     return settings, proc.stdout
 
 
@@ -441,7 +446,28 @@ class ComposeTest(unittest.TestCase):
     def test_jwt_secret_comes_from_the_environment_without_default(self):
         env = environment(self.services["gateway"])
         self.assertEqual(resolve(env.get("JWT_ALG")) or "HS256", "HS256")
-        self.assertRegex(env.get("JWT_SECRET") or "", r"^\$\{JWT_SECRET:\?[^}]+\}$")
+        # A compose secret from $JWT_SECRET, which compose requires, read as a file.
+        self.assertNotIn("JWT_SECRET", env)
+        self.assertEqual(env.get("JWT_SECRET_FILE"), "/run/secrets/jwt_secret")
+        self.assertEqual(self.compose["secrets"]["jwt_secret"], {"environment": "JWT_SECRET"})
+        self.assertRegex(self.compose["x-requires"]["jwt_secret"], r"^\$\{JWT_SECRET:\?[^}]+\}$")
+
+    def test_secrets_are_files_never_environment(self):
+        """Every secret setting a program reads is given as NAME_FILE pointing at a
+        compose secret the service mounts (DATABASE_URL's development passwords apart:
+        the databases' own POSTGRES_PASSWORD is in this file too)."""
+        for name in PROGRAMS:
+            svc = self.services[name]
+            env = environment(svc)
+            mounted = {f"/run/secrets/{s}" for s in svc.get("secrets", [])}
+            for key, value in env.items():
+                with self.subTest(service=name, setting=key):
+                    if key.endswith("_FILE"):
+                        self.assertIn(value, mounted)
+                    elif key in ("PAGE_TOKEN_KEY", "JWT_SECRET"):
+                        self.fail(f"{key} in the environment: use {key}_FILE")
+            for s in svc.get("secrets", []):
+                self.assertIn(s, self.compose["secrets"])
 
     # ---- scaling, ports, dependencies, health ----
 
