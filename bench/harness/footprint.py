@@ -34,6 +34,45 @@ def _mib(kib) -> float:
     return jround(kib / 1024, 1)
 
 
+def rss_mib(pid):
+    """One process's VmRSS in MiB, or None when it is gone."""
+    kib = _status_kib(pid, "VmRSS")
+    return _mib(kib) if kib else None
+
+
+class PeakRss:
+    """The largest VmRSS of some processes while a `with` block runs, sampled every
+    `every` s in a thread. `pids` maps a name to a pid, or to a function returning the
+    current pid (a program restarted inside the block)."""
+
+    def __init__(self, pids: dict, every: float = 0.5):
+        self.pids, self.every = pids, every
+        self.kib = {name: 0 for name in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-peak", daemon=True)
+
+    def _loop(self) -> None:
+        while True:
+            for name, pid in self.pids.items():
+                now = _status_kib(pid() if callable(pid) else pid, "VmRSS")
+                self.kib[name] = max(self.kib[name], now)
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._stop.set()
+        self._thread.join()
+        return False
+
+    def mib(self, name):
+        """The peak of `name` in MiB, or None when it was never seen."""
+        return _mib(self.kib[name]) if self.kib[name] else None
+
+
 def rss_now(ctx, key: str) -> dict:
     """VmRSS or VmHWM of each program in MiB, and their sum."""
     kib = {p: _status_kib(ctx.stack.pid_of(p), key) for p in ctx.stack.programs}

@@ -25,7 +25,6 @@ built first
 
 import os
 import socket
-import threading
 import time
 import urllib.request
 
@@ -35,7 +34,6 @@ from .util import PhaseFailed, jround, parse_json, phase, run, say, start, stop
 
 PEER = "nestjs-gateway"
 READY_WAIT_S = 60.0
-SAMPLE_EVERY_S = 0.5
 
 
 def run_if_asked(ctx) -> None:
@@ -62,39 +60,6 @@ def _ticks(pid) -> int:
         return int(rest[14 - 3]) + int(rest[15 - 3])
     except (OSError, IndexError, TypeError):
         return None
-
-
-def _rss_mib(pid):
-    kib = footprint._status_kib(pid, "VmRSS")  # noqa: SLF001 (the harness's own reader)
-    return jround(kib / 1024, 1) if kib else None
-
-
-class _RssPeak:
-    """The largest VmRSS of some pids, sampled in a thread while a block runs."""
-
-    def __init__(self, pids: dict):
-        self.pids = pids
-        self.peak = {name: 0 for name in pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self._stop.is_set():
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], footprint._status_kib(pid, "VmRSS"))  # noqa: SLF001
-            self._stop.wait(SAMPLE_EVERY_S)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        return False
-
-    def mib(self, name):
-        return jround(self.peak[name] / 1024, 1) if self.peak[name] else None
 
 
 class _Peer:
@@ -251,8 +216,8 @@ def peer_gateway_phase(ctx) -> None:
         gws = {"c": {"url": ctx.gateway_url, "pid": gw_pid},
                "nestjs": {"url": peer.url, "pid": peer.proc.pid}}
         for side in gws:
-            out[side]["rss_at_rest_mib"] = _rss_mib(gws[side]["pid"])
-        with _RssPeak({s: gws[s]["pid"] for s in gws}) as peak:
+            out[side]["rss_at_rest_mib"] = footprint.rss_mib(gws[side]["pid"])
+        with footprint.PeakRss({s: gws[s]["pid"] for s in gws}) as peak:
             _read_path(ctx, gws, out)
             _order_path(ctx, gws, out)
         for side in gws:

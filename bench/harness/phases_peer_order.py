@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -76,40 +75,15 @@ def _run_as(ctx, binary: Path) -> None:
         raise PhaseFailed(f"{PART} did not start as {binary}")
 
 
-def _rss_mib(ctx):
-    kib = footprint._status_kib(ctx.stack.pid_of(PART), "VmRSS")
-    return jround(kib / 1024, 1) if kib else None
-
-
-class _Peak:
-    """order-svc-1's largest VmRSS, sampled every 0.5 s while the block runs."""
-
-    def __init__(self, ctx):
-        self.ctx, self.kib, self._stop = ctx, 0, threading.Event()
-
-    def __enter__(self):
-        def loop():
-            while not self._stop.wait(0.5):
-                self.kib = max(self.kib, footprint._status_kib(self.ctx.stack.pid_of(PART), "VmRSS"))
-        self._t = threading.Thread(target=loop, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        return False
-
-
 def _one_run(ctx, peak_rate: float) -> dict:
     """Every figure of the program order-svc-1 runs now."""
     out = {}
     started = footprint.startup_one(ctx, PART)  # restarts the part from $BIN_DIR after
     out["startup_ms"] = started.get("median")
     time.sleep(REST_S)
-    out["rss_at_rest_mib"] = _rss_mib(ctx)
+    out["rss_at_rest_mib"] = footprint.rss_mib(ctx.stack.pid_of(PART))
     rate, seconds = ctx.cfg.cost_rate, ctx.cfg.t["cost"]
-    with _Peak(ctx) as peak:
+    with footprint.PeakRss({PART: lambda: ctx.stack.pid_of(PART)}) as peak:
         _ready(ctx)
         with cpu.Window(ctx.stack.data) as window:
             report, loadgen_s = _orders(ctx, rate, seconds)
@@ -124,7 +98,7 @@ def _one_run(ctx, peak_rate: float) -> dict:
         out["peak"] = {"offered_rps": peak_rate, "confirmed_rps": report.get("confirmed_rps"),
                        "e2e_p50_ms": (report.get("e2e_ms") or {}).get("p50")}
         settle(ctx)  # the next program starts without this one's backlog
-    out["rss_under_load_mib"] = jround(peak.kib / 1024, 1) if peak.kib else None
+    out["rss_under_load_mib"] = peak.mib(PART)
     return out
 
 
