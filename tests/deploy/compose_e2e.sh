@@ -297,8 +297,9 @@ main() {
     infra_images
     TIMES[build_base_infra]=$(since "$t")
 
-    export JWT_SECRET
-    JWT_SECRET=$(head -c 48 /dev/urandom | base64 -w0)
+    export JWT_SECRET_FILE="$WORK/jwt-secret"
+    head -c 48 /dev/urandom | base64 -w0 >"$JWT_SECRET_FILE"
+    chmod 644 "$JWT_SECRET_FILE" # read by the image's unprivileged user
     export GATEWAY_PORT
     GATEWAY_PORT=$(free_port)
     GW=http://127.0.0.1:$GATEWAY_PORT

@@ -16,8 +16,8 @@ setting they read):
   the build stage installs the build packages of deploy/local/deps.sh;
 - every environment variable set on a program is one its --help lists, with a value
   in the range --help states; every required setting, and every setting whose
-  default points at 127.0.0.1 (true only on one host), is set; JWT_SECRET comes from
-  the environment with no default;
+  default points at 127.0.0.1 (true only on one host), is set; secrets are compose
+  secrets read through NAME_FILE, the JWT secret's file required with no default;
 - the three services publish no ports and have no container_name (so --scale works);
   only the gateway publishes one, its own listen port; every depends_on has a
   condition; every long-running container has a healthcheck (in the compose file or
@@ -53,6 +53,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -446,11 +447,13 @@ class ComposeTest(unittest.TestCase):
     def test_jwt_secret_comes_from_the_environment_without_default(self):
         env = environment(self.services["gateway"])
         self.assertEqual(resolve(env.get("JWT_ALG")) or "HS256", "HS256")
-        # A compose secret from $JWT_SECRET, which compose requires, read as a file.
+        # A compose secret from the host's $JWT_SECRET_FILE, which compose requires.
         self.assertNotIn("JWT_SECRET", env)
         self.assertEqual(env.get("JWT_SECRET_FILE"), "/run/secrets/jwt_secret")
-        self.assertEqual(self.compose["secrets"]["jwt_secret"], {"environment": "JWT_SECRET"})
-        self.assertRegex(self.compose["x-requires"]["jwt_secret"], r"^\$\{JWT_SECRET:\?[^}]+\}$")
+        # A file (compose cannot write an environment-sourced secret into a read-only
+        # container), required: no default.
+        self.assertRegex(self.compose["secrets"]["jwt_secret"]["file"],
+                         r"^\$\{JWT_SECRET_FILE:\?[^}]+\}$")
 
     def test_secrets_are_files_never_environment(self):
         """Every secret setting a program reads is given as NAME_FILE pointing at a
@@ -754,13 +757,16 @@ class ComposeTest(unittest.TestCase):
             self.skipTest("no Docker Compose v2 here (plugin or standalone)")
         # --env-file /dev/null: a developer's deploy/.env must not decide the outcome.
         command = [*compose, "--env-file", "/dev/null", "-f", COMPOSE_FILE, "config", "--quiet"]
-        env = dict(os.environ, JWT_SECRET="x" * 48)
+        with tempfile.NamedTemporaryFile("w", suffix=".jwt") as secret:
+            secret.write("x" * 48)
+            secret.flush()
+            env = dict(os.environ, JWT_SECRET_FILE=secret.name)
+            proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+        env.pop("JWT_SECRET_FILE")
         proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-        self.assertEqual(proc.returncode, 0, proc.stderr)
-        env.pop("JWT_SECRET")
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-        self.assertNotEqual(proc.returncode, 0, "accepted without JWT_SECRET")
-        self.assertIn("JWT_SECRET", proc.stderr)
+        self.assertNotEqual(proc.returncode, 0, "accepted without JWT_SECRET_FILE")
+        self.assertIn("JWT_SECRET_FILE", proc.stderr)
 
 
 # ------------------------------------------------------------------ helpers ----
