@@ -154,6 +154,12 @@ stack_secret() {
     fi
     cat "$f"
 }
+# stack_secret_file NAME GENERATOR [ARGS]: the same secret, as the path of its file (for
+# a program's NAME_FILE setting: the secret stays out of the process environment).
+stack_secret_file() {
+    stack_secret "$@" >/dev/null
+    echo "$DATA/secrets/$1"
+}
 random_b64() { head -c "$1" /dev/urandom | base64 | tr -d '/+=\n'; }
 random_hex() { head -c "$1" /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
 

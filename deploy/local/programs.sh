@@ -58,10 +58,10 @@ upstream_env() {
     done
 }
 
-# page_token_key SVC: the MAC key of SVC's page tokens, generated once per stack (never
+# page_token_key_file SVC: the file of the MAC key of SVC's page tokens, generated once per stack (never
 # committed) and given to every instance of SVC, so that any instance takes a token
 # another one issued (SCALE=N, restarts).
-page_token_key() { stack_secret "page-token-key-$1" random_hex 32; }
+page_token_key_file() { stack_secret_file "page-token-key-$1" random_hex 32; }
 
 instance_start() { # instance_start SVC K
     local svc=$1 k=$2 name bin pidfile extra ups prog=${FLEET_PROGRAM[$1]}
@@ -74,8 +74,8 @@ instance_start() { # instance_start SVC K
         log "$name: starting (gRPC 127.0.0.1:$(grpc_port "$svc" "$k"), admin 127.0.0.1:$(admin_port "$svc" "$k"))"
         mapfile -t extra < <(program_env "$(env_prefix "$prog")")
         mapfile -t ups < <(upstream_env "$svc")
-        env GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
-            DATABASE_URL="$(db_url "$svc")" PAGE_TOKEN_KEY="$(page_token_key "$svc")" \
+        env -u PAGE_TOKEN_KEY GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
+            DATABASE_URL="$(db_url "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
             KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" "${ups[@]}" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
@@ -99,7 +99,7 @@ service_down() {
 }
 
 # The gateway signs access tokens with a secret generated once per stack (never committed).
-jwt_secret() { stack_secret jwt-secret random_b64 48; }
+jwt_secret_file() { stack_secret_file jwt-secret random_b64 48; }
 
 gateway_start() {
     local bin pidfile="$RUNDIR/gateway.pid" extra ups
@@ -110,8 +110,8 @@ gateway_start() {
         log "gateway: starting on http://127.0.0.1:$GATEWAY_PORT"
         mapfile -t extra < <(program_env GATEWAY)
         mapfile -t ups < <(upstream_env gateway)
-        env GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-            "${ups[@]}" JWT_SECRET="$(jwt_secret)" \
+        env -u JWT_SECRET GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+            "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi

@@ -61,6 +61,24 @@ func loadConfig() (*config, error) {
 		}
 		return def
 	}
+	// A secret setting: NAME, or the file NAME_FILE names (one trailing newline
+	// dropped), never both: the C programs' rule (common/src/config.c).
+	secret := func(name, def string) string {
+		path := str(name+"_FILE", "")
+		if path == "" {
+			return str(name, def)
+		}
+		if str(name, "") != "" {
+			errs = append(errs, fmt.Sprintf("%s and %s_FILE are both set: give one", name, name))
+			return ""
+		}
+		b, err := os.ReadFile(path)
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if err != nil || v == "" {
+			errs = append(errs, fmt.Sprintf("%s_FILE: cannot read a value from %s", name, path))
+		}
+		return v
+	}
 	num := func(name string, def, lo, hi int) int {
 		v := str(name, strconv.Itoa(def))
 		n, err := strconv.Atoi(v)
@@ -80,7 +98,7 @@ func loadConfig() (*config, error) {
 	c := &config{
 		GRPCAddr:       str("GRPC_ADDR", "0.0.0.0:50051"),
 		AdminAddr:      str("ADMIN_ADDR", "0.0.0.0:8081"),
-		DatabaseURL:    str("DATABASE_URL", "postgresql://order:order@127.0.0.1:5433/order"),
+		DatabaseURL:    secret("DATABASE_URL", "postgresql://order:order@127.0.0.1:5433/order"),
 		DBPoolSize:     num("DB_POOL_SIZE", 8, 1, 64),
 		KafkaBrokers:   str("KAFKA_BROKERS", "127.0.0.1:9092"),
 		LogLevel:       str("LOG_LEVEL", "info"),
@@ -88,7 +106,7 @@ func loadConfig() (*config, error) {
 		StartupTimeout: dur("STARTUP_TIMEOUT", "0", 0, 24*time.Hour),
 		SagaWorkers:    num("SAGA_WORKERS", 2, 1, 64),
 		SagaBatch:      num("SAGA_BATCH", 32, 1, 1000),
-		PageTokenKey:   os.Getenv("PAGE_TOKEN_KEY"),
+		PageTokenKey:   secret("PAGE_TOKEN_KEY", ""),
 
 		ProductAddr:          str("PRODUCT_ADDR", "127.0.0.1:50052"),
 		SagaTimeout:          dur("SAGA_TIMEOUT", "30s", time.Second, 24*time.Hour),

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /* The C gateway's settings (gateway/src/main.c), read once from the same
  * environment variables with the same defaults. Only those this peer uses. */
 
@@ -49,20 +51,31 @@ function str(name: string, def: string): string {
   return v === undefined || v === '' ? def : v;
 }
 
+/* A secret setting: NAME, or the file NAME_FILE names (one trailing newline
+ * dropped), never both: the C programs' rule (common/src/config.c). */
+function secret(name: string, def: string): string {
+  const file = process.env[`${name}_FILE`];
+  if (file === undefined || file === '') return str(name, def);
+  if (process.env[name]) throw new Error(`${name} and ${name}_FILE are both set: give one`);
+  const v = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  if (v === '') throw new Error(`${name}_FILE: ${file} is empty`);
+  return v;
+}
+
 export function loadConfig(): Config {
   const addr = str('GATEWAY_ADDR', '0.0.0.0:8080');
   const i = addr.lastIndexOf(':');
   const alg = str('JWT_ALG', 'HS256');
   if (alg !== 'HS256' && alg !== 'ES256') throw new Error('JWT_ALG: HS256 or ES256');
-  const secret = process.env.JWT_SECRET ?? '';
-  if (alg === 'HS256' && Buffer.byteLength(secret) < 32)
+  const jwtSecret = secret('JWT_SECRET', '');
+  if (alg === 'HS256' && Buffer.byteLength(jwtSecret) < 32)
     throw new Error('JWT_SECRET: at least 32 bytes with HS256');
   const accessMs = duration('ACCESS_TOKEN_TTL', '15m');
   return {
     addr,
     host: addr.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0',
     port: Number(addr.slice(i + 1)),
-    redisUrl: str('REDIS_URL', 'redis://127.0.0.1:6380'),
+    redisUrl: secret('REDIS_URL', 'redis://127.0.0.1:6380'),
     redisPrefix: process.env.REDIS_PREFIX ?? 'gw:',
     upstream: {
       order: str('ORDER_ADDR', '127.0.0.1:50051'),
@@ -70,7 +83,7 @@ export function loadConfig(): Config {
       user: str('USER_ADDR', '127.0.0.1:50053'),
     },
     jwtAlg: alg,
-    jwtSecret: secret,
+    jwtSecret,
     jwtPrivateKeyFile: str('JWT_PRIVATE_KEY_FILE', ''),
     jwtPublicKeyFile: str('JWT_PUBLIC_KEY_FILE', ''),
     jwtIssuer: str('JWT_ISSUER', 'shop-gateway'),
