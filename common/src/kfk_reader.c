@@ -1,6 +1,7 @@
 /*
  * kfk_reader: reads chosen partitions of topics without joining a consumer group and
- * without committing anything (operator tools: shopctl dlq). Each partition is read
+ * without committing anything (operator tools: shopctl dlq): assign(), never
+ * subscribe(). Each partition is read
  * from a start offset up to the high watermark it had when it was added, so a read
  * ends even while producers keep writing.
  */
@@ -24,8 +25,12 @@ struct kfk_reader {
 kfk_reader_t *kfk_reader_new(const char *brokers, const char *client_id, err_t *err)
 {
     char why[512];
+    /* librdkafka 2.0 refuses assign() without a group.id ("Unknown group"). With
+     * assign() the id joins nothing: no JoinGroup, and with these settings no offset
+     * is ever stored or committed under it. */
     /* clang-format off */
     const char *const defaults[] = {
+        "group.id",                 client_id,
         "enable.auto.commit",       "false",
         "enable.auto.offset.store", "false",
         "enable.partition.eof",     "true",

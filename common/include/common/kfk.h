@@ -283,8 +283,9 @@ void kfk_msg_free(kfk_msg_t *m);
  * the topics (shopctl dlq). One thread uses a reader. */
 typedef struct kfk_reader kfk_reader_t;
 
-/* kfk_reader_new: a reader (no group.id, no commits, partition EOF reported). Owned;
- * NULL with ERR_INVALID on bad settings. */
+/* kfk_reader_new: a reader (assign() only: the client id doubles as the group.id
+ * librdkafka wants, but no group is joined and nothing is committed; partition EOF
+ * reported). Owned; NULL with ERR_INVALID on bad settings. */
 kfk_reader_t *kfk_reader_new(const char *brokers, const char *client_id, err_t *err);
 
 /* kfk_reader_free: NULL is accepted. */
