@@ -41,7 +41,21 @@ typedef struct dlq_args {
     const char *by, *reason;
 } dlq_args_t;
 
-/* Parses argv into *a; the options `allowed` ("topic json limit ...") only. */
+/* Whether `word` is one of the space-separated words of `list`. */
+static bool dlq_word_in(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *w = list; *w;) {
+        size_t len = strcspn(w, " ");
+        if (len == n && strncmp(w, word, n) == 0)
+            return true;
+        w += len + (w[len] == ' ');
+    }
+    return false;
+}
+
+/* Parses argv into *a; the options `allowed` ("topic json limit ...") only, and
+ * coordinates if `allowed` names "coords". */
 static int dlq_args_parse(int argc, char **argv, const char *cmd, const char *allowed,
                           dlq_args_t *a)
 {
@@ -49,7 +63,7 @@ static int dlq_args_parse(int argc, char **argv, const char *cmd, const char *al
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         if (strncmp(s, "--", 2) != 0) {
-            if (!strstr(allowed, "coords"))
+            if (!dlq_word_in(allowed, "coords"))
                 return shopctl_usage_error("dlq %s: unexpected argument '%s'", cmd, s);
             if (a->n_coords == DLQ_COORDS_MAX)
                 return shopctl_usage_error("dlq %s: at most %d entries", cmd, DLQ_COORDS_MAX);
@@ -57,7 +71,7 @@ static int dlq_args_parse(int argc, char **argv, const char *cmd, const char *al
             continue;
         }
         const char *opt = s + 2;
-        if (!*opt || !strstr(allowed, opt))
+        if (!dlq_word_in(allowed, opt) || strcmp(opt, "coords") == 0)
             return shopctl_usage_error("dlq %s: unknown option '%s'", cmd, s);
         bool takes_value = strcmp(opt, "topic") == 0 || strcmp(opt, "limit") == 0 ||
                            strcmp(opt, "by") == 0 || strcmp(opt, "reason") == 0;
@@ -90,10 +104,8 @@ static int dlq_args_parse(int argc, char **argv, const char *cmd, const char *al
             a->limit = n;
         } else if (strcmp(opt, "by") == 0) {
             a->by = argv[++i];
-        } else if (strcmp(opt, "reason") == 0) {
+        } else { /* reason: every other allowed option is handled above */
             a->reason = argv[++i];
-        } else {
-            return shopctl_usage_error("dlq %s: unknown option '%s'", cmd, s);
         }
     }
     if (a->n_topics == 0) {
