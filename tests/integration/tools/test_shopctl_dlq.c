@@ -294,6 +294,14 @@ START_TEST(test_truncated_entry_is_refused_unless_forced_and_shown_as_base64)
         a, true, arena_sprintf(a, "dlq replay --force --dry-run --by alice --reason x %s", coords));
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "would-replay"));
+    /* --all goes through every entry of the topic and refuses this one among them. */
+    r = st_shopctl(a, true,
+                   "dlq replay --all --dry-run --json --topic order.events.dlq --by a --reason x");
+    ck_assert_int_eq(r.status, 1);
+    const char *line = st_line(a, r.out, id);
+    ck_assert_ptr_nonnull(line);
+    ck_assert_ptr_nonnull(strstr(line, "\"outcome\":\"refused\""));
+    ck_assert_ptr_nonnull(strstr(line, coords));
     arena_free(a);
 }
 END_TEST
