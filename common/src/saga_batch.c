@@ -614,6 +614,7 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     double secs = (double)us / 1e6;
     saga__metrics_settled(c->metrics, ev->topic, it->route, (size_t)it->out,
                           it->out == SAGA_DUPLICATE, secs);
+    saga__replay_log(it->m, ev, saga__outcome_names[it->out], it->a);
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);
         LOG_DEBUG("event handled", LOG_STR("topic", ev->topic), LOG_STR("ce_type", type),
