@@ -75,9 +75,16 @@ static long st_duplicates(arena_t *a)
     return v;
 }
 
-/* Makes product-svc's reservation of `order` fail (or succeed again: block false). */
+/* Makes product-svc's reservation of `order` fail (block true), or removes the trigger
+ * and its table again (block false), so that nothing of it outlives the test. */
 static void st_block(pt_t *t, const char *order, bool block)
 {
+    if (!block) {
+        pt_i64(t, "DROP TRIGGER IF EXISTS shopctl_test_fail ON reservations", NULL, NULL);
+        pt_i64(t, "DROP FUNCTION IF EXISTS shopctl_test_fail()", NULL, NULL);
+        pt_i64(t, "DROP TABLE IF EXISTS shopctl_test_block", NULL, NULL);
+        return;
+    }
     pt_i64(t, "CREATE TABLE IF NOT EXISTS shopctl_test_block (order_id uuid PRIMARY KEY)", NULL,
            NULL);
     pt_i64(t,
@@ -90,10 +97,7 @@ static void st_block(pt_t *t, const char *order, bool block)
            "CREATE OR REPLACE TRIGGER shopctl_test_fail BEFORE INSERT ON reservations"
            " FOR EACH ROW EXECUTE FUNCTION shopctl_test_fail()",
            NULL, NULL);
-    pt_i64(t,
-           block ? "INSERT INTO shopctl_test_block VALUES ($1::uuid)"
-                 : "DELETE FROM shopctl_test_block WHERE order_id = $1::uuid",
-           order, NULL);
+    pt_i64(t, "INSERT INTO shopctl_test_block VALUES ($1::uuid)", order, NULL);
 }
 
 /* The list --json entry of ce_id, or NULL (owned). */
