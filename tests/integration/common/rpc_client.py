@@ -17,7 +17,8 @@ import time
 import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
-from grpc_support import HEALTH_CHECK, TIMEOUT_S, decode, f_int, f_str, field_str  # noqa: E402
+from grpc_support import (BAD_REQUEST_TYPE_URL, HEALTH_CHECK, TIMEOUT_S, decode,  # noqa: E402
+                          f_int, f_str, field_str, status_details)
 
 SVC = "/shop.test.v1.EchoService/"
 
@@ -96,14 +97,21 @@ def s_violations(ch, args):
     e = expect_error(method(ch, "Fail"), fail_request(3, "invalid order", violations),
                      grpc.StatusCode.INVALID_ARGUMENT)
     check(e.details() == "invalid order", "message: %r" % e.details())
-    trailing = dict(e.trailing_metadata())
-    raw = trailing.get("x-error-details-bin")
-    check(isinstance(raw, bytes), "x-error-details-bin present: %r" % trailing)
-    got = [(field_str(decode(v), 1), field_str(decode(v), 2)) for v in decode(raw).get(1, [])]
+    # grpc-status-details-bin: google.rpc.Status {code 3, message, details: [Any]}.
+    raw = status_details(e)
+    check(isinstance(raw, bytes), "grpc-status-details-bin present: %r" % e.trailing_metadata())
+    status = decode(raw)
+    check(status.get(1) == [3], "Status.code: %r" % status.get(1))
+    check(field_str(status, 2) == "invalid order", "Status.message: %r" % status.get(2))
+    check(len(status.get(3, [])) == 1, "one detail: %r" % status.get(3))
+    any_ = decode(status[3][0])
+    check(field_str(any_, 1) == BAD_REQUEST_TYPE_URL, "Any.type_url: %r" % any_.get(1))
+    bad = decode(any_[2][0])
+    got = [(field_str(decode(v), 1), field_str(decode(v), 2)) for v in bad.get(1, [])]
     check(got == violations, "violations: %r" % got)
     # No violations, no details key.
     e = expect_error(method(ch, "Fail"), fail_request(5, "gone"), grpc.StatusCode.NOT_FOUND)
-    check("x-error-details-bin" not in dict(e.trailing_metadata()), "no details without fields")
+    check(status_details(e) is None, "no details without fields")
 
 
 # An error not written for the client (a database's, a library's) is answered with a
@@ -127,8 +135,7 @@ def s_redacted(ch, args):
         e = expect_error(fail, fail_request(num, msg, [("page_token", "secret detail")],
                                             internal=True), code)
         check(e.details() == shown, "message of internal %d: %r" % (num, e.details()))
-        check("x-error-details-bin" not in dict(e.trailing_metadata()),
-              "no field detail for internal %d" % num)
+        check(status_details(e) is None, "no field detail for internal %d" % num)
 
 
 def s_deadline(ch, args):
