@@ -1,7 +1,7 @@
 /*
  * rpc_codec: protobuf-c messages ⇄ gRPC byte buffers, the google.rpc.Status of
- * grpc-status-details-bin, metadata validation and per-code metric lookup, shared by the server
- * and the client.
+ * grpc-status-details-bin, metadata validation and per-code metric lookup, shared by
+ * the server and the client.
  */
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
@@ -74,13 +74,13 @@ grpc_slice rpc__status_details_slice(const err_t *err, grpc_status_code code)
     }
     bad.n_field_violations = n;
     bad.field_violations = fv_ptrs;
-    /* Bounded by ERR_FIELDS_MAX fields of fixed-size strings: the stack holds it. */
-    uint8_t bad_bytes[ERR_FIELDS_MAX * (ERR_FIELD_MAX + ERR_DESC_MAX + 16)];
-    size_t bad_len = google__rpc__bad_request__pack(&bad, bad_bytes);
+    grpc_slice bad_bytes = grpc_slice_malloc(google__rpc__bad_request__get_packed_size(&bad));
+    google__rpc__bad_request__pack(&bad, GRPC_SLICE_START_PTR(bad_bytes));
 
     Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
     any.type_url = RPC_BAD_REQUEST_TYPE_URL;
-    any.value = (ProtobufCBinaryData){.len = bad_len, .data = bad_bytes};
+    any.value = (ProtobufCBinaryData){.len = GRPC_SLICE_LENGTH(bad_bytes),
+                                      .data = GRPC_SLICE_START_PTR(bad_bytes)};
     Google__Protobuf__Any *details[] = {&any};
     Google__Rpc__Status status = GOOGLE__RPC__STATUS__INIT;
     status.code = (int32_t)code;
@@ -89,6 +89,7 @@ grpc_slice rpc__status_details_slice(const err_t *err, grpc_status_code code)
     status.details = details;
     grpc_slice slice = grpc_slice_malloc(google__rpc__status__get_packed_size(&status));
     google__rpc__status__pack(&status, GRPC_SLICE_START_PTR(slice));
+    grpc_slice_unref(bad_bytes);
     return slice;
 }
 
