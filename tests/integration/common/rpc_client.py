@@ -8,7 +8,9 @@ echo_service.proto) or grpc.health.v1.Health on 127.0.0.1:PORT, checks what came
 back, prints "PASS <scenario>" (plus facts the C test checks) and exits 0, or
 prints what did not hold and exits 1. Calls are generic (bytes in, bytes out):
 the few messages involved are encoded and decoded by hand (tests/support/
-grpc_support.py), so the script needs nothing but grpcio.
+grpc_support.py), so the script needs nothing but grpcio. One scenario is a server
+instead: status_server answers Fail with a grpc-status-details-bin trailer as other gRPC
+libraries write it, for the C client (PORT is then unused).
 """
 import os
 import sys
@@ -212,6 +214,55 @@ def s_bad_request(ch, args):
     check("valid" in e.details(), "details: %r" % e.details())
 
 
+def _status_details(code, message, details):
+    """A google.rpc.Status serialized by hand: {code, message, details: [Any...]}."""
+    return f_int(1, code) + f_str(2, message) + b"".join(
+        f_str(3, f_str(1, type_url) + f_str(2, value)) for type_url, value in details)
+
+
+def _fail_standard(request, context):
+    """Fail as any gRPC library with the rich error model answers it: FailRequest.code
+    3 is INVALID_ARGUMENT with a google.rpc.ErrorInfo (to be ignored) before the
+    google.rpc.BadRequest; 9 is FAILED_PRECONDITION with a trailer that does not decode."""
+    if decode(request).get(1, [0])[0] == 3:
+        bad = f_str(1, f_str(1, "sku") + f_str(2, "must not be empty")) + \
+            f_str(1, f_str(1, "lines[1].quantity") + f_str(2, "must be 1..1000"))
+        info = f_str(1, "INVALID_SKU") + f_str(2, "shop.example")
+        details = _status_details(3, "bad input", [
+            ("type.googleapis.com/google.rpc.ErrorInfo", info), (BAD_REQUEST_TYPE_URL, bad)])
+        context.set_trailing_metadata((("grpc-status-details-bin", details),))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad input")
+    context.set_trailing_metadata((("grpc-status-details-bin", b"\x0a\xff"),))
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "stale")
+
+
+def s_status_server(ch, args):
+    """Not a client: a python3-grpcio server of Fail (_fail_standard) for the C client.
+    Prints "PORT <n>", answers two calls, then returns."""
+    from concurrent import futures
+    import threading
+
+    answered = threading.Semaphore(0)
+
+    def fail(request, context):
+        try:
+            _fail_standard(request, context)
+        finally:
+            answered.release()
+
+    handler = grpc.method_handlers_generic_handler("shop.test.v1.EchoService", {
+        "Fail": grpc.unary_unary_rpc_method_handler(fail)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=(handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print("PORT %d" % port, flush=True)
+    try:
+        for _ in range(2):
+            check(answered.acquire(timeout=30), "the C client called Fail twice")
+    finally:
+        server.stop(grace=1).wait()
+
+
 SCENARIOS = {
     "echo": s_echo,
     "status": s_status,
@@ -223,6 +274,7 @@ SCENARIOS = {
     "concurrent": s_concurrent,
     "shutdown": s_shutdown,
     "bad_request": s_bad_request,
+    "status_server": s_status_server,
 }
 
 
