@@ -187,6 +187,15 @@ static int read_port_line(int fd)
     return port;
 }
 
+/* Fail on channel c: its return value (err set), after checking no response came. */
+static int call_fail(rpc_channel_t *c, Shop__Test__V1__FailRequest *req, err_t *err)
+{
+    ProtobufCMessage *resp = NULL;
+    int rc = rpc_channel_call(c, echo_svc, "Fail", &req->base, arena, &resp, NULL, 0, 0, err);
+    ck_assert_ptr_null(resp);
+    return rc;
+}
+
 START_TEST(test_failure_details_from_another_grpc_library_are_read)
 {
     /* python3-grpcio answers with a google.rpc.Status holding an ErrorInfo, then the
@@ -197,10 +206,7 @@ START_TEST(test_failure_details_from_another_grpc_library_are_read)
     Shop__Test__V1__FailRequest req = SHOP__TEST__V1__FAIL_REQUEST__INIT;
     req.code = 3;
     err_t err = ERR_INIT;
-    ProtobufCMessage *resp = NULL;
-    ck_assert_int_eq(
-        rpc_channel_call(py, echo_svc, "Fail", &req.base, arena, &resp, NULL, 0, 0, &err),
-        ERR_INVALID);
+    ck_assert_int_eq(call_fail(py, &req, &err), ERR_INVALID);
     ck_assert_str_eq(err.msg, "bad input");
     ck_assert_int_eq(err.n_fields, 2);
     ck_assert_str_eq(err.fields[0].field, "sku");
@@ -211,9 +217,7 @@ START_TEST(test_failure_details_from_another_grpc_library_are_read)
     /* A trailer that does not decode is no field detail, never another failure. */
     err_t err2 = ERR_INIT;
     req.code = 9;
-    ck_assert_int_eq(
-        rpc_channel_call(py, echo_svc, "Fail", &req.base, arena, &resp, NULL, 0, 0, &err2),
-        ERR_PRECONDITION);
+    ck_assert_int_eq(call_fail(py, &req, &err2), ERR_PRECONDITION);
     ck_assert_str_eq(err2.msg, "stale");
     ck_assert_int_eq(err2.n_fields, 0);
 
