@@ -16,6 +16,7 @@ the end (psql).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
@@ -49,7 +50,10 @@ def grpcurl_module_version():
 
 
 def ensure_grpcurl():
-    """Builds grpcurl GRPCURL_VERSION into TOOLS unless that version is there."""
+    """Builds grpcurl GRPCURL_VERSION into TOOLS unless that version is there (the
+    version is read with `go version -m`, so Go is needed either way)."""
+    if shutil.which("go") is None:
+        raise RuntimeError("test_grpcurl builds grpcurl with the Go toolchain: `go` is not on PATH")
     if grpcurl_module_version() == GRPCURL_VERSION:
         return
     print("== building grpcurl %s from the Go module proxy (once)" % GRPCURL_VERSION, flush=True)
