@@ -11,6 +11,8 @@ packages=(
     # build
     build-essential cmake ninja-build pkg-config clang-format
     protobuf-c-compiler libprotobuf-c-dev libgrpc-dev libmicrohttpd-dev libjansson-dev
+    # google/protobuf/any.proto, imported by proto/google/rpc/status.proto
+    libprotobuf-dev
     libjwt-dev libhiredis-dev libpq-dev librdkafka-dev libargon2-dev uuid-dev check libssl-dev
     # fuzzing (make fuzz, tests/fuzz): clang, and libFuzzer with the sanitizer runtimes
     # (libclang_rt.fuzzer-x86_64.a), which clang only recommends
