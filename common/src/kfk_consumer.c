@@ -13,14 +13,17 @@
  * Rebalances use the cooperative protocol: only the partitions that move are
  * revoked, so the others keep flowing (incremental assign / unassign).
  *
- * Lag: kafka_consumer_lag_messages{group,topic,partition} is computed when /metrics
- * is rendered, for the partitions assigned right now (kept here from the rebalance
- * callback, so a revoked partition's series disappears): the partition's high
- * watermark minus the consumer's position (the offset after the last message polled),
- * both from librdkafka's local state, asking the broker nothing. The high watermark
- * comes with each fetch response, which librdkafka keeps making while the
- * application is busy, until its queue is full. A partition from which nothing was
- * polled since it was assigned has no position and reports nothing.
+ * Lag: kafka_consumer_lag_messages{group,topic,partition} for the partitions
+ * assigned right now (kept here from the rebalance callback, so a revoked partition's
+ * series disappears). librdkafka computes it in its statistics (every
+ * KFK_STATS_INTERVAL_MS, delivered through our poll): the partition's end (the last
+ * stable offset) minus the offset stored after the last processed message
+ * (consumer_lag_stored), or minus the committed offset (consumer_lag) while nothing
+ * was processed since the assignment, or minus the partition's start while the group
+ * has committed nothing (auto.offset.reset is earliest). So it counts the messages not yet processed,
+ * including those polled and waiting for a handler; it asks the broker nothing more
+ * than the fetches do, and /metrics only reads the last numbers. A partition whose
+ * numbers are not known yet reports nothing.
  *
  * kfk_msg_t is librdkafka's message itself behind our opaque type (no allocation).
  */
@@ -31,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "alloc_internal.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -38,6 +43,7 @@
 #include "kfk_internal.h"
 
 #define KFK_COMMIT_INTERVAL_MS 1000
+#define KFK_STATS_INTERVAL_MS  "5000"
 
 struct kfk_consumer {
     rd_kafka_t *rk;
@@ -97,11 +103,47 @@ static void kfk_track_assignment(kfk_consumer_t *c, const rd_kafka_topic_partiti
         const rd_kafka_topic_partition_t *p = &parts->elems[i];
         bool held = rd_kafka_topic_partition_list_find(c->assigned, p->topic, p->partition);
         if (assign && !held)
-            rd_kafka_topic_partition_list_add(c->assigned, p->topic, p->partition);
+            rd_kafka_topic_partition_list_add(c->assigned, p->topic, p->partition)->offset = -1;
         else if (!assign && held)
             rd_kafka_topic_partition_list_del(c->assigned, p->topic, p->partition);
     }
     pthread_mutex_unlock(&c->mu);
+}
+
+/* The lag of one partition's statistics, -1 if unknown. */
+static int64_t kfk_stats_lag(json_t *part)
+{
+    json_t *stored = json_object_get(part, "consumer_lag_stored");
+    json_t *committed = json_object_get(part, "consumer_lag");
+    if (json_is_integer(stored) && json_integer_value(stored) >= 0)
+        return json_integer_value(stored);
+    if (json_is_integer(committed) && json_integer_value(committed) >= 0)
+        return json_integer_value(committed);
+    /* Nothing committed by the group yet: it starts at the beginning (earliest). */
+    json_int_t end = json_integer_value(json_object_get(part, "ls_offset"));
+    json_int_t lo = json_integer_value(json_object_get(part, "lo_offset"));
+    return end >= 0 && lo >= 0 && end >= lo ? end - lo : -1;
+}
+
+/* librdkafka's statistics (served by kfk_consumer_poll): the lag of each assigned
+ * partition. Returns 0: librdkafka frees the text. */
+static int kfk_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    kfk_consumer_t *c = opaque;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *topics = json_object_get(root, "topics");
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->assigned->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &c->assigned->elems[i];
+        char key[16];
+        snprintf(key, sizeof(key), "%" PRId32, p->partition);
+        json_t *part =
+            json_object_get(json_object_get(json_object_get(topics, p->topic), "partitions"), key);
+        p->offset = part ? kfk_stats_lag(part) : -1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_decref(root);
+    return 0;
 }
 
 /* The collector of kafka_consumer_lag_messages (runs under the registry lock). */
@@ -109,22 +151,17 @@ static void kfk_lag_collect(metrics_sink_t *sink, void *ud)
 {
     kfk_consumer_t *c = ud;
     pthread_mutex_lock(&c->mu);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_copy(c->assigned);
-    pthread_mutex_unlock(&c->mu);
-    rd_kafka_position(c->rk, l);
-    for (int i = 0; i < l->cnt; i++) {
-        const rd_kafka_topic_partition_t *p = &l->elems[i];
-        int64_t lo, hi;
-        if (p->offset < 0 ||
-            rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) != 0 || hi < 0)
+    for (int i = 0; i < c->assigned->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &c->assigned->elems[i];
+        if (p->offset < 0)
             continue;
         char part[16];
         snprintf(part, sizeof(part), "%" PRId32, p->partition);
         metrics_sink_gauge(
             sink, (const char *[]){"group", c->group, "topic", p->topic, "partition", part, NULL},
-            hi > p->offset ? (double)(hi - p->offset) : 0);
+            (double)p->offset);
     }
-    rd_kafka_topic_partition_list_destroy(l);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -220,6 +257,8 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
          * saga timeout (docs/architecture.md §4 invariant 1). */
         "session.timeout.ms",            "10000",
         "heartbeat.interval.ms",         "2000",
+        /* The lag gauge's numbers (kfk_on_stats). */
+        "statistics.interval.ms",        KFK_STATS_INTERVAL_MS,
         NULL};
     /* clang-format on */
     rd_kafka_conf_t *rc = kfk__conf_new(brokers, group, defaults, conf, err);
@@ -231,6 +270,7 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
     rd_kafka_conf_set_opaque(rc, c);
     rd_kafka_conf_set_rebalance_cb(rc, kfk_on_rebalance);
     rd_kafka_conf_set_offset_commit_cb(rc, kfk_on_commit);
+    rd_kafka_conf_set_stats_cb(rc, kfk_on_stats);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, why, sizeof(why));
     if (!c->rk) {
         rd_kafka_conf_destroy(rc);

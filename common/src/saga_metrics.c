@@ -118,8 +118,10 @@ saga_metrics_t *saga__metrics_new(const char *const *topics, size_t n_topics,
             "Kafka events that could not be dead-lettered and were skipped", labels);
         for (size_t r = 0; t < n_topics && r < n_routes; r++) {
             saga_metrics_failed(m, t, r);
-            for (size_t o = 0; o < n_outcomes; o++)
-                saga_metrics_consumed(m, t, r, o);
+            for (size_t o = 0; o < n_outcomes; o++) {
+                if (outcomes[o] != NULL) /* the unsettled states have no label */
+                    saga_metrics_consumed(m, t, r, o);
+            }
         }
     }
     return m;
