@@ -376,10 +376,10 @@ START_TEST(test_events_of_other_types_are_acknowledged_and_skipped)
     ck_assert_int_eq(st_i64(&e, "SELECT count(*) FROM processed_events"), 1);
     char topic[ST_NAME_MAX + 16];
     snprintf(topic, sizeof(topic), "topic=\"%s\"", e.topic);
-    ck_assert_double_eq(st_metric("kafka_events_consumed_total",
-                                  (const char *[]){topic, "outcome=\"ignored\"",
-                                                   "type=\"other\"", NULL}),
-                        3);
+    ck_assert_double_eq(
+        st_metric("kafka_events_consumed_total",
+                  (const char *[]){topic, "outcome=\"ignored\"", "type=\"other\"", NULL}),
+        3);
     ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "type=\"other\""), 3);
     char *text = metrics_render(NULL);
     ck_assert_ptr_null(strstr(text, "Forged"));
