@@ -44,18 +44,22 @@ typedef struct metrics_series {
     char *labels; /* rendered and escaped: `a="x",b="y"`, or "" */
 } metrics_series_t;
 
+/* The function of a computed counter or gauge; guarded by the registry lock. */
+typedef struct metrics_computed {
+    double (*fn)(void *ud); /* NULL: the stored value is rendered */
+    void *ud;
+} metrics_computed_t;
+
 struct metrics_counter {
     metrics_series_t s;
     _Atomic uint64_t value;
-    double (*fn)(void *ud); /* set for computed counters; guarded by the registry lock */
-    void *ud;
+    metrics_computed_t computed;
 };
 
 struct metrics_gauge {
     metrics_series_t s;
-    _Atomic uint64_t bits;  /* the double's bit pattern */
-    double (*fn)(void *ud); /* set for computed gauges; guarded by the registry lock */
-    void *ud;
+    _Atomic uint64_t bits; /* the double's bit pattern */
+    metrics_computed_t computed;
 };
 
 struct metrics_histogram {
@@ -274,30 +278,32 @@ metrics_gauge_t *metrics_gauge(const char *name, const char *help, const char *c
     return (metrics_gauge_t *)s;
 }
 
-/* Registering the same computed gauge again replaces its function: a component
- * that is torn down and rebuilt (a pool in tests) points the gauge at the new one. */
-void metrics_gauge_fn(const char *name, const char *help, const char *const *labels,
-                      double (*fn)(void *ud), void *ud)
+/* Registering the same computed counter or gauge again replaces its function: a
+ * component that is torn down and rebuilt (a pool in tests) points it at the new one. */
+static void metrics_computed_set(const char *name, const char *help, const char *const *labels,
+                                 metrics_kind_t kind, double (*fn)(void *ud), void *ud)
 {
     bool created;
     pthread_mutex_lock(&metrics_lock);
-    metrics_gauge_t *g = (metrics_gauge_t *)metrics_lookup(name, help, labels, METRICS_GAUGE,
-                                                           sizeof(metrics_gauge_t), &created);
-    g->fn = fn;
-    g->ud = ud;
+    size_t size = kind == METRICS_COUNTER ? sizeof(metrics_counter_t) : sizeof(metrics_gauge_t);
+    metrics_series_t *s = metrics_lookup(name, help, labels, kind, size, &created);
+    metrics_computed_t *c = kind == METRICS_COUNTER ? &((metrics_counter_t *)s)->computed
+                                                    : &((metrics_gauge_t *)s)->computed;
+    c->fn = fn;
+    c->ud = ud;
     pthread_mutex_unlock(&metrics_lock);
+}
+
+void metrics_gauge_fn(const char *name, const char *help, const char *const *labels,
+                      double (*fn)(void *ud), void *ud)
+{
+    metrics_computed_set(name, help, labels, METRICS_GAUGE, fn, ud);
 }
 
 void metrics_counter_fn(const char *name, const char *help, const char *const *labels,
                         double (*fn)(void *ud), void *ud)
 {
-    bool created;
-    pthread_mutex_lock(&metrics_lock);
-    metrics_counter_t *c = (metrics_counter_t *)metrics_lookup(name, help, labels, METRICS_COUNTER,
-                                                               sizeof(metrics_counter_t), &created);
-    c->fn = fn;
-    c->ud = ud;
-    pthread_mutex_unlock(&metrics_lock);
+    metrics_computed_set(name, help, labels, METRICS_COUNTER, fn, ud);
 }
 
 metrics_collector_t *metrics_collector_add(const char *name, const char *help,
@@ -455,15 +461,15 @@ static void metrics_put_series(FILE *f, const metrics_family_t *fam, metrics_ser
     fputc(' ', f);
     if (fam->kind == METRICS_COUNTER) {
         metrics_counter_t *c = (metrics_counter_t *)s;
-        if (c->fn != NULL)
-            metrics_put_double(f, c->fn(c->ud));
+        if (c->computed.fn != NULL)
+            metrics_put_double(f, c->computed.fn(c->computed.ud));
         else
             fprintf(f, "%llu",
                     (unsigned long long)atomic_load_explicit(&c->value, memory_order_relaxed));
     } else {
         metrics_gauge_t *g = (metrics_gauge_t *)s;
-        double v = g->fn != NULL
-                       ? g->fn(g->ud)
+        double v = g->computed.fn != NULL
+                       ? g->computed.fn(g->computed.ud)
                        : metrics_u2d(atomic_load_explicit(&g->bits, memory_order_relaxed));
         metrics_put_double(f, v);
     }
