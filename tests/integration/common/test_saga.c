@@ -6,7 +6,8 @@
  * acknowledged and skipped, and processed offsets are committed so the next member
  * of the group resumes after them. The failure and DLQ counters of the subscribed
  * topic exist at zero before any event, and the consumer's lag shows the messages
- * behind a blocked handler, then drains to zero, then goes with the consumer.
+ * behind a blocked handler, then drains to zero, then goes with the consumer; with two
+ * members each partition's lag is reported by its owner alone through rebalances.
  */
 #include <check.h>
 #include <stdatomic.h>
@@ -448,6 +449,41 @@ static double lag_of(const char *group)
     return v;
 }
 
+/* The number of kafka_consumer_lag_messages series of group; *dups gets how many of
+ * them repeat a partition already counted (an instance reporting one it lost). */
+static int lag_series(const char *group, int *dups)
+{
+    char frag[ST_NAME_MAX + 16], seen[64][ST_NAME_MAX * 2];
+    snprintf(frag, sizeof(frag), "group=\"%s\"", group);
+    char *text = metrics_render(NULL);
+    int n = 0;
+    *dups = 0;
+    for (char *l = strtok(text, "\n"); l != NULL; l = strtok(NULL, "\n")) {
+        if (strncmp(l, "kafka_consumer_lag_messages{", 28) != 0 || strstr(l, frag) == NULL)
+            continue;
+        *strrchr(l, ' ') = '\0';
+        for (int i = 0; i < n && i < 64; i++)
+            *dups += strcmp(seen[i], l) == 0;
+        if (n < 64)
+            snprintf(seen[n], sizeof(seen[n]), "%s", l);
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+/* Polls lag_series(group) every 50 ms until it is want without duplicates, or
+ * timeout_ms passes; the last count, with its duplicates in *dups. */
+static int wait_lag_series(const char *group, int want, int *dups, int timeout_ms)
+{
+    int n = lag_series(group, dups);
+    for (int waited = 0; (n != want || *dups != 0) && waited < timeout_ms; waited += 50) {
+        usleep(50000);
+        n = lag_series(group, dups);
+    }
+    return n;
+}
+
 /* Polls lag_of(group) every 50 ms until it is want or timeout_ms passes; the last. */
 static double wait_lag(const char *group, double want, int timeout_ms)
 {
@@ -508,6 +544,38 @@ START_TEST(test_counters_exist_at_zero_and_lag_rises_and_drains)
 }
 END_TEST
 
+/* Two members of a group: each partition reports its lag from its owner only, before,
+ * during and after the rebalances (a revoked partition's series goes). */
+START_TEST(test_lag_follows_the_assignment_through_rebalances)
+{
+    enum { PARTITIONS = 6 };
+    st_env_t e;
+    st_setup(&e, "lagmove");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX];
+    int dups;
+    st_name("test-saga", '-', group, sizeof(group));
+    saga_consumer_t *a = start_consumer(&e, p, &s, group, 5);
+    ck_assert_int_eq(wait_lag_series(group, PARTITIONS, &dups, WAIT_MS), PARTITIONS);
+    saga_consumer_t *b = start_consumer(&e, p, &s, group, 5);
+    /* While the group rebalances a partition may briefly report from neither member, never
+     * from both. */
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_le(lag_series(group, &dups), PARTITIONS);
+        ck_assert_int_eq(dups, 0);
+        usleep(50000);
+    }
+    ck_assert_int_eq(wait_lag_series(group, PARTITIONS, &dups, WAIT_MS), PARTITIONS);
+    saga_consumer_stop(a);
+    ck_assert_int_eq(wait_lag_series(group, PARTITIONS, &dups, WAIT_MS), PARTITIONS);
+    saga_consumer_stop(b);
+    ck_assert_int_eq(lag_series(group, &dups), 0);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
 static Suite *saga_suite(void)
 {
     Suite *s = suite_create("saga");
@@ -526,6 +594,8 @@ static Suite *saga_suite(void)
                    test_committed_offsets_let_the_next_member_resume_after_them);
     tcase_add_test(check_case(s, "lag", ST_TIMEOUT_S * 2),
                    test_counters_exist_at_zero_and_lag_rises_and_drains);
+    tcase_add_test(check_case(s, "lagmove", ST_TIMEOUT_S * 2),
+                   test_lag_follows_the_assignment_through_rebalances);
     return s;
 }
 
