@@ -287,7 +287,7 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
     c->group = common__xstrdup(group);
     c->lag = metrics_collector_add(
         "kafka_consumer_lag_messages",
-        "Messages in an assigned partition after the consumer's position", kfk_lag_collect, c);
+        "Messages of an assigned partition the group has not processed yet", kfk_lag_collect, c);
     return c;
 fail:
     if (c->rk)
