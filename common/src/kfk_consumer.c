@@ -13,19 +13,37 @@
  * Rebalances use the cooperative protocol: only the partitions that move are
  * revoked, so the others keep flowing (incremental assign / unassign).
  *
+ * Lag: kafka_consumer_lag_messages{group,topic,partition} for the partitions
+ * assigned right now (kept here from the rebalance callback, so a revoked partition's
+ * series disappears). librdkafka computes it in its statistics (every
+ * KFK_STATS_INTERVAL_MS, delivered through our poll): the partition's end (the last
+ * stable offset) minus the offset stored after the last processed message
+ * (consumer_lag_stored), or minus the committed offset (consumer_lag) while nothing
+ * was processed since the assignment, or minus the partition's start while the group
+ * has committed nothing (auto.offset.reset is earliest). So it counts the messages not yet processed,
+ * including those polled and waiting for a handler; it asks the broker nothing more
+ * than the fetches do, and /metrics only reads the last numbers. A partition whose
+ * numbers are not known yet reports nothing.
+ *
  * kfk_msg_t is librdkafka's message itself behind our opaque type (no allocation).
  */
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "alloc_internal.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "kfk_internal.h"
 
 #define KFK_COMMIT_INTERVAL_MS 1000
+#define KFK_STATS_INTERVAL_MS  "5000"
 
 struct kfk_consumer {
     rd_kafka_t *rk;
@@ -34,6 +52,10 @@ struct kfk_consumer {
     int64_t commit_interval_us;
     kfk_revoke_fn on_revoke;
     void *on_revoke_ud;
+    char *group;
+    pthread_mutex_t mu;                        /* guards assigned */
+    rd_kafka_topic_partition_list_t *assigned; /* what the lag gauge reports */
+    metrics_collector_t *lag;
 };
 
 static rd_kafka_message_t *kfk_rm(const kfk_msg_t *m)
@@ -72,6 +94,76 @@ static void kfk_revoke_notify(kfk_consumer_t *c, const rd_kafka_topic_partition_
     free(p);
 }
 
+/* Keeps c->assigned in step with the assignment, for the lag gauge. */
+static void kfk_track_assignment(kfk_consumer_t *c, const rd_kafka_topic_partition_list_t *parts,
+                                 bool assign)
+{
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        bool held = rd_kafka_topic_partition_list_find(c->assigned, p->topic, p->partition);
+        if (assign && !held)
+            rd_kafka_topic_partition_list_add(c->assigned, p->topic, p->partition)->offset = -1;
+        else if (!assign && held)
+            rd_kafka_topic_partition_list_del(c->assigned, p->topic, p->partition);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The lag of one partition's statistics, -1 if unknown. */
+static int64_t kfk_stats_lag(json_t *part)
+{
+    json_t *stored = json_object_get(part, "consumer_lag_stored");
+    json_t *committed = json_object_get(part, "consumer_lag");
+    if (json_is_integer(stored) && json_integer_value(stored) >= 0)
+        return json_integer_value(stored);
+    if (json_is_integer(committed) && json_integer_value(committed) >= 0)
+        return json_integer_value(committed);
+    /* Nothing committed by the group yet: it starts at the beginning (earliest). */
+    json_int_t end = json_integer_value(json_object_get(part, "ls_offset"));
+    json_int_t lo = json_integer_value(json_object_get(part, "lo_offset"));
+    return end >= 0 && lo >= 0 && end >= lo ? end - lo : -1;
+}
+
+/* librdkafka's statistics (served by kfk_consumer_poll): the lag of each assigned
+ * partition. Returns 0: librdkafka frees the text. */
+static int kfk_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    kfk_consumer_t *c = opaque;
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *topics = json_object_get(root, "topics");
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->assigned->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &c->assigned->elems[i];
+        char key[16];
+        snprintf(key, sizeof(key), "%" PRId32, p->partition);
+        json_t *part =
+            json_object_get(json_object_get(json_object_get(topics, p->topic), "partitions"), key);
+        p->offset = part ? kfk_stats_lag(part) : -1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_decref(root);
+    return 0;
+}
+
+/* The collector of kafka_consumer_lag_messages (runs under the registry lock). */
+static void kfk_lag_collect(metrics_sink_t *sink, void *ud)
+{
+    kfk_consumer_t *c = ud;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->assigned->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &c->assigned->elems[i];
+        if (p->offset < 0)
+            continue;
+        char part[16];
+        snprintf(part, sizeof(part), "%" PRId32, p->partition);
+        metrics_sink_gauge(
+            sink, (const char *[]){"group", c->group, "topic", p->topic, "partition", part, NULL},
+            (double)p->offset);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                              rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -82,6 +174,7 @@ static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         LOG_INFO("kafka partitions assigned", LOG_STR("client", rd_kafka_name(rk)),
                  LOG_INT("partitions", parts->cnt));
+        kfk_track_assignment(c, parts, true);
         if (coop)
             error = rd_kafka_incremental_assign(rk, parts);
         else
@@ -90,6 +183,7 @@ static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         LOG_INFO("kafka partitions revoked", LOG_STR("client", rd_kafka_name(rk)),
                  LOG_INT("partitions", parts->cnt), LOG_BOOL("lost", rd_kafka_assignment_lost(rk)));
         kfk_revoke_notify(c, parts);
+        kfk_track_assignment(c, parts, false);
         /* Still ours until unassigned: commit what was processed so the next owner
          * starts after it. A lost assignment cannot commit any more. */
         if (!rd_kafka_assignment_lost(rk))
@@ -115,6 +209,14 @@ static int kfk_subscribe(rd_kafka_t *rk, const char *const *topics, size_t n, er
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
     rd_kafka_topic_partition_list_destroy(sub);
     return e ? kfk__fail(err, e, "kafka subscribe") : 0;
+}
+
+static void kfk_consumer_free_state(kfk_consumer_t *c)
+{
+    rd_kafka_topic_partition_list_destroy(c->assigned);
+    pthread_mutex_destroy(&c->mu);
+    free(c->group);
+    free(c);
 }
 
 kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const char *const *topics,
@@ -155,33 +257,43 @@ kfk_consumer_t *kfk_consumer_new(const char *brokers, const char *group, const c
          * saga timeout (docs/architecture.md §4 invariant 1). */
         "session.timeout.ms",            "10000",
         "heartbeat.interval.ms",         "2000",
+        /* The lag gauge's numbers (kfk_on_stats). */
+        "statistics.interval.ms",        KFK_STATS_INTERVAL_MS,
         NULL};
     /* clang-format on */
     rd_kafka_conf_t *rc = kfk__conf_new(brokers, group, defaults, conf, err);
     if (!rc)
         return NULL;
     kfk_consumer_t *c = common__xcalloc(1, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    c->assigned = rd_kafka_topic_partition_list_new(0);
     rd_kafka_conf_set_opaque(rc, c);
     rd_kafka_conf_set_rebalance_cb(rc, kfk_on_rebalance);
     rd_kafka_conf_set_offset_commit_cb(rc, kfk_on_commit);
+    rd_kafka_conf_set_stats_cb(rc, kfk_on_stats);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, why, sizeof(why));
     if (!c->rk) {
         rd_kafka_conf_destroy(rc);
-        free(c);
         err_set(err, ERR_INVALID, "kafka consumer: %s", why);
-        return NULL;
+        goto fail;
     }
     /* Errors and commit reports are served by our poll, on the caller's thread. */
     rd_kafka_poll_set_consumer(c->rk);
-    if (kfk_subscribe(c->rk, topics, n_topics, err) != 0) {
-        rd_kafka_destroy(c->rk);
-        free(c);
-        return NULL;
-    }
+    if (kfk_subscribe(c->rk, topics, n_topics, err) != 0)
+        goto fail;
     atomic_init(&c->dirty, false);
     c->last_commit_us = clock_mono_us();
     c->commit_interval_us = KFK_COMMIT_INTERVAL_MS * 1000;
+    c->group = common__xstrdup(group);
+    c->lag = metrics_collector_add(
+        "kafka_consumer_lag_messages",
+        "Messages of an assigned partition the group has not processed yet", kfk_lag_collect, c);
     return c;
+fail:
+    if (c->rk)
+        rd_kafka_destroy(c->rk);
+    kfk_consumer_free_state(c);
+    return NULL;
 }
 
 void kfk_consumer_on_revoke(kfk_consumer_t *c, kfk_revoke_fn fn, void *ud)
@@ -233,13 +345,14 @@ void kfk_consumer_close(kfk_consumer_t *c)
 {
     if (!c)
         return;
+    metrics_collector_remove(c->lag);
     if (atomic_load(&c->dirty))
         kfk_commit_stored(c, true);
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         LOG_WARN("kafka consumer close", LOG_STR("error", rd_kafka_err2str(e)));
     rd_kafka_destroy(c->rk);
-    free(c);
+    kfk_consumer_free_state(c);
 }
 
 /* ---- messages ---- */

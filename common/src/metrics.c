@@ -9,8 +9,9 @@
  * cumulative counts and _count are added up at render time, which keeps _count equal
  * to the +Inf bucket in every scrape.
  *
- * Computed gauges run under the registry lock while rendering, so a gauge function
- * must not itself look up metrics.
+ * Computed gauges and counters, and collectors (families whose series come and go,
+ * written at render time), run under the registry lock while rendering, so they
+ * must not themselves look up metrics.
  *
  * Everything allocated here lives until the process exits, by contract.
  */
@@ -43,16 +44,22 @@ typedef struct metrics_series {
     char *labels; /* rendered and escaped: `a="x",b="y"`, or "" */
 } metrics_series_t;
 
+/* The function of a computed counter or gauge; guarded by the registry lock. */
+typedef struct metrics_computed {
+    double (*fn)(void *ud); /* NULL: the stored value is rendered */
+    void *ud;
+} metrics_computed_t;
+
 struct metrics_counter {
     metrics_series_t s;
     _Atomic uint64_t value;
+    metrics_computed_t computed;
 };
 
 struct metrics_gauge {
     metrics_series_t s;
-    _Atomic uint64_t bits;  /* the double's bit pattern */
-    double (*fn)(void *ud); /* set for computed gauges; guarded by the registry lock */
-    void *ud;
+    _Atomic uint64_t bits; /* the double's bit pattern */
+    metrics_computed_t computed;
 };
 
 struct metrics_histogram {
@@ -63,13 +70,27 @@ struct metrics_histogram {
     _Atomic uint64_t sum_bits;
 };
 
+struct metrics_collector {
+    struct metrics_collector *next;
+    struct metrics_family *fam;
+    void (*fn)(metrics_sink_t *sink, void *ud);
+    void *ud;
+};
+
 typedef struct metrics_family {
     struct metrics_family *next;
     char *name;
     char *help;
     metrics_kind_t kind;
     metrics_series_t *first, *last;
+    metrics_collector_t *collectors;
 } metrics_family_t;
+
+/* What a collector writes its series to while the family is rendered. */
+struct metrics_sink {
+    FILE *f;
+    const metrics_family_t *fam;
+};
 
 static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static metrics_family_t *metrics_first, *metrics_last;
@@ -257,18 +278,59 @@ metrics_gauge_t *metrics_gauge(const char *name, const char *help, const char *c
     return (metrics_gauge_t *)s;
 }
 
-/* Registering the same computed gauge again replaces its function: a component
- * that is torn down and rebuilt (a pool in tests) points the gauge at the new one. */
-void metrics_gauge_fn(const char *name, const char *help, const char *const *labels,
-                      double (*fn)(void *ud), void *ud)
+/* Registering the same computed counter or gauge again replaces its function: a
+ * component that is torn down and rebuilt (a pool in tests) points it at the new one. */
+static void metrics_computed_set(const char *name, const char *help, const char *const *labels,
+                                 metrics_kind_t kind, double (*fn)(void *ud), void *ud)
 {
     bool created;
     pthread_mutex_lock(&metrics_lock);
-    metrics_gauge_t *g = (metrics_gauge_t *)metrics_lookup(name, help, labels, METRICS_GAUGE,
-                                                           sizeof(metrics_gauge_t), &created);
-    g->fn = fn;
-    g->ud = ud;
+    size_t size = kind == METRICS_COUNTER ? sizeof(metrics_counter_t) : sizeof(metrics_gauge_t);
+    metrics_series_t *s = metrics_lookup(name, help, labels, kind, size, &created);
+    metrics_computed_t *c = kind == METRICS_COUNTER ? &((metrics_counter_t *)s)->computed
+                                                    : &((metrics_gauge_t *)s)->computed;
+    c->fn = fn;
+    c->ud = ud;
     pthread_mutex_unlock(&metrics_lock);
+}
+
+void metrics_gauge_fn(const char *name, const char *help, const char *const *labels,
+                      double (*fn)(void *ud), void *ud)
+{
+    metrics_computed_set(name, help, labels, METRICS_GAUGE, fn, ud);
+}
+
+void metrics_counter_fn(const char *name, const char *help, const char *const *labels,
+                        double (*fn)(void *ud), void *ud)
+{
+    metrics_computed_set(name, help, labels, METRICS_COUNTER, fn, ud);
+}
+
+metrics_collector_t *metrics_collector_add(const char *name, const char *help,
+                                           void (*fn)(metrics_sink_t *sink, void *ud), void *ud)
+{
+    metrics_collector_t *c = common__xcalloc(1, sizeof(*c));
+    c->fn = fn;
+    c->ud = ud;
+    pthread_mutex_lock(&metrics_lock);
+    c->fam = metrics_family(name, help, METRICS_GAUGE);
+    c->next = c->fam->collectors;
+    c->fam->collectors = c;
+    pthread_mutex_unlock(&metrics_lock);
+    return c;
+}
+
+void metrics_collector_remove(metrics_collector_t *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&metrics_lock);
+    metrics_collector_t **p = &c->fam->collectors;
+    while (*p != c)
+        p = &(*p)->next;
+    *p = c->next;
+    pthread_mutex_unlock(&metrics_lock);
+    free(c);
 }
 
 static void metrics_histogram_init(metrics_histogram_t *h, const char *name, const double *buckets,
@@ -399,16 +461,29 @@ static void metrics_put_series(FILE *f, const metrics_family_t *fam, metrics_ser
     fputc(' ', f);
     if (fam->kind == METRICS_COUNTER) {
         metrics_counter_t *c = (metrics_counter_t *)s;
-        fprintf(f, "%llu",
-                (unsigned long long)atomic_load_explicit(&c->value, memory_order_relaxed));
+        if (c->computed.fn != NULL)
+            metrics_put_double(f, c->computed.fn(c->computed.ud));
+        else
+            fprintf(f, "%llu",
+                    (unsigned long long)atomic_load_explicit(&c->value, memory_order_relaxed));
     } else {
         metrics_gauge_t *g = (metrics_gauge_t *)s;
-        double v = g->fn != NULL
-                       ? g->fn(g->ud)
+        double v = g->computed.fn != NULL
+                       ? g->computed.fn(g->computed.ud)
                        : metrics_u2d(atomic_load_explicit(&g->bits, memory_order_relaxed));
         metrics_put_double(f, v);
     }
     fputc('\n', f);
+}
+
+void metrics_sink_gauge(metrics_sink_t *sink, const char *const *labels, double v)
+{
+    char *rendered = metrics_render_labels(sink->fam->name, labels, false);
+    metrics_put_series_name(sink->f, sink->fam->name, "", rendered, NULL);
+    fputc(' ', sink->f);
+    metrics_put_double(sink->f, v);
+    fputc('\n', sink->f);
+    free(rendered);
 }
 
 char *metrics_render(size_t *len)
@@ -423,6 +498,9 @@ char *metrics_render(size_t *len)
         fprintf(f, "\n# TYPE %s %s\n", fam->name, metrics_kind_names[fam->kind]);
         for (metrics_series_t *s = fam->first; s != NULL; s = s->next)
             metrics_put_series(f, fam, s);
+        metrics_sink_t sink = {f, fam};
+        for (metrics_collector_t *c = fam->collectors; c != NULL; c = c->next)
+            c->fn(&sink, c->ud);
     }
     pthread_mutex_unlock(&metrics_lock);
     metrics_memstream_close(f);

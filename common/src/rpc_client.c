@@ -29,6 +29,8 @@
 #define RPC_DEFAULT_TIMEOUT_MS   2000
 #define RPC_DEFAULT_MAX_MESSAGE  (4 * 1024 * 1024)
 #define RPC_DEFAULT_KEEPALIVE_MS 30000
+#define RPC_CLIENT_REQUESTS      "rpc_client_requests_total"
+#define RPC_CLIENT_REQUESTS_HELP "outgoing RPCs by method and status code"
 #define RPC_KEEPALIVE_TIMEOUT_MS 10000
 #define RPC_DEFAULT_MAX_BACKOFF  5000
 /* A peer that is starting answers within a few hundred ms: retry connecting soon,
@@ -291,6 +293,8 @@ static rpc_cmethod_t *rpc_cmethod_get(rpc_channel_t *ch, const ProtobufCServiceD
             metrics_histogram("rpc_client_duration_seconds", "outgoing RPC latency by method",
                               (const char *[]){"method", m->path, NULL}, metrics_latency_buckets,
                               metrics_latency_buckets_n);
+        rpc__code_counters_init(m->requests, RPC_CLIENT_REQUESTS, RPC_CLIENT_REQUESTS_HELP,
+                                m->path);
         m->next = ch->methods;
         ch->methods = m;
     }
@@ -444,8 +448,8 @@ static int rpc_ccall_result(rpc_ccall_t *cc, bool ok, ProtobufCMessage **resp, e
     else if ((*resp = rpc__unpack(cc->m->desc->output, cc->recv, cc->arena)) == NULL)
         rc = err_set(err, ERR_INTERNAL, "%s answered an invalid %s", cc->m->path,
                      cc->m->desc->output->name);
-    metrics_counter_add(rpc__code_counter(cc->m->requests, "rpc_client_requests_total",
-                                          "outgoing RPCs by method and status code", cc->m->path,
+    metrics_counter_add(rpc__code_counter(cc->m->requests, RPC_CLIENT_REQUESTS,
+                                          RPC_CLIENT_REQUESTS_HELP, cc->m->path,
                                           (grpc_status_code)err_to_grpc_status(rc)),
                         1);
     metrics_histogram_observe(cc->m->duration, (double)(clock_mono_us() - cc->start_us) / 1e6);

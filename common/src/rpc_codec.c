@@ -154,3 +154,13 @@ metrics_counter_t *rpc__code_counter(_Atomic(metrics_counter_t *) slots[RPC__N_C
     atomic_store_explicit(&slots[code], c, memory_order_release);
     return c;
 }
+
+void rpc__code_counters_init(_Atomic(metrics_counter_t *) slots[RPC__N_CODES], const char *name,
+                             const char *help, const char *method)
+{
+    static const grpc_status_code codes[] = {
+        GRPC_STATUS_OK,       GRPC_STATUS_UNKNOWN,     GRPC_STATUS_DEADLINE_EXCEEDED,
+        GRPC_STATUS_INTERNAL, GRPC_STATUS_UNAVAILABLE, GRPC_STATUS_DATA_LOSS};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        rpc__code_counter(slots, name, help, method, codes[i]);
+}

@@ -67,4 +67,10 @@ metrics_counter_t *rpc__code_counter(_Atomic(metrics_counter_t *) slots[RPC__N_C
                                      const char *name, const char *help, const char *method,
                                      grpc_status_code status);
 
+/* rpc__code_counters_init: creates at zero the counters of OK and of the codes that
+ * mean a server-side failure (UNKNOWN, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE,
+ * DATA_LOSS), the ones the error-ratio alert reads, so their first increase shows. */
+void rpc__code_counters_init(_Atomic(metrics_counter_t *) slots[RPC__N_CODES], const char *name,
+                             const char *help, const char *method);
+
 #endif

@@ -48,6 +48,8 @@
 #define RPC_KEEPALIVE_MS         60000
 #define RPC_KEEPALIVE_TIMEOUT_MS 20000
 #define RPC_DEFAULT_AGE_GRACE_MS 10000
+#define RPC_SERVER_REQUESTS      "rpc_server_requests_total"
+#define RPC_SERVER_REQUESTS_HELP "RPCs served, by method and status code"
 
 typedef struct rpc_service {
     ProtobufCService *service;
@@ -390,9 +392,8 @@ static void rpc_call_finished(rpc__tag_t *tag, bool ok)
     int64_t us = clock_mono_us() - call->start_us;
     double seconds = (double)us / 1e6;
     rpc_call_log(call, code, us);
-    metrics_counter_add(rpc__code_counter(call->method->requests, "rpc_server_requests_total",
-                                          "RPCs served, by method and status code",
-                                          call->method->path, status),
+    metrics_counter_add(rpc__code_counter(call->method->requests, RPC_SERVER_REQUESTS,
+                                          RPC_SERVER_REQUESTS_HELP, call->method->path, status),
                         1);
     metrics_histogram_observe(call->method->duration, seconds);
     rpc_call_release(call);
@@ -621,6 +622,7 @@ static void rpc_method_add(rpc_server_t *srv, ProtobufCService *service, void *c
                                     "RPC latency by method, from arrival to answer sent",
                                     (const char *[]){"method", m->path, NULL},
                                     metrics_latency_buckets, metrics_latency_buckets_n);
+    rpc__code_counters_init(m->requests, RPC_SERVER_REQUESTS, RPC_SERVER_REQUESTS_HELP, m->path);
     srv->methods = realloc(srv->methods, (srv->n_methods + 1) * sizeof(*srv->methods));
     if (srv->methods == NULL)
         common__oom((srv->n_methods + 1) * sizeof(*srv->methods));

@@ -73,11 +73,6 @@ static int64_t saga_backoff_ms(const saga_consumer_t *c, int attempt)
     return ms < c->o.backoff_max_ms ? ms : c->o.backoff_max_ms;
 }
 
-static void saga_count(const char *name, const char *help, const char *const *labels)
-{
-    metrics_counter_add(metrics_counter(name, help, labels), 1);
-}
-
 /* Log context for the handler: request_id = ce_id, trace_id from traceparent. */
 static void saga_log_ctx(const saga_event_t *ev)
 {
@@ -470,7 +465,8 @@ static int saga_dlq_once(saga_consumer_t *c, const kfk_out_msg_t *out, err_t *er
 }
 
 /* No copy could be produced (saga.h): the event is given up, loudly. */
-static saga_outcome_t saga_dlq_dropped(saga_item_t *it, const err_t *why, const err_t *refused)
+static saga_outcome_t saga_dlq_dropped(saga_consumer_t *c, saga_item_t *it, const err_t *why,
+                                       const err_t *refused)
 {
     const kfk_msg_t *m = it->m;
     LOG_ERR("event dropped: the dead-letter topic refused even a bare copy",
@@ -479,9 +475,7 @@ static saga_outcome_t saga_dlq_dropped(saga_item_t *it, const err_t *why, const 
             LOG_STR("ce_type", it->ev.ce.type ? it->ev.ce.type : ""),
             LOG_STR("ce_id", it->ev.ce.id ? it->ev.ce.id : ""), LOG_STR("error", why->msg),
             LOG_STR("dlq_code", err_code_name(refused->code)), LOG_STR("dlq_error", refused->msg));
-    saga_count("kafka_events_dlq_dropped_total",
-               "Kafka events that could not be dead-lettered and were skipped",
-               (const char *[]){"topic", kfk_msg_topic(m), NULL});
+    saga__metrics_dropped(c->metrics, kfk_msg_topic(m));
     return SAGA_DROPPED;
 }
 
@@ -512,7 +506,7 @@ static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, cons
             break;
         if (kfk_err_permanent(err.code)) {
             if (level >= SAGA_COPY_BARE)
-                return saga_dlq_dropped(it, why, &err);
+                return saga_dlq_dropped(c, it, why, &err);
             LOG_WARN("dead-letter copy refused for good, sending a bare copy",
                      LOG_STR("topic", out.topic), LOG_STR("copy", saga_copy_names[level]),
                      LOG_STR("code", err_code_name(err.code)), LOG_STR("error", err.msg));
@@ -525,12 +519,7 @@ static saga_outcome_t saga_dead_letter(saga_consumer_t *c, saga_item_t *it, cons
         if (!saga_sleep(c, saga_backoff_ms(c, attempt)))
             return SAGA_STOPPED;
     }
-    const char *labels[] = {"topic", kfk_msg_topic(m), NULL};
-    saga_count("kafka_events_dlq_total", "Kafka events sent to a dead-letter topic", labels);
-    if (level != SAGA_COPY_WHOLE)
-        saga_count("kafka_events_dlq_truncated_total",
-                   "Dead-letter copies without the whole original (too large, or refused whole)",
-                   labels);
+    saga__metrics_dead_lettered(c->metrics, kfk_msg_topic(m), level != SAGA_COPY_WHOLE);
     return SAGA_DLQ;
 }
 

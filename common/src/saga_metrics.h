@@ -6,11 +6,16 @@
  *   kafka_events_failed_total{topic, type}
  *   kafka_events_duplicate_total{topic}
  *   kafka_event_duration_seconds{topic}
+ *   kafka_events_dlq_total{topic}
+ *   kafka_events_dlq_truncated_total{topic}
+ *   kafka_events_dlq_dropped_total{topic}
  *
  * topic is one the consumer subscribed to; type the full name of a routed event
  * type, or "other" for anything else a producer may have written in ce_type (not
- * routed here, or forged): a hostile producer cannot add series. Each series is
- * looked up once, the first time its slot is used. Thread-safe.
+ * routed here, or forged): a hostile producer cannot add series. Every series of a
+ * subscribed topic and a routed type exists at zero from the start, so that an
+ * increase() alert sees the first event; the "other" type's series are looked up
+ * the first time their slot is used. Thread-safe.
  */
 #ifndef COMMON_SAGA_METRICS_H
 #define COMMON_SAGA_METRICS_H
@@ -36,5 +41,10 @@ void saga__metrics_settled(saga_metrics_t *m, const char *topic, const saga_rout
 
 /* One failed attempt at an event. */
 void saga__metrics_failed(saga_metrics_t *m, const char *topic, const saga_route_t *route);
+
+/* An event of topic copied to its dead-letter topic (truncated: not the whole
+ * original), or dropped because no copy could be produced. */
+void saga__metrics_dead_lettered(saga_metrics_t *m, const char *topic, bool truncated);
+void saga__metrics_dropped(saga_metrics_t *m, const char *topic);
 
 #endif

@@ -17,6 +17,7 @@
 #include "common/admin.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/outbox.h"
 #include "common/page_token.h"
 #include "common/rpc.h"
@@ -158,6 +159,7 @@ static int load_common_config(svc_t *s, err_t *err)
     if (kfk_brokers_check(s->cfg.kafka_brokers, &why) < 0)
         return err_set(err, ERR_INVALID, "KAFKA_BROKERS: %s", why.msg);
     log_init(s->def->name, level);
+    metrics_process_init(s->process);
     cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
     if (s->def->config_table) {
         if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)

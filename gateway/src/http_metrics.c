@@ -30,11 +30,14 @@ static const char *const http_metrics_methods[] = {"GET",   "HEAD",   "POST",   
 static const int http_metrics_statuses[] = {0,   200, 201, 202, 204, 304, 400, 401, 403,
                                             404, 405, 408, 409, 412, 413, 414, 415, 422,
                                             429, 431, 500, 501, 502, 503, 504};
+/* The statuses of a server-side failure: created at zero for every route, so that the
+ * 5xx-ratio alert (deploy/observability) sees the first one. */
+static const int http_metrics_zero[] = {500, 502, 503, 504};
 #define HTTP_METRICS_N_STATUSES                                                                    \
     (sizeof(http_metrics_statuses) / sizeof(http_metrics_statuses[0]) + 1)
 
-/* One route's series: labels and histogram resolved in http_metrics_new, the
- * status counters on their first use (a series appears once it has a count). */
+/* One route's series: labels and histogram resolved in http_metrics_new, the 5xx
+ * counters too, the other status counters on their first use. */
 struct http_metrics_route {
     const char *route;  /* label: the pattern, or "unmatched" */
     const char *method; /* label: one of http_metrics_methods */
@@ -71,6 +74,25 @@ static size_t http_metrics_status_slot(int status)
     return i;
 }
 
+/* The counter of h for status, looked up the first time. */
+static metrics_counter_t *http_metrics_status_counter(http_metrics_route_t *h, int status)
+{
+    size_t sslot = http_metrics_status_slot(status);
+    metrics_counter_t *c = atomic_load_explicit(&h->status[sslot], memory_order_acquire);
+    if (c == NULL) {
+        char code[16];
+        if (sslot + 1 < HTTP_METRICS_N_STATUSES)
+            snprintf(code, sizeof(code), "%d", status);
+        else
+            snprintf(code, sizeof(code), "other");
+        c = metrics_counter(
+            "http_requests_total", "HTTP requests by route and status",
+            (const char *[]){"route", h->route, "method", h->method, "status", code, NULL});
+        atomic_store_explicit(&h->status[sslot], c, memory_order_release);
+    }
+    return c;
+}
+
 static void http_metrics_route_init(http_metrics_route_t *h, const char *route, const char *method)
 {
     h->route = route;
@@ -78,6 +100,8 @@ static void http_metrics_route_init(http_metrics_route_t *h, const char *route, 
     h->duration = metrics_histogram(
         "http_request_duration_seconds", "HTTP request latency by route",
         (const char *[]){"route", route, NULL}, metrics_latency_buckets, metrics_latency_buckets_n);
+    for (size_t i = 0; i < sizeof(http_metrics_zero) / sizeof(http_metrics_zero[0]); i++)
+        http_metrics_status_counter(h, http_metrics_zero[i]);
 }
 
 http_metrics_t *http_metrics_new(const router_route_t *routes, size_t n)
@@ -111,20 +135,7 @@ http_metrics_route_t *http_metrics_route(http_metrics_t *m, const router_route_t
 
 void http_metrics_request(http_metrics_route_t *h, int status, double secs)
 {
-    size_t sslot = http_metrics_status_slot(status);
-    metrics_counter_t *c = atomic_load_explicit(&h->status[sslot], memory_order_acquire);
-    if (c == NULL) {
-        char code[16];
-        if (sslot + 1 < HTTP_METRICS_N_STATUSES)
-            snprintf(code, sizeof(code), "%d", status);
-        else
-            snprintf(code, sizeof(code), "other");
-        c = metrics_counter(
-            "http_requests_total", "HTTP requests by route and status",
-            (const char *[]){"route", h->route, "method", h->method, "status", code, NULL});
-        atomic_store_explicit(&h->status[sslot], c, memory_order_release);
-    }
-    metrics_counter_add(c, 1);
+    metrics_counter_add(http_metrics_status_counter(h, status), 1);
     metrics_histogram_observe(h->duration, secs);
 }
 

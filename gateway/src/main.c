@@ -18,6 +18,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "gateway.h"
 #include "http.h"
 #include "routes.h"
@@ -144,6 +145,7 @@ static int load_config(gateway_config_t *c, err_t *err)
     if (c->access_ttl_ms % 1000 != 0)
         return err_set(err, ERR_INVALID, "ACCESS_TOKEN_TTL: whole seconds only");
     log_init("gateway", level);
+    metrics_process_init("gateway");
     cfg_log(config_table, N_CONFIG, c);
     return 0;
 }

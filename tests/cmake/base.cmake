@@ -9,6 +9,7 @@ shop_test(test_uuid SOURCES unit/common/test_uuid.c LIBS common LABELS "unit;com
 shop_test(test_config SOURCES unit/common/test_config.c LIBS common PkgConfig::JANSSON
           LABELS "unit;common")
 shop_test(test_metrics SOURCES unit/common/test_metrics.c LIBS common LABELS "unit;common")
+target_compile_definitions(test_metrics PRIVATE SHOP_TEST_VERSION="${PROJECT_VERSION}")
 shop_test(test_admin_http SOURCES integration/common/test_admin_http.c LIBS common
           PkgConfig::JANSSON LABELS "integration;common")
 shop_test(test_trace SOURCES unit/common/test_trace.c LIBS common LABELS "unit;common")

@@ -44,3 +44,19 @@ set_tests_properties(test_deploy_helm PROPERTIES LABELS "unit;deploy" TIMEOUT 90
 add_test(NAME test_compose_e2e COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/compose_e2e.sh)
 set_tests_properties(test_compose_e2e PROPERTIES LABELS "e2e;deploy;docker" TIMEOUT 2400
                      SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+
+# The alert rules with Debian's promtool (tests/deploy/test_alert_rules.sh): `promtool
+# check rules` on deploy/observability/prometheus/alerts.yml and `promtool test rules`
+# on alerts_test.yml, which shows each alert firing and not firing. No infrastructure.
+add_test(NAME test_alert_rules COMMAND /bin/bash ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_alert_rules.sh)
+set_tests_properties(test_alert_rules PROPERTIES LABELS "unit;deploy" TIMEOUT 120)
+
+# The fleet's metrics live (tests/deploy/test_observability.py): the services and the
+# gateway on the test stack, each /metrics through `promtool check metrics`, process_*
+# and shop_build_info, the alerted counters at 0 before any event, consumer lag per
+# consumed topic, and every metric name of the alert rules and the Grafana dashboard
+# (deploy/observability) exported by some program.
+add_test(NAME test_observability
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/deploy/test_observability.py
+                 -- ${FLEET_PROGRAM_FILES})
+set_tests_properties(test_observability PROPERTIES LABELS "e2e;deploy" TIMEOUT 600)

@@ -19,6 +19,8 @@
 typedef struct metrics_counter metrics_counter_t;
 typedef struct metrics_gauge metrics_gauge_t;
 typedef struct metrics_histogram metrics_histogram_t;
+typedef struct metrics_collector metrics_collector_t;
+typedef struct metrics_sink metrics_sink_t;
 
 /* Latency buckets in seconds, 100 µs to 10 s, for every *_duration_seconds metric. */
 extern const double metrics_latency_buckets[];
@@ -42,6 +44,27 @@ void metrics_histogram_observe(metrics_histogram_t *h, double v);
  * fn runs on the rendering thread and must be thread-safe. */
 void metrics_gauge_fn(const char *name, const char *help, const char *const *labels,
                       double (*fn)(void *ud), void *ud);
+
+/* metrics_counter_fn: a counter computed when /metrics is rendered (process CPU time),
+ * under the same rules as metrics_gauge_fn. */
+void metrics_counter_fn(const char *name, const char *help, const char *const *labels,
+                        double (*fn)(void *ud), void *ud);
+
+/* metrics_collector_add: a gauge family whose series come and go (the partitions a
+ * consumer owns right now). At each render fn writes the series it has with
+ * metrics_sink_gauge; it runs under the registry lock, so it must be quick and must
+ * not look up metrics. Several collectors may share a family. metrics_collector_remove
+ * (NULL is a no-op) unregisters one before ud goes away; the family stays. */
+metrics_collector_t *metrics_collector_add(const char *name, const char *help,
+                                           void (*fn)(metrics_sink_t *sink, void *ud), void *ud);
+void metrics_collector_remove(metrics_collector_t *c);
+void metrics_sink_gauge(metrics_sink_t *sink, const char *const *labels, double v);
+
+/* metrics_process_init: registers process_cpu_seconds_total, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds (read from /proc/self
+ * at render time), process_start_time_seconds and shop_build_info{program,version,commit}
+ * = 1. Each program calls it once at start with its process name ("order-svc"). */
+void metrics_process_init(const char *program);
 
 /* metrics_render: the whole registry as Prometheus text, NUL-terminated, malloc'd;
  * the caller frees it. *len gets its length (without the NUL) if len is not NULL. */

@@ -126,6 +126,7 @@ class FleetStack:
         self.page_token_key = secrets.token_hex(32)
         self.logdir = tempfile.mkdtemp(prefix="gateway-e2e-")
         self.grpc = {svc: free_port() for svc in SERVICES}
+        self.admin = {svc: free_port() for svc in SERVICES}  # /metrics, /readyz
         self.gateways = []
         for var in [svc.upper() + "_DATABASE_URL" for svc in SERVICES] + ["KAFKA_BROKERS",
                                                                            "REDIS_URL"]:
@@ -144,7 +145,7 @@ class FleetStack:
         env.update({
             "DATABASE_URL": os.environ[svc.upper() + "_DATABASE_URL"],
             "GRPC_ADDR": "127.0.0.1:%d" % self.grpc[svc],
-            "ADMIN_ADDR": "127.0.0.1:%d" % free_port(),
+            "ADMIN_ADDR": "127.0.0.1:%d" % self.admin[svc],
             "LOG_LEVEL": "warn",
             "PAGE_TOKEN_KEY": self.page_token_key,
         })

@@ -4,11 +4,15 @@
  * in <topic>.dlq with the reason in headers while the partition moves on, transient
  * failures are retried without counting towards the DLQ, events of other types are
  * acknowledged and skipped, and processed offsets are committed so the next member
- * of the group resumes after them.
+ * of the group resumes after them. The failure and DLQ counters of the subscribed
+ * topic exist at zero before any event, and the consumer's lag shows the messages
+ * behind a blocked handler, then drains to zero, then goes with the consumer; with two
+ * members each partition's lag is reported by its owner alone through rebalances.
  */
 #include <check.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +34,9 @@ typedef struct script {
     char transient_id[UUID_STR_LEN]; /* fails with UNAVAILABLE `transient_failures` times */
     int transient_failures;
     char disconnect_id[UUID_STR_LEN]; /* first call: its own db session is terminated */
+    char block_id[UUID_STR_LEN];      /* waits until `release` is set */
+    atomic_bool release;
+    atomic_int block_calls;
     atomic_int fail_calls;
     atomic_int invalid_calls;
     atomic_int transient_calls;
@@ -57,6 +64,11 @@ static int scripted_handler(db_conn_t *tx, arena_t *a, const saga_event_t *ev, v
         if (!db_execf(tx, a, err, "SELECT pg_terminate_backend(pg_backend_pid())", 0))
             return err->code;
         return err_set(err, ERR_INTERNAL, "the session survived its termination");
+    }
+    if (strcmp(ev->ce.id, s->block_id) == 0) {
+        atomic_fetch_add(&s->block_calls, 1);
+        while (!atomic_load(&s->release))
+            usleep(10000);
     }
     return st_effect_handler(tx, a, ev, NULL, err);
 }
@@ -363,7 +375,12 @@ START_TEST(test_events_of_other_types_are_acknowledged_and_skipped)
     ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
     ck_assert_int_eq(effects_of(&e, ok_id), 1);
     ck_assert_int_eq(st_i64(&e, "SELECT count(*) FROM processed_events"), 1);
-    ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "outcome=\"ignored\""), 3);
+    char topic[ST_NAME_MAX + 16];
+    snprintf(topic, sizeof(topic), "topic=\"%s\"", e.topic);
+    ck_assert_double_eq(
+        st_metric("kafka_events_consumed_total",
+                  (const char *[]){topic, "outcome=\"ignored\"", "type=\"other\"", NULL}),
+        3);
     ck_assert_double_eq(topic_metric(&e, "kafka_events_consumed_total", "type=\"other\""), 3);
     char *text = metrics_render(NULL);
     ck_assert_ptr_null(strstr(text, "Forged"));
@@ -406,6 +423,159 @@ START_TEST(test_committed_offsets_let_the_next_member_resume_after_them)
 }
 END_TEST
 
+/* True when the registry renders exactly the line `series value`. */
+static bool rendered_line(const char *series, const char *value)
+{
+    char line[512];
+    snprintf(line, sizeof(line), "\n%s %s\n", series, value);
+    char *text = metrics_render(NULL);
+    bool found = strstr(text, line) != NULL;
+    free(text);
+    return found;
+}
+
+/* kafka_consumer_lag_messages of group (one partition in use), or -1 when absent. */
+static double lag_of(const char *group)
+{
+    char frag[ST_NAME_MAX + 16];
+    snprintf(frag, sizeof(frag), "group=\"%s\"", group);
+    char *text = metrics_render(NULL);
+    double v = -1;
+    for (char *l = strtok(text, "\n"); l != NULL && v < 0; l = strtok(NULL, "\n")) {
+        if (strncmp(l, "kafka_consumer_lag_messages{", 28) == 0 && strstr(l, frag) != NULL)
+            v = strtod(strrchr(l, ' ') + 1, NULL);
+    }
+    free(text);
+    return v;
+}
+
+/* The number of kafka_consumer_lag_messages series of group; *dups gets how many of
+ * them repeat a partition already counted (an instance reporting one it lost). */
+static int lag_series(const char *group, int *dups)
+{
+    char frag[ST_NAME_MAX + 16], seen[64][ST_NAME_MAX * 2];
+    snprintf(frag, sizeof(frag), "group=\"%s\"", group);
+    char *text = metrics_render(NULL);
+    int n = 0;
+    *dups = 0;
+    for (char *l = strtok(text, "\n"); l != NULL; l = strtok(NULL, "\n")) {
+        if (strncmp(l, "kafka_consumer_lag_messages{", 28) != 0 || strstr(l, frag) == NULL)
+            continue;
+        *strrchr(l, ' ') = '\0';
+        for (int i = 0; i < n && i < 64; i++)
+            *dups += strcmp(seen[i], l) == 0;
+        if (n < 64)
+            snprintf(seen[n], sizeof(seen[n]), "%s", l);
+        n++;
+    }
+    free(text);
+    return n;
+}
+
+/* Polls lag_series(group) every 50 ms until it is want without duplicates, or
+ * timeout_ms passes; the last count, with its duplicates in *dups. */
+static int wait_lag_series(const char *group, int want, int *dups, int timeout_ms)
+{
+    int n = lag_series(group, dups);
+    for (int waited = 0; (n != want || *dups != 0) && waited < timeout_ms; waited += 50) {
+        usleep(50000);
+        n = lag_series(group, dups);
+    }
+    return n;
+}
+
+/* Polls lag_of(group) every 50 ms until it is want or timeout_ms passes; the last. */
+static double wait_lag(const char *group, double want, int timeout_ms)
+{
+    double v = lag_of(group);
+    for (int waited = 0; v != want && waited < timeout_ms; waited += 50) {
+        usleep(50000);
+        v = lag_of(group);
+    }
+    return v;
+}
+
+START_TEST(test_counters_exist_at_zero_and_lag_rises_and_drains)
+{
+    enum { BEHIND = 7 };
+    st_env_t e;
+    st_setup(&e, "lag");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX], id[UUID_STR_LEN], series[ST_NAME_MAX * 3];
+    st_name("test-saga", '-', group, sizeof(group));
+    saga_consumer_t *c = start_consumer(&e, p, &s, group, 5);
+
+    /* Before any event: an increase() alert needs these at 0, not absent. */
+    snprintf(series, sizeof(series), "kafka_events_dlq_total{topic=\"%s\"}", e.topic);
+    ck_assert_msg(rendered_line(series, "0"), "%s not at 0", series);
+    snprintf(series, sizeof(series), "kafka_events_dlq_dropped_total{topic=\"%s\"}", e.topic);
+    ck_assert_msg(rendered_line(series, "0"), "%s not at 0", series);
+    snprintf(series, sizeof(series), "kafka_events_failed_total{topic=\"%s\",type=\"%s\"}", e.topic,
+             ORDER_CREATED);
+    ck_assert_msg(rendered_line(series, "0"), "%s not at 0", series);
+    snprintf(series, sizeof(series),
+             "kafka_events_consumed_total{outcome=\"dlq\",topic=\"%s\",type=\"%s\"}", e.topic,
+             ORDER_CREATED);
+    ck_assert_msg(rendered_line(series, "0"), "%s not at 0", series);
+
+    /* One event processed; then one holds the handler, and it and the ones behind it
+     * on its partition are lag. */
+    produce_order(&e, p, "order-lag", 0, id);
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", 1, WAIT_MS), 1);
+    produce_order(&e, p, "order-lag", 1, s.block_id);
+    for (int waited = 0; atomic_load(&s.block_calls) == 0 && waited < WAIT_MS; waited += 50)
+        usleep(50000);
+    ck_assert_int_eq(atomic_load(&s.block_calls), 1);
+    for (int i = 2; i < 2 + BEHIND; i++)
+        produce_order(&e, p, "order-lag", i, id);
+    ck_assert_double_eq(wait_lag(group, BEHIND + 1, WAIT_MS), BEHIND + 1);
+
+    atomic_store(&s.release, true);
+    ck_assert_int_eq(st_wait_i64(&e, "SELECT count(*) FROM effects", BEHIND + 2, WAIT_MS),
+                     BEHIND + 2);
+    ck_assert_double_eq(wait_lag(group, 0, WAIT_MS), 0);
+
+    /* A consumer that is gone reports no partitions. */
+    saga_consumer_stop(c);
+    ck_assert_double_eq(lag_of(group), -1);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
+/* Two members of a group: each partition reports its lag from its owner only, before,
+ * during and after the rebalances (a revoked partition's series goes). */
+START_TEST(test_lag_follows_the_assignment_through_rebalances)
+{
+    enum { PARTITIONS = 6 };
+    st_env_t e;
+    st_setup(&e, "lagmove");
+    kfk_producer_t *p = new_producer(&e);
+    script_t s = {0};
+    char group[ST_NAME_MAX];
+    int dups;
+    st_name("test-saga", '-', group, sizeof(group));
+    saga_consumer_t *a = start_consumer(&e, p, &s, group, 5);
+    ck_assert_int_eq(wait_lag_series(group, PARTITIONS, &dups, WAIT_MS), PARTITIONS);
+    saga_consumer_t *b = start_consumer(&e, p, &s, group, 5);
+    /* While the group rebalances a partition may briefly report from neither member, never
+     * from both. */
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_le(lag_series(group, &dups), PARTITIONS);
+        ck_assert_int_eq(dups, 0);
+        usleep(50000);
+    }
+    ck_assert_int_eq(wait_lag_series(group, PARTITIONS, &dups, WAIT_MS), PARTITIONS);
+    saga_consumer_stop(a);
+    ck_assert_int_eq(wait_lag_series(group, PARTITIONS, &dups, WAIT_MS), PARTITIONS);
+    saga_consumer_stop(b);
+    ck_assert_int_eq(lag_series(group, &dups), 0);
+    kfk_producer_free(p);
+    st_teardown(&e);
+}
+END_TEST
+
 static Suite *saga_suite(void)
 {
     Suite *s = suite_create("saga");
@@ -422,6 +592,10 @@ static Suite *saga_suite(void)
                    test_events_of_other_types_are_acknowledged_and_skipped);
     tcase_add_test(check_case(s, "commit", ST_TIMEOUT_S * 2),
                    test_committed_offsets_let_the_next_member_resume_after_them);
+    tcase_add_test(check_case(s, "lag", ST_TIMEOUT_S * 2),
+                   test_counters_exist_at_zero_and_lag_rises_and_drains);
+    tcase_add_test(check_case(s, "lagmove", ST_TIMEOUT_S * 2),
+                   test_lag_follows_the_assignment_through_rebalances);
     return s;
 }
 

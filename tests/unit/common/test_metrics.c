@@ -1,7 +1,8 @@
 /*
  * metrics: the exact Prometheus text of a small registry, cumulative histogram
- * buckets, escaping, label order, computed gauges, misuse, and lock-free updates
- * from several threads adding up exactly.
+ * buckets, escaping, label order, computed gauges and counters, collectors whose
+ * series come and go, the process_* and build-info metrics, misuse, and lock-free
+ * updates from several threads adding up exactly.
  *
  * The registry is process-wide; CK_FORK gives every test a fresh one.
  */
@@ -9,7 +10,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "check_util.h"
 #include "common/metrics.h"
@@ -151,6 +154,88 @@ START_TEST(test_computed_gauge_runs_at_render_and_can_be_replaced)
 }
 END_TEST
 
+START_TEST(test_computed_counter_is_typed_counter_and_read_at_render)
+{
+    static double cpu = 1.5;
+    metrics_counter_fn("test_cpu_seconds_total", "CPU", NULL, computed_value, &cpu);
+    char *text = render();
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE test_cpu_seconds_total counter\n"
+                                       "test_cpu_seconds_total 1.5\n"));
+    free(text);
+}
+END_TEST
+
+/* A collector writing one series per element of the zero-terminated array ud. */
+static void collect_parts(metrics_sink_t *sink, void *ud)
+{
+    for (const int *p = ud; *p != 0; p++) {
+        char part[8];
+        snprintf(part, sizeof(part), "%d", *p);
+        metrics_sink_gauge(sink, (const char *[]){"partition", part, "group", "g", NULL}, *p * 10);
+    }
+}
+
+START_TEST(test_collector_series_come_and_go_and_it_can_be_removed)
+{
+    static int parts[] = {1, 2, 0};
+    metrics_gauge_set(metrics_gauge("test_lag", "Lag", (const char *[]){"group", "static", NULL}),
+                      7);
+    metrics_collector_t *a = metrics_collector_add("test_lag", "Lag", collect_parts, parts);
+    char *text = render();
+    ck_assert_str_eq(text, "# HELP test_lag Lag\n# TYPE test_lag gauge\n"
+                           "test_lag{group=\"static\"} 7\n"
+                           "test_lag{group=\"g\",partition=\"1\"} 10\n"
+                           "test_lag{group=\"g\",partition=\"2\"} 20\n");
+    free(text);
+    parts[0] = 0; /* the collector now has nothing to report */
+    text = render();
+    ck_assert_ptr_null(strstr(text, "partition="));
+    free(text);
+    parts[0] = 3;
+    metrics_collector_remove(a);
+    metrics_collector_remove(NULL);
+    text = render();
+    ck_assert_ptr_null(strstr(text, "partition="));
+    ck_assert_ptr_nonnull(strstr(text, "test_lag{group=\"static\"} 7\n"));
+    free(text);
+}
+END_TEST
+
+/* The value of the first line starting with `series ` in text, or -1. */
+static double value_of(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *l = text; l != NULL && *l != '\0';) {
+        if (strncmp(l, series, n) == 0 && l[n] == ' ')
+            return strtod(l + n + 1, NULL);
+        l = strchr(l, '\n');
+        l = l != NULL ? l + 1 : NULL;
+    }
+    return -1;
+}
+
+START_TEST(test_process_metrics_describe_this_process)
+{
+    time_t now = time(NULL);
+    metrics_process_init("test-svc");
+    char *text = render();
+    ck_assert_double_ge(value_of(text, "process_cpu_seconds_total"), 0);
+    ck_assert_double_gt(value_of(text, "process_resident_memory_bytes"), 1 << 20);
+    ck_assert_double_ge(value_of(text, "process_virtual_memory_bytes"),
+                        value_of(text, "process_resident_memory_bytes"));
+    ck_assert_double_ge(value_of(text, "process_open_fds"), 3);
+    ck_assert_double_gt(value_of(text, "process_max_fds"), value_of(text, "process_open_fds"));
+    double start = value_of(text, "process_start_time_seconds");
+    ck_assert_double_le(start, (double)now + 1);
+    ck_assert_double_gt(start, (double)now - 600);
+    ck_assert_ptr_nonnull(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nshop_build_info{commit=\""));
+    ck_assert_ptr_nonnull(
+        strstr(text, "\",program=\"test-svc\",version=\"" SHOP_TEST_VERSION "\"} 1\n"));
+    free(text);
+}
+END_TEST
+
 START_TEST(test_special_gauge_values_use_prometheus_spelling)
 {
     metrics_gauge_set(metrics_gauge("test_nan", "h", NULL), 0.0 / 0.0);
@@ -245,6 +330,12 @@ static Suite *metrics_suite(void)
                    test_same_labels_in_any_order_are_the_same_series);
     tcase_add_test(check_case(s, "gauge_fn", TEST_TIMEOUT_S),
                    test_computed_gauge_runs_at_render_and_can_be_replaced);
+    tcase_add_test(check_case(s, "counter_fn", TEST_TIMEOUT_S),
+                   test_computed_counter_is_typed_counter_and_read_at_render);
+    tcase_add_test(check_case(s, "collector", TEST_TIMEOUT_S),
+                   test_collector_series_come_and_go_and_it_can_be_removed);
+    tcase_add_test(check_case(s, "process", TEST_TIMEOUT_S),
+                   test_process_metrics_describe_this_process);
     tcase_add_test(check_case(s, "special", TEST_TIMEOUT_S),
                    test_special_gauge_values_use_prometheus_spelling);
     tcase_add_test(check_case(s, "empty", TEST_TIMEOUT_S), test_empty_registry_renders_empty_text);
