@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/span.h"
 #include "common/trace.h"
 #include "saga_internal.h"
 #include "saga_metrics.h"
@@ -143,6 +144,26 @@ static void saga_poison(saga_consumer_t *c, saga_item_t *it, const err_t *err)
     saga_failed_attempt(c, it, err, 1);
 }
 
+/* The event's CONSUMER span, a child of the producer's span (the traceparent
+ * header). The handler sees the span's context as ev->ce.traceparent, so what it
+ * emits has this span as parent. */
+static void saga_span_start(saga_item_t *it)
+{
+    saga_event_t *ev = &it->ev;
+    span_start(&it->span, SPAN_CONSUMER, NULL, ev->ce.traceparent);
+    ev->ce.traceparent = arena_strdup(it->a, span_traceparent(&it->span));
+    if (!span_recording(&it->span))
+        return;
+    span_set_namef(&it->span, "process %s", ev->topic);
+    span_set_str(&it->span, "messaging.system", "kafka");
+    span_set_str(&it->span, "messaging.operation", "process");
+    span_set_str(&it->span, "messaging.destination.name", ev->topic);
+    span_set_int(&it->span, "messaging.destination.partition.id", ev->partition);
+    span_set_int(&it->span, "messaging.kafka.message.offset", ev->offset);
+    span_set_str(&it->span, "cloudevents.event_type", ev->ce.type);
+    span_set_str(&it->span, "cloudevents.event_id", ev->ce.id);
+}
+
 /* Fills the item's event from its message and decides what it needs: SAGA_PENDING
  * (to apply), SAGA_IGNORED (not routed here) or SAGA_POISON. */
 static void saga_decode(saga_consumer_t *c, saga_item_t *it)
@@ -162,6 +183,8 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
                            &it->route, &err);
     if (it->out == SAGA_POISON)
         saga_poison(c, it, &err);
+    else if (it->out == SAGA_PENDING)
+        saga_span_start(it);
 }
 
 /* ---- the transaction ---- */
@@ -170,7 +193,9 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
 static int saga_apply_in(saga_consumer_t *c, db_conn_t *tx, saga_item_t *it, err_t *err)
 {
     saga_log_ctx(&it->ev);
+    span_current_set(&it->span);
     int rc = it->route->fn(tx, it->a, &it->ev, c->o.ctx, err);
+    span_current_set(NULL);
     if (rc == 0)
         return 0;
     /* A handler that forgot to say why still fails, with a code we can route on. */
@@ -614,6 +639,12 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     double secs = (double)us / 1e6;
     saga__metrics_settled(c->metrics, ev->topic, it->route, (size_t)it->out,
                           it->out == SAGA_DUPLICATE, secs);
+    if (span_recording(&it->span)) {
+        span_set_str(&it->span, "saga.outcome", saga__outcome_names[it->out]);
+        if (it->out == SAGA_DLQ || it->out == SAGA_DROPPED)
+            span_fail(&it->span, "dead-lettered");
+        span_end(&it->span);
+    }
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);
         LOG_DEBUG("event handled", LOG_STR("topic", ev->topic), LOG_STR("ce_type", type),

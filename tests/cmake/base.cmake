@@ -12,3 +12,4 @@ shop_test(test_metrics SOURCES unit/common/test_metrics.c LIBS common LABELS "un
 shop_test(test_admin_http SOURCES integration/common/test_admin_http.c LIBS common
           PkgConfig::JANSSON LABELS "integration;common")
 shop_test(test_trace SOURCES unit/common/test_trace.c LIBS common LABELS "unit;common")
+shop_test(test_otel SOURCES unit/common/test_otel.c LIBS common LABELS "unit;common")
