@@ -6,8 +6,8 @@ The four programs are restarted with OTEL_TRACES_SAMPLER set (through the stack'
 <PROGRAM>_ENV_<NAME> settings) in A-B-B-A order: on, off, off, on, so that a burst of
 someone else's work on the shared machine lands on both sides. Each side reports the
 mean of its two runs. Spans go to the receiver the stack names
-(OTEL_EXPORTER_OTLP_ENDPOINT of `stack.sh env`); without one, "on" records nothing and
-the phase says so in trace_cost.exporting. At the end the programs are restarted with
+(OTEL_EXPORTER_OTLP_ENDPOINT of `stack.sh env`, else of the harness's environment);
+without one, "on" records nothing and the phase says so in trace_cost.exporting. At the end the programs are restarted with
 the stack's own settings, so the phases after this one see the fleet as it was.
 """
 
@@ -48,10 +48,17 @@ def _restart(ctx, env: dict) -> None:
             raise PhaseFailed(f"{part} did not come back")
 
 
+def _endpoint(ctx):
+    return (ctx.stack.env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
 def _sampler_env(ctx, sampler: str) -> dict:
     env = {}
     for part in ctx.stack.programs:
         env[f"{_prefix(part)}_ENV_OTEL_TRACES_SAMPLER"] = sampler
+        if _endpoint(ctx):
+            env[f"{_prefix(part)}_ENV_OTEL_EXPORTER_OTLP_ENDPOINT"] = _endpoint(ctx)
     return env
 
 
@@ -85,12 +92,12 @@ def _delta(on, off):
 def trace_cost(ctx) -> None:
     """on, off, off, on; then the fleet as the stack starts it."""
     runs = []
-    exporting = bool(ctx.stack.env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    exporting = bool(_endpoint(ctx))
     ctx.results.put("trace_cost", {"exporting": exporting, "runs": runs,
                                    "read_rate_rps": ctx.rate_fixed,
                                    "order_rate": ctx.cfg.cost_rate})
     if not exporting:
-        say("trace_cost: the stack names no OTEL_EXPORTER_OTLP_ENDPOINT: always_on records nothing")
+        say("trace_cost: no OTEL_EXPORTER_OTLP_ENDPOINT: always_on records nothing")
     ctx.customers.fresh()
     try:
         for sampler in ORDER:
