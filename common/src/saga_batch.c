@@ -150,18 +150,19 @@ static void saga_poison(saga_consumer_t *c, saga_item_t *it, const err_t *err)
 static void saga_span_start(saga_item_t *it)
 {
     saga_event_t *ev = &it->ev;
-    span_start(&it->span, SPAN_CONSUMER, NULL, ev->ce.traceparent);
-    ev->ce.traceparent = arena_strdup(it->a, span_traceparent(&it->span));
-    if (!span_recording(&it->span))
+    span_t *s = it->span = arena_alloc(it->a, sizeof(*it->span));
+    span_start(s, SPAN_CONSUMER, NULL, ev->ce.traceparent);
+    ev->ce.traceparent = span_traceparent(s);
+    if (!span_recording(s))
         return;
-    span_set_namef(&it->span, "process %s", ev->topic);
-    span_set_str(&it->span, "messaging.system", "kafka");
-    span_set_str(&it->span, "messaging.operation", "process");
-    span_set_str(&it->span, "messaging.destination.name", ev->topic);
-    span_set_int(&it->span, "messaging.destination.partition.id", ev->partition);
-    span_set_int(&it->span, "messaging.kafka.message.offset", ev->offset);
-    span_set_str(&it->span, "cloudevents.event_type", ev->ce.type);
-    span_set_str(&it->span, "cloudevents.event_id", ev->ce.id);
+    span_set_namef(s, "process %s", ev->topic);
+    span_set_str(s, "messaging.system", "kafka");
+    span_set_str(s, "messaging.operation", "process");
+    span_set_str(s, "messaging.destination.name", ev->topic);
+    span_set_int(s, "messaging.destination.partition.id", ev->partition);
+    span_set_int(s, "messaging.kafka.message.offset", ev->offset);
+    span_set_str(s, "cloudevents.event_type", ev->ce.type);
+    span_set_str(s, "cloudevents.event_id", ev->ce.id);
 }
 
 /* Fills the item's event from its message and decides what it needs: SAGA_PENDING
@@ -193,7 +194,7 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
 static int saga_apply_in(saga_consumer_t *c, db_conn_t *tx, saga_item_t *it, err_t *err)
 {
     saga_log_ctx(&it->ev);
-    span_current_set(&it->span);
+    span_current_set(it->span);
     int rc = it->route->fn(tx, it->a, &it->ev, c->o.ctx, err);
     span_current_set(NULL);
     if (rc == 0)
@@ -639,11 +640,11 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     double secs = (double)us / 1e6;
     saga__metrics_settled(c->metrics, ev->topic, it->route, (size_t)it->out,
                           it->out == SAGA_DUPLICATE, secs);
-    if (span_recording(&it->span)) {
-        span_set_str(&it->span, "saga.outcome", saga__outcome_names[it->out]);
+    if (it->span != NULL && span_recording(it->span)) {
+        span_set_str(it->span, "saga.outcome", saga__outcome_names[it->out]);
         if (it->out == SAGA_DLQ || it->out == SAGA_DROPPED)
-            span_fail(&it->span, "dead-lettered");
-        span_end(&it->span);
+            span_fail(it->span, "dead-lettered");
+        span_end(it->span);
     }
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);
