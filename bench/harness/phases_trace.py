@@ -17,7 +17,7 @@ import time
 
 from . import cpu
 from .phases_read import read_url
-from .phases_saga import _cost_run, _ready
+from .phases_saga import _cost_run, _orders, _ready
 from .util import PhaseFailed, jround, say
 
 SAMPLERS = ("always_on", "always_off")
@@ -63,9 +63,14 @@ def _sampler_env(ctx, sampler: str) -> dict:
 
 
 def _one(ctx, sampler: str) -> dict:
-    """The fleet restarted with sampler; one read run and one order run, each inside
-    its CPU window."""
+    """The fleet restarted with sampler, warmed up by one unmeasured read run and one
+    order run (connections, consumer groups rejoined, prepared statements, the broker
+    busy with the restarts' rebalances), then one read run and one order run, each
+    inside its CPU window."""
     _restart(ctx, _sampler_env(ctx, sampler))
+    ctx.load.get(read_url(ctx), ctx.rate_fixed, ctx.cfg.t["fixed"], ctx.customers.first)
+    _ready(ctx)
+    _orders(ctx, ctx.cfg.cost_rate, ctx.cfg.t["cost"])
     with cpu.Window(ctx.stack.data) as window:
         report, loadgen_s = ctx.load.get(read_url(ctx), ctx.rate_fixed, ctx.cfg.t["fixed"],
                                          ctx.customers.first)

@@ -59,7 +59,7 @@ def figures(r) -> list:
         if t:
             rows.append((f"tracing on / off, {what} (stack)",
                          _pair(t.get("always_on"), t.get("always_off")),
-                         "always_off", f"+{n(t.get('delta_pct'))} %"))
+                         "always_off", f"{n(t.get('delta_pct'))} %"))
     rows.append(("yardstick: pgbench tpcb-like, order cluster, tps",
                  n(g("machine.pgbench_tpcb_tps")), "-", "-"))
     return rows

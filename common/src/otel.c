@@ -74,6 +74,12 @@ static struct {
     bool all;           /* OTEL_RATIO with ratio 1 */
 } otel_sampler = {.parent_based = true, .root = OTEL_ON};
 
+/* The value of one lower-case hex digit of an id (trace.h validated it). */
+static unsigned otel_nibble(char c)
+{
+    return (unsigned)(c <= '9' ? c - '0' : c - 'a' + 10);
+}
+
 /* The TraceIdRatioBased rule: the trace id's last 8 bytes, as a number, below
  * ratio × 2^64, so every hop of a trace decides alike. */
 static bool otel_ratio_says(const char *trace_id)
@@ -81,10 +87,8 @@ static bool otel_ratio_says(const char *trace_id)
     if (otel_sampler.all)
         return true;
     uint64_t v = 0;
-    for (int i = TRACE_ID_LEN - 16; i < TRACE_ID_LEN; i++) {
-        char c = trace_id[i];
-        v = v << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
-    }
+    for (int i = TRACE_ID_LEN - 16; i < TRACE_ID_LEN; i++)
+        v = v << 4 | otel_nibble(trace_id[i]);
     return v < otel_sampler.threshold;
 }
 
@@ -157,12 +161,8 @@ static ProtobufCBinaryData otel_id_bytes(arena_t *a, const char *hex)
 {
     size_t n = strlen(hex) / 2;
     uint8_t *b = arena_alloc(a, n > 0 ? n : 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned hi = (unsigned)(hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10);
-        unsigned lo =
-            (unsigned)(hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0' : hex[2 * i + 1] - 'a' + 10);
-        b[i] = (uint8_t)(hi << 4 | lo);
-    }
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(otel_nibble(hex[2 * i]) << 4 | otel_nibble(hex[2 * i + 1]));
     return (ProtobufCBinaryData){.len = n, .data = b};
 }
 
@@ -485,8 +485,10 @@ void otel_stop(void)
     bool running = otel_p.running;
     atomic_store(&otel_on, false);
     otel_p.running = false;
-    otel_p.stop = true;
-    pthread_cond_signal(&otel_p.cond);
+    if (running) {
+        otel_p.stop = true;
+        pthread_cond_signal(&otel_p.cond);
+    }
     pthread_mutex_unlock(&otel_p.lock);
     if (!running)
         return;
