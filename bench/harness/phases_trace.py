@@ -100,7 +100,9 @@ def trace_cost(ctx) -> None:
     exporting = bool(_endpoint(ctx))
     ctx.results.put("trace_cost", {"exporting": exporting, "runs": runs,
                                    "read_rate_rps": ctx.rate_fixed,
-                                   "order_rate": ctx.cfg.cost_rate})
+                                   "order_rate": ctx.cfg.cost_rate,
+                                   "read_cpu_us_per_request": None,
+                                   "order_cpu_ms_per_order": None})
     if not exporting:
         say("trace_cost: no OTEL_EXPORTER_OTLP_ENDPOINT: always_on records nothing")
     ctx.customers.fresh()
