@@ -423,7 +423,7 @@ static bool rpc_status_from_handler(int code)
 }
 
 /* A failed status as our error: message from the status, field violations from
- * x-error-details-bin. A deadline that passed while no connection was ready means
+ * grpc-status-details-bin. A deadline that passed while no connection was ready means
  * the peer is down (503), not slow (504). */
 static int rpc_ccall_status_error(rpc_ccall_t *cc, err_t *err)
 {
@@ -439,8 +439,8 @@ static int rpc_ccall_status_error(rpc_ccall_t *cc, err_t *err)
         err_set(err, code, "%s failed with %s", cc->m->path, err_code_name(code));
     for (size_t i = 0; i < cc->recv_trailing.count; i++) {
         const grpc_metadata *md = &cc->recv_trailing.metadata[i];
-        if (rpc__slice_eq(md->key, RPC__ERROR_DETAILS_KEY))
-            rpc__error_details_parse(md->value, err);
+        if (rpc__slice_eq(md->key, RPC__STATUS_DETAILS_KEY))
+            rpc__status_details_parse(md->value, err);
     }
     if (err != NULL)
         err->for_client = rpc_status_from_handler(code);

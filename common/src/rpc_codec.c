@@ -1,7 +1,7 @@
 /*
- * rpc_codec: protobuf-c messages ⇄ gRPC byte buffers, ErrorDetails in trailing
- * metadata, metadata validation and per-code metric lookup, shared by the server
- * and the client.
+ * rpc_codec: protobuf-c messages ⇄ gRPC byte buffers, the google.rpc.Status of
+ * grpc-status-details-bin, metadata validation and per-code metric lookup, shared by
+ * the server and the client.
  */
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "rpc_internal.h"
-#include "shop/common/v1/common.pb-c.h"
+#include "google/protobuf/any.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 
 /* gRPC's default c-ares resolver (c-ares 1.18.1 in Debian 12) leaks memory on every
  * lookup of a name from /etc/hosts (c-ares/c-ares#439) and ignores nsswitch. The
@@ -54,38 +56,68 @@ ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_
     return msg;
 }
 
-grpc_slice rpc__error_details_slice(const err_t *err)
+/* google.protobuf.Any's type URL of a google.rpc.BadRequest. */
+#define RPC_BAD_REQUEST_TYPE_URL "type.googleapis.com/google.rpc.BadRequest"
+
+grpc_slice rpc__status_details_slice(const err_t *err, grpc_status_code code)
 {
-    Shop__Common__V1__FieldViolation fv[ERR_FIELDS_MAX];
-    Shop__Common__V1__FieldViolation *ptrs[ERR_FIELDS_MAX];
-    Shop__Common__V1__ErrorDetails details = SHOP__COMMON__V1__ERROR_DETAILS__INIT;
+    Google__Rpc__BadRequest__FieldViolation fv[ERR_FIELDS_MAX];
+    Google__Rpc__BadRequest__FieldViolation *fv_ptrs[ERR_FIELDS_MAX];
+    Google__Rpc__BadRequest bad = GOOGLE__RPC__BAD_REQUEST__INIT;
     size_t n = err->n_fields < ERR_FIELDS_MAX ? err->n_fields : ERR_FIELDS_MAX;
     for (size_t i = 0; i < n; i++) {
-        shop__common__v1__field_violation__init(&fv[i]);
+        google__rpc__bad_request__field_violation__init(&fv[i]);
         /* protobuf-c's string fields are not const, but packing only reads them. */
         fv[i].field = (char *)err->fields[i].field;
         fv[i].description = (char *)err->fields[i].description;
-        ptrs[i] = &fv[i];
+        fv_ptrs[i] = &fv[i];
     }
-    details.n_field_violations = n;
-    details.field_violations = ptrs;
-    size_t len = shop__common__v1__error_details__get_packed_size(&details);
-    grpc_slice slice = grpc_slice_malloc(len);
-    shop__common__v1__error_details__pack(&details, GRPC_SLICE_START_PTR(slice));
+    bad.n_field_violations = n;
+    bad.field_violations = fv_ptrs;
+    grpc_slice bad_bytes = grpc_slice_malloc(google__rpc__bad_request__get_packed_size(&bad));
+    google__rpc__bad_request__pack(&bad, GRPC_SLICE_START_PTR(bad_bytes));
+
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    any.type_url = RPC_BAD_REQUEST_TYPE_URL;
+    any.value = (ProtobufCBinaryData){.len = GRPC_SLICE_LENGTH(bad_bytes),
+                                      .data = GRPC_SLICE_START_PTR(bad_bytes)};
+    Google__Protobuf__Any *details[] = {&any};
+    Google__Rpc__Status status = GOOGLE__RPC__STATUS__INIT;
+    status.code = (int32_t)code;
+    status.message = (char *)err->msg;
+    status.n_details = 1;
+    status.details = details;
+    grpc_slice slice = grpc_slice_malloc(google__rpc__status__get_packed_size(&status));
+    google__rpc__status__pack(&status, GRPC_SLICE_START_PTR(slice));
+    grpc_slice_unref(bad_bytes);
     return slice;
 }
 
-void rpc__error_details_parse(grpc_slice value, err_t *err)
+/* Adds the violations of one Any of a Status when it is a google.rpc.BadRequest. */
+static void rpc_bad_request_parse(const Google__Protobuf__Any *any, err_t *err)
 {
-    Shop__Common__V1__ErrorDetails *details = shop__common__v1__error_details__unpack(
-        NULL, GRPC_SLICE_LENGTH(value), GRPC_SLICE_START_PTR(value));
-    if (details == NULL)
+    if (any->type_url == NULL || strcmp(any->type_url, RPC_BAD_REQUEST_TYPE_URL) != 0)
         return;
-    for (size_t i = 0; i < details->n_field_violations; i++) {
-        const Shop__Common__V1__FieldViolation *fv = details->field_violations[i];
+    Google__Rpc__BadRequest *bad =
+        google__rpc__bad_request__unpack(NULL, any->value.len, any->value.data);
+    if (bad == NULL)
+        return;
+    for (size_t i = 0; i < bad->n_field_violations; i++) {
+        const Google__Rpc__BadRequest__FieldViolation *fv = bad->field_violations[i];
         err_field_add(err, fv->field, "%s", fv->description);
     }
-    shop__common__v1__error_details__free_unpacked(details, NULL);
+    google__rpc__bad_request__free_unpacked(bad, NULL);
+}
+
+void rpc__status_details_parse(grpc_slice value, err_t *err)
+{
+    Google__Rpc__Status *status =
+        google__rpc__status__unpack(NULL, GRPC_SLICE_LENGTH(value), GRPC_SLICE_START_PTR(value));
+    if (status == NULL)
+        return;
+    for (size_t i = 0; i < status->n_details; i++)
+        rpc_bad_request_parse(status->details[i], err);
+    google__rpc__status__free_unpacked(status, NULL);
 }
 
 bool rpc__slice_eq(grpc_slice s, const char *str)

@@ -25,8 +25,8 @@ struct rpc__tag {
     void (*step)(rpc__tag_t *tag, bool ok);
 };
 
-/* Trailing metadata key of the serialized shop.common.v1.ErrorDetails. */
-#define RPC__ERROR_DETAILS_KEY "x-error-details-bin"
+/* Trailing metadata key of the serialized google.rpc.Status (gRPC's rich error model). */
+#define RPC__STATUS_DETAILS_KEY "grpc-status-details-bin"
 
 /* gRPC status codes run 0..16: one counter per code and method. */
 #define RPC__N_CODES 17
@@ -43,13 +43,15 @@ grpc_byte_buffer *rpc__pack(const ProtobufCMessage *msg);
 ProtobufCMessage *rpc__unpack(const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb,
                               arena_t *a);
 
-/* rpc__error_details_slice: err's field violations as a serialized
- * shop.common.v1.ErrorDetails (the caller unrefs the slice). */
-grpc_slice rpc__error_details_slice(const err_t *err);
+/* rpc__status_details_slice: a serialized google.rpc.Status {code, err->msg, details:
+ * one Any holding a google.rpc.BadRequest with err's field violations}; `code` is the
+ * grpc-status sent with it (the caller unrefs the slice). */
+grpc_slice rpc__status_details_slice(const err_t *err, grpc_status_code code);
 
-/* rpc__error_details_parse: adds the violations serialized in `value` to err; a value
- * that does not decode adds nothing (it is detail, never a failure). */
-void rpc__error_details_parse(grpc_slice value, err_t *err);
+/* rpc__status_details_parse: adds to err the field violations of every
+ * google.rpc.BadRequest in the google.rpc.Status serialized in `value`; other details,
+ * and a value that does not decode, add nothing (it is detail, never a failure). */
+void rpc__status_details_parse(grpc_slice value, err_t *err);
 
 /* rpc__slice_eq: slice s holds exactly the C string str. */
 bool rpc__slice_eq(grpc_slice s, const char *str);

@@ -313,8 +313,8 @@ static void rpc_call_prepare_status(rpc_call_t *call)
     call->status = (grpc_status_code)err_to_grpc_status(err->code);
     call->status_details = grpc_slice_from_copied_string(err->msg);
     if (err->n_fields > 0) {
-        call->trailing.key = grpc_slice_from_static_string(RPC__ERROR_DETAILS_KEY);
-        call->trailing.value = rpc__error_details_slice(err);
+        call->trailing.key = grpc_slice_from_static_string(RPC__STATUS_DETAILS_KEY);
+        call->trailing.value = rpc__status_details_slice(err, call->status);
         call->n_trailing = 1;
     }
 }

@@ -646,6 +646,7 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
             span_fail(it->span, "dead-lettered");
         span_end(it->span);
     }
+    saga__replay_log(it->m, ev, saga__outcome_names[it->out], it->a);
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);
         LOG_DEBUG("event handled", LOG_STR("topic", ev->topic), LOG_STR("ce_type", type),

@@ -269,3 +269,11 @@ int saga_check(const ProtobufCMessage *msg, err_t *err)
     return err_set(err, ERR_INVALID, "%s is not a saga event",
                    msg ? msg->descriptor->name : "a null message");
 }
+
+const ProtobufCMessageDescriptor *saga_event_type(const char *name)
+{
+    for (size_t i = 0; name && i < sizeof(saga_check_types) / sizeof(saga_check_types[0]); i++)
+        if (strcmp(saga_check_types[i].type->name, name) == 0)
+            return saga_check_types[i].type;
+    return NULL;
+}

@@ -74,6 +74,11 @@ saga_outcome_t saga__decode(const saga_route_t *routes, size_t n_routes,
                             size_t len, arena_t *a, saga_event_t *ev, const saga_route_t **route,
                             err_t *err);
 
+/* saga__replay_log: when `m` was put back by `shopctl dlq replay` (it carries
+ * dlq_replayed_by), one info line naming who replayed it, when, why and from which
+ * dead-letter entry, with the outcome (saga_replay.c, docs/dlq.md). */
+void saga__replay_log(const kfk_msg_t *m, const saga_event_t *ev, const char *outcome, arena_t *a);
+
 /* saga__stopping: stop was requested. */
 bool saga__stopping(saga_consumer_t *c);
 

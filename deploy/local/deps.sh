@@ -11,6 +11,8 @@ packages=(
     # build
     build-essential cmake ninja-build pkg-config clang-format
     protobuf-c-compiler libprotobuf-c-dev libgrpc-dev libmicrohttpd-dev libjansson-dev
+    # google/protobuf/any.proto, imported by proto/google/rpc/status.proto
+    libprotobuf-dev
     libjwt-dev libhiredis-dev libpq-dev librdkafka-dev libargon2-dev uuid-dev check libssl-dev
     # fuzzing (make fuzz, tests/fuzz): clang, and libFuzzer with the sanitizer runtimes
     # (libclang_rt.fuzzer-x86_64.a), which clang only recommends
@@ -21,6 +23,8 @@ packages=(
     python3 python3-grpcio python3-protobuf python3-venv python3-yaml kcat curl jq openssl procps iproute2
     # benchmarks (make bench; pgbench comes with postgresql-15, ghz is installed by bench/bench.py)
     wrk
+    # observability: Prometheus for make run, promtool for the alert rule tests
+    prometheus
 )
 
 missing=()
@@ -45,4 +49,15 @@ if [ ! -f "$KAFKA_LIBS/.complete" ]; then
     mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
     touch "$KAFKA_LIBS/.complete"
+fi
+
+# Jaeger, the trace backend of the local stack: built once from the Go module proxy, at
+# the version deploy/local/jaeger/go.mod pins (go.sum checks every module).
+if [ ! -x "$JAEGER_BIN" ]; then
+    command -v go >/dev/null || die "Jaeger is built with Go (1.24 or newer): put go on PATH"
+    log "building Jaeger $JAEGER_VERSION into $JAEGER_BIN (once; a few minutes)"
+    mkdir -p "$(dirname "$JAEGER_BIN")"
+    (cd "$here/jaeger" && go build -mod=readonly -trimpath -o "$JAEGER_BIN.partial" \
+        github.com/jaegertracing/jaeger/cmd/jaeger)
+    mv "$JAEGER_BIN.partial" "$JAEGER_BIN"
 fi

@@ -3,7 +3,8 @@
 # STACK_PROFILE picks a port range and a data directory, so that the stacks of
 # make run, make test, make bench and make chaos can run side by side:
 #   dev    .data/        docs/architecture.md's ports: PostgreSQL 5433-5435, Redis 6380, Kafka 9092/9093,
-#                        gateway 8080, services gRPC 50051-50053 and admin 8081-8083
+#                        gateway 8080, services gRPC 50051-50053 and admin 8081-8083,
+#                        Jaeger OTLP 4317 (HTTP 4318) and UI 16686, Prometheus 9090
 #   test   .data-test/   the dev ports + 10000; infrastructure only (the suites start
 #                        their own programs)
 #   bench  .data-bench/  compact layout at B = 21000 (see below)
@@ -12,8 +13,9 @@
 # so that two checkouts can run their stacks at once.
 #
 # Compact layout (bench, chaos): gateway B+80, Kafka B+92 (controller B+93), Redis B+380,
-# PostgreSQL of a service B+433+pg; instance k of a service admin HTTP B+100+10(k-1)+admin,
-# gRPC B+200+10(k-1)+grpc, with the offsets pg, admin, grpc of deploy/fleet.conf.
+# PostgreSQL of a service B+433+pg, Jaeger OTLP B+617 (HTTP B+618) and UI B+686; instance
+# k of a service admin HTTP B+100+10(k-1)+admin, gRPC B+200+10(k-1)+grpc, with the offsets
+# pg, admin, grpc of deploy/fleet.conf.
 # In the dev layout, instance k listens on the ports of instance 1 + 100(k-1).
 #
 # The services, their databases, topics and upstreams come from deploy/fleet.conf
@@ -53,6 +55,11 @@ dev | test)
     GATEWAY_PORT=$((8080 + base))
     grpc_port() { echo $((50051 + base + FLEET_GRPC[$1] + 100 * ($2 - 1))); }
     admin_port() { echo $((8081 + base + FLEET_ADMIN[$1] + 100 * ($2 - 1))); }
+    # Jaeger: OTLP/gRPC, OTLP/HTTP, query HTTP (UI and /api/traces), query gRPC,
+    # health; Prometheus (dev profile only).
+    OTLP_PORT=$((4317 + base)) OTLP_HTTP_PORT=$((4318 + base))
+    JAEGER_QUERY_PORT=$((16686 + base)) JAEGER_QUERY_GRPC_PORT=$((16685 + base))
+    JAEGER_HEALTH_PORT=$((13133 + base)) PROMETHEUS_PORT=$((9090 + base))
     ;;
 *)
     pg_base=$((base + 433))
@@ -62,6 +69,9 @@ dev | test)
     GATEWAY_PORT=$((base + 80))
     grpc_port() { echo $((base + 200 + 10 * ($2 - 1) + FLEET_GRPC[$1])); }
     admin_port() { echo $((base + 100 + 10 * ($2 - 1) + FLEET_ADMIN[$1])); }
+    OTLP_PORT=$((base + 617)) OTLP_HTTP_PORT=$((base + 618))
+    JAEGER_QUERY_PORT=$((base + 686)) JAEGER_QUERY_GRPC_PORT=$((base + 685))
+    JAEGER_HEALTH_PORT=$((base + 633)) PROMETHEUS_PORT=$((base + 690))
     ;;
 esac
 # PG_SERVICES: the services with a database, each on its own cluster at PG_PORT[svc].
@@ -85,6 +95,9 @@ BIN_DIR=${BIN_DIR:-$ROOT/build-release}
 KAFKA_VERSION=4.1.1
 CACHE=${SHOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shop-fleet}
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION"
+# The trace backend, built once from the Go module proxy (deploy/local/jaeger/go.mod pins it).
+JAEGER_VERSION=v1.75.0
+JAEGER_BIN="$CACHE/tools/jaeger-$JAEGER_VERSION"
 PG_BIN=/usr/lib/postgresql/15/bin
 PG_USER=postgres # PostgreSQL refuses to run as root
 

@@ -76,7 +76,7 @@ instance_start() { # instance_start SVC K
         mapfile -t ups < <(upstream_env "$svc")
         env -u PAGE_TOKEN_KEY GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL="$(db_url "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
-            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" "${ups[@]}" \
+            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi
@@ -111,7 +111,7 @@ gateway_start() {
         mapfile -t extra < <(program_env GATEWAY)
         mapfile -t ups < <(upstream_env gateway)
         env -u JWT_SECRET GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
-            "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" \
+            "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi

@@ -84,7 +84,11 @@ welcome() {
       -H "Idempotency-Key: \$(cat /proc/sys/kernel/random/uuid)" \\
       -d "{\"lines\":[{\"product_id\":\"\$(curl -s '$GW/products?limit=1' | jq -r '.products[0].id')\",\"quantity\":1}]}" | jq '{id, status}'
 
-  Logs: $LOGDIR   Metrics: http://127.0.0.1:$GATEWAY_PORT/metrics   Ctrl-C stops everything.
+  Traces (Jaeger):      deploy/local/stack.sh traces recent    then: deploy/local/stack.sh traces show <trace id>
+                        (raw JSON: curl http://127.0.0.1:$JAEGER_QUERY_PORT/api/traces/<trace id>;
+                        every log line carries its trace_id)
+  Metrics, alerts:      http://127.0.0.1:$PROMETHEUS_PORT/alerts   (Prometheus; raw: http://127.0.0.1:$GATEWAY_PORT/metrics)
+  Logs: $LOGDIR   Ctrl-C stops everything.
 
 EOF
 }

@@ -12,6 +12,7 @@
 #   stack.sh kill PART    SIGKILL one part (a PostgreSQL server with all its backends)
 #   stack.sh start PART   start one part again and wait until it answers
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
+#   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
 #
 # SCALE=N runs N instances of each service (see lib.sh). Extra settings reach a program
 # as <PROGRAM>_ENV_<NAME>=value, e.g. ORDER_SVC_ENV_SAGA_TIMEOUT=5s or
@@ -23,11 +24,12 @@
 # are detected and replaced.
 #
 # One file per concern, sourced here: lib.sh (profile, ports, shared helpers; it reads
-# the manifest through fleet.sh), pg.sh, redis.sh, kafka.sh, programs.sh, parts.sh.
+# the manifest through fleet.sh), pg.sh, redis.sh, kafka.sh, observability.sh (Jaeger,
+# Prometheus), programs.sh, parts.sh.
 set -euo pipefail
 here_=$(cd "$(dirname "$0")" && pwd)
 . "$here_/lib.sh"
-for part_ in pg redis kafka programs parts; do . "$here_/$part_.sh"; done
+for part_ in pg redis kafka observability programs parts; do . "$here_/$part_.sh"; done
 unset here_ part_
 
 # ---- the whole stack ----
@@ -42,6 +44,12 @@ stack_env() {
     done
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+    # Where spans go (OTLP/gRPC) and where to find them (Jaeger's HTTP query API).
+    echo "OTLP_ENDPOINT=$(otlp_endpoint)"
+    echo "OTEL_EXPORTER_OTLP_ENDPOINT=$(otlp_endpoint)"
+    echo "TRACE_QUERY_URL=$(trace_query_url)"
+    echo "TRACE_UI_URL=http://127.0.0.1:$JAEGER_QUERY_PORT"
+    [ "$STACK_PROFILE" != dev ] || echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
     if ((FLEET)); then
         echo "GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT"
         for svc in "${SERVICES[@]}"; do
@@ -63,6 +71,7 @@ up() {
     for svc in "${PG_SERVICES[@]}"; do pg_up "$svc"; done
     redis_up
     kafka_up
+    jaeger_up
     if ((FLEET)) && [ "$prev" != "$N_INST" ]; then
         # Programs take their upstream lists at start (fleet.conf): a new SCALE
         # restarts the programs (each drains on SIGTERM) so every list names every instance.
@@ -70,15 +79,21 @@ up() {
         gateway_down
         for svc in "${SERVICES[@]}"; do service_down "$svc"; done
     fi
-    ((FLEET)) && fleet_up
+    if ((FLEET)); then
+        fleet_up
+        prometheus_up
+    fi
     stack_env >"$DATA/stack.env"
     log "up: $(status | tr '\n' ';')"
 }
 
 down() {
     local svc
+    prometheus_down
     gateway_down
     for svc in "${SERVICES[@]}"; do service_down "$svc"; done
+    # After the programs, which flush their last spans when they stop.
+    jaeger_down
     kafka_down
     redis_down
     for svc in "${PG_SERVICES[@]}"; do pg_down "$svc"; done
@@ -92,6 +107,10 @@ status() {
     done
     printf 'redis 127.0.0.1:%s %s\n' "$REDIS_PORT" "$(port_open "$REDIS_PORT" && echo up || echo down)"
     printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
+    printf 'jaeger http://127.0.0.1:%s %s\n' "$JAEGER_QUERY_PORT" \
+        "$(curl -sf "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services" >/dev/null && echo up || echo down)"
+    [ "$STACK_PROFILE" != dev ] || printf 'prometheus http://127.0.0.1:%s %s\n' "$PROMETHEUS_PORT" \
+        "$(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null && echo up || echo down)"
     ((FLEET)) || return 0
     for svc in "${SERVICES[@]}"; do
         [ -n "$(program_bin "${FLEET_PROGRAM[$svc]}")" ] || { echo "${FLEET_PROGRAM[$svc]} not built"; continue; }
@@ -137,5 +156,6 @@ run) run ;;
 status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|start PART|create-admin EMAIL" >&2; exit 2 ;;
+traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|start PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac

@@ -36,7 +36,7 @@
 #include "common/uuid.h"
 #include "http_framing.h"
 #include "http_metrics.h"
-#include "json_pb.h"
+#include "common/json_pb.h"
 #include "problem.h"
 #include "ratelimit.h"
 #include "router.h"

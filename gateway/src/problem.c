@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "json_pb.h"
+#include "common/json_pb.h"
 
 bool problem_key_reused(const err_t *err)
 {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/uuid.h"
-#include "json_pb.h"
+#include "common/json_pb.h"
 
 #define ROUTES_PAGE_TOKEN_MAX 512
 #define ROUTES_IDEM_KEY_MAX   128

@@ -13,7 +13,7 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "crypto.h"
-#include "json_pb.h"
+#include "common/json_pb.h"
 #include "problem.h"
 #include "ratelimit.h"
 #include "routes.h"

@@ -2,7 +2,8 @@
 # the test stack (ORDER_/PRODUCT_/USER_DATABASE_URL, KAFKA_BROKERS):
 # - test_order_rpc: every RPC of shop.order.v1.OrderService through Debian's
 #   python3-grpcio (a real gRPC client; messages built with python3-protobuf from a
-#   descriptor set protoc-c writes at build time), with real product-svc and user-svc.
+#   descriptor set the build
+#   writes, proto/shop.protoset), with real product-svc and user-svc.
 # - test_order_saga: order-svc's saga steps — product-svc real, user-svc's events
 #   produced by the test (including late, repeated and malformed ones) — with two
 #   order-svc instances in one consumer group sweeping one database.
@@ -10,25 +11,10 @@
 #   versions wrote (0002: duplicate timeline rows), in a schema of its own.
 # - test_e2e_saga: the three services end to end, docs/architecture.md §4's invariants checked in
 #   the three databases, up to 200 concurrent orders against scarce stock and money.
-set(ORDER_TEST_DESCRIPTORS "${CMAKE_CURRENT_BINARY_DIR}/order_test_descriptors.pb")
-add_custom_command(
-    OUTPUT "${ORDER_TEST_DESCRIPTORS}"
-    COMMAND ${PROTOC_C_EXECUTABLE} "--proto_path=${CMAKE_SOURCE_DIR}/proto" --include_imports
-            "--descriptor_set_out=${ORDER_TEST_DESCRIPTORS}"
-            shop/order/v1/order_service.proto shop/product/v1/product_service.proto
-            shop/user/v1/user_service.proto shop/common/v1/common.proto
-    DEPENDS "${CMAKE_SOURCE_DIR}/proto/shop/order/v1/order_service.proto"
-            "${CMAKE_SOURCE_DIR}/proto/shop/product/v1/product_service.proto"
-            "${CMAKE_SOURCE_DIR}/proto/shop/user/v1/user_service.proto"
-            "${CMAKE_SOURCE_DIR}/proto/shop/common/v1/common.proto"
-    COMMENT "protoc-c descriptor set for the order-svc tests"
-    VERBATIM)
-add_custom_target(order_test_descriptors ALL DEPENDS "${ORDER_TEST_DESCRIPTORS}")
-
 add_test(NAME test_order_rpc
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/order/test_order_rpc.py
                  $<TARGET_FILE:order-svc> $<TARGET_FILE:product-svc> $<TARGET_FILE:user-svc>
-                 "${ORDER_TEST_DESCRIPTORS}")
+                 "${SHOP_PROTOSET}")
 set_tests_properties(test_order_rpc PROPERTIES LABELS "integration;order" TIMEOUT 600)
 
 add_library(fleet_test_support STATIC e2e/fleet_support.c)

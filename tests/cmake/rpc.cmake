@@ -21,3 +21,12 @@ shop_test(test_rpc_client
     LIBS rpc_echo
     LABELS "integration;common")
 target_include_directories(test_rpc_client PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/unit/common")
+
+# The operator's gRPC tooling (issue 19): grpcurl (built once from the Go module proxy
+# into ~/.cache/shop-fleet/tools) with the build's descriptor set proto/shop.protoset
+# against the real product-svc: list, describe, Health/Check, JSON calls, and the
+# google.rpc.BadRequest of grpc-status-details-bin decoded (test_grpcurl.py).
+add_test(NAME test_grpcurl
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tools/test_grpcurl.py
+                 $<TARGET_FILE:product-svc> "${SHOP_PROTOSET}")
+set_tests_properties(test_grpcurl PROPERTIES LABELS "integration;common" TIMEOUT 900)

@@ -2,26 +2,15 @@
 # (USER_DATABASE_URL, KAFKA_BROKERS):
 # - test_user_rpc: every RPC of shop.user.v1.UserService through Debian's
 #   python3-grpcio (a real gRPC client; messages built with python3-protobuf from a
-#   descriptor set protoc-c writes at build time), the stored argon2id hashes, and the
+#   descriptor set the build
+#   writes, proto/shop.protoset), the stored argon2id hashes, and the
 #   create-admin command.
 # - test_user_saga: StockReserved / OrderCancelled produced to inventory.events and
 #   order.events, payment.events and the database observed, with two user-svc
 #   instances in one consumer group.
-set(USER_TEST_DESCRIPTORS "${CMAKE_CURRENT_BINARY_DIR}/user_test_descriptors.pb")
-add_custom_command(
-    OUTPUT "${USER_TEST_DESCRIPTORS}"
-    COMMAND ${PROTOC_C_EXECUTABLE} "--proto_path=${CMAKE_SOURCE_DIR}/proto" --include_imports
-            "--descriptor_set_out=${USER_TEST_DESCRIPTORS}"
-            shop/user/v1/user_service.proto shop/common/v1/common.proto
-    DEPENDS "${CMAKE_SOURCE_DIR}/proto/shop/user/v1/user_service.proto"
-            "${CMAKE_SOURCE_DIR}/proto/shop/common/v1/common.proto"
-    COMMENT "protoc-c descriptor set for the user-svc tests"
-    VERBATIM)
-add_custom_target(user_test_descriptors ALL DEPENDS "${USER_TEST_DESCRIPTORS}")
-
 add_test(NAME test_user_rpc
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/user/test_user_rpc.py
-                 $<TARGET_FILE:user-svc> "${USER_TEST_DESCRIPTORS}")
+                 $<TARGET_FILE:user-svc> "${SHOP_PROTOSET}")
 set_tests_properties(test_user_rpc PROPERTIES LABELS "integration;user" TIMEOUT 600)
 
 add_library(user_test_support STATIC integration/user/user_test_support.c)

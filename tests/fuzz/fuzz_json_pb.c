@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_pb.h"
+#include "common/json_pb.h"
 #include "shop/gateway/v1/gateway.pb-c.h"
 #include "shop/jsontest/v1/jsontest.pb-c.h"
 #include "shop/order/v1/order_service.pb-c.h"

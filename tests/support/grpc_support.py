@@ -31,7 +31,9 @@ from page_tokens import (PAGE_TOKEN_KEY, POS_MAX, b64url, page_token,  # noqa: F
 TIMEOUT_S = 10
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
-ERROR_DETAILS_KEY = "x-error-details-bin"
+# gRPC's rich error model: a serialized google.rpc.Status in this trailer.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+BAD_REQUEST_TYPE_URL = "type.googleapis.com/google.rpc.BadRequest"
 
 # --- protobuf wire format --------------------------------------------------------
 
@@ -93,21 +95,38 @@ def field_str(fields, num):
     return fields.get(num, [b""])[0].decode()
 
 
-def violations(err, details_cls=None):
-    """The field -> description map of err's x-error-details-bin trailer ({} without one).
-    Decoded by details_cls (python3-protobuf's shop.common.v1.ErrorDetails) when given,
-    else by the wire helpers above."""
+def status_details(err):
+    """The raw grpc-status-details-bin trailer of err (None without one)."""
+    return dict(err.trailing_metadata() or ()).get(STATUS_DETAILS_KEY)
+
+
+def violations(err, messages=None):
+    """The field -> description map of the google.rpc.BadRequest in err's
+    grpc-status-details-bin trailer ({} without one), after checking that the
+    google.rpc.Status's code and message equal err's grpc-status and grpc-message.
+    Decoded by python3-protobuf when `messages` (load_messages' answer for a descriptor
+    set holding google.rpc) is given, else by the wire helpers above."""
+    raw = status_details(err)
+    if raw is None:
+        return {}
     out = {}
-    for key, value in err.trailing_metadata() or ():
-        if key != ERROR_DETAILS_KEY:
-            continue
-        if details_cls is not None:
-            details = details_cls.FromString(value)
-            out.update((v.field, v.description) for v in details.field_violations)
-        else:
-            for v in decode(value).get(1, []):
-                fv = decode(v)
-                out[field_str(fv, 1)] = field_str(fv, 2)
+    if messages is not None:
+        status = messages["google.rpc.Status"].FromString(raw)
+        code, message = status.code, status.message
+        for any_ in status.details:
+            if any_.type_url == BAD_REQUEST_TYPE_URL:
+                bad = messages["google.rpc.BadRequest"].FromString(any_.value)
+                out.update((v.field, v.description) for v in bad.field_violations)
+    else:
+        status = decode(raw)
+        code, message = status.get(1, [0])[0], field_str(status, 2)
+        for any_ in map(decode, status.get(3, [])):
+            if field_str(any_, 1) == BAD_REQUEST_TYPE_URL:
+                for v in map(decode, decode(any_.get(2, [b""])[0]).get(1, [])):
+                    out[field_str(v, 1)] = field_str(v, 2)
+    if code != err.code().value[0] or message != (err.details() or ""):
+        raise AssertionError("google.rpc.Status {%d, %r} differs from grpc-status %s %r"
+                             % (code, message, err.code(), err.details()))
     return out
 
 

@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "check_util.h"
+#include "google/protobuf/any.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "shop/events/v1/events.pb-c.h"
@@ -516,33 +519,61 @@ START_TEST(test_every_event_carries_order_id_as_field_1)
 }
 END_TEST
 
-START_TEST(test_error_details_round_trips)
+START_TEST(test_status_details_round_trip)
 {
-    Shop__Common__V1__FieldViolation quantity = SHOP__COMMON__V1__FIELD_VIOLATION__INIT;
-    Shop__Common__V1__FieldViolation email = SHOP__COMMON__V1__FIELD_VIOLATION__INIT;
-    Shop__Common__V1__FieldViolation *violations[] = {&quantity, &email};
-    Shop__Common__V1__ErrorDetails in = SHOP__COMMON__V1__ERROR_DETAILS__INIT;
+    /* google.rpc.Status {code, message, details: [Any{BadRequest}]}: the field numbers
+     * of the public protos, so any gRPC client's status library reads our trailer. */
+    Google__Rpc__BadRequest__FieldViolation quantity =
+        GOOGLE__RPC__BAD_REQUEST__FIELD_VIOLATION__INIT;
+    Google__Rpc__BadRequest__FieldViolation email = GOOGLE__RPC__BAD_REQUEST__FIELD_VIOLATION__INIT;
+    Google__Rpc__BadRequest__FieldViolation *violations[] = {&quantity, &email};
+    Google__Rpc__BadRequest bad = GOOGLE__RPC__BAD_REQUEST__INIT;
     quantity.field = "lines[2].quantity";
     quantity.description = "must be 1..1000";
     email.field = "email";
     email.description = "is already registered";
-    in.n_field_violations = ARRAY_LEN(violations);
-    in.field_violations = violations;
+    bad.n_field_violations = ARRAY_LEN(violations);
+    bad.field_violations = violations;
+    assert_every_field_set(&bad.base);
+    size_t bad_len = 0;
+    uint8_t *bad_bytes = pack_message(&bad.base, &bad_len);
+
+    Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+    any.type_url = "type.googleapis.com/google.rpc.BadRequest";
+    any.value = (ProtobufCBinaryData){.len = bad_len, .data = bad_bytes};
+    Google__Protobuf__Any *details[] = {&any};
+    Google__Rpc__Status in = GOOGLE__RPC__STATUS__INIT;
+    in.code = 3;
+    in.message = "invalid request";
+    in.n_details = 1;
+    in.details = details;
     assert_every_field_set(&in.base);
 
     size_t len = 0;
     uint8_t *bytes = pack_message(&in.base, &len);
-    Shop__Common__V1__ErrorDetails *out = shop__common__v1__error_details__unpack(NULL, len, bytes);
+    /* Status.code = 3 is field 1, varint: the first two bytes on the wire. */
+    ck_assert_uint_eq(bytes[0], 0x08);
+    ck_assert_uint_eq(bytes[1], 3);
+    Google__Rpc__Status *out = google__rpc__status__unpack(NULL, len, bytes);
     ck_assert_ptr_nonnull(out);
-    ck_assert_uint_eq(out->n_field_violations, 2);
-    ck_assert_str_eq(out->field_violations[0]->field, "lines[2].quantity");
-    ck_assert_str_eq(out->field_violations[0]->description, "must be 1..1000");
-    ck_assert_str_eq(out->field_violations[1]->field, "email");
-    ck_assert_str_eq(out->field_violations[1]->description, "is already registered");
+    ck_assert_int_eq(out->code, 3);
+    ck_assert_str_eq(out->message, "invalid request");
+    ck_assert_uint_eq(out->n_details, 1);
+    ck_assert_str_eq(out->details[0]->type_url, "type.googleapis.com/google.rpc.BadRequest");
+    Google__Rpc__BadRequest *got = google__rpc__bad_request__unpack(
+        NULL, out->details[0]->value.len, out->details[0]->value.data);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(got->n_field_violations, 2);
+    ck_assert_str_eq(got->field_violations[0]->field, "lines[2].quantity");
+    ck_assert_str_eq(got->field_violations[0]->description, "must be 1..1000");
+    ck_assert_str_eq(got->field_violations[1]->field, "email");
+    ck_assert_str_eq(got->field_violations[1]->description, "is already registered");
     assert_repacks_identically(&out->base, bytes, len);
 
-    shop__common__v1__error_details__free_unpacked(out, NULL);
+    google__rpc__bad_request__free_unpacked(got, NULL);
+    google__rpc__status__free_unpacked(out, NULL);
     free(bytes);
+    free(bad_bytes);
 }
 END_TEST
 
@@ -661,7 +692,7 @@ END_TEST
 
 #define MAX_SCHEMA_ITEMS 256
 
-/* Every message and enum reachable from the shop services, the events and ErrorDetails. */
+/* Every message and enum reachable from the shop services and the events. */
 struct schema {
     const ProtobufCMessageDescriptor *messages[MAX_SCHEMA_ITEMS];
     size_t n_messages;
@@ -707,7 +738,8 @@ static void schema_add_service(struct schema *s, const ProtobufCServiceDescripto
     }
 }
 
-/* The shop schema; grpc.health.v1 follows its upstream names and is left out. */
+/* The shop schema; grpc.health.v1 and google.rpc follow their upstream names and are
+ * left out. */
 static void schema_collect_shop(struct schema *s)
 {
     memset(s, 0, sizeof *s);
@@ -717,7 +749,6 @@ static void schema_collect_shop(struct schema *s)
     for (size_t i = 0; i < ARRAY_LEN(event_types); i++) {
         schema_add_message(s, event_types[i].desc);
     }
-    schema_add_message(s, &shop__common__v1__error_details__descriptor);
 }
 
 /* "PaymentFailureReason" -> "PAYMENT_FAILURE_REASON_" */
@@ -894,7 +925,7 @@ static Suite *contracts_suite(void)
     add_case(suite, test_payment_refunded_round_trips);
     add_case(suite, test_event_descriptor_names_are_ce_types);
     add_case(suite, test_every_event_carries_order_id_as_field_1);
-    add_case(suite, test_error_details_round_trips);
+    add_case(suite, test_status_details_round_trip);
     add_case(suite, test_order_service_has_exactly_its_methods);
     add_case(suite, test_product_service_has_exactly_its_methods);
     add_case(suite, test_user_service_has_exactly_its_methods);

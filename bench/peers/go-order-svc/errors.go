@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 
-	"google.golang.org/grpc"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-
-	commonv1 "github.com/shop-fleet/bench/peers/go-order-svc/gen/shop/common/v1"
 )
 
 // rpcError: an answer for the client (status, message, field violations), as
@@ -20,7 +17,7 @@ import (
 type rpcError struct {
 	code   codes.Code
 	msg    string
-	fields []*commonv1.FieldViolation
+	fields []*errdetails.BadRequest_FieldViolation
 }
 
 func (e *rpcError) Error() string { return e.msg }
@@ -30,11 +27,13 @@ func clientErr(code codes.Code, format string, args ...any) *rpcError {
 }
 
 // violations collects field violations; err() is nil without any.
-type violations struct{ list []*commonv1.FieldViolation }
+type violations struct {
+	list []*errdetails.BadRequest_FieldViolation
+}
 
 func (v *violations) add(field, format string, args ...any) {
 	if len(v.list) < 16 {
-		v.list = append(v.list, &commonv1.FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+		v.list = append(v.list, &errdetails.BadRequest_FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 	}
 }
 
@@ -56,14 +55,18 @@ func (e *upstreamErr) Error() string { return e.err.Error() }
 var errDeadline = clientErr(codes.DeadlineExceeded, "deadline exceeded")
 
 // toStatus: the one translation of a handler's error for the client.
-func toStatus(ctx context.Context, method string, err error) error {
+func toStatus(method string, err error) error {
 	var re *rpcError
 	if errors.As(err, &re) {
+		// Field violations as gRPC's rich error: a google.rpc.Status with one
+		// google.rpc.BadRequest, in grpc-status-details-bin.
+		st := status.New(re.code, re.msg)
 		if len(re.fields) > 0 {
-			b, _ := proto.Marshal(&commonv1.ErrorDetails{FieldViolations: re.fields})
-			_ = grpc.SetTrailer(ctx, metadataPair("x-error-details-bin", string(b)))
+			if withDetails, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: re.fields}); err == nil {
+				st = withDetails
+			}
 		}
-		return status.Error(re.code, re.msg)
+		return st.Err()
 	}
 	code, msg := codes.Internal, "internal error"
 	var ue *upstreamErr

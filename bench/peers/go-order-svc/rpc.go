@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -41,8 +42,6 @@ type orderServer struct {
 	product productv1.ProductServiceClient
 	pageKey []byte
 }
-
-func metadataPair(k, v string) metadata.MD { return metadata.Pairs(k, v) }
 
 func mdFirst(md metadata.MD, key string) string {
 	if v := md.Get(key); len(v) > 0 {
@@ -274,7 +273,7 @@ func (s *orderServer) lookup(ctx context.Context, o *orderRow, key, canonical st
 	}
 	if !same {
 		e := clientErr(codes.AlreadyExists, "idempotency key already used with other lines")
-		e.fields = []*commonv1.FieldViolation{{Field: "idempotency_key", Description: "was already used with other lines"}}
+		e.fields = []*errdetails.BadRequest_FieldViolation{{Field: "idempotency_key", Description: "was already used with other lines"}}
 		return nil, e
 	}
 	return repoGet(ctx, s.pool, id, true)
@@ -283,7 +282,7 @@ func (s *orderServer) lookup(ctx context.Context, o *orderRow, key, canonical st
 func (s *orderServer) CreateOrder(ctx context.Context, req *orderv1.CreateOrderRequest) (*orderv1.CreateOrderResponse, error) {
 	resp, err := s.createOrder(ctx, req)
 	if err != nil {
-		return nil, toStatus(ctx, "/shop.order.v1.OrderService/CreateOrder", err)
+		return nil, toStatus("/shop.order.v1.OrderService/CreateOrder", err)
 	}
 	return resp, nil
 }
@@ -346,7 +345,7 @@ func (s *orderServer) createOrder(ctx context.Context, req *orderv1.CreateOrderR
 func (s *orderServer) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*orderv1.GetOrderResponse, error) {
 	o, err := s.visible(ctx, req.OrderId)
 	if err != nil {
-		return nil, toStatus(ctx, "/shop.order.v1.OrderService/GetOrder", err)
+		return nil, toStatus("/shop.order.v1.OrderService/GetOrder", err)
 	}
 	return &orderv1.GetOrderResponse{Order: toProto(o)}, nil
 }
@@ -378,7 +377,7 @@ func (s *orderServer) visible(ctx context.Context, raw string) (*orderRow, error
 func (s *orderServer) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest) (*orderv1.ListOrdersResponse, error) {
 	resp, err := s.listOrders(ctx, req)
 	if err != nil {
-		return nil, toStatus(ctx, "/shop.order.v1.OrderService/ListOrders", err)
+		return nil, toStatus("/shop.order.v1.OrderService/ListOrders", err)
 	}
 	return resp, nil
 }
@@ -452,7 +451,7 @@ func (s *orderServer) listOrders(ctx context.Context, req *orderv1.ListOrdersReq
 func (s *orderServer) CancelOrder(ctx context.Context, req *orderv1.CancelOrderRequest) (*orderv1.CancelOrderResponse, error) {
 	o, err := s.cancelOrder(ctx, req)
 	if err != nil {
-		return nil, toStatus(ctx, "/shop.order.v1.OrderService/CancelOrder", err)
+		return nil, toStatus("/shop.order.v1.OrderService/CancelOrder", err)
 	}
 	return &orderv1.CancelOrderResponse{Order: toProto(o)}, nil
 }

@@ -12,7 +12,7 @@ repo="$(cd "$here/../../.." && pwd)"
 build="${BUILD_DIR:-$repo/build}"
 : "${ORDER_DATABASE_URL:?export the test stack env first: set -a; . <(deploy/local/stack.sh env); set +a}"
 peer="$("$here/build.sh" | tail -1)"
-ninja -C "$build" -j "${JOBS:-2}" product-svc user-svc test_order_saga test_e2e_saga order_test_descriptors >/dev/null
+ninja -C "$build" -j "${JOBS:-2}" product-svc user-svc test_order_saga test_e2e_saga shop_protoset >/dev/null
 status=0
 run() {
     local name="$1"
@@ -22,7 +22,7 @@ run() {
 }
 run test_order_rpc /usr/bin/python3 "$repo/tests/integration/order/test_order_rpc.py" "$peer" \
     "$build/services/product/product-svc" "$build/services/user/user-svc" \
-    "$build/tests/order_test_descriptors.pb"
+    "$build/proto/shop.protoset"
 run test_order_saga env ORDER_SVC_PROGRAM="$peer" "$build/tests/test_order_saga"
 run test_e2e_saga env ORDER_SVC_PROGRAM="$peer" "$build/tests/test_e2e_saga"
 exit $status

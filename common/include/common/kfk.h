@@ -269,8 +269,46 @@ size_t kfk_msg_headers(const kfk_msg_t *m, arena_t *a, kfk_header_t **out);
 /* kfk_msg_ce: kfk_ce_parse over the message's headers. */
 int kfk_msg_ce(const kfk_msg_t *m, arena_t *a, kfk_ce_t *out, err_t *err);
 
+/* kfk_msg_timestamp_ms: the record's timestamp (ms since the epoch, as the producer
+ * or the broker set it), or -1 when it has none. */
+int64_t kfk_msg_timestamp_ms(const kfk_msg_t *m);
+
 /* kfk_msg_free: NULL is accepted. */
 void kfk_msg_free(kfk_msg_t *m);
+
+/* ---- reader (operator tools) ---- */
+
+/* A reader reads chosen partitions from chosen offsets without a consumer group and
+ * without committing anything: what it reads changes nothing for the consumers of
+ * the topics (shopctl dlq). One thread uses a reader. */
+typedef struct kfk_reader kfk_reader_t;
+
+/* kfk_reader_new: a reader (assign() only: the client id doubles as the group.id
+ * librdkafka wants, but no group is joined and nothing is committed; partition EOF
+ * reported). Owned; NULL with ERR_INVALID on bad settings. */
+kfk_reader_t *kfk_reader_new(const char *brokers, const char *client_id, err_t *err);
+
+/* kfk_reader_free: NULL is accepted. */
+void kfk_reader_free(kfk_reader_t *r);
+
+/* kfk_reader_partition_count: the number of partitions of `topic` (broker metadata),
+ * or ERR_NOT_FOUND ("no topic ...") for a topic the cluster does not have, or another
+ * negative code (ERR_UNAVAILABLE: no broker answered). */
+int kfk_reader_partition_count(kfk_reader_t *r, const char *topic, err_t *err);
+
+/* kfk_reader_add: before the first kfk_reader_next, schedules `topic`:`partition`
+ * from offset `from` (< 0: the oldest offset still held) for up to `count` messages
+ * (<= 0: all), never past the high watermark as it is now. ERR_NOT_FOUND when `from`
+ * is outside the offsets the partition holds (deleted by retention, or not written
+ * yet); an empty range is 0 and adds nothing. */
+int kfk_reader_add(kfk_reader_t *r, const char *topic, int32_t partition, int64_t from,
+                   int64_t count, err_t *err);
+
+/* kfk_reader_next: the next message of the scheduled ranges (per partition in offset
+ * order, partitions interleaved), waiting up to timeout_ms in total. NULL with
+ * err->code 0 once every range was read; NULL with ERR_TIMEOUT or the read error
+ * otherwise. The message is owned: kfk_msg_free; the kfk_msg_* accessors apply. */
+kfk_msg_t *kfk_reader_next(kfk_reader_t *r, int timeout_ms, err_t *err);
 
 /* ---- administration (tests and tooling) ---- */
 

@@ -36,9 +36,10 @@
  * and rpc_server_duration_seconds{method}.
  *
  * Failures travel as the gRPC status: code = err_to_grpc_status(err->code),
- * message = err->msg, and field violations as a serialized
- * shop.common.v1.ErrorDetails in the trailing metadata key "x-error-details-bin",
- * once rpc_call_fail has redacted what was not written for the client.
+ * message = err->msg, and field violations as gRPC's rich error: a serialized
+ * google.rpc.Status {code, message, details: [google.rpc.BadRequest]} in the
+ * trailing metadata key "grpc-status-details-bin", once rpc_call_fail has redacted
+ * what was not written for the client.
  *
  * Traces (span.h): every call served, health checks aside, runs inside a SERVER span
  * named "<package.Service>/<Method>", child of the caller's "traceparent" metadata;
@@ -358,7 +359,7 @@ void rpc_channel_free(rpc_channel_t *ch);
  * with the arena). Otherwise *resp is NULL and the return value is err->code:
  * ERR_INVALID for an unknown method or a request of the wrong type (nothing sent),
  * else err_from_grpc_status(status) with err->msg = the status message and
- * err->fields decoded from "x-error-details-bin". err->for_client is true only for
+ * err->fields decoded from the BadRequest of "grpc-status-details-bin". err->for_client is true only for
  * codes the gRPC library never produces by itself (INVALID_ARGUMENT, NOT_FOUND,
  * ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS, and, as our
  * channels carry no credentials, PERMISSION_DENIED and UNAUTHENTICATED): those were

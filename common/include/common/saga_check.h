@@ -34,4 +34,8 @@
  * NULL. Reads msg only; thread-safe. */
 int saga_check(const ProtobufCMessage *msg, err_t *err);
 
+/* saga_event_type: the descriptor of the saga event whose full name (a ce_type, e.g.
+ * "shop.events.v1.OrderCreated") is `name`, or NULL if no saga event has it. Pure. */
+const ProtobufCMessageDescriptor *saga_event_type(const char *name);
+
 #endif

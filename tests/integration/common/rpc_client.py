@@ -8,7 +8,9 @@ echo_service.proto) or grpc.health.v1.Health on 127.0.0.1:PORT, checks what came
 back, prints "PASS <scenario>" (plus facts the C test checks) and exits 0, or
 prints what did not hold and exits 1. Calls are generic (bytes in, bytes out):
 the few messages involved are encoded and decoded by hand (tests/support/
-grpc_support.py), so the script needs nothing but grpcio.
+grpc_support.py), so the script needs nothing but grpcio. One scenario is a server
+instead: status_server answers Fail with a grpc-status-details-bin trailer as other gRPC
+libraries write it, for the C client (PORT is then unused).
 """
 import os
 import sys
@@ -17,7 +19,8 @@ import time
 import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
-from grpc_support import HEALTH_CHECK, TIMEOUT_S, decode, f_int, f_str, field_str  # noqa: E402
+from grpc_support import (BAD_REQUEST_TYPE_URL, HEALTH_CHECK, TIMEOUT_S, decode,  # noqa: E402
+                          f_int, f_str, field_str, status_details)
 
 SVC = "/shop.test.v1.EchoService/"
 
@@ -96,14 +99,21 @@ def s_violations(ch, args):
     e = expect_error(method(ch, "Fail"), fail_request(3, "invalid order", violations),
                      grpc.StatusCode.INVALID_ARGUMENT)
     check(e.details() == "invalid order", "message: %r" % e.details())
-    trailing = dict(e.trailing_metadata())
-    raw = trailing.get("x-error-details-bin")
-    check(isinstance(raw, bytes), "x-error-details-bin present: %r" % trailing)
-    got = [(field_str(decode(v), 1), field_str(decode(v), 2)) for v in decode(raw).get(1, [])]
+    # grpc-status-details-bin: google.rpc.Status {code 3, message, details: [Any]}.
+    raw = status_details(e)
+    check(isinstance(raw, bytes), "grpc-status-details-bin present: %r" % e.trailing_metadata())
+    status = decode(raw)
+    check(status.get(1) == [3], "Status.code: %r" % status.get(1))
+    check(field_str(status, 2) == "invalid order", "Status.message: %r" % status.get(2))
+    check(len(status.get(3, [])) == 1, "one detail: %r" % status.get(3))
+    any_ = decode(status[3][0])
+    check(field_str(any_, 1) == BAD_REQUEST_TYPE_URL, "Any.type_url: %r" % any_.get(1))
+    bad = decode(any_[2][0])
+    got = [(field_str(decode(v), 1), field_str(decode(v), 2)) for v in bad.get(1, [])]
     check(got == violations, "violations: %r" % got)
     # No violations, no details key.
     e = expect_error(method(ch, "Fail"), fail_request(5, "gone"), grpc.StatusCode.NOT_FOUND)
-    check("x-error-details-bin" not in dict(e.trailing_metadata()), "no details without fields")
+    check(status_details(e) is None, "no details without fields")
 
 
 # An error not written for the client (a database's, a library's) is answered with a
@@ -127,8 +137,7 @@ def s_redacted(ch, args):
         e = expect_error(fail, fail_request(num, msg, [("page_token", "secret detail")],
                                             internal=True), code)
         check(e.details() == shown, "message of internal %d: %r" % (num, e.details()))
-        check("x-error-details-bin" not in dict(e.trailing_metadata()),
-              "no field detail for internal %d" % num)
+        check(status_details(e) is None, "no field detail for internal %d" % num)
 
 
 def s_deadline(ch, args):
@@ -205,6 +214,55 @@ def s_bad_request(ch, args):
     check("valid" in e.details(), "details: %r" % e.details())
 
 
+def _status_details(code, message, details):
+    """A google.rpc.Status serialized by hand: {code, message, details: [Any...]}."""
+    return f_int(1, code) + f_str(2, message) + b"".join(
+        f_str(3, f_str(1, type_url) + f_str(2, value)) for type_url, value in details)
+
+
+def _fail_standard(request, context):
+    """Fail as any gRPC library with the rich error model answers it: FailRequest.code
+    3 is INVALID_ARGUMENT with a google.rpc.ErrorInfo (to be ignored) before the
+    google.rpc.BadRequest; 9 is FAILED_PRECONDITION with a trailer that does not decode."""
+    if decode(request).get(1, [0])[0] == 3:
+        bad = f_str(1, f_str(1, "sku") + f_str(2, "must not be empty")) + \
+            f_str(1, f_str(1, "lines[1].quantity") + f_str(2, "must be 1..1000"))
+        info = f_str(1, "INVALID_SKU") + f_str(2, "shop.example")
+        details = _status_details(3, "bad input", [
+            ("type.googleapis.com/google.rpc.ErrorInfo", info), (BAD_REQUEST_TYPE_URL, bad)])
+        context.set_trailing_metadata((("grpc-status-details-bin", details),))
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad input")
+    context.set_trailing_metadata((("grpc-status-details-bin", b"\x0a\xff"),))
+    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "stale")
+
+
+def s_status_server(ch, args):
+    """Not a client: a python3-grpcio server of Fail (_fail_standard) for the C client.
+    Prints "PORT <n>", answers two calls, then returns."""
+    from concurrent import futures
+    import threading
+
+    answered = threading.Semaphore(0)
+
+    def fail(request, context):
+        try:
+            _fail_standard(request, context)
+        finally:
+            answered.release()
+
+    handler = grpc.method_handlers_generic_handler("shop.test.v1.EchoService", {
+        "Fail": grpc.unary_unary_rpc_method_handler(fail)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=(handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print("PORT %d" % port, flush=True)
+    try:
+        for _ in range(2):
+            check(answered.acquire(timeout=30), "the C client called Fail twice")
+    finally:
+        server.stop(grace=1).wait()
+
+
 SCENARIOS = {
     "echo": s_echo,
     "status": s_status,
@@ -216,6 +274,7 @@ SCENARIOS = {
     "concurrent": s_concurrent,
     "shutdown": s_shutdown,
     "bad_request": s_bad_request,
+    "status_server": s_status_server,
 }
 
 

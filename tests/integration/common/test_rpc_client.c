@@ -1,6 +1,7 @@
 /*
  * rpc client: common/rpc_client.c against the in-process EchoService server:
- * answers, errors with field violations, deadlines, round_robin over two servers,
+ * answers, errors with field violations (also as a python3-grpcio server writes them),
+ * deadlines, round_robin over two servers,
  * waiting for a server that starts late, the asynchronous variant; plus the server
  * behaviour easiest to see from C (handlers skipped past their deadline, handlers
  * that never answer, the access log line, a port already taken).
@@ -10,6 +11,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +169,66 @@ START_TEST(test_failure_returns_code_message_and_field_violations)
         ERR_UNAVAILABLE);
     ck_assert_str_eq(err3.msg, req.message);
     ck_assert(!err3.for_client);
+}
+END_TEST
+
+/* The first line the spawned script prints, "PORT <n>": n. */
+static int read_port_line(int fd)
+{
+    char line[64];
+    size_t len = 0;
+    while (len < sizeof(line) - 1) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        ck_assert_msg(poll(&pfd, 1, 30000) == 1, "no PORT line from status_server");
+        ck_assert_int_eq(read(fd, &line[len], 1), 1);
+        if (line[len] == '\n')
+            break;
+        len++;
+    }
+    line[len] = '\0';
+    int port = 0;
+    ck_assert_msg(sscanf(line, "PORT %d", &port) == 1, "status_server printed %s", line);
+    return port;
+}
+
+/* Fail on channel c: its return value (err set), after checking no response came. */
+static int call_fail(rpc_channel_t *c, Shop__Test__V1__FailRequest *req, err_t *err)
+{
+    ProtobufCMessage *resp = NULL;
+    int rc = rpc_channel_call(c, echo_svc, "Fail", &req->base, arena, &resp, NULL, 0, 0, err);
+    ck_assert_ptr_null(resp);
+    return rc;
+}
+
+START_TEST(test_failure_details_from_another_grpc_library_are_read)
+{
+    /* python3-grpcio answers with a google.rpc.Status holding an ErrorInfo, then the
+     * BadRequest: the violations come through, the other detail is ignored. */
+    int fd;
+    pid_t pid = rpc_py_spawn(0, "status_server", NULL, &fd);
+    rpc_channel_t *py = channel_to_port(read_port_line(fd));
+    Shop__Test__V1__FailRequest req = SHOP__TEST__V1__FAIL_REQUEST__INIT;
+    req.code = 3;
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(call_fail(py, &req, &err), ERR_INVALID);
+    ck_assert_str_eq(err.msg, "bad input");
+    ck_assert_int_eq(err.n_fields, 2);
+    ck_assert_str_eq(err.fields[0].field, "sku");
+    ck_assert_str_eq(err.fields[0].description, "must not be empty");
+    ck_assert_str_eq(err.fields[1].field, "lines[1].quantity");
+    ck_assert_str_eq(err.fields[1].description, "must be 1..1000");
+
+    /* A trailer that does not decode is no field detail, never another failure. */
+    err_t err2 = ERR_INIT;
+    req.code = 9;
+    ck_assert_int_eq(call_fail(py, &req, &err2), ERR_PRECONDITION);
+    ck_assert_str_eq(err2.msg, "stale");
+    ck_assert_int_eq(err2.n_fields, 0);
+
+    rpc_channel_free(py);
+    char out[4096];
+    ck_assert_msg(rpc_py_wait(pid, fd, out, sizeof(out)) == 0, "status_server: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "PASS status_server"));
 }
 END_TEST
 
@@ -596,6 +658,7 @@ static Suite *rpc_client_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_call_returns_response_and_sends_metadata);
     tcase_add_test(tc, test_failure_returns_code_message_and_field_violations);
+    tcase_add_test(tc, test_failure_details_from_another_grpc_library_are_read);
     tcase_add_test(tc, test_slow_answer_is_timeout_at_the_deadline);
     tcase_add_test(tc, test_unreachable_peer_is_unavailable_at_the_deadline);
     tcase_add_test(tc, test_round_robin_reaches_every_address_of_a_list);

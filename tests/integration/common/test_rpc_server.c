@@ -67,7 +67,7 @@ START_TEST(test_failures_carry_status_code_and_message)
 }
 END_TEST
 
-START_TEST(test_field_violations_travel_in_error_details_bin)
+START_TEST(test_field_violations_travel_in_status_details_bin)
 {
     py_ok("violations", NULL);
 }
@@ -173,7 +173,7 @@ static Suite *rpc_server_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_echo_returns_message_and_metadata_both_ways);
     tcase_add_test(tc, test_failures_carry_status_code_and_message);
-    tcase_add_test(tc, test_field_violations_travel_in_error_details_bin);
+    tcase_add_test(tc, test_field_violations_travel_in_status_details_bin);
     tcase_add_test(tc, test_internal_errors_reach_the_client_redacted);
     tcase_add_test(tc, test_expired_deadline_is_deadline_exceeded);
     tcase_add_test(tc, test_unknown_method_is_unimplemented_within_a_second);

@@ -163,8 +163,9 @@ def order_call(method, md, channel=None, **fields):
 
 
 def violations(err):
-    """The field -> description map of the x-error-details-bin trailer (python3-protobuf)."""
-    return grpc_support.violations(err, M["shop.common.v1.ErrorDetails"])
+    """The field -> description map of the grpc-status-details-bin trailer's
+    google.rpc.BadRequest (python3-protobuf)."""
+    return grpc_support.violations(err, M)
 
 
 def new_user():

@@ -123,8 +123,9 @@ def create_user(email=None, password=PASSWORD, display_name="Alice"):
 
 
 def violations(err):
-    """The field -> description map of the x-error-details-bin trailer (python3-protobuf)."""
-    return grpc_support.violations(err, M["shop.common.v1.ErrorDetails"])
+    """The field -> description map of the grpc-status-details-bin trailer's
+    google.rpc.BadRequest (python3-protobuf)."""
+    return grpc_support.violations(err, M)
 
 
 class Base(RpcTestCase):

@@ -1,6 +1,6 @@
 /* One long-lived gRPC channel per upstream (keep-alive on), calls with the C
  * gateway's metadata (x-request-id, traceparent, x-user-id, x-user-role) and
- * deadline, failures with the field violations of x-error-details-bin. */
+ * deadline, failures with the field violations of grpc-status-details-bin. */
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import * as grpc from '@grpc/grpc-js';
 import { Config } from './config.js';
@@ -34,9 +34,13 @@ export class UpstreamError extends Error implements UpstreamFailure {
   }
 }
 
-/* shop.common.v1.ErrorDetails { repeated FieldViolation field_violations = 1 },
- * FieldViolation { string field = 1; string description = 2 }: small enough to
- * read from the wire format directly. */
+/* gRPC's rich error in grpc-status-details-bin: google.rpc.Status { int32 code = 1;
+ * string message = 2; repeated google.protobuf.Any details = 3 }, Any { string
+ * type_url = 1; bytes value = 2 }, google.rpc.BadRequest { repeated FieldViolation
+ * field_violations = 1 }, FieldViolation { string field = 1; string description = 2 }:
+ * small enough to read from the wire format directly. */
+const BAD_REQUEST_TYPE_URL = 'type.googleapis.com/google.rpc.BadRequest';
+
 function readVarint(b: Buffer, pos: { i: number }): number {
   let v = 0;
   let shift = 0;
@@ -48,11 +52,16 @@ function readVarint(b: Buffer, pos: { i: number }): number {
   }
 }
 
+/* The length-delimited fields of b; varints are skipped, other wire types end it. */
 function fields(b: Buffer): [number, Buffer][] {
   const out: [number, Buffer][] = [];
   const pos = { i: 0 };
   while (pos.i < b.length) {
     const tag = readVarint(b, pos);
+    if ((tag & 7) === 0) {
+      readVarint(b, pos);
+      continue;
+    }
     if ((tag & 7) !== 2) return out;
     const n = readVarint(b, pos);
     out.push([tag >>> 3, b.subarray(pos.i, pos.i + n)]);
@@ -61,7 +70,7 @@ function fields(b: Buffer): [number, Buffer][] {
   return out;
 }
 
-export function parseErrorDetails(b: Buffer): FieldViolation[] {
+function parseBadRequest(b: Buffer): FieldViolation[] {
   return fields(b)
     .filter(([n]) => n === 1)
     .map(([, fv]) => {
@@ -71,6 +80,18 @@ export function parseErrorDetails(b: Buffer): FieldViolation[] {
         else if (n === 2) v.description = s.toString('utf8');
       }
       return v;
+    });
+}
+
+/* The field violations of every BadRequest among a serialized Status's details. */
+export function parseStatusDetails(b: Buffer): FieldViolation[] {
+  return fields(b)
+    .filter(([n]) => n === 3)
+    .flatMap(([, any]) => {
+      const f = fields(any);
+      const typeUrl = f.find(([n]) => n === 1)?.[1].toString('utf8');
+      const value = f.find(([n]) => n === 2)?.[1];
+      return typeUrl === BAD_REQUEST_TYPE_URL && value ? parseBadRequest(value) : [];
     });
 }
 
@@ -117,8 +138,8 @@ export class Upstreams implements OnModuleDestroy {
     return new Promise((resolve, reject) => {
       client[method].call(client, req, md, { deadline }, (err, res) => {
         if (err) {
-          const raw = err.metadata?.get('x-error-details-bin')[0];
-          const violations = Buffer.isBuffer(raw) ? parseErrorDetails(raw) : [];
+          const raw = err.metadata?.get('grpc-status-details-bin')[0];
+          const violations = Buffer.isBuffer(raw) ? parseStatusDetails(raw) : [];
           reject(new UpstreamError(err.code, err.details, violations));
         } else resolve(res ?? {});
       });

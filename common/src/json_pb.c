@@ -7,7 +7,7 @@
  * at quantifier_offset. Problems are collected as field violations and the walk
  * goes on, so a client sees every bad field at once.
  */
-#include "json_pb.h"
+#include "common/json_pb.h"
 
 #include <ctype.h>
 #include <math.h>

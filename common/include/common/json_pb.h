@@ -1,5 +1,6 @@
 /*
- * json_pb: the one JSON ⇄ protobuf-c mapping of the REST API, driven by the
+ * json_pb: the one JSON ⇄ protobuf-c mapping of the REST API (and of shopctl's event
+ * dumps, tools/shopctl), driven by the
  * generated descriptors (docs/architecture.md §5, docs/libraries.md "protobuf-c").
  *
  * The rules, which gateway/openapi.json documents for clients:
@@ -26,8 +27,8 @@
  * does not check what a service sends) is rendered with U+FFFD in place of each
  * byte that is not part of a well-formed sequence.
  */
-#ifndef GATEWAY_JSON_PB_H
-#define GATEWAY_JSON_PB_H
+#ifndef COMMON_JSON_PB_H
+#define COMMON_JSON_PB_H
 
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
