@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "common/rpc.h"
-#include "common/trace.h"
 #include "common/uuid.h"
 
 bool rpc_call_settle(rpc_call_t *call, int rc, err_t *err)
