@@ -53,6 +53,13 @@ def figures(r) -> list:
     ]
     for part, run in (g("footprint.startup_ms") or {}).items():
         rows.append((f"start-up to /readyz, {part}, ms", n((run or {}).get("median")), "-", "-"))
+    for key, what in (("read_cpu_us_per_request", "us CPU per read"),
+                      ("order_cpu_ms_per_order", "ms CPU per order")):
+        t = g(("trace_cost", key)) or {}
+        if t:
+            rows.append((f"tracing on / off, {what} (stack)",
+                         _pair(t.get("always_on"), t.get("always_off")),
+                         "always_off", f"{n(t.get('delta_pct'))} %"))
     rows.append(("yardstick: pgbench tpcb-like, order cluster, tps",
                  n(g("machine.pgbench_tpcb_tps")), "-", "-"))
     return rows

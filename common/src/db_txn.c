@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/clock.h"
+#include "common/span.h"
 
 #define DB_BACKOFF_BASE_MS 2
 #define DB_BACKOFF_CAP_MS  100
@@ -57,16 +58,14 @@ static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool
     return rc;
 }
 
-int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
+static int db_txn_retry(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, int *attempts)
 {
-    err_t scratch;
-    if (!err)
-        err = &scratch;
     bool retried_begin = false;
     for (int attempt = 0;; attempt++) {
         err_clear(err);
         bool begin_lost = false;
         int rc = db_txn_once(pool, fn, ud, err, &begin_lost);
+        *attempts = attempt + 1;
         /* A pooled connection can die between the liveness check and BEGIN; nothing
          * has run yet, so one more try on a fresh one is safe. */
         if (rc == ERR_UNAVAILABLE && begin_lost && !retried_begin) {
@@ -78,6 +77,28 @@ int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
             return rc;
         clock_sleep_ms(db_backoff_ms(attempt));
     }
+}
+
+/* A transaction made for a sampled span (span_current: an RPC's or saga event's)
+ * gets a CLIENT span "db.txn" of its own, retries included; not the statements. */
+int db_txn(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err)
+{
+    err_t scratch;
+    if (!err)
+        err = &scratch;
+    int attempts = 0;
+    const span_t *cur = span_current();
+    if (cur == NULL || !span_recording(cur))
+        return db_txn_retry(pool, fn, ud, err, &attempts);
+    span_t s;
+    span_start(&s, SPAN_CLIENT, "db.txn", span_traceparent(cur));
+    span_set_str(&s, "db.system", "postgresql");
+    int rc = db_txn_retry(pool, fn, ud, err, &attempts);
+    span_set_int(&s, "db.txn.attempts", attempts);
+    if (rc != 0)
+        span_fail(&s, err->msg);
+    span_end(&s);
+    return rc;
 }
 
 /* ---- one-shot statements ---- */

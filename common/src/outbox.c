@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/span.h"
 #include "common/trace.h"
 #include "common/uuid.h"
 
@@ -339,11 +340,28 @@ static void relay_await_reports(outbox_relay_t *r, kfk_batch_t *b)
     }
 }
 
-/* Produces rows [0, n) of the scan into `b`; returns how many were queued (a row
- * that cannot be produced ends the batch: the rows after it wait for the next
- * round, to keep the order). */
+/* The PRODUCER span of publishing one row, a child of the span that wrote the row
+ * (its stored traceparent; none: a new trace). The record's traceparent header is
+ * this span's context, so the consumer's span has it as parent. */
+static void relay_span_start(span_t *s, const char *topic, kfk_ce_t *ce, arena_t *a)
+{
+    span_start(s, SPAN_PRODUCER, NULL, ce->traceparent);
+    ce->traceparent = arena_strdup(a, span_traceparent(s));
+    if (!span_recording(s))
+        return;
+    span_set_namef(s, "send %s", topic);
+    span_set_str(s, "messaging.system", "kafka");
+    span_set_str(s, "messaging.operation", "publish");
+    span_set_str(s, "messaging.destination.name", topic);
+    span_set_str(s, "cloudevents.event_type", ce->type);
+    span_set_str(s, "cloudevents.event_id", ce->id);
+}
+
+/* Produces rows [0, n) of the scan into `b`, each in its span of spans[0, n); returns
+ * how many were queued (a row that cannot be produced ends the batch: the rows after
+ * it wait for the next round, to keep the order). */
 static size_t relay_produce(outbox_relay_t *r, const db_res_t *res, arena_t *a, size_t n,
-                            kfk_batch_t *b, err_t *err)
+                            kfk_batch_t *b, span_t *spans, err_t *err)
 {
     for (size_t i = 0; i < n; i++) {
         int row = (int)i;
@@ -352,22 +370,38 @@ static size_t relay_produce(outbox_relay_t *r, const db_res_t *res, arena_t *a, 
                        .source = db_res_str(res, row, 5),
                        .time = db_res_str(res, row, 6),
                        .traceparent = db_res_null(res, row, 7) ? NULL : db_res_str(res, row, 7)};
+        const char *topic = db_res_str(res, row, 1);
+        relay_span_start(&spans[i], topic, &ce, a);
         kfk_header_t headers[KFK_CE_HEADERS_MAX];
         int nh = kfk_ce_headers(&ce, headers, err);
         size_t len = 0;
         const uint8_t *payload = db_res_bytea(res, a, row, 8, &len);
         const char *key = db_res_str(res, row, 2);
-        kfk_out_msg_t m = {.topic = db_res_str(res, row, 1),
+        kfk_out_msg_t m = {.topic = topic,
                            .key = key,
                            .key_len = strlen(key),
                            .value = payload,
                            .len = len,
                            .headers = headers,
                            .n_headers = nh > 0 ? (size_t)nh : 0};
-        if (nh < 0 || kfk_produce(r->o.producer, &m, b, err) != 0)
+        if (nh < 0 || kfk_produce(r->o.producer, &m, b, err) != 0) {
+            span_fail(&spans[i], err->msg);
+            span_end(&spans[i]);
             return i;
+        }
     }
     return n;
+}
+
+/* Ends the spans of the queued rows with their delivery reports. */
+static void relay_spans_end(kfk_batch_t *b, span_t *spans, size_t queued)
+{
+    for (size_t i = 0; i < queued; i++) {
+        err_t why = ERR_INIT;
+        if (span_recording(&spans[i]) && kfk_batch_status(b, i, NULL, NULL, &why) != 0)
+            span_fail(&spans[i], why.msg);
+        span_end(&spans[i]);
+    }
 }
 
 /* The delivered prefix of the batch: an error stops it (rows after a failure must go
@@ -415,8 +449,10 @@ static int relay_batch(outbox_relay_t *r, int *rows)
     if (n == 0)
         goto out;
     b = kfk_batch_new(n);
-    size_t queued = relay_produce(r, res, a, n, b, &produce_err);
+    span_t *spans = arena_calloc(a, n, sizeof(*spans));
+    size_t queued = relay_produce(r, res, a, n, b, spans, &produce_err);
     relay_await_reports(r, b);
+    relay_spans_end(b, spans, queued);
     size_t ok = relay_delivered(b, queued, &delivery_err);
     relay_marks_add(r, res, ok);
     if (ok < n) {

@@ -24,6 +24,7 @@
 #include "alloc_internal.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/span.h"
 #include "rpc_internal.h"
 
 #define RPC_DEFAULT_TIMEOUT_MS   2000
@@ -77,6 +78,7 @@ typedef struct rpc_ccall {
     grpc_slice details;
     rpc_done_fn done;
     void *ud;
+    span_t span; /* CLIENT, when the caller sent a traceparent */
 } rpc_ccall_t;
 
 /* ---------------------------------------------------------------- targets ---- */
@@ -304,6 +306,18 @@ static rpc_cmethod_t *rpc_cmethod_get(rpc_channel_t *ch, const ProtobufCServiceD
 
 /* ------------------------------------------------------------------ calls ---- */
 
+/* The call's CLIENT span, a child of the caller's traceparent: the peer gets the
+ * span's own context as its parent, so what is sent is returned. */
+static const char *rpc_ccall_span(rpc_ccall_t *cc, const ProtobufCServiceDescriptor *svc,
+                                  const char *traceparent)
+{
+    span_start(&cc->span, SPAN_CLIENT, cc->m->path + 1, traceparent);
+    span_set_str(&cc->span, "rpc.system", "grpc");
+    span_set_str(&cc->span, "rpc.service", svc->name);
+    span_set_str(&cc->span, "rpc.method", cc->m->desc->name);
+    return span_traceparent(&cc->span);
+}
+
 /* Validates and copies everything the call sends (metadata into the arena, the
  * request packed), so the caller's objects are free to go once the call started. */
 static int rpc_ccall_init(rpc_ccall_t *cc, rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
@@ -327,8 +341,11 @@ static int rpc_ccall_init(rpc_ccall_t *cc, rpc_channel_t *ch, const ProtobufCSer
     }
     cc->send_md = n_md > 0 ? arena_calloc(a, n_md, sizeof(*cc->send_md)) : NULL;
     for (size_t i = 0; i < n_md; i++) {
+        const char *value = md[i].value;
+        if (strcmp(md[i].key, "traceparent") == 0)
+            value = rpc_ccall_span(cc, svc, value);
         cc->send_md[i].key = grpc_slice_from_copied_string(md[i].key);
-        cc->send_md[i].value = grpc_slice_from_copied_string(md[i].value);
+        cc->send_md[i].value = grpc_slice_from_copied_string(value);
     }
     cc->n_send_md = n_md;
     cc->send = rpc__pack(req);
@@ -453,6 +470,12 @@ static int rpc_ccall_result(rpc_ccall_t *cc, bool ok, ProtobufCMessage **resp, e
                                           (grpc_status_code)err_to_grpc_status(rc)),
                         1);
     metrics_histogram_observe(cc->m->duration, (double)(clock_mono_us() - cc->start_us) / 1e6);
+    if (span_recording(&cc->span)) {
+        span_set_int(&cc->span, "rpc.grpc.status_code", err_to_grpc_status(rc));
+        if (rc != 0)
+            span_fail(&cc->span, err != NULL ? err->msg : err_code_name(rc));
+        span_end(&cc->span);
+    }
     return rc;
 }
 

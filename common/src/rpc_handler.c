@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "common/rpc.h"
-#include "common/trace.h"
 #include "common/uuid.h"
 
 bool rpc_call_settle(rpc_call_t *call, int rc, err_t *err)
@@ -93,16 +92,6 @@ size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONT
         if (all[i].value)
             md[n++] = all[i];
     return n;
-}
-
-const char *rpc_call_next_traceparent(rpc_call_t *call)
-{
-    const char *tp = rpc_call_traceparent(call);
-    if (!trace_parent_valid(tp))
-        return NULL;
-    char *out = arena_alloc(rpc_call_arena(call), TRACE_PARENT_LEN + 1);
-    trace_next_hop(tp, out);
-    return out;
 }
 
 size_t rpc_call_forward(rpc_call_t *call, rpc_metadata_t md[RPC_CONTEXT_MD_MAX])

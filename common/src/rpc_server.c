@@ -34,6 +34,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/span.h"
 #include "common/trace.h"
 #include "cond_internal.h"
 #include "grpc/health/v1/health.pb-c.h"
@@ -125,6 +126,8 @@ struct rpc_call {
     grpc_metadata trailing;
     size_t n_trailing;
     int cancelled; /* from RECV_CLOSE_ON_SERVER: the client never got our status */
+    span_t span;   /* SERVER; health checks are not traced */
+    bool traced;
 };
 
 static void rpc_health_check(Grpc__Health__V1__Health_Service *svc,
@@ -225,7 +228,17 @@ static void rpc_call_read_metadata(rpc_call_t *call)
     call->traceparent = rpc_call_metadata(call, "traceparent");
     call->user_id = rpc_call_metadata(call, "x-user-id");
     call->user_role = rpc_call_metadata(call, "x-user-role");
-    trace_id_of(call->traceparent, call->trace_id);
+    if (call->method->quiet || call->method->desc == NULL) {
+        trace_id_of(call->traceparent, call->trace_id);
+        return;
+    }
+    /* The caller's CLIENT span (or none: a new trace) is this span's parent. */
+    call->traced = true;
+    span_start(&call->span, SPAN_SERVER, call->method->path + 1, call->traceparent);
+    memcpy(call->trace_id, call->span.ctx.trace_id, sizeof(call->trace_id));
+    span_set_str(&call->span, "rpc.system", "grpc");
+    span_set_str(&call->span, "rpc.service", call->method->service->descriptor->name);
+    span_set_str(&call->span, "rpc.method", call->method->desc->name);
 }
 
 static void rpc_call_set_status(rpc_call_t *call, int code, const char *msg)
@@ -280,7 +293,9 @@ static void rpc_call_invoke(rpc_call_t *call)
         return;
     }
     log_ctx_set(call->request_id, call->trace_id);
+    span_current_set(call->traced ? &call->span : NULL);
     m->service->invoke(m->service, m->index, req, rpc_call_done, call);
+    span_current_set(NULL);
     if (!call->answered) {
         call->answered = true;
         rpc_call_set_status(call, ERR_INTERNAL, "handler returned without answering");
@@ -392,6 +407,12 @@ static void rpc_call_finished(rpc__tag_t *tag, bool ok)
     int64_t us = clock_mono_us() - call->start_us;
     double seconds = (double)us / 1e6;
     rpc_call_log(call, code, us);
+    if (span_recording(&call->span)) {
+        span_set_int(&call->span, "rpc.grpc.status_code", (int64_t)status);
+        if (status != GRPC_STATUS_OK)
+            span_fail(&call->span, call->err != NULL ? call->err->msg : code);
+        span_end(&call->span);
+    }
     metrics_counter_add(rpc__code_counter(call->method->requests, RPC_SERVER_REQUESTS,
                                           RPC_SERVER_REQUESTS_HELP, call->method->path, status),
                         1);
@@ -430,6 +451,11 @@ const char *rpc_call_metadata(rpc_call_t *call, const char *key)
 const char *rpc_call_request_id(const rpc_call_t *call)
 {
     return call->request_id;
+}
+
+const char *rpc_call_next_traceparent(rpc_call_t *call)
+{
+    return call->traced ? span_traceparent(&call->span) : NULL;
 }
 
 const char *rpc_call_traceparent(const rpc_call_t *call)

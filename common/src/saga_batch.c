@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/span.h"
 #include "common/trace.h"
 #include "saga_internal.h"
 #include "saga_metrics.h"
@@ -138,6 +139,27 @@ static void saga_poison(saga_consumer_t *c, saga_item_t *it, const err_t *err)
     saga_failed_attempt(c, it, err, 1);
 }
 
+/* The event's CONSUMER span, a child of the producer's span (the traceparent
+ * header). The handler sees the span's context as ev->ce.traceparent, so what it
+ * emits has this span as parent. */
+static void saga_span_start(saga_item_t *it)
+{
+    saga_event_t *ev = &it->ev;
+    span_t *s = it->span = arena_alloc(it->a, sizeof(*it->span));
+    span_start(s, SPAN_CONSUMER, NULL, ev->ce.traceparent);
+    ev->ce.traceparent = span_traceparent(s);
+    if (!span_recording(s))
+        return;
+    span_set_namef(s, "process %s", ev->topic);
+    span_set_str(s, "messaging.system", "kafka");
+    span_set_str(s, "messaging.operation", "process");
+    span_set_str(s, "messaging.destination.name", ev->topic);
+    span_set_int(s, "messaging.destination.partition.id", ev->partition);
+    span_set_int(s, "messaging.kafka.message.offset", ev->offset);
+    span_set_str(s, "cloudevents.event_type", ev->ce.type);
+    span_set_str(s, "cloudevents.event_id", ev->ce.id);
+}
+
 /* Fills the item's event from its message and decides what it needs: SAGA_PENDING
  * (to apply), SAGA_IGNORED (not routed here) or SAGA_POISON. */
 static void saga_decode(saga_consumer_t *c, saga_item_t *it)
@@ -157,6 +179,8 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
                            &it->route, &err);
     if (it->out == SAGA_POISON)
         saga_poison(c, it, &err);
+    else if (it->out == SAGA_PENDING)
+        saga_span_start(it);
 }
 
 /* ---- the transaction ---- */
@@ -165,7 +189,9 @@ static void saga_decode(saga_consumer_t *c, saga_item_t *it)
 static int saga_apply_in(saga_consumer_t *c, db_conn_t *tx, saga_item_t *it, err_t *err)
 {
     saga_log_ctx(&it->ev);
+    span_current_set(it->span);
     int rc = it->route->fn(tx, it->a, &it->ev, c->o.ctx, err);
+    span_current_set(NULL);
     if (rc == 0)
         return 0;
     /* A handler that forgot to say why still fails, with a code we can route on. */
@@ -603,6 +629,12 @@ static void saga_settle(saga_consumer_t *c, saga_item_t *it)
     double secs = (double)us / 1e6;
     saga__metrics_settled(c->metrics, ev->topic, it->route, (size_t)it->out,
                           it->out == SAGA_DUPLICATE, secs);
+    if (it->span != NULL && span_recording(it->span)) {
+        span_set_str(it->span, "saga.outcome", saga__outcome_names[it->out]);
+        if (it->out == SAGA_DLQ || it->out == SAGA_DROPPED)
+            span_fail(it->span, "dead-lettered");
+        span_end(it->span);
+    }
     saga__replay_log(it->m, ev, saga__outcome_names[it->out], it->a);
     if (LOG_LEVEL_DEBUG >= log__level) {
         saga_log_ctx(ev);

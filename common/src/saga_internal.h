@@ -13,6 +13,7 @@
 
 #include "common/err.h"
 #include "common/saga.h"
+#include "common/span.h"
 
 typedef enum {
     SAGA_PENDING, /* decoded, to be applied */
@@ -55,6 +56,8 @@ typedef struct saga_item {
     saga_outcome_t out;
     saga_outcome_t applied; /* inside a batch transaction: what committing it means */
     err_t *why;             /* SAGA_POISON: why, in the arena */
+    span_t *span;           /* CONSUMER, from decoding to settling (in the arena); NULL
+                               for an event that is not handled here */
 } saga_item_t;
 
 /* saga__decode: what the consumer makes of one message, from its parts (headers and

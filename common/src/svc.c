@@ -18,6 +18,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/otel.h"
 #include "common/outbox.h"
 #include "common/page_token.h"
 #include "common/rpc.h"
@@ -50,6 +51,7 @@ struct svc {
     const svc_def_t *def;
     svc_common_table_t table;
     svc_common_cfg_t cfg;
+    otel_cfg_t otel;
     char process[64]; /* "product-svc" */
     db_pool_t *pool;
     kfk_producer_t *producer;
@@ -144,7 +146,8 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
 static int load_common_config(svc_t *s, err_t *err)
 {
     common_table_init(&s->table, s->def);
-    if (cfg_load(s->table.entries, SVC_N_COMMON, &s->cfg, err) < 0)
+    if (cfg_load(s->table.entries, SVC_N_COMMON, &s->cfg, err) < 0 ||
+        cfg_load(otel_cfg_table, otel_cfg_n, &s->otel, err) < 0)
         return err->code;
     log_level_t level;
     if (log_level_parse(s->cfg.log_level, &level) < 0)
@@ -161,6 +164,7 @@ static int load_common_config(svc_t *s, err_t *err)
     log_init(s->def->name, level);
     metrics_process_init(s->process);
     cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
+    cfg_log(otel_cfg_table, otel_cfg_n, &s->otel);
     if (s->def->config_table) {
         if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)
             return err->code;
@@ -285,6 +289,7 @@ static void stop(svc_t *s)
     admin_server_stop(s->admin);
     db_pool_free(s->pool);
     page_key_free(s->page_key);
+    otel_stop(); /* last: the drain above recorded spans too */
 }
 
 static void print_usage(FILE *out, const svc_def_t *def, const char *process)
@@ -306,6 +311,8 @@ static int print_help(const svc_def_t *def, const char *process)
     print_usage(stdout, def, process);
     printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
     int rc = cfg_usage_print(stdout, table.entries, SVC_N_COMMON);
+    printf("\ntraces (OpenTelemetry's variables):\n");
+    rc |= cfg_usage_print(stdout, otel_cfg_table, otel_cfg_n);
     if (def->n_config > 0) {
         printf("\nsettings of %s:\n", process);
         rc |= cfg_usage_print(stdout, def->config_table, def->n_config);
@@ -383,6 +390,11 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
             &err);
         if (!s.rpc)
             goto fail;
+        if (otel_start(&s.otel, s.process, &err) < 0) {
+            fprintf(stderr, "%s: %s\n", s.process, err.msg);
+            status = 2;
+            goto out;
+        }
         if (!(s.admin = admin_server_start(s.cfg.admin_addr, svc_ready, &s, &err)))
             goto fail;
     }

@@ -145,16 +145,6 @@ void trace_format(const trace_ctx_t *t, char out[TRACE_PARENT_LEN + 1])
              (unsigned)t->flags);
 }
 
-void trace_next_hop(const char *traceparent, char out[TRACE_PARENT_LEN + 1])
-{
-    trace_ctx_t t;
-    if (trace_parse(traceparent, &t))
-        trace_child(&t, &t);
-    else
-        trace_new(&t);
-    trace_format(&t, out);
-}
-
 bool trace_id_of(const char *traceparent, char out[TRACE_ID_LEN + 1])
 {
     out[0] = '\0';

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "auth_jwt.h"
+#include "common/otel.h"
 #include "common/rpc.h"
 #include "forwarded.h"
 #include "redis_pool.h"
@@ -48,6 +49,7 @@ typedef struct gateway_config {
     const char *trusted_proxies;
     const char *cors_allowed_origins; /* comma list; "" = no CORS */
     const char *log_level;
+    otel_cfg_t otel; /* OTEL_* (otel.h) */
 } gateway_config_t;
 
 typedef struct gateway {

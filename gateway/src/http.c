@@ -31,6 +31,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/span.h"
 #include "common/trace.h"
 #include "common/uuid.h"
 #include "http_framing.h"
@@ -41,7 +42,6 @@
 #include "router.h"
 
 #define HTTP_REQUEST_ID_MAX  64
-#define HTTP_TRACEPARENT_LEN TRACE_PARENT_LEN
 #define HTTP_MAX_HEADERS     16
 #define HTTP_DISCARD_FACTOR  4 /* a chunked body this many times the limit closes the connection */
 #define HTTP_JSON_CTYPE      "application/json"
@@ -82,7 +82,7 @@ struct http_req {
     const char *method;
     const char *path;
     char request_id[HTTP_REQUEST_ID_MAX + 1];
-    char traceparent[HTTP_TRACEPARENT_LEN + 1];
+    span_t span; /* SERVER: upstream calls are its children */
     char trace_id[TRACE_ID_LEN + 1];
     char client_ip[INET6_ADDRSTRLEN];
     const char *cors_origin;  /* the request's Origin when it is allowed, else NULL */
@@ -340,9 +340,10 @@ static bool http_request_id_ok(const char *s)
     return n > 0;
 }
 
-/* The request id and the trace: the client's when well-formed (W3C trace
- * context, trace.h), else new ones. Upstream calls get a new parent id: the
- * gateway's own span, sampled. */
+/* The request id and the request's SERVER span: a child of the client's
+ * traceparent when well-formed (W3C trace context, trace.h), else the root of a new
+ * trace, sampled as OTEL_TRACES_SAMPLER says (otel.h). Upstream calls are children
+ * of this span. Its name waits for the route (http_account). */
 static void http_trace_init(http_req_t *r)
 {
     const char *rid = http_header(r, "X-Request-Id");
@@ -350,14 +351,8 @@ static void http_trace_init(http_req_t *r)
         snprintf(r->request_id, sizeof(r->request_id), "%s", rid);
     else
         uuid_new(r->request_id);
-    trace_ctx_t t;
-    if (trace_parse(http_header(r, "traceparent"), &t))
-        trace_child(&t, &t);
-    else
-        trace_new(&t);
-    t.flags = TRACE_FLAG_SAMPLED;
-    trace_format(&t, r->traceparent);
-    memcpy(r->trace_id, t.trace_id, sizeof(r->trace_id));
+    span_start(&r->span, SPAN_SERVER, NULL, http_header(r, "traceparent"));
+    memcpy(r->trace_id, r->span.ctx.trace_id, sizeof(r->trace_id));
 }
 
 typedef struct http_joined {
@@ -422,7 +417,7 @@ static void http_upstream_done(void *ud, int code, ProtobufCMessage *resp, const
 void http_upstream(http_req_t *r, rpc_channel_t *ch, const ProtobufCServiceDescriptor *svc,
                    const char *method, const ProtobufCMessage *req, http_done_fn done)
 {
-    rpc_context_t cx = {.request_id = r->request_id, .traceparent = r->traceparent};
+    rpc_context_t cx = {.request_id = r->request_id, .traceparent = span_traceparent(&r->span)};
     if (r->authenticated) {
         cx.user_id = r->claims.sub;
         cx.user_role = r->claims.role;
@@ -745,6 +740,26 @@ static enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const
     return rc;
 }
 
+/* Ends the request's span, named "<METHOD> <route template>" (OpenTelemetry's
+ * HTTP server span name; the method alone when no route matched). */
+static void http_span_end(http_req_t *r, int code)
+{
+    if (!span_recording(&r->span))
+        return;
+    if (r->route != NULL)
+        span_set_namef(&r->span, "%s %s", r->method, r->route->pattern);
+    else
+        span_set_namef(&r->span, "%s", r->method);
+    span_set_str(&r->span, "http.request.method", r->method);
+    span_set_str(&r->span, "http.route", r->route != NULL ? r->route->pattern : NULL);
+    span_set_str(&r->span, "url.path", r->path);
+    span_set_int(&r->span, "http.response.status_code", code);
+    span_set_str(&r->span, "client.address", r->client_ip);
+    if (code >= 500 || code == 0)
+        span_fail(&r->span, code == 0 ? "no response sent" : "server error");
+    span_end(&r->span);
+}
+
 static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
 {
     const char *route = r->route != NULL ? r->route->pattern : "unmatched";
@@ -766,6 +781,7 @@ static void http_account(http_req_t *r, enum MHD_RequestTerminationCode toe)
              LOG_STR("client", r->client_ip), LOG_STR("user_id", r->claims.sub),
              LOG_BOOL("completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     log_ctx_set(NULL, NULL);
+    http_span_end(r, code);
 }
 
 static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

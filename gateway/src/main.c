@@ -136,7 +136,8 @@ out:
 
 static int load_config(gateway_config_t *c, err_t *err)
 {
-    if (cfg_load(config_table, N_CONFIG, c, err) < 0)
+    if (cfg_load(config_table, N_CONFIG, c, err) < 0 ||
+        cfg_load(otel_cfg_table, otel_cfg_n, &c->otel, err) < 0)
         return err->code;
     log_level_t level;
     if (log_level_parse(c->log_level, &level) < 0)
@@ -147,6 +148,7 @@ static int load_config(gateway_config_t *c, err_t *err)
     log_init("gateway", level);
     metrics_process_init("gateway");
     cfg_log(config_table, N_CONFIG, c);
+    cfg_log(otel_cfg_table, otel_cfg_n, &c->otel);
     return 0;
 }
 
@@ -194,6 +196,8 @@ static int print_help(void)
     print_usage(stdout);
     printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
     int rc = cfg_usage_print(stdout, config_table, N_CONFIG);
+    printf("\ntraces (OpenTelemetry's variables):\n");
+    rc |= cfg_usage_print(stdout, otel_cfg_table, otel_cfg_n);
     return rc == 0 && fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -222,6 +226,11 @@ int main(int argc, char **argv)
     gateway_t app = {0};
     http_server_t *srv = NULL;
     int status = 1;
+    /* Before any thread: the exporter's channel initialises gRPC (rpc.h). */
+    if (otel_start(&cfg.otel, "gateway", &err) < 0) {
+        fprintf(stderr, "gateway: %s\n", err.msg);
+        return 2;
+    }
     if (gateway_open(&app, &cfg, &err) < 0) {
         status = err.code == ERR_INVALID ? 2 : 1;
         goto fail;
@@ -252,11 +261,13 @@ int main(int argc, char **argv)
     LOG_INFO("draining", LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     http_server_stop(srv, cfg.shutdown_grace_ms);
     gateway_close(&app);
+    otel_stop();
     LOG_INFO("stopped");
     return 0;
 fail:
     LOG_ERR("cannot start", LOG_STR("error", err.msg), LOG_STR("code", err_code_name(err.code)));
     fprintf(stderr, "gateway: %s\n", err.msg);
     gateway_close(&app);
+    otel_stop();
     return status;
 }

@@ -13,3 +13,4 @@ target_compile_definitions(test_metrics PRIVATE SHOP_TEST_VERSION="${PROJECT_VER
 shop_test(test_admin_http SOURCES integration/common/test_admin_http.c LIBS common
           PkgConfig::JANSSON LABELS "integration;common")
 shop_test(test_trace SOURCES unit/common/test_trace.c LIBS common LABELS "unit;common")
+shop_test(test_otel SOURCES unit/common/test_otel.c LIBS common LABELS "unit;common")

@@ -41,6 +41,12 @@
  * trailing metadata key "grpc-status-details-bin", once rpc_call_fail has redacted
  * what was not written for the client.
  *
+ * Traces (span.h): every call served, health checks aside, runs inside a SERVER span
+ * named "<package.Service>/<Method>", child of the caller's "traceparent" metadata;
+ * it is the thread's current span (span_current) while the handler runs. A client
+ * call whose metadata carries a "traceparent" gets a CLIENT span, child of it, and
+ * the peer receives the CLIENT span's context instead.
+ *
  * Client. One rpc_channel_t per upstream target, shared by every thread. Calls are
  * unary, always carry a deadline, wait for the peer to become ready within that
  * deadline, and are balanced round_robin over every address of the target.
@@ -310,8 +316,10 @@ typedef struct rpc_context {
 size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONTEXT_MD_MAX]);
 
 /* rpc_call_next_traceparent: the traceparent for a call or an event made on
- * behalf of this call: a child of the caller's (trace_next_hop, a new span id),
- * in the call's arena; NULL when the caller sent none or an invalid one. */
+ * behalf of this call: the context of the call's SERVER span (span.h), itself a
+ * child of the caller's traceparent (or a new trace's root when none came). The
+ * next hop makes its own span from it: rpc_channel_call a CLIENT span, the outbox
+ * relay a PRODUCER span. Lives as long as the call; NULL for health checks. */
 const char *rpc_call_next_traceparent(rpc_call_t *call);
 
 /* rpc_call_forward: the metadata for a call made on behalf of this call: the

@@ -1,9 +1,8 @@
 /*
  * trace: the W3C trace context (https://www.w3.org/TR/trace-context/) as it travels
- * through the fleet: the gateway takes the client's traceparent (or starts a trace),
- * each hop forwards a child of the context it was called with as the "traceparent"
- * gRPC metadata entry (rpc.h) or Kafka header (kfk.h), and every log line carries
- * the trace id (log.h).
+ * through the fleet: each hop's span (span.h) is a child of the context it was
+ * called with, and its own context travels on as the "traceparent" gRPC metadata
+ * entry (rpc.h) or Kafka header (kfk.h); every log line carries the trace id (log.h).
  *
  * A traceparent is "<version>-<trace-id>-<parent-id>-<flags>": 2, 32, 16 and 2
  * lower-case hex digits. Version 00 is exactly TRACE_PARENT_LEN bytes; a later
@@ -48,10 +47,6 @@ void trace_child(const trace_ctx_t *parent, trace_ctx_t *out);
 
 /* trace_format: the version-00 traceparent of t into out. */
 void trace_format(const trace_ctx_t *t, char out[TRACE_PARENT_LEN + 1]);
-
-/* trace_next_hop: the traceparent to send on: a child of `traceparent` when it is
- * valid, else the start of a new trace. */
-void trace_next_hop(const char *traceparent, char out[TRACE_PARENT_LEN + 1]);
 
 /* trace_id_of: the trace id of a valid traceparent into out, for log lines, and
  * true; false with out = "" when traceparent is NULL or invalid. */

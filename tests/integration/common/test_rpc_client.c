@@ -111,7 +111,11 @@ START_TEST(test_call_returns_response_and_sends_metadata)
     ck_assert_msg(rc == 0, "echo: %d %s", rc, err.msg);
     ck_assert_str_eq(resp->message, "hello");
     ck_assert_str_eq(resp->request_id, "req-c-1");
-    ck_assert_str_eq(resp->traceparent, md[1].value);
+    /* The peer sees the call's CLIENT span (span.h): the caller's trace and flags,
+     * a span id of its own. */
+    ck_assert_int_eq(strncmp(resp->traceparent, md[1].value, 36), 0);
+    ck_assert_str_ne(resp->traceparent + 36, md[1].value + 36);
+    ck_assert_str_eq(resp->traceparent + 52, "-01");
     ck_assert_str_eq(resp->user_id, "user-1");
     ck_assert_str_eq(resp->user_role, "customer");
     ck_assert_str_eq(resp->instance, "echo-a");

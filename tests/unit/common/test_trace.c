@@ -1,7 +1,8 @@
 /*
  * trace: the W3C traceparent rules (version 00 exactly, later versions with an
  * extension, no all-zero ids, lower-case hex), parsing into a context, the trace id
- * for log lines, and the next hop's traceparent: same trace and flags, a new span.
+ * for log lines, and a child context: same trace and flags, a new span id (the next
+ * hop's traceparent is tested through span.h in test_otel.c).
  */
 #include <check.h>
 #include <string.h>
@@ -79,39 +80,6 @@ START_TEST(test_parse_reads_every_field)
 }
 END_TEST
 
-START_TEST(test_next_hop_keeps_the_trace_with_a_new_span)
-{
-    char a[TRACE_PARENT_LEN + 1], b[TRACE_PARENT_LEN + 1];
-    trace_next_hop(TRACE, a);
-    trace_next_hop(TRACE, b);
-    ck_assert(trace_parent_valid(a));
-    ck_assert_uint_eq(strlen(a), TRACE_PARENT_LEN);
-    ck_assert_int_eq(strncmp(a, "00-" TRACE_ID "-", 36), 0);
-    ck_assert_str_eq(a + 52, "-01");
-    ck_assert_str_ne(a + 36, "00f067aa0ba902b7-01");
-    ck_assert_str_ne(a, b);
-    /* A later version is continued as version 00. */
-    trace_next_hop("01-" TRACE_ID "-00f067aa0ba902b7-00-extra", a);
-    ck_assert_int_eq(strncmp(a, "00-" TRACE_ID "-", 36), 0);
-    ck_assert_str_eq(a + 52, "-00");
-}
-END_TEST
-
-START_TEST(test_next_hop_starts_a_trace_for_an_invalid_parent)
-{
-    static const char *const bad[] = {NULL, "", "garbage",
-                                      "00-00000000000000000000000000000000-00f067aa0ba902b7-01"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char a[TRACE_PARENT_LEN + 1], b[TRACE_PARENT_LEN + 1];
-        trace_next_hop(bad[i], a);
-        trace_next_hop(bad[i], b);
-        ck_assert_msg(trace_parent_valid(a), "case %zu: %s", i, a);
-        ck_assert_str_eq(a + 52, "-01");
-        ck_assert_int_ne(strncmp(a, b, 36), 0); /* two new traces */
-    }
-}
-END_TEST
-
 START_TEST(test_child_keeps_trace_and_flags)
 {
     trace_ctx_t p, c;
@@ -136,8 +104,6 @@ static Suite *trace_suite(void)
     tcase_add_test(tc, test_validation_follows_w3c);
     tcase_add_test(tc, test_parse_and_trace_id_agree_with_validation);
     tcase_add_test(tc, test_parse_reads_every_field);
-    tcase_add_test(tc, test_next_hop_keeps_the_trace_with_a_new_span);
-    tcase_add_test(tc, test_next_hop_starts_a_trace_for_an_invalid_parent);
     tcase_add_test(tc, test_child_keeps_trace_and_flags);
     return s;
 }
