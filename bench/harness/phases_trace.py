@@ -17,7 +17,7 @@ import time
 
 from . import cpu
 from .phases_read import read_url
-from .phases_saga import _cost_run, _orders, _ready
+from .phases_saga import _cost_run, _orders, _ready, warmup
 from .util import PhaseFailed, jround, say
 
 SAMPLERS = ("always_on", "always_off")
@@ -107,6 +107,10 @@ def trace_cost(ctx) -> None:
     if not exporting:
         say("trace_cost: no OTEL_EXPORTER_OTLP_ENDPOINT: always_on records nothing")
     ctx.customers.fresh()
+    if not ctx.cfg.wants("saga") and not ctx.cfg.quick:
+        # Alone (BENCH_ONLY=trace) the broker is cold: its JIT made the phase's first
+        # run the dearest whichever sampler it had (seen in A-B-B-A and B-A-A-B runs).
+        warmup(ctx)
     try:
         for sampler in ORDER:
             runs.append(_one(ctx, sampler))
