@@ -57,6 +57,8 @@ def _sampler_env(ctx, sampler: str) -> dict:
     env = {}
     for part in ctx.stack.programs:
         env[f"{_prefix(part)}_ENV_OTEL_TRACES_SAMPLER"] = sampler
+        # The bench stack runs with export off (config.TRACING_OFF_ENV): on here.
+        env[f"{_prefix(part)}_ENV_OTEL_TRACES_EXPORTER"] = "otlp"
         if _endpoint(ctx):
             env[f"{_prefix(part)}_ENV_OTEL_EXPORTER_OTLP_ENDPOINT"] = _endpoint(ctx)
     return env
