@@ -341,6 +341,11 @@ print("%.1f" % (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds(
     scenario setup admin@compose.test 'compose test admin 1' || die "setup failed"
     scenario purchase || die "the purchase failed"
     scenario orders 3 || die "orders failed"
+    # The dead-letter tool ships in the service images and reaches the broker with the
+    # container's own KAFKA_BROKERS: a clean run leaves every DLQ empty.
+    compose exec -T order-svc shopctl dlq list --json >"$WORK/dlq-list.json" 2>"$WORK/dlq-list.err" ||
+        die "shopctl dlq list failed in the order-svc container: $(tail -5 "$WORK/dlq-list.err")"
+    [ ! -s "$WORK/dlq-list.json" ] || die "dead letters after a clean run: $(head -3 "$WORK/dlq-list.json")"
     TIMES[scenario]=$(since "$t")
 
     t=$(now)
