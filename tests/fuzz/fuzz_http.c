@@ -310,7 +310,8 @@ static void fuzz_wait_consumed(int fd)
 }
 
 /* The first answer's body, when it came whole: a JSON body is JSON (jansson checks
- * UTF-8 too), and a problem that says "invalid request" names at least one field. */
+ * UTF-8 too), and a problem that says "invalid request" names at least one field.
+ * Not called for an answer to HEAD, which has no body. */
 static void check_body(const char *resp, size_t len)
 {
     const char *end = memmem(resp, len, "\r\n\r\n", 4);
@@ -393,6 +394,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (memcmp(st, "500", 3) == 0)
             fail("the server answered 500", resp, len);
     }
-    check_body(resp, len);
+    /* The answer to HEAD has GET's Content-Length but no body: what follows it is the
+     * next pipelined request's answer, not a body to check. */
+    if (!(size >= 5 && memcmp(data, "HEAD ", 5) == 0))
+        check_body(resp, len);
     return 0;
 }
