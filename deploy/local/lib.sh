@@ -176,4 +176,15 @@ stack_secret_file() {
 random_b64() { head -c "$1" /dev/urandom | base64 | tr -d '/+=\n'; }
 random_hex() { head -c "$1" /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
 
+# The stack's PKI (deploy/pki.sh, docs/trust.md): a local CA and one certificate per
+# program and server under $DATA/secrets/pki, made on first use. pki_cert NAME [SAN...]
+# makes NAME's certificate (CN=NAME; names NAME, localhost, 127.0.0.1 and SAN...) unless
+# a current one exists; tls_ca_file prints the CA's path; tls_cert_file / tls_key_file
+# NAME print NAME's files (after pki_cert NAME).
+PKI_DIR="$DATA/secrets/pki"
+pki_cert() { mkdir -p "$DATA/secrets" && chmod 700 "$DATA/secrets" && "$ROOT/deploy/pki.sh" "$PKI_DIR" cert "$@"; }
+tls_ca_file() { mkdir -p "$DATA/secrets" && chmod 700 "$DATA/secrets" && "$ROOT/deploy/pki.sh" "$PKI_DIR" ca && echo "$PKI_DIR/ca.crt"; }
+tls_cert_file() { echo "$PKI_DIR/$1.crt"; }
+tls_key_file() { echo "$PKI_DIR/$1.key"; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
