@@ -15,7 +15,7 @@ method.
   SAGA_COST_RATE     orders/s of the fixed-rate CPU cost run (default 40)
   BENCH_PGSS=1       pg_stat_statements in the clusters: the fixed-rate cost run also
                      reports the statements that took most server time, per order
-  BENCH_ONLY=saga    only these phase groups (read, saga, cost, trace, baseline, startup;
+  BENCH_ONLY=saga    only these phase groups (read, saga, cost, trace, security, baseline, startup;
                      comma-separated): a shorter run for experiments, whose JSON lacks
                      keys; `cost` is the fixed-rate CPU cost alone (bench/compare.py);
                      peer_gateway, peer_order: one peer's phase alone
@@ -42,7 +42,7 @@ sys.dont_write_bytecode = True  # no __pycache__ left in bench/ by a run
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import cpu, footprint, keys, machine, phases_read, phases_saga, pgbench, targets  # noqa: E402
-from harness import phases_peer_gateway, phases_trace  # noqa: E402
+from harness import phases_peer_gateway, phases_security, phases_trace  # noqa: E402
 from harness.phases_peer_order import peer_order_phase  # noqa: E402
 from harness.config import Config  # noqa: E402
 from harness.context import Ctx  # noqa: E402
@@ -122,6 +122,8 @@ def run_all(ctx, load_at_start: str) -> None:
     phases_peer_gateway.run_if_asked(ctx)  # the NestJS gateway peer (issue 17)
     if ctx.cfg.wants("trace"):  # what tracing costs, sampling on vs off (issue 19)
         phase(ctx.results, "trace_cost", phases_trace.trace_cost, ctx)
+    if ctx.cfg.wants("security"):  # what transport security costs, on vs off (issue 20)
+        phase(ctx.results, "security_cost", phases_security.security_cost, ctx)
     phase(ctx.results, "idle_cpu", idle_cpu, ctx)
     if ctx.cfg.wants("baseline"):
         phase(ctx.results, "saga_baseline", pgbench.saga_baseline, ctx)

@@ -93,7 +93,7 @@ class Config:
     peers: frozenset = frozenset()  # BENCH_PEERS: the peers (bench/peers) to compare with
 
     def wants(self, group: str) -> bool:
-        """Whether a phase group (read, saga, cost, trace, baseline, startup) runs: all unless
+        """Whether a phase group (read, saga, cost, trace, security, baseline, startup) runs: all unless
         BENCH_ONLY names some (a partial run for experiments; its JSON lacks keys)."""
         return not self.only or group in self.only
 

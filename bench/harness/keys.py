@@ -28,6 +28,8 @@ DOCUMENTED = [
     "settings.connections", "settings.seconds", "settings.phase_seconds", "settings.pgbench_tpcb",
     "trace_cost.exporting", "trace_cost.runs", "trace_cost.read_cpu_us_per_request",
     "trace_cost.order_cpu_ms_per_order",
+    "security_cost.runs", "security_cost.read_cpu_us_per_request",
+    "security_cost.order_cpu_ms_per_order",
 ]
 DOCUMENTED += [f"saga.cpu_ms_per_order.{g}" for g in COST_GROUPS + ("loadgen",)]
 DOCUMENTED += [f"gateway_read.cpu_us_per_request.{g}" for g in COST_GROUPS + ("loadgen",)]

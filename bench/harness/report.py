@@ -60,6 +60,10 @@ def figures(r) -> list:
             rows.append((f"tracing on / off, {what} (stack)",
                          _pair(t.get("always_on"), t.get("always_off")),
                          "always_off", f"{n(t.get('delta_pct'))} %"))
+        t = g(("security_cost", key)) or {}
+        if t:
+            rows.append((f"security on / off, {what} (stack)", _pair(t.get("on"), t.get("off")),
+                         "off", f"{n(t.get('delta_pct'))} %"))
     rows.append(("yardstick: pgbench tpcb-like, order cluster, tps",
                  n(g("machine.pgbench_tpcb_tps")), "-", "-"))
     return rows
