@@ -27,6 +27,15 @@ type config struct {
 	SagaTimeout          time.Duration
 	SweepInterval        time.Duration
 	IdempotencyRetention time.Duration
+
+	// Issue 20 (zero trust inside the fleet): the same settings as the C programs.
+	TLSCAFile      string   // TLS_CA_FILE: the fleet CA (PEM)
+	TLSCertFile    string   // TLS_CERT_FILE: this process's certificate (CN=order-svc)
+	TLSKeyFile     string   // TLS_KEY_FILE: its key (EC P-256, PKCS#8 PEM)
+	GRPCPlaintext  bool     // GRPC_PLAINTEXT=true: the explicit opt-out of mTLS
+	RPCUserCallers []string // RPC_USER_CALLERS: CNs allowed to send x-user-* metadata
+	KafkaUsername  string   // KAFKA_USERNAME: SASL/SCRAM-SHA-512 over TLS when set
+	KafkaPassword  string   // KAFKA_PASSWORD or KAFKA_PASSWORD_FILE
 }
 
 // parseDuration: "250ms", "2s", "5m", "1h" or bare milliseconds (common/src/config.c).
@@ -87,6 +96,17 @@ func loadConfig() (*config, error) {
 		}
 		return n
 	}
+	boolean := func(name string) bool {
+		switch v := str(name, "false"); strings.ToLower(v) {
+		case "true", "1":
+			return true
+		case "false", "0":
+			return false
+		default:
+			errs = append(errs, fmt.Sprintf("%s: must be true, false, 1 or 0, got %q", name, v))
+			return false
+		}
+	}
 	dur := func(name, def string, lo, hi time.Duration) time.Duration {
 		v := str(name, def)
 		d, ok := parseDuration(v)
@@ -112,6 +132,25 @@ func loadConfig() (*config, error) {
 		SagaTimeout:          dur("SAGA_TIMEOUT", "30s", time.Second, 24*time.Hour),
 		SweepInterval:        dur("SWEEP_INTERVAL", "1s", 10*time.Millisecond, time.Hour),
 		IdempotencyRetention: dur("IDEMPOTENCY_RETENTION", "24h", time.Second, 720*time.Hour),
+	}
+	c.TLSCAFile, c.TLSCertFile, c.TLSKeyFile = str("TLS_CA_FILE", ""), str("TLS_CERT_FILE", ""), str("TLS_KEY_FILE", "")
+	c.GRPCPlaintext = boolean("GRPC_PLAINTEXT")
+	for _, cn := range strings.Split(str("RPC_USER_CALLERS", "gateway"), ",") {
+		if cn = strings.TrimSpace(cn); cn != "" {
+			c.RPCUserCallers = append(c.RPCUserCallers, cn)
+		}
+	}
+	c.KafkaUsername = str("KAFKA_USERNAME", "")
+	c.KafkaPassword = secret("KAFKA_PASSWORD", "")
+	if !c.GRPCPlaintext && (c.TLSCAFile == "" || c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		errs = append(errs, "gRPC is mutual TLS by default: set TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE "+
+			"(this process's identity), or GRPC_PLAINTEXT=true to opt out")
+	}
+	if c.KafkaUsername != "" && c.KafkaPassword == "" {
+		errs = append(errs, "KAFKA_USERNAME is set: KAFKA_PASSWORD or KAFKA_PASSWORD_FILE is needed too")
+	}
+	if c.KafkaUsername == "" && c.KafkaPassword != "" {
+		errs = append(errs, "KAFKA_PASSWORD is set without KAFKA_USERNAME")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

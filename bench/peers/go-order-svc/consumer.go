@@ -70,10 +70,10 @@ type consumer struct {
 	done     chan struct{}
 }
 
-func newConsumer(brokers []string, pool *pgxpool.Pool, dlq *kgo.Client, workers, batch int) (*consumer, error) {
+func newConsumer(brokers []string, extra []kgo.Opt, pool *pgxpool.Pool, dlq *kgo.Client, workers, batch int) (*consumer, error) {
 	c := &consumer{pool: pool, dlq: dlq, workers: workers, batch: batch, done: make(chan struct{})}
 	c.stopping, c.stop = context.WithCancel(context.Background())
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.ClientID(consumerGroup),
 		kgo.ConsumerGroup(consumerGroup),
@@ -83,11 +83,11 @@ func newConsumer(brokers []string, pool *pgxpool.Pool, dlq *kgo.Client, workers,
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.FetchMaxPartitionBytes(1<<20),
-		kgo.SessionTimeout(10*time.Second),
-		kgo.HeartbeatInterval(2*time.Second),
-		kgo.MetadataMaxAge(10*time.Second),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.FetchMaxPartitionBytes(1 << 20),
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(2 * time.Second),
+		kgo.MetadataMaxAge(10 * time.Second),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			slog.Info("kafka partitions assigned", "client", consumerGroup, "partitions", countParts(m))
 		}),
@@ -100,7 +100,7 @@ func newConsumer(brokers []string, pool *pgxpool.Pool, dlq *kgo.Client, workers,
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			slog.Info("kafka partitions revoked", "client", consumerGroup, "partitions", countParts(m), "lost", true)
 		}),
-	)
+	}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

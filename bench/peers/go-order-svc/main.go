@@ -21,7 +21,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -108,6 +107,27 @@ func run() int {
 		"product_addr", cfg.ProductAddr, "saga_timeout", cfg.SagaTimeout.String(),
 		"sweep_interval", cfg.SweepInterval.String(), "idempotency_retention", cfg.IdempotencyRetention.String())
 
+	sec, err := newSecurity(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "order-svc: %s\n", err)
+		return 2
+	}
+	kafkaOpts, err := kafkaOptions(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "order-svc: %s\n", err)
+		return 2
+	}
+	grpcMode, kafkaMode := "mtls", "plaintext"
+	if sec.plaintext {
+		grpcMode = "plaintext"
+		slog.Warn("GRPC_PLAINTEXT=true: gRPC without TLS, x-user-* metadata taken from any caller")
+	}
+	if cfg.KafkaUsername != "" {
+		kafkaMode = "sasl_ssl scram-sha-512"
+	}
+	slog.Info("security", "grpc", grpcMode, "identity", sec.identity(), "rpc_user_callers", strings.Join(cfg.RPCUserCallers, ","),
+		"kafka", kafkaMode, "kafka_username", cfg.KafkaUsername, "database_sslmode", dbTLSMode(cfg.DatabaseURL))
+
 	sigCtx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stopSignals()
 
@@ -118,8 +138,8 @@ func run() int {
 	}
 	defer st.pool.Close()
 	brokers := strings.Split(cfg.KafkaBrokers, ",")
-	if st.producer, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("order-svc"),
-		kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(1<<20)); err != nil {
+	if st.producer, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID("order-svc"),
+		kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(1 << 20)}, kafkaOpts...)...); err != nil {
 		slog.Error("cannot start", "error", err.Error())
 		return 1
 	}
@@ -169,20 +189,21 @@ func run() int {
 		slog.Warn("PAGE_TOKEN_KEY is not set: page tokens are signed with a random key of this process and fail on every other instance and after a restart")
 	}
 	rl := startRelay(cfg.DatabaseURL, st.producer)
-	conn, err := grpc.NewClient(strings.Split(cfg.ProductAddr, ",")[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(strings.Split(cfg.ProductAddr, ",")[0], sec.dialOption())
 	if err != nil {
 		slog.Error("cannot start", "error", err.Error())
 		return 1
 	}
 	sw = startSweeper(st.pool, cfg)
-	cons, err := newConsumer(brokers, st.pool, st.producer, cfg.SagaWorkers, cfg.SagaBatch)
+	cons, err := newConsumer(brokers, kafkaOpts, st.pool, st.producer, cfg.SagaWorkers, cfg.SagaBatch)
 	if err != nil {
 		slog.Error("cannot start", "error", err.Error())
 		return 1
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(sec.serverOptions()...)
 	hs := health.NewServer()
-	orderv1.RegisterOrderServiceServer(srv, &orderServer{pool: st.pool, product: productv1.NewProductServiceClient(conn), pageKey: pageKey})
+	orderv1.RegisterOrderServiceServer(srv, &orderServer{pool: st.pool, product: productv1.NewProductServiceClient(conn), pageKey: pageKey,
+		forwardUser: sec.forwardUser()})
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus("shop.order.v1.OrderService", healthpb.HealthCheckResponse_SERVING)

@@ -41,6 +41,8 @@ type orderServer struct {
 	pool    *pgxpool.Pool
 	product productv1.ProductServiceClient
 	pageKey []byte
+	// forwardUser: x-user-* go on to product-svc (plaintext only; security.go).
+	forwardUser bool
 }
 
 func mdFirst(md metadata.MD, key string) string {
@@ -172,8 +174,9 @@ func canon(o *orderRow) string {
 	return b.String()
 }
 
-// forward: the metadata sent on to product-svc (rpc_call_forward).
-func forward(ctx context.Context) context.Context {
+// forward: the metadata sent on to product-svc (rpc_call_forward); x-user-* only
+// when user is true (security.forwardUser).
+func forward(ctx context.Context, user bool) context.Context {
 	in, _ := metadata.FromIncomingContext(ctx)
 	var kv []string
 	if v := mdFirst(in, "x-request-id"); v != "" {
@@ -183,7 +186,7 @@ func forward(ctx context.Context) context.Context {
 		kv = append(kv, "traceparent", traceNextHop(tp))
 	}
 	for _, k := range []string{"x-user-id", "x-user-role"} {
-		if v := mdFirst(in, k); v != "" {
+		if v := mdFirst(in, k); v != "" && user {
 			kv = append(kv, k, v)
 		}
 	}
@@ -209,7 +212,7 @@ func (s *orderServer) price(ctx context.Context, o *orderRow) error {
 	if budget < time.Millisecond {
 		return errDeadline
 	}
-	cctx, cancel := context.WithTimeout(forward(ctx), budget)
+	cctx, cancel := context.WithTimeout(forward(ctx, s.forwardUser), budget)
 	defer cancel()
 	ids := make([]string, len(o.Lines))
 	for i, l := range o.Lines {

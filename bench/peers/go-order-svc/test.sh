@@ -5,6 +5,8 @@
 #   test_order_rpc.py  with the peer as its ORDER_SVC argument
 #   test_order_saga    with ORDER_SVC_PROGRAM=<peer>
 #   test_e2e_saga      with ORDER_SVC_PROGRAM=<peer>
+# and first the peer's own `go test` (security_test.go: gRPC mTLS, the x-user-* gate,
+# Kafka's TLS dial, the settings; certificates from deploy/pki.sh, no stack needed).
 # Exits non-zero when any of them fails.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +22,7 @@ run() {
     echo "== $name against $peer"
     if "$@"; then echo "== $name: PASS"; else echo "== $name: FAIL"; status=1; fi
 }
+run "go test" env GOTOOLCHAIN=local PATH="/usr/local/go/bin:$PATH" sh -c "cd '$here' && go test -count=1 ."
 run test_order_rpc /usr/bin/python3 "$repo/tests/integration/order/test_order_rpc.py" "$peer" \
     "$build/services/product/product-svc" "$build/services/user/user-svc" \
     "$build/proto/shop.protoset"

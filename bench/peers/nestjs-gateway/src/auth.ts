@@ -98,7 +98,13 @@ export class AuthService implements OnModuleDestroy {
   private readonly verifyKey: Uint8Array | KeyObject;
 
   constructor(private readonly cfg: Config) {
-    this.redis = new Redis(cfg.redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 1, lazyConnect: false });
+    this.redis = new Redis(cfg.redisUrl, {
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 1,
+      lazyConnect: false,
+      username: cfg.redisUsername || undefined,
+      password: cfg.redisPassword || undefined,
+    });
     this.redis.on('error', () => undefined);
     this.redis.defineCommand('ratelimit', { lua: RATELIMIT_LUA });
     this.redis.defineCommand('sessionCreate', { numberOfKeys: 2, lua: SESSION_CREATE_LUA });

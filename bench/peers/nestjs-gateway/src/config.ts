@@ -7,7 +7,10 @@ export abstract class Config {
   abstract addr: string;
   abstract host: string;
   abstract port: number;
+  /* REDIS_URL without its user information; the ACL user and password apart. */
   abstract redisUrl: string;
+  abstract redisUsername: string;
+  abstract redisPassword: string;
   abstract redisPrefix: string;
   abstract upstream: { order: string; product: string; user: string };
   abstract jwtAlg: 'HS256' | 'ES256';
@@ -27,6 +30,9 @@ export abstract class Config {
   abstract authWindowMs: number;
   abstract userRequestLimit: number;
   abstract userWindowMs: number;
+  /* gRPC to the services: mutual TLS with this process's identity (the gateway's
+   * certificate, CN=gateway), or null with GRPC_PLAINTEXT=true (issue 20). */
+  abstract grpcTls: { ca: Buffer; cert: Buffer; key: Buffer; caFile: string; certFile: string } | null;
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60000, h: 3600000 };
@@ -62,6 +68,57 @@ function secret(name: string, def: string): string {
   return v;
 }
 
+function bool(name: string): boolean {
+  const v = str(name, 'false').toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new Error(`${name}: must be true, false, 1 or 0, got "${v}"`);
+}
+
+/* gRPC mutual TLS from TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE, as the C
+ * programs read them; GRPC_PLAINTEXT=true is the only way to run without. */
+function grpcTls(): Config['grpcTls'] {
+  if (bool('GRPC_PLAINTEXT')) return null;
+  const [caFile, certFile, keyFile] = ['TLS_CA_FILE', 'TLS_CERT_FILE', 'TLS_KEY_FILE'].map((n) => str(n, ''));
+  if (!caFile || !certFile || !keyFile)
+    throw new Error(
+      'gRPC is mutual TLS by default: set TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE ' +
+        "(this process's identity), or GRPC_PLAINTEXT=true to opt out",
+    );
+  const read = (name: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new Error(`${name}: cannot read ${file}: ${(e as Error).message}`);
+    }
+  };
+  return {
+    ca: read('TLS_CA_FILE', caFile),
+    cert: read('TLS_CERT_FILE', certFile),
+    key: read('TLS_KEY_FILE', keyFile),
+    caFile,
+    certFile,
+  };
+}
+
+/* REDIS_URL's user (redis://gateway@host:port) and REDIS_PASSWORD or
+ * REDIS_PASSWORD_FILE (a password in the URL when neither is set): ioredis sends
+ * AUTH user password on every connection it opens. */
+function redis(): { redisUrl: string; redisUsername: string; redisPassword: string } {
+  const raw = secret('REDIS_URL', 'redis://127.0.0.1:6380');
+  let u: URL;
+  try {
+    u = new URL(raw.includes('://') ? raw : `redis://${raw}`);
+  } catch {
+    throw new Error('REDIS_URL: not a redis:// URL');
+  }
+  const username = decodeURIComponent(u.username);
+  const urlPassword = decodeURIComponent(u.password);
+  u.username = '';
+  u.password = '';
+  return { redisUrl: u.toString(), redisUsername: username, redisPassword: secret('REDIS_PASSWORD', '') || urlPassword };
+}
+
 export function loadConfig(): Config {
   const addr = str('GATEWAY_ADDR', '0.0.0.0:8080');
   const i = addr.lastIndexOf(':');
@@ -75,7 +132,7 @@ export function loadConfig(): Config {
     addr,
     host: addr.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0',
     port: Number(addr.slice(i + 1)),
-    redisUrl: secret('REDIS_URL', 'redis://127.0.0.1:6380'),
+    ...redis(),
     redisPrefix: process.env.REDIS_PREFIX ?? 'gw:',
     upstream: {
       order: str('ORDER_ADDR', '127.0.0.1:50051'),
@@ -99,5 +156,6 @@ export function loadConfig(): Config {
     authWindowMs: duration('AUTH_RATE_WINDOW', '1m'),
     userRequestLimit: int('USER_RATE_LIMIT', 600),
     userWindowMs: duration('USER_RATE_WINDOW', '1m'),
+    grpcTls: grpcTls(),
   };
 }

@@ -5,6 +5,7 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { X509Certificate } from 'node:crypto';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AuthService } from './auth.js';
@@ -62,6 +63,12 @@ async function bootstrap(): Promise<void> {
 
   const app = await NestFactory.create<NestFastifyApplication>(AppModule, adapter, { logger: ['error', 'warn'], bodyParser: false });
   await app.listen(cfg.port, cfg.host);
+  /* One line on how this process speaks to the fleet (issue 20), as the C gateway logs it. */
+  const identity = cfg.grpcTls ? (/(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(cfg.grpcTls.cert).subject)?.[1] ?? '') : '';
+  if (!cfg.grpcTls) process.stderr.write(`${JSON.stringify({ level: 'warn', msg: 'GRPC_PLAINTEXT=true: gRPC to the services without TLS' })}\n`);
+  process.stderr.write(
+    `${JSON.stringify({ level: 'info', msg: 'security', grpc: cfg.grpcTls ? 'mtls' : 'plaintext', identity, redis_user: cfg.redisUsername || 'default', redis_auth: cfg.redisPassword !== '' })}\n`,
+  );
   /* SIGTERM/SIGINT: stop accepting, finish what is in flight, exit 0 (as the C
    * gateway does after a clean drain). */
   let closing = false;

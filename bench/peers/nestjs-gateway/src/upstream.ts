@@ -112,12 +112,18 @@ export class Upstreams implements OnModuleDestroy {
       'grpc.keepalive_timeout_ms': 10000,
       'grpc.keepalive_permit_without_calls': 1,
     };
+    /* Mutual TLS (issue 20): the services are verified against the fleet CA (the
+     * target's host, 127.0.0.1 or a name, against their certificates' SANs) and the
+     * gateway presents its own certificate, whose CN the services check before
+     * they take x-user-*. GRPC_PLAINTEXT=true: insecure, as before. */
+    const tls = cfg.grpcTls;
+    const creds = tls ? grpc.credentials.createSsl(tls.ca, tls.key, tls.cert) : grpc.credentials.createInsecure();
     for (const [up, svc] of Object.entries(SERVICES) as [UpstreamName, string][]) {
       const Ctor = lookup(svc);
-      const client = new Ctor(this.target(cfg.upstream[up]), grpc.credentials.createInsecure(), options);
+      const client = new Ctor(this.target(cfg.upstream[up]), creds, options);
       this.clients.set(up, client);
       const Health = lookup('grpc.health.v1.Health');
-      this.health.set(up, new Health(this.target(cfg.upstream[up]), grpc.credentials.createInsecure(), { ...options, channelOverride: client.getChannel() as grpc.Channel }));
+      this.health.set(up, new Health(this.target(cfg.upstream[up]), creds, { ...options, channelOverride: client.getChannel() as grpc.Channel }));
     }
   }
 
