@@ -49,7 +49,9 @@ static char *rpc_tls_read(const char *var, const char *path, err_t *err)
     size_t n = fread(buf, 1, RPC_TLS_FILE_MAX + 1, f);
     if (ferror(f) || n == 0 || n > RPC_TLS_FILE_MAX) {
         err_set(err, ERR_INVALID, "%s: %s is %s", var, path,
-                ferror(f) ? "unreadable" : n == 0 ? "empty" : "too large");
+                ferror(f) ? "unreadable"
+                : n == 0  ? "empty"
+                          : "too large");
         free(buf);
         buf = NULL;
         goto out;

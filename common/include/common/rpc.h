@@ -397,8 +397,11 @@ size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONT
 const char *rpc_call_next_traceparent(rpc_call_t *call);
 
 /* rpc_call_forward: the metadata for a call made on behalf of this call: the
- * caller's request id, user id and role, and rpc_call_next_traceparent. Returns
- * how many entries of md it filled; they live as long as the call's arena. */
+ * caller's request id and rpc_call_next_traceparent. Not x-user-id / x-user-role:
+ * only the gateway speaks for a user (a TLS server refuses them from any other peer
+ * unless RPC_USER_CALLERS names it), so a service calls the next one on its own
+ * account. Returns how many entries of md it filled; they live as long as the
+ * call's arena. */
 size_t rpc_call_forward(rpc_call_t *call, rpc_metadata_t md[RPC_CONTEXT_MD_MAX]);
 
 /* ---------------------------------------------------------------- client ---- */
