@@ -215,14 +215,14 @@ START_TEST(test_settings_refuse_missing_or_bad_files)
     snprintf(other_key, sizeof(other_key), "%s/gateway.key", other);
     snprintf(other_crt, sizeof(other_crt), "%s/gateway.crt", other);
     /* Nothing set, no opt-out: every variable is named, and the way out. */
-    tls_cfg_expect(&(rpc_tls_cfg_t){.ca_file = "", .cert_file = "", .key_file = ""},
-                   (const char *[]){"TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE",
-                                    "GRPC_PLAINTEXT", NULL});
+    tls_cfg_expect(
+        &(rpc_tls_cfg_t){.ca_file = "", .cert_file = "", .key_file = ""},
+        (const char *[]){"TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "GRPC_PLAINTEXT", NULL});
     tls_cfg_expect(&(rpc_tls_cfg_t){.ca_file = ca, .cert_file = crt, .key_file = ""},
                    (const char *[]){"TLS_KEY_FILE", NULL});
-    tls_cfg_expect(&(rpc_tls_cfg_t){.ca_file = "/nonexistent/ca.crt", .cert_file = crt,
-                                    .key_file = key},
-                   (const char *[]){"TLS_CA_FILE", "/nonexistent/ca.crt", NULL});
+    tls_cfg_expect(
+        &(rpc_tls_cfg_t){.ca_file = "/nonexistent/ca.crt", .cert_file = crt, .key_file = key},
+        (const char *[]){"TLS_CA_FILE", "/nonexistent/ca.crt", NULL});
     /* A file that is not PEM, a key of another certificate, another CA's certificate. */
     tls_cfg_expect(&(rpc_tls_cfg_t){.ca_file = key, .cert_file = crt, .key_file = key},
                    (const char *[]){"TLS_CA_FILE", NULL});
@@ -234,15 +234,14 @@ START_TEST(test_settings_refuse_missing_or_bad_files)
     rpc_tls_t *t = (rpc_tls_t *)1;
     err_t err = ERR_INIT;
     ck_assert_int_eq(
-        rpc_tls_setup(&(rpc_tls_cfg_t){.ca_file = "", .cert_file = "", .key_file = "",
-                                       .plaintext = true},
-                      &t, &err),
+        rpc_tls_setup(
+            &(rpc_tls_cfg_t){.ca_file = "", .cert_file = "", .key_file = "", .plaintext = true}, &t,
+            &err),
         0);
     ck_assert_ptr_null(t);
     /* The good files: the identity is the certificate's CN. */
     ck_assert_int_eq(
-        rpc_tls_setup(&(rpc_tls_cfg_t){.ca_file = ca, .cert_file = crt, .key_file = key}, &t,
-                      &err),
+        rpc_tls_setup(&(rpc_tls_cfg_t){.ca_file = ca, .cert_file = crt, .key_file = key}, &t, &err),
         0);
     ck_assert_str_eq(t->name, "user-svc");
     rpc_tls_free(t);
