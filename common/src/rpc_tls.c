@@ -1,8 +1,8 @@
 /*
  * rpc_tls: a program's mutual TLS material, read once at start-up and checked with
- * OpenSSL before gRPC sees it (rpc.h). gRPC itself would accept anything here and
- * fail later: a server at bind time ("cannot listen"), a channel at every handshake,
- * so a wrong path or a key of another certificate is caught here with the variable
+ * OpenSSL before gRPC sees it (rpc.h). gRPC itself takes any text here and parses it
+ * only when it binds or connects, far from the setting; a wrong path, a key of
+ * another certificate or another CA's certificate is caught here with the variable
  * named instead.
  */
 #include <errno.h>
