@@ -40,9 +40,14 @@ BAD_REQUEST_TYPE_URL = "type.googleapis.com/google.rpc.BadRequest"
 
 # --- mutual TLS --------------------------------------------------------------------
 
-# The stack's env names a program's certificate with its short upper-case name.
-_STACK_NAMES = {"gateway": "GATEWAY", "order-svc": "ORDER", "product-svc": "PRODUCT",
-                "user-svc": "USER"}
+def _stack_name(program):
+    """The short upper-case name the stack's env gives `program`'s certificate
+    (order-svc: ORDER, gateway: GATEWAY), or None for a program not of the fleet."""
+    if program == "gateway":
+        return "GATEWAY"
+    if re.fullmatch(r"[a-z0-9]+-svc", program):
+        return program[:-4].upper()
+    return None
 
 
 def plaintext():
@@ -53,7 +58,7 @@ def plaintext():
 
 def tls_files(program):
     """(ca, cert, key): the stack's files of `program` (gateway, order-svc, ...)."""
-    short = _STACK_NAMES[program]
+    short = _stack_name(program)
     return (os.environ["TLS_CA_FILE"], os.environ[short + "_TLS_CERT_FILE"],
             os.environ[short + "_TLS_KEY_FILE"])
 
@@ -61,7 +66,7 @@ def tls_files(program):
 def tls_env(program):
     """The settings that give `program` its identity: TLS_CA_FILE, TLS_CERT_FILE,
     TLS_KEY_FILE (none when the program's name is not the fleet's)."""
-    if program not in _STACK_NAMES:
+    if _stack_name(program) is None:
         return {}
     ca, cert, key = tls_files(program)
     return {"TLS_CA_FILE": ca, "TLS_CERT_FILE": cert, "TLS_KEY_FILE": key}

@@ -4,6 +4,7 @@
 #include "svc_proc.h"
 
 #include <check.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -29,21 +30,21 @@ const char *svc_env(const char *name)
     return v;
 }
 
-/* The stack's variable <SVC>_<what> of the program `name` begins with, as
- * "<var>=<value>" in out ("" when name is none of the fleet's services). */
+/* The stack's variable <SVC>_<what> of the service `name` names ("order-svc-1" is
+ * ORDER_<what>), as "<var>=<value>" in out; "" when name is not "<svc>-svc...". */
 static void svc_tls_env(const char *name, const char *var, const char *what, char *out,
                         size_t outsz)
 {
-    static const char *const programs[][2] = {
-        {"order-svc", "ORDER"}, {"product-svc", "PRODUCT"}, {"user-svc", "USER"}};
+    const char *end = strstr(name, "-svc");
+    char stack_var[64];
+    size_t n = end != NULL ? (size_t)(end - name) : 0;
     out[0] = '\0';
-    for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
-        if (strncmp(name, programs[i][0], strlen(programs[i][0])) == 0) {
-            char stack_var[64];
-            snprintf(stack_var, sizeof(stack_var), "%s_%s", programs[i][1], what);
-            snprintf(out, outsz, "%s=%s", var, svc_env(stack_var));
-        }
-    }
+    if (n == 0 || n + strlen(what) + 2 > sizeof(stack_var))
+        return;
+    for (size_t i = 0; i < n; i++)
+        stack_var[i] = (char)toupper((unsigned char)name[i]);
+    snprintf(stack_var + n, sizeof(stack_var) - n, "_%s", what);
+    snprintf(out, outsz, "%s=%s", var, svc_env(stack_var));
 }
 
 struct rpc_channel *svc_channel(int port)

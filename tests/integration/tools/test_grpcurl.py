@@ -141,6 +141,21 @@ class GrpcurlTest(unittest.TestCase):
         self.assertEqual(out.returncode, 64 + 7, out.stderr)  # PERMISSION_DENIED
         self.assertIn("order-svc may not send x-user-*", out.stderr)
 
+    def test_rpc_user_callers_admits_a_configured_caller(self):
+        global SERVICE
+        default = SERVICE
+        SERVICE = ServiceProcess("product-svc", BINARY, "PRODUCT_DATABASE_URL",
+                                 die_with_parent=True, RPC_USER_CALLERS="gateway,order-svc")
+        try:
+            for program in ("order-svc", "gateway"):
+                out = grpcurl(SVC + "/ListProducts", flags=ADMIN, data={"limit": 1},
+                              tls=tls_flags(program))
+                self.assertEqual(out.returncode, 0, (program, out.stderr))
+            self.assertIn('"RPC_USER_CALLERS":"gateway,order-svc"', SERVICE.logs())
+        finally:
+            started, SERVICE = SERVICE, default
+            started.check_stop()
+
     def test_real_rpcs_take_and_give_json(self):
         sku = TAG + "-1"
         created = json.loads(self.ok(SVC + "/CreateProduct", flags=ADMIN,
