@@ -184,6 +184,32 @@ static char *rpc_target_build(const char *target, err_t *err)
     return common__xstrdup(target);
 }
 
+/* The host name a TLS channel checks the server's certificate against when the
+ * target is a list (its first host as written: gRPC would take the whole resolved
+ * list as the authority), or NULL when gRPC derives it from the target itself.
+ * The caller frees the result. */
+static char *rpc_target_tls_name(const char *target, const char *resolved)
+{
+    if (strcmp(target, resolved) == 0)
+        return NULL;
+    char *first = common__xstrdup(target), *host, *port;
+    char *comma = strchr(first, ',');
+    if (comma != NULL)
+        *comma = '\0';
+    char *name = rpc_split_hostport(first, &host, &port) ? common__xstrdup(host) : NULL;
+    free(first);
+    return name;
+}
+
+/* The channel's credentials: mutual TLS with the program's key pair, or plaintext. */
+static grpc_channel_credentials *rpc_channel_creds(const rpc_tls_t *tls)
+{
+    if (tls == NULL)
+        return grpc_insecure_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = tls->key_pem, .cert_chain = tls->cert_pem};
+    return grpc_ssl_credentials_create(tls->ca_pem, &pair, NULL, NULL);
+}
+
 /* ---------------------------------------------------------------- channel ---- */
 
 static void *rpc_client_thread(void *arg)
@@ -205,9 +231,15 @@ rpc_channel_t *rpc_channel_new(const char *target, const rpc_channel_opts_t *opt
         err_set(err, ERR_INVALID, "rpc channel options must not be negative");
         return NULL;
     }
+    if (o.tls != NULL &&
+        (o.tls->ca_pem == NULL || o.tls->cert_pem == NULL || o.tls->key_pem == NULL)) {
+        err_set(err, ERR_INVALID, "rpc channel TLS needs the CA, a certificate and its key");
+        return NULL;
+    }
     char *resolved = rpc_target_build(target, err);
     if (resolved == NULL)
         return NULL;
+    char *tls_name = o.tls != NULL ? rpc_target_tls_name(target, resolved) : NULL;
     int max_msg = o.max_message_bytes > 0 ? o.max_message_bytes : RPC_DEFAULT_MAX_MESSAGE;
     grpc_arg args[] = {
         {GRPC_ARG_STRING, GRPC_ARG_SERVICE_CONFIG, {.string = RPC_ROUND_ROBIN}},
@@ -232,17 +264,21 @@ rpc_channel_t *rpc_channel_new(const char *target, const rpc_channel_opts_t *opt
          GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          {.integer = o.max_reconnect_backoff_ms > 0 ? o.max_reconnect_backoff_ms
                                                     : RPC_DEFAULT_MAX_BACKOFF}},
+        /* Last, so that it is left out unless a list's first host names the server. */
+        {GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = tls_name}},
     };
-    grpc_channel_args ca = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    grpc_channel_args ca = {.num_args = sizeof(args) / sizeof(args[0]) - (tls_name ? 0 : 1),
+                            .args = args};
 
     rpc__grpc_init();
     rpc_channel_t *ch = common__xcalloc(1, sizeof(*ch));
     ch->target = common__xstrdup(target);
     pthread_mutex_init(&ch->lock, NULL);
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = rpc_channel_creds(o.tls);
     ch->ch = grpc_channel_create(resolved, creds, &ca);
     grpc_channel_credentials_release(creds);
     free(resolved);
+    free(tls_name);
     return ch;
 }
 
@@ -407,7 +443,8 @@ static int rpc_ccall_start(rpc_ccall_t *cc, grpc_completion_queue *cq, int64_t t
 
 /* Codes only a peer's handler sends (grpc.io "Status codes": the library never
  * generates the first seven; PERMISSION_DENIED and UNAUTHENTICATED come from call
- * credentials, which our channels do not carry). */
+ * credentials, which our channels do not carry, or from the peer's x-user-* gate).
+ * A failed TLS handshake is UNAVAILABLE, like any unreachable peer. */
 static bool rpc_status_from_handler(int code)
 {
     switch (code) {

@@ -96,9 +96,8 @@ size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONT
 
 size_t rpc_call_forward(rpc_call_t *call, rpc_metadata_t md[RPC_CONTEXT_MD_MAX])
 {
+    /* No x-user-*: the next hop's gate refuses it from any peer but the gateway. */
     rpc_context_t cx = {.request_id = rpc_call_request_id(call),
-                        .traceparent = rpc_call_next_traceparent(call),
-                        .user_id = rpc_call_user_id(call),
-                        .user_role = rpc_call_user_role(call)};
+                        .traceparent = rpc_call_next_traceparent(call)};
     return rpc_context_metadata(&cx, md);
 }

@@ -49,6 +49,7 @@
 #define RPC_KEEPALIVE_MS         60000
 #define RPC_KEEPALIVE_TIMEOUT_MS 20000
 #define RPC_DEFAULT_AGE_GRACE_MS 10000
+#define RPC_DEFAULT_USER_CALLERS "gateway"
 #define RPC_SERVER_REQUESTS      "rpc_server_requests_total"
 #define RPC_SERVER_REQUESTS_HELP "RPCs served, by method and status code"
 
@@ -78,6 +79,8 @@ struct rpc_server {
     int slots;
     int max_message_bytes;
     int64_t max_age_ms, max_age_grace_ms;
+    rpc_tls_t tls;       /* copies; tls.ca_pem NULL: plaintext */
+    char **user_callers; /* CNs whose x-user-* is believed; NULL-terminated */
     rpc_service_t *services;
     size_t n_services;
     rpc_method_t **methods;
@@ -114,6 +117,8 @@ struct rpc_call {
     arena_t *arena;
     int64_t start_us;
     const char *request_id, *traceparent, *user_id, *user_role;
+    const char *peer; /* the client certificate's CN; valid once peer_known */
+    bool peer_known;
     char trace_id[TRACE_ID_LEN + 1];
 
     bool answered; /* done ran */
@@ -358,6 +363,29 @@ static void rpc_call_answer(rpc_call_t *call)
     }
 }
 
+/* The x-user-* gate (rpc.h): on a TLS server, x-user-id / x-user-role are believed
+ * only from the peers in user_callers. True when the call may go on; otherwise it
+ * is answered PERMISSION_DENIED without running the handler. */
+static bool rpc_call_user_gate(rpc_call_t *call)
+{
+    const rpc_server_t *srv = call->srv;
+    if (srv->tls.ca_pem == NULL || (call->user_id == NULL && call->user_role == NULL))
+        return true;
+    const char *peer = rpc_call_peer(call);
+    for (char **c = srv->user_callers; peer != NULL && *c != NULL; c++) {
+        if (strcmp(*c, peer) == 0)
+            return true;
+    }
+    call->answered = true;
+    rpc_call_failf(call, ERR_PERMISSION, "caller %s may not send x-user-* metadata",
+                   peer != NULL ? peer : "(no certificate name)");
+    log_ctx_set(call->request_id, call->trace_id);
+    LOG_WARN("rpc x-user-* refused", LOG_STR("server", srv->name), LOG_STR("method", call->path),
+             LOG_STR("peer", peer), LOG_STR("user_id", call->user_id));
+    log_ctx_set(NULL, NULL);
+    return false;
+}
+
 static void rpc_call_arrived(rpc__tag_t *tag, bool ok)
 {
     rpc_call_t *call = (rpc_call_t *)tag;
@@ -379,7 +407,8 @@ static void rpc_call_arrived(rpc__tag_t *tag, bool ok)
         rpc_call_failf(call, ERR_UNIMPLEMENTED, "unknown method %s", call->path);
     } else {
         call->path = call->method->path;
-        rpc_call_invoke(call);
+        if (rpc_call_user_gate(call))
+            rpc_call_invoke(call);
     }
     rpc_call_answer(call);
 }
@@ -476,6 +505,25 @@ const char *rpc_call_user_role(const rpc_call_t *call)
 bool rpc_call_is_admin(const rpc_call_t *call)
 {
     return call->user_role && strcmp(call->user_role, "admin") == 0;
+}
+
+const char *rpc_call_peer(rpc_call_t *call)
+{
+    if (call->peer_known)
+        return call->peer;
+    call->peer_known = true;
+    if (call->srv->tls.ca_pem == NULL)
+        return NULL;
+    grpc_auth_context *ctx = grpc_call_auth_context(call->call);
+    if (ctx == NULL)
+        return NULL;
+    grpc_auth_property_iterator it =
+        grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
+    const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+    if (p != NULL && p->value != NULL)
+        call->peer = arena_strndup(call->arena, p->value, p->value_length);
+    grpc_auth_context_release(ctx);
+    return call->peer;
 }
 
 int64_t rpc_call_remaining_ms(const rpc_call_t *call)
@@ -597,6 +645,21 @@ static void rpc_health_check(Grpc__Health__V1__Health_Service *svc,
 
 /* ------------------------------------------------------------ the server ---- */
 
+/* "a,b" → {"a", "b", NULL}, each malloc'd (empty names are left out). */
+static char **rpc_names_split(const char *list)
+{
+    size_t n = 1;
+    for (const char *p = list; *p != '\0'; p++)
+        n += *p == ',';
+    char **out = common__xcalloc(n + 1, sizeof(*out));
+    char *copy = common__xstrdup(list), *save = NULL;
+    size_t i = 0;
+    for (char *e = strtok_r(copy, ",", &save); e != NULL; e = strtok_r(NULL, ",", &save))
+        out[i++] = common__xstrdup(e);
+    free(copy);
+    return out;
+}
+
 rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err)
 {
     if (opts == NULL || opts->addr == NULL || opts->addr[0] == '\0') {
@@ -619,6 +682,22 @@ rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err)
     srv->max_age_ms = opts->max_connection_age_ms;
     srv->max_age_grace_ms = opts->max_connection_grace_ms > 0 ? opts->max_connection_grace_ms
                                                               : RPC_DEFAULT_AGE_GRACE_MS;
+    if (opts->tls != NULL) {
+        if (opts->tls->ca_pem == NULL || opts->tls->cert_pem == NULL ||
+            opts->tls->key_pem == NULL) {
+            free(srv->addr);
+            free(srv->name);
+            free(srv);
+            err_set(err, ERR_INVALID, "rpc server TLS needs the CA, a certificate and its key");
+            return NULL;
+        }
+        srv->tls.ca_pem = common__xstrdup(opts->tls->ca_pem);
+        srv->tls.cert_pem = common__xstrdup(opts->tls->cert_pem);
+        srv->tls.key_pem = common__xstrdup(opts->tls->key_pem);
+    }
+    srv->user_callers = rpc_names_split(opts->user_callers != NULL && opts->user_callers[0] != '\0'
+                                            ? opts->user_callers
+                                            : RPC_DEFAULT_USER_CALLERS);
     srv->unknown.path = common__xstrdup("unknown");
     srv->unknown.duration = metrics_histogram("rpc_server_duration_seconds",
                                               "RPC latency by method, from arrival to answer sent",
@@ -752,7 +831,16 @@ int rpc_server_start(rpc_server_t *srv, err_t *err)
         return err_set(err, ERR_INVALID, "rpc server %s already started", srv->name);
     rpc__grpc_init();
     rpc_server_create_core(srv);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds;
+    if (srv->tls.ca_pem != NULL) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = srv->tls.key_pem,
+                                           .cert_chain = srv->tls.cert_pem};
+        creds = grpc_ssl_server_credentials_create_ex(
+            srv->tls.ca_pem, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY,
+            NULL);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
     srv->port = grpc_server_add_http2_port(srv->server, srv->addr, creds);
     grpc_server_credentials_release(creds);
     if (srv->port == 0) {
@@ -776,7 +864,8 @@ int rpc_server_start(rpc_server_t *srv, err_t *err)
     for (int s = 0; s < RPC_GENERIC_SLOTS; s++)
         rpc_slot_arm(srv, &srv->unknown);
     LOG_INFO("rpc server listening", LOG_STR("server", srv->name), LOG_STR("addr", srv->addr),
-             LOG_INT("port", srv->port), LOG_INT("workers", srv->workers));
+             LOG_INT("port", srv->port), LOG_INT("workers", srv->workers),
+             LOG_STR("transport", srv->tls.ca_pem != NULL ? "mtls" : "plaintext"));
     return 0;
 }
 
@@ -849,6 +938,14 @@ void rpc_server_free(rpc_server_t *srv)
     free(srv->services);
     free(srv->threads);
     free(srv->unknown.path);
+    for (char **c = srv->user_callers; c != NULL && *c != NULL; c++)
+        free(*c);
+    free(srv->user_callers);
+    if (srv->tls.key_pem != NULL)
+        memset((char *)srv->tls.key_pem, 0, strlen(srv->tls.key_pem));
+    free((char *)srv->tls.ca_pem);
+    free((char *)srv->tls.cert_pem);
+    free((char *)srv->tls.key_pem);
     free(srv->addr);
     free(srv->name);
     pthread_cond_destroy(&srv->cond);

@@ -36,11 +36,12 @@ typedef struct svc_common_cfg {
     int64_t saga_batch;
     const char *page_token_key;
     int64_t grpc_max_connection_age_ms;
+    const char *rpc_user_callers;
 } svc_common_cfg_t;
 
 /* The common settings table, with the service's default ports filled in. Loaded
  * settings point into the defaults, so the table lives as long as the settings. */
-#define SVC_N_COMMON 12
+#define SVC_N_COMMON 13
 typedef struct svc_common_table {
     char grpc_def[32];
     char admin_def[32];
@@ -52,6 +53,8 @@ struct svc {
     svc_common_table_t table;
     svc_common_cfg_t cfg;
     otel_cfg_t otel;
+    rpc_tls_cfg_t tls_cfg;
+    rpc_tls_t *tls;   /* NULL: GRPC_PLAINTEXT=true */
     char process[64]; /* "product-svc" */
     db_pool_t *pool;
     kfk_producer_t *producer;
@@ -79,6 +82,11 @@ kfk_producer_t *svc_producer(const svc_t *s)
 const page_key_t *svc_page_key(const svc_t *s)
 {
     return s->page_key;
+}
+
+const rpc_tls_t *svc_tls(const svc_t *s)
+{
+    return s->tls;
 }
 
 const svc_def_t *svc_def(const svc_t *s)
@@ -138,6 +146,9 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
         {"GRPC_MAX_CONNECTION_AGE", CFG_DURATION, 0, 86400000, "30s",
          offsetof(svc_common_cfg_t, grpc_max_connection_age_ms),
          "clients reconnect after this (0: never), so they find replicas added since"},
+        {"RPC_USER_CALLERS", CFG_STR, 1, 1024, "gateway",
+         offsetof(svc_common_cfg_t, rpc_user_callers),
+         "comma list of certificate CNs whose x-user-id / x-user-role are believed (TLS)"},
     };
     _Static_assert(sizeof(entries) == sizeof(t->entries), "SVC_N_COMMON is the table's size");
     memcpy(t->entries, entries, sizeof(entries));
@@ -147,7 +158,8 @@ static int load_common_config(svc_t *s, err_t *err)
 {
     common_table_init(&s->table, s->def);
     if (cfg_load(s->table.entries, SVC_N_COMMON, &s->cfg, err) < 0 ||
-        cfg_load(otel_cfg_table, otel_cfg_n, &s->otel, err) < 0)
+        cfg_load(otel_cfg_table, otel_cfg_n, &s->otel, err) < 0 ||
+        cfg_load(rpc_tls_cfg_table, rpc_tls_cfg_n, &s->tls_cfg, err) < 0)
         return err->code;
     log_level_t level;
     if (log_level_parse(s->cfg.log_level, &level) < 0)
@@ -161,10 +173,13 @@ static int load_common_config(svc_t *s, err_t *err)
         return err_set(err, ERR_INVALID, "DATABASE_URL: %s", why.msg);
     if (kfk_brokers_check(s->cfg.kafka_brokers, &why) < 0)
         return err_set(err, ERR_INVALID, "KAFKA_BROKERS: %s", why.msg);
+    if (rpc_user_callers_check(s->cfg.rpc_user_callers, err) < 0)
+        return err->code;
     log_init(s->def->name, level);
     metrics_process_init(s->process);
     cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
     cfg_log(otel_cfg_table, otel_cfg_n, &s->otel);
+    cfg_log(rpc_tls_cfg_table, rpc_tls_cfg_n, &s->tls_cfg);
     if (s->def->config_table) {
         if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)
             return err->code;
@@ -289,6 +304,7 @@ static void stop(svc_t *s)
     admin_server_stop(s->admin);
     db_pool_free(s->pool);
     page_key_free(s->page_key);
+    rpc_tls_free(s->tls);
     otel_stop(); /* last: the drain above recorded spans too */
 }
 
@@ -311,6 +327,8 @@ static int print_help(const svc_def_t *def, const char *process)
     print_usage(stdout, def, process);
     printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
     int rc = cfg_usage_print(stdout, table.entries, SVC_N_COMMON);
+    printf("\ngRPC mutual TLS (docs/trust.md):\n");
+    rc |= cfg_usage_print(stdout, rpc_tls_cfg_table, rpc_tls_cfg_n);
     printf("\ntraces (OpenTelemetry's variables):\n");
     rc |= cfg_usage_print(stdout, otel_cfg_table, otel_cfg_n);
     if (def->n_config > 0) {
@@ -366,8 +384,12 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (load_common_config(&s, &err) < 0) {
+    /* The TLS files are read once, here; a command (shopctl's) serves no gRPC and
+     * opens no channel, so it does not need them. */
+    if (load_common_config(&s, &err) < 0 ||
+        (!command && rpc_tls_setup(&s.tls_cfg, &s.tls, &err) < 0)) {
         fprintf(stderr, "%s: %s\n", s.process, err.msg);
+        page_key_free(s.page_key);
         return 2;
     }
     char source[96];
@@ -386,7 +408,9 @@ int svc_main(const svc_def_t *def, int argc, char **argv)
                                  .name = s.process,
                                  .workers = (int)s.cfg.db_pool_size,
                                  .max_connection_age_ms = s.cfg.grpc_max_connection_age_ms,
-                                 .max_connection_grace_ms = s.cfg.shutdown_grace_ms},
+                                 .max_connection_grace_ms = s.cfg.shutdown_grace_ms,
+                                 .tls = s.tls,
+                                 .user_callers = s.cfg.rpc_user_callers},
             &err);
         if (!s.rpc)
             goto fail;

@@ -63,8 +63,16 @@ upstream_env() {
 # another one issued (SCALE=N, restarts).
 page_token_key_file() { stack_secret_file "page-token-key-$1" random_hex 32; }
 
+# tls_env PROGRAM: PROGRAM's gRPC identity (docs/trust.md) as NAME=value words for env(1):
+# the stack CA and PROGRAM's certificate and key, made first if needed (pki_cert).
+tls_env() {
+    pki_cert "$1" >/dev/null || die "$1: cannot make its certificate (deploy/pki.sh)"
+    printf '%s\n' "TLS_CA_FILE=$(tls_ca_file)" "TLS_CERT_FILE=$(tls_cert_file "$1")" \
+        "TLS_KEY_FILE=$(tls_key_file "$1")"
+}
+
 instance_start() { # instance_start SVC K
-    local svc=$1 k=$2 name bin pidfile extra ups prog=${FLEET_PROGRAM[$1]}
+    local svc=$1 k=$2 name bin pidfile extra ups tls prog=${FLEET_PROGRAM[$1]}
     name=$(instance_name "$svc" "$k")
     bin=$(program_bin "$prog")
     [ -n "$bin" ] || die "$name: $prog is not built in $BIN_DIR (make release)"
@@ -74,7 +82,8 @@ instance_start() { # instance_start SVC K
         log "$name: starting (gRPC 127.0.0.1:$(grpc_port "$svc" "$k"), admin 127.0.0.1:$(admin_port "$svc" "$k"))"
         mapfile -t extra < <(program_env "$(env_prefix "$prog")")
         mapfile -t ups < <(upstream_env "$svc")
-        env -u PAGE_TOKEN_KEY GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
+        mapfile -t tls < <(tls_env "$prog")
+        env -u PAGE_TOKEN_KEY "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL="$(db_url "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
             KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
@@ -102,7 +111,7 @@ service_down() {
 jwt_secret_file() { stack_secret_file jwt-secret random_b64 48; }
 
 gateway_start() {
-    local bin pidfile="$RUNDIR/gateway.pid" extra ups
+    local bin pidfile="$RUNDIR/gateway.pid" extra ups tls
     bin=$(program_bin gateway)
     [ -n "$bin" ] || die "gateway is not built in $BIN_DIR (make release)"
     if ! pid_alive "$pidfile" "$bin"; then
@@ -110,7 +119,8 @@ gateway_start() {
         log "gateway: starting on http://127.0.0.1:$GATEWAY_PORT"
         mapfile -t extra < <(program_env GATEWAY)
         mapfile -t ups < <(upstream_env gateway)
-        env -u JWT_SECRET GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+        mapfile -t tls < <(tls_env gateway)
+        env -u JWT_SECRET "${tls[@]}" GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
             "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
         echo $! >"$pidfile"

@@ -34,6 +34,14 @@ unset here_ part_
 
 # ---- the whole stack ----
 
+# Every program's certificate (deploy/pki.sh), made or renewed when needed.
+pki_up() {
+    local p
+    for p in "${FLEET_PROGRAMS[@]}"; do
+        pki_cert "$p" >/dev/null || die "cannot make the certificate of $p (deploy/pki.sh)"
+    done
+}
+
 stack_env() {
     local svc
     echo "STACK_PROFILE=$STACK_PROFILE"
@@ -49,6 +57,13 @@ stack_env() {
     echo "OTEL_EXPORTER_OTLP_ENDPOINT=$(otlp_endpoint)"
     echo "TRACE_QUERY_URL=$(trace_query_url)"
     echo "TRACE_UI_URL=http://127.0.0.1:$JAEGER_QUERY_PORT"
+    # The gRPC identities (docs/trust.md), made by `up` in every profile: the test
+    # profile runs no program, but its suites start them and speak as the gateway.
+    echo "TLS_CA_FILE=$PKI_DIR/ca.crt"
+    for svc in "${SERVICES[@]}" gateway; do
+        echo "${svc^^}_TLS_CERT_FILE=$(tls_cert_file "${FLEET_PROGRAM[$svc]}")"
+        echo "${svc^^}_TLS_KEY_FILE=$(tls_key_file "${FLEET_PROGRAM[$svc]}")"
+    done
     [ "$STACK_PROFILE" != dev ] || echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
     if ((FLEET)); then
         echo "GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT"
@@ -72,6 +87,7 @@ up() {
     redis_up
     kafka_up
     jaeger_up
+    pki_up
     if ((FLEET)) && [ "$prev" != "$N_INST" ]; then
         # Programs take their upstream lists at start (fleet.conf): a new SCALE
         # restarts the programs (each drains on SIGTERM) so every list names every instance.

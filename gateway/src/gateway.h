@@ -49,7 +49,8 @@ typedef struct gateway_config {
     const char *trusted_proxies;
     const char *cors_allowed_origins; /* comma list; "" = no CORS */
     const char *log_level;
-    otel_cfg_t otel; /* OTEL_* (otel.h) */
+    otel_cfg_t otel;   /* OTEL_* (otel.h) */
+    rpc_tls_cfg_t tls; /* TLS_*, GRPC_PLAINTEXT (rpc.h) */
 } gateway_config_t;
 
 typedef struct gateway {
@@ -60,6 +61,7 @@ typedef struct gateway {
     session_store_t *sessions;
     auth_t *auth;                        /* the policy over keys, sessions and the user budget */
     rpc_channel_t *upstream[UPSTREAM_N]; /* by upstream_id_t */
+    rpc_tls_t *tls;                      /* the gateway's identity; NULL: plaintext */
 } gateway_t;
 
 #endif

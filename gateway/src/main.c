@@ -137,7 +137,8 @@ out:
 static int load_config(gateway_config_t *c, err_t *err)
 {
     if (cfg_load(config_table, N_CONFIG, c, err) < 0 ||
-        cfg_load(otel_cfg_table, otel_cfg_n, &c->otel, err) < 0)
+        cfg_load(otel_cfg_table, otel_cfg_n, &c->otel, err) < 0 ||
+        cfg_load(rpc_tls_cfg_table, rpc_tls_cfg_n, &c->tls, err) < 0)
         return err->code;
     log_level_t level;
     if (log_level_parse(c->log_level, &level) < 0)
@@ -149,6 +150,7 @@ static int load_config(gateway_config_t *c, err_t *err)
     metrics_process_init("gateway");
     cfg_log(config_table, N_CONFIG, c);
     cfg_log(otel_cfg_table, otel_cfg_n, &c->otel);
+    cfg_log(rpc_tls_cfg_table, rpc_tls_cfg_n, &c->tls);
     return 0;
 }
 
@@ -170,7 +172,10 @@ static int gateway_open(gateway_t *g, const gateway_config_t *c, err_t *err)
                                       .redis_prefix = c->redis_prefix,
                                       .user_request_limit = c->user_request_limit,
                                       .user_window_ms = c->user_window_ms});
-    return upstream_open(g->upstream, c->upstream_addr, err);
+    /* The TLS files are read once, here: a missing or bad one is a bad setting. */
+    if (rpc_tls_setup(&c->tls, &g->tls, err) < 0)
+        return err->code;
+    return upstream_open(g->upstream, c->upstream_addr, g->tls, err);
 }
 
 static void gateway_close(gateway_t *g)
@@ -181,6 +186,7 @@ static void gateway_close(gateway_t *g)
     redis_pool_free(g->redis);
     jwt_keys_free(g->keys);
     forwarded_trust_free(g->proxies);
+    rpc_tls_free(g->tls);
 }
 
 static void print_usage(FILE *out)
@@ -196,6 +202,8 @@ static int print_help(void)
     print_usage(stdout);
     printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
     int rc = cfg_usage_print(stdout, config_table, N_CONFIG);
+    printf("\ngRPC mutual TLS, towards the services (docs/trust.md):\n");
+    rc |= cfg_usage_print(stdout, rpc_tls_cfg_table, rpc_tls_cfg_n);
     printf("\ntraces (OpenTelemetry's variables):\n");
     rc |= cfg_usage_print(stdout, otel_cfg_table, otel_cfg_n);
     return rc == 0 && fflush(stdout) == 0 ? 0 : 1;

@@ -15,10 +15,11 @@ const upstream_def_t upstream_defs[UPSTREAM_N] = {
 #undef UPSTREAM__DEF
 };
 
-int upstream_open(rpc_channel_t *out[UPSTREAM_N], const char *const addrs[UPSTREAM_N], err_t *err)
+int upstream_open(rpc_channel_t *out[UPSTREAM_N], const char *const addrs[UPSTREAM_N],
+                  const rpc_tls_t *tls, err_t *err)
 {
     for (size_t i = 0; i < UPSTREAM_N; i++)
-        if ((out[i] = rpc_channel_new(addrs[i], NULL, err)) == NULL)
+        if ((out[i] = rpc_channel_new(addrs[i], &(rpc_channel_opts_t){.tls = tls}, err)) == NULL)
             return err->code;
     return 0;
 }

@@ -43,9 +43,10 @@ typedef struct upstream_def {
 extern const upstream_def_t upstream_defs[UPSTREAM_N];
 
 /* upstream_open: a channel per row, to addrs[id] (the settings' values), into
- * out[id]. 0, or the first failure with err (channels opened so far stay in out
- * for upstream_close). */
-int upstream_open(rpc_channel_t *out[UPSTREAM_N], const char *const addrs[UPSTREAM_N], err_t *err);
+ * out[id], with the gateway's mutual TLS (NULL: plaintext). 0, or the first failure
+ * with err (channels opened so far stay in out for upstream_close). */
+int upstream_open(rpc_channel_t *out[UPSTREAM_N], const char *const addrs[UPSTREAM_N],
+                  const rpc_tls_t *tls, err_t *err);
 
 /* upstream_close: frees every channel of ch (NULL entries accepted). */
 void upstream_close(rpc_channel_t *ch[UPSTREAM_N]);

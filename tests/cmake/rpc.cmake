@@ -22,6 +22,14 @@ shop_test(test_rpc_client
     LABELS "integration;common")
 target_include_directories(test_rpc_client PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/unit/common")
 
+# Mutual TLS and the x-user-* gate (issue 20): certificates made by deploy/pki.sh in a
+# temporary directory; the C channel and python3-grpcio as clients.
+shop_test(test_rpc_tls
+    SOURCES integration/common/test_rpc_tls.c
+    LIBS rpc_echo
+    LABELS "integration;common")
+target_compile_definitions(test_rpc_tls PRIVATE PKI_SH="${CMAKE_SOURCE_DIR}/deploy/pki.sh")
+
 # The operator's gRPC tooling (issue 19): grpcurl (built once from the Go module proxy
 # into ~/.cache/shop-fleet/tools) with the build's descriptor set proto/shop.protoset
 # against the real product-svc: list, describe, Health/Check, JSON calls, and the

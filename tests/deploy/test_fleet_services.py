@@ -6,7 +6,9 @@
 For each service row of deploy/fleet.conf, against the test stack (its
 <NAME>_DATABASE_URL and KAFKA_BROKERS): --help exits 0 and names the common
 settings; started, it migrates its database, /healthz answers at once and /readyz
-turns 200; gRPC Health/Check (a real grpcio client) answers SERVING; /metrics is
+turns 200; gRPC Health/Check (a real grpcio client with the gateway's certificate:
+mutual TLS, each service with its own from the stack) answers SERVING, and a client
+without a certificate is refused; /metrics is
 Prometheus text; SIGTERM drains it to exit status 0. A service added to the
 manifest is covered here without a line of its own.
 """
@@ -25,6 +27,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fleet  # noqa: E402
 
 import grpc  # noqa: E402  (Debian's python3-grpcio)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from grpc_support import tls_credentials  # noqa: E402
 
 SERVING = b"\x08\x01"  # grpc.health.v1.HealthCheckResponse{status: SERVING}
 BINARIES = {}
@@ -54,7 +59,9 @@ class ServiceContract(unittest.TestCase):
         env.update({"DATABASE_URL": os.environ[svc.name.upper() + "_DATABASE_URL"],
                     "GRPC_ADDR": "127.0.0.1:%d" % grpc_port,
                     "ADMIN_ADDR": "127.0.0.1:%d" % admin_port,
-                    "PAGE_TOKEN_KEY": secrets.token_hex(32), "LOG_LEVEL": "warn"})
+                    "PAGE_TOKEN_KEY": secrets.token_hex(32), "LOG_LEVEL": "warn",
+                    "TLS_CERT_FILE": os.environ[svc.name.upper() + "_TLS_CERT_FILE"],
+                    "TLS_KEY_FILE": os.environ[svc.name.upper() + "_TLS_KEY_FILE"]})
         for up in svc.upstreams:  # not called here: readiness does not depend on them
             env[up.upper() + "_ADDR"] = "127.0.0.1:%d" % free_port()
 
@@ -75,9 +82,14 @@ class ServiceContract(unittest.TestCase):
                 time.sleep(0.2)
             self.assertEqual(status, 200, "%s never became ready" % svc.program)
             self.assertEqual(http_get(admin_port, "/healthz")[0], 200)
-            with grpc.insecure_channel("127.0.0.1:%d" % grpc_port) as ch:
+            target = "127.0.0.1:%d" % grpc_port
+            with grpc.secure_channel(target, tls_credentials("gateway")) as ch:
                 check = ch.unary_unary("/grpc.health.v1.Health/Check")
                 self.assertEqual(check(b"", timeout=10), SERVING)
+            with grpc.insecure_channel(target) as ch:
+                with self.assertRaises(grpc.RpcError) as cm:
+                    ch.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=5)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
             status, text = http_get(admin_port, "/metrics")
             self.assertEqual(status, 200)
             self.assertIn("# TYPE ", text)

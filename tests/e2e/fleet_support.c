@@ -30,12 +30,7 @@ const fs_who_t fs_admin = {"00000000-0000-7000-8000-0000000000ad", "admin"};
 
 static rpc_channel_t *fs_channel(int port)
 {
-    err_t err = ERR_INIT;
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    rpc_channel_t *ch = rpc_channel_new(target, NULL, &err);
-    ck_assert_msg(ch, "%s", err.msg);
-    return ch;
+    return svc_channel(port);
 }
 
 static db_pool_t *fs_pool(const char *env)

@@ -4,7 +4,10 @@ tests/integration/common/rpc_client.py).
 - The protobuf wire format, just enough to build and read the test messages by hand,
   for the scripts that need nothing but grpcio.
 - ServiceProcess: a real service binary (product-svc, user-svc, order-svc) as a child
-  process against the test stack, gRPC on a port it picks.
+  process against the test stack, gRPC on a port it picks, with the stack's
+  certificate of its program (mutual TLS, docs/trust.md).
+- tls_channel / tls_env: channels and program settings with the stack's certificates
+  (TLS_CA_FILE, <SVC>_TLS_CERT_FILE, ... of `deploy/local/stack.sh env`).
 - RpcTestCase: unittest assertions on a call's gRPC status and field violations.
 - Page tokens (page_tokens.py, re-exported): forged ones, MAC'd ones under the tests'
   own PAGE_TOKEN_KEY; and the check that no database text reaches a client.
@@ -34,6 +37,58 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 # gRPC's rich error model: a serialized google.rpc.Status in this trailer.
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 BAD_REQUEST_TYPE_URL = "type.googleapis.com/google.rpc.BadRequest"
+
+# --- mutual TLS --------------------------------------------------------------------
+
+def _stack_name(program):
+    """The short upper-case name the stack's env gives `program`'s certificate
+    (order-svc: ORDER, gateway: GATEWAY), or None for a program not of the fleet."""
+    if program == "gateway":
+        return "GATEWAY"
+    if re.fullmatch(r"[a-z0-9]+-svc", program):
+        return program[:-4].upper()
+    return None
+
+
+def plaintext():
+    """True when the environment opts out of TLS (GRPC_PLAINTEXT=true): the programs
+    started here inherit it and the channels made here are plaintext."""
+    return os.environ.get("GRPC_PLAINTEXT") == "true"
+
+
+def tls_files(program):
+    """(ca, cert, key): the stack's files of `program` (gateway, order-svc, ...)."""
+    short = _stack_name(program)
+    return (os.environ["TLS_CA_FILE"], os.environ[short + "_TLS_CERT_FILE"],
+            os.environ[short + "_TLS_KEY_FILE"])
+
+
+def tls_env(program):
+    """The settings that give `program` its identity: TLS_CA_FILE, TLS_CERT_FILE,
+    TLS_KEY_FILE (none when the program's name is not the fleet's)."""
+    if _stack_name(program) is None:
+        return {}
+    ca, cert, key = tls_files(program)
+    return {"TLS_CA_FILE": ca, "TLS_CERT_FILE": cert, "TLS_KEY_FILE": key}
+
+
+def tls_credentials(program="gateway"):
+    """grpc channel credentials presenting `program`'s certificate."""
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    ca, cert, key = tls_files(program)
+    return grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key),
+                                        certificate_chain=read(cert))
+
+
+def tls_channel(target, program="gateway"):
+    """A channel to target as `program` (the gateway by default: it may speak for a
+    user with x-user-*); plaintext under GRPC_PLAINTEXT=true. The caller closes it."""
+    if plaintext():
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, tls_credentials(program))
+
 
 # --- protobuf wire format --------------------------------------------------------
 
@@ -217,6 +272,7 @@ class ServiceProcess:
         full_env = dict(os.environ, DATABASE_URL=os.environ[db_env], GRPC_ADDR="127.0.0.1:0",
                         ADMIN_ADDR="127.0.0.1:%d" % self.admin_port, DB_POOL_SIZE="8",
                         SHUTDOWN_GRACE="5s", STARTUP_TIMEOUT="60s")
+        full_env.update(tls_env(os.path.basename(binary)))
         full_env.update(env)
         self.log = tempfile.NamedTemporaryFile(prefix=name + "-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([binary], env=full_env, stdout=self.log,
@@ -237,9 +293,10 @@ class ServiceProcess:
             time.sleep(0.05)
         raise RuntimeError("%s did not start:\n%s" % (self.name, self.logs()))
 
-    def channel(self):
-        """A new insecure channel to its gRPC port; the caller closes it."""
-        return grpc.insecure_channel("127.0.0.1:%d" % self.port)
+    def channel(self, program="gateway"):
+        """A new channel to its gRPC port, as `program` (tls_channel); the caller
+        closes it."""
+        return tls_channel("127.0.0.1:%d" % self.port, program)
 
     def logs(self):
         """Everything it has logged so far."""

@@ -4,6 +4,7 @@
 #include "svc_proc.h"
 
 #include <check.h>
+#include <ctype.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/rpc.h"
 
 extern char **environ;
 
@@ -26,6 +28,40 @@ const char *svc_env(const char *name)
         exit(EXIT_FAILURE);
     }
     return v;
+}
+
+/* The stack's variable <SVC>_<what> of the service `name` names ("order-svc-1" is
+ * ORDER_<what>), as "<var>=<value>" in out; "" when name is not "<svc>-svc...". */
+static void svc_tls_env(const char *name, const char *var, const char *what, char *out,
+                        size_t outsz)
+{
+    const char *end = strstr(name, "-svc");
+    char stack_var[64];
+    size_t n = end != NULL ? (size_t)(end - name) : 0;
+    out[0] = '\0';
+    if (n == 0 || n + strlen(what) + 2 > sizeof(stack_var))
+        return;
+    for (size_t i = 0; i < n; i++)
+        stack_var[i] = (char)toupper((unsigned char)name[i]);
+    snprintf(stack_var + n, sizeof(stack_var) - n, "_%s", what);
+    snprintf(out, outsz, "%s=%s", var, svc_env(stack_var));
+}
+
+struct rpc_channel *svc_channel(int port)
+{
+    static rpc_tls_t *gateway;
+    const char *plain = getenv("GRPC_PLAINTEXT");
+    err_t err = ERR_INIT;
+    if (gateway == NULL && !(plain && strcmp(plain, "true") == 0)) {
+        gateway = rpc_tls_load(svc_env("TLS_CA_FILE"), svc_env("GATEWAY_TLS_CERT_FILE"),
+                               svc_env("GATEWAY_TLS_KEY_FILE"), &err);
+        ck_assert_msg(gateway, "the gateway's certificate: %s", err.msg);
+    }
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+    rpc_channel_t *ch = rpc_channel_new(target, &(rpc_channel_opts_t){.tls = gateway}, &err);
+    ck_assert_msg(ch, "%s", err.msg);
+    return ch;
 }
 
 const char *svc_program(const char *name, const char *compiled)
@@ -160,13 +196,21 @@ static char **svc_proc_envp(const svc_proc_t *p)
     const char *fixed[] = {"GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "DB_POOL_SIZE=8",
                            "SHUTDOWN_GRACE=5s", "LOG_LEVEL=info"};
     const size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
-    const char *over[SVC_PROC_ENV_MAX + 8];
+    const char *over[SVC_PROC_ENV_MAX + 12];
     size_t n_over = 0, n_env = 0;
     for (size_t i = 0; i < n_fixed; i++)
         over[n_over++] = fixed[i];
-    char kafka[1100];
+    char kafka[1100], ca[1100], cert[1100], key[1100];
     snprintf(kafka, sizeof(kafka), "KAFKA_BROKERS=%s", svc_env("KAFKA_BROKERS"));
     over[n_over++] = kafka;
+    svc_tls_env(p->name, "TLS_CERT_FILE", "TLS_CERT_FILE", cert, sizeof(cert));
+    svc_tls_env(p->name, "TLS_KEY_FILE", "TLS_KEY_FILE", key, sizeof(key));
+    if (cert[0] != '\0') {
+        snprintf(ca, sizeof(ca), "TLS_CA_FILE=%s", svc_env("TLS_CA_FILE"));
+        over[n_over++] = ca;
+        over[n_over++] = cert;
+        over[n_over++] = key;
+    }
     for (size_t i = 0; p->env[i]; i++)
         over[n_over++] = p->env[i];
     while (environ[n_env])

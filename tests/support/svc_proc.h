@@ -29,7 +29,9 @@ typedef struct svc_proc {
 
 /* svc_proc_start: runs `binary` with GRPC_ADDR and ADMIN_ADDR on free ports of its
  * choosing, DB_POOL_SIZE=8, SHUTDOWN_GRACE=5s, LOG_LEVEL=info, the stack's
- * KAFKA_BROKERS and `env` (NULL-terminated "NAME=value" strings, copied, later ones
+ * KAFKA_BROKERS, the stack's certificate of the program `name` begins with
+ * (TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE from TLS_CA_FILE and
+ * <SVC>_TLS_CERT_FILE / <SVC>_TLS_KEY_FILE: "order-svc-1" is ORDER's) and `env` (NULL-terminated "NAME=value" strings, copied, later ones
  * win over these defaults; at most SVC_PROC_ENV_MAX), and waits until it serves gRPC
  * and its saga consumer holds partitions. 0, or -1 with a message on stderr. The
  * child gets SIGTERM if the test process dies, so a crashed run leaves no member in
@@ -84,5 +86,12 @@ const char *svc_env(const char *name);
  * set and not empty (e.g. ORDER_SVC_PROGRAM=<a peer implementation>, bench/peers),
  * else `compiled` (the build's binary). */
 const char *svc_program(const char *name, const char *compiled);
+
+/* svc_channel: a channel to 127.0.0.1:port that speaks as the gateway (mutual TLS
+ * with the stack's GATEWAY_TLS_CERT_FILE / GATEWAY_TLS_KEY_FILE and TLS_CA_FILE), as
+ * tests calling a service for a user must; plaintext when the environment says
+ * GRPC_PLAINTEXT=true (the services started here then inherit it). Fails the test
+ * when the channel cannot be made; exits when the stack's variables are unset. */
+struct rpc_channel *svc_channel(int port);
 
 #endif

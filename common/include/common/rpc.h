@@ -51,9 +51,27 @@
  * unary, always carry a deadline, wait for the peer to become ready within that
  * deadline, and are balanced round_robin over every address of the target.
  *
- * Metadata from the gateway (x-request-id, traceparent, x-user-id, x-user-role) is
- * trusted only because services listen on the fleet's private network; services
- * still check ownership themselves (docs/architecture.md §2).
+ * Mutual TLS (docs/trust.md). A server given rpc_tls_t answers only clients whose
+ * certificate the CA signed (the handshake fails for a client without one, with
+ * one from another CA, or speaking plaintext), and a channel given one presents
+ * its program's certificate and checks the server's against the CA and the target's
+ * host name. A peer is known by its certificate's CN (rpc_call_peer), which is
+ * the program's name: gateway, order-svc, product-svc, user-svc.
+ *
+ * The x-user-* gate. Metadata from the gateway (x-request-id, traceparent, x-user-id,
+ * x-user-role) says for whom a call is made. A TLS server believes x-user-id and
+ * x-user-role only from the peers named in user_callers (default "gateway"): a
+ * call carrying either from any other peer is answered PERMISSION_DENIED before its
+ * handler runs (logged at warn, counted like any other status). Calls without
+ * x-user-* from other fleet certificates are served (order-svc → product-svc).
+ * Without TLS (GRPC_PLAINTEXT=true, or in-process tests) there is no peer identity
+ * and any caller may speak for any user. Services still check ownership themselves
+ * (docs/architecture.md §2).
+ *
+ * Health/Check is served on the gRPC port like every method, so over TLS a probe
+ * needs a certificate from the CA (grpcurl -cacert ca.crt -cert c.crt -key c.key);
+ * orchestrators probe the admin HTTP port's /healthz and /readyz instead (admin.h),
+ * which stay plain HTTP.
  *
  * gRPC itself is initialised by the first server or channel and shut down with the
  * last one, so a process that frees everything leaves nothing behind. Host names
@@ -70,6 +88,7 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "common/config.h"
 #include "common/err.h"
 
 typedef struct rpc_server rpc_server_t;
@@ -82,6 +101,51 @@ typedef struct rpc_metadata {
     const char *key;
     const char *value;
 } rpc_metadata_t;
+
+/* ------------------------------------------------------------------- tls ---- */
+
+/* The PEM texts of mutual TLS, for a server and the channels of one program: the
+ * CA that signs every peer's certificate, and the program's own certificate and
+ * private key (its identity, both as a server and as a client). */
+typedef struct rpc_tls {
+    const char *ca_pem;
+    const char *cert_pem;
+    const char *key_pem;
+    const char *name; /* the certificate's CN, for log lines (rpc_tls_load fills it) */
+} rpc_tls_t;
+
+/* rpc_tls_load: reads the three PEM files once and checks them: the CA parses, the
+ * certificate parses, the CA signed it, and the key is the certificate's. Returns
+ * an owned rpc_tls_t (rpc_tls_free), or NULL with err (ERR_INVALID) naming the
+ * variable of the file at fault (TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE). */
+rpc_tls_t *rpc_tls_load(const char *ca_file, const char *cert_file, const char *key_file,
+                        err_t *err);
+
+/* rpc_tls_free: frees what rpc_tls_load returned; NULL is accepted. */
+void rpc_tls_free(rpc_tls_t *tls);
+
+/* The settings every program that speaks gRPC reads (config.h), in rpc_tls_cfg_table:
+ * TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE, GRPC_PLAINTEXT. */
+typedef struct rpc_tls_cfg {
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+    bool plaintext;
+} rpc_tls_cfg_t;
+
+extern const cfg_entry_t rpc_tls_cfg_table[];
+extern const size_t rpc_tls_cfg_n;
+
+/* rpc_tls_setup: the program's TLS from its settings. Returns 0 with *out owned
+ * (rpc_tls_free) when the three files are set and good, or 0 with *out NULL when
+ * GRPC_PLAINTEXT=true (logged once at warn: any caller may speak for any user);
+ * otherwise ERR_INVALID with a message naming the variables (the program refuses to
+ * start). */
+int rpc_tls_setup(const rpc_tls_cfg_t *cfg, rpc_tls_t **out, err_t *err);
+
+/* rpc_user_callers_check: 0 when `list` is a comma list of certificate CNs
+ * ([A-Za-z0-9._-]+ each), else ERR_INVALID naming RPC_USER_CALLERS. */
+int rpc_user_callers_check(const char *list, err_t *err);
 
 /* ---------------------------------------------------------------- server ---- */
 
@@ -96,6 +160,11 @@ typedef struct rpc_server_opts {
      * again, so replicas added behind that name get calls. 0 → never. */
     int64_t max_connection_age_ms;
     int64_t max_connection_grace_ms; /* 0 → 10 s */
+    /* Mutual TLS (copied); NULL: plaintext, any client, no peer identity. */
+    const rpc_tls_t *tls;
+    /* Comma list of certificate CNs whose x-user-* metadata is believed (TLS only);
+     * NULL or "" → "gateway". */
+    const char *user_callers;
 } rpc_server_opts_t;
 
 /* rpc_server_new: a server that is not yet listening. The options are copied.
@@ -112,7 +181,7 @@ rpc_server_t *rpc_server_new(const rpc_server_opts_t *opts, err_t *err);
  * service of that name was already added. */
 int rpc_server_add_service(rpc_server_t *srv, ProtobufCService *service, void *ctx);
 
-/* rpc_server_start: binds the address and starts the workers. The server reports
+/* rpc_server_start: binds the address (with TLS when opts->tls) and starts the workers. The server reports
  * SERVING until rpc_server_set_serving(srv, false). Returns 0, ERR_UNAVAILABLE when
  * the address cannot be bound (also when another process holds the port), or
  * ERR_INVALID when called twice. Once only. */
@@ -163,6 +232,11 @@ const char *rpc_call_user_role(const rpc_call_t *call);
 
 /* rpc_call_is_admin: true when x-user-role is "admin" (the gateway's word for it). */
 bool rpc_call_is_admin(const rpc_call_t *call);
+
+/* rpc_call_peer: the CN of the caller's certificate ("gateway", "order-svc"), or NULL
+ * on a plaintext server. x-user-id / x-user-role reach a handler only from a peer
+ * in the server's user_callers (or on a plaintext server). */
+const char *rpc_call_peer(rpc_call_t *call);
 
 /* rpc_call_remaining_ms: milliseconds left before the caller's deadline (negative
  * once past; INT64_MAX when the caller set none). */
@@ -323,8 +397,11 @@ size_t rpc_context_metadata(const rpc_context_t *ctx, rpc_metadata_t md[RPC_CONT
 const char *rpc_call_next_traceparent(rpc_call_t *call);
 
 /* rpc_call_forward: the metadata for a call made on behalf of this call: the
- * caller's request id, user id and role, and rpc_call_next_traceparent. Returns
- * how many entries of md it filled; they live as long as the call's arena. */
+ * caller's request id and rpc_call_next_traceparent. Not x-user-id / x-user-role:
+ * only the gateway speaks for a user (a TLS server refuses them from any other peer
+ * unless RPC_USER_CALLERS names it), so a service calls the next one on its own
+ * account. Returns how many entries of md it filled; they live as long as the
+ * call's arena. */
 size_t rpc_call_forward(rpc_call_t *call, rpc_metadata_t md[RPC_CONTEXT_MD_MAX]);
 
 /* ---------------------------------------------------------------- client ---- */
@@ -333,6 +410,10 @@ typedef struct rpc_channel_opts {
     int max_message_bytes;        /* each way; 0 → 4 MiB */
     int keepalive_ms;             /* ping an idle connection this often; 0 → 30 s */
     int max_reconnect_backoff_ms; /* cap between reconnection attempts; 0 → 5 s */
+    /* Mutual TLS (copied): the program's certificate is presented and the server's
+     * is checked against the CA and the target's host name (for a list, its first
+     * host as written). NULL: plaintext. */
+    const rpc_tls_t *tls;
 } rpc_channel_opts_t;
 
 /* rpc_channel_new: a channel to `target`, connected lazily:
@@ -362,8 +443,10 @@ void rpc_channel_free(rpc_channel_t *ch);
  * err->fields decoded from the BadRequest of "grpc-status-details-bin". err->for_client is true only for
  * codes the gRPC library never produces by itself (INVALID_ARGUMENT, NOT_FOUND,
  * ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, DATA_LOSS, and, as our
- * channels carry no credentials, PERMISSION_DENIED and UNAUTHENTICATED): those were
- * sent by the peer's handler, through its own rpc_call_fail. The rest may be the
+ * channels carry no call credentials, PERMISSION_DENIED and UNAUTHENTICATED): those
+ * were sent by the peer's handler, through its own rpc_call_fail, or by its x-user-*
+ * gate. A TLS handshake that fails (wrong CA, no certificate, plaintext against TLS)
+ * is a peer never reached: ERR_UNAVAILABLE at the deadline. The rest may be the
  * library's own text ("failed to connect to all addresses; ...") and stay for the
  * log. A peer that never became reachable before the deadline is ERR_UNAVAILABLE;
  * one that was reached but did not answer in time is ERR_TIMEOUT. Thread-safe; `a` must not be used by another

@@ -32,6 +32,12 @@
  *                     hex or base64, the same on every instance of the service. Unset:
  *                     a random key per process, with a warning (tokens then fail on
  *                     the other instances and after a restart)
+ *   TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE   the program's mutual TLS (rpc.h,
+ *                     docs/trust.md): the CA and the service's own certificate and key,
+ *                     for its gRPC server and its channels; read and checked once
+ *   GRPC_PLAINTEXT    true: no TLS (any caller may speak for any user); without it and
+ *                     without the three files the service refuses to start (exit 2)
+ *   RPC_USER_CALLERS  certificate CNs whose x-user-* metadata is believed (gateway)
  */
 #ifndef COMMON_SVC_H
 #define COMMON_SVC_H
@@ -99,6 +105,9 @@ kfk_producer_t *svc_producer(const svc_t *s);
 /* svc_page_key: the key of the service's page tokens (PAGE_TOKEN_KEY), set before the
  * gRPC server starts. */
 const page_key_t *svc_page_key(const svc_t *s);
+/* svc_tls: the service's mutual TLS for the channels it opens (rpc_channel_opts_t.tls),
+ * or NULL with GRPC_PLAINTEXT=true. Set before the init hook runs. */
+const struct rpc_tls *svc_tls(const svc_t *s);
 const svc_def_t *svc_def(const svc_t *s);
 void *svc_config(const svc_t *s);
 

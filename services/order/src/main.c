@@ -51,7 +51,8 @@ static const cfg_entry_t order_cfg_table[] = {
 static int order_init(svc_t *s, err_t *err)
 {
     order_ctx.cfg = &order_cfg;
-    order_ctx.product = rpc_channel_new(order_cfg.product_addr, NULL, err);
+    order_ctx.product =
+        rpc_channel_new(order_cfg.product_addr, &(rpc_channel_opts_t){.tls = svc_tls(s)}, err);
     if (!order_ctx.product)
         return err->code;
     order_ctx.sweeper = order_sweeper_start(svc_pool(s), &order_cfg, err);

@@ -6,7 +6,9 @@
 The services and the gateway run as child processes on free 127.0.0.1 ports, each
 given its upstreams as deploy/fleet.conf says, against the test stack (each
 service's <NAME>_DATABASE_URL, KAFKA_BROKERS,
-REDIS_URL from the environment), the services with one random PAGE_TOKEN_KEY. The
+REDIS_URL from the environment), each program with its own certificate of the test
+stack (TLS_CA_FILE, <NAME>_TLS_CERT_FILE, <NAME>_TLS_KEY_FILE: mutual TLS on every gRPC
+port, docs/trust.md), the services with one random PAGE_TOKEN_KEY. The
 gateway gets a random HS256 secret and a Redis key prefix of its own, so runs never
 see each other's sessions or rate limit counters; stop() deletes the prefix's keys. Only the standard library is
 used: HTTP through http.client.
@@ -128,8 +130,9 @@ class FleetStack:
         self.grpc = {svc: free_port() for svc in SERVICES}
         self.admin = {svc: free_port() for svc in SERVICES}  # /metrics, /readyz
         self.gateways = []
-        for var in [svc.upper() + "_DATABASE_URL" for svc in SERVICES] + ["KAFKA_BROKERS",
-                                                                           "REDIS_URL"]:
+        for var in ([svc.upper() + "_DATABASE_URL" for svc in SERVICES] +
+                    [name.upper() + "_TLS_CERT_FILE" for name in FLEET] +
+                    ["KAFKA_BROKERS", "REDIS_URL", "TLS_CA_FILE"]):
             if not os.environ.get(var):
                 raise SystemExit("%s is not set: run with the test stack's env" % var)
 
@@ -149,8 +152,16 @@ class FleetStack:
             "LOG_LEVEL": "warn",
             "PAGE_TOKEN_KEY": self.page_token_key,
         })
+        env.update(self.tls(svc))
         env.update(self._upstreams(svc))
         return env
+
+    @staticmethod
+    def tls(name):
+        """The settings of NAME's gRPC identity (its row of deploy/fleet.conf)."""
+        return {"TLS_CA_FILE": os.environ["TLS_CA_FILE"],
+                "TLS_CERT_FILE": os.environ[name.upper() + "_TLS_CERT_FILE"],
+                "TLS_KEY_FILE": os.environ[name.upper() + "_TLS_KEY_FILE"]}
 
     def _upstreams(self, name):
         """<UPSTREAM>_ADDR of each upstream of NAME in deploy/fleet.conf."""
@@ -179,6 +190,7 @@ class FleetStack:
             "LOG_LEVEL": "info",
             "HTTP_THREADS": "2",
         })
+        env.update(self.tls("gateway"))
         env.update(self._upstreams("gateway"))
         env.update({k: str(v) for k, v in overrides.items()})
         proc = self._spawn(name, [self.bins["gateway"]], env)

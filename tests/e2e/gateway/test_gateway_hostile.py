@@ -305,6 +305,22 @@ class Configuration(unittest.TestCase):
         self.run_prog(gw, {"REDIS_URL": "redis://:secret-pw@127.0.0.1:xx"}, "REDIS_URL")
         self.run_prog(gw, {"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES")
 
+    def test_without_tls_files_or_plaintext_opt_out_programs_refuse_to_start(self):
+        # Neither the three files nor GRPC_PLAINTEXT=true: the message names them all.
+        none = {"TLS_CA_FILE": "", "TLS_CERT_FILE": "", "TLS_KEY_FILE": "",
+                "GRPC_PLAINTEXT": "false"}
+        for name in ("user", "gateway"):
+            with self.subTest(program=name):
+                for var in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE", "GRPC_PLAINTEXT"):
+                    self.run_prog(STACK.bins[name], none, var)
+                # A file that is not there, a key of another program's certificate.
+                tls = STACK.tls(name)
+                self.run_prog(STACK.bins[name], dict(tls, TLS_CA_FILE="/nonexistent/ca.crt"),
+                              "/nonexistent/ca.crt")
+                other = STACK.tls("order")
+                self.run_prog(STACK.bins[name], dict(tls, TLS_KEY_FILE=other["TLS_KEY_FILE"]),
+                              "TLS_KEY_FILE")
+
 
 if __name__ == "__main__":
     main_for(globals())

@@ -290,7 +290,7 @@ class Cors(unittest.TestCase):
         for bad in ("shop.example", "https://shop.example/path", "ftp://x"):
             with self.subTest(origins=bad):
                 e = dict(os.environ, GATEWAY_ADDR="127.0.0.1:0", JWT_SECRET="s" * 40,
-                         CORS_ALLOWED_ORIGINS=bad)
+                         CORS_ALLOWED_ORIGINS=bad, **STACK.tls("gateway"))
                 p = subprocess.run([STACK.bins["gateway"]], env=e, capture_output=True,
                                    timeout=30)
                 self.assertEqual(p.returncode, 2, p.stderr[-300:])

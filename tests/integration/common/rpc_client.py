@@ -263,6 +263,47 @@ def s_status_server(ch, args):
         server.stop(grace=1).wait()
 
 
+def _tls_channel(port, pki, name=None):
+    """A channel to the server with the CA of pki and, when name is given, the
+    certificate pki/name.crt (as every python3-grpcio client of the fleet does)."""
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=read(os.path.join(pki, "ca.crt")),
+        private_key=read(os.path.join(pki, name + ".key")) if name else None,
+        certificate_chain=read(os.path.join(pki, name + ".crt")) if name else None)
+    return grpc.secure_channel("127.0.0.1:%s" % port, creds)
+
+
+def s_tls(ch, args):
+    """args: PORT PKI OTHER_PKI. The server holds user-svc's certificate of PKI."""
+    port, pki, other = args
+    user = (("x-user-id", "8a3f2c4e-0000-7000-8000-000000000001"), ("x-user-role", "customer"))
+    with _tls_channel(port, pki, "gateway") as gw:
+        f = decode(method(gw, "Echo")(f_str(1, "hi"), timeout=TIMEOUT_S, metadata=user))
+        check(field_str(f, 4) == user[0][1], "the gateway speaks for a user: %r" % f)
+        f = decode(gw.unary_unary(HEALTH_CHECK)(b"", timeout=TIMEOUT_S))
+        check(f.get(1) == [1], "Health/Check over mTLS is SERVING: %r" % f)
+    with _tls_channel(port, pki, "order-svc") as order:
+        decode(method(order, "Echo")(f_str(1, "no user"), timeout=TIMEOUT_S))
+        e = expect_error(method(order, "Echo"), f_str(1, "as a user"),
+                         grpc.StatusCode.PERMISSION_DENIED, metadata=user)
+        check("order-svc" in e.details(), "the refusal names the caller: %r" % e.details())
+    for what, channel in (("no certificate", _tls_channel(port, pki)),
+                          ("another CA's certificate", _tls_channel(port, other, "gateway")),
+                          ("plaintext", ch)):
+        try:
+            method(channel, "Echo")(f_str(1, "x"), timeout=3, metadata=user)
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.UNAVAILABLE,
+                  "%s: expected UNAVAILABLE, got %s" % (what, e.code()))
+        else:
+            raise AssertionError("%s: the call succeeded" % what)
+        if channel is not ch:
+            channel.close()
+
+
 SCENARIOS = {
     "echo": s_echo,
     "status": s_status,
@@ -275,6 +316,7 @@ SCENARIOS = {
     "shutdown": s_shutdown,
     "bad_request": s_bad_request,
     "status_server": s_status_server,
+    "tls": s_tls,
 }
 
 

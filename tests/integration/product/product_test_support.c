@@ -34,10 +34,7 @@ void pt_open(pt_t *t, const svc_proc_t *svc)
     *t = (pt_t){.a = arena_new(0)};
     t->db = db_pool_new(pt_env("PRODUCT_DATABASE_URL"), 2, &err);
     ck_assert_msg(t->db, "%s", err.msg);
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", svc->grpc_port);
-    t->ch = rpc_channel_new(target, NULL, &err);
-    ck_assert_msg(t->ch, "%s", err.msg);
+    t->ch = svc_channel(svc->grpc_port);
     const char *brokers = pt_env("KAFKA_BROKERS");
     t->producer = kfk_producer_new(brokers, "product-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);

@@ -6,12 +6,14 @@ service (README "Operations: call a service with grpcurl").
 
 Builds grpcurl (GRPCURL_VERSION, from the Go module proxy) once into
 ${XDG_CACHE_HOME:-$HOME/.cache}/shop-fleet/tools, starts the real product-svc against
-the test stack (PRODUCT_DATABASE_URL, KAFKA_BROKERS) and, with
-`grpcurl -plaintext -protoset PROTOSET` (the services serve no reflection): lists the
+the test stack (PRODUCT_DATABASE_URL, KAFKA_BROKERS, its certificate) and, with
+`grpcurl -cacert CA -cert GATEWAY.crt -key GATEWAY.key -protoset PROTOSET` (mutual TLS
+as the gateway, docs/trust.md; the services serve no reflection): lists the
 services, describes a method (its proto comment comes from the source info), calls
 grpc.health.v1.Health/Check, creates, reads and lists a product with JSON in and out,
 and sends an invalid request whose google.rpc.BadRequest grpcurl decodes from the
-grpc-status-details-bin trailer. The run's products (sku prefix TAG) are deleted at
+grpc-status-details-bin trailer. Without a certificate (-plaintext) grpcurl is refused,
+and x-user-* sent with order-svc's certificate is PERMISSION_DENIED. The run's products (sku prefix TAG) are deleted at
 the end (psql).
 """
 import json
@@ -23,7 +25,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
-from grpc_support import ServiceProcess, psql  # noqa: E402
+from grpc_support import ServiceProcess, psql, tls_files  # noqa: E402
 
 GRPCURL_VERSION = "v1.9.4"
 GRPCURL_MODULE = "github.com/fullstorydev/grpcurl"
@@ -79,11 +81,18 @@ def tearDownModule():
              "'{t}%'); DELETE FROM products WHERE sku LIKE '{t}%';".format(t=TAG))
 
 
-def grpcurl(*operands, flags=(), data=None):
-    """grpcurl -plaintext -protoset PROTOSET [flags] [-d data] ADDRESS operands (a
-    method, or `list` / `describe` and a symbol) against the service: the
-    CompletedProcess, stdout and stderr as text."""
-    cmd = [GRPCURL, "-plaintext", "-protoset", PROTOSET, "-max-time", "10"] + list(flags)
+def tls_flags(program):
+    """grpcurl's flags for mutual TLS as `program` (the stack's certificates)."""
+    ca, cert, key = tls_files(program)
+    return ["-cacert", ca, "-cert", cert, "-key", key]
+
+
+def grpcurl(*operands, flags=(), data=None, tls=None):
+    """grpcurl [TLS as the gateway] -protoset PROTOSET [flags] [-d data] ADDRESS
+    operands (a method, or `list` / `describe` and a symbol) against the service: the
+    CompletedProcess, stdout and stderr as text. tls: the flags of another identity."""
+    cmd = ([GRPCURL] + (tls if tls is not None else tls_flags("gateway")) +
+           ["-protoset", PROTOSET, "-max-time", "10"] + list(flags))
     if data is not None:
         cmd += ["-d", json.dumps(data)]
     cmd += ["127.0.0.1:%d" % SERVICE.port] + list(operands)
@@ -121,6 +130,31 @@ class GrpcurlTest(unittest.TestCase):
     def test_health_check_is_serving(self):
         out = self.ok("grpc.health.v1.Health/Check", data={})
         self.assertEqual(json.loads(out), {"status": "SERVING"})
+
+    def test_only_fleet_certificates_get_in_and_only_the_gateway_speaks_for_users(self):
+        out = grpcurl("grpc.health.v1.Health/Check", data={}, tls=["-plaintext"])
+        self.assertNotEqual(out.returncode, 0, out.stdout)
+        order = tls_flags("order-svc")
+        self.assertEqual(grpcurl("grpc.health.v1.Health/Check", data={}, tls=order).returncode,
+                         0)
+        out = grpcurl(SVC + "/ListProducts", flags=ADMIN, data={"limit": 1}, tls=order)
+        self.assertEqual(out.returncode, 64 + 7, out.stderr)  # PERMISSION_DENIED
+        self.assertIn("order-svc may not send x-user-*", out.stderr)
+
+    def test_rpc_user_callers_admits_a_configured_caller(self):
+        global SERVICE
+        default = SERVICE
+        SERVICE = ServiceProcess("product-svc", BINARY, "PRODUCT_DATABASE_URL",
+                                 die_with_parent=True, RPC_USER_CALLERS="gateway,order-svc")
+        try:
+            for program in ("order-svc", "gateway"):
+                out = grpcurl(SVC + "/ListProducts", flags=ADMIN, data={"limit": 1},
+                              tls=tls_flags(program))
+                self.assertEqual(out.returncode, 0, (program, out.stderr))
+            self.assertIn('"RPC_USER_CALLERS":"gateway,order-svc"', SERVICE.logs())
+        finally:
+            started, SERVICE = SERVICE, default
+            started.check_stop()
 
     def test_real_rpcs_take_and_give_json(self):
         sku = TAG + "-1"

@@ -32,13 +32,11 @@ static const char *ut_env(const char *name)
 void ut_open(ut_t *t, const svc_proc_t *svc)
 {
     err_t err = ERR_INIT;
-    char group[64], id[UUID_STR_LEN], target[64];
+    char group[64], id[UUID_STR_LEN];
     *t = (ut_t){.a = arena_new(0)};
     t->db = db_pool_new(ut_env("USER_DATABASE_URL"), 4, &err);
     ck_assert_msg(t->db, "%s", err.msg);
-    snprintf(target, sizeof(target), "127.0.0.1:%d", svc->grpc_port);
-    t->ch = rpc_channel_new(target, NULL, &err);
-    ck_assert_msg(t->ch, "%s", err.msg);
+    t->ch = svc_channel(svc->grpc_port);
     const char *brokers = ut_env("KAFKA_BROKERS");
     t->producer = kfk_producer_new(brokers, "user-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
