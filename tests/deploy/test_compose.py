@@ -92,7 +92,7 @@ SECRET_CONSUMERS = {"order-svc": "order-svc", "product-svc": "product-svc",
                     "user-svc": "user-svc", "gateway": "gateway",
                     "postgres-order": "postgres-order", "postgres-product": "postgres-product",
                     "postgres-user": "postgres-user", "redis": "redis", "kafka": "kafka",
-                    "kafka-init": "kafka-admin"}
+                    "kafka-init": "kafka-admin", "shopctl": "shopctl"}
 # What each consumer gets from the pki, and nothing more.
 PROGRAM_SECRETS = {"ca.crt", "tls.crt", "tls.key"}
 SECRET_FILES = {
@@ -105,6 +105,7 @@ SECRET_FILES = {
     "kafka": {"ca.crt", "server.pem", "admin-password", "admin.properties"},
     "kafka-admin": {"ca.crt", "admin.properties", "order-svc.password",
                     "product-svc.password", "user-svc.password"},
+    "shopctl": {"ca.crt", "kafka-password"},
 }
 # The uid each consumer's image runs as: the programs' (deploy/docker/Dockerfile), the
 # official postgres and redis images' (999) and apache/kafka's (1000), which the
@@ -654,6 +655,26 @@ class ComposeTest(unittest.TestCase):
         self.assertIsNone(urlsplit(gw["REDIS_URL"]).password)
         self.assertEqual(gw["REDIS_PASSWORD_FILE"], f"{SECRETS_MOUNT}/redis-password")
 
+    def test_shopctl_is_a_tool_run_as_the_kafka_admin(self):
+        """The DLQ tool reads every DLQ and replays into any topic, which no service's
+        ACLs allow: it runs on demand (profile tools) from a service image, as admin,
+        with the admin's password and the CA only."""
+        svc = self.services["shopctl"]
+        self.assertEqual(svc["profiles"], ["tools"])
+        self.assertEqual(svc["entrypoint"], ["/usr/local/bin/shopctl"])
+        stages = parse_dockerfile(os.path.join(ROOT, "deploy", "docker", "Dockerfile"))
+        copies = [exec_form(a)[-1] for a in instructions(stages, svc["build"]["target"], "COPY")]
+        self.assertIn("/usr/local/bin/shopctl", copies)
+        env = environment(svc)
+        self.assertEqual(env["KAFKA_USERNAME"], "admin")
+        self.assertEqual(env["KAFKA_PASSWORD_FILE"], f"{SECRETS_MOUNT}/kafka-password")
+        self.assertEqual(env["KAFKA_BROKERS"], environment(self.services["order-svc"])
+                         ["KAFKA_BROKERS"])
+        out = secrets_init_output()
+        with open(os.path.join(out, "shopctl", "kafka-password")) as f, \
+                open(os.path.join(out, "kafka", "admin-password")) as g:
+            self.assertEqual(f.read(), g.read())
+
     def test_kafka_acls_are_the_manifests(self):
         """kafka-init's ACLS lines: program, consumed topics, produced topic, exactly as
         deploy/fleet.conf says, for every program with a Kafka user."""
@@ -706,7 +727,8 @@ class ComposeTest(unittest.TestCase):
         one_shot = self.one_shot()
         for name, svc in self.services.items():
             with self.subTest(service=name):
-                if name in one_shot:
+                if name in one_shot or "tools" in (svc.get("profiles") or []):
+                    # run once (a dependency that exits, or a tool: `compose run`)
                     self.assertEqual(str(svc.get("restart", "no")), "no")
                     continue
                 self.assertIn(svc.get("restart"), ("unless-stopped", "always", "on-failure"))
