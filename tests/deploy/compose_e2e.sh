@@ -332,8 +332,15 @@ check_secrets() {
 # expect_out WHAT PATTERN OUTPUT: OUTPUT must match PATTERN (grep -E).
 expect_out() { grep -Eq "$2" <<<"$3" || die "$1: expected /$2/, got: $(tail -5 <<<"$3")"; }
 
+# check_refusals [positive]: with `positive` (the infra-only run, where no program
+# consumes), also write to topics order-svc may write and join its group, which in a
+# running fleet would feed the consumers a probe (a dead letter) and move the group's
+# offsets; with the programs running, their scenario shows what they may do.
 check_refusals() {
-    local svc out
+    local svc out topics=payment.events groups=product-svc
+    if [ "${1:-}" = positive ]; then
+        topics="order.events inventory.events.dlq payment.events" groups="order-svc product-svc"
+    fi
     # PostgreSQL: no TLS refused by pg_hba, TLS with a wrong password refused; the
     # program's own DATABASE_URL_FILE (verify-full) and the server's password work.
     for svc in order product user; do
@@ -368,7 +375,7 @@ check_refusals() {
     log "redis: no default user; gateway limited to its keys and commands"
     # Kafka: no plaintext, no TLS without SCRAM, no wrong password; ACLs as the manifest
     # says; the controller listener is not reachable from the network.
-    out=$(net_run kafka 10001 order-svc '
+    out=$(net_run kafka 10001 order-svc "topics='$topics' groups='$groups'"'
         t=$(printf "%s\n" request.timeout.ms=5000 default.api.timeout.ms=8000 socket.connection.setup.timeout.ms=3000)
         ca=/run/secrets/shop/ca.crt
         printf "%s\n" "$t" >/tmp/plain.properties
@@ -382,10 +389,10 @@ check_refusals() {
         for c in plain ssl wrong own; do
             echo "$c:$(timeout 60 $k/kafka-topics.sh --bootstrap-server kafka:9092 --command-config /tmp/$c.properties --list 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
         done
-        for topic in order.events inventory.events.dlq payment.events; do
+        for topic in $topics; do
             echo "produce-$topic:$(echo trust-probe | timeout 60 $k/kafka-console-producer.sh --bootstrap-server kafka:9092 --producer.config /tmp/own.properties --topic $topic 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
         done
-        for g in order-svc product-svc; do
+        for g in $groups; do
             echo "group-$g:$(timeout 60 $k/kafka-console-consumer.sh --bootstrap-server kafka:9092 --consumer.config /tmp/own.properties --topic inventory.events --group $g --timeout-ms 3000 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
         done
         (exec 3<>/dev/tcp/kafka/9093) 2>/dev/null && echo controller:open || echo controller:closed' || true)
@@ -394,13 +401,18 @@ check_refusals() {
     expect_out "kafka wrong password" '^wrong:.*SaslAuthenticationException|^wrong:.*invalid credentials' "$out"
     ! grep -Eq '^(plain|ssl|wrong):.*order\.events' <<<"$out" || die "kafka listed topics without credentials: $out"
     expect_out "kafka order-svc lists its topics" '^own:.*order\.events' "$out"
-    ! grep -Eq '^produce-order.events:.*(Authorization|Authentication)' <<<"$out" ||
-        die "order-svc cannot write order.events: $out"
-    ! grep -Eq '^produce-inventory.events.dlq:.*(Authorization|Authentication)' <<<"$out" ||
-        die "order-svc cannot write the DLQ of a topic it consumes: $out"
+    if [ "${1:-}" = positive ]; then
+        expect_out "kafka order-svc writing order.events" '^produce-order.events:' "$out"
+        ! grep -Eq '^produce-order.events:.*(Authorization|Authentication)' <<<"$out" ||
+            die "order-svc cannot write order.events: $out"
+        expect_out "kafka order-svc writing inventory.events.dlq" '^produce-inventory.events.dlq:' "$out"
+        ! grep -Eq '^produce-inventory.events.dlq:.*(Authorization|Authentication)' <<<"$out" ||
+            die "order-svc cannot write the DLQ of a topic it consumes: $out"
+        expect_out "kafka order-svc in its group" '^group-order-svc:' "$out"
+        ! grep -Eq '^group-order-svc:.*(Authorization|Authentication)' <<<"$out" ||
+            die "order-svc cannot consume with its group: $out"
+    fi
     expect_out "kafka order-svc writing payment.events" '^produce-payment.events:.*TopicAuthorizationException' "$out"
-    ! grep -Eq '^group-order-svc:.*(Authorization|Authentication)' <<<"$out" ||
-        die "order-svc cannot consume with its group: $out"
     expect_out "kafka order-svc using product-svc's group" '^group-product-svc:.*GroupAuthorizationException' "$out"
     expect_out "kafka controller listener" '^controller:closed$' "$out"
     log "kafka: plaintext, TLS without SCRAM and wrong passwords refused; order-svc's ACLs as fleet.conf says"
@@ -470,7 +482,7 @@ infra_only() {
     compose ps -a --format 'table {{.Service}}\t{{.Status}}' 2>/dev/null || compose ps -a
     t=$(now)
     check_secrets
-    check_refusals
+    check_refusals positive
     TIMES[trust_checks]=$(since "$t")
     log "summary (infrastructure only: the programs were not built or run)"
     local k
