@@ -37,8 +37,9 @@ set_tests_properties(test_deploy_helm PROPERTIES LABELS "unit;deploy" TIMEOUT 90
 
 # The compose file for real (tests/deploy/compose_e2e.sh, also `make compose-test`):
 # Docker images built offline (debootstrap base, infrastructure from Debian packages and
-# the cached Kafka jars, tests/deploy/compose.airgapped.yml), the stack up, the REST
-# purchase, order-svc scaled to 3 and product-svc to 2 with every replica reached through
+# the cached Kafka jars, tests/deploy/compose.airgapped.yml), the stack up, the trust
+# checks (secrets volumes per container; PostgreSQL, Redis and Kafka refusing plaintext,
+# missing or wrong credentials and what the ACLs forbid), the REST purchase, order-svc scaled to 3 and product-svc to 2 with every replica reached through
 # the running gateway, a replica killed, everything removed. Needs root (it installs
 # docker.io and may start dockerd); skipped (77) with the reason when no engine can run.
 add_test(NAME test_compose_e2e COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/deploy/compose_e2e.sh)

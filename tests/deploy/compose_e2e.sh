@@ -32,7 +32,7 @@ PROJECT=${COMPOSE_PROJECT:-shop-fleet-e2e}
 BASE_IMAGE=shop-fleet/debian:bookworm
 INFRA_IMAGES=(shop-fleet/postgres:15 shop-fleet/redis:7 "shop-fleet/kafka:$KAFKA_VERSION")
 PROGRAM_IMAGES=(shop-fleet/order-svc:e2e shop-fleet/product-svc:e2e shop-fleet/user-svc:e2e
-                shop-fleet/gateway:e2e)
+                shop-fleet/gateway:e2e shop-fleet/pki:e2e)
 SKIP=77
 
 WORK=$(mktemp -d /tmp/shop-compose-e2e.XXXXXX)
@@ -255,6 +255,169 @@ check_replicas_reached() {
     done
 }
 
+# ------------------------------------------------------------------- trust ----
+# The secured setup holds (docs/trust.md, deploy/README.md "Trust in containers"),
+# checked from inside the stack's network with the infrastructure images' own tools.
+
+# The consumers of the pki's volumes and the uid each image runs as.
+declare -A SECRET_UIDS=([order-svc]=10001 [product-svc]=10001 [user-svc]=10001 [gateway]=10001
+    [postgres-order]=999 [postgres-product]=999 [postgres-user]=999 [redis]=999 [kafka]=1000
+    [kafka-admin]=1000 [shopctl]=10001)
+
+image_of() { docker inspect -f '{{.Config.Image}}' "$(compose ps -aq "$1" | head -1)"; }
+
+# net_run SERVICE-IMAGE USER VOLUME SCRIPT: bash SCRIPT in a throwaway container of the
+# image SERVICE runs, on the stack's network, as USER, with the project's volume
+# secrets-VOLUME (if not empty) at /run/secrets/shop read-only, as its consumer sees it.
+net_run() {
+    local image user=$2 vol=$3
+    image=$(image_of "$1")
+    docker run --rm -i --network "${PROJECT}_default" --user "$user" \
+        ${vol:+-v "${PROJECT}_secrets-$vol:/run/secrets/shop:ro"} --entrypoint bash "$image" -c "$4"
+}
+
+# Every consumer's volume: owned by its uid, 0700, files 0400 (PostgreSQL's key 0600),
+# certificates signed by the CA with CN = the consumer; only pki mounts the CA's volume,
+# every container mounts only its own secrets volume, read-only.
+check_secrets() {
+    local c mounts=() args=() out
+    for c in "${!SECRET_UIDS[@]}"; do
+        args+=(-v "${PROJECT}_secrets-$c:/v/$c:ro")
+        mounts+=("$c:${SECRET_UIDS[$c]}")
+    done
+    out=$(docker run --rm "${args[@]}" --entrypoint bash "$(image_of pki)" -c '
+        bad() { echo "BAD: $*"; }
+        for m in '"${mounts[*]}"'; do
+            c=${m%%:*} uid=${m#*:} d=/v/${m%%:*}
+            [ "$(stat -c %u:%a "$d")" = "$uid:700" ] || bad "$d is $(stat -c %u:%a "$d")"
+            for f in "$d"/*; do
+                mode=400; [ "${f##*/}" = server.key ] && [ "${c#postgres-}" != "$c" ] && mode=600
+                [ "$(stat -c %u:%a "$f")" = "$uid:$mode" ] || bad "$f is $(stat -c %u:%a "$f")"
+            done
+            for crt in tls.crt server.crt; do
+                [ -f "$d/$crt" ] || continue
+                openssl verify -CAfile "$d/ca.crt" "$d/$crt" >/dev/null || bad "$d/$crt not signed by the CA"
+                openssl x509 -in "$d/$crt" -noout -subject | grep -q "CN = $c\$" || bad "$d/$crt: not CN $c"
+            done
+        done
+        echo checked' 2>&1)
+    [ "$out" = checked ] || die "secrets volumes: $out"
+    local id name vol
+    for id in $(compose ps -aq); do
+        name=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$id")
+        while read -r vol rw; do
+            case $vol in
+                "${PROJECT}_pki") [ "$name" = pki ] || die "$name mounts the CA's volume" ;;
+                "${PROJECT}_secrets-"*)
+                    [ "$name" = pki ] && continue
+                    [ "$vol" = "${PROJECT}_secrets-${name/kafka-init/kafka-admin}" ] ||
+                        die "$name mounts $vol"
+                    [ "$rw" = false ] || die "$name mounts $vol writable" ;;
+            esac
+        done < <(docker inspect -f '{{range .Mounts}}{{.Name}} {{.RW}}{{"\n"}}{{end}}' "$id")
+    done
+    log "secrets: every volume owned by its consumer only, keys 0400/0600, CN = consumer"
+    # idempotent: a second run changes nothing; a deleted certificate is made again, and
+    # only that one
+    out=$(compose run --rm --no-deps -T pki 2>&1) || die "pki failed on a second run: $out"
+    ! grep -E 'wrote|new secret' <<<"$out" || die "pki changed files on a second run"
+    out=$(compose run --rm --no-deps -T --entrypoint sh pki -c \
+        'rm /pki/tls/user-svc.crt && exec shop-secrets-init' 2>&1) || die "pki rotation failed: $out"
+    [ "$(grep -c wrote <<<"$out")" = 2 ] && grep -q 'wrote user-svc/tls.crt' <<<"$out" &&
+        grep -q 'wrote user-svc/tls.key' <<<"$out" ||
+        die "deleting user-svc.crt did not remake exactly user-svc's certificate: $out"
+    log "secrets: a second pki run changes nothing; a deleted certificate is remade alone"
+}
+
+# expect_out WHAT PATTERN OUTPUT: OUTPUT must match PATTERN (grep -E).
+expect_out() { grep -Eq "$2" <<<"$3" || die "$1: expected /$2/, got: $(tail -5 <<<"$3")"; }
+
+# check_refusals [positive]: with `positive` (the infra-only run, where no program
+# consumes), also write to topics order-svc may write and join its group, which in a
+# running fleet would feed the consumers a probe (a dead letter) and move the group's
+# offsets; with the programs running, their scenario shows what they may do.
+check_refusals() {
+    local svc out topics=payment.events groups=product-svc
+    if [ "${1:-}" = positive ]; then
+        topics="order.events inventory.events.dlq payment.events" groups="order-svc product-svc"
+    fi
+    # PostgreSQL: no TLS refused by pg_hba, TLS with a wrong password refused; the
+    # program's own DATABASE_URL_FILE (verify-full) and the server's password work.
+    for svc in order product user; do
+        out=$(net_run "postgres-$svc" 10001 "" \
+            "psql 'host=postgres-$svc user=$svc dbname=$svc sslmode=disable' -c 'select 1' 2>&1" || true)
+        expect_out "postgres-$svc without TLS" 'rejects connection.*no encryption' "$out"
+        out=$(net_run "postgres-$svc" 10001 "" \
+            "PGPASSWORD=wrong psql 'host=postgres-$svc user=$svc dbname=$svc sslmode=require' -c 'select 1' 2>&1" || true)
+        expect_out "postgres-$svc with a wrong password" 'password authentication failed' "$out"
+        out=$(net_run "postgres-$svc" 10001 "$svc-svc" \
+            'psql "$(cat /run/secrets/shop/database-url)" -tAc "select ssl from pg_stat_ssl where pid = pg_backend_pid()" 2>&1' || true)
+        expect_out "$svc-svc's database-url" '^t$' "$out"
+    done
+    log "postgres: plaintext and wrong passwords refused; each service's URL logs in over verified TLS"
+    # Redis: nothing without a user; gateway only on its keys and commands.
+    out=$(net_run redis 999 "" 'redis-cli -h redis ping 2>&1; redis-cli -h redis get x 2>&1' || true)
+    expect_out "redis without a password" '^NOAUTH' "$out"
+    ! grep -q PONG <<<"$out" || die "redis answered without a password"
+    out=$(net_run redis 10001 gateway '
+        export REDISCLI_AUTH=$(cat /run/secrets/shop/redis-password)
+        r() { redis-cli --no-auth-warning --user gateway -h redis "$@" 2>&1; }
+        echo "ping:$(r ping)"; echo "own:$(r set gw:trust-probe 1 px 10000)"
+        echo "other:$(r set trust-probe 1)"; echo "flushall:$(r flushall)"
+        echo "keys:$(r keys "*")"; echo "config:$(r config get requirepass)"
+        echo "wrong:$(REDISCLI_AUTH=wrong r ping)"' || true)
+    expect_out "redis gateway ping" '^ping:PONG$' "$out"
+    expect_out "redis gateway on its keys" '^own:OK$' "$out"
+    for what in other flushall keys config; do
+        expect_out "redis gateway refused $what" "^$what:NOPERM" "$out"
+    done
+    expect_out "redis with a wrong password" '^wrong:(AUTH failed|WRONGPASS)' "$out"
+    log "redis: no default user; gateway limited to its keys and commands"
+    # Kafka: no plaintext, no TLS without SCRAM, no wrong password; ACLs as the manifest
+    # says; the controller listener is not reachable from the network.
+    out=$(net_run kafka 10001 order-svc "topics='$topics' groups='$groups'"'
+        t=$(printf "%s\n" request.timeout.ms=5000 default.api.timeout.ms=8000 socket.connection.setup.timeout.ms=3000)
+        ca=/run/secrets/shop/ca.crt
+        printf "%s\n" "$t" >/tmp/plain.properties
+        printf "%s\n" "$t" security.protocol=SSL ssl.truststore.type=PEM ssl.truststore.location=$ca >/tmp/ssl.properties
+        scram() { printf "%s\n" "$t" security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 \
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$1\" password=\"$2\";" \
+            ssl.truststore.type=PEM ssl.truststore.location=$ca; }
+        scram order-svc wrong >/tmp/wrong.properties
+        scram order-svc "$(cat /run/secrets/shop/kafka-password)" >/tmp/own.properties
+        k=/opt/kafka/bin
+        for c in plain ssl wrong own; do
+            echo "$c:$(timeout 60 $k/kafka-topics.sh --bootstrap-server kafka:9092 --command-config /tmp/$c.properties --list 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
+        done
+        for topic in $topics; do
+            echo "produce-$topic:$(echo trust-probe | timeout 60 $k/kafka-console-producer.sh --bootstrap-server kafka:9092 --producer.config /tmp/own.properties --topic $topic 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
+        done
+        for g in $groups; do
+            echo "group-$g:$(timeout 60 $k/kafka-console-consumer.sh --bootstrap-server kafka:9092 --consumer.config /tmp/own.properties --topic inventory.events --group $g --timeout-ms 3000 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
+        done
+        (exec 3<>/dev/tcp/kafka/9093) 2>/dev/null && echo controller:open || echo controller:closed' || true)
+    expect_out "kafka plaintext" '^plain:.*(TimeoutException|exited|disconnected)' "$out"
+    expect_out "kafka TLS without SCRAM" '^ssl:.*(TimeoutException|disconnected)' "$out"
+    expect_out "kafka wrong password" '^wrong:.*SaslAuthenticationException|^wrong:.*invalid credentials' "$out"
+    ! grep -Eq '^(plain|ssl|wrong):.*order\.events' <<<"$out" || die "kafka listed topics without credentials: $out"
+    expect_out "kafka order-svc lists its topics" '^own:.*order\.events' "$out"
+    if [ "${1:-}" = positive ]; then
+        expect_out "kafka order-svc writing order.events" '^produce-order.events:' "$out"
+        ! grep -Eq '^produce-order.events:.*(Authorization|Authentication)' <<<"$out" ||
+            die "order-svc cannot write order.events: $out"
+        expect_out "kafka order-svc writing inventory.events.dlq" '^produce-inventory.events.dlq:' "$out"
+        ! grep -Eq '^produce-inventory.events.dlq:.*(Authorization|Authentication)' <<<"$out" ||
+            die "order-svc cannot write the DLQ of a topic it consumes: $out"
+        expect_out "kafka order-svc in its group" '^group-order-svc:' "$out"
+        ! grep -Eq '^group-order-svc:.*(Authorization|Authentication)' <<<"$out" ||
+            die "order-svc cannot consume with its group: $out"
+    fi
+    expect_out "kafka order-svc writing payment.events" '^produce-payment.events:.*TopicAuthorizationException' "$out"
+    expect_out "kafka order-svc using product-svc's group" '^group-product-svc:.*GroupAuthorizationException' "$out"
+    expect_out "kafka controller listener" '^controller:closed$' "$out"
+    log "kafka: plaintext, TLS without SCRAM and wrong passwords refused; order-svc's ACLs as fleet.conf says"
+}
+
 teardown() {
     local rc=$?
     set +e
@@ -283,9 +446,56 @@ teardown() {
     exit "$rc"
 }
 
+# wait_exited SERVICE [SECONDS]: the one-shot container exited 0.
+wait_exited() {
+    local id deadline=$((SECONDS + ${2:-300})) state
+    id=$(compose ps -aq "$1")
+    while state=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$id"); do
+        case $state in
+            "exited 0") return 0 ;;
+            exited*) die "$1 exited: $(compose logs --no-color --tail 20 "$1" 2>&1)" ;;
+        esac
+        ((SECONDS < deadline)) || die "$1 still running after ${2:-300}s"
+        sleep 2
+    done
+    die "no $1 container"
+}
+
+# `compose_e2e.sh infra`: the pki and the infrastructure only (no program image is
+# built or run), then the trust checks: what can be checked before the programs speak
+# TLS, SCRAM and ACL-limited Redis.
+infra_only() {
+    local t
+    t=$(now)
+    log "docker compose build pki"
+    compose build pki >"$WORK/compose-build.log" 2>&1 || die "building pki failed: $(tail -30 "$WORK/compose-build.log")"
+    log "docker compose up: pki and the infrastructure"
+    STACK_UP=1
+    compose up -d --wait pki postgres-order postgres-product postgres-user redis kafka \
+        >"$WORK/up.log" 2>&1 || true # --wait counts pki's exit as a failure
+    wait_exited pki 60
+    compose up -d --wait postgres-order postgres-product postgres-user redis kafka \
+        >>"$WORK/up.log" 2>&1 || die "the infrastructure is not healthy: $(tail -30 "$WORK/up.log")"
+    compose up -d kafka-init >>"$WORK/up.log" 2>&1 || die "kafka-init: $(tail -30 "$WORK/up.log")"
+    wait_exited kafka-init 300
+    TIMES[up]=$(since "$t")
+    compose ps -a --format 'table {{.Service}}\t{{.Status}}' 2>/dev/null || compose ps -a
+    t=$(now)
+    check_secrets
+    check_refusals positive
+    TIMES[trust_checks]=$(since "$t")
+    log "summary (infrastructure only: the programs were not built or run)"
+    local k
+    for k in build_base_infra up trust_checks; do printf '  %-26s %7s s\n' "$k" "${TIMES[$k]}"; done
+    log "PASSED"
+}
+
 # -------------------------------------------------------------------- main ----
+# compose_e2e.sh [infra]: everything (default), or the pki and infrastructure only.
 main() {
     local t
+    SCOPE=${1:-all}
+    case $SCOPE in all | infra) ;; *) echo "usage: $0 [infra]" >&2; exit 2 ;; esac
     trap 'rm -rf "$WORK"' EXIT
     install_tools
     start_engine
@@ -297,9 +507,11 @@ main() {
     infra_images
     TIMES[build_base_infra]=$(since "$t")
 
-    export JWT_SECRET_FILE="$WORK/jwt-secret"
-    head -c 48 /dev/urandom | base64 -w0 >"$JWT_SECRET_FILE"
-    chmod 644 "$JWT_SECRET_FILE" # read by the image's unprivileged user
+    # Nothing to prepare: the pki container makes every secret (zero configuration).
+    if [ "$SCOPE" = infra ]; then
+        infra_only
+        return
+    fi
     export GATEWAY_PORT
     GATEWAY_PORT=$(free_port)
     GW=http://127.0.0.1:$GATEWAY_PORT
@@ -333,6 +545,11 @@ print("%.1f" % (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds(
     compose ps --format 'table {{.Service}}\t{{.Status}}' 2>/dev/null || compose ps
 
     t=$(now)
+    check_secrets
+    check_refusals
+    TIMES[trust_checks]=$(since "$t")
+
+    t=$(now)
     log "create-admin, then the purchase"
     printf '%s\n' 'compose test admin 1' |
         compose exec -T user-svc /usr/local/bin/user-svc create-admin admin@compose.test \
@@ -341,10 +558,10 @@ print("%.1f" % (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds(
     scenario setup admin@compose.test 'compose test admin 1' || die "setup failed"
     scenario purchase || die "the purchase failed"
     scenario orders 3 || die "orders failed"
-    # The dead-letter tool ships in the service images and reaches the broker with the
-    # container's own KAFKA_BROKERS: a clean run leaves every DLQ empty.
-    compose exec -T order-svc shopctl dlq list --json >"$WORK/dlq-list.json" 2>"$WORK/dlq-list.err" ||
-        die "shopctl dlq list failed in the order-svc container: $(tail -5 "$WORK/dlq-list.err")"
+    # The dead-letter tool ships in the service images; the compose service shopctl
+    # (profile tools) runs it as the Kafka admin: a clean run leaves every DLQ empty.
+    compose run --rm -T shopctl dlq list --json >"$WORK/dlq-list.json" 2>"$WORK/dlq-list.err" ||
+        die "shopctl dlq list failed: $(tail -5 "$WORK/dlq-list.err")"
     [ ! -s "$WORK/dlq-list.json" ] || die "dead letters after a clean run: $(head -3 "$WORK/dlq-list.json")"
     TIMES[scenario]=$(since "$t")
 
@@ -385,7 +602,7 @@ print("%.1f" % (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds(
 
     log "summary"
     local k
-    for k in build_base_infra build_programs up gateway_start_to_ready scenario scale_up_command \
+    for k in build_base_infra build_programs up gateway_start_to_ready trust_checks scenario scale_up_command \
         then_all_replicas_reached kill_replica scale_down; do
         printf '  %-26s %7s s\n' "$k" "${TIMES[$k]}"
     done

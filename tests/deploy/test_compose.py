@@ -16,8 +16,23 @@ setting they read):
   the build stage installs the build packages of deploy/local/deps.sh;
 - every environment variable set on a program is one its --help lists, with a value
   in the range --help states; every required setting, and every setting whose
-  default points at 127.0.0.1 (true only on one host), is set; secrets are compose
-  secrets read through NAME_FILE, the JWT secret's file required with no default;
+  default points at 127.0.0.1 (true only on one host), is set (a secret one as
+  NAME_FILE); secrets reach a program as files of its own secrets volume
+  (NAME_FILE), never as environment values, and no container's environment holds a
+  password;
+- zero trust inside the fleet (docs/trust.md, issue 20): the pki container's
+  script (deploy/docker/shop-secrets-init) really run here with openssl makes each
+  consumer exactly its files, keys readable by their owner only, certificates with
+  CN = the consumer signed by the CA, database URLs with verify-full that match their
+  PostgreSQL container, a Redis ACL file without a default user, the broker's PEM
+  keystore; a second run changes nothing; every container mounts only its own secrets
+  volume, read-only; no plaintext listener (Kafka SASL_SSL and an SSL controller on
+  127.0.0.1, StandardAuthorizer; PostgreSQL ssl=on with the pki's pg_hba; Redis ACL
+  file), no GRPC_PLAINTEXT, every program given its TLS identity; kafka-init's ACLs
+  are deploy/fleet.conf's consumes/produces;
+  (the programs' settings for TLS, SCRAM, DATABASE_URL_FILE and REDIS_PASSWORD_FILE
+  come with the programs' side of issue 20: against binaries without them, the
+  checks against --help fail, as they should);
 - the three services publish no ports and have no container_name (so --scale works);
   only the gateway publishes one, its own listen port; every depends_on has a
   condition; every long-running container has a healthcheck (in the compose file or
@@ -35,8 +50,9 @@ setting they read):
 - named volumes are declared; .dockerignore keeps build trees, data and .env out;
 - the air-gapped override (tests/deploy/compose.airgapped.yml) replaces every pulled
   image with one of the project's own (shop-fleet/...) built from tests/deploy/images/;
-- `docker compose config` accepts the file, when a Docker client with the compose
-  plugin is installed (skipped otherwise).
+- `docker compose config` accepts the file with no variable set (zero configuration),
+  and with the operator's override (deploy/docker-compose.operator.yml), when Compose
+  v2 is installed (skipped otherwise).
 
 usage: test_compose.py PROGRAM_BINARY...  (every program of deploy/fleet.conf, built;
 a program's name is its file name)
@@ -44,6 +60,7 @@ a program's name is its file name)
 import fnmatch
 import functools
 import glob
+import hashlib
 import http.server
 import json
 import os
@@ -66,6 +83,34 @@ sys.path.insert(0, os.path.join(ROOT, "deploy"))
 import fleet  # noqa: E402  (deploy/fleet.py: the manifest, deploy/fleet.conf)
 
 COMPOSE_FILE = os.path.join(ROOT, "deploy", "docker-compose.yml")
+OPERATOR_FILE = os.path.join(ROOT, "deploy", "docker-compose.operator.yml")
+SECRETS_INIT = os.path.join(ROOT, "deploy", "docker", "shop-secrets-init")
+# Where a container finds its own secrets volume (read-only).
+SECRETS_MOUNT = "/run/secrets/shop"
+# The consumers of the pki's volumes: compose service -> its volume's consumer name.
+SECRET_CONSUMERS = {"order-svc": "order-svc", "product-svc": "product-svc",
+                    "user-svc": "user-svc", "gateway": "gateway",
+                    "postgres-order": "postgres-order", "postgres-product": "postgres-product",
+                    "postgres-user": "postgres-user", "redis": "redis", "kafka": "kafka",
+                    "kafka-init": "kafka-admin", "shopctl": "shopctl"}
+# What each consumer gets from the pki, and nothing more.
+PROGRAM_SECRETS = {"ca.crt", "tls.crt", "tls.key"}
+SECRET_FILES = {
+    **{f"{svc}-svc": PROGRAM_SECRETS | {"kafka-password", "database-url", "page-token-key"}
+       for svc in ("order", "product", "user")},
+    "gateway": PROGRAM_SECRETS | {"redis-password", "jwt-secret"},
+    **{f"postgres-{svc}": {"ca.crt", "server.crt", "server.key", "password", "pg_hba.conf"}
+       for svc in ("order", "product", "user")},
+    "redis": {"users.acl", "admin-password"},
+    "kafka": {"ca.crt", "server.pem", "admin-password", "admin.properties"},
+    "kafka-admin": {"ca.crt", "admin.properties", "order-svc.password",
+                    "product-svc.password", "user-svc.password"},
+    "shopctl": {"ca.crt", "kafka-password"},
+}
+# The uid each consumer's image runs as: the programs' (deploy/docker/Dockerfile), the
+# official postgres and redis images' (999) and apache/kafka's (1000), which the
+# air-gapped stand-ins (tests/deploy/images/) copy.
+IMAGE_UIDS = {"PROGRAM_UID": 10001, "POSTGRES_UID": 999, "REDIS_UID": 999, "KAFKA_UID": 1000}
 COMPOSE_DIR = os.path.dirname(COMPOSE_FILE)
 HEALTHCHECK_SCRIPT = os.path.join(ROOT, "deploy", "docker", "shop-healthcheck")
 
@@ -296,11 +341,12 @@ class ComposeTest(unittest.TestCase):
         cls.helps = {name: help_settings(path) for name, path in PROGRAMS.items()}
 
     def built(self):
-        """(compose name, service, stages, target) of every service built here."""
+        """(compose name, service, stages, target) of every program built here (the
+        pki's image is checked by test_pki_image_is_the_base_with_openssl)."""
         out = []
         for name, svc in self.services.items():
             build = svc.get("build")
-            if build is None:
+            if build is None or name not in {r.program for r in FLEET}:
                 continue
             if isinstance(build, str):
                 build = {"context": build}
@@ -441,36 +487,207 @@ class ComposeTest(unittest.TestCase):
                                                                s["default"])
                 if s["default"] is None or local:
                     with self.subTest(program=program, variable=var):
-                        self.assertIn(var, env, "required, or its default is this host's")
-                        self.assertTrue(env[var])
+                        given = var if var in env else f"{var}_FILE"
+                        if given != var:
+                            self.assertEqual(settings.get(given, {}).get("secret_of"), var,
+                                             "required, or its default is this host's")
+                        self.assertIn(given, env, "required, or its default is this host's")
+                        self.assertTrue(env[given])
 
-    def test_jwt_secret_comes_from_the_environment_without_default(self):
+    def test_jwt_secret_is_made_by_the_pki_without_configuration(self):
         env = environment(self.services["gateway"])
         self.assertEqual(resolve(env.get("JWT_ALG")) or "HS256", "HS256")
-        # A compose secret from the host's $JWT_SECRET_FILE, which compose requires.
         self.assertNotIn("JWT_SECRET", env)
-        self.assertEqual(env.get("JWT_SECRET_FILE"), "/run/secrets/jwt_secret")
-        # A file (compose cannot write an environment-sourced secret into a read-only
-        # container), required: no default.
-        self.assertRegex(self.compose["secrets"]["jwt_secret"]["file"],
-                         r"^\$\{JWT_SECRET_FILE:\?[^}]+\}$")
+        self.assertEqual(env.get("JWT_SECRET_FILE"), f"{SECRETS_MOUNT}/jwt-secret")
+        self.assertIn("jwt-secret", SECRET_FILES["gateway"])
 
-    def test_secrets_are_files_never_environment(self):
-        """Every secret setting a program reads is given as NAME_FILE pointing at a
-        compose secret the service mounts (DATABASE_URL's development passwords apart:
-        the databases' own POSTGRES_PASSWORD is in this file too)."""
+    def test_secrets_are_files_of_the_programs_own_volume(self):
+        """Every secret setting a program reads (--help: "or from a file") is given as
+        NAME_FILE, never as its value, and every NAME_FILE names a file the pki puts in
+        the program's own volume, mounted read-only where the setting looks."""
         for name in PROGRAMS:
             svc = self.services[name]
             env = environment(svc)
-            mounted = {f"/run/secrets/{s}" for s in svc.get("secrets", [])}
+            settings = self.helps[name][0]
+            mounts = {v.split(":")[1]: v for v in svc.get("volumes", [])}
+            self.assertEqual(mounts.get(SECRETS_MOUNT), f"secrets-{name}:{SECRETS_MOUNT}:ro")
             for key, value in env.items():
                 with self.subTest(service=name, setting=key):
                     if key.endswith("_FILE"):
-                        self.assertIn(value, mounted)
-                    elif key in ("PAGE_TOKEN_KEY", "JWT_SECRET"):
-                        self.fail(f"{key} in the environment: use {key}_FILE")
-            for s in svc.get("secrets", []):
-                self.assertIn(s, self.compose["secrets"])
+                        self.assertEqual(os.path.dirname(value), SECRETS_MOUNT)
+                        self.assertIn(os.path.basename(value), SECRET_FILES[name])
+                    if (settings.get(f"{key}_FILE") or {}).get("secret_of") == key:
+                        # a secret setting given as a value: only a URL whose secret part
+                        # comes from a file of its own (REDIS_URL without its password,
+                        # REDIS_PASSWORD_FILE, the contract of issue 20)
+                        self.assertRegex(value, r"^[a-z]+://[^:@/]+@", f"use {key}_FILE")
+                        self.assertIsNone(urlsplit(value).password)
+
+    def test_no_password_in_any_environment(self):
+        """No container's environment holds a secret (docker inspect shows it): no
+        variable named like one unless it names a file, no URL with a password, no
+        JAAS line."""
+        secretish = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$")
+        for name, svc in self.services.items():
+            for key, value in environment(svc).items():
+                with self.subTest(service=name, variable=key):
+                    if secretish.search(key):
+                        self.assertRegex(key, r"_FILE$")
+                    self.assertNotRegex(value or "", r"://[^/@\s:]+:[^/@\s]+@",
+                                        "a URL with a password")
+                    self.assertNotRegex(value or "", r"(?i)password\s*=")
+
+    def test_each_container_mounts_only_its_own_secrets(self):
+        """One volume per consumer: pki writes them all (and alone mounts its state,
+        the CA's key); every other container mounts its own, read-only, at
+        SECRETS_MOUNT, and no other."""
+        declared = set(self.compose["volumes"])
+        for name, svc in self.services.items():
+            volumes = [v if isinstance(v, str) else f"{v['source']}:{v['target']}"
+                       for v in svc.get("volumes") or []]
+            secret_vols = [v for v in volumes if v.split(":")[0] == "pki"
+                           or v.startswith("secrets-")]
+            with self.subTest(service=name):
+                if name == "pki":
+                    expected = {"pki:/pki"} | {f"secrets-{c}:/out/{c}"
+                                               for c in SECRET_CONSUMERS.values()}
+                    self.assertEqual(set(secret_vols), expected)
+                    continue
+                consumer = SECRET_CONSUMERS.get(name)
+                self.assertIsNotNone(consumer, f"{name} is not a consumer of the pki")
+                self.assertEqual(secret_vols, [f"secrets-{consumer}:{SECRETS_MOUNT}:ro"])
+                self.assertIn(f"secrets-{consumer}", declared)
+                self.assertEqual(self.services[name]["depends_on"]["pki"]["condition"],
+                                 "service_completed_successfully")
+        self.assertEqual({v for v in declared if v.startswith("secrets-")},
+                         {f"secrets-{c}" for c in SECRET_CONSUMERS.values()})
+
+    def test_pki_runs_once_without_network_as_the_images_uids(self):
+        pki = self.services["pki"]
+        self.assertEqual(str(pki.get("restart")), "no")
+        self.assertEqual(pki.get("network_mode"), "none")
+        self.assertTrue(pki.get("read_only"))
+        self.assertEqual(pki.get("cap_drop"), ["ALL"])
+        self.assertEqual(set(pki.get("cap_add")), {"CHOWN", "DAC_OVERRIDE", "FOWNER"})
+        self.assertEqual({k: int(v) for k, v in environment(pki).items()}, IMAGE_UIDS)
+        # ... and the images do run as those uids
+        stages = parse_dockerfile(os.path.join(ROOT, "deploy", "docker", "Dockerfile"))
+        for program in PROGRAMS:
+            self.assertEqual(instructions(stages, program, "USER")[0],
+                             f"{IMAGE_UIDS['PROGRAM_UID']}:{IMAGE_UIDS['PROGRAM_UID']}")
+        for image, uid in (("postgres", "POSTGRES_UID"), ("redis", "REDIS_UID"),
+                           ("kafka", "KAFKA_UID")):
+            with open(os.path.join(ROOT, "tests", "deploy", "images", image, "Dockerfile")) as f:
+                self.assertRegex(f.read(), rf"--uid {IMAGE_UIDS[uid]} ", image)
+
+    def test_pki_image_is_the_base_with_openssl(self):
+        stages = parse_dockerfile(os.path.join(ROOT, "deploy", "docker", "Dockerfile"))
+        self.assertEqual(self.services["pki"]["build"]["target"], "pki")
+        self.assertEqual(base_image(stages, "pki"), "debian:bookworm-slim")
+        self.assertIn("openssl", set().union(*(apt_packages(r)
+                                               for r in instructions(stages, "pki", "RUN"))))
+        copies = [exec_form(a)[-2:] for a in instructions(stages, "pki", "COPY")]
+        self.assertIn(["deploy/pki.sh", "/usr/local/bin/pki.sh"], copies)
+        self.assertIn(["deploy/docker/shop-secrets-init", "/usr/local/bin/shop-secrets-init"],
+                      copies)
+        self.assertEqual(exec_form(instructions(stages, "pki", "ENTRYPOINT")[0]),
+                         ["/usr/local/bin/shop-secrets-init"])
+
+    # ---- no plaintext ----
+
+    def test_no_plaintext_listener(self):
+        kafka = environment(self.services["kafka"])
+        protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+                         .split(","))
+        self.assertEqual(protocols, {"CLIENT": "SASL_SSL", "CONTROLLER": "SSL"})
+        listeners = dict(item.split("://") for item in kafka["KAFKA_LISTENERS"].split(","))
+        self.assertEqual(set(listeners), set(protocols))
+        self.assertTrue(listeners["CONTROLLER"].startswith("127.0.0.1:"),
+                        "the controller listener is reachable from the network")
+        self.assertEqual(kafka["KAFKA_INTER_BROKER_LISTENER_NAME"], "CLIENT")
+        self.assertEqual(kafka["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"], "required")
+        self.assertEqual(kafka["KAFKA_SASL_ENABLED_MECHANISMS"], "SCRAM-SHA-512")
+        self.assertEqual(kafka["KAFKA_SSL_KEYSTORE_TYPE"], "PEM")
+        self.assertEqual(kafka["KAFKA_SSL_KEYSTORE_LOCATION"], f"{SECRETS_MOUNT}/server.pem")
+        self.assertEqual(kafka["KAFKA_SSL_TRUSTSTORE_LOCATION"], f"{SECRETS_MOUNT}/ca.crt")
+        self.assertEqual(kafka["KAFKA_AUTHORIZER_CLASS_NAME"],
+                         "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+        self.assertEqual(kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"], "false")
+        self.assertEqual(set(kafka["KAFKA_SUPER_USERS"].split(";")), {"User:admin", "User:kafka"})
+        script = " ".join(self.services["kafka"]["command"])
+        self.assertIn("--add-scram \"SCRAM-SHA-512=[name=admin,password=$$pw]\"", script)
+        self.assertIn("listener.name.client.scram-sha-512.sasl.jaas.config=", script)
+        self.assertIn(f"--command-config {SECRETS_MOUNT}/admin.properties",
+                      " ".join(self.services["kafka"]["healthcheck"]["test"]))
+        for svc in ("order", "product", "user"):
+            pg = self.services[f"postgres-{svc}"]
+            with self.subTest(postgres=svc):
+                command = " ".join(pg["command"])
+                for setting in ("ssl=on", f"ssl_cert_file={SECRETS_MOUNT}/server.crt",
+                                f"ssl_key_file={SECRETS_MOUNT}/server.key",
+                                f"hba_file={SECRETS_MOUNT}/pg_hba.conf"):
+                    self.assertIn(f"-c {setting}", command)
+                check = " ".join(pg["healthcheck"]["test"])
+                self.assertIn("sslmode=verify-full", check)
+                self.assertIn(f"host=postgres-{svc} ", check)
+        redis = self.services["redis"]["command"]
+        self.assertEqual(redis[redis.index("--aclfile") + 1], f"{SECRETS_MOUNT}/users.acl")
+        self.assertIn("--user admin", " ".join(self.services["redis"]["healthcheck"]["test"]))
+
+    def test_programs_speak_tls_only(self):
+        for name in PROGRAMS:
+            env = environment(self.services[name])
+            with self.subTest(program=name):
+                self.assertNotIn("GRPC_PLAINTEXT", env)
+                for key, file in (("TLS_CA_FILE", "ca.crt"), ("TLS_CERT_FILE", "tls.crt"),
+                                  ("TLS_KEY_FILE", "tls.key")):
+                    self.assertEqual(env.get(key), f"{SECRETS_MOUNT}/{file}")
+                if name in SERVICES:
+                    self.assertEqual(env.get("KAFKA_USERNAME"), name)
+                    self.assertEqual(env.get("RPC_USER_CALLERS"), "gateway")
+                    self.assertEqual(env.get("KAFKA_PASSWORD_FILE"),
+                                     f"{SECRETS_MOUNT}/kafka-password")
+                    self.assertEqual(env.get("DATABASE_URL_FILE"),
+                                     f"{SECRETS_MOUNT}/database-url")
+                    self.assertNotIn("DATABASE_URL", env)
+        gw = environment(self.services["gateway"])
+        self.assertEqual(urlsplit(gw["REDIS_URL"]).username, "gateway")
+        self.assertIsNone(urlsplit(gw["REDIS_URL"]).password)
+        self.assertEqual(gw["REDIS_PASSWORD_FILE"], f"{SECRETS_MOUNT}/redis-password")
+
+    def test_shopctl_is_a_tool_run_as_the_kafka_admin(self):
+        """The DLQ tool reads every DLQ and replays into any topic, which no service's
+        ACLs allow: it runs on demand (profile tools) from a service image, as admin,
+        with the admin's password and the CA only."""
+        svc = self.services["shopctl"]
+        self.assertEqual(svc["profiles"], ["tools"])
+        self.assertEqual(svc["entrypoint"], ["/usr/local/bin/shopctl"])
+        stages = parse_dockerfile(os.path.join(ROOT, "deploy", "docker", "Dockerfile"))
+        copies = [exec_form(a)[-1] for a in instructions(stages, svc["build"]["target"], "COPY")]
+        self.assertIn("/usr/local/bin/shopctl", copies)
+        env = environment(svc)
+        self.assertEqual(env["KAFKA_USERNAME"], "admin")
+        self.assertEqual(env["KAFKA_PASSWORD_FILE"], f"{SECRETS_MOUNT}/kafka-password")
+        self.assertEqual(env["KAFKA_BROKERS"], environment(self.services["order-svc"])
+                         ["KAFKA_BROKERS"])
+        out = secrets_init_output()
+        with open(os.path.join(out, "shopctl", "kafka-password")) as f, \
+                open(os.path.join(out, "kafka", "admin-password")) as g:
+            self.assertEqual(f.read(), g.read())
+
+    def test_kafka_acls_are_the_manifests(self):
+        """kafka-init's ACLS lines: program, consumed topics, produced topic, exactly as
+        deploy/fleet.conf says, for every program with a Kafka user."""
+        init = self.services["kafka-init"]
+        lines = [line.split() for line in environment(init)["ACLS"].strip().splitlines()]
+        want = [[r.program, ",".join(r.consumes), ",".join(r.produces)]
+                for r in fleet.services(FLEET)]
+        self.assertEqual(sorted(lines), sorted(want))
+        script = " ".join(init["command"])
+        for piece in ('--allow-principal "User:$$prog"', "--operation Read --operation Describe",
+                      "--operation Write --operation Describe", '--group "$$prog"',
+                      '--topic "$$t.dlq"', "--entity-type users"):
+            self.assertIn(piece, script)
 
     # ---- scaling, ports, dependencies, health ----
 
@@ -510,7 +727,8 @@ class ComposeTest(unittest.TestCase):
         one_shot = self.one_shot()
         for name, svc in self.services.items():
             with self.subTest(service=name):
-                if name in one_shot:
+                if name in one_shot or "tools" in (svc.get("profiles") or []):
+                    # run once (a dependency that exits, or a tool: `compose run`)
                     self.assertEqual(str(svc.get("restart", "no")), "no")
                     continue
                 self.assertIn(svc.get("restart"), ("unless-stopped", "always", "on-failure"))
@@ -567,11 +785,14 @@ class ComposeTest(unittest.TestCase):
         gateway's probe asks), a service's /readyz refuses while its database is
         unreachable (what the services' probe asks), so the probe tells them apart."""
         closed = f"127.0.0.1:{free_port()}"
+        # GRPC_PLAINTEXT: no certificates here, and none is needed to test the probe
         cases = [("gateway", "GATEWAY_ADDR", {"REDIS_URL": f"redis://{closed}/0",
-                                               "JWT_SECRET": "s" * 48})]
+                                               "JWT_SECRET": "s" * 48,
+                                               "GRPC_PLAINTEXT": "true"})]
         cases += [(svc, "ADMIN_ADDR", {"GRPC_ADDR": f"127.0.0.1:{free_port()}",
                                        "DATABASE_URL": f"postgresql://x:x@{closed}/x",
-                                       "KAFKA_BROKERS": closed}) for svc in SERVICES]
+                                       "KAFKA_BROKERS": closed, "GRPC_PLAINTEXT": "true"})
+                  for svc in SERVICES]
         for program, variable, env in cases:
             with self.subTest(program=program):
                 # The probe's subject is the admin port, not gRPC: no certificates here
@@ -667,26 +888,122 @@ class ComposeTest(unittest.TestCase):
                 self.assertEqual(port, self.grpc_port(upstream))
 
     def test_database_urls_match_their_postgres_container(self):
+        """The URL the pki writes for each service names its PostgreSQL container on
+        5432, with the role, password and database that container was initialised with,
+        and verifies the server's certificate against the CA in the service's volume."""
+        out = secrets_init_output()
         for program in SERVICES:
             with self.subTest(program=program):
-                env = environment(self.services[program])
-                self.assertIn("DATABASE_URL", env)
-                url = urlsplit(resolve(env["DATABASE_URL"]))
+                with open(os.path.join(out, program, "database-url")) as f:
+                    url = urlsplit(f.read())
+                self.assertEqual(url.scheme, "postgresql")
                 self.assertIn(url.hostname, self.services)
                 pg = self.services[url.hostname]
                 self.assertRegex(pg["image"], r"^postgres:15(-bookworm|\.\d+-bookworm)$")
                 penv = environment(pg)
                 self.assertEqual(url.port or 5432, 5432)
                 self.assertEqual(url.username, penv["POSTGRES_USER"])
-                self.assertEqual(url.password, penv["POSTGRES_PASSWORD"])
+                self.assertEqual(penv["POSTGRES_PASSWORD_FILE"], f"{SECRETS_MOUNT}/password")
+                with open(os.path.join(out, SECRET_CONSUMERS[url.hostname], "password")) as f:
+                    self.assertEqual(url.password, f.read())
+                self.assertGreaterEqual(len(url.password), 32)
                 self.assertEqual(url.path.lstrip("/"), penv["POSTGRES_DB"])
                 self.assertEqual(program, f"{penv['POSTGRES_DB']}-svc",
                                  "one database per service, named after it")
-                test = " ".join(pg["healthcheck"]["test"])
-                self.assertIn("pg_isready", test)
+                query = dict(q.split("=", 1) for q in url.query.split("&"))
+                self.assertEqual(query, {"sslmode": "verify-full",
+                                         "sslrootcert": f"{SECRETS_MOUNT}/ca.crt"})
+                self.assertIn(url.hostname, certificate_names(
+                    os.path.join(out, url.hostname, "server.crt")))
                 self.assertEqual(
                     self.services[program]["depends_on"][url.hostname]["condition"],
                     "service_healthy")
+
+    def test_secrets_init_gives_each_consumer_exactly_its_files(self):
+        out = secrets_init_output()
+        self.assertEqual(set(os.listdir(out)), set(SECRET_FILES))
+        for consumer, files in SECRET_FILES.items():
+            d = os.path.join(out, consumer)
+            with self.subTest(consumer=consumer):
+                self.assertEqual(set(os.listdir(d)), files)
+                self.assertEqual(os.stat(d).st_mode & 0o777, 0o700)
+                for f in files:
+                    mode = os.stat(os.path.join(d, f)).st_mode & 0o777
+                    self.assertEqual(mode, 0o600 if consumer.startswith("postgres-")
+                                     and f == "server.key" else 0o400, f)
+                for crt in ("tls.crt", "server.crt"):
+                    if crt in files:
+                        path = os.path.join(d, crt)
+                        self.assertEqual(certificate_cn(path), consumer)
+                        self.assertIn(consumer, certificate_names(path))
+                        subprocess.run(["openssl", "verify", "-CAfile",
+                                        os.path.join(d, "ca.crt"), path], check=True,
+                                       capture_output=True)
+        # the CA is one; its key is given to nobody
+        cas = {open(os.path.join(out, c, "ca.crt")).read() for c, files in SECRET_FILES.items()
+               if "ca.crt" in files}
+        self.assertEqual(len(cas), 1)
+        for consumer in SECRET_FILES:
+            for f in os.listdir(os.path.join(out, consumer)):
+                with open(os.path.join(out, consumer, f)) as fh:
+                    text = fh.read()
+                if "PRIVATE KEY" in text:
+                    self.assertIn(f, ("tls.key", "server.key", "server.pem"))
+        with open(os.path.join(out, "kafka", "server.pem")) as f:
+            pem = f.read()
+        self.assertIn("-----BEGIN PRIVATE KEY-----", pem)
+        self.assertIn("-----BEGIN CERTIFICATE-----", pem)
+
+    def test_secrets_init_rules_and_acls(self):
+        out = secrets_init_output()
+        for svc in ("order", "product", "user"):
+            with open(os.path.join(out, f"postgres-{svc}", "pg_hba.conf")) as f:
+                rules = [line.split() for line in f if line.strip() and not line.startswith("#")]
+            self.assertEqual(rules, [["local", "all", "all", "scram-sha-256"],
+                                     ["hostssl", "all", "all", "all", "scram-sha-256"],
+                                     ["hostnossl", "all", "all", "all", "reject"]])
+        with open(os.path.join(out, "redis", "users.acl")) as f:
+            users = {line.split()[1]: line.split()[2:] for line in f if line.startswith("user ")}
+        self.assertEqual(set(users), {"default", "gateway", "admin"})
+        self.assertIn("off", users["default"])
+        self.assertNotIn("on", users["default"])
+        self.assertNotIn("nopass", " ".join(sum(users.values(), [])))
+        for user, consumer, file in (("gateway", "gateway", "redis-password"),
+                                     ("admin", "redis", "admin-password")):
+            with open(os.path.join(out, consumer, file)) as f:
+                digest = hashlib.sha256(f.read().encode()).hexdigest()
+            self.assertIn("#" + digest, users[user], f"{user}'s password hash")
+        prefix = self.helps["gateway"][1] if "gateway" in self.helps else ""
+        m = re.search(r"REDIS_PREFIX=(\S+)", prefix)
+        self.assertIn(f"~{m.group(1) if m else 'gw:'}*", users["gateway"])
+        self.assertIn("-@all", users["gateway"])
+        granted = {w[1:] for w in users["gateway"] if w.startswith("+")}
+        # what the gateway runs: its scripts (EVAL/EVALSHA and the commands inside
+        # them), DEL, PING, SELECT (gateway/src/session.c, ratelimit.c, redis_pool.c)
+        self.assertEqual(granted, {"auth", "hello", "ping", "select", "eval", "evalsha", "get",
+                                   "set", "del", "exists", "incr", "pexpire", "pttl", "hset",
+                                   "hmget"})
+        used = set()
+        for src in ("session.c", "ratelimit.c", "redis_pool.c", "routes_ops.c"):
+            with open(os.path.join(ROOT, "gateway", "src", src)) as f:
+                text = f.read()
+            used |= {c.lower() for c in re.findall(r"redis\.call\('([A-Z]+)'", text)}
+            used |= {c.lower() for c in re.findall(r'\{?"(EVALSHA|EVAL|DEL|PING|SELECT|AUTH)"',
+                                                    text)}
+        self.assertEqual(used - granted, set(), "the gateway runs commands its user may not")
+        with open(os.path.join(out, "kafka", "admin.properties")) as f:
+            admin = f.read()
+        with open(os.path.join(out, "kafka", "admin-password")) as f:
+            self.assertIn(f'password="{f.read()}";', admin)
+        self.assertIn("security.protocol=SASL_SSL", admin)
+        self.assertIn(f"ssl.truststore.location={SECRETS_MOUNT}/ca.crt", admin)
+
+    def test_secrets_init_is_idempotent(self):
+        out = secrets_init_output()
+        before = snapshot(out)
+        proc = run_secrets_init(os.path.dirname(out))
+        self.assertEqual(proc.stderr.count("wrote"), 0, proc.stderr)
+        self.assertEqual(snapshot(out), before)
 
     def test_kafka_and_redis_addresses_name_their_containers(self):
         advertised = environment(self.services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
@@ -698,6 +1015,7 @@ class ComposeTest(unittest.TestCase):
                     self.assertIn(host_port(b), listeners)
         redis = urlsplit(resolve(environment(self.services["gateway"])["REDIS_URL"]))
         self.assertIn(redis.hostname, self.services)
+        self.assertEqual(redis.username, "gateway", "the ACL user the pki makes")
         self.assertRegex(self.services[redis.hostname]["image"], r"^redis:7")
         self.assertEqual(redis.port, 6379)
 
@@ -758,20 +1076,88 @@ class ComposeTest(unittest.TestCase):
         if compose is None:
             self.skipTest("no Docker Compose v2 here (plugin or standalone)")
         # --env-file /dev/null: a developer's deploy/.env must not decide the outcome.
-        command = [*compose, "--env-file", "/dev/null", "-f", COMPOSE_FILE, "config", "--quiet"]
-        with tempfile.NamedTemporaryFile("w", suffix=".jwt") as secret:
-            secret.write("x" * 48)
-            secret.flush()
-            env = dict(os.environ, JWT_SECRET_FILE=secret.name)
-            proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-            self.assertEqual(proc.returncode, 0, proc.stderr)
-        env.pop("JWT_SECRET_FILE")
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
-        self.assertNotEqual(proc.returncode, 0, "accepted without JWT_SECRET_FILE")
-        self.assertIn("JWT_SECRET_FILE", proc.stderr)
+        # Zero configuration: no variable set at all.
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_FILE")}
+        command = [*compose, "--env-file", "/dev/null", "-f", COMPOSE_FILE]
+        proc = subprocess.run([*command, "config", "--quiet"], capture_output=True, text=True,
+                              env=env, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        # the operator's override, with its files
+        with tempfile.TemporaryDirectory() as tmp:
+            for var in ("SHOP_CA_CRT_FILE", "SHOP_CA_KEY_FILE", "JWT_SECRET_FILE",
+                        "ORDER_PAGE_TOKEN_KEY_FILE", "PRODUCT_PAGE_TOKEN_KEY_FILE",
+                        "USER_PAGE_TOKEN_KEY_FILE"):
+                env[var] = os.path.join(tmp, var)
+                with open(env[var], "w") as f:
+                    f.write("x" * 48)
+            proc = subprocess.run([*command, "-f", OPERATOR_FILE, "config", "--format", "json"],
+                                  capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        merged = json.loads(proc.stdout)["services"]
+        self.assertEqual(merged["gateway"]["environment"]["JWT_SECRET_FILE"],
+                         "/run/secrets/jwt_secret")
+        self.assertEqual({s["source"] for s in merged["pki"]["secrets"]},
+                         {"operator_ca_crt", "operator_ca_key"})
+        # the override keeps the generated volume (TLS identity, passwords)
+        self.assertTrue(any(v.get("target") == SECRETS_MOUNT for v in merged["gateway"]["volumes"]))
 
 
 # ------------------------------------------------------------------ helpers ----
+
+def run_secrets_init(base):
+    """deploy/docker/shop-secrets-init with its state in base/pki and the consumers'
+    volumes under base/out, every uid this process's (so it runs unprivileged)."""
+    os.makedirs(os.path.join(base, "out"), exist_ok=True)
+    for consumer in SECRET_FILES:
+        os.makedirs(os.path.join(base, "out", consumer), exist_ok=True)
+    uid = str(os.getuid())
+    env = dict(PATH=os.path.dirname(SECRETS_INIT) + ":" + os.path.join(ROOT, "deploy") + ":"
+               + os.environ.get("PATH", "/usr/bin:/bin"),
+               STATE=os.path.join(base, "pki"), OUT=os.path.join(base, "out"),
+               **{k: uid for k in IMAGE_UIDS})
+    with tempfile.TemporaryDirectory() as bindir:
+        # pki.sh is called by name, as in the image
+        os.symlink(os.path.join(ROOT, "deploy", "pki.sh"), os.path.join(bindir, "pki.sh"))
+        env["PATH"] = bindir + ":" + env["PATH"]
+        proc = subprocess.run(["sh", SECRETS_INIT], env=env, capture_output=True, text=True,
+                              timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"shop-secrets-init exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+_SECRETS_DIR = None
+
+
+def secrets_init_output():
+    """The consumers' directories of one real run of shop-secrets-init (made once)."""
+    global _SECRETS_DIR
+    if shutil.which("openssl") is None:
+        raise unittest.SkipTest("no openssl here to run deploy/docker/shop-secrets-init")
+    if _SECRETS_DIR is None:
+        _SECRETS_DIR = tempfile.mkdtemp(prefix="shop-secrets-init.")
+        run_secrets_init(_SECRETS_DIR)
+    return os.path.join(_SECRETS_DIR, "out")
+
+
+def snapshot(directory):
+    return {os.path.join(d, f): (open(os.path.join(d, f), "rb").read(),
+                                 os.stat(os.path.join(d, f)).st_mtime_ns)
+            for d, _, files in os.walk(directory) for f in files}
+
+
+def certificate_cn(path):
+    out = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-subject",
+                          "-nameopt", "multiline"], capture_output=True, text=True,
+                         check=True).stdout
+    return re.search(r"commonName\s*=\s*(\S+)", out).group(1)
+
+
+def certificate_names(path):
+    out = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True, check=True).stdout
+    return set(re.findall(r"DNS:([^,\s]+)", out))
+
 
 @functools.lru_cache(maxsize=None)
 def dynamic_symbols(path, which):

@@ -6,7 +6,7 @@
 - the bash reader (deploy/local/fleet.sh) reads what the Python one (deploy/fleet.py)
   reads;
 - deploy/docker-compose.yml runs exactly the manifest's programs: each service's
-  DATABASE_URL names its database, each program is given exactly its upstreams'
+  database URL (made by the pki container) names its database, each program is given exactly its upstreams'
   addresses (<NAME>_ADDR, on the upstream's compose service) and depends on them,
   kafka-init creates exactly the manifest's topics and their dead-letter topics;
 - the local stack's dev layout puts each service on the ports of docs/architecture.md §6
@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "deploy"))
 import fleet  # noqa: E402
 
 COMPOSE_FILE = os.path.join(ROOT, "deploy", "docker-compose.yml")
+SECRETS_INIT = os.path.join(ROOT, "deploy", "docker", "shop-secrets-init")
 ADDR = re.compile(r"^[A-Z][A-Z0-9_]*_ADDR$")
 OWN_ADDRS = {"GRPC_ADDR", "ADMIN_ADDR", "GATEWAY_ADDR"}  # where a program listens
 
@@ -95,8 +96,12 @@ class Compose(unittest.TestCase):
         cls.rows = fleet.load()
 
     def programs_in_compose(self):
+        """Services built from the Dockerfile's program stages (the pki's stage, which
+        makes the stack's secrets, is not a program; nor is a tool of a profile, such
+        as shopctl, which runs from a program's image)."""
         return {n for n, s in self.services.items()
-                if isinstance(s.get("build"), dict) and s["build"].get("target")}
+                if isinstance(s.get("build"), dict) and s["build"].get("target")
+                and s["build"]["target"] != "pki" and not s.get("profiles")}
 
     def test_compose_runs_exactly_the_manifest_programs(self):
         self.assertEqual(self.programs_in_compose(), {r.program for r in self.rows})
@@ -104,14 +109,25 @@ class Compose(unittest.TestCase):
             self.assertEqual(self.services[r.program]["build"]["target"], r.program)
 
     def test_each_service_has_its_database(self):
+        """The pki (deploy/docker/shop-secrets-init) writes each service's database URL
+        for the services of the manifest, to the server postgres-<name>, with role and
+        database <name>; that container is initialised with them and the service waits
+        for it. (test_compose.py checks the URL the script really writes.)"""
+        with open(SECRETS_INIT) as f:
+            script = f.read()
+        self.assertEqual(re.search(r"^SERVICES=\$\{SERVICES:-([^}]*)\}$", script, re.M)
+                         .group(1).split(), [r.name for r in fleet.services(self.rows)])
+        self.assertIn("postgresql://%s:%s@postgres-%s:5432/%s?", script)
         for r in fleet.services(self.rows):
             with self.subTest(program=r.program):
-                url = urlsplit(environment(self.services[r.program])["DATABASE_URL"])
-                self.assertEqual(url.path.lstrip("/"), r.database)
-                self.assertEqual(url.username, r.database)
-                pg = environment(self.services[url.hostname])
+                self.assertEqual(r.database, r.name, "the pki names role and database so")
+                env = environment(self.services[r.program])
+                self.assertEqual(env["DATABASE_URL_FILE"], "/run/secrets/shop/database-url")
+                pg = environment(self.services[f"postgres-{r.name}"])
                 self.assertEqual(pg["POSTGRES_DB"], r.database)
                 self.assertEqual(pg["POSTGRES_USER"], r.database)
+                self.assertEqual(self.services[r.program]["depends_on"][f"postgres-{r.name}"]
+                                 ["condition"], "service_healthy")
 
     def test_each_program_gets_exactly_its_upstreams(self):
         by_name = fleet.by_name(self.rows)

@@ -2,7 +2,9 @@
 # The Helm chart (deploy/helm/shop-fleet) with real tools, no cluster: helm lint
 # --strict and helm template with the default values and with values-alt.yaml, then
 # every rendered manifest decoded strictly into the Kubernetes API types and checked
-# by k8scheck/ (its rules are at the top of k8scheck/main.go), and a self-test that
+# by k8scheck/ (its rules are at the top of k8scheck/main.go) and the mutual TLS by
+# check_tls.py (certificates per program signed by the chart's CA, each mounted by its
+# program alone), and a self-test that
 # the checker refuses broken manifests. CTest test_deploy_helm; `make helm-test`.
 #
 #   tests/deploy/helm/run.sh [PROGRAM_BINARY...]
@@ -64,10 +66,12 @@ render() {
     grep -q '^NOTES:' "$WORK/$name.install" || { echo "FAIL: $name: no NOTES rendered"; exit 1; }
     step "$name: k8scheck"
     "$CHECK" "$@" "${programs[@]}" "$WORK/$name.yaml"
+    step "$name: mutual TLS (check_tls.py)"
+    python3 "$HERE/check_tls.py" "$WORK/$name.yaml" shop "$DOMAIN"
     passed=$((passed + 1))
 }
-render defaults "" -require-hpa
-render alt "$HERE/values-alt.yaml"
+DOMAIN=cluster.local render defaults "" -require-hpa
+DOMAIN=cluster.example render alt "$HERE/values-alt.yaml"
 
 # The chart refuses to create a Secret it has no values for.
 step "chart: secret.create without secret values must fail"

@@ -55,6 +55,16 @@ app.kubernetes.io/component: {{ include "shop.program" .key }}
 {{ include "shop.selectorLabels" . }}
 {{- end }}
 
+{{/* A program's TLS Secret (ca.crt, tls.crt, tls.key): dict "root" $ "key" "order". */}}
+{{- define "shop.tlsSecretName" -}}
+{{- printf "%s-tls" (include "shop.resourceName" .) }}
+{{- end }}
+
+{{/* Where a program finds its TLS files (its TLS Secret, mounted read-only). */}}
+{{- define "shop.tlsDir" -}}
+/run/secrets/shop
+{{- end }}
+
 {{- define "shop.secretName" -}}
 {{- default (printf "%s-secrets" (include "shop.fullname" .)) .Values.secret.name }}
 {{- end }}
@@ -83,8 +93,9 @@ app.kubernetes.io/component: {{ include "shop.program" .key }}
 {{- $pg := index .root.Values.postgres .key }}
 {{- $pw := index .root.Values.secret.values.postgresPasswords .key | required (printf "secret.values.postgresPasswords.%s is required when secret.create is true" .key) }}
 {{- $q := dict }}
-{{- range $k, $v := dict "host" $pg.host "port" ($pg.port | toString) "dbname" $pg.database "user" $pg.user "password" $pw "sslmode" $pg.sslmode }}
+{{- range $k, $v := dict "host" $pg.host "port" ($pg.port | toString) "dbname" $pg.database "user" $pg.user "password" $pw "sslmode" $pg.sslmode "sslrootcert" $pg.sslrootcert }}
 {{- $_ := set $q $k (printf "'%s'" ($v | toString | replace "\\" "\\\\" | replace "'" "\\'")) }}
 {{- end }}
 {{- printf "host=%s port=%s dbname=%s user=%s password=%s sslmode=%s" $q.host $q.port $q.dbname $q.user $q.password $q.sslmode }}
+{{- if $pg.sslrootcert }} sslrootcert={{ $q.sslrootcert }}{{ end }}
 {{- end }}

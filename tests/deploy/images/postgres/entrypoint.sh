@@ -1,8 +1,12 @@
 #!/bin/bash
 # First start (empty PGDATA): initdb with POSTGRES_USER as the superuser and
-# POSTGRES_PASSWORD as its password, the database POSTGRES_DB, TCP from anywhere with a
+# POSTGRES_PASSWORD (or the content of POSTGRES_PASSWORD_FILE) as its password, the database POSTGRES_DB, TCP from anywhere with a
 # password. Then (every start) run the command, the server by default.
 set -euo pipefail
+# POSTGRES_PASSWORD_FILE: the password read from a file, as the official image does
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
 for arg; do
