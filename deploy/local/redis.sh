@@ -35,7 +35,9 @@ redis_cli() {
         -p "$REDIS_PORT" "$@"
 }
 
-redis_ping() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
+# redis_ping: the server answers as the admin (redis-cli goes on as `default` after a
+# refused AUTH, so a server without our ACL would answer PING: ask who we are).
+redis_ping() { [ "$(redis_cli acl whoami 2>/dev/null)" = admin ]; }
 
 redis_up() {
     local pidfile="$RUNDIR/redis.pid" changed=0
@@ -47,7 +49,7 @@ redis_up() {
         if redis_ping; then
             ((changed)) || return 0
             log "redis: loading the new ACL file"
-            redis_cli acl load >/dev/null && return 0
+            [ "$(redis_cli acl load 2>&1)" != OK ] || return 0
         fi
         log "redis: restarting with the ACL file"
         redis_down
