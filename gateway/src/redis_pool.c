@@ -175,9 +175,26 @@ static void redis_drop(redis_conn_t *c)
     c->ctx = NULL;
 }
 
-/* AUTH [user] password on c's new connection; 0, or ERR_UNAVAILABLE naming the user
- * and the server's answer (never the password). A refusal is logged once until an
- * AUTH succeeds again: every request would otherwise log it. */
+static const char *redis_user_name(const redis_pool_t *p)
+{
+    return p->user[0] != '\0' ? p->user : "default";
+}
+
+/* The server refused our credentials, or wants some we do not have (r: its error
+ * reply): ERR_UNAVAILABLE naming the user and the server's answer (never the
+ * password), logged once until Redis accepts us again (every request would
+ * otherwise log it). */
+static int redis_refused(redis_pool_t *p, const redisReply *r, err_t *err)
+{
+    err_set(err, ERR_UNAVAILABLE, "redis %s:%d refused the credentials of user %s: %.*s", p->host,
+            p->port, redis_user_name(p), (int)r->len, r->str);
+    if (!atomic_exchange(&p->auth_refused, true))
+        LOG_ERR("redis refused the credentials", LOG_STR("user", redis_user_name(p)),
+                LOG_STR("error", err->msg));
+    return ERR_UNAVAILABLE;
+}
+
+/* AUTH [user] password on c's new connection; 0, or ERR_UNAVAILABLE (redis_refused). */
 static int redis_auth(redis_pool_t *p, redis_conn_t *c, err_t *err)
 {
     bool named = p->user[0] != '\0';
@@ -187,16 +204,10 @@ static int redis_auth(redis_pool_t *p, redis_conn_t *c, err_t *err)
         return err_set(err, ERR_UNAVAILABLE, "redis %s:%d: AUTH: %s", p->host, p->port,
                        c->ctx->errstr);
     int rc = 0;
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = err_set(err, ERR_UNAVAILABLE, "redis %s:%d refused the credentials of user %s: %.*s",
-                     p->host, p->port, named ? p->user : "default", (int)r->len, r->str);
-        if (!atomic_exchange(&p->auth_refused, true))
-            LOG_ERR("redis refused the credentials", LOG_STR("user", named ? p->user : "default"),
-                    LOG_STR("error", err->msg));
-    } else if (atomic_exchange(&p->auth_refused, false)) {
-        LOG_INFO("redis accepts the credentials again",
-                 LOG_STR("user", named ? p->user : "default"));
-    }
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = redis_refused(p, r, err);
+    else if (atomic_exchange(&p->auth_refused, false))
+        LOG_INFO("redis accepts the credentials again", LOG_STR("user", redis_user_name(p)));
     freeReplyObject(r);
     return rc;
 }
@@ -237,13 +248,21 @@ bool redis_pool_auth_refused(redis_pool_t *p)
     return atomic_load(&p->auth_refused);
 }
 
-/* A reply of type REDIS_REPLY_ERROR as NULL with err ERR_INTERNAL. */
-static redisReply *redis_error_reply(redisReply *r, err_t *err)
+/* A reply of type REDIS_REPLY_ERROR as NULL with err ERR_INTERNAL; NOAUTH (a server
+ * that wants credentials the pool was not given) as a refusal (redis_refused). */
+static redisReply *redis_error_reply(redis_pool_t *p, redisReply *r, err_t *err)
 {
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0) {
+        redis_refused(p, r, err);
+        freeReplyObject(r);
+        r = NULL;
+    } else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         err_set(err, ERR_INTERNAL, "redis: %.*s", (int)r->len, r->str);
         freeReplyObject(r);
         r = NULL;
+    } else if (r != NULL && atomic_load_explicit(&p->auth_refused, memory_order_relaxed) &&
+               atomic_exchange(&p->auth_refused, false)) {
+        LOG_INFO("redis accepts the credentials again", LOG_STR("user", redis_user_name(p)));
     }
     return r;
 }
@@ -286,7 +305,7 @@ redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, con
         return NULL;
     redisReply *r = redis_conn_command(p, c, argc, argv, lens, err);
     redis_release(p, c);
-    return redis_error_reply(r, err);
+    return redis_error_reply(p, r, err);
 }
 
 static const char *redis_script_sha1(redis_script_t *s)
@@ -323,5 +342,5 @@ redisReply *redis_pool_eval(redis_pool_t *p, redis_script_t *script, int argc, c
         r = redis_conn_command(p, c, argc + 2, cmd, NULL, err);
     }
     redis_release(p, c);
-    return redis_error_reply(r, err);
+    return redis_error_reply(p, r, err);
 }

@@ -31,8 +31,9 @@ redis_pool_t *redis_pool_new(const char *url, const char *password, int size, in
                              err_t *err);
 
 /* redis_pool_auth_refused: Redis refused the pool's credentials on its last attempt
- * to connect (commands fail ERR_UNAVAILABLE meanwhile, and the refusal is logged
- * once: "redis refused the credentials"). Thread-safe. */
+ * to connect, or answered NOAUTH to a pool given none (commands fail ERR_UNAVAILABLE
+ * meanwhile, and the refusal is logged once: "redis refused the credentials").
+ * Thread-safe. */
 bool redis_pool_auth_refused(redis_pool_t *p);
 
 /* redis_pool_free: closes every connection; none may be borrowed. NULL is accepted. */

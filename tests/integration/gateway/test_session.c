@@ -403,6 +403,27 @@ START_TEST(test_redis_pool_wrong_password_is_refused_and_named)
 }
 END_TEST
 
+/* No credentials at all: Redis wants some (NOAUTH), which the pool reports as a
+ * refusal of the default user, as for a wrong password. */
+START_TEST(test_redis_pool_without_credentials_is_refused_and_named)
+{
+    err_t err = ERR_INIT;
+    const char *url = getenv("REDIS_URL");
+    char bare[256];
+    const char *at = strchr(url, '@');
+    snprintf(bare, sizeof(bare), "redis://%s", at != NULL ? at + 1 : url + strlen("redis://"));
+    redis_pool_t *p = redis_pool_new(bare, NULL, 1, 2000, &err);
+    ck_assert_msg(p != NULL, "%s", err.msg);
+    const char *ping[] = {"PING"};
+    ck_assert_ptr_null(redis_pool_command(p, 1, ping, NULL, &err));
+    ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(err.msg, "refused the credentials of user default: NOAUTH") != NULL, "%s",
+                  err.msg);
+    ck_assert(redis_pool_auth_refused(p));
+    redis_pool_free(p);
+}
+END_TEST
+
 /* expect_noperm: the gateway's user runs argv and Redis's ACL refuses it (NOPERM;
  * from within a script: "can't access" a key). */
 static void expect_noperm(int argc, const char **argv)
@@ -509,6 +530,7 @@ int main(void)
     tcase_add_test(tc, test_redis_script_runs_by_sha_and_survives_a_flush);
     tcase_add_test(tc, test_redis_pool_refuses_a_user_without_a_password);
     tcase_add_test(tc, test_redis_pool_wrong_password_is_refused_and_named);
+    tcase_add_test(tc, test_redis_pool_without_credentials_is_refused_and_named);
     tcase_add_test(tc, test_redis_gateway_user_is_confined_to_its_commands_and_keys);
     return check_run(s, CK_FORK_GETENV);
 }
