@@ -84,9 +84,34 @@ for svc_ in "${SERVICES[@]}"; do
 done
 unset svc_ pg_base
 
-# db_url SVC: the service's database, as its own role; env_prefix PROGRAM: order-svc ->
+# db_url SVC: the service's database, as its own role with its password (pg.sh), over
+# TLS with the server's certificate checked against the stack's CA and its name
+# (sslmode=verify-full; the certificate names 127.0.0.1). db_url_file SVC: the same URL
+# in a secret file, for a program's DATABASE_URL_FILE. env_prefix PROGRAM: order-svc ->
 # ORDER_SVC (the prefix of <PROGRAM>_ENV_<NAME> settings).
-db_url() { local db=${FLEET_DB[$1]}; echo "postgresql://$db:$db@127.0.0.1:${PG_PORT[$1]}/$db"; }
+pg_role_password() { stack_secret "pg-password-$1" random_b64 24; }
+db_url() {
+    local db=${FLEET_DB[$1]}
+    echo "postgresql://$db:$(pg_role_password "$1")@127.0.0.1:${PG_PORT[$1]}/$db?sslmode=verify-full&sslrootcert=$(url_encode "$PKI_DIR/ca.crt")"
+}
+db_url_file() {
+    local f="$DATA/secrets/database-url-$1" url
+    url=$(db_url "$1")
+    [ "$(cat "$f" 2>/dev/null)" = "$url" ] || (umask 077 && printf '%s\n' "$url" >"$f.tmp" && mv "$f.tmp" "$f")
+    echo "$f"
+}
+# url_encode TEXT: TEXT with every byte but [A-Za-z0-9/._~-] as %XX (a path in a URL).
+url_encode() {
+    local LC_ALL=C s=$1 out="" c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case "$c" in
+        [A-Za-z0-9/._~-]) out+=$c ;;
+        *) printf -v c '%%%02X' "'$c" && out+=$c ;;
+        esac
+    done
+    echo "$out"
+}
 env_prefix() { local p=${1^^}; echo "${p//-/_}"; }
 
 # Where the programs are taken from: the optimized build unless BIN_DIR says otherwise.

@@ -22,11 +22,61 @@ pg_root() {
 
 pg_superuser_password() { stack_secret pg-superuser random_b64 24; }
 
-pg_psql() { # pg_psql SVC SQL...
+pg_psql() { # pg_psql SVC PSQL-ARGS...: psql as the superuser, over verified TLS
     local svc=$1
     shift
-    PGPASSWORD=$(pg_superuser_password) psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 \
-        -p "${PG_PORT[$svc]}" -U postgres -d postgres "$@"
+    PGPASSWORD=$(pg_superuser_password) PGSSLMODE=verify-full PGSSLROOTCERT="$PKI_DIR/ca.crt" \
+        psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${PG_PORT[$svc]}" -U postgres -d postgres "$@"
+}
+
+# pg_install SRC DST: SRC copied to DST, owned by the PostgreSQL user, 0600 (PostgreSQL
+# refuses a key others can read; it cannot read $DATA/secrets); true when DST changed.
+pg_install() {
+    cmp -s "$1" "$2" 2>/dev/null && return 1
+    if [ "$(id -u)" -eq 0 ]; then
+        install -m 600 -o "$PG_USER" -g "$(id -gn "$PG_USER")" "$1" "$2"
+    else
+        install -m 600 "$1" "$2"
+    fi
+}
+
+# pg_write FILE TEXT: FILE holds TEXT (owned by the PostgreSQL user, 0600); true when it changed.
+pg_write() {
+    local tmp
+    [ "$(cat "$1" 2>/dev/null)" != "$2" ] || return 1
+    tmp=$(mktemp)
+    printf '%s\n' "$2" >"$tmp"
+    pg_install "$tmp" "$1"
+    rm -f "$tmp"
+}
+
+# pg_secure SVC DIR: the cluster's TLS and who may connect, made again on every `up` so
+# that an older cluster (plaintext, passwords = database names) is brought up to date:
+# the server certificate of the stack's PKI (CN postgres; names 127.0.0.1, localhost and
+# the compose hosts postgres-<svc>), TLS 1.3 at least, and pg_hba.conf: over TLS, the
+# service's role to its database and the superuser, both with SCRAM; anything in
+# plaintext refused. True when a setting changed (a running server must reload).
+pg_secure() {
+    local svc=$1 dir=$2 db=${FLEET_DB[$1]} s changed=1 names=()
+    for s in "${PG_SERVICES[@]}"; do names+=("postgres-$s"); done
+    pki_cert postgres "${names[@]}"
+    pg_install "$(tls_cert_file postgres)" "$dir/server.crt" && changed=0
+    pg_install "$(tls_key_file postgres)" "$dir/server.key" && changed=0
+    pg_write "$dir/shop-fleet-tls.conf" "# written by deploy/local/pg.sh on every up
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.3'
+password_encryption = 'scram-sha-256'" && changed=0
+    grep -qx "include_if_exists = 'shop-fleet-tls.conf'" "$dir/postgresql.conf" ||
+        { echo "include_if_exists = 'shop-fleet-tls.conf'" >>"$dir/postgresql.conf" && changed=0; }
+    pg_write "$dir/pg_hba.conf" "# written by deploy/local/pg.sh on every up (docs/trust.md)
+# TYPE    DATABASE  USER      ADDRESS       METHOD
+hostssl   $db       $db       127.0.0.1/32  scram-sha-256
+hostssl   all       postgres  127.0.0.1/32  scram-sha-256
+hostnossl all       all       0.0.0.0/0     reject
+hostnossl all       all       ::/0          reject" && changed=0
+    return $changed
 }
 
 pg_up() {
@@ -61,7 +111,14 @@ CONF
         # pg_stat_statements this way).
         [ -z "${PG_EXTRA_CONF:-}" ] || printf '%s\n' "$PG_EXTRA_CONF" >>"$dir/postgresql.conf"
     fi
+    if pg_secure "$svc" "$dir" && as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        log "postgres/$svc: reloading its TLS and access settings"
+        as_pg "$PG_BIN/pg_ctl" -D "$dir" reload >/dev/null
+        pg_roles "$svc"
+        return 0
+    fi
     if as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        pg_roles "$svc"
         return 0
     fi
     # postgres removes a stale postmaster.pid itself when its pid is not a postmaster.
@@ -71,15 +128,26 @@ CONF
     as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$LOGDIR/pg-$svc.log" -w -t 60 start >/dev/null ||
         die "postgres/$svc did not start (log: $LOGDIR/pg-$svc.log)"
     wait_for 30 "postgres/$svc" "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"
-    # One role and one database per service; credentials are the database's name (local only).
-    local db=${FLEET_DB[$svc]}
+    pg_roles "$svc"
+}
+
+# pg_roles SVC: one role and one database per service; the role's password is the
+# stack's secret pg-password-<svc> (lib.sh), set again on every `up` (so a rotated
+# secret, or an older cluster whose password was the database's name, gets it). The
+# password goes through psql's stdin, not its command line.
+pg_roles() {
+    local svc=$1 db=${FLEET_DB[$1]}
+    # The server's readiness (the server may be reloading): the superuser answers over TLS.
+    wait_for 30 "postgres/$svc (as the superuser, over TLS)" pg_psql "$svc" -tAc "SELECT 1"
     if [ "$(pg_psql "$svc" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$db'")" != 1 ]; then
         log "postgres/$svc: creating role and database \"$db\""
-        pg_psql "$svc" -c "CREATE ROLE \"$db\" LOGIN PASSWORD '$db'"
+        pg_psql "$svc" -c "CREATE ROLE \"$db\" LOGIN"
         pg_psql "$svc" -c "CREATE DATABASE \"$db\" OWNER \"$db\""
         pg_psql "$svc" -d "$db" -c "REVOKE ALL ON SCHEMA public FROM PUBLIC" \
             -c "ALTER SCHEMA public OWNER TO \"$db\""
     fi
+    printf 'ALTER ROLE "%s" LOGIN PASSWORD '"'%s'"';\n' "$db" "$(pg_role_password "$svc")" |
+        pg_psql "$svc" -f -
 }
 
 pg_down() {

@@ -83,8 +83,8 @@ instance_start() { # instance_start SVC K
         mapfile -t extra < <(program_env "$(env_prefix "$prog")")
         mapfile -t ups < <(upstream_env "$svc")
         mapfile -t tls < <(tls_env "$prog")
-        env -u PAGE_TOKEN_KEY "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
-            DATABASE_URL="$(db_url "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
+        env -u PAGE_TOKEN_KEY -u DATABASE_URL "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
+            DATABASE_URL_FILE="$(db_url_file "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
             KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
@@ -120,7 +120,8 @@ gateway_start() {
         mapfile -t extra < <(program_env GATEWAY)
         mapfile -t ups < <(upstream_env gateway)
         mapfile -t tls < <(tls_env gateway)
-        env -u JWT_SECRET "${tls[@]}" GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+        env -u JWT_SECRET -u REDIS_PASSWORD "${tls[@]}" GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" \
+            REDIS_URL="redis://gateway@127.0.0.1:$REDIS_PORT" REDIS_PASSWORD_FILE="$(redis_gateway_password_file)" \
             "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
@@ -162,6 +163,6 @@ create_admin() {
     local bin
     bin=$(program_bin user-svc)
     [ -n "$bin" ] || die "user-svc is not built (make release)"
-    DATABASE_URL="$(db_url user)" LOG_LEVEL=warn \
+    env -u DATABASE_URL DATABASE_URL_FILE="$(db_url_file user)" LOG_LEVEL=warn \
         "$bin" create-admin "$1"
 }

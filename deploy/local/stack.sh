@@ -7,7 +7,8 @@
 #   stack.sh run     up, then wait in the foreground; Ctrl-C (or SIGTERM) runs down
 #   stack.sh status  one line per part
 #   stack.sh wipe    down, then delete this profile's data
-#   stack.sh env     the connection settings, as NAME=value lines (for tests and tools)
+#   stack.sh env     the connection settings, as NAME=value lines (for tests and tools;
+#                    shell syntax: a value with a shell metacharacter is 'quoted')
 #   stack.sh parts   the name of every part (postgres/order, kafka, order-svc-1, gateway, ...)
 #   stack.sh kill PART    SIGKILL one part (a PostgreSQL server with all its backends)
 #   stack.sh start PART   start one part again and wait until it answers
@@ -47,10 +48,17 @@ stack_env() {
     echo "STACK_PROFILE=$STACK_PROFILE"
     echo "STACK_DATA=$DATA"
     echo "SCALE=$N_INST"
+    # Quoted: the URL's '&' would end a command where this output is sourced (`set -a;
+    # . <(stack.sh env)`); readers that split lines take the quotes off (shlex).
     for svc in "${PG_SERVICES[@]}"; do
-        echo "${svc^^}_DATABASE_URL=$(db_url "$svc")"
+        echo "${svc^^}_DATABASE_URL='$(db_url "$svc")'"
     done
-    echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    # Redis: the gateway's user (what the gateway and its tests use) and the admin (the
+    # tests' inspection and clean-up); each password in a file (redis.sh).
+    echo "REDIS_URL=redis://gateway@127.0.0.1:$REDIS_PORT"
+    echo "REDIS_PASSWORD_FILE=$(redis_gateway_password_file)"
+    echo "REDIS_ADMIN_URL=redis://admin@127.0.0.1:$REDIS_PORT"
+    echo "REDIS_ADMIN_PASSWORD_FILE=$(redis_admin_password_file)"
     echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
     # Where spans go (OTLP/gRPC) and where to find them (Jaeger's HTTP query API).
     echo "OTLP_ENDPOINT=$(otlp_endpoint)"

@@ -22,6 +22,7 @@
 typedef struct gateway_config {
     const char *addr;
     const char *redis_url;
+    const char *redis_password; /* "" = the URL's, if any */
     const char *redis_prefix;
     int64_t redis_pool_size;
     const char *upstream_addr[UPSTREAM_N]; /* by upstream_id_t: ORDER_ADDR, ... */

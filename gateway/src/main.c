@@ -30,7 +30,9 @@
 static const cfg_entry_t config_table[] = {
     {"GATEWAY_ADDR", CFG_STR, 1, 256, "0.0.0.0:8080", F(addr), "HTTP listen address"},
     {"REDIS_URL", CFG_SECRET, 1, 1024, "redis://127.0.0.1:6380", F(redis_url),
-     "Redis for sessions and rate limits: redis://[:password@]host:port[/db]"},
+     "Redis for sessions and rate limits: redis://[user][:password]@host:port[/db]"},
+    {"REDIS_PASSWORD", CFG_SECRET, 0, 255, "", F(redis_password),
+     "password of REDIS_URL's user (instead of one in the URL)"},
     {"REDIS_PREFIX", CFG_STR, 0, 64, "gw:", F(redis_prefix), "prefix of every Redis key"},
     {"REDIS_POOL_SIZE", CFG_INT, 1, 256, "16", F(redis_pool_size), "Redis connections"},
 #define UPSTREAM_SETTING(id, name, env, addr, svc, help)                                           \
@@ -162,8 +164,8 @@ static int gateway_open(gateway_t *g, const gateway_config_t *c, err_t *err)
         return err->code;
     if (!(g->proxies = forwarded_trust_parse(c->trusted_proxies, err)))
         return err->code;
-    if (!(g->redis =
-              redis_pool_new(c->redis_url, (int)c->redis_pool_size, c->upstream_timeout_ms, err)))
+    if (!(g->redis = redis_pool_new(c->redis_url, c->redis_password, (int)c->redis_pool_size,
+                                    c->upstream_timeout_ms, err)))
         return err->code;
     g->sessions = session_store_new(g->redis, c->redis_prefix, c->refresh_ttl_ms);
     g->auth = auth_new(&(auth_opts_t){.keys = g->keys,

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/log.h"
 #include "crypto.h"
 
 #define REDIS_POOL_MAX 256
@@ -22,7 +23,9 @@ typedef struct redis_conn {
 struct redis_pool {
     char host[256];
     int port;
-    char password[256];
+    char user[128];           /* "" = the default user (AUTH with the password alone) */
+    char password[256];       /* "" = no AUTH */
+    atomic_bool auth_refused; /* the last AUTH was refused (logged once per refusal spell) */
     int db;
     int64_t timeout_ms;
     pthread_mutex_t lock;
@@ -31,21 +34,26 @@ struct redis_pool {
     redis_conn_t conns[];
 };
 
-/* redis://[:password@]host:port[/db] */
+/* redis://[user][:password]@host:port[/db]: the userinfo up to its first ':' names the
+ * user (none: the default user), the rest is the password. */
 static int redis_parse_url(redis_pool_t *p, const char *url, err_t *err)
 {
     const char *s = url;
     if (url == NULL || strncmp(s, "redis://", 8) != 0)
         return err_set(err, ERR_INVALID, "REDIS_URL: must start with redis://");
     s += 8;
-    const char *at = strchr(s, '@');
+    const char *at = strrchr(s, '@');
     if (at != NULL) {
         const char *colon = memchr(s, ':', (size_t)(at - s));
-        const char *pw = colon != NULL ? colon + 1 : s;
-        size_t n = (size_t)(at - pw);
-        if (n >= sizeof(p->password))
+        const char *user_end = colon != NULL ? colon : at;
+        size_t un = (size_t)(user_end - s);
+        size_t pn = colon != NULL ? (size_t)(at - colon - 1) : 0;
+        if (un >= sizeof(p->user))
+            return err_set(err, ERR_INVALID, "REDIS_URL: user name too long");
+        if (pn >= sizeof(p->password))
             return err_set(err, ERR_INVALID, "REDIS_URL: password too long");
-        memcpy(p->password, pw, n);
+        memcpy(p->user, s, un);
+        memcpy(p->password, colon != NULL ? colon + 1 : "", pn);
         s = at + 1;
     }
     const char *colon = strrchr(s, ':');
@@ -70,7 +78,8 @@ static int redis_parse_url(redis_pool_t *p, const char *url, err_t *err)
     return 0;
 }
 
-redis_pool_t *redis_pool_new(const char *url, int size, int64_t timeout_ms, err_t *err)
+redis_pool_t *redis_pool_new(const char *url, const char *password, int size, int64_t timeout_ms,
+                             err_t *err)
 {
     if (size < 1 || size > REDIS_POOL_MAX || timeout_ms < 1) {
         err_set(err, ERR_INVALID, "redis pool: size 1..%d and a positive timeout", REDIS_POOL_MAX);
@@ -79,9 +88,21 @@ redis_pool_t *redis_pool_new(const char *url, int size, int64_t timeout_ms, err_
     redis_pool_t *p = calloc(1, sizeof(*p) + (size_t)size * sizeof(redis_conn_t));
     if (p == NULL)
         abort();
-    if (redis_parse_url(p, url, err) < 0) {
-        free(p);
-        return NULL;
+    if (redis_parse_url(p, url, err) < 0)
+        goto fail;
+    if (password != NULL && password[0] != '\0') {
+        if (strlen(password) >= sizeof(p->password)) {
+            err_set(err, ERR_INVALID, "REDIS_PASSWORD: too long");
+            goto fail;
+        }
+        snprintf(p->password, sizeof(p->password), "%s", password);
+    }
+    if (p->user[0] != '\0' && p->password[0] == '\0') {
+        err_set(err, ERR_INVALID,
+                "REDIS_URL names the user %s but no password is given (REDIS_PASSWORD,"
+                " REDIS_PASSWORD_FILE or the URL)",
+                p->user);
+        goto fail;
     }
     p->size = size;
     p->timeout_ms = timeout_ms;
@@ -92,6 +113,10 @@ redis_pool_t *redis_pool_new(const char *url, int size, int64_t timeout_ms, err_
     pthread_cond_init(&p->freed, &ca);
     pthread_condattr_destroy(&ca);
     return p;
+fail:
+    memset(p->password, 0, sizeof(p->password));
+    free(p);
+    return NULL;
 }
 
 void redis_pool_free(redis_pool_t *p)
@@ -150,6 +175,43 @@ static void redis_drop(redis_conn_t *c)
     c->ctx = NULL;
 }
 
+static const char *redis_user_name(const redis_pool_t *p)
+{
+    return p->user[0] != '\0' ? p->user : "default";
+}
+
+/* The server refused our credentials, or wants some we do not have (r: its error
+ * reply): ERR_UNAVAILABLE naming the user and the server's answer (never the
+ * password), logged once until Redis accepts us again (every request would
+ * otherwise log it). */
+static int redis_refused(redis_pool_t *p, const redisReply *r, err_t *err)
+{
+    err_set(err, ERR_UNAVAILABLE, "redis %s:%d refused the credentials of user %s: %.*s", p->host,
+            p->port, redis_user_name(p), (int)r->len, r->str);
+    if (!atomic_exchange(&p->auth_refused, true))
+        LOG_ERR("redis refused the credentials", LOG_STR("user", redis_user_name(p)),
+                LOG_STR("error", err->msg));
+    return ERR_UNAVAILABLE;
+}
+
+/* AUTH [user] password on c's new connection; 0, or ERR_UNAVAILABLE (redis_refused). */
+static int redis_auth(redis_pool_t *p, redis_conn_t *c, err_t *err)
+{
+    bool named = p->user[0] != '\0';
+    const char *argv[] = {"AUTH", named ? p->user : p->password, p->password};
+    redisReply *r = redisCommandArgv(c->ctx, named ? 3 : 2, argv, NULL);
+    if (r == NULL)
+        return err_set(err, ERR_UNAVAILABLE, "redis %s:%d: AUTH: %s", p->host, p->port,
+                       c->ctx->errstr);
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = redis_refused(p, r, err);
+    else if (atomic_exchange(&p->auth_refused, false))
+        LOG_INFO("redis accepts the credentials again", LOG_STR("user", redis_user_name(p)));
+    freeReplyObject(r);
+    return rc;
+}
+
 /* Opens c's connection (AUTH and SELECT included); 0 or ERR_UNAVAILABLE. */
 static int redis_connect(redis_pool_t *p, redis_conn_t *c, err_t *err)
 {
@@ -160,19 +222,17 @@ static int redis_connect(redis_pool_t *p, redis_conn_t *c, err_t *err)
                 c->ctx != NULL ? c->ctx->errstr : "out of memory");
         goto fail;
     }
-    const char *setup[2][2] = {{"AUTH", p->password}, {"SELECT", NULL}};
-    char db[8];
-    snprintf(db, sizeof(db), "%d", p->db);
-    setup[1][1] = db;
-    for (int i = 0; i < 2; i++) {
-        if ((i == 0 && p->password[0] == '\0') || (i == 1 && p->db == 0))
-            continue;
-        redisReply *r = redisCommandArgv(c->ctx, 2, setup[i], NULL);
+    if (p->password[0] != '\0' && redis_auth(p, c, err) < 0)
+        goto fail;
+    if (p->db != 0) {
+        char db[8];
+        snprintf(db, sizeof(db), "%d", p->db);
+        redisReply *r = redisCommandArgv(c->ctx, 2, (const char *[]){"SELECT", db}, NULL);
         bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
         if (r != NULL)
             freeReplyObject(r);
         if (!ok) {
-            err_set(err, ERR_UNAVAILABLE, "redis %s:%d refused %s", p->host, p->port, setup[i][0]);
+            err_set(err, ERR_UNAVAILABLE, "redis %s:%d refused SELECT %s", p->host, p->port, db);
             goto fail;
         }
     }
@@ -183,13 +243,26 @@ fail:
     return ERR_UNAVAILABLE;
 }
 
-/* A reply of type REDIS_REPLY_ERROR as NULL with err ERR_INTERNAL. */
-static redisReply *redis_error_reply(redisReply *r, err_t *err)
+bool redis_pool_auth_refused(redis_pool_t *p)
 {
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+    return atomic_load(&p->auth_refused);
+}
+
+/* A reply of type REDIS_REPLY_ERROR as NULL with err ERR_INTERNAL; NOAUTH (a server
+ * that wants credentials the pool was not given) as a refusal (redis_refused). */
+static redisReply *redis_error_reply(redis_pool_t *p, redisReply *r, err_t *err)
+{
+    if (r != NULL && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOAUTH", 6) == 0) {
+        redis_refused(p, r, err);
+        freeReplyObject(r);
+        r = NULL;
+    } else if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         err_set(err, ERR_INTERNAL, "redis: %.*s", (int)r->len, r->str);
         freeReplyObject(r);
         r = NULL;
+    } else if (r != NULL && atomic_load_explicit(&p->auth_refused, memory_order_relaxed) &&
+               atomic_exchange(&p->auth_refused, false)) {
+        LOG_INFO("redis accepts the credentials again", LOG_STR("user", redis_user_name(p)));
     }
     return r;
 }
@@ -232,7 +305,7 @@ redisReply *redis_pool_command(redis_pool_t *p, int argc, const char **argv, con
         return NULL;
     redisReply *r = redis_conn_command(p, c, argc, argv, lens, err);
     redis_release(p, c);
-    return redis_error_reply(r, err);
+    return redis_error_reply(p, r, err);
 }
 
 static const char *redis_script_sha1(redis_script_t *s)
@@ -269,5 +342,5 @@ redisReply *redis_pool_eval(redis_pool_t *p, redis_script_t *script, int argc, c
         r = redis_conn_command(p, c, argc + 2, cmd, NULL, err);
     }
     redis_release(p, c);
-    return redis_error_reply(r, err);
+    return redis_error_reply(p, r, err);
 }

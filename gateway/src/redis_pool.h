@@ -12,6 +12,7 @@
 
 #include <hiredis/hiredis.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,11 +20,21 @@
 
 typedef struct redis_pool redis_pool_t;
 
-/* redis_pool_new: up to `size` connections to `url` (redis://[:password@]host:port[/db]),
- * each command bounded by timeout_ms (connect, send, receive; also the wait for a
- * free connection). Connects nothing yet. Returns an owned pool
+/* redis_pool_new: up to `size` connections to `url`
+ * (redis://[user][:password]@host:port[/db]), each command bounded by timeout_ms
+ * (connect, send, receive; also the wait for a free connection). Every new
+ * connection first sends AUTH [user] password (an ACL user: docs/trust.md), the
+ * password being `password` when not NULL nor empty, else the URL's; a user without
+ * a password is an error. Connects nothing yet. Returns an owned pool
  * (redis_pool_free), or NULL with err ERR_INVALID for a malformed URL. */
-redis_pool_t *redis_pool_new(const char *url, int size, int64_t timeout_ms, err_t *err);
+redis_pool_t *redis_pool_new(const char *url, const char *password, int size, int64_t timeout_ms,
+                             err_t *err);
+
+/* redis_pool_auth_refused: Redis refused the pool's credentials on its last attempt
+ * to connect, or answered NOAUTH to a pool given none (commands fail ERR_UNAVAILABLE
+ * meanwhile, and the refusal is logged once: "redis refused the credentials").
+ * Thread-safe. */
+bool redis_pool_auth_refused(redis_pool_t *p);
 
 /* redis_pool_free: closes every connection; none may be borrowed. NULL is accepted. */
 void redis_pool_free(redis_pool_t *p);

@@ -3,7 +3,7 @@
  *
  * /readyz probes Redis (PING) and each service's grpc.health.v1.Health/Check
  * with a short deadline, one after the other, and answers 503 naming what is
- * not ready. The probes block the MHD thread for at most READY_TIMEOUT_MS each:
+ * not ready (Redis refusing the gateway's credentials: "UNAUTHENTICATED"). The probes block the MHD thread for at most READY_TIMEOUT_MS each:
  * an orchestrator polls it a few times a minute, not per request.
  */
 #include <stdlib.h>
@@ -46,6 +46,10 @@ static const char *ops_probe_redis(http_req_t *r)
     err_t err = ERR_INIT;
     const char *argv[] = {"PING"};
     redisReply *rep = redis_pool_command(routes_app(r)->redis, 1, argv, NULL, &err);
+    /* Refused credentials are a deployment's error, not an outage: said as such (the
+     * log has Redis's answer). */
+    if (rep == NULL && redis_pool_auth_refused(routes_app(r)->redis))
+        return err_code_name(ERR_UNAUTHENTICATED);
     if (rep == NULL)
         return err_code_name(err.code);
     freeReplyObject(rep);

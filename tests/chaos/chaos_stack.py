@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -51,8 +52,8 @@ class Stack:
         self.env = {}
         for line in _run([STACK_SH, "env"], 60).splitlines():
             name, sep, value = line.partition("=")
-            if sep:
-                self.env[name] = value
+            if sep:  # shell syntax: a value may be quoted (stack.sh env)
+                self.env[name] = shlex.split(value)[0] if value else value
         for need in ("STACK_DATA", "GATEWAY_URL", "KAFKA_BROKERS",
                      *(f"{r.name.upper()}_DATABASE_URL" for r in SERVICES)):
             if not self.env.get(need):

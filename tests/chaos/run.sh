@@ -21,7 +21,8 @@ export SCALE=${CHAOS_SCALE:-2}
 export BIN_DIR=${BIN_DIR:-$root/build-release}
 # make test exports the test stack's settings; none of them may leak into this stack.
 ROOT=$root . "$root/deploy/local/fleet.sh"
-unset REDIS_URL KAFKA_BROKERS GATEWAY_URL DATABASE_URL GRPC_ADDR ADMIN_ADDR
+unset REDIS_URL REDIS_PASSWORD REDIS_PASSWORD_FILE REDIS_ADMIN_URL REDIS_ADMIN_PASSWORD_FILE KAFKA_BROKERS GATEWAY_URL \
+    DATABASE_URL DATABASE_URL_FILE GRPC_ADDR ADMIN_ADDR
 for svc in "${SERVICES[@]}"; do unset "${svc^^}_DATABASE_URL"; done
 
 # Every program of deploy/fleet.conf (stack.sh up checks again, but this says it early).

@@ -11,16 +11,17 @@
   kafka-init creates exactly the manifest's topics and their dead-letter topics;
 - the local stack's dev layout puts each service on the ports of docs/architecture.md §6
   (gRPC 50051+offset, admin 8081+offset, PostgreSQL 5433+offset), as `stack.sh env`
-  says.
+  says, each database as its own role with a password of its own, over verified TLS.
 
 Needs no build and no infrastructure; python3-yaml parses the compose file.
 """
 import os
 import re
+import shlex
 import subprocess
 import sys
 import unittest
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -155,15 +156,22 @@ class LocalStack(unittest.TestCase):
         env = dict(os.environ, STACK_PROFILE="dev", SCALE="1", FLEET="1")
         out = subprocess.run([os.path.join(ROOT, "deploy", "local", "stack.sh"), "env"],
                              env=env, check=True, capture_output=True, text=True).stdout
-        got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        # Shell syntax: the database URLs are quoted.
+        got = dict(shlex.split(line)[0].split("=", 1) for line in out.splitlines() if "=" in line)
         for r in fleet.services():
             with self.subTest(service=r.name):
                 p = r.name.upper()
                 self.assertEqual(got[f"{p}_GRPC_ADDRS"], f"127.0.0.1:{50051 + r.grpc}")
                 self.assertEqual(got[f"{p}_ADMIN_ADDRS"], f"127.0.0.1:{8081 + r.admin}")
-                self.assertEqual(got[f"{p}_DATABASE_URL"],
-                                 f"postgresql://{r.database}:{r.database}@127.0.0.1:"
-                                 f"{5433 + r.pg}/{r.database}")
+                url = urlsplit(got[f"{p}_DATABASE_URL"])
+                self.assertEqual((url.scheme, url.username, url.hostname, url.port, url.path),
+                                 ("postgresql", r.database, "127.0.0.1", 5433 + r.pg,
+                                  "/" + r.database))
+                self.assertGreaterEqual(len(url.password), 24)
+                self.assertNotEqual(url.password, r.database)
+                query = parse_qs(url.query)
+                self.assertEqual(query["sslmode"], ["verify-full"])
+                self.assertTrue(query["sslrootcert"][0].endswith("/secrets/pki/ca.crt"))
 
 
 if __name__ == "__main__":

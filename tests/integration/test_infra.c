@@ -1,13 +1,15 @@
 /*
  * The local infrastructure answers as the rest of the fleet expects: each service's
- * PostgreSQL with its own role, Redis, and Kafka with the saga topics, headers,
- * consumer groups and manual offset commits. Settings come from the environment
- * that tests/run.sh exports (deploy/local/stack.sh env).
+ * PostgreSQL with its own role, over verified TLS only (docs/trust.md), Redis with
+ * its ACL users only, and Kafka with the saga topics, headers, consumer groups and
+ * manual offset commits. Settings come from the environment that tests/run.sh
+ * exports (deploy/local/stack.sh env).
  */
 #include <check.h>
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "check_util.h"
+#include "stack_env.h"
 
 static const char *const services[] = {"order", "product", "user"};
 static const char *const topics[] = {"order.events",         "inventory.events",
@@ -51,6 +54,15 @@ START_TEST(test_each_service_database_accepts_its_own_role)
     ck_assert_str_eq(PQgetvalue(r, 0, 1), svc);
     PQclear(r);
 
+    /* Over TLS 1.3, the server's certificate checked against the stack's CA and name. */
+    ck_assert_int_eq(PQsslInUse(c), 1);
+    ck_assert_str_eq(PQsslAttribute(c, "protocol"), "TLSv1.3");
+    PQconninfoOption *opts = PQconninfo(c);
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "sslmode") == 0)
+            ck_assert_str_eq(o->val, "verify-full");
+    PQconninfoFree(opts);
+
     /* The role owns its schema: it can create what its migrations will create. */
     r = PQexec(c, "CREATE TABLE infra_probe (id int PRIMARY KEY); DROP TABLE infra_probe");
     ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", svc, PQerrorMessage(c));
@@ -71,26 +83,132 @@ START_TEST(test_a_service_role_cannot_enter_another_service_database)
 
     PGconn *c = PQconnectdb(url);
     ck_assert_int_ne(PQstatus(c), CONNECTION_OK);
+    /* Refused before any password is asked: no pg_hba.conf line lets order in there. */
+    ck_assert_msg(strstr(PQerrorMessage(c), "no pg_hba.conf entry") != NULL, "%s",
+                  PQerrorMessage(c));
     PQfinish(c);
 }
 END_TEST
 
+/* pg_refused SVC KEY VALUE...: SVC's URL with these settings on top (NULL-ended
+ * pairs) does not connect; the error message, for the caller to check (static). */
+static const char *pg_refused(const char *svc, const char *const *extra)
+{
+    static char msg[512];
+    const char *keys[8] = {"dbname"}, *vals[8] = {db_url(svc)};
+    int n = 1;
+    for (; extra[2 * (n - 1)] != NULL && n < 7; n++) {
+        keys[n] = extra[2 * (n - 1)];
+        vals[n] = extra[2 * (n - 1) + 1];
+    }
+    keys[n] = vals[n] = NULL;
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    ck_assert_msg(PQstatus(c) != CONNECTION_OK, "%s connected with %s=%s", svc, keys[1], vals[1]);
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(c));
+    PQfinish(c);
+    return msg;
+}
+
+START_TEST(test_a_plaintext_connection_is_refused)
+{
+    const char *m = pg_refused(services[_i], (const char *[]){"sslmode", "disable", NULL});
+    ck_assert_msg(strstr(m, "pg_hba.conf rejects connection") && strstr(m, "no encryption"), "%s",
+                  m);
+}
+END_TEST
+
+START_TEST(test_verify_full_refuses_a_server_not_named_as_asked)
+{
+    /* The right server at the right address, asked for under another name. */
+    const char *m = pg_refused(
+        services[_i], (const char *[]){"host", "db.example.com", "hostaddr", "127.0.0.1", NULL});
+    ck_assert_msg(strstr(m, "does not match host name \"db.example.com\""), "%s", m);
+}
+END_TEST
+
+START_TEST(test_verify_full_refuses_a_certificate_of_a_foreign_ca)
+{
+    char dir[] = "/tmp/infra-ca-XXXXXX", cmd[512], ca[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1"
+             " -subj /CN=foreign -keyout %s/ca.key -out %s/ca.crt 2>/dev/null",
+             dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+    const char *m = pg_refused(services[_i], (const char *[]){"sslrootcert", ca, NULL});
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_msg(strstr(m, "certificate verify failed"), "%s", m);
+}
+END_TEST
+
+START_TEST(test_a_service_role_reaches_no_other_database_of_its_cluster)
+{
+    const char *m = pg_refused(services[_i], (const char *[]){"dbname", "postgres", NULL});
+    ck_assert_msg(strstr(m, "no pg_hba.conf entry"), "%s", m);
+}
+END_TEST
+
+/* A connection to the stack's Redis, not authenticated yet. */
 static redisContext *redis_connect(void)
 {
     const char *url = env_required("REDIS_URL");
     char host[128];
     int port;
-    ck_assert_int_eq(sscanf(url, "redis://%127[^:]:%d", host, &port), 2);
+    const char *at = strchr(url, '@');
+    ck_assert_int_eq(
+        sscanf(at != NULL ? at + 1 : url + strlen("redis://"), "%127[^:]:%d", host, &port), 2);
     struct timeval tv = {.tv_sec = 5};
     redisContext *r = redisConnectWithTimeout(host, port, tv);
     ck_assert_msg(r && !r->err, "redis: %s", r ? r->errstr : "out of memory");
     return r;
 }
 
+/* redis_expect_error: cmd's reply is an error starting with prefix. */
+static void redis_expect_error(redisContext *r, const char *prefix, const char *cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    redisReply *reply = redisvCommand(r, cmd, ap);
+    va_end(ap);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_msg(reply->type == REDIS_REPLY_ERROR &&
+                      strncmp(reply->str, prefix, strlen(prefix)) == 0,
+                  "%s: %s", cmd, reply->str != NULL ? reply->str : "(not an error)");
+    freeReplyObject(reply);
+}
+
+START_TEST(test_redis_refuses_whoever_has_no_password_of_its_acl)
+{
+    redisContext *r = redis_connect();
+    redis_expect_error(r, "NOAUTH", "PING");
+    redis_expect_error(r, "NOAUTH", "GET gw:x");
+    /* The default user is off, whatever the password; AUTH with a password alone is
+     * the default user's. */
+    redis_expect_error(r, "WRONGPASS", "AUTH default %s", "");
+    redis_expect_error(r, "WRONGPASS", "AUTH default nopass");
+    char *pw = stack_env_secret("REDIS_PASSWORD_FILE");
+    redis_expect_error(r, "WRONGPASS", "AUTH %s", pw);
+    redis_expect_error(r, "WRONGPASS", "AUTH default %s", pw);
+    redis_expect_error(r, "WRONGPASS", "AUTH gateway %s-not", pw);
+    redis_expect_error(r, "WRONGPASS", "AUTH admin %s", pw);
+    redis_expect_error(r, "NOAUTH", "PING");
+    free(pw);
+    redisFree(r);
+}
+END_TEST
+
 START_TEST(test_redis_answers_ping_and_persists_with_aof)
 {
     redisContext *r = redis_connect();
-    redisReply *reply = redisCommand(r, "PING");
+    char *pw = stack_env_secret("REDIS_ADMIN_PASSWORD_FILE");
+    redisReply *reply = redisCommand(r, "AUTH admin %s", pw);
+    free(pw);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_msg(reply->type == REDIS_REPLY_STATUS, "%s", reply->str);
+    freeReplyObject(reply);
+    reply = redisCommand(r, "PING");
     ck_assert_ptr_nonnull(reply);
     ck_assert_int_eq(reply->type, REDIS_REPLY_STATUS);
     ck_assert_str_eq(reply->str, "PONG");
@@ -274,9 +392,14 @@ static Suite *infra_suite(void)
     TCase *pg = check_case(s, "postgres", 30);
     tcase_add_loop_test(pg, test_each_service_database_accepts_its_own_role, 0, 3);
     tcase_add_test(pg, test_a_service_role_cannot_enter_another_service_database);
+    tcase_add_loop_test(pg, test_a_plaintext_connection_is_refused, 0, 3);
+    tcase_add_loop_test(pg, test_verify_full_refuses_a_server_not_named_as_asked, 0, 3);
+    tcase_add_loop_test(pg, test_verify_full_refuses_a_certificate_of_a_foreign_ca, 0, 3);
+    tcase_add_loop_test(pg, test_a_service_role_reaches_no_other_database_of_its_cluster, 0, 3);
 
     TCase *redis = check_case(s, "redis", 30);
     tcase_add_test(redis, test_redis_answers_ping_and_persists_with_aof);
+    tcase_add_test(redis, test_redis_refuses_whoever_has_no_password_of_its_acl);
 
     TCase *kafka = check_case(s, "kafka", 120);
     tcase_add_test(kafka, test_every_saga_topic_has_six_partitions);

@@ -6,11 +6,13 @@
 The services and the gateway run as child processes on free 127.0.0.1 ports, each
 given its upstreams as deploy/fleet.conf says, against the test stack (each
 service's <NAME>_DATABASE_URL, KAFKA_BROKERS,
-REDIS_URL from the environment), each program with its own certificate of the test
-stack (TLS_CA_FILE, <NAME>_TLS_CERT_FILE, <NAME>_TLS_KEY_FILE: mutual TLS on every gRPC
-port, docs/trust.md), the services with one random PAGE_TOKEN_KEY. The
-gateway gets a random HS256 secret and a Redis key prefix of its own, so runs never
-see each other's sessions or rate limit counters; stop() deletes the prefix's keys. Only the standard library is
+REDIS_URL and REDIS_PASSWORD_FILE from the environment), each program with its own
+certificate of the test stack (TLS_CA_FILE, <NAME>_TLS_CERT_FILE, <NAME>_TLS_KEY_FILE:
+mutual TLS on every gRPC port, docs/trust.md), the services with one random
+PAGE_TOKEN_KEY. The gateway gets a random HS256 secret and a Redis key prefix of its
+own under gw: (the only keys its Redis user may touch), so runs never see each other's
+sessions or rate limit counters; stop() deletes the prefix's keys as Redis's admin
+(REDIS_ADMIN_URL, REDIS_ADMIN_PASSWORD_FILE). Only the standard library is
 used: HTTP through http.client.
 """
 import base64
@@ -132,7 +134,8 @@ class FleetStack:
         self.gateways = []
         for var in ([svc.upper() + "_DATABASE_URL" for svc in SERVICES] +
                     [name.upper() + "_TLS_CERT_FILE" for name in FLEET] +
-                    ["KAFKA_BROKERS", "REDIS_URL", "TLS_CA_FILE"]):
+                    ["KAFKA_BROKERS", "REDIS_URL", "TLS_CA_FILE", "REDIS_ADMIN_URL",
+                     "REDIS_ADMIN_PASSWORD_FILE"]):
             if not os.environ.get(var):
                 raise SystemExit("%s is not set: run with the test stack's env" % var)
 
@@ -186,7 +189,7 @@ class FleetStack:
         env.update({
             "GATEWAY_ADDR": "127.0.0.1:%d" % port,
             "JWT_SECRET": self.secret,
-            "REDIS_PREFIX": "test:gw-e2e:%s:%s:" % (self.tag, name),
+            "REDIS_PREFIX": "gw:test-e2e:%s:%s:" % (self.tag, name),
             "LOG_LEVEL": "info",
             "HTTP_THREADS": "2",
         })
@@ -235,13 +238,15 @@ class FleetStack:
         return statuses
 
     def _delete_redis_keys(self):
-        url = os.environ["REDIS_URL"]
-        keys = subprocess.run(["redis-cli", "-u", url, "--scan", "--pattern",
-                               "test:gw-e2e:%s:*" % self.tag],
-                              capture_output=True, timeout=30).stdout.decode().split()
+        url = urllib.parse.urlsplit(os.environ["REDIS_ADMIN_URL"])
+        with open(os.environ["REDIS_ADMIN_PASSWORD_FILE"]) as f:
+            env = dict(os.environ, REDISCLI_AUTH=f.read().strip())
+        cli = ["redis-cli", "-h", url.hostname, "-p", str(url.port), "--user", url.username]
+        keys = subprocess.run(cli + ["--scan", "--pattern", "gw:test-e2e:%s:*" % self.tag],
+                              env=env, capture_output=True, timeout=30).stdout.decode().split()
         for i in range(0, len(keys), 100):
-            subprocess.run(["redis-cli", "-u", url, "DEL"] + keys[i:i + 100],
-                           capture_output=True, timeout=30)
+            subprocess.run(cli + ["DEL"] + keys[i:i + 100], env=env, capture_output=True,
+                           timeout=30)
 
     def log_tail(self, name, n=30):
         try:

@@ -14,19 +14,22 @@ Starts the three services and gateways of its own against the test stack
   - the per-account login lockout under other spellings of the same email;
   - TRUSTED_PROXIES: Forwarded / X-Forwarded-For believed only from those peers;
   - RateLimit / RateLimit-Policy headers on limited routes and 429s;
-  - a malformed connection URL stops a program with exit status 2, naming it.
+  - a malformed connection URL stops a program with exit status 2, naming it;
+  - a gateway given a wrong Redis password runs, reports not ready (redis
+    UNAUTHENTICATED) and says why once in its log, never with the password.
 """
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateway_stack import main_for  # noqa: E402
+from gateway_stack import Client, free_port, main_for  # noqa: E402
 
 STACK = None
 GW = None
@@ -320,6 +323,45 @@ class Configuration(unittest.TestCase):
                 other = STACK.tls("order")
                 self.run_prog(STACK.bins[name], dict(tls, TLS_KEY_FILE=other["TLS_KEY_FILE"]),
                               "TLS_KEY_FILE")
+
+    def test_a_wrong_redis_password_is_not_ready_and_said_once(self):
+        wrong = "wrong-" + uuid.uuid4().hex
+        port = free_port()
+        with tempfile.NamedTemporaryFile("w", suffix=".pw") as pw, \
+                tempfile.TemporaryFile() as log:
+            pw.write(wrong + "\n")
+            pw.flush()
+            env = dict(os.environ, **STACK.tls("gateway"), GATEWAY_ADDR="127.0.0.1:%d" % port,
+                       JWT_SECRET="s" * 40,
+                       REDIS_PASSWORD_FILE=pw.name, LOG_LEVEL="info")
+            env.pop("REDIS_PASSWORD", None)
+            p = subprocess.Popen([STACK.bins["gateway"]], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+            try:
+                client, deadline = Client(port), time.time() + 30
+                while True:
+                    try:
+                        if client.get("/healthz").status == 200:
+                            break
+                    except OSError:
+                        pass
+                    self.assertIsNone(p.poll(), "the gateway exited")
+                    self.assertLess(time.time(), deadline, "no /healthz in 30 s")
+                    time.sleep(0.1)
+                for _ in range(3):
+                    r = client.get("/readyz")
+                    self.assertEqual(r.status, 503, r)
+                    self.assertEqual(r.json["checks"]["redis"], "UNAUTHENTICATED", r)
+            finally:
+                p.terminate()
+                p.wait(timeout=30)
+            log.seek(0)
+            text = log.read().decode(errors="replace")
+        self.assertNotIn(wrong, text)
+        refusals = [line for line in text.splitlines() if "redis refused the credentials" in line]
+        self.assertEqual(len(refusals), 1, text[-2000:])
+        self.assertIn('"user":"gateway"', refusals[0])
+        self.assertIn("WRONGPASS", refusals[0])
 
 
 if __name__ == "__main__":

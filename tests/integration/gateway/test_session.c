@@ -1,7 +1,9 @@
 /*
- * session and ratelimit against the test stack's real Redis (REDIS_URL). Every
- * run uses its own key prefix and deletes its keys at the end, so reruns and
- * other suites on the same Redis never meet.
+ * session and ratelimit against the test stack's real Redis as the gateway's ACL
+ * user (REDIS_URL, REDIS_PASSWORD_FILE): every command the gateway runs must pass
+ * that user's rules. Every run uses its own key prefix under gw: and deletes its
+ * keys at the end, as Redis's admin (REDIS_ADMIN_URL, REDIS_ADMIN_PASSWORD_FILE),
+ * who also does what the gateway may not (KEYS, INFO, SCRIPT FLUSH).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -17,20 +19,31 @@
 #include "ratelimit.h"
 #include "redis_pool.h"
 #include "session.h"
+#include "stack_env.h"
 
-static redis_pool_t *pool;
+static redis_pool_t *pool;  /* as the gateway's user */
+static redis_pool_t *admin; /* as the admin */
 static char prefix[64];
+
+static redis_pool_t *pool_as(const char *url_var, const char *password_file_var)
+{
+    const char *url = getenv(url_var);
+    ck_assert_msg(url != NULL, "%s is not set (run with the test stack's env)", url_var);
+    char *password = stack_env_secret(password_file_var);
+    err_t err = ERR_INIT;
+    redis_pool_t *p = redis_pool_new(url, password, 4, 2000, &err);
+    free(password);
+    ck_assert_msg(p != NULL, "%s", err.msg);
+    return p;
+}
 
 static void setup(void)
 {
-    const char *url = getenv("REDIS_URL");
-    ck_assert_msg(url != NULL, "REDIS_URL is not set (run with the test stack's env)");
-    err_t err = ERR_INIT;
-    pool = redis_pool_new(url, 4, 2000, &err);
-    ck_assert_msg(pool != NULL, "%s", err.msg);
+    pool = pool_as("REDIS_URL", "REDIS_PASSWORD_FILE");
+    admin = pool_as("REDIS_ADMIN_URL", "REDIS_ADMIN_PASSWORD_FILE");
     char id[UUID_STR_LEN];
     uuid_new(id);
-    snprintf(prefix, sizeof(prefix), "test:gw:%.8s:", id + 28);
+    snprintf(prefix, sizeof(prefix), "gw:test:%.8s:", id + 28);
 }
 
 /* Deletes every key under this run's prefix. */
@@ -40,16 +53,17 @@ static void teardown(void)
     char pattern[80];
     snprintf(pattern, sizeof(pattern), "%s*", prefix);
     const char *argv[] = {"KEYS", pattern};
-    redisReply *r = redis_pool_command(pool, 2, argv, NULL, &err);
+    redisReply *r = redis_pool_command(admin, 2, argv, NULL, &err);
     for (size_t i = 0; r != NULL && i < r->elements; i++) {
         const char *del[] = {"DEL", r->element[i]->str};
-        redisReply *d = redis_pool_command(pool, 2, del, NULL, &err);
+        redisReply *d = redis_pool_command(admin, 2, del, NULL, &err);
         if (d != NULL)
             freeReplyObject(d);
     }
     if (r != NULL)
         freeReplyObject(r);
     redis_pool_free(pool);
+    redis_pool_free(admin);
 }
 
 /* What the gateway's guard sees: session_key exists. 0, or ERR_UNAUTHENTICATED. */
@@ -172,7 +186,7 @@ START_TEST(test_session_stores_refresh_tokens_only_hashed)
     char pattern[96];
     snprintf(pattern, sizeof(pattern), "*%s*", g.refresh_token);
     const char *keys[] = {"KEYS", pattern};
-    r = redis_pool_command(pool, 2, keys, NULL, &err);
+    r = redis_pool_command(admin, 2, keys, NULL, &err);
     ck_assert_int_eq(r->elements, 0);
     freeReplyObject(r);
     session_store_free(s);
@@ -328,7 +342,7 @@ END_TEST
 START_TEST(test_redis_pool_reports_unreachable_and_bad_urls)
 {
     err_t err = ERR_INIT;
-    redis_pool_t *p = redis_pool_new("redis://127.0.0.1:1", 1, 300, &err);
+    redis_pool_t *p = redis_pool_new("redis://127.0.0.1:1", NULL, 1, 300, &err);
     ck_assert_ptr_nonnull(p);
     const char *argv[] = {"PING"};
     ck_assert_ptr_null(redis_pool_command(p, 1, argv, NULL, &err));
@@ -336,10 +350,116 @@ START_TEST(test_redis_pool_reports_unreachable_and_bad_urls)
     ratelimit_state_t st;
     ck_assert_int_eq(ratelimit_hit_if(p, "g", "k", 1, 1000, &st, &err), ERR_UNAVAILABLE);
     redis_pool_free(p);
-    ck_assert_ptr_null(redis_pool_new("http://127.0.0.1:6379", 1, 300, &err));
-    ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1", 1, 300, &err));
-    ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1:99999", 1, 300, &err));
+    ck_assert_ptr_null(redis_pool_new("http://127.0.0.1:6379", NULL, 1, 300, &err));
+    ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1", NULL, 1, 300, &err));
+    ck_assert_ptr_null(redis_pool_new("redis://127.0.0.1:99999", NULL, 1, 300, &err));
     ck_assert_int_eq(err.code, ERR_INVALID);
+}
+END_TEST
+
+/* A named ACL user needs a password: from the caller (REDIS_PASSWORD) or the URL. */
+START_TEST(test_redis_pool_refuses_a_user_without_a_password)
+{
+    err_t err = ERR_INIT;
+    ck_assert_ptr_null(redis_pool_new("redis://gateway@127.0.0.1:1", NULL, 1, 300, &err));
+    ck_assert_int_eq(err.code, ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "gateway"));
+    ck_assert_ptr_null(redis_pool_new("redis://gateway@127.0.0.1:1", "", 1, 300, &err));
+    redis_pool_t *p = redis_pool_new("redis://gateway:pw@127.0.0.1:1", NULL, 1, 300, &err);
+    ck_assert_ptr_nonnull(p);
+    redis_pool_free(p);
+    p = redis_pool_new("redis://gateway@127.0.0.1:1", "pw", 1, 300, &err);
+    ck_assert_ptr_nonnull(p);
+    redis_pool_free(p);
+}
+END_TEST
+
+/* A wrong password: every command fails UNAVAILABLE with Redis's answer and the
+ * user's name, never the password; the pool says its credentials were refused
+ * (what /readyz reports) until they are accepted. */
+START_TEST(test_redis_pool_wrong_password_is_refused_and_named)
+{
+    err_t err = ERR_INIT;
+    const char *secret = "not-the-gateway-password";
+    redis_pool_t *p = redis_pool_new(getenv("REDIS_URL"), secret, 1, 2000, &err);
+    ck_assert_msg(p != NULL, "%s", err.msg);
+    ck_assert(!redis_pool_auth_refused(p));
+    const char *ping[] = {"PING"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_ptr_null(redis_pool_command(p, 1, ping, NULL, &err));
+        ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+        ck_assert_msg(strstr(err.msg, "refused the credentials of user gateway") != NULL, "%s",
+                      err.msg);
+        ck_assert_msg(strstr(err.msg, "WRONGPASS") != NULL, "%s", err.msg);
+        ck_assert_ptr_null(strstr(err.msg, secret));
+        ck_assert(redis_pool_auth_refused(p));
+    }
+    redis_pool_free(p);
+    /* The right one is accepted (the fixture's pool). */
+    redisReply *r = redis_pool_command(pool, 1, ping, NULL, &err);
+    ck_assert_msg(r != NULL, "%s", err.msg);
+    freeReplyObject(r);
+    ck_assert(!redis_pool_auth_refused(pool));
+}
+END_TEST
+
+/* No credentials at all: Redis wants some (NOAUTH), which the pool reports as a
+ * refusal of the default user, as for a wrong password. */
+START_TEST(test_redis_pool_without_credentials_is_refused_and_named)
+{
+    err_t err = ERR_INIT;
+    const char *url = getenv("REDIS_URL");
+    char bare[256];
+    const char *at = strchr(url, '@');
+    snprintf(bare, sizeof(bare), "redis://%s", at != NULL ? at + 1 : url + strlen("redis://"));
+    redis_pool_t *p = redis_pool_new(bare, NULL, 1, 2000, &err);
+    ck_assert_msg(p != NULL, "%s", err.msg);
+    const char *ping[] = {"PING"};
+    ck_assert_ptr_null(redis_pool_command(p, 1, ping, NULL, &err));
+    ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(err.msg, "refused the credentials of user default: NOAUTH") != NULL, "%s",
+                  err.msg);
+    ck_assert(redis_pool_auth_refused(p));
+    redis_pool_free(p);
+}
+END_TEST
+
+/* expect_noperm: the gateway's user runs argv and Redis's ACL refuses it (NOPERM;
+ * from within a script: "can't access" a key). */
+static void expect_noperm(int argc, const char **argv)
+{
+    err_t err = ERR_INIT;
+    redisReply *r = redis_pool_command(pool, argc, argv, NULL, &err);
+    ck_assert_msg(r == NULL, "%s %s was allowed", argv[0], argc > 1 ? argv[1] : "");
+    ck_assert_int_eq(err.code, ERR_INTERNAL);
+    ck_assert_msg(strstr(err.msg, "NOPERM") != NULL || strstr(err.msg, "can't access") != NULL,
+                  "%s: %s", argv[0], err.msg);
+}
+
+/* Least privilege: the gateway's user runs the gateway's commands on keys under
+ * gw: and nothing else, neither directly nor from a script. */
+START_TEST(test_redis_gateway_user_is_confined_to_its_commands_and_keys)
+{
+    expect_noperm(3, (const char *[]){"CONFIG", "GET", "appendonly"});
+    expect_noperm(1, (const char *[]){"FLUSHALL"});
+    expect_noperm(1, (const char *[]){"FLUSHDB"});
+    expect_noperm(2, (const char *[]){"KEYS", "*"});
+    expect_noperm(2, (const char *[]){"SCAN", "0"});
+    expect_noperm(2, (const char *[]){"SCRIPT", "FLUSH"});
+    expect_noperm(2, (const char *[]){"ACL", "LIST"});
+    expect_noperm(3, (const char *[]){"SET", "other:key", "1"});
+    expect_noperm(2, (const char *[]){"GET", "sess:x"});
+    expect_noperm(5, (const char *[]){"EVAL", "return redis.call('SET', KEYS[1], '1')", "1",
+                                      "other:key", "x"});
+    expect_noperm(4,
+                  (const char *[]){"EVAL", "return redis.call('GET', ARGV[1])", "0", "other:key"});
+    /* Its own keys it may use. */
+    char key[80];
+    snprintf(key, sizeof(key), "%sprobe", prefix);
+    err_t err = ERR_INIT;
+    redisReply *r = redis_pool_command(pool, 3, (const char *[]){"SET", key, "1"}, NULL, &err);
+    ck_assert_msg(r != NULL, "%s", err.msg);
+    freeReplyObject(r);
 }
 END_TEST
 
@@ -349,7 +469,7 @@ static long long redis_evalsha_calls(void)
 {
     const char *argv[] = {"INFO", "commandstats"};
     err_t err = ERR_INIT;
-    redisReply *r = redis_pool_command(pool, 2, argv, NULL, &err);
+    redisReply *r = redis_pool_command(admin, 2, argv, NULL, &err);
     ck_assert_ptr_nonnull(r);
     const char *at = strstr(r->str, "cmdstat_evalsha:calls=");
     long long n = at != NULL ? atoll(at + strlen("cmdstat_evalsha:calls=")) : 0;
@@ -361,7 +481,9 @@ START_TEST(test_redis_script_runs_by_sha_and_survives_a_flush)
 {
     static redis_script_t echo = REDIS_SCRIPT("return {KEYS[1], ARGV[1]}");
     err_t err = ERR_INIT;
-    const char *argv[] = {"1", "k", "v"};
+    char k[80];
+    snprintf(k, sizeof(k), "%sk", prefix);
+    const char *argv[] = {"1", k, "v"};
     for (int round = 0; round < 2; round++) {
         long long before = redis_evalsha_calls();
         for (int i = 0; i < 3; i++) {
@@ -369,13 +491,13 @@ START_TEST(test_redis_script_runs_by_sha_and_survives_a_flush)
             ck_assert_ptr_nonnull(r);
             ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
             ck_assert_int_eq(r->elements, 2);
-            ck_assert_str_eq(r->element[0]->str, "k");
+            ck_assert_str_eq(r->element[0]->str, k);
             ck_assert_str_eq(r->element[1]->str, "v");
             freeReplyObject(r);
         }
         ck_assert_int_ge(redis_evalsha_calls() - before, 3);
         const char *flush[] = {"SCRIPT", "FLUSH"};
-        redisReply *f = redis_pool_command(pool, 2, flush, NULL, &err);
+        redisReply *f = redis_pool_command(admin, 2, flush, NULL, &err);
         ck_assert_ptr_nonnull(f);
         freeReplyObject(f);
     }
@@ -406,5 +528,9 @@ int main(void)
     tcase_add_test(tc, test_ratelimit_guarded_counts_only_while_the_session_lives);
     tcase_add_test(tc, test_redis_pool_reports_unreachable_and_bad_urls);
     tcase_add_test(tc, test_redis_script_runs_by_sha_and_survives_a_flush);
+    tcase_add_test(tc, test_redis_pool_refuses_a_user_without_a_password);
+    tcase_add_test(tc, test_redis_pool_wrong_password_is_refused_and_named);
+    tcase_add_test(tc, test_redis_pool_without_credentials_is_refused_and_named);
+    tcase_add_test(tc, test_redis_gateway_user_is_confined_to_its_commands_and_keys);
     return check_run(s, CK_FORK_GETENV);
 }

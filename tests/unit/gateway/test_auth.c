@@ -30,7 +30,7 @@ static void setup(void)
                         &err);
     ck_assert_msg(keys != NULL, "%s", err.msg);
     /* Nobody listens on port 1: every Redis step fails ERR_UNAVAILABLE. */
-    pool = redis_pool_new("redis://127.0.0.1:1", 1, 300, &err);
+    pool = redis_pool_new("redis://127.0.0.1:1", NULL, 1, 300, &err);
     ck_assert_msg(pool != NULL, "%s", err.msg);
     store = session_store_new(pool, "test:auth:", 60000);
     auth = auth_new(&(auth_opts_t){.keys = keys,
