@@ -8,6 +8,7 @@ stack script through the environment.
 import fcntl
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -81,8 +82,7 @@ class Stack:
         up = run([self.script, "up"], stdout=2, env=dict(os.environ, SCALE="1"))
         if up.rc != 0:
             raise HarnessError("the bench stack did not start")
-        self.env = dict(line.split("=", 1) for line in self.call("env", quiet=False).out.splitlines()
-                        if "=" in line)
+        self.env = parse_env(self.call("env", quiet=False).out)
         os.environ.update(self.env)
         parts = self.call("parts", quiet=False).out.split()
         self.programs = [p for p in parts if p == "gateway" or _is_instance(p)]
@@ -122,6 +122,17 @@ class Stack:
     def first_addr(self, svc: str, kind: str) -> str:
         """The first instance's gRPC or admin host:port of a service."""
         return self.env[f"{svc.upper()}_{kind}_ADDRS"].split(",")[0]
+
+
+def parse_env(text: str) -> dict:
+    """`stack.sh env`'s NAME=value lines as a dict; values are shell words (the database
+    URLs are quoted for their '&'), so the quotes come off as a shell would take them."""
+    env = {}
+    for line in text.splitlines():
+        if "=" in line:
+            name, value = line.split("=", 1)
+            env[name] = "".join(shlex.split(value))
+    return env
 
 
 _SERVICE_PROGRAMS = {r.program for r in fleet.services()}

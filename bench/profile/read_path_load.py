@@ -19,10 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from harness import cpu  # noqa: E402
+from harness.stack import parse_env  # noqa: E402
 
 out, rate, secs, withperf = Path(sys.argv[1]), sys.argv[2], sys.argv[3], len(sys.argv) > 4
-env = dict(l.split("=", 1) for l in subprocess.run(
-    [ROOT / "deploy/local/stack.sh", "env"], capture_output=True, text=True).stdout.splitlines() if "=" in l)
+env = parse_env(subprocess.run([ROOT / "deploy/local/stack.sh", "env"], capture_output=True,
+                               text=True).stdout)
 data = Path(env["STACK_DATA"])
 prod = (out / "products").read_text().split()[0]
 tok = (out / "tokens").read_text().split()[0]

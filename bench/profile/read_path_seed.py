@@ -9,11 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from harness.seed import Api, Customers, seed  # noqa: E402
-from harness.stack import Stack  # noqa: E402
+from harness.stack import Stack, parse_env  # noqa: E402
 
 work = Path(sys.argv[1])
 work.mkdir(parents=True, exist_ok=True)
 st = Stack(ROOT, work)
-st.env = dict(l.split("=", 1) for l in st.call("env", quiet=False).out.splitlines() if "=" in l)
+st.env = parse_env(st.call("env", quiet=False).out)
 api = Api(st.env["GATEWAY_URL"] + "/api/v1")
 print(seed(st, api, Customers(api, work), work)[0])
