@@ -43,7 +43,18 @@ stack_env() {
         echo "${svc^^}_DATABASE_URL=$(db_url "$svc")"
     done
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    # Kafka: the SASL_SSL listener, each service's principal and the admin's (a super
+    # user: operators' shopctl, the tests' own administration), the CA that verifies
+    # the broker, and kcat configurations (kcat -F FILE) as admin.
     echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+    for svc in "${SERVICES[@]}"; do
+        echo "KAFKA_${svc^^}_USERNAME=${FLEET_PROGRAM[$svc]}"
+        echo "KAFKA_${svc^^}_PASSWORD_FILE=$(kafka_password_file "${FLEET_PROGRAM[$svc]}")"
+    done
+    echo "KAFKA_ADMIN_USERNAME=admin"
+    echo "KAFKA_ADMIN_PASSWORD_FILE=$(kafka_password_file admin)"
+    echo "KAFKA_ADMIN_KCAT_CONFIG=$(kafka_kcat_config admin)"
+    echo "TLS_CA_FILE=$PKI_DIR/ca.crt"
     # Where spans go (OTLP/gRPC) and where to find them (Jaeger's HTTP query API).
     echo "OTLP_ENDPOINT=$(otlp_endpoint)"
     echo "OTEL_EXPORTER_OTLP_ENDPOINT=$(otlp_endpoint)"
