@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "kafka_auth.h"
 
 extern char **environ;
 
@@ -106,8 +107,11 @@ int svc_proc_partitions(const svc_proc_t *p)
 
 int svc_topic_partitions(const char *topic)
 {
-    char cmd[1400], line[512];
-    snprintf(cmd, sizeof(cmd), "kcat -b '%s' -L -t '%s' -m 10 2>/dev/null",
+    char cmd[2000], line[512], conf[600] = "";
+    const char *kcat_conf = getenv("KAFKA_ADMIN_KCAT_CONFIG"); /* kcat -F: as admin */
+    if (kcat_conf && *kcat_conf)
+        snprintf(conf, sizeof(conf), "-F '%s'", kcat_conf);
+    snprintf(cmd, sizeof(cmd), "kcat %s -b '%s' -L -t '%s' -m 10 2>/dev/null", conf,
              svc_env("KAFKA_BROKERS"), topic);
     FILE *f = popen(cmd, "r");
     int n = -1;
@@ -160,13 +164,21 @@ static char **svc_proc_envp(const svc_proc_t *p)
     const char *fixed[] = {"GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "DB_POOL_SIZE=8",
                            "SHUTDOWN_GRACE=5s", "LOG_LEVEL=info"};
     const size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
-    const char *over[SVC_PROC_ENV_MAX + 8];
+    const char *over[SVC_PROC_ENV_MAX + 10];
     size_t n_over = 0, n_env = 0;
     for (size_t i = 0; i < n_fixed; i++)
         over[n_over++] = fixed[i];
-    char kafka[1100];
+    char kafka[1100], kafka_user[300], kafka_pass[1100];
     snprintf(kafka, sizeof(kafka), "KAFKA_BROKERS=%s", svc_env("KAFKA_BROKERS"));
     over[n_over++] = kafka;
+    /* The service's own Kafka principal (KAFKA_<SVC>_USERNAME of the stack), never the
+     * admin's; TLS_CA_FILE is inherited. */
+    const char *prog = strrchr(p->binary, '/');
+    if (ka_service_env(prog ? prog + 1 : p->binary, kafka_user, sizeof(kafka_user), kafka_pass,
+                       sizeof(kafka_pass)) == 0) {
+        over[n_over++] = kafka_user;
+        over[n_over++] = kafka_pass;
+    }
     for (size_t i = 0; p->env[i]; i++)
         over[n_over++] = p->env[i];
     while (environ[n_env])

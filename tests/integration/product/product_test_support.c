@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
+#include "kafka_auth.h"
 #include "saga_events.h"
 
 #define PT_SOURCE "/shop/product-test"
@@ -39,6 +40,7 @@ void pt_open(pt_t *t, const svc_proc_t *svc)
     t->ch = rpc_channel_new(target, NULL, &err);
     ck_assert_msg(t->ch, "%s", err.msg);
     const char *brokers = pt_env("KAFKA_BROKERS");
+    ka_admin();
     t->producer = kfk_producer_new(brokers, "product-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
     uuid_new(id);

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/user/v1/user_service.pb-c.h"
+#include "kafka_auth.h"
 #include "saga_events.h"
 
 #define UT_SOURCE   "/shop/user-test"
@@ -40,6 +41,7 @@ void ut_open(ut_t *t, const svc_proc_t *svc)
     t->ch = rpc_channel_new(target, NULL, &err);
     ck_assert_msg(t->ch, "%s", err.msg);
     const char *brokers = ut_env("KAFKA_BROKERS");
+    ka_admin();
     t->producer = kfk_producer_new(brokers, "user-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
     uuid_new(id);

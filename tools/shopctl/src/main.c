@@ -18,6 +18,13 @@
 static const cfg_entry_t shopctl_table[] = {
     {"KAFKA_BROKERS", CFG_STR, 1, 1024, "127.0.0.1:9092", offsetof(shopctl_cfg_t, kafka_brokers),
      "Kafka bootstrap servers"},
+    {"KAFKA_USERNAME", CFG_STR, 0, 256, "", offsetof(shopctl_cfg_t, kafka_username),
+     "Kafka principal (an operator's: admin on the local stack; empty: plaintext without "
+     "authentication)"},
+    {"KAFKA_PASSWORD", CFG_SECRET, 0, 1024, "", offsetof(shopctl_cfg_t, kafka_password),
+     "password of KAFKA_USERNAME"},
+    {"TLS_CA_FILE", CFG_STR, 0, 4096, "", offsetof(shopctl_cfg_t, tls_ca_file),
+     "PEM file of the CA that verifies the brokers (empty: the system's CAs)"},
     {"LOG_LEVEL", CFG_STR, 1, 16, "warn", offsetof(shopctl_cfg_t, log_level),
      "debug | info | warn | error (logs go to stderr)"},
     {"SHOPCTL_TIMEOUT", CFG_DURATION, 100, 3600000, "30s", offsetof(shopctl_cfg_t, timeout_ms),
@@ -90,6 +97,12 @@ int main(int argc, char **argv)
                                    cfg.log_level);
     if (kfk_brokers_check(cfg.kafka_brokers, &err) < 0)
         return shopctl_usage_error("KAFKA_BROKERS: %s", err.msg);
+    if (kfk_auth_set(&(kfk_auth_t){.username = cfg.kafka_username,
+                                   .password = cfg.kafka_password,
+                                   .ca_file = cfg.tls_ca_file},
+                     &err) < 0)
+        return shopctl_usage_error("KAFKA_USERNAME: %s (set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE)",
+                                   err.msg);
     log_set_fd(2);
     log_init("shopctl", level);
     return dlq_main(&cfg, argc - 2, argv + 2);
