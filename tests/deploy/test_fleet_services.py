@@ -55,6 +55,11 @@ class ServiceContract(unittest.TestCase):
                     "GRPC_ADDR": "127.0.0.1:%d" % grpc_port,
                     "ADMIN_ADDR": "127.0.0.1:%d" % admin_port,
                     "PAGE_TOKEN_KEY": secrets.token_hex(32), "LOG_LEVEL": "warn"})
+        # Its own Kafka principal (deploy/local/stack.sh env): readiness needs the broker.
+        prefix = "KAFKA_%s_" % svc.name.upper()
+        if os.environ.get(prefix + "USERNAME"):
+            env.update({"KAFKA_USERNAME": os.environ[prefix + "USERNAME"],
+                        "KAFKA_PASSWORD_FILE": os.environ[prefix + "PASSWORD_FILE"]})
         for up in svc.upstreams:  # not called here: readiness does not depend on them
             env[up.upper() + "_ADDR"] = "127.0.0.1:%d" % free_port()
 
