@@ -45,7 +45,8 @@ stack_env() {
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
     # Kafka: the SASL_SSL listener, each service's principal and the admin's (a super
     # user: operators' shopctl, the tests' own administration), the CA that verifies
-    # the broker, and kcat configurations (kcat -F FILE) as admin.
+    # the broker, and the admin's configuration for kcat (-F FILE) and the broker's
+    # Java tools (--command-config FILE).
     echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
     for svc in "${SERVICES[@]}"; do
         echo "KAFKA_${svc^^}_USERNAME=${FLEET_PROGRAM[$svc]}"
@@ -54,6 +55,7 @@ stack_env() {
     echo "KAFKA_ADMIN_USERNAME=admin"
     echo "KAFKA_ADMIN_PASSWORD_FILE=$(kafka_password_file admin)"
     echo "KAFKA_ADMIN_KCAT_CONFIG=$(kafka_kcat_config admin)"
+    echo "KAFKA_ADMIN_CLIENT_PROPERTIES=$(kafka_admin_props)" # the Java tools' --command-config
     echo "TLS_CA_FILE=$PKI_DIR/ca.crt"
     # Where spans go (OTLP/gRPC) and where to find them (Jaeger's HTTP query API).
     echo "OTLP_ENDPOINT=$(otlp_endpoint)"
