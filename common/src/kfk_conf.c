@@ -24,6 +24,12 @@ static void kfk_log_cb(const rd_kafka_t *rk, int level, const char *fac, const c
     if (lvl == LOG_LEVEL_WARN && strcmp(fac, "CONFWARN") == 0 &&
         strstr(buf, "enable.gapless.guarantee") != NULL)
         lvl = LOG_LEVEL_DEBUG;
+    /* A refused login or TLS handshake also reaches the error callback, which says it
+     * once per process with the settings to check (kfk_auth_failure_log); librdkafka's
+     * own line repeats it per client and reconnect. */
+    if (strcmp(fac, "FAIL") == 0 &&
+        (strstr(buf, "SASL authentication error") || strstr(buf, "SSL handshake failed")))
+        lvl = LOG_LEVEL_DEBUG;
     LOG__AT(lvl, "kafka", LOG_STR("client", rd_kafka_name(rk)), LOG_STR("facility", fac),
             LOG_STR("detail", buf));
 }

@@ -34,10 +34,9 @@ void ka_admin(void)
     if (ka_password(getenv("KAFKA_ADMIN_PASSWORD_FILE"), pass, sizeof(pass)) != 0)
         err_set(&err, ERR_INVALID, "KAFKA_ADMIN_PASSWORD_FILE names no readable password");
     else
-        kfk_auth_set(&(kfk_auth_t){.username = user,
-                                   .password = pass,
-                                   .ca_file = getenv("TLS_CA_FILE")},
-                     &err);
+        kfk_auth_set(
+            &(kfk_auth_t){.username = user, .password = pass, .ca_file = getenv("TLS_CA_FILE")},
+            &err);
     /* Not ck_assert: helper processes that are no Check test call this too. */
     if (err.code != 0) {
         fprintf(stderr, "kafka_auth: %s\n", err.msg);
@@ -56,8 +55,7 @@ void ka_operator_env(void)
     }
 }
 
-int ka_service_env(const char *program, char *user, size_t user_len, char *pass,
-                   size_t pass_len)
+int ka_service_env(const char *program, char *user, size_t user_len, char *pass, size_t pass_len)
 {
     /* order-svc -> ORDER */
     char svc[64], name[96];

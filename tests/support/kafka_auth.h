@@ -24,8 +24,7 @@ void ka_operator_env(void);
  * whose program is `program` ("order-svc": KAFKA_ORDER_USERNAME, ...) into `user` and
  * `pass` ("NAME=value" strings for a child's environment); 0, or -1 when the stack
  * names no principal for it (both then empty). */
-int ka_service_env(const char *program, char *user, size_t user_len, char *pass,
-                   size_t pass_len);
+int ka_service_env(const char *program, char *user, size_t user_len, char *pass, size_t pass_len);
 
 /* ka_password: the password in the file `path` (one trailing newline dropped) into
  * buf; 0 or -1. */

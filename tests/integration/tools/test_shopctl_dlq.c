@@ -358,9 +358,12 @@ START_TEST(test_bad_usage_and_unknown_entries_fail_with_a_message)
         unsetenv("KAFKA_PASSWORD");
         unsetenv("SHOPCTL_TIMEOUT");
         setenv("KAFKA_PASSWORD_FILE", pass_file, 1);
-        ck_assert_msg(r.status == 1 && strstr(r.out, "kafka authentication failed: check "
-                                                     "KAFKA_USERNAME and KAFKA_PASSWORD"),
-                      "status %d, output: %s", r.status, r.out);
+        const char *said = strstr(r.out, "kafka authentication failed: check KAFKA_USERNAME and "
+                                         "KAFKA_PASSWORD");
+        ck_assert_msg(r.status == 1 && said, "status %d, output: %s", r.status, r.out);
+        ck_assert_msg(!strstr(said + 1, "kafka authentication failed") &&
+                          !strstr(r.out, "\"facility\":\"FAIL\""),
+                      "the refused login is said more than once: %s", r.out);
     }
     r = st_shopctl(a, true, "dlq list --limit 1 | true");
     ck_assert_int_eq(r.status, 0);
