@@ -5,6 +5,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,18 @@ static void kfk_log_cb(const rd_kafka_t *rk, int level, const char *fac, const c
  * (confluentinc/librdkafka#4895); with a newer librdkafka this can be SCRAM-SHA-512
  * again, the broker's users then made with kafka-configs (docs/decisions.md). */
 const char kfk_sasl_mechanism[] = "PLAIN";
+
+const cfg_entry_t kfk_auth_cfg_table[] = {
+    {"KAFKA_USERNAME", CFG_STR, 0, 256, "", offsetof(kfk_auth_t, username),
+     "Kafka principal, by convention the program's name (empty: plaintext without "
+     "authentication, which the fleet's brokers refuse); with it SASL_SSL"},
+    {"KAFKA_PASSWORD", CFG_SECRET, 0, 1024, "", offsetof(kfk_auth_t, password),
+     "password of KAFKA_USERNAME"},
+    {"TLS_CA_FILE", CFG_STR, 0, 4096, "", offsetof(kfk_auth_t, ca_file),
+     "PEM file of the CA that verifies the fleet's servers (Kafka; empty: the system's "
+     "CAs)"},
+};
+const size_t kfk_auth_cfg_n = sizeof(kfk_auth_cfg_table) / sizeof(kfk_auth_cfg_table[0]);
 
 static pthread_mutex_t kfk_auth_mu = PTHREAD_MUTEX_INITIALIZER;
 static char kfk_auth_user[KFK_AUTH_FIELD_MAX + 1];

@@ -29,9 +29,6 @@ typedef struct svc_common_cfg {
     const char *db_url;
     int64_t db_pool_size;
     const char *kafka_brokers;
-    const char *kafka_username;
-    const char *kafka_password;
-    const char *tls_ca_file;
     const char *log_level;
     int64_t shutdown_grace_ms;
     int64_t startup_timeout_ms;
@@ -43,7 +40,7 @@ typedef struct svc_common_cfg {
 
 /* The common settings table, with the service's default ports filled in. Loaded
  * settings point into the defaults, so the table lives as long as the settings. */
-#define SVC_N_COMMON 15
+#define SVC_N_COMMON 12
 typedef struct svc_common_table {
     char grpc_def[32];
     char admin_def[32];
@@ -55,6 +52,7 @@ struct svc {
     svc_common_table_t table;
     svc_common_cfg_t cfg;
     otel_cfg_t otel;
+    kfk_auth_t kafka_auth;
     char process[64]; /* "product-svc" */
     db_pool_t *pool;
     kfk_producer_t *producer;
@@ -124,14 +122,6 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
          "database connections, also the gRPC worker threads"},
         {"KAFKA_BROKERS", CFG_STR, 1, 1024, "127.0.0.1:9092",
          offsetof(svc_common_cfg_t, kafka_brokers), "Kafka bootstrap servers"},
-        {"KAFKA_USERNAME", CFG_STR, 0, 256, "", offsetof(svc_common_cfg_t, kafka_username),
-         "Kafka principal, by convention the program's name (empty: plaintext without "
-         "authentication, which the fleet's brokers refuse); with it SASL_SSL"},
-        {"KAFKA_PASSWORD", CFG_SECRET, 0, 1024, "", offsetof(svc_common_cfg_t, kafka_password),
-         "password of KAFKA_USERNAME"},
-        {"TLS_CA_FILE", CFG_STR, 0, 4096, "", offsetof(svc_common_cfg_t, tls_ca_file),
-         "PEM file of the CA that verifies the fleet's servers (Kafka; empty: the system's "
-         "CAs)"},
         {"LOG_LEVEL", CFG_STR, 1, 16, "info", offsetof(svc_common_cfg_t, log_level),
          "debug | info | warn | error"},
         {"SHUTDOWN_GRACE", CFG_DURATION, 0, 300000, "10s",
@@ -158,6 +148,7 @@ static int load_common_config(svc_t *s, err_t *err)
 {
     common_table_init(&s->table, s->def);
     if (cfg_load(s->table.entries, SVC_N_COMMON, &s->cfg, err) < 0 ||
+        cfg_load(kfk_auth_cfg_table, kfk_auth_cfg_n, &s->kafka_auth, err) < 0 ||
         cfg_load(otel_cfg_table, otel_cfg_n, &s->otel, err) < 0)
         return err->code;
     log_level_t level;
@@ -172,17 +163,13 @@ static int load_common_config(svc_t *s, err_t *err)
         return err_set(err, ERR_INVALID, "DATABASE_URL: %s", why.msg);
     if (kfk_brokers_check(s->cfg.kafka_brokers, &why) < 0)
         return err_set(err, ERR_INVALID, "KAFKA_BROKERS: %s", why.msg);
-    if (kfk_auth_set(&(kfk_auth_t){.username = s->cfg.kafka_username,
-                                   .password = s->cfg.kafka_password,
-                                   .ca_file = s->cfg.tls_ca_file},
-                     &why) < 0)
+    if (kfk_auth_set(&s->kafka_auth, &why) < 0)
         return err_set(err, ERR_INVALID,
-                       "KAFKA_USERNAME: %s (set KAFKA_PASSWORD or "
-                       "KAFKA_PASSWORD_FILE)",
-                       why.msg);
+                       "KAFKA_USERNAME: %s (set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE)", why.msg);
     log_init(s->def->name, level);
     metrics_process_init(s->process);
     cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
+    cfg_log(kfk_auth_cfg_table, kfk_auth_cfg_n, &s->kafka_auth);
     cfg_log(otel_cfg_table, otel_cfg_n, &s->otel);
     if (s->def->config_table) {
         if (cfg_load(s->def->config_table, s->def->n_config, s->def->config, err) < 0)
@@ -330,6 +317,8 @@ static int print_help(const svc_def_t *def, const char *process)
     print_usage(stdout, def, process);
     printf("\nsettings (environment variables; NAME=default, or NAME (required)):\n");
     int rc = cfg_usage_print(stdout, table.entries, SVC_N_COMMON);
+    printf("\nKafka login (docs/trust.md):\n");
+    rc |= cfg_usage_print(stdout, kfk_auth_cfg_table, kfk_auth_cfg_n);
     printf("\ntraces (OpenTelemetry's variables):\n");
     rc |= cfg_usage_print(stdout, otel_cfg_table, otel_cfg_n);
     if (def->n_config > 0) {

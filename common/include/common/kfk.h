@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "common/config.h"
 #include "common/err.h"
 
 /* ---- CloudEvents Kafka binding (binary mode), pure functions ---- */
@@ -110,6 +111,13 @@ typedef struct kfk_auth {
     const char *password;
     const char *ca_file;
 } kfk_auth_t;
+
+/* The settings of a process's Kafka login, for cfg_load / cfg_usage_print into a
+ * kfk_auth_t (each program loads and prints them with its own table, then calls
+ * kfk_auth_set): KAFKA_USERNAME, KAFKA_PASSWORD (secret, or KAFKA_PASSWORD_FILE),
+ * TLS_CA_FILE, all empty by default. */
+extern const cfg_entry_t kfk_auth_cfg_table[];
+extern const size_t kfk_auth_cfg_n;
 
 /* The SASL mechanism kfk_auth_set configures ("PLAIN"), for tools that configure
  * other Kafka clients the same way. */

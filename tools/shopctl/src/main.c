@@ -18,13 +18,6 @@
 static const cfg_entry_t shopctl_table[] = {
     {"KAFKA_BROKERS", CFG_STR, 1, 1024, "127.0.0.1:9092", offsetof(shopctl_cfg_t, kafka_brokers),
      "Kafka bootstrap servers"},
-    {"KAFKA_USERNAME", CFG_STR, 0, 256, "", offsetof(shopctl_cfg_t, kafka_username),
-     "Kafka principal (an operator's: admin on the local stack; empty: plaintext without "
-     "authentication)"},
-    {"KAFKA_PASSWORD", CFG_SECRET, 0, 1024, "", offsetof(shopctl_cfg_t, kafka_password),
-     "password of KAFKA_USERNAME"},
-    {"TLS_CA_FILE", CFG_STR, 0, 4096, "", offsetof(shopctl_cfg_t, tls_ca_file),
-     "PEM file of the CA that verifies the brokers (empty: the system's CAs)"},
     {"LOG_LEVEL", CFG_STR, 1, 16, "warn", offsetof(shopctl_cfg_t, log_level),
      "debug | info | warn | error (logs go to stderr)"},
     {"SHOPCTL_TIMEOUT", CFG_DURATION, 100, 3600000, "30s", offsetof(shopctl_cfg_t, timeout_ms),
@@ -74,6 +67,8 @@ static void shopctl_help(void)
           "Settings (environment):\n",
           stdout);
     cfg_usage_print(stdout, shopctl_table, SHOPCTL_N_CFG);
+    fputs("\nKafka login (an operator's: admin on the local stack, docs/dlq.md):\n", stdout);
+    cfg_usage_print(stdout, kfk_auth_cfg_table, kfk_auth_cfg_n);
 }
 
 int main(int argc, char **argv)
@@ -97,10 +92,10 @@ int main(int argc, char **argv)
                                    cfg.log_level);
     if (kfk_brokers_check(cfg.kafka_brokers, &err) < 0)
         return shopctl_usage_error("KAFKA_BROKERS: %s", err.msg);
-    if (kfk_auth_set(&(kfk_auth_t){.username = cfg.kafka_username,
-                                   .password = cfg.kafka_password,
-                                   .ca_file = cfg.tls_ca_file},
-                     &err) < 0)
+    kfk_auth_t auth;
+    if (cfg_load(kfk_auth_cfg_table, kfk_auth_cfg_n, &auth, &err) < 0)
+        return shopctl_usage_error("%s", err.msg);
+    if (kfk_auth_set(&auth, &err) < 0)
         return shopctl_usage_error("KAFKA_USERNAME: %s (set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE)",
                                    err.msg);
     log_set_fd(2);

@@ -14,9 +14,6 @@ enum { SHOPCTL_OK = 0, SHOPCTL_FAILED = 1, SHOPCTL_USAGE = 2 };
 
 typedef struct shopctl_cfg {
     const char *kafka_brokers;
-    const char *kafka_username;
-    const char *kafka_password;
-    const char *tls_ca_file;
     const char *log_level;
     int64_t timeout_ms; /* a read or a produce gives up after this */
 } shopctl_cfg_t;
