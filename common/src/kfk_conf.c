@@ -1,7 +1,11 @@
 /*
  * kfk_conf: the configuration every librdkafka handle of ours starts from, with its
- * logs and errors routed into log.h, and the one librdkafka → err_t translation.
+ * logs and errors routed into log.h and the process's credentials (kfk_auth_set), and
+ * the one librdkafka → err_t translation.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,8 +25,100 @@ static void kfk_log_cb(const rd_kafka_t *rk, int level, const char *fac, const c
     if (lvl == LOG_LEVEL_WARN && strcmp(fac, "CONFWARN") == 0 &&
         strstr(buf, "enable.gapless.guarantee") != NULL)
         lvl = LOG_LEVEL_DEBUG;
+    /* A refused login or TLS handshake also reaches the error callback, which says it
+     * once per process with the settings to check (kfk_auth_failure_log); librdkafka's
+     * own line repeats it per client and reconnect. */
+    if (strcmp(fac, "FAIL") == 0 &&
+        (strstr(buf, "SASL authentication error") || strstr(buf, "SSL handshake failed")))
+        lvl = LOG_LEVEL_DEBUG;
     LOG__AT(lvl, "kafka", LOG_STR("client", rd_kafka_name(rk)), LOG_STR("facility", fac),
             LOG_STR("detail", buf));
+}
+
+/* ---- credentials ---- */
+
+#define KFK_AUTH_FIELD_MAX 1024
+
+/* PLAIN inside TLS: librdkafka before 2.6.1 (Debian 12 has 2.0.2) builds SCRAM's
+ * client-final-message with the client nonce appended twice, which Kafka 4 refuses
+ * (confluentinc/librdkafka#4895); with a newer librdkafka this can be SCRAM-SHA-512
+ * again, the broker's users then made with kafka-configs (docs/decisions.md). */
+const char kfk_sasl_mechanism[] = "PLAIN";
+
+const cfg_entry_t kfk_auth_cfg_table[] = {
+    {"KAFKA_USERNAME", CFG_STR, 0, 256, "", offsetof(kfk_auth_t, username),
+     "Kafka principal, by convention the program's name (empty: plaintext without "
+     "authentication, which the fleet's brokers refuse); with it SASL_SSL"},
+    {"KAFKA_PASSWORD", CFG_SECRET, 0, 1024, "", offsetof(kfk_auth_t, password),
+     "password of KAFKA_USERNAME"},
+    {"TLS_CA_FILE", CFG_STR, 0, 4096, "", offsetof(kfk_auth_t, ca_file),
+     "PEM file of the CA that verifies the fleet's servers (Kafka; empty: the system's "
+     "CAs)"},
+};
+const size_t kfk_auth_cfg_n = sizeof(kfk_auth_cfg_table) / sizeof(kfk_auth_cfg_table[0]);
+
+static pthread_mutex_t kfk_auth_mu = PTHREAD_MUTEX_INITIALIZER;
+static char kfk_auth_user[KFK_AUTH_FIELD_MAX + 1];
+static char kfk_auth_pass[KFK_AUTH_FIELD_MAX + 1];
+static char kfk_auth_ca[KFK_AUTH_FIELD_MAX + 1];
+static char kfk_auth_failed[512]; /* the last failure, "" since the last good ping */
+static atomic_bool kfk_auth_logged;
+
+int kfk_auth_set(const kfk_auth_t *a, err_t *err)
+{
+    const char *user = a && a->username ? a->username : "";
+    const char *pass = a && a->password ? a->password : "";
+    const char *ca = a && a->ca_file ? a->ca_file : "";
+    if (*user && !*pass)
+        return err_set(err, ERR_INVALID, "kafka user %s has no password", user);
+    if (strlen(user) > KFK_AUTH_FIELD_MAX || strlen(pass) > KFK_AUTH_FIELD_MAX ||
+        strlen(ca) > KFK_AUTH_FIELD_MAX)
+        return err_set(err, ERR_INVALID, "kafka credentials longer than %d bytes",
+                       KFK_AUTH_FIELD_MAX);
+    pthread_mutex_lock(&kfk_auth_mu);
+    snprintf(kfk_auth_user, sizeof(kfk_auth_user), "%s", user);
+    snprintf(kfk_auth_pass, sizeof(kfk_auth_pass), "%s", *user ? pass : "");
+    snprintf(kfk_auth_ca, sizeof(kfk_auth_ca), "%s", ca);
+    pthread_mutex_unlock(&kfk_auth_mu);
+    return 0;
+}
+
+void kfk__auth_failure(char *buf, size_t len)
+{
+    pthread_mutex_lock(&kfk_auth_mu);
+    snprintf(buf, len, "%s", kfk_auth_failed);
+    pthread_mutex_unlock(&kfk_auth_mu);
+}
+
+void kfk__auth_clear(void)
+{
+    pthread_mutex_lock(&kfk_auth_mu);
+    kfk_auth_failed[0] = '\0';
+    pthread_mutex_unlock(&kfk_auth_mu);
+    atomic_store(&kfk_auth_logged, false);
+}
+
+/* A refused login (wrong user or password, a client without credentials, a broker
+ * certificate the CA does not verify): librdkafka retries it at every reconnect, and
+ * it cannot heal by itself, so the first is an error naming the settings to check and
+ * the repeats are debug lines. */
+static void kfk_auth_failure_log(rd_kafka_t *rk, int e, const char *reason)
+{
+    pthread_mutex_lock(&kfk_auth_mu);
+    snprintf(kfk_auth_failed, sizeof(kfk_auth_failed), "%s", reason);
+    char user[KFK_AUTH_FIELD_MAX + 1];
+    snprintf(user, sizeof(user), "%s", kfk_auth_user);
+    pthread_mutex_unlock(&kfk_auth_mu);
+    const char *what = e == RD_KAFKA_RESP_ERR__SSL ? "kafka TLS failed: check TLS_CA_FILE"
+                                                   : "kafka authentication failed: check "
+                                                     "KAFKA_USERNAME and KAFKA_PASSWORD";
+    if (atomic_exchange(&kfk_auth_logged, true))
+        LOG_DEBUG(what, LOG_STR("client", rd_kafka_name(rk)), LOG_STR("user", user),
+                  LOG_STR("detail", reason));
+    else
+        LOG_ERR(what, LOG_STR("client", rd_kafka_name(rk)), LOG_STR("user", user),
+                LOG_STR("error", rd_kafka_err2name((rd_kafka_resp_err_t)e)),
+                LOG_STR("detail", reason));
 }
 
 /* Errors the client reports outside any request: unreachable brokers (retried by
@@ -36,6 +132,10 @@ static void kfk_error_cb(rd_kafka_t *rk, int e, const char *reason, void *opaque
         LOG_ERR("kafka fatal error: the client must be recreated",
                 LOG_STR("client", rd_kafka_name(rk)), LOG_STR("error", rd_kafka_err2name(orig)),
                 LOG_STR("detail", why));
+        return;
+    }
+    if (e == RD_KAFKA_RESP_ERR__AUTHENTICATION || e == RD_KAFKA_RESP_ERR__SSL) {
+        kfk_auth_failure_log(rk, e, reason);
         return;
     }
     LOG_WARN("kafka error", LOG_STR("client", rd_kafka_name(rk)),
@@ -113,8 +213,35 @@ rd_kafka_conf_t *kfk__conf_new(const char *brokers, const char *client_id,
         /* Brokers reap idle connections; each reap is not worth a log line. */
         "log.connection.close", "false", NULL};
     const char *const id[] = {"client.id", client_id, NULL};
-    if (kfk_conf_apply(conf, base, err) != 0 || (client_id && kfk_conf_apply(conf, id, err) != 0) ||
-        kfk_conf_apply(conf, defaults, err) != 0 || kfk_conf_apply(conf, overrides, err) != 0) {
+    char user[KFK_AUTH_FIELD_MAX + 1], pass[KFK_AUTH_FIELD_MAX + 1], ca[KFK_AUTH_FIELD_MAX + 1];
+    pthread_mutex_lock(&kfk_auth_mu);
+    memcpy(user, kfk_auth_user, sizeof(user));
+    memcpy(pass, kfk_auth_pass, sizeof(pass));
+    memcpy(ca, kfk_auth_ca, sizeof(ca));
+    pthread_mutex_unlock(&kfk_auth_mu);
+    const char *const sasl[] = {"security.protocol",
+                                "SASL_SSL",
+                                "sasl.mechanisms",
+                                kfk_sasl_mechanism,
+                                "sasl.username",
+                                user,
+                                "sasl.password",
+                                pass,
+                                NULL};
+    const char *const tls[] = {"ssl.ca.location", ca, NULL};
+    int rc = kfk_conf_apply(conf, base, err);
+    if (rc == 0 && client_id)
+        rc = kfk_conf_apply(conf, id, err);
+    if (rc == 0 && *user)
+        rc = kfk_conf_apply(conf, sasl, err);
+    if (rc == 0 && *user && *ca)
+        rc = kfk_conf_apply(conf, tls, err);
+    if (rc == 0)
+        rc = kfk_conf_apply(conf, defaults, err);
+    if (rc == 0)
+        rc = kfk_conf_apply(conf, overrides, err);
+    explicit_bzero(pass, sizeof(pass));
+    if (rc != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

@@ -292,9 +292,15 @@ int kfk_producer_ping(kfk_producer_t *p, int timeout_ms, err_t *err)
         return err_set(err, ERR_INTERNAL, "kafka producer failed: %s", why);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char auth[512];
+        kfk__auth_failure(auth, sizeof(auth));
+        if (auth[0])
+            return err_set(err, ERR_UNAVAILABLE, "kafka login refused: %s", auth);
         return err_set(err, ERR_UNAVAILABLE, "kafka: %s", rd_kafka_err2str(e));
+    }
     rd_kafka_metadata_destroy(md);
+    kfk__auth_clear();
     return 0;
 }
 

@@ -54,7 +54,8 @@ struct svc {
     svc_common_cfg_t cfg;
     otel_cfg_t otel;
     rpc_tls_cfg_t tls_cfg;
-    rpc_tls_t *tls;   /* NULL: GRPC_PLAINTEXT=true */
+    rpc_tls_t *tls; /* NULL: GRPC_PLAINTEXT=true */
+    kfk_auth_t kafka_auth;
     char process[64]; /* "product-svc" */
     db_pool_t *pool;
     kfk_producer_t *producer;
@@ -158,6 +159,7 @@ static int load_common_config(svc_t *s, err_t *err)
 {
     common_table_init(&s->table, s->def);
     if (cfg_load(s->table.entries, SVC_N_COMMON, &s->cfg, err) < 0 ||
+        cfg_load(kfk_auth_cfg_table, kfk_auth_cfg_n, &s->kafka_auth, err) < 0 ||
         cfg_load(otel_cfg_table, otel_cfg_n, &s->otel, err) < 0 ||
         cfg_load(rpc_tls_cfg_table, rpc_tls_cfg_n, &s->tls_cfg, err) < 0)
         return err->code;
@@ -175,9 +177,13 @@ static int load_common_config(svc_t *s, err_t *err)
         return err_set(err, ERR_INVALID, "KAFKA_BROKERS: %s", why.msg);
     if (rpc_user_callers_check(s->cfg.rpc_user_callers, err) < 0)
         return err->code;
+    if (kfk_auth_set(&s->kafka_auth, &why) < 0)
+        return err_set(err, ERR_INVALID,
+                       "KAFKA_USERNAME: %s (set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE)", why.msg);
     log_init(s->def->name, level);
     metrics_process_init(s->process);
     cfg_log(s->table.entries, SVC_N_COMMON, &s->cfg);
+    cfg_log(kfk_auth_cfg_table, kfk_auth_cfg_n, &s->kafka_auth);
     cfg_log(otel_cfg_table, otel_cfg_n, &s->otel);
     cfg_log(rpc_tls_cfg_table, rpc_tls_cfg_n, &s->tls_cfg);
     if (s->def->config_table) {
@@ -329,6 +335,9 @@ static int print_help(const svc_def_t *def, const char *process)
     int rc = cfg_usage_print(stdout, table.entries, SVC_N_COMMON);
     printf("\ngRPC mutual TLS (docs/trust.md):\n");
     rc |= cfg_usage_print(stdout, rpc_tls_cfg_table, rpc_tls_cfg_n);
+    /* TLS_CA_FILE, the Kafka table's last entry, is listed above with gRPC's. */
+    printf("\nKafka login (docs/trust.md; TLS_CA_FILE above also verifies the broker):\n");
+    rc |= cfg_usage_print(stdout, kfk_auth_cfg_table, kfk_auth_cfg_n - 1);
     printf("\ntraces (OpenTelemetry's variables):\n");
     rc |= cfg_usage_print(stdout, otel_cfg_table, otel_cfg_n);
     if (def->n_config > 0) {

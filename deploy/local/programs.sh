@@ -83,9 +83,13 @@ instance_start() { # instance_start SVC K
         mapfile -t extra < <(program_env "$(env_prefix "$prog")")
         mapfile -t ups < <(upstream_env "$svc")
         mapfile -t tls < <(tls_env "$prog")
-        env -u PAGE_TOKEN_KEY -u DATABASE_URL "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
+        # Kafka: the service's own principal (its program's name, kafka.sh) and its
+        # password as a file; TLS_CA_FILE (tls_env) verifies the broker.
+        env -u PAGE_TOKEN_KEY -u DATABASE_URL -u KAFKA_PASSWORD "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL_FILE="$(db_url_file "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
-            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
+            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" KAFKA_USERNAME="$prog" \
+            KAFKA_PASSWORD_FILE="$(kafka_password_file "$prog")" \
+            OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi

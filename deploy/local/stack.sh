@@ -59,14 +59,27 @@ stack_env() {
     echo "REDIS_PASSWORD_FILE=$(redis_gateway_password_file)"
     echo "REDIS_ADMIN_URL=redis://admin@127.0.0.1:$REDIS_PORT"
     echo "REDIS_ADMIN_PASSWORD_FILE=$(redis_admin_password_file)"
+    # Kafka: the SASL_SSL listener, each service's principal and the admin's (a super
+    # user: operators' shopctl, the tests' own administration), the CA that verifies
+    # the broker, and the admin's configuration for kcat (-F FILE) and the broker's
+    # Java tools (--command-config FILE).
     echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+    for svc in "${SERVICES[@]}"; do
+        echo "KAFKA_${svc^^}_USERNAME=${FLEET_PROGRAM[$svc]}"
+        echo "KAFKA_${svc^^}_PASSWORD_FILE=$(kafka_password_file "${FLEET_PROGRAM[$svc]}")"
+    done
+    echo "KAFKA_ADMIN_USERNAME=admin"
+    echo "KAFKA_ADMIN_PASSWORD_FILE=$(kafka_password_file admin)"
+    echo "KAFKA_ADMIN_KCAT_CONFIG=$(kafka_kcat_config admin)"
+    echo "KAFKA_ADMIN_CLIENT_PROPERTIES=$(kafka_admin_props)" # the Java tools' --command-config
     # Where spans go (OTLP/gRPC) and where to find them (Jaeger's HTTP query API).
     echo "OTLP_ENDPOINT=$(otlp_endpoint)"
     echo "OTEL_EXPORTER_OTLP_ENDPOINT=$(otlp_endpoint)"
     echo "TRACE_QUERY_URL=$(trace_query_url)"
     echo "TRACE_UI_URL=http://127.0.0.1:$JAEGER_QUERY_PORT"
-    # The gRPC identities (docs/trust.md), made by `up` in every profile: the test
-    # profile runs no program, but its suites start them and speak as the gateway.
+    # The fleet's CA (it verifies gRPC peers, the broker and PostgreSQL) and the gRPC
+    # identities (docs/trust.md), made by `up` in every profile: the test profile runs
+    # no program, but its suites start them and speak as the gateway.
     echo "TLS_CA_FILE=$PKI_DIR/ca.crt"
     for svc in "${SERVICES[@]}" gateway; do
         echo "${svc^^}_TLS_CERT_FILE=$(tls_cert_file "${FLEET_PROGRAM[$svc]}")"

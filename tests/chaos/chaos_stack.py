@@ -61,6 +61,11 @@ class Stack:
         self.data = self.env["STACK_DATA"]
         self.log_dir = os.path.join(self.data, "log")
         self.brokers = self.env["KAFKA_BROKERS"]
+        # The stack's admin (a super user): kcat's -F file, the Java tools' properties.
+        conf = self.env.get("KAFKA_ADMIN_KCAT_CONFIG")
+        self.kcat = ["kcat"] + (["-F", conf] if conf else []) + ["-b", self.brokers]
+        props = self.env.get("KAFKA_ADMIN_CLIENT_PROPERTIES")
+        self.kafka_tool_auth = ["--command-config", props] if props else []
         self.db_urls = {r.name: self.env[f"{r.name.upper()}_DATABASE_URL"] for r in SERVICES}
         self._kafka_libs = None
 
@@ -84,7 +89,7 @@ class Stack:
             if part.startswith("postgres/"):
                 self.query(part.split("/", 1)[1], "SELECT 1", timeout=15)
             elif part == "kafka":
-                _run(["kcat", "-b", self.brokers, "-L", "-t", SAGA_TOPICS[0]], 15)
+                _run(self.kcat + ["-L", "-t", SAGA_TOPICS[0]], 15)
             elif part == "gateway":
                 _run(["curl", "-sf", "-m", "5", self.env["GATEWAY_URL"] + "/healthz"], 15)
             else:
@@ -119,8 +124,8 @@ class Stack:
         """Every message of a topic from the beginning: (key, partition, offset,
         headers dict). kcat without a group: nothing is committed anywhere."""
         fmt = "%k\t%p\t%o\t%h\n"
-        out = _run(["kcat", "-b", self.brokers, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
-                    "-f", fmt], timeout)
+        out = _run(self.kcat + ["-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", fmt],
+                   timeout)
         msgs = []
         for line in out.splitlines():
             fields = line.split("\t")
@@ -152,7 +157,8 @@ class Stack:
         out = _run(["java", "-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                     f"-Dlog4j2.configurationFile={ROOT}/deploy/local/kafka/log4j2.properties",
                     "-cp", f"{libs}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-                    "--bootstrap-server", self.brokers, "--describe", "--all-groups"], timeout)
+                    "--bootstrap-server", self.brokers, *self.kafka_tool_auth, "--describe",
+                    "--all-groups"], timeout)
         lag = {}
         for line in out.splitlines():
             f = line.split()

@@ -6,11 +6,11 @@ shop_test(test_kfk_ce SOURCES unit/common/test_kfk_ce.c LIBS common LABELS "unit
 shop_test(test_saga_check SOURCES unit/common/test_saga_check.c LIBS common LABELS "unit;common")
 
 add_library(saga_test_support STATIC integration/common/saga_test_support.c)
-target_link_libraries(saga_test_support PUBLIC common PkgConfig::CHECK)
+target_link_libraries(saga_test_support PUBLIC common kafka_test_auth PkgConfig::CHECK)
 
 # A relay in a process of its own, started and killed by test_outbox.
 add_executable(outbox_relay_proc integration/common/outbox_relay_proc.c)
-target_link_libraries(outbox_relay_proc PRIVATE common)
+target_link_libraries(outbox_relay_proc PRIVATE common kafka_test_auth)
 
 shop_test(test_outbox SOURCES integration/common/test_outbox.c
           LIBS saga_test_support LABELS "integration;common")

@@ -62,6 +62,11 @@ class ServiceContract(unittest.TestCase):
                     "PAGE_TOKEN_KEY": secrets.token_hex(32), "LOG_LEVEL": "warn",
                     "TLS_CERT_FILE": os.environ[svc.name.upper() + "_TLS_CERT_FILE"],
                     "TLS_KEY_FILE": os.environ[svc.name.upper() + "_TLS_KEY_FILE"]})
+        # Its own Kafka principal (deploy/local/stack.sh env): readiness needs the broker.
+        prefix = "KAFKA_%s_" % svc.name.upper()
+        if os.environ.get(prefix + "USERNAME"):
+            env.update({"KAFKA_USERNAME": os.environ[prefix + "USERNAME"],
+                        "KAFKA_PASSWORD_FILE": os.environ[prefix + "PASSWORD_FILE"]})
         for up in svc.upstreams:  # not called here: readiness does not depend on them
             env[up.upper() + "_ADDR"] = "127.0.0.1:%d" % free_port()
 

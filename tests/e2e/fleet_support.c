@@ -15,6 +15,7 @@
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
 #include "shop/user/v1/user_service.pb-c.h"
+#include "kafka_auth.h"
 #include "saga_events.h"
 
 #define FS_SOURCE   "/shop/fleet-test"
@@ -55,6 +56,7 @@ void fs_open(fs_t *t, int order_port, int product_port, int user_port)
         t->user = fs_channel(user_port);
     }
     const char *brokers = svc_env("KAFKA_BROKERS");
+    ka_admin();
     t->producer = kfk_producer_new(brokers, "fleet-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
     uuid_new(id);

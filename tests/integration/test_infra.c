@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "check_util.h"
+#include "common/kfk.h"
+#include "kafka_auth.h"
 #include "stack_env.h"
 
 static const char *const services[] = {"order", "product", "user"};
@@ -224,21 +226,29 @@ START_TEST(test_redis_answers_ping_and_persists_with_aof)
 }
 END_TEST
 
-static rd_kafka_conf_t *kafka_conf(void)
-{
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    ck_assert_int_eq(rd_kafka_conf_set(conf, "bootstrap.servers", env_required("KAFKA_BROKERS"),
-                                       err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    return conf;
-}
-
 static void conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
     char err[512];
     ck_assert_msg(rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK, "%s: %s", k,
                   err);
+}
+
+/* The broker as the stack's admin (SASL_SSL), as every client of the fleet must. */
+static rd_kafka_conf_t *kafka_conf(void)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    conf_set(conf, "bootstrap.servers", env_required("KAFKA_BROKERS"));
+    const char *user = getenv("KAFKA_ADMIN_USERNAME");
+    if (user && *user) {
+        char pass[1025];
+        ck_assert_int_eq(ka_password(getenv("KAFKA_ADMIN_PASSWORD_FILE"), pass, sizeof(pass)), 0);
+        conf_set(conf, "security.protocol", "SASL_SSL");
+        conf_set(conf, "sasl.mechanisms", kfk_sasl_mechanism);
+        conf_set(conf, "sasl.username", user);
+        conf_set(conf, "sasl.password", pass);
+        conf_set(conf, "ssl.ca.location", env_required("TLS_CA_FILE"));
+    }
+    return conf;
 }
 
 START_TEST(test_every_saga_topic_has_six_partitions)

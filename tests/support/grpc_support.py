@@ -27,6 +27,7 @@ import time
 import unittest
 
 import grpc
+import kafka_env
 
 from page_tokens import (PAGE_TOKEN_KEY, POS_MAX, b64url, page_token,  # noqa: F401
                          plain_forgeries, tampered, unb64url)
@@ -271,7 +272,8 @@ class ServiceProcess:
         self.admin_port = free_port()
         full_env = dict(os.environ, DATABASE_URL=os.environ[db_env], GRPC_ADDR="127.0.0.1:0",
                         ADMIN_ADDR="127.0.0.1:%d" % self.admin_port, DB_POOL_SIZE="8",
-                        SHUTDOWN_GRACE="5s", STARTUP_TIMEOUT="60s")
+                        SHUTDOWN_GRACE="5s", STARTUP_TIMEOUT="60s",
+                        **kafka_env.service_env(os.path.basename(binary)))
         full_env.update(tls_env(os.path.basename(binary)))
         full_env.update(env)
         self.log = tempfile.NamedTemporaryFile(prefix=name + "-", suffix=".log", delete=False)

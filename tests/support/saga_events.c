@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "kafka_auth.h"
 
 void saga_produce(kfk_producer_t *producer, arena_t *a, kfk_batch_t *b, const char *topic,
                   const char *key, const ProtobufCMessage *msg, const char *source,
@@ -91,6 +92,7 @@ size_t saga_dlq_wait(const char *brokers, const char *topic, const char *key, in
     char group[64], id[UUID_STR_LEN];
     uuid_new(id);
     snprintf(group, sizeof(group), "saga-dlq-%s", id);
+    ka_admin();
     kfk_consumer_t *c = kfk_consumer_new(brokers, group, (const char *[]){topic}, 1, NULL, &err);
     ck_assert_msg(c, "%s", err.msg);
     size_t n = 0;

@@ -17,6 +17,7 @@
 
 #include "common/clock.h"
 #include "common/rpc.h"
+#include "kafka_auth.h"
 
 extern char **environ;
 
@@ -142,8 +143,11 @@ int svc_proc_partitions(const svc_proc_t *p)
 
 int svc_topic_partitions(const char *topic)
 {
-    char cmd[1400], line[512];
-    snprintf(cmd, sizeof(cmd), "kcat -b '%s' -L -t '%s' -m 10 2>/dev/null",
+    char cmd[2000], line[512], conf[600] = "";
+    const char *kcat_conf = getenv("KAFKA_ADMIN_KCAT_CONFIG"); /* kcat -F: as admin */
+    if (kcat_conf && *kcat_conf)
+        snprintf(conf, sizeof(conf), "-F '%s'", kcat_conf);
+    snprintf(cmd, sizeof(cmd), "kcat %s -b '%s' -L -t '%s' -m 10 2>/dev/null", conf,
              svc_env("KAFKA_BROKERS"), topic);
     FILE *f = popen(cmd, "r");
     int n = -1;
@@ -196,13 +200,21 @@ static char **svc_proc_envp(const svc_proc_t *p)
     const char *fixed[] = {"GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "DB_POOL_SIZE=8",
                            "SHUTDOWN_GRACE=5s", "LOG_LEVEL=info"};
     const size_t n_fixed = sizeof(fixed) / sizeof(fixed[0]);
-    const char *over[SVC_PROC_ENV_MAX + 12];
+    const char *over[SVC_PROC_ENV_MAX + 14];
     size_t n_over = 0, n_env = 0;
     for (size_t i = 0; i < n_fixed; i++)
         over[n_over++] = fixed[i];
-    char kafka[1100], ca[1100], cert[1100], key[1100];
+    char kafka[1100], ca[1100], cert[1100], key[1100], kafka_user[300], kafka_pass[1100];
     snprintf(kafka, sizeof(kafka), "KAFKA_BROKERS=%s", svc_env("KAFKA_BROKERS"));
     over[n_over++] = kafka;
+    /* The service's own Kafka principal (KAFKA_<SVC>_USERNAME of the stack), never the
+     * admin's; TLS_CA_FILE (below, or inherited) verifies the broker. */
+    const char *prog = strrchr(p->binary, '/');
+    if (ka_service_env(prog ? prog + 1 : p->binary, kafka_user, sizeof(kafka_user), kafka_pass,
+                       sizeof(kafka_pass)) == 0) {
+        over[n_over++] = kafka_user;
+        over[n_over++] = kafka_pass;
+    }
     svc_tls_env(p->name, "TLS_CERT_FILE", "TLS_CERT_FILE", cert, sizeof(cert));
     svc_tls_env(p->name, "TLS_KEY_FILE", "TLS_KEY_FILE", key, sizeof(key));
     if (cert[0] != '\0') {

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "common/config.h"
 #include "common/err.h"
 
 /* ---- CloudEvents Kafka binding (binary mode), pure functions ---- */
@@ -97,6 +98,39 @@ int kfk_ce_parse(const kfk_header_t *headers, size_t n, arena_t *a, kfk_ce_t *ou
  * errors nobody classified (an unknown broker error more likely means a broker in
  * trouble than a verdict on the message). */
 bool kfk_err_permanent(int code);
+
+/* ---- authentication (docs/trust.md, "Kafka") ---- */
+
+/* Who this process is to the brokers. With a username, every client speaks SASL_SSL:
+ * TLS verified against ca_file (NULL or "": the system's CAs), then SASL PLAIN with
+ * the username and password (inside TLS; PLAIN and not SCRAM because librdkafka before
+ * 2.6.1 cannot log in with SCRAM to a Kafka 4 broker, docs/decisions.md). Without one,
+ * plaintext and no authentication (a broker of the fleet refuses it). */
+typedef struct kfk_auth {
+    const char *username;
+    const char *password;
+    const char *ca_file;
+} kfk_auth_t;
+
+/* The settings of a process's Kafka login, for cfg_load / cfg_usage_print into a
+ * kfk_auth_t (each program loads and prints them with its own table, then calls
+ * kfk_auth_set): KAFKA_USERNAME, KAFKA_PASSWORD (secret, or KAFKA_PASSWORD_FILE),
+ * TLS_CA_FILE, all empty by default. */
+extern const cfg_entry_t kfk_auth_cfg_table[];
+extern const size_t kfk_auth_cfg_n;
+
+/* The SASL mechanism kfk_auth_set configures ("PLAIN"), for tools that configure
+ * other Kafka clients the same way. */
+extern const char kfk_sasl_mechanism[];
+
+/* kfk_auth_set: the credentials of every Kafka client this process creates from now
+ * on: producers, consumers, readers, the topic administration (copied; a NULL `a` or
+ * an empty username clears them). Per client, `conf` overrides can still set other
+ * sasl.* / security.protocol properties (tests acting as another principal). A
+ * failed login is logged once per process at error level, naming the user, and makes
+ * kfk_producer_ping say so (readiness). ERR_INVALID when a username comes without a
+ * password, or a field is longer than 1 KiB. Call it before creating clients. */
+int kfk_auth_set(const kfk_auth_t *a, err_t *err);
 
 /* ---- producer ---- */
 

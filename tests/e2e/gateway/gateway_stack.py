@@ -35,6 +35,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "deploy"))
 import fleet  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
+import kafka_env  # noqa: E402
+
 TIMEOUT_S = 30
 FLEET = fleet.by_name()
 SERVICES = [r.name for r in fleet.services(list(FLEET.values()))]
@@ -156,6 +159,7 @@ class FleetStack:
             "PAGE_TOKEN_KEY": self.page_token_key,
         })
         env.update(self.tls(svc))
+        env.update(kafka_env.service_env(FLEET[svc].program))  # its own Kafka principal
         env.update(self._upstreams(svc))
         return env
 

@@ -15,6 +15,7 @@
 #include "common/kfk.h"
 #include "common/log.h"
 #include "common/outbox.h"
+#include "kafka_auth.h"
 
 int main(int argc, char **argv)
 {
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     log_init("relay-proc", LOG_LEVEL_INFO);
 
+    ka_admin(); /* the test's principal, from the environment it inherited */
     err_t err = ERR_INIT;
     const char *conf[] = {"linger.ms", argv[5], NULL};
     kfk_producer_t *p = kfk_producer_new(argv[2], "relay-proc", conf, &err);

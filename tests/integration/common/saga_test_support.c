@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "kafka_auth.h"
 #include "common/metrics.h"
 #include "common/outbox.h"
 #include "common/uuid.h"
@@ -94,6 +95,7 @@ void st_setup_with(st_env_t *e, const char *name, const char *const *dlq_conf)
     char sql[256];
     memset(e, 0, sizeof(*e));
     log_init("test", LOG_LEVEL_WARN);
+    ka_admin();
     ck_assert_int_eq(outbox_set_source("/shop/saga-test"), 0);
     e->a = arena_new(0);
     e->brokers = st_getenv("KAFKA_BROKERS");

@@ -26,6 +26,7 @@ import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "support"))
 import grpc_support  # noqa: E402
+import kafka_env  # noqa: E402
 from grpc_support import (RFC3339, TIMEOUT_S, RpcTestCase, ServiceProcess,  # noqa: E402
                           load_messages, unary)
 
@@ -89,8 +90,8 @@ class Service(ServiceProcess):
 
 def topic_partitions():
     """Partitions of each saga topic, from the broker's metadata (kcat)."""
-    out = subprocess.run(["kcat", "-b", os.environ["KAFKA_BROKERS"], "-L", "-t", "order.events",
-                          "-m", "10"], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(kafka_env.admin_kcat() + ["-L", "-t", "order.events", "-m", "10"],
+                         check=True, capture_output=True, text=True).stdout
     return int(re.search(r'topic "order\.events" with (\d+) partitions', out).group(1))
 
 

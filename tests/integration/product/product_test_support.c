@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/product/v1/product_service.pb-c.h"
+#include "kafka_auth.h"
 #include "saga_events.h"
 
 #define PT_SOURCE "/shop/product-test"
@@ -36,6 +37,7 @@ void pt_open(pt_t *t, const svc_proc_t *svc)
     ck_assert_msg(t->db, "%s", err.msg);
     t->ch = svc_channel(svc->grpc_port);
     const char *brokers = pt_env("KAFKA_BROKERS");
+    ka_admin();
     t->producer = kfk_producer_new(brokers, "product-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
     uuid_new(id);

@@ -16,6 +16,7 @@
 
 #include "../product/product_test_support.h"
 #include "common/clock.h"
+#include "kafka_auth.h"
 #include "saga_events.h"
 
 #define ST_TCASE_TIMEOUT_S 240
@@ -239,6 +240,7 @@ START_TEST(test_truncated_entry_is_refused_unless_forced_and_shown_as_base64)
 {
     arena_t *a = arena_new(0);
     err_t err = ERR_INIT;
+    ka_admin();
     kfk_producer_t *prod = kfk_producer_new(getenv("KAFKA_BROKERS"), "test-shopctl", NULL, &err);
     ck_assert_ptr_nonnull(prod);
     char id[UUID_STR_LEN], key[UUID_STR_LEN];
@@ -344,6 +346,25 @@ START_TEST(test_bad_usage_and_unknown_entries_fail_with_a_message)
     st_run_t r = st_shopctl(a, true, "--help");
     ck_assert_int_eq(r.status, 0);
     ck_assert_ptr_nonnull(strstr(r.out, "KAFKA_BROKERS="));
+    ck_assert_ptr_nonnull(strstr(r.out, "KAFKA_USERNAME="));
+    ck_assert_ptr_nonnull(strstr(r.out, "KAFKA_PASSWORD_FILE"));
+    /* A refused login fails the command and says why, once, naming the settings. */
+    if (getenv("KAFKA_USERNAME")) {
+        char *pass_file = arena_strdup(a, getenv("KAFKA_PASSWORD_FILE"));
+        unsetenv("KAFKA_PASSWORD_FILE");
+        setenv("KAFKA_PASSWORD", "wrong", 1);
+        setenv("SHOPCTL_TIMEOUT", "3s", 1);
+        r = st_shopctl(a, true, "dlq list");
+        unsetenv("KAFKA_PASSWORD");
+        unsetenv("SHOPCTL_TIMEOUT");
+        setenv("KAFKA_PASSWORD_FILE", pass_file, 1);
+        const char *said = strstr(r.out, "kafka authentication failed: check KAFKA_USERNAME and "
+                                         "KAFKA_PASSWORD");
+        ck_assert_msg(r.status == 1 && said, "status %d, output: %s", r.status, r.out);
+        ck_assert_msg(!strstr(said + 1, "kafka authentication failed") &&
+                          !strstr(r.out, "\"facility\":\"FAIL\""),
+                      "the refused login is said more than once: %s", r.out);
+    }
     r = st_shopctl(a, true, "dlq list --limit 1 | true");
     ck_assert_int_eq(r.status, 0);
     arena_free(a);
@@ -379,6 +400,7 @@ static int st_free_port(void)
 int main(void)
 {
     int failed = 1;
+    ka_operator_env(); /* shopctl runs as the stack's operator: admin */
     admin_port = st_free_port();
     char admin[64];
     snprintf(admin, sizeof(admin), "ADMIN_ADDR=127.0.0.1:%d", admin_port);

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "shop/events/v1/events.pb-c.h"
 #include "shop/user/v1/user_service.pb-c.h"
+#include "kafka_auth.h"
 #include "saga_events.h"
 
 #define UT_SOURCE   "/shop/user-test"
@@ -38,6 +39,7 @@ void ut_open(ut_t *t, const svc_proc_t *svc)
     ck_assert_msg(t->db, "%s", err.msg);
     t->ch = svc_channel(svc->grpc_port);
     const char *brokers = ut_env("KAFKA_BROKERS");
+    ka_admin();
     t->producer = kfk_producer_new(brokers, "user-test", NULL, &err);
     ck_assert_msg(t->producer, "%s", err.msg);
     uuid_new(id);

@@ -67,6 +67,8 @@ static void shopctl_help(void)
           "Settings (environment):\n",
           stdout);
     cfg_usage_print(stdout, shopctl_table, SHOPCTL_N_CFG);
+    fputs("\nKafka login (an operator's: admin on the local stack, docs/dlq.md):\n", stdout);
+    cfg_usage_print(stdout, kfk_auth_cfg_table, kfk_auth_cfg_n);
 }
 
 int main(int argc, char **argv)
@@ -90,6 +92,12 @@ int main(int argc, char **argv)
                                    cfg.log_level);
     if (kfk_brokers_check(cfg.kafka_brokers, &err) < 0)
         return shopctl_usage_error("KAFKA_BROKERS: %s", err.msg);
+    kfk_auth_t auth;
+    if (cfg_load(kfk_auth_cfg_table, kfk_auth_cfg_n, &auth, &err) < 0)
+        return shopctl_usage_error("%s", err.msg);
+    if (kfk_auth_set(&auth, &err) < 0)
+        return shopctl_usage_error("KAFKA_USERNAME: %s (set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE)",
+                                   err.msg);
     log_set_fd(2);
     log_init("shopctl", level);
     return dlq_main(&cfg, argc - 2, argv + 2);
