@@ -80,18 +80,23 @@ PROPS
 # (bench/README.md, "Kafka settings"). message.max.bytes: the fleet's maximum batch,
 # set rather than left at the default (1 MiB + 12), so it is the number the programs
 # are built with (KAFKA_MESSAGE_MAX in lib.sh).
+# The bench profile alone adds PLAIN, a plaintext listener on KAFKA_PLAIN_PORT whose
+# anonymous user is a super user: make bench's STACK_SECURITY=off runs (lib.sh).
 kafka_props() {
-    local u users=""
+    local u users="" plain="" plain_map="" plain_super=""
     for u in $(kafka_users); do users+=" user_$u=\"$(kafka_password "$u")\""; done
+    if bench_plaintext; then
+        plain=",PLAIN://127.0.0.1:$KAFKA_PLAIN_PORT" plain_map=",PLAIN:PLAINTEXT" plain_super=";User:ANONYMOUS"
+    fi
     cat <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=CLIENT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=CLIENT://127.0.0.1:$KAFKA_PORT
+listeners=CLIENT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT$plain
+advertised.listeners=CLIENT://127.0.0.1:$KAFKA_PORT$plain
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=CLIENT
-listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SSL
+listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SSL$plain_map
 sasl.enabled.mechanisms=PLAIN
 sasl.mechanism.inter.broker.protocol=PLAIN
 listener.name.client.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$(kafka_password admin)"$users;
@@ -102,7 +107,7 @@ ssl.truststore.location=$(tls_ca_file)
 listener.name.controller.ssl.client.auth=required
 ssl.principal.mapping.rules=RULE:^CN=([^,]+),.*\$/\$1/,RULE:^CN=([^,]+)\$/\$1/,DEFAULT
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:admin;User:kafka
+super.users=User:admin;User:kafka$plain_super
 allow.everyone.if.no.acl.found=false
 log.dirs=$DATA/kafka/data
 num.partitions=$TOPIC_PARTITIONS

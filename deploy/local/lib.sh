@@ -66,6 +66,7 @@ dev | test)
     REDIS_PORT=$((base + 380))
     KAFKA_PORT=$((base + 92))
     KAFKA_CONTROLLER_PORT=$((base + 93))
+    KAFKA_PLAIN_PORT=$((base + 94)) # bench only: STACK_SECURITY=off (below)
     GATEWAY_PORT=$((base + 80))
     grpc_port() { echo $((base + 200 + 10 * ($2 - 1) + FLEET_GRPC[$1])); }
     admin_port() { echo $((base + 100 + 10 * ($2 - 1) + FLEET_ADMIN[$1])); }
@@ -97,6 +98,10 @@ db_url() {
 db_url_file() {
     local f="$DATA/secrets/database-url-$1" url
     url=$(db_url "$1")
+    if [ "$STACK_SECURITY" = off ]; then
+        f="$DATA/secrets/database-url-plaintext-$1"
+        url="${url%%\?*}?sslmode=disable"
+    fi
     [ "$(cat "$f" 2>/dev/null)" = "$url" ] || (umask 077 && printf '%s\n' "$url" >"$f.tmp" && mv "$f.tmp" "$f")
     echo "$f"
 }
@@ -113,6 +118,20 @@ url_encode() {
     echo "$out"
 }
 env_prefix() { local p=${1^^}; echo "${p//-/_}"; }
+
+# STACK_SECURITY=off (bench profile only): the programs start without transport
+# security (gRPC plaintext, Kafka and PostgreSQL plaintext), so that make bench can
+# price it (bench/harness/phases_security.py). Only the bench stack's broker and
+# PostgreSQL servers also take plaintext connections for it: a plaintext Kafka listener
+# on KAFKA_PLAIN_PORT whose anonymous user is a super user, and `host` lines in
+# pg_hba.conf. Every other profile refuses it (docs/trust.md).
+STACK_SECURITY=${STACK_SECURITY:-on}
+case "$STACK_SECURITY/$STACK_PROFILE" in
+on/* | off/bench) ;;
+off/*) echo "STACK_SECURITY=off is for the bench profile only (make bench prices security with it)" >&2; exit 2 ;;
+*) echo "STACK_SECURITY must be on or off, not '$STACK_SECURITY'" >&2; exit 2 ;;
+esac
+bench_plaintext() { [ "$STACK_PROFILE" = bench ]; }
 
 # Where the programs are taken from: the optimized build unless BIN_DIR says otherwise.
 BIN_DIR=${BIN_DIR:-$ROOT/build-release}

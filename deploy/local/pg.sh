@@ -73,7 +73,8 @@ password_encryption = 'scram-sha-256'" && changed=0
     pg_write "$dir/pg_hba.conf" "# written by deploy/local/pg.sh on every up (docs/trust.md)
 # TYPE    DATABASE  USER      ADDRESS       METHOD
 hostssl   $db       $db       127.0.0.1/32  scram-sha-256
-hostssl   all       postgres  127.0.0.1/32  scram-sha-256
+hostssl   all       postgres  127.0.0.1/32  scram-sha-256$(bench_plaintext && printf '\n%s' \
+        "host      $db       $db       127.0.0.1/32  scram-sha-256  # bench only: STACK_SECURITY=off")
 hostnossl all       all       0.0.0.0/0     reject
 hostnossl all       all       ::/0          reject" && changed=0
     return $changed

@@ -65,14 +65,24 @@ page_token_key_file() { stack_secret_file "page-token-key-$1" random_hex 32; }
 
 # tls_env PROGRAM: PROGRAM's gRPC identity (docs/trust.md) as NAME=value words for env(1):
 # the stack CA and PROGRAM's certificate and key, made first if needed (pki_cert).
+# Under STACK_SECURITY=off (bench only, lib.sh): GRPC_PLAINTEXT=true instead.
 tls_env() {
+    if [ "$STACK_SECURITY" = off ]; then echo GRPC_PLAINTEXT=true; return 0; fi
     pki_cert "$1" >/dev/null || die "$1: cannot make its certificate (deploy/pki.sh)"
     printf '%s\n' "TLS_CA_FILE=$(tls_ca_file)" "TLS_CERT_FILE=$(tls_cert_file "$1")" \
         "TLS_KEY_FILE=$(tls_key_file "$1")"
 }
 
+# kafka_env PROGRAM: its broker and login as NAME=value words for env(1): the SASL_SSL
+# listener as PROGRAM's principal, or (STACK_SECURITY=off) the bench's plaintext one.
+kafka_env() {
+    if [ "$STACK_SECURITY" = off ]; then echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PLAIN_PORT"; return 0; fi
+    printf '%s\n' "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT" "KAFKA_USERNAME=$1" \
+        "KAFKA_PASSWORD_FILE=$(kafka_password_file "$1")"
+}
+
 instance_start() { # instance_start SVC K
-    local svc=$1 k=$2 name bin pidfile extra ups tls prog=${FLEET_PROGRAM[$1]}
+    local svc=$1 k=$2 name bin pidfile extra ups tls kafka prog=${FLEET_PROGRAM[$1]}
     name=$(instance_name "$svc" "$k")
     bin=$(program_bin "$prog")
     [ -n "$bin" ] || die "$name: $prog is not built in $BIN_DIR (make release)"
@@ -85,11 +95,10 @@ instance_start() { # instance_start SVC K
         mapfile -t tls < <(tls_env "$prog")
         # Kafka: the service's own principal (its program's name, kafka.sh) and its
         # password as a file; TLS_CA_FILE (tls_env) verifies the broker.
+        mapfile -t kafka < <(kafka_env "$prog")
         env -u PAGE_TOKEN_KEY -u DATABASE_URL -u KAFKA_PASSWORD "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL_FILE="$(db_url_file "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \
-            KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" KAFKA_USERNAME="$prog" \
-            KAFKA_PASSWORD_FILE="$(kafka_password_file "$prog")" \
-            OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
+            "${kafka[@]}" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" "${ups[@]}" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/$name.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi
