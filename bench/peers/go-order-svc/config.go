@@ -34,7 +34,7 @@ type config struct {
 	TLSKeyFile     string   // TLS_KEY_FILE: its key (EC P-256, PKCS#8 PEM)
 	GRPCPlaintext  bool     // GRPC_PLAINTEXT=true: the explicit opt-out of mTLS
 	RPCUserCallers []string // RPC_USER_CALLERS: CNs allowed to send x-user-* metadata
-	KafkaUsername  string   // KAFKA_USERNAME: SASL/SCRAM-SHA-512 over TLS when set
+	KafkaUsername  string   // KAFKA_USERNAME: SASL PLAIN inside TLS when set
 	KafkaPassword  string   // KAFKA_PASSWORD or KAFKA_PASSWORD_FILE
 }
 

@@ -123,7 +123,7 @@ func run() int {
 		slog.Warn("GRPC_PLAINTEXT=true: gRPC without TLS, x-user-* metadata taken from any caller")
 	}
 	if cfg.KafkaUsername != "" {
-		kafkaMode = "sasl_ssl scram-sha-512"
+		kafkaMode = "sasl_ssl plain"
 	}
 	slog.Info("security", "grpc", grpcMode, "identity", sec.identity(), "rpc_user_callers", strings.Join(cfg.RPCUserCallers, ","),
 		"kafka", kafkaMode, "kafka_username", cfg.KafkaUsername, "database_sslmode", dbTLSMode(cfg.DatabaseURL))

@@ -3,7 +3,8 @@ package main
 // Issue 20, zero trust inside the fleet, as the C programs do it: gRPC with mutual
 // TLS (this process's identity in TLS_CERT_FILE/TLS_KEY_FILE, peers verified against
 // TLS_CA_FILE), x-user-* metadata accepted only from the certificate CNs of
-// RPC_USER_CALLERS, Kafka with SASL/SCRAM-SHA-512 over TLS. GRPC_PLAINTEXT=true is
+// RPC_USER_CALLERS, Kafka with SASL PLAIN inside TLS (the fleet's mechanism: Debian's
+// librdkafka cannot log in with SCRAM to Kafka 4, docs/decisions.md). GRPC_PLAINTEXT=true is
 // the explicit opt-out for gRPC.
 
 import (
@@ -17,7 +18,7 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -162,7 +163,7 @@ func (s *security) checkUserMetadata(ctx context.Context) error {
 // BatchGetProducts, the only call made, reads none.
 func (s *security) forwardUser() bool { return s.plaintext }
 
-// kafkaOptions: SASL/SCRAM-SHA-512 over TLS (the broker verified against
+// kafkaOptions: SASL PLAIN inside TLS (the broker verified against
 // TLS_CA_FILE, or the system's roots without it) when KAFKA_USERNAME is set;
 // plaintext otherwise.
 func kafkaOptions(cfg *config) ([]kgo.Opt, error) {
@@ -177,8 +178,8 @@ func kafkaOptions(cfg *config) ([]kgo.Opt, error) {
 		}
 		tc.RootCAs = ca
 	}
-	auth := scram.Auth{User: cfg.KafkaUsername, Pass: cfg.KafkaPassword}
-	return []kgo.Opt{kgo.DialTLSConfig(tc), kgo.SASL(auth.AsSha512Mechanism())}, nil
+	auth := plain.Auth{User: cfg.KafkaUsername, Pass: cfg.KafkaPassword}
+	return []kgo.Opt{kgo.DialTLSConfig(tc), kgo.SASL(auth.AsMechanism())}, nil
 }
 
 // dbTLSMode: the sslmode of a postgresql:// URL, for the start-up log line only
