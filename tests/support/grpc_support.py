@@ -43,12 +43,12 @@ BAD_REQUEST_TYPE_URL = "type.googleapis.com/google.rpc.BadRequest"
 
 def _stack_name(program):
     """The short upper-case name the stack's env gives `program`'s certificate
-    (order-svc: ORDER, gateway: GATEWAY), or None for a program not of the fleet."""
+    (order-svc: ORDER, gateway: GATEWAY; a variant such as the bench peer order-svc-go
+    takes its service's), or None for a program not of the fleet."""
     if program == "gateway":
         return "GATEWAY"
-    if re.fullmatch(r"[a-z0-9]+-svc", program):
-        return program[:-4].upper()
-    return None
+    m = re.fullmatch(r"([a-z0-9]+)-svc(-[a-z0-9]+)?", program)
+    return m.group(1).upper() if m else None
 
 
 def plaintext():
