@@ -27,10 +27,12 @@ setting they read):
   PostgreSQL container, a Redis ACL file without a default user, the broker's PEM
   keystore; a second run changes nothing; every container mounts only its own secrets
   volume, read-only; no plaintext listener (Kafka SASL_SSL and an SSL controller on
-  127.0.0.1, StandardAuthorizer; PostgreSQL ssl=on with the pki's pg_hba; Redis ACL
+  127.0.0.1, StandardAuthorizer, SASL PLAIN as the programs' librdkafka logins
+  (kfk_sasl_mechanism) with one user per program whose password is the program's;
+  PostgreSQL ssl=on with the pki's pg_hba; Redis ACL
   file), no GRPC_PLAINTEXT, every program given its TLS identity; kafka-init's ACLs
   are deploy/fleet.conf's consumes/produces;
-  (the programs' settings for TLS, SCRAM, DATABASE_URL_FILE and REDIS_PASSWORD_FILE
+  (the programs' settings for TLS, Kafka logins, DATABASE_URL_FILE and REDIS_PASSWORD_FILE
   come with the programs' side of issue 20: against binaries without them, the
   checks against --help fail, as they should);
 - the three services publish no ports and have no container_name (so --scale works);
@@ -102,9 +104,9 @@ SECRET_FILES = {
     **{f"postgres-{svc}": {"ca.crt", "server.crt", "server.key", "password", "pg_hba.conf"}
        for svc in ("order", "product", "user")},
     "redis": {"users.acl", "admin-password"},
-    "kafka": {"ca.crt", "server.pem", "admin-password", "admin.properties"},
-    "kafka-admin": {"ca.crt", "admin.properties", "order-svc.password",
-                    "product-svc.password", "user-svc.password"},
+    "kafka": {"ca.crt", "server.pem", "admin-password", "admin.properties",
+              "order-svc.password", "product-svc.password", "user-svc.password"},
+    "kafka-admin": {"ca.crt", "admin.properties"},
     "shopctl": {"ca.crt", "kafka-password"},
 }
 # The uid each consumer's image runs as: the programs' (deploy/docker/Dockerfile), the
@@ -606,7 +608,13 @@ class ComposeTest(unittest.TestCase):
                         "the controller listener is reachable from the network")
         self.assertEqual(kafka["KAFKA_INTER_BROKER_LISTENER_NAME"], "CLIENT")
         self.assertEqual(kafka["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"], "required")
-        self.assertEqual(kafka["KAFKA_SASL_ENABLED_MECHANISMS"], "SCRAM-SHA-512")
+        # the mechanism the programs' librdkafka logins use (common/src/kfk_conf.c:
+        # PLAIN inside TLS, docs/decisions.md "Zero trust inside the fleet: Kafka")
+        with open(os.path.join(ROOT, "common", "src", "kfk_conf.c")) as f:
+            mechanism = re.search(r'kfk_sasl_mechanism\[\] = "([A-Z0-9-]+)"', f.read()).group(1)
+        self.assertEqual(mechanism, "PLAIN")
+        self.assertEqual(kafka["KAFKA_SASL_ENABLED_MECHANISMS"], mechanism)
+        self.assertEqual(kafka["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"], mechanism)
         self.assertEqual(kafka["KAFKA_SSL_KEYSTORE_TYPE"], "PEM")
         self.assertEqual(kafka["KAFKA_SSL_KEYSTORE_LOCATION"], f"{SECRETS_MOUNT}/server.pem")
         self.assertEqual(kafka["KAFKA_SSL_TRUSTSTORE_LOCATION"], f"{SECRETS_MOUNT}/ca.crt")
@@ -615,8 +623,11 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"], "false")
         self.assertEqual(set(kafka["KAFKA_SUPER_USERS"].split(";")), {"User:admin", "User:kafka"})
         script = " ".join(self.services["kafka"]["command"])
-        self.assertIn("--add-scram \"SCRAM-SHA-512=[name=admin,password=$$pw]\"", script)
-        self.assertIn("listener.name.client.scram-sha-512.sasl.jaas.config=", script)
+        # the PLAIN users: admin and one per <program>.password of the broker's volume
+        self.assertIn("listener.name.client.plain.sasl.jaas.config=org.apache.kafka.common."
+                      "security.plain.PlainLoginModule required", script)
+        self.assertIn("for f in /run/secrets/shop/*.password", script)
+        self.assertNotIn("SCRAM", script.upper())
         self.assertIn(f"--command-config {SECRETS_MOUNT}/admin.properties",
                       " ".join(self.services["kafka"]["healthcheck"]["test"]))
         for svc in ("order", "product", "user"):
@@ -686,8 +697,25 @@ class ComposeTest(unittest.TestCase):
         script = " ".join(init["command"])
         for piece in ('--allow-principal "User:$$prog"', "--operation Read --operation Describe",
                       "--operation Write --operation Describe", '--group "$$prog"',
-                      '--topic "$$t.dlq"', "--entity-type users"):
+                      '--topic "$$t.dlq"'):
             self.assertIn(piece, script)
+        # the users are the broker's (PLAIN, from the pki's files), not made here
+        self.assertNotIn("kafka-configs", script)
+
+    def test_every_program_is_a_kafka_user_of_the_broker(self):
+        """Each service logs in as its program with the password of its own volume; the
+        broker's volume has that same password as <program>.password (its PLAIN user
+        user_<program>), and a user for nothing else but admin."""
+        out = secrets_init_output()
+        users = {f[:-len(".password")] for f in os.listdir(os.path.join(out, "kafka"))
+                 if f.endswith(".password")}
+        self.assertEqual(users, set(SERVICES))
+        for program in SERVICES:
+            with self.subTest(program=program):
+                self.assertEqual(environment(self.services[program])["KAFKA_USERNAME"], program)
+                with open(os.path.join(out, program, "kafka-password")) as f, \
+                        open(os.path.join(out, "kafka", f"{program}.password")) as g:
+                    self.assertEqual(f.read(), g.read())
 
     # ---- scaling, ports, dependencies, health ----
 
@@ -979,10 +1007,14 @@ class ComposeTest(unittest.TestCase):
         self.assertIn("-@all", users["gateway"])
         granted = {w[1:] for w in users["gateway"] if w.startswith("+")}
         # what the gateway runs: its scripts (EVAL/EVALSHA and the commands inside
-        # them), DEL, PING, SELECT (gateway/src/session.c, ratelimit.c, redis_pool.c)
-        self.assertEqual(granted, {"auth", "hello", "ping", "select", "eval", "evalsha", "get",
-                                   "set", "del", "exists", "incr", "pexpire", "pttl", "hset",
-                                   "hmget"})
+        # them), DEL, PING (gateway/src/session.c, ratelimit.c, routes_ops.c); the same
+        # rules as the local stack's (deploy/local/redis.sh)
+        self.assertEqual(granted, {"ping", "eval", "evalsha", "get", "set", "del", "exists",
+                                   "incr", "pexpire", "pttl", "hset", "hmget"})
+        with open(os.path.join(ROOT, "deploy", "local", "redis.sh")) as f:
+            local = re.search(r"^REDIS_GATEWAY_RULES='([^']*)'", f.read(), re.M).group(1)
+        self.assertEqual(users["gateway"][2:], local.split(),
+                         "not the local stack's rules for the gateway")
         used = set()
         for src in ("session.c", "ratelimit.c", "redis_pool.c", "routes_ops.c"):
             with open(os.path.join(ROOT, "gateway", "src", src)) as f:
@@ -990,12 +1022,19 @@ class ComposeTest(unittest.TestCase):
             used |= {c.lower() for c in re.findall(r"redis\.call\('([A-Z]+)'", text)}
             used |= {c.lower() for c in re.findall(r'\{?"(EVALSHA|EVAL|DEL|PING|SELECT|AUTH)"',
                                                     text)}
-        self.assertEqual(used - granted, set(), "the gateway runs commands its user may not")
+        # AUTH needs no rule (Redis lets every user run it); SELECT is sent only for a
+        # REDIS_URL naming a database, which the compose file's does not
+        self.assertEqual(urlsplit(environment(self.services["gateway"])["REDIS_URL"]).path, "")
+        self.assertEqual(used - granted - {"auth", "select"}, set(),
+                         "the gateway runs commands its user may not")
         with open(os.path.join(out, "kafka", "admin.properties")) as f:
             admin = f.read()
         with open(os.path.join(out, "kafka", "admin-password")) as f:
             self.assertIn(f'password="{f.read()}";', admin)
         self.assertIn("security.protocol=SASL_SSL", admin)
+        self.assertIn("sasl.mechanism=PLAIN", admin)
+        self.assertIn("sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule"
+                      ' required username="admin" ', admin)
         self.assertIn(f"ssl.truststore.location={SECRETS_MOUNT}/ca.crt", admin)
 
     def test_secrets_init_is_idempotent(self):
