@@ -3,7 +3,7 @@
  *
  *   bench_sagaload get URL RATE SECONDS [-c CONNS] [-H 'Name: value']...
  *   bench_sagaload orders GATEWAY_URL RATE SECONDS -t TOKENS -p PRODUCTS -b BROKERS
- *                  [-c CONNS] [-d DRAIN_SECONDS]
+ *                  [-F KAFKA_CONFIG] [-c CONNS] [-d DRAIN_SECONDS]
  *   bench_sagaload startup URL ENV_FILE LOG_FILE PROGRAM
  *
  * get, orders: request i is due at t0 + i / RATE, whatever happened to the requests
@@ -457,9 +457,39 @@ static void *worker_main(void *arg)
 
 /* --------------------------------------------------------- order.events ---- */
 
+/* conf_file_apply: every "name=value" line of path (blank lines and '#' comments
+ * skipped) set on conf; 0, or -1 with why. */
+static int conf_file_apply(rd_kafka_conf_t *conf, const char *path, char *why, size_t why_len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(why, why_len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *eq = strchr(line, '=');
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        if (eq == NULL) {
+            snprintf(why, why_len, "%s: a line without '='", path);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        if (rd_kafka_conf_set(conf, line, eq + 1, why, why_len) != RD_KAFKA_CONF_OK)
+            rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
 /* A consumer without a group: assigned every partition of order.events at its high
  * watermark, so it sees exactly what is written from now on. */
-static rd_kafka_t *consumer_new(const char *brokers, char *why, size_t why_len)
+static rd_kafka_t *consumer_new(const char *brokers, const char *config_file, char *why,
+                                size_t why_len)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char group[64];
@@ -472,6 +502,10 @@ static rd_kafka_t *consumer_new(const char *brokers, char *why, size_t why_len)
             rd_kafka_conf_destroy(conf);
             return NULL;
         }
+    if (config_file && conf_file_apply(conf, config_file, why, why_len) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, why_len);
     if (rk == NULL)
         rd_kafka_conf_destroy(conf);
@@ -633,7 +667,7 @@ static void report_orders(run_t *r, double seconds, int conns)
 typedef struct opts {
     int conns;
     double drain_s;
-    const char *tokens, *products, *brokers;
+    const char *tokens, *products, *brokers, *kafka_config;
     const char *headers[LOAD_MAX_HEADERS];
     size_t n_headers;
 } opts_t;
@@ -647,7 +681,7 @@ static int orders_setup(run_t *r, const opts_t *o)
         return -1;
     }
     table_init(&r->orders, (size_t)r->n);
-    if (!(r->rk = consumer_new(o->brokers, why, sizeof(why))) ||
+    if (!(r->rk = consumer_new(o->brokers, o->kafka_config, why, sizeof(why))) ||
         consumer_assign_end(r->rk, why, sizeof(why)) != 0) {
         fprintf(stderr, "sagaload: kafka consumer on %s: %s\n", o->brokers, why);
         return -1;
@@ -815,7 +849,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: bench_sagaload get URL RATE SECONDS [-c CONNS] [-H 'Name: value']...\n"
                     "       bench_sagaload orders GATEWAY_URL RATE SECONDS -t TOKENS -p PRODUCTS"
-                    " -b BROKERS [-c CONNS] [-d DRAIN_SECONDS]\n"
+                    " -b BROKERS [-F KAFKA_CONFIG] [-c CONNS] [-d DRAIN_SECONDS]\n"
                     "       bench_sagaload startup URL ENV_FILE LOG_FILE PROGRAM\n");
     return 2;
 }
@@ -827,7 +861,7 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     opts_t o = {.conns = 32, .drain_s = 30, .brokers = "127.0.0.1:9092"};
     int opt;
-    while ((opt = getopt(argc - 1, argv + 1, "c:d:t:p:b:H:")) != -1) {
+    while ((opt = getopt(argc - 1, argv + 1, "c:d:t:p:b:F:H:")) != -1) {
         switch (opt) {
         case 'c':
             o.conns = atoi(optarg);
@@ -843,6 +877,9 @@ int main(int argc, char **argv)
             break;
         case 'b':
             o.brokers = optarg;
+            break;
+        case 'F':
+            o.kafka_config = optarg;
             break;
         case 'H':
             if (o.n_headers == LOAD_MAX_HEADERS)

@@ -35,7 +35,8 @@ def _superuser_url(ctx, svc: str) -> str:
     """The cluster's superuser on the service's database (stack.sh keeps its password)."""
     password = (Path(ctx.stack.data) / "secrets" / "pg-superuser").read_text().strip()
     u = urlsplit(ctx.stack.url(svc))
-    return f"postgresql://postgres:{password}@{u.hostname}:{u.port}{u.path}"
+    query = f"?{u.query}" if u.query else ""  # sslmode=verify-full&sslrootcert=...
+    return f"postgresql://postgres:{password}@{u.hostname}:{u.port}{u.path}{query}"
 
 
 def reset(ctx) -> None:

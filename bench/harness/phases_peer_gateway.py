@@ -180,7 +180,7 @@ def _order_path(ctx, gws: dict, out: dict) -> None:
         def fn(url=url):
             done = run([ctx.load.sagaload, "orders", url, rate, secs, "-c", 32,
                         "-d", ctx.cfg.t["drain"], "-t", work / "tokens", "-p", work / "products",
-                        "-b", ctx.stack.env["KAFKA_BROKERS"]])
+                        *ctx.load.kafka_args()])
             return parse_json(done.out), done.cpu_s
 
         report, _, own, total, c_gw = _measured(ctx, gws[side]["pid"], fn)

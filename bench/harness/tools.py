@@ -118,8 +118,13 @@ class Load:
         work = self.stack.work
         done = run([self.sagaload, "orders", self.stack.env["GATEWAY_URL"], rate, seconds,
                     "-c", CONNS, "-d", self.cfg.t["drain"], "-t", work / "tokens",
-                    "-p", work / "products", "-b", self.stack.env["KAFKA_BROKERS"]])
+                    "-p", work / "products", *self.kafka_args()])
         return parse_json(done.out), done.cpu_s
+
+    def kafka_args(self) -> list:
+        """The orders consumer's broker and its login (the stack's admin, over TLS)."""
+        config = self.stack.env.get("KAFKA_ADMIN_KCAT_CONFIG")
+        return ["-b", self.stack.env["KAFKA_BROKERS"]] + (["-F", config] if config else [])
 
     def startup(self, url: str, env_file, log_file, program: str):
         """bench_sagaload startup: fork, exec, poll /readyz every 2 ms, stop."""
