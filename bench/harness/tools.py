@@ -91,12 +91,18 @@ class Load:
 
     def ghz(self, product: str, user_id, *extra):
         """GetProduct on product-svc-1 over one connection, as the gateway holds one
-        channel per service, with the metadata the gateway sends."""
+        channel per service, with the metadata the gateway sends, and its certificate."""
         if not self.ghz_path:
             return None
         meta = {"x-request-id": "bench", "x-user-id": user_id or "", "x-user-role": "customer",
                 "traceparent": TRACEPARENT}
-        args = [self.ghz_path, "--insecure", "--import-paths", self.cfg.root / "proto",
+        env = self.stack.env
+        if env.get("GATEWAY_TLS_CERT_FILE"):  # mutual TLS, as the gateway (docs/trust.md)
+            tls = ["--cacert", env["TLS_CA_FILE"], "--cert", env["GATEWAY_TLS_CERT_FILE"],
+                   "--key", env["GATEWAY_TLS_KEY_FILE"]]
+        else:
+            tls = ["--insecure"]
+        args = [self.ghz_path, *tls, "--import-paths", self.cfg.root / "proto",
                 "--proto", "shop/product/v1/product_service.proto",
                 "--call", "shop.product.v1.ProductService.GetProduct",
                 "-d", json.dumps({"product_id": product}), "-m", json.dumps(meta),
