@@ -656,9 +656,12 @@ class TestPageTokens(Base):
     def test_a_bad_page_token_key_stops_the_service_naming_the_variable(self):
         for bad in ("short", "ab" * 31, "not base64 at all!!" * 3):
             with self.subTest(key=bad):
+                # With its certificate, so that the key is the one thing wrong (the Go
+                # peer checks its TLS settings first).
                 env = dict(os.environ, PAGE_TOKEN_KEY=bad, GRPC_ADDR="127.0.0.1:0",
                            ADMIN_ADDR="127.0.0.1:0",
-                           DATABASE_URL=os.environ["ORDER_DATABASE_URL"])
+                           DATABASE_URL=os.environ["ORDER_DATABASE_URL"],
+                           **grpc_support.tls_env("order-svc"))
                 r = subprocess.run([BINARIES["order-svc"]], env=env, capture_output=True,
                                    text=True, timeout=30)
                 self.assertEqual(r.returncode, 2, r.stderr)
