@@ -176,8 +176,35 @@ class FleetStack:
                 for up in FLEET[name].upstreams}
 
     def start_services(self):
+        """Every service, each answering /healthz on its admin port. A port from
+        free_port() can be taken by someone's outgoing connection before the service
+        binds it (it is an ephemeral port): a service that exits saying so gets new
+        ports and starts again, up to three times."""
         for svc in SERVICES:
-            self._spawn(svc, [self.bins[svc]], self._svc_env(svc))
+            for attempt in range(3):
+                p = self._spawn(svc, [self.bins[svc]], self._svc_env(svc))
+                if self._alive(svc, p) or attempt == 2:
+                    break
+                self.grpc[svc], self.admin[svc] = free_port(), free_port()
+
+    def _alive(self, svc, proc):
+        """True once svc's /healthz answers; False when it exited because a port was
+        taken; raises when it exited for another reason or did not answer in 60 s."""
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                with open(os.path.join(self.logdir, svc + ".log"), errors="replace") as f:
+                    if "Address already in use" in f.read():
+                        return False
+                raise RuntimeError("%s exited with %s; log in %s" % (svc, proc.returncode,
+                                                                     self.logdir))
+            try:
+                if Client(self.admin[svc]).get("/healthz").status == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("%s: no /healthz in 60 s; log in %s" % (svc, self.logdir))
 
     def create_admin(self, email, password):
         out = subprocess.run([self.bins["user"], "create-admin", email],
