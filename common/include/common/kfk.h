@@ -115,7 +115,8 @@ typedef struct kfk_auth {
 /* The settings of a process's Kafka login, for cfg_load / cfg_usage_print into a
  * kfk_auth_t (each program loads and prints them with its own table, then calls
  * kfk_auth_set): KAFKA_USERNAME, KAFKA_PASSWORD (secret, or KAFKA_PASSWORD_FILE),
- * TLS_CA_FILE, all empty by default. */
+ * TLS_CA_FILE, all empty by default. TLS_CA_FILE stays the last entry: the services
+ * read it with gRPC's table too and list only the first kfk_auth_cfg_n - 1 here. */
 extern const cfg_entry_t kfk_auth_cfg_table[];
 extern const size_t kfk_auth_cfg_n;
 
