@@ -31,6 +31,11 @@ static void kfk_log_cb(const rd_kafka_t *rk, int level, const char *fac, const c
     if (strcmp(fac, "FAIL") == 0 &&
         (strstr(buf, "SASL authentication error") || strstr(buf, "SSL handshake failed")))
         lvl = LOG_LEVEL_DEBUG;
+    /* A connection lost in the middle of its login (a client closing, a broker going
+     * away) is not a refused login: the loss itself is reported as such. */
+    if (strcmp(fac, "FAIL") == 0 &&
+        strstr(buf, "mechanism handshake failed: Local: Broker transport failure"))
+        lvl = LOG_LEVEL_DEBUG;
     LOG__AT(lvl, "kafka", LOG_STR("client", rd_kafka_name(rk)), LOG_STR("facility", fac),
             LOG_STR("detail", buf));
 }
