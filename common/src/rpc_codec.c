@@ -14,13 +14,21 @@
 #include "google/rpc/error_details.pb-c.h"
 #include "google/rpc/status.pb-c.h"
 
+#include <openssl/crypto.h>
+
 /* gRPC's default c-ares resolver (c-ares 1.18.1 in Debian 12) leaks memory on every
  * lookup of a name from /etc/hosts (c-ares/c-ares#439) and ignores nsswitch. The
  * native resolver is glibc's getaddrinfo, as for the rest of the process. gRPC reads
  * the variable once, at its first initialisation, hence before grpc_init. */
+/* OpenSSL frees its global state from an atexit handler; gRPC's own threads may still
+ * be in a TLS handshake when the process returns from main() (a channel's connection
+ * attempt outlives the channel), and read that state after it was freed (a crash at
+ * exit, seen in the gateway under ASan). OpenSSL is told, before anyone initialises
+ * it, to leave its state to the end of the process. */
 static void rpc_choose_resolver(void)
 {
     setenv("GRPC_DNS_RESOLVER", "native", 0);
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
 }
 
 void rpc__grpc_init(void)
