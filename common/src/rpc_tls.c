@@ -125,6 +125,9 @@ rpc_tls_t *rpc_tls_load(const char *ca_file, const char *cert_file, const char *
                         err_t *err)
 {
     char cn[RPC_TLS_CN_MAX];
+    /* Often the process's first use of OpenSSL: keep its state to the end of the
+     * process, as rpc__grpc_init does (rpc_codec.c says why). */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     rpc_tls_t *t = common__xcalloc(1, sizeof(*t));
     if ((t->ca_pem = rpc_tls_read("TLS_CA_FILE", ca_file, err)) == NULL ||
         (t->cert_pem = rpc_tls_read("TLS_CERT_FILE", cert_file, err)) == NULL ||
