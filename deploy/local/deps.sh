@@ -21,9 +21,9 @@ packages=(
     postgresql-15 postgresql-client-15 redis-server redis-tools openjdk-17-jre-headless maven
     # real external clients used by tests
     python3 python3-grpcio python3-protobuf python3-venv python3-yaml kcat curl jq openssl procps iproute2
-    # observability: promtool checks the alert rules and /metrics (test_alert_rules,
-    # test_observability); the lead's `make run` also starts this Prometheus
-    prometheus
+    # high availability (HA=1, docs/ha.md): PostgreSQL failover (pg_auto_failover);
+    # Redis Sentinel is redis-server --sentinel
+    postgresql-15-auto-failover pg-auto-failover-cli
     # benchmarks (make bench; pgbench comes with postgresql-15, ghz is installed by bench/bench.py)
     wrk
     # observability: Prometheus for make run, promtool for the alert rule tests

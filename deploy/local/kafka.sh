@@ -232,3 +232,11 @@ kafka_down() {
     pid_alive "$RUNDIR/kafka.pid" "$DATA/kafka/server.properties" && log "kafka: stopping"
     stop_pid "$RUNDIR/kafka.pid" "$DATA/kafka/server.properties" 60
 }
+
+# Parts (parts.sh): kafka, the one node.
+kafka_parts() { echo kafka; }
+kafka_part_root_pid() {
+    pid_alive "$RUNDIR/kafka.pid" "$DATA/kafka/server.properties" && head -n1 "$RUNDIR/kafka.pid"
+    return 0
+}
+kafka_part_start() { kafka_up; }

@@ -75,6 +75,41 @@ dev | test)
     JAEGER_HEALTH_PORT=$((base + 633)) PROMETHEUS_PORT=$((base + 690))
     ;;
 esac
+# HA=1: the high-availability topology (docs/ha.md): three Kafka nodes (KRaft, each a
+# broker and a controller), each service's PostgreSQL as a primary and a synchronous
+# standby under pg_auto_failover (one monitor for the stack), Redis as a master, a
+# replica and three Sentinels. HA on the command line, else what the last `up` used,
+# else 0; a stack's data is of one topology (`up` refuses to switch: wipe first).
+# Ports of the extra parts, in the dev layout (test: + STACK_PORT_BASE) / the compact
+# layout (bench, chaos: B+):
+#   Kafka node k (1..3)       client 9092+100(k-1), controller 9093+100(k-1) / node 1 at
+#                             B+92/93, node k>1 at B+800+10(k-1)+2/3
+#   PostgreSQL node 2 of svc  its node 1's port + 100 / B+443+pg
+#   pg_auto_failover monitor  5440 / B+440
+#   Redis replica             6381 / B+381
+#   Sentinel k (1..3)         6390+k-1 / B+390+k-1
+HA=${HA:-$(cat "$DATA/ha" 2>/dev/null || echo 0)}
+[[ "$HA" =~ ^[01]$ ]] || { echo "HA must be 0 or 1, not '$HA'" >&2; exit 2; }
+KAFKA_NODES=$((HA ? 3 : 1))
+case "$STACK_PROFILE" in
+dev | test)
+    kafka_port() { echo $((9092 + base + 100 * ($1 - 1))); }
+    kafka_controller_port() { echo $((9093 + base + 100 * ($1 - 1))); }
+    PG_MONITOR_PORT=$((5440 + base))
+    pg_node_port() { echo $((${PG_PORT[$1]} + 100 * ($2 - 1))); }
+    SENTINEL_PORT=$((6390 + base))
+    ;;
+*)
+    kafka_port() { (($1 == 1)) && echo $((base + 92)) || echo $((base + 800 + 10 * ($1 - 1) + 2)); }
+    kafka_controller_port() { (($1 == 1)) && echo $((base + 93)) || echo $((base + 800 + 10 * ($1 - 1) + 3)); }
+    PG_MONITOR_PORT=$((base + 440))
+    pg_node_port() { echo $((${PG_PORT[$1]} + 10 * ($2 - 1))); }
+    SENTINEL_PORT=$((base + 390))
+    ;;
+esac
+REDIS_REPLICA_PORT=$((REDIS_PORT + 1))
+sentinel_port() { echo $((SENTINEL_PORT + $1 - 1)); }
+
 # PG_SERVICES: the services with a database, each on its own cluster at PG_PORT[svc].
 declare -A PG_PORT=()
 PG_SERVICES=()

@@ -1,11 +1,21 @@
 # Single parts of the local stack, for fault injection and benchmarks: their names,
-# SIGKILL, start again (sourced by stack.sh after the other parts, not run).
+# SIGKILL, freeze, start again (sourced by stack.sh after the other parts, not run).
+#
+# Each infrastructure file names its own parts and knows their processes, through three
+# functions of its prefix (pg_, redis_, kafka_):
+#   <x>_parts               the names of its parts, one per line
+#   <x>_part_root_pid PART  the pid of the part's top process (its whole process tree
+#                           is the part), or nothing when the part is not running
+#   <x>_part_start PART     start the part again; returns once it answers
+# A part name says whose it is: postgres/* and pg-monitor (pg.sh), redis, redis/*,
+# sentinel/* (redis.sh), kafka, kafka/* (kafka.sh); the fleet's programs
+# (<program>-<k>, gateway) are programs.sh's.
 
 parts() {
     local svc k
-    for svc in "${PG_SERVICES[@]}"; do echo "postgres/$svc"; done
-    echo redis
-    echo kafka
+    pg_parts
+    redis_parts
+    kafka_parts
     if ((FLEET)); then
         for svc in "${SERVICES[@]}"; do
             for ((k = 1; k <= $N_INST; k++)); do instance_name "$svc" "$k"; done
@@ -14,37 +24,69 @@ parts() {
     fi
 }
 
-# kill_part PART: SIGKILL, no goodbye. A PostgreSQL server dies with all its backends
-# at once, as in a crash of its machine; returns once every process is gone.
-kill_part() {
-    local part=$1 pids=() pidfile pid i dir
-    case "$part" in
-    postgres/*)
-        dir="$(pg_root)/${part#postgres/}"
-        pidfile="$dir/postmaster.pid"
-        pid=$(head -n1 "$pidfile" 2>/dev/null || true)
-        # postmaster.pid outlives a crash: make sure the pid is still our postmaster.
-        [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
-            grep -qF -- "-D $dir" || die "$part is not running"
-        # Frozen first, so that no backend forks between listing and killing: a
-        # surviving backend would hold the shared memory and block the restart.
-        kill -STOP "$pid"
-        pids=("$pid" $(pgrep -P "$pid" || true))
-        ;;
-    redis | kafka | gateway | *-[1-9])
-        [[ "$part" != *-[1-9] ]] || [ -n "$(part_service "$part")" ] ||
-            die "no part named '$part' (see: stack.sh parts)"
-        pidfile="$RUNDIR/$part.pid"
-        [ -f "$pidfile" ] || die "$part is not running"
-        pids=("$(head -n1 "$pidfile")")
-        ;;
-    *) die "no part named '$part' (see: stack.sh parts)" ;;
+# part_owner PART: the prefix of the file that owns PART (pg, redis, kafka, program);
+# dies when no part has that name.
+part_owner() {
+    case "$1" in
+    postgres/* | pg-monitor) echo pg ;;
+    redis | redis/* | sentinel/*) echo redis ;;
+    kafka | kafka/*) echo kafka ;;
+    gateway) echo program ;;
+    *-[1-9]) [ -n "$(part_service "$1")" ] && echo program ;;
     esac
-    log "$part: SIGKILL ${pids[*]}"
-    kill -KILL "${pids[@]}" 2>/dev/null || true
-    for pid in "${pids[@]}"; do
+    parts | grep -qxF -- "$1" || die "no part named '$1' (see: stack.sh parts)"
+}
+
+program_part_root_pid() {
+    local pidfile="$RUNDIR/$1.pid"
+    pid_alive "$pidfile" "$1" 2>/dev/null && head -n1 "$pidfile" || true
+}
+program_part_start() {
+    local svc
+    case "$1" in
+    gateway) gateway_start ;;
+    *)
+        svc=$(part_service "$1")
+        instance_start "$svc" "${1##*-}"
+        instance_wait "$svc" "${1##*-}"
+        ;;
+    esac
+}
+
+# proc_tree PID: PID and all its descendants, parents first.
+proc_tree() {
+    local p
+    echo "$1"
+    for p in $(pgrep -P "$1" || true); do proc_tree "$p"; done
+}
+
+# part_pids PART: the part's processes, frozen (SIGSTOP) top-down so that none forks
+# between listing and signalling; dies when the part is not running.
+part_pids() {
+    local root owner pids=() p
+    owner=$(part_owner "$1")
+    root=$("${owner}_part_root_pid" "$1")
+    [[ "$root" =~ ^[0-9]+$ ]] && [ -d "/proc/$root" ] || die "$1 is not running"
+    kill -STOP "$root" 2>/dev/null || true
+    # Twice: a child forked just before its parent stopped is caught the second time.
+    for p in $(proc_tree "$root") $(proc_tree "$root"); do
+        kill -STOP "$p" 2>/dev/null || true
+    done
+    proc_tree "$root"
+}
+
+# kill_part PART: SIGKILL of the part's every process at once, no goodbye (a PostgreSQL
+# server dies with all its backends, as in a crash of its machine); returns once every
+# process is gone.
+kill_part() {
+    local part=$1 pids pid i
+    pids=$(part_pids "$part") || exit 1
+    log "$part: SIGKILL $(echo $pids)"
+    kill -KILL $pids 2>/dev/null || true
+    for pid in $pids; do
         # A zombie is dead but still holds its pid until it is reaped (PID 1 may take
-        # seconds): pg_ctl, and postgres itself, take a live pid for a running server.
+        # seconds): pg_ctl, and postgres itself, take a live pid for a running server,
+        # so a PostgreSQL part waits until the pid is gone.
         for ((i = 0; i < 600; i++)); do
             [ -d "/proc/$pid" ] || break
             [[ "$part" == postgres/* ]] || [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
@@ -52,23 +94,24 @@ kill_part() {
         done
         ((i < 600)) || die "$part: pid $pid still there 30 s after SIGKILL"
     done
-    [[ "$part" == postgres/* ]] || rm -f "$pidfile"
+}
+
+# freeze_part PART SECONDS: SIGSTOP of every process of the part, SECONDS later SIGCONT
+# (a stalled machine, a long GC pause, a VM migration): its connections stay open and
+# say nothing. Returns after the SIGCONT.
+freeze_part() {
+    local part=$1 secs=$2 pids
+    [[ "$secs" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "freeze: SECONDS must be a number, not '$secs'"
+    pids=$(part_pids "$part") || exit 1
+    log "$part: SIGSTOP $(echo $pids) for ${secs}s"
+    sleep "$secs"
+    kill -CONT $pids 2>/dev/null || true
+    log "$part: SIGCONT"
 }
 
 start_part() {
-    local part=$1 svc
+    local owner
+    owner=$(part_owner "$1")
     mkdir -p "$LOGDIR" "$RUNDIR"
-    case "$part" in
-    postgres/*) pg_up "${part#postgres/}" ;;
-    redis) redis_up ;;
-    kafka) kafka_up ;;
-    gateway) gateway_start ;;
-    *-[1-9])
-        svc=$(part_service "$part")
-        [ -n "$svc" ] || die "no part named '$part' (see: stack.sh parts)"
-        instance_start "$svc" "${part##*-}"
-        instance_wait "$svc" "${part##*-}"
-        ;;
-    *) die "no part named '$part' (see: stack.sh parts)" ;;
-    esac
+    "${owner}_part_start" "$1"
 }

@@ -160,3 +160,19 @@ pg_down() {
         as_pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
     fi
 }
+
+# Parts (parts.sh): postgres/<svc>, one server per service.
+pg_parts() {
+    local svc
+    for svc in "${PG_SERVICES[@]}"; do echo "postgres/$svc"; done
+}
+pg_part_root_pid() {
+    local dir pid
+    dir="$(pg_root)/${1#postgres/}"
+    pid=$(head -n1 "$dir/postmaster.pid" 2>/dev/null || true)
+    # postmaster.pid outlives a crash: make sure the pid is still our postmaster.
+    [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+        grep -qF -- "-D $dir" && echo "$pid"
+    return 0
+}
+pg_part_start() { pg_up "${1#postgres/}"; }

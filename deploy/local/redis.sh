@@ -67,3 +67,11 @@ redis_down() {
     pid_alive "$RUNDIR/redis.pid" "redis-server" && log "redis: stopping"
     stop_pid "$RUNDIR/redis.pid" "redis-server"
 }
+
+# Parts (parts.sh): redis, the one server.
+redis_parts() { echo redis; }
+redis_part_root_pid() {
+    pid_alive "$RUNDIR/redis.pid" redis-server && head -n1 "$RUNDIR/redis.pid"
+    return 0
+}
+redis_part_start() { redis_up; }

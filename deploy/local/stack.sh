@@ -11,10 +11,12 @@
 #                    shell syntax: a value with a shell metacharacter is 'quoted')
 #   stack.sh parts   the name of every part (postgres/order, kafka, order-svc-1, gateway, ...)
 #   stack.sh kill PART    SIGKILL one part (a PostgreSQL server with all its backends)
+#   stack.sh freeze PART SECONDS   SIGSTOP one part, SIGCONT it SECONDS later
 #   stack.sh start PART   start one part again and wait until it answers
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
 #   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
 #
+# HA=1 runs the high-availability topology (lib.sh, docs/ha.md).
 # SCALE=N runs N instances of each service (see lib.sh). Extra settings reach a program
 # as <PROGRAM>_ENV_<NAME>=value, e.g. ORDER_SVC_ENV_SAGA_TIMEOUT=5s or
 # GATEWAY_ENV_LOG_LEVEL=debug.
@@ -48,6 +50,7 @@ stack_env() {
     echo "STACK_PROFILE=$STACK_PROFILE"
     echo "STACK_DATA=$DATA"
     echo "SCALE=$N_INST"
+    echo "HA=$HA"
     # Quoted: the URL's '&' would end a command where this output is sourced (`set -a;
     # . <(stack.sh env)`); readers that split lines take the quotes off (shlex).
     for svc in "${PG_SERVICES[@]}"; do
@@ -102,6 +105,11 @@ up() {
     mkdir -p "$LOGDIR" "$RUNDIR"
     chmod 755 "$DATA" "$LOGDIR"
     local svc prev
+    # A stack's data is of one topology: single-node servers cannot become HA nodes
+    # in place (nor the reverse).
+    prev=$(cat "$DATA/ha" 2>/dev/null || { [ -d "$DATA/kafka" ] && echo 0; } || echo "$HA")
+    [ "$prev" = "$HA" ] || die "this stack's data ($DATA) is of HA=$prev, not HA=$HA: wipe it first (stack.sh wipe, or make wipe)"
+    echo "$HA" >"$DATA/ha"
     prev=$(cat "$DATA/scale" 2>/dev/null || echo 1)
     echo "$N_INST" >"$DATA/scale.tmp" && mv "$DATA/scale.tmp" "$DATA/scale"
     for svc in "${PG_SERVICES[@]}"; do pg_up "$svc"; done
@@ -186,6 +194,7 @@ case "${1:-}" in
 up) up ;;
 parts) parts ;;
 kill) kill_part "${2:?usage: $0 kill PART}" ;;
+freeze) freeze_part "${2:?usage: $0 freeze PART SECONDS}" "${3:?usage: $0 freeze PART SECONDS}" ;;
 start) start_part "${2:?usage: $0 start PART}" ;;
 create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
@@ -194,5 +203,5 @@ status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
 traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|start PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac
