@@ -2,10 +2,12 @@
 #
 #   make run           build, start the whole local stack in the foreground; Ctrl-C stops it
 #   make up / down     the same stack in the background / stop it
+#                      (HA=1 on run/up/chaos/bench: the high-availability topology, docs/ha.md)
 #   make test          sanitizer build, own infrastructure on its own ports, all CTest suites
 #   make build         debug build with ASan+UBSan into build/ (what `ctest --test-dir build` reads)
 #   make release       optimized build into build-release/ (what run/up use)
-#   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants
+#   make chaos         fault-injection run (tests/chaos): SIGKILLs under load, then the saga invariants;
+#                      RUNS=N runs it N times in a row (make chaos HA=1 RUNS=3)
 #   make bench         the docs/architecture.md §8 benchmarks next to their baselines (bench/); BENCH_QUICK=1 for a smoke run
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
 #   make peers-test    the project's black-box tests against the bench peers (bench/peers), own stack

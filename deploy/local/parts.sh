@@ -115,3 +115,43 @@ start_part() {
     mkdir -p "$LOGDIR" "$RUNDIR"
     "${owner}_part_start" "$1"
 }
+
+# part_answers PART: true when the part answers now, as the stack's own clients see it:
+# a PostgreSQL server or node accepts connections, Redis answers the admin's PING, a
+# Sentinel its PING, a Kafka node gives metadata, a program its readiness.
+part_answers() {
+    local part=$1 port svc k
+    case "$(part_owner "$part")" in
+    pg)
+        case "$part" in
+        pg-monitor) port=$PG_MONITOR_PORT ;;
+        postgres/*/*) svc=${part#postgres/} k=${svc#*/} svc=${svc%/*} port=$(pg_node_port "$svc" "$k") ;;
+        *) port=${PG_PORT[${part#postgres/}]} ;;
+        esac
+        "$PG_BIN/pg_isready" -q -t 5 -h 127.0.0.1 -p "$port"
+        ;;
+    redis)
+        case "$part" in
+        redis | redis/1) port=$REDIS_PORT ;;
+        redis/2) port=$REDIS_REPLICA_PORT ;;
+        sentinel/*) port=$(sentinel_port "${part#sentinel/}") ;;
+        esac
+        [[ "$part" == sentinel/* ]] && { port_open "$port"; return; }
+        [ "$(REDISCLI_AUTH=$(cat "$(redis_admin_password_file)") timeout 5 redis-cli --user admin \
+            -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ]
+        ;;
+    kafka)
+        k=${part#kafka}
+        k=${k#/}
+        timeout 15 kcat -F "$(kafka_kcat_config admin)" -b "127.0.0.1:$(kafka_port "${k:-1}")" \
+            -L -m 5 -t __none >/dev/null 2>&1
+        ;;
+    program)
+        if [ "$part" = gateway ]; then
+            curl -sf -m 5 "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null
+        else
+            curl -sf -m 5 "http://127.0.0.1:$(admin_port "$(part_service "$part")" "${part##*-}")/readyz" >/dev/null
+        fi
+        ;;
+    esac
+}

@@ -13,6 +13,7 @@
 #   stack.sh kill PART    SIGKILL one part (a PostgreSQL server with all its backends)
 #   stack.sh freeze PART SECONDS   SIGSTOP one part, SIGCONT it SECONDS later
 #   stack.sh start PART   start one part again and wait until it answers
+#   stack.sh answers PART exit 0 if the part answers now
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
 #   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
 #
@@ -196,6 +197,7 @@ parts) parts ;;
 kill) kill_part "${2:?usage: $0 kill PART}" ;;
 freeze) freeze_part "${2:?usage: $0 freeze PART SECONDS}" "${3:?usage: $0 freeze PART SECONDS}" ;;
 start) start_part "${2:?usage: $0 start PART}" ;;
+answers) part_answers "${2:?usage: $0 answers PART}" ;;
 create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
 run) run ;;
@@ -203,5 +205,5 @@ status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
 traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac

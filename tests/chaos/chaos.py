@@ -3,18 +3,23 @@
 restarted, then every invariant of docs/architecture.md §4 checked in the databases and topics.
 
 Run through tests/chaos/run.sh, which starts the chaos stack (STACK_PROFILE=chaos,
-SCALE=2) and always stops it. Settings (environment):
-  CHAOS_QUICK=1         the short run of make test: 200 orders, 20 users, 10 products,
-                        one fault of each kind
-  CHAOS_ORDERS          orders to place (2000)
+SCALE=2; HA=1 the high-availability topology) and always stops it. Settings
+(environment; HA=1's defaults in brackets):
+  CHAOS_QUICK=1         the short run of make test: 200 orders [600], 20 users, 10
+                        products, one fault of each kind
+  CHAOS_ORDERS          orders to place (2000) [6000]
   CHAOS_USERS           customers (50)
   CHAOS_PRODUCTS        products (20)
-  CHAOS_FAULTS          faults to inject, at least one per kind (12)
-  CHAOS_FAULT_KINDS     comma list of kinds (all: every program of deploy/fleet.conf,
-                        kafka,postgres)
-  CHAOS_THREADS         client threads (16)
-  CHAOS_RATE            orders per second at most (12; quick 8), so that the load
-                        spans the faults instead of waiting for them
+  CHAOS_FAULTS          faults to inject, at least one per kind (twice the kinds)
+  CHAOS_FAULT_KINDS     comma list of kinds (every program of deploy/fleet.conf, kafka,
+                        postgres, redis; [and freeze])
+  CHAOS_THREADS         client threads (16) [24]
+  CHAOS_RATE            orders per second at most (12; quick 8) [100; quick 50], so
+                        that the load spans the faults instead of waiting for them
+  CHAOS_TIMEOUT_MAX_PCT the share of orders a fault may cost as TIMEOUT, checked (none)
+                        [1]
+  CHAOS_RUN             the run's number when make chaos RUNS=N runs several: the
+                        summary is chaos-summary-<n>.json (also chaos-summary.json)
   CHAOS_CANCEL_SHARE    share of orders their owner cancels once CONFIRMED (0.1)
   CHAOS_SEED            the RNG seed (random; printed, so a run can be replayed)
   CHAOS_SAGA_TIMEOUT_S  order-svc's SAGA_TIMEOUT in seconds (run.sh sets it)
@@ -51,20 +56,25 @@ def setting(name, default, cast=int):
 
 def config():
     quick = os.environ.get("CHAOS_QUICK", "") not in ("", "0")
-    kinds = tuple(k for k in setting("CHAOS_FAULT_KINDS", ",".join(chaos_faults.KINDS),
+    ha = os.environ.get("HA", "0") == "1"
+    kinds = tuple(k for k in setting("CHAOS_FAULT_KINDS", ",".join(chaos_faults.DEFAULT_KINDS[ha]),
                                      str).split(",") if k)
     bad = [k for k in kinds if k not in chaos_faults.KINDS]
     if bad:
         sys.exit(f"CHAOS_FAULT_KINDS: unknown kind(s) {bad}; known: {chaos_faults.KINDS}")
     cfg = {
         "quick": quick,
-        "orders": setting("CHAOS_ORDERS", 200 if quick else 2000),
+        "ha": ha,
+        "run": setting("CHAOS_RUN", 0),
+        "orders": setting("CHAOS_ORDERS", (600 if ha else 200) if quick else (6000 if ha else 2000)),
         "users": setting("CHAOS_USERS", 20 if quick else 50),
         "products": setting("CHAOS_PRODUCTS", 10 if quick else 20),
         "faults": setting("CHAOS_FAULTS", len(kinds) if quick else 2 * len(kinds)),
         "kinds": kinds,
-        "threads": setting("CHAOS_THREADS", 16),
-        "rate": setting("CHAOS_RATE", 8.0 if quick else 12.0, float),
+        "threads": setting("CHAOS_THREADS", 24 if ha else 16),
+        "rate": setting("CHAOS_RATE", (50.0 if quick else 100.0) if ha else (8.0 if quick else 12.0),
+                        float),
+        "timeout_max_pct": setting("CHAOS_TIMEOUT_MAX_PCT", 1.0 if ha else None, float),
         "cancel_share": setting("CHAOS_CANCEL_SHARE", 0.1, float),
         "seed": setting("CHAOS_SEED", random.SystemRandom().randrange(1, 2**31)),
         "saga_timeout_s": setting("CHAOS_SAGA_TIMEOUT_S", 30.0, float),
@@ -104,7 +114,51 @@ def extra_checks(cfg, snap, load, injector, quiet_s):
         want.append("CANCELLED USER_REQUESTED")
     for w in want:
         o.ok(seen[w] > 0, f"no {w} order")
-    return [q, f, l, a, o]
+    checks = [q, f, l, a, o]
+    if cfg["timeout_max_pct"] is not None:
+        by = timeouts_by_fault(cfg, snap, injector)
+        share = sum(v["share_pct"] for k, v in by.items() if k != "none")
+        t = Check(f"orders cancelled TIMEOUT because of a fault: under {cfg['timeout_max_pct']:g}%")
+        t.ok(share < cfg["timeout_max_pct"],
+             f"{share:.2f}% of the orders: " + ", ".join(f"{k} {v['timeouts']}" for k, v in
+                                                         by.items() if v["timeouts"]))
+        checks.append(t)
+    return checks
+
+
+def timeouts_by_fault(cfg, snap, injector):
+    """Orders cancelled TIMEOUT, each put down to the first fault whose window (from
+    its kill or stop to the moment the part answered again) overlaps the order's own
+    SAGA_TIMEOUT after its creation, else to `none` (no fault near it: load, a slow
+    machine): {kind: {faults, timeouts, share_pct of all orders}}."""
+    out = {k: {"faults": 0, "timeouts": 0} for k in (*cfg["kinds"], "none")}
+    for f in injector.injected:
+        out.setdefault(f["kind"], {"faults": 0, "timeouts": 0})["faults"] += 1
+    for o in snap.orders.values():
+        if (o["status"], o["reason"]) != ("CANCELLED", "TIMEOUT"):
+            continue
+        kind, c = "none", o.get("created")
+        for f in injector.injected if c is not None else ():
+            if c <= (f["t_end"] or f["t_start"]) and c + cfg["saga_timeout_s"] >= f["t_start"]:
+                kind = f["kind"]
+                break
+        out[kind]["timeouts"] += 1
+    for v in out.values():
+        v["share_pct"] = round(100.0 * v["timeouts"] / max(1, len(snap.orders)), 2)
+    return out
+
+
+def load_rate(load):
+    """Orders per second the load reached: over the whole load, and at its best 10 s."""
+    ts = sorted(r["t"] for r in load.results if r and r.get("t"))
+    if len(ts) < 2:
+        return {"mean": None, "best_10s": None}
+    best, j = 0, 0
+    for i, t in enumerate(ts):
+        while ts[j] < t - 10.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return {"mean": round(len(ts) / max(ts[-1] - ts[0], 1e-3), 1), "best_10s": round(best / 10.0, 1)}
 
 
 def compensations(snap):
@@ -139,7 +193,8 @@ def redeliveries(snap, load):
 def summary(cfg, snap, load, injector, stats, checks, times, quiet_state):
     n = len(snap.orders)
     by = Counter(outcome(o) for o in snap.orders.values())
-    lines = [f"== chaos: seed {cfg['seed']}, {cfg['orders']} orders, {cfg['users']} users, "
+    title = "chaos" + (" HA" if cfg["ha"] else "") + (f" run {cfg['run']}" if cfg["run"] else "")
+    lines = [f"== {title}: seed {cfg['seed']}, {cfg['orders']} orders, {cfg['users']} users, "
              f"{cfg['products']} products, SCALE {os.environ.get('SCALE', '?')}, "
              f"{cfg['threads']} threads, SAGA_TIMEOUT {cfg['saga_timeout_s']:g}s ==",
              "orders by outcome:"]
@@ -159,6 +214,12 @@ def summary(cfg, snap, load, injector, stats, checks, times, quiet_state):
         parts = sorted({r["part"] for r in injector.injected if r["kind"] == k})
         lines.append(f"  {k:<12} {kinds[k]:3d}  {', '.join(parts)}")
     lines.append(f"  {'total':<12} {len(injector.injected):3d}")
+    lines.append("orders cancelled TIMEOUT, by the fault near them (share of all orders):")
+    for k, v in timeouts_by_fault(cfg, snap, injector).items():
+        lines.append(f"  {k:<12} {v['timeouts']:6d}  {v['share_pct']:5.2f}%  ({v['faults']} faults)")
+    rate = load_rate(load)
+    lines.append(f"load: {rate['mean']} orders/s over the run, {rate['best_10s']} at its best 10 s"
+                 f" (asked: {cfg['rate']:g})")
     lines.append(f"client retries by cause: {dict(sorted(stats.snapshot().items()))}")
     lines.append("invariants:")
     for c in checks:
@@ -198,7 +259,7 @@ def main():
 
     plan = chaos_load.plan_orders(rng, cfg["orders"], cfg["users"], cfg["products"],
                                   cfg["cancel_share"])
-    fault_plan = chaos_faults.plan_faults(rng, cfg["faults"], cfg["kinds"], parts)
+    fault_plan = chaos_faults.plan_faults(rng, cfg["faults"], cfg["kinds"], parts, cfg["ha"])
     log(f"fault plan: {[p for _, p in fault_plan]}")
     progress = chaos_faults.Progress(cfg["orders"], len(fault_plan))
     injector = chaos_faults.FaultInjector(stack, progress, fault_plan, rng, log)
@@ -246,16 +307,20 @@ def main():
         "compensations": compensations(snap),
         "at_least_once": redeliveries(snap, load),
         "faults": injector.injected,
+        "timeouts_by_fault_kind": timeouts_by_fault(cfg, snap, injector),
+        "load_rate_orders_per_s": load_rate(load),
         "client_retries": stats.snapshot(),
         "client_failures": load.failures,
         "invariants": [c.as_dict() for c in checks],
         "durations_s": {k: (round(v, 1) if v is not None else None) for k, v in times.items()},
         "passed": all(c.passed for c in checks),
     }
-    path = os.path.join(stack.data, "chaos-summary.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)
-    log(f"summary written to {path}")
+    names = ["chaos-summary.json"] + ([f"chaos-summary-{cfg['run']}.json"] if cfg["run"] else [])
+    for name in names:
+        path = os.path.join(stack.data, name)
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+        log(f"summary written to {path}")
     return 0 if report["passed"] else 1
 
 

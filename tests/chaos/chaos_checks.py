@@ -43,9 +43,11 @@ class Snapshot:
 
     def __init__(self, stack):
         q = stack.query
-        self.orders = {r[0]: {"user": r[1], "status": r[2], "reason": r[3], "total": int(r[4])}
+        self.orders = {r[0]: {"user": r[1], "status": r[2], "reason": r[3], "total": int(r[4]),
+                              "created": float(r[5])}
                        for r in q("order", "SELECT id, user_id, status, coalesce(cancel_reason, ''),"
-                                           " total_cents FROM orders")}
+                                           " total_cents, extract(epoch FROM created_at)"
+                                           " FROM orders")}
         self.lines = defaultdict(dict)
         for o, p, n in q("order", "SELECT order_id, product_id, quantity FROM order_lines"):
             self.lines[o][p] = int(n)

@@ -197,6 +197,7 @@ class Load:
         except (GiveUp, RuntimeError) as e:
             self._fail(f"order {i}: {e}")
         rec["latency_s"] = time.monotonic() - t
+        rec["t"] = time.time()  # when it was answered: the rate the load reached
         self.results[i] = rec
         if cancel and rec["order_id"]:
             with self._mu:

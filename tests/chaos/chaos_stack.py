@@ -80,23 +80,34 @@ class Stack:
     def start(self, part, timeout=240):
         _run([STACK_SH, "start", part], timeout)
 
+    def freeze(self, part, seconds):
+        """SIGSTOP of the part's processes, SIGCONT `seconds` later; returns after it."""
+        _run([STACK_SH, "freeze", part, f"{seconds:.1f}"], seconds + 60)
+
+    def primary(self, svc):
+        """The part that is the primary of a service's database now (HA topology)."""
+        return _run([STACK_SH, "primary", svc], 60).strip()
+
+    def redis_master(self):
+        """The Redis server that is the master now (HA topology)."""
+        return _run([STACK_SH, "redis-master"], 60).strip()
+
     def serving(self, part):
-        """True if the part answers now: SELECT 1 on a database, metadata from the
-        broker, /readyz of a service instance, /healthz of the gateway. `stack.sh
-        start` waits for the same, but the harness checks for itself: a start that
-        returns with nothing listening must fail the run, not hang it."""
+        """True if the part answers now: `stack.sh answers` for the infrastructure
+        (a PostgreSQL node, Redis, a Sentinel, a Kafka node, the failover monitor),
+        /readyz of a service instance, /healthz of the gateway. `stack.sh start` waits
+        for the same, but the harness checks for itself: a start that returns with
+        nothing listening must fail the run, not hang it."""
         try:
-            if part.startswith("postgres/"):
-                self.query(part.split("/", 1)[1], "SELECT 1", timeout=15)
-            elif part == "kafka":
-                _run(self.kcat + ["-L", "-t", SAGA_TOPICS[0]], 15)
-            elif part == "gateway":
+            if part == "gateway":
                 _run(["curl", "-sf", "-m", "5", self.env["GATEWAY_URL"] + "/healthz"], 15)
-            else:
+            elif part.rpartition("-")[0] in (r.program for r in SERVICES):
                 program, _, k = part.rpartition("-")
                 svc = next(r.name for r in SERVICES if r.program == program)
                 addrs = self.env[f"{svc.upper()}_ADMIN_ADDRS"].split(",")
                 _run(["curl", "-sf", "-m", "5", f"http://{addrs[int(k) - 1]}/readyz"], 15)
+            else:
+                _run([STACK_SH, "answers", part], 30)
         except StackError:
             return False
         return True

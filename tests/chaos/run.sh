@@ -3,6 +3,12 @@
 # chaos stack (STACK_PROFILE=chaos, every service twice), runs tests/chaos/chaos.py
 # against it, and always stops the stack, keeping its data and logs for a post-mortem.
 #
+#   HA=1                    the high-availability topology (docs/ha.md): three Kafka
+#                           nodes, PostgreSQL primaries with synchronous standbys, Redis
+#                           with a replica and Sentinels, and chaos.py's HA fault kinds
+#   RUNS=N                  N runs in a row, each on a fresh stack; run n's summary is
+#                           chaos-summary-<n>.json in the data directory; the command
+#                           fails if any run fails
 #   BIN_DIR=<build dir>     programs to run (default build-release/; make test passes
 #                           the sanitizer build)
 #   CHAOS_SCALE=N           instances per service (2)
@@ -18,6 +24,9 @@ stack="$root/deploy/local/stack.sh"
 
 export STACK_PROFILE=chaos
 export SCALE=${CHAOS_SCALE:-2}
+export HA=${HA:-0}
+runs=${RUNS:-1}
+[[ "$runs" =~ ^[1-9][0-9]?$ ]] || { echo "chaos: RUNS must be 1..99, not '$runs'" >&2; exit 2; }
 export BIN_DIR=${BIN_DIR:-$root/build-release}
 # make test exports the test stack's settings; none of them may leak into this stack.
 ROOT=$root . "$root/deploy/local/fleet.sh"
@@ -52,7 +61,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Every run starts from nothing: empty databases, topics and Redis.
-"$stack" wipe
-"$stack" up
-python3 "$here/chaos.py"
+# Every run starts from nothing: empty databases, topics and Redis. The numbered
+# summaries of a RUNS=N series outlive the wipes between its runs.
+keep=$(mktemp -d)
+failed=()
+for ((run = 1; run <= runs; run++)); do
+    ((runs == 1)) || echo "chaos: run $run of $runs" >&2
+    "$stack" wipe
+    mkdir -p "$data" && cp -p "$keep"/chaos-summary-*.json "$data/" 2>/dev/null || true
+    "$stack" up
+    rc=0
+    if ((runs == 1)); then
+        python3 "$here/chaos.py" || rc=$?
+    else
+        CHAOS_RUN=$run python3 "$here/chaos.py" || rc=$?
+        cp -p "$data/chaos-summary-$run.json" "$keep/" 2>/dev/null || true
+    fi
+    ((rc == 0)) || failed+=("$run")
+    ((run == runs)) || "$stack" down
+done
+rm -rf "$keep"
+if ((runs > 1)); then
+    python3 "$here/chaos_runs.py" "$data" "$runs"
+    ((${#failed[@]} == 0)) || { echo "chaos: run(s) ${failed[*]} of $runs failed" >&2; exit 1; }
+fi
+((${#failed[@]} == 0))
