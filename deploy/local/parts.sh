@@ -38,8 +38,10 @@ part_owner() {
 }
 
 program_part_root_pid() {
-    local pidfile="$RUNDIR/$1.pid"
-    pid_alive "$pidfile" "$1" 2>/dev/null && head -n1 "$pidfile" || true
+    local pidfile="$RUNDIR/$1.pid" prog=gateway
+    [ "$1" = gateway ] || prog=${FLEET_PROGRAM[$(part_service "$1")]}
+    pid_alive "$pidfile" "$prog" && head -n1 "$pidfile"
+    return 0
 }
 program_part_start() {
     local svc
