@@ -19,7 +19,7 @@ struct session_store {
 };
 
 /* KEYS: session, first token. ARGV: user_id, role, created, ttl_ms, sid. */
-static redis_script_t session_create_lua = REDIS_SCRIPT(
+static redis_script_t session_create_lua = REDIS_SCRIPT_DURABLE(
     "redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'role', ARGV[2], 'created', ARGV[3], "
     "'gen', '1')\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
@@ -29,7 +29,7 @@ static redis_script_t session_create_lua = REDIS_SCRIPT(
 /* KEYS: presented token, new token. ARGV: the session key prefix.
  * Returns {0} unknown, {-1, sid} reuse (session deleted), {1, sid, user, role, pttl}. */
 static redis_script_t session_refresh_lua =
-    REDIS_SCRIPT("local v = redis.call('GET', KEYS[1])\n"
+    REDIS_SCRIPT_DURABLE("local v = redis.call('GET', KEYS[1])\n"
                  "if not v then return {0} end\n"
                  "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
                  "if not sid then return {0} end\n"
@@ -161,7 +161,7 @@ int session_delete(session_store_t *s, const char *sid, err_t *err)
     char skey[SESSION_KEY_MAX];
     session_key(s, sid, skey);
     const char *argv[] = {"DEL", skey};
-    redisReply *r = redis_pool_command(s->pool, 2, argv, NULL, err);
+    redisReply *r = redis_pool_command_durable(s->pool, 2, argv, NULL, err);
     if (r == NULL)
         return err->code;
     freeReplyObject(r);
