@@ -25,17 +25,17 @@ typedef struct redis_conn {
 
 /* With Sentinels: where the master is, as they said last. */
 typedef struct redis_sentinel_state {
-    int n;                                     /* 0: no Sentinels (the URL's server) */
-    redis_addr_t addrs[REDIS_SENTINELS_MAX];   /* REDIS_SENTINELS */
-    char master_name[128];                     /* REDIS_MASTER_NAME */
-    int64_t replica_wait_ms;                   /* WAIT after a durable write; 0: none */
-    pthread_mutex_t resolving;                 /* one resolution at a time */
-    int64_t resolved_at_us;                    /* the last resolution's end (monotonic) */
-    int next;                                  /* the Sentinel that answered last */
+    int n;                                   /* 0: no Sentinels (the URL's server) */
+    redis_addr_t addrs[REDIS_SENTINELS_MAX]; /* REDIS_SENTINELS */
+    char master_name[128];                   /* REDIS_MASTER_NAME */
+    int64_t replica_wait_ms;                 /* WAIT after a durable write; 0: none */
+    pthread_mutex_t resolving;               /* one resolution at a time */
+    int64_t resolved_at_us;                  /* the last resolution's end (monotonic) */
+    int next;                                /* the Sentinel that answered last */
     /* Under the pool's lock: */
-    uint64_t gen;                              /* bumped when the master moved */
-    bool stale;                                /* the master was lost: ask before connecting */
-    atomic_bool lost_logged;                   /* "redis master lost" logged for this spell */
+    uint64_t gen;            /* bumped when the master moved */
+    bool stale;              /* the master was lost: ask before connecting */
+    atomic_bool lost_logged; /* "redis master lost" logged for this spell */
 } redis_sentinel_state_t;
 
 struct redis_pool {
@@ -474,8 +474,8 @@ static int redis_check_master(redis_pool_t *p, redis_conn_t *c, err_t *err)
     if (!master)
         err_set(err, ERR_UNAVAILABLE, "redis %s:%d is not the master: %s", c->addr.host,
                 c->addr.port,
-                r == NULL                          ? c->ctx->errstr
-                : r->type == REDIS_REPLY_ERROR     ? r->str
+                r == NULL                      ? c->ctx->errstr
+                : r->type == REDIS_REPLY_ERROR ? r->str
                 : r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
                         r->element[0]->type == REDIS_REPLY_STRING
                     ? r->element[0]->str

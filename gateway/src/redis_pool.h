@@ -37,7 +37,7 @@ typedef struct redis_pool redis_pool_t;
 redis_pool_t *redis_pool_new(const char *url, const char *password, int size, int64_t timeout_ms,
                              err_t *err);
 
-#define REDIS_SENTINELS_MAX 8
+#define REDIS_SENTINELS_MAX      8
 #define REDIS_RESOLVE_BACKOFF_MS 100
 
 typedef struct redis_addr {

@@ -30,19 +30,19 @@ static redis_script_t session_create_lua = REDIS_SCRIPT_DURABLE(
  * Returns {0} unknown, {-1, sid} reuse (session deleted), {1, sid, user, role, pttl}. */
 static redis_script_t session_refresh_lua =
     REDIS_SCRIPT_DURABLE("local v = redis.call('GET', KEYS[1])\n"
-                 "if not v then return {0} end\n"
-                 "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
-                 "if not sid then return {0} end\n"
-                 "local skey = ARGV[1] .. sid\n"
-                 "local s = redis.call('HMGET', skey, 'gen', 'user_id', 'role')\n"
-                 "if not s[1] then return {0} end\n"
-                 "if s[1] ~= gen then redis.call('DEL', skey) return {-1, sid} end\n"
-                 "local ttl = redis.call('PTTL', skey)\n"
-                 "if ttl <= 0 then return {0} end\n"
-                 "local ng = tostring(tonumber(gen) + 1)\n"
-                 "redis.call('HSET', skey, 'gen', ng)\n"
-                 "redis.call('SET', KEYS[2], sid .. ':' .. ng, 'PX', ttl)\n"
-                 "return {1, sid, s[2], s[3], ttl}\n");
+                         "if not v then return {0} end\n"
+                         "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
+                         "if not sid then return {0} end\n"
+                         "local skey = ARGV[1] .. sid\n"
+                         "local s = redis.call('HMGET', skey, 'gen', 'user_id', 'role')\n"
+                         "if not s[1] then return {0} end\n"
+                         "if s[1] ~= gen then redis.call('DEL', skey) return {-1, sid} end\n"
+                         "local ttl = redis.call('PTTL', skey)\n"
+                         "if ttl <= 0 then return {0} end\n"
+                         "local ng = tostring(tonumber(gen) + 1)\n"
+                         "redis.call('HSET', skey, 'gen', ng)\n"
+                         "redis.call('SET', KEYS[2], sid .. ':' .. ng, 'PX', ttl)\n"
+                         "return {1, sid, s[2], s[3], ttl}\n");
 
 session_store_t *session_store_new(redis_pool_t *pool, const char *prefix, int64_t ttl_ms)
 {
