@@ -30,7 +30,7 @@ typedef struct redis_sentinel_state {
     char master_name[128];                   /* REDIS_MASTER_NAME */
     int64_t replica_wait_ms;                 /* WAIT after a durable write; 0: none */
     pthread_mutex_t resolving;               /* one resolution at a time */
-    int64_t resolved_at_us;                  /* the last resolution's end (monotonic) */
+    atomic_llong resolved_at_us;             /* the last resolution's end (monotonic) */
     int next;                                /* the Sentinel that answered last */
     /* Under the pool's lock: */
     uint64_t gen;            /* bumped when the master moved */
@@ -398,6 +398,38 @@ static void redis_master_lost(redis_pool_t *p, uint64_t gen, const char *why)
         LOG_WARN("redis master lost, asking the sentinels", LOG_STR("error", why));
 }
 
+/* Asks the Sentinels (in turn, from the one that answered last) for the master's
+ * address and takes it; the caller holds st->resolving. 0, or ERR_UNAVAILABLE when
+ * none answered. */
+static int redis_resolve_locked(redis_pool_t *p, err_t *err)
+{
+    redis_sentinel_state_t *st = &p->sentinel;
+    redis_addr_t master;
+    int rc = ERR_UNAVAILABLE;
+    for (int i = 0; i < st->n && rc < 0; i++) {
+        int k = (st->next + i) % st->n;
+        rc = redis_sentinel_ask(p, &st->addrs[k], &master, err);
+        if (rc == 0)
+            st->next = k;
+    }
+    atomic_store(&st->resolved_at_us, clock_mono_us());
+    if (rc < 0) {
+        char last[sizeof(err->msg)];
+        snprintf(last, sizeof(last), "%s", err->msg);
+        return err_set(err, ERR_UNAVAILABLE, "no redis sentinel answered (last: %s)", last);
+    }
+    pthread_mutex_lock(&p->lock);
+    if (strcmp(master.host, p->host) != 0 || master.port != p->port) {
+        LOG_INFO("redis master", LOG_STR("host", master.host), LOG_INT("port", master.port));
+        memcpy(p->host, master.host, sizeof(p->host));
+        p->port = master.port;
+        st->gen++; /* every connection to the old one is dropped */
+    }
+    st->stale = false;
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
 /* Where to connect: with Sentinels, the master they name (asking them first when the
  * master was lost), with its generation. One resolution at a time: a caller that
  * waited for another's takes its answer; at most one every REDIS_RESOLVE_BACKOFF_MS
@@ -421,36 +453,13 @@ static int redis_target(redis_pool_t *p, redis_addr_t *a, uint64_t *gen, err_t *
     bool done = !st->stale || st->gen != seen; /* resolved while we waited */
     pthread_mutex_unlock(&p->lock);
     if (!done) {
-        int64_t since_ms = (clock_mono_us() - st->resolved_at_us) / 1000;
-        if (st->resolved_at_us != 0 && since_ms < REDIS_RESOLVE_BACKOFF_MS) {
+        int64_t at = atomic_load(&st->resolved_at_us);
+        int64_t since_ms = (clock_mono_us() - at) / 1000;
+        if (at != 0 && since_ms < REDIS_RESOLVE_BACKOFF_MS) {
             struct timespec pause = {0, (long)(REDIS_RESOLVE_BACKOFF_MS - since_ms) * 1000000L};
             nanosleep(&pause, NULL);
         }
-        redis_addr_t master;
-        rc = ERR_UNAVAILABLE;
-        for (int i = 0; i < st->n && rc < 0; i++) {
-            int k = (st->next + i) % st->n;
-            rc = redis_sentinel_ask(p, &st->addrs[k], &master, err);
-            if (rc == 0)
-                st->next = k;
-        }
-        st->resolved_at_us = clock_mono_us();
-        if (rc == 0) {
-            pthread_mutex_lock(&p->lock);
-            if (strcmp(master.host, p->host) != 0 || master.port != p->port) {
-                LOG_INFO("redis master", LOG_STR("host", master.host),
-                         LOG_INT("port", master.port));
-                memcpy(p->host, master.host, sizeof(p->host));
-                p->port = master.port;
-                st->gen++; /* every connection to the old one is dropped */
-            }
-            st->stale = false;
-            pthread_mutex_unlock(&p->lock);
-        } else {
-            char last[sizeof(err->msg)];
-            snprintf(last, sizeof(last), "%s", err->msg);
-            err_set(err, ERR_UNAVAILABLE, "no redis sentinel answered (last: %s)", last);
-        }
+        rc = redis_resolve_locked(p, err);
     }
     pthread_mutex_unlock(&st->resolving);
     if (rc < 0)
@@ -461,6 +470,26 @@ static int redis_target(redis_pool_t *p, redis_addr_t *a, uint64_t *gen, err_t *
     *gen = st->gen;
     pthread_mutex_unlock(&p->lock);
     return 0;
+}
+
+/* With Sentinels, a master that works may still have been replaced: frozen (or cut
+ * off) long enough for a failover, it answers again as a master until the Sentinels
+ * demote it (up to 10 s later: their INFO period), and what it takes then is lost.
+ * So the pool asks the Sentinels again when its answer is older than
+ * REDIS_RESOLVE_MAX_AGE_MS: one caller does (the others go on, not waiting), and a
+ * master that moved drops every connection to the old one. */
+static void redis_refresh(redis_pool_t *p)
+{
+    redis_sentinel_state_t *st = &p->sentinel;
+    if ((clock_mono_us() - atomic_load(&st->resolved_at_us)) / 1000 < REDIS_RESOLVE_MAX_AGE_MS ||
+        pthread_mutex_trylock(&st->resolving) != 0)
+        return;
+    if ((clock_mono_us() - atomic_load(&st->resolved_at_us)) / 1000 >= REDIS_RESOLVE_MAX_AGE_MS) {
+        err_t err = ERR_INIT;
+        if (redis_resolve_locked(p, &err) < 0)
+            LOG_DEBUG("redis: asking the sentinels again", LOG_STR("error", err.msg));
+    }
+    pthread_mutex_unlock(&st->resolving);
 }
 
 /* With Sentinels: the server at the end of ctx says it is the master (ROLE); a
@@ -567,6 +596,8 @@ static redisReply *redis_conn_command(redis_pool_t *p, redis_conn_t *c, int argc
 {
     redisReply *r = NULL;
     bool ha = p->sentinel.n > 0;
+    if (ha && c->ctx != NULL)
+        redis_refresh(p);
     for (int attempt = 0; attempt < 2 && r == NULL; attempt++) {
         if (ha && c->ctx != NULL) {
             pthread_mutex_lock(&p->lock);

@@ -13,6 +13,8 @@
  * a READONLY or LOADING reply) drops the connection and asks again: one resolution at
  * a time, at most one every REDIS_RESOLVE_BACKOFF_MS. A command that failed because
  * the master was lost is retried once, against the master the Sentinels name then.
+ * It also asks again once the last answer is REDIS_RESOLVE_MAX_AGE_MS old (a frozen
+ * master that was replaced answers as a master again when it thaws).
  */
 #ifndef GATEWAY_REDIS_POOL_H
 #define GATEWAY_REDIS_POOL_H
@@ -39,6 +41,7 @@ redis_pool_t *redis_pool_new(const char *url, const char *password, int size, in
 
 #define REDIS_SENTINELS_MAX      8
 #define REDIS_RESOLVE_BACKOFF_MS 100
+#define REDIS_RESOLVE_MAX_AGE_MS 1000
 
 typedef struct redis_addr {
     char host[256];
