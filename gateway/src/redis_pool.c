@@ -212,8 +212,10 @@ int redis_pool_use_sentinels(redis_pool_t *p, const char *list, const char *mast
         strlen(master_name) >= sizeof(st->master_name) || strpbrk(master_name, " \t\r\n") != NULL)
         return err_set(err, ERR_INVALID, "REDIS_MASTER_NAME: 1..%zu characters, no blanks",
                        sizeof(st->master_name) - 1);
-    if (replica_wait_ms < 0)
-        return err_set(err, ERR_INVALID, "REDIS_REPLICA_WAIT: not negative");
+    if (replica_wait_ms < 0 || (replica_wait_ms > 0 && replica_wait_ms >= p->timeout_ms))
+        return err_set(err, ERR_INVALID,
+                       "REDIS_REPLICA_WAIT: 0, or shorter than a command's timeout (%lld ms)",
+                       (long long)p->timeout_ms);
     snprintf(st->master_name, sizeof(st->master_name), "%s", master_name);
     st->replica_wait_ms = replica_wait_ms;
     st->stale = true; /* ask before the first connection */

@@ -56,8 +56,8 @@ int redis_sentinels_parse(const char *list, redis_addr_t *out, int max, err_t *e
 /* redis_pool_use_sentinels: the pool follows the master `master_name` (REDIS_MASTER_NAME)
  * of the Sentinels in `list` (redis_sentinels_parse), logging in to them as the URL's
  * user; the URL's host and port are no longer used. replica_wait_ms > 0: a command
- * run with REDIS_DURABLE waits up to that long for a replica to acknowledge it (WAIT 1).
- * Call before the first command. 0, or ERR_INVALID. */
+ * run durable waits up to that long for a replica to acknowledge it (WAIT 1); it must
+ * be shorter than the pool's timeout. Call before the first command. 0, or ERR_INVALID. */
 int redis_pool_use_sentinels(redis_pool_t *p, const char *list, const char *master_name,
                              int64_t replica_wait_ms, err_t *err);
 
