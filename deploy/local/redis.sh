@@ -200,7 +200,9 @@ redis_sentinel_ping() { [ "$(redis_cli_at "$(sentinel_port "$1")" acl whoami 2>/
 
 # redis_server_start K: server K, as the master when the Sentinels (or their config
 # files) say it is, else as the master's replica. Its config file is written anew on
-# every start (Sentinel's CONFIG REWRITE only records a role we decide again here).
+# every start (Sentinel's CONFIG REWRITE only records a role we decide again here);
+# it holds masterauth, so it is readable by us only. The one replica is synced at
+# once (no diskless-sync delay: there is no second replica to wait for).
 redis_server_start() {
     local k=$1 port dir master conf pidfile="$RUNDIR/redis-$1.pid"
     port=$(redis_server_port "$k")
@@ -221,7 +223,7 @@ redis_server_start() {
             "appendonly yes" "save \"\"" "daemonize yes" "pidfile $pidfile" \
             "logfile $LOGDIR/redis-$k.log" \
             "masteruser replication" "masterauth $(cat "$(redis_replication_password_file)")" \
-            "replica-serve-stale-data yes" "replica-read-only yes"
+            "replica-serve-stale-data yes" "replica-read-only yes" "repl-diskless-sync-delay 0"
         [ "$master" = "$port" ] || echo "replicaof 127.0.0.1 $master"
     ) >"$conf.tmp"
     mv "$conf.tmp" "$conf"
@@ -325,7 +327,7 @@ redis_status() {
     fi
     for k in 1 2; do
         port=$(redis_server_port "$k")
-        role=$(redis_cli_at "$port" --raw role 2>/dev/null | head -n1) || true
+        role=$(redis_cli_at "$port" --raw role 2>/dev/null | head -n1 | sed 's/^slave$/replica/') || true
         printf 'redis/%s 127.0.0.1:%s %s\n' "$k" "$port" "$([ -n "$role" ] && echo "up $role" || echo down)"
     done
     for ((k = 1; k <= REDIS_SENTINELS_N; k++)); do
