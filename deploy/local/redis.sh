@@ -279,6 +279,11 @@ redis_sentinel_start() {
     wait_for 30 "sentinel/$k" redis_sentinel_ping "$k"
 }
 
+# redis_ha_up: the servers, then the Sentinels. A changed secret (a rotated password,
+# docs/trust.md) reaches running servers in place (ACL LOAD, and masterauth through
+# stdin, never an argument); a server that no longer knows the admin is restarted, and
+# so are the Sentinels, one at a time (their users and logins are in their config
+# files).
 redis_ha_up() {
     local k changed=0
     mkdir -p "$DATA/redis"
@@ -286,8 +291,11 @@ redis_ha_up() {
     for ((k = 1; k <= 2; k++)); do
         if ((changed)) && pid_alive "$RUNDIR/redis-$k.pid" redis-server && redis_server_ping "$k"; then
             log "redis/$k: loading the new ACL file"
-            [ "$(redis_cli_at "$(redis_server_port "$k")" acl load 2>&1)" = OK ] ||
+            if [ "$(redis_cli_at "$(redis_server_port "$k")" acl load 2>&1)" != OK ] ||
+                [ "$(redis_cli_at "$(redis_server_port "$k")" -x config set masterauth \
+                    <"$(redis_replication_password_file)" 2>&1)" != OK ]; then
                 stop_pid "$RUNDIR/redis-$k.pid" redis-server
+            fi
         fi
     done
     # The master first, so that the replica finds it.
@@ -295,6 +303,14 @@ redis_ha_up() {
         redis_server_start 1 && redis_server_start 2
     else
         redis_server_start 2 && redis_server_start 1
+    fi
+    if ((changed)); then
+        for ((k = 1; k <= REDIS_SENTINELS_N; k++)); do
+            pid_alive "$RUNDIR/sentinel-$k.pid" redis-server || continue
+            log "sentinel/$k: restarting with the new users"
+            stop_pid "$RUNDIR/sentinel-$k.pid" redis-server
+            redis_sentinel_start "$k" # one at a time: two stay to watch the master
+        done
     fi
     for ((k = 1; k <= REDIS_SENTINELS_N; k++)); do redis_sentinel_start "$k"; done
 }
