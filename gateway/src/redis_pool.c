@@ -393,10 +393,11 @@ static void redis_master_lost(redis_pool_t *p, uint64_t gen, const char *why)
     if (st->n == 0)
         return;
     pthread_mutex_lock(&p->lock);
-    if (st->gen == gen)
+    bool current = st->gen == gen; /* not a connection to a master already replaced */
+    if (current)
         st->stale = true;
     pthread_mutex_unlock(&p->lock);
-    if (!atomic_exchange(&st->lost_logged, true))
+    if (current && !atomic_exchange(&st->lost_logged, true))
         LOG_WARN("redis master lost, asking the sentinels", LOG_STR("error", why));
 }
 
