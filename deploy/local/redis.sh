@@ -187,9 +187,11 @@ redis_master_port() {
     echo "$REDIS_PORT"
 }
 
-# redis_master_part: the part name of the current master (redis/1 or redis/2).
+# redis_master_part: the part name of the current master (redis/1 or redis/2; in
+# HA=0 the one server, redis).
 redis_master_part() {
     local port
+    if ((!HA)); then echo redis; return 0; fi
     port=$(redis_master_port)
     [ "$port" = "$REDIS_PORT" ] && echo redis/1 || echo redis/2
 }
