@@ -18,6 +18,13 @@ struct session_store {
     int64_t ttl_ms;
 };
 
+/* The session scripts and logout are durable (redis_pool.h): with Sentinels their write
+ * is on the replica when answered, so a session answered survives a failover
+ * (docs/ha-redis.md). A call the pool retries after losing the master: create writes
+ * new random keys (safe); a refresh applied twice is taken for a reuse and ends the
+ * session, as the client's own retry with the same token would (no worse); DEL is
+ * idempotent. */
+
 /* KEYS: session, first token. ARGV: user_id, role, created, ttl_ms, sid. */
 static redis_script_t session_create_lua = REDIS_SCRIPT_DURABLE(
     "redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'role', ARGV[2], 'created', ARGV[3], "
