@@ -124,7 +124,7 @@ service_down() {
 jwt_secret_file() { stack_secret_file jwt-secret random_b64 48; }
 
 gateway_start() {
-    local bin pidfile="$RUNDIR/gateway.pid" extra ups tls
+    local bin pidfile="$RUNDIR/gateway.pid" extra ups tls sentinels=()
     bin=$(program_bin gateway)
     [ -n "$bin" ] || die "gateway is not built in $BIN_DIR (make release)"
     if ! pid_alive "$pidfile" "$bin"; then
@@ -133,9 +133,11 @@ gateway_start() {
         mapfile -t extra < <(program_env GATEWAY)
         mapfile -t ups < <(upstream_env gateway)
         mapfile -t tls < <(tls_env gateway)
+        # HA: the gateway asks the Sentinels for the master (redis.sh, docs/ha-redis.md).
+        ((!HA)) || sentinels=(REDIS_SENTINELS="$(redis_sentinels)" REDIS_MASTER_NAME="$REDIS_MASTER_NAME")
         env -u JWT_SECRET -u REDIS_PASSWORD "${tls[@]}" GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT" \
             REDIS_URL="redis://gateway@127.0.0.1:$REDIS_PORT" REDIS_PASSWORD_FILE="$(redis_gateway_password_file)" \
-            "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" \
+            "${sentinels[@]}" "${ups[@]}" JWT_SECRET_FILE="$(jwt_secret_file)" OTEL_EXPORTER_OTLP_ENDPOINT="$(otlp_endpoint)" \
             "${extra[@]}" setsid "$bin" >>"$LOGDIR/gateway.log" 2>&1 </dev/null &
         echo $! >"$pidfile"
     fi

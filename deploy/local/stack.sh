@@ -14,6 +14,7 @@
 #   stack.sh freeze PART SECONDS   SIGSTOP one part, SIGCONT it SECONDS later
 #   stack.sh start PART   start one part again and wait until it answers
 #   stack.sh answers PART exit 0 if the part answers now
+#   stack.sh redis-master  the part that is Redis's master now (HA=1: as the Sentinels say)
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
 #   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
 #
@@ -63,6 +64,11 @@ stack_env() {
     echo "REDIS_PASSWORD_FILE=$(redis_gateway_password_file)"
     echo "REDIS_ADMIN_URL=redis://admin@127.0.0.1:$REDIS_PORT"
     echo "REDIS_ADMIN_PASSWORD_FILE=$(redis_admin_password_file)"
+    # HA: where the gateway (and the tests) ask for the current master (redis.sh).
+    if ((HA)); then
+        echo "REDIS_SENTINELS=$(redis_sentinels)"
+        echo "REDIS_MASTER_NAME=$REDIS_MASTER_NAME"
+    fi
     # Kafka: the SASL_SSL listener, each service's principal and the admin's (a super
     # user: operators' shopctl, the tests' own administration), the CA that verifies
     # the broker, and the admin's configuration for kcat (-F FILE) and the broker's
@@ -151,7 +157,7 @@ status() {
         printf 'postgres/%s 127.0.0.1:%s %s\n' "$svc" "${PG_PORT[$svc]}" \
             "$(port_open "${PG_PORT[$svc]}" && echo up || echo down)"
     done
-    printf 'redis 127.0.0.1:%s %s\n' "$REDIS_PORT" "$(port_open "$REDIS_PORT" && echo up || echo down)"
+    redis_status
     printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
     printf 'jaeger http://127.0.0.1:%s %s\n' "$JAEGER_QUERY_PORT" \
         "$(curl -sf "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services" >/dev/null && echo up || echo down)"
@@ -205,5 +211,5 @@ status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
 traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|redis-master|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac

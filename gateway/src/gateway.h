@@ -25,6 +25,9 @@ typedef struct gateway_config {
     const char *redis_password; /* "" = the URL's, if any */
     const char *redis_prefix;
     int64_t redis_pool_size;
+    const char *redis_sentinels;           /* "" = none: REDIS_URL's server */
+    const char *redis_master_name;         /* the master's name at the Sentinels */
+    int64_t redis_replica_wait_ms;         /* WAIT after a session write (with Sentinels) */
     const char *upstream_addr[UPSTREAM_N]; /* by upstream_id_t: ORDER_ADDR, ... */
     const char *jwt_alg;
     const char *jwt_secret;

@@ -33,6 +33,14 @@ static const cfg_entry_t config_table[] = {
      "Redis for sessions and rate limits: redis://[user][:password]@host:port[/db]"},
     {"REDIS_PASSWORD", CFG_SECRET, 0, 255, "", F(redis_password),
      "password of REDIS_URL's user (instead of one in the URL)"},
+    {"REDIS_SENTINELS", CFG_STR, 0, 1024, "", F(redis_sentinels),
+     "comma list of Redis Sentinels host:port: ask them for the master of REDIS_MASTER_NAME"
+     " (REDIS_URL's host and port are then not used; none: REDIS_URL's server)"},
+    {"REDIS_MASTER_NAME", CFG_STR, 1, 127, "shop", F(redis_master_name),
+     "the master's name at the Sentinels"},
+    {"REDIS_REPLICA_WAIT", CFG_DURATION, 0, 1000, "100ms", F(redis_replica_wait_ms),
+     "with REDIS_SENTINELS: how long a login, refresh or logout waits for the replica to have"
+     " its write (WAIT; 0: does not wait)"},
     {"REDIS_PREFIX", CFG_STR, 0, 64, "gw:", F(redis_prefix), "prefix of every Redis key"},
     {"REDIS_POOL_SIZE", CFG_INT, 1, 256, "16", F(redis_pool_size), "Redis connections"},
 #define UPSTREAM_SETTING(id, name, env, addr, svc, help)                                           \
@@ -166,6 +174,10 @@ static int gateway_open(gateway_t *g, const gateway_config_t *c, err_t *err)
         return err->code;
     if (!(g->redis = redis_pool_new(c->redis_url, c->redis_password, (int)c->redis_pool_size,
                                     c->upstream_timeout_ms, err)))
+        return err->code;
+    if (c->redis_sentinels[0] != '\0' &&
+        redis_pool_use_sentinels(g->redis, c->redis_sentinels, c->redis_master_name,
+                                 c->redis_replica_wait_ms, err) < 0)
         return err->code;
     g->sessions = session_store_new(g->redis, c->redis_prefix, c->refresh_ttl_ms);
     g->auth = auth_new(&(auth_opts_t){.keys = g->keys,

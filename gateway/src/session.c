@@ -18,8 +18,15 @@ struct session_store {
     int64_t ttl_ms;
 };
 
+/* The session scripts and logout are durable (redis_pool.h): with Sentinels their write
+ * is on the replica when answered, so a session answered survives a failover
+ * (docs/ha-redis.md). A call the pool retries after losing the master: create writes
+ * new random keys (safe); a refresh applied twice is taken for a reuse and ends the
+ * session, as the client's own retry with the same token would (no worse); DEL is
+ * idempotent. */
+
 /* KEYS: session, first token. ARGV: user_id, role, created, ttl_ms, sid. */
-static redis_script_t session_create_lua = REDIS_SCRIPT(
+static redis_script_t session_create_lua = REDIS_SCRIPT_DURABLE(
     "redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'role', ARGV[2], 'created', ARGV[3], "
     "'gen', '1')\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
@@ -29,20 +36,20 @@ static redis_script_t session_create_lua = REDIS_SCRIPT(
 /* KEYS: presented token, new token. ARGV: the session key prefix.
  * Returns {0} unknown, {-1, sid} reuse (session deleted), {1, sid, user, role, pttl}. */
 static redis_script_t session_refresh_lua =
-    REDIS_SCRIPT("local v = redis.call('GET', KEYS[1])\n"
-                 "if not v then return {0} end\n"
-                 "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
-                 "if not sid then return {0} end\n"
-                 "local skey = ARGV[1] .. sid\n"
-                 "local s = redis.call('HMGET', skey, 'gen', 'user_id', 'role')\n"
-                 "if not s[1] then return {0} end\n"
-                 "if s[1] ~= gen then redis.call('DEL', skey) return {-1, sid} end\n"
-                 "local ttl = redis.call('PTTL', skey)\n"
-                 "if ttl <= 0 then return {0} end\n"
-                 "local ng = tostring(tonumber(gen) + 1)\n"
-                 "redis.call('HSET', skey, 'gen', ng)\n"
-                 "redis.call('SET', KEYS[2], sid .. ':' .. ng, 'PX', ttl)\n"
-                 "return {1, sid, s[2], s[3], ttl}\n");
+    REDIS_SCRIPT_DURABLE("local v = redis.call('GET', KEYS[1])\n"
+                         "if not v then return {0} end\n"
+                         "local sid, gen = string.match(v, '^(.+):(%d+)$')\n"
+                         "if not sid then return {0} end\n"
+                         "local skey = ARGV[1] .. sid\n"
+                         "local s = redis.call('HMGET', skey, 'gen', 'user_id', 'role')\n"
+                         "if not s[1] then return {0} end\n"
+                         "if s[1] ~= gen then redis.call('DEL', skey) return {-1, sid} end\n"
+                         "local ttl = redis.call('PTTL', skey)\n"
+                         "if ttl <= 0 then return {0} end\n"
+                         "local ng = tostring(tonumber(gen) + 1)\n"
+                         "redis.call('HSET', skey, 'gen', ng)\n"
+                         "redis.call('SET', KEYS[2], sid .. ':' .. ng, 'PX', ttl)\n"
+                         "return {1, sid, s[2], s[3], ttl}\n");
 
 session_store_t *session_store_new(redis_pool_t *pool, const char *prefix, int64_t ttl_ms)
 {
@@ -161,7 +168,7 @@ int session_delete(session_store_t *s, const char *sid, err_t *err)
     char skey[SESSION_KEY_MAX];
     session_key(s, sid, skey);
     const char *argv[] = {"DEL", skey};
-    redisReply *r = redis_pool_command(s->pool, 2, argv, NULL, err);
+    redisReply *r = redis_pool_command_durable(s->pool, 2, argv, NULL, err);
     if (r == NULL)
         return err->code;
     freeReplyObject(r);

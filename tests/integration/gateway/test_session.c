@@ -4,11 +4,23 @@
  * that user's rules. Every run uses its own key prefix under gw: and deletes its
  * keys at the end, as Redis's admin (REDIS_ADMIN_URL, REDIS_ADMIN_PASSWORD_FILE),
  * who also does what the gateway may not (KEYS, INFO, SCRIPT FLUSH).
+ *
+ * The "sentinel" case needs no stack: it parses REDIS_SENTINELS and runs a master, a
+ * replica and a Sentinel of its own (redis-server on free ports) to fail over.
  */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -508,6 +520,259 @@ START_TEST(test_redis_script_runs_by_sha_and_survives_a_flush)
 }
 END_TEST
 
+/* ---- Sentinels (REDIS_SENTINELS, docs/ha-redis.md) ---- */
+
+START_TEST(test_redis_sentinels_parse_lists)
+{
+    redis_addr_t a[REDIS_SENTINELS_MAX];
+    err_t err = ERR_INIT;
+    ck_assert_int_eq(redis_sentinels_parse("127.0.0.1:26379", a, REDIS_SENTINELS_MAX, &err), 1);
+    ck_assert_str_eq(a[0].host, "127.0.0.1");
+    ck_assert_int_eq(a[0].port, 26379);
+    ck_assert_int_eq(
+        redis_sentinels_parse("s1.example:1,[::1]:2,10.0.0.3:65535", a, REDIS_SENTINELS_MAX, &err),
+        3);
+    ck_assert_str_eq(a[0].host, "s1.example");
+    ck_assert_str_eq(a[1].host, "::1");
+    ck_assert_int_eq(a[1].port, 2);
+    ck_assert_int_eq(a[2].port, 65535);
+    const char *bad[] = {"",           "host",       "host:",      ":1",    "host:0",
+                         "host:65536", "host:12x",   "a:1,",       ",a:1",  "a:1,,b:2",
+                         "::1:26379",  "[::1]26379", "[::1:2",     "a b:1", "user@host:1",
+                         "host:1/0",   "[]:1",       "host:123456"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err = (err_t)ERR_INIT;
+        ck_assert_msg(redis_sentinels_parse(bad[i], a, REDIS_SENTINELS_MAX, &err) == ERR_INVALID,
+                      "accepted \"%s\"", bad[i]);
+        ck_assert_msg(strstr(err.msg, "REDIS_SENTINELS") != NULL, "%s", err.msg);
+    }
+    ck_assert_int_eq(redis_sentinels_parse("a:1,b:2,c:3", a, 2, &err), ERR_INVALID);
+}
+END_TEST
+
+START_TEST(test_redis_pool_sentinel_settings_are_checked)
+{
+    err_t err = ERR_INIT;
+    redis_pool_t *p = redis_pool_new("redis://127.0.0.1:1", NULL, 1, 300, &err);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(redis_pool_use_sentinels(p, "127.0.0.1", "shop", 0, &err), ERR_INVALID);
+    ck_assert_int_eq(redis_pool_use_sentinels(p, "127.0.0.1:1", "", 0, &err), ERR_INVALID);
+    ck_assert_int_eq(redis_pool_use_sentinels(p, "127.0.0.1:1", "a b", 0, &err), ERR_INVALID);
+    /* No Sentinel answers: UNAVAILABLE, saying so (not the URL's server). */
+    ck_assert_int_eq(redis_pool_use_sentinels(p, "127.0.0.1:1,127.0.0.1:2", "shop", 0, &err), 0);
+    const char *argv[] = {"PING"};
+    ck_assert_ptr_null(redis_pool_command(p, 1, argv, NULL, &err));
+    ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(err.msg, "no redis sentinel answered") != NULL, "%s", err.msg);
+    redis_pool_free(p);
+}
+END_TEST
+
+/* A master, its replica and one Sentinel (quorum 1) of our own, without passwords,
+ * on free ports under a temporary directory: real servers, killed by the test. */
+typedef struct ha_redis {
+    char dir[64];
+    int port[3]; /* master, replica, Sentinel */
+    pid_t pid[3];
+} ha_redis_t;
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    socklen_t n = sizeof(sa);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &n), 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static pid_t spawn_redis(const char *conf, bool sentinel)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* dies with the test, also when it fails */
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        execlp("redis-server", "redis-server", conf, sentinel ? "--sentinel" : NULL, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* A reply of one command at port (no login), or NULL when it cannot be reached. */
+static redisReply *direct(int port, const char *fmt, ...)
+{
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, (struct timeval){1, 0});
+    if (c == NULL || c->err != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, (struct timeval){1, 0});
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    redisFree(c);
+    return r;
+}
+
+/* ROLE's first word at port ("master", "slave"), into out; "" when unreachable. */
+static void role_of(int port, char out[16])
+{
+    redisReply *r = direct(port, "ROLE");
+    snprintf(out, 16, "%s",
+             r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str
+                                                                          : "");
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
+static void ha_redis_start(ha_redis_t *h)
+{
+    snprintf(h->dir, sizeof(h->dir), "/tmp/redis-ha-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(h->dir));
+    for (int i = 0; i < 3; i++)
+        h->port[i] = free_port();
+    for (int i = 0; i < 3; i++) {
+        char conf[128];
+        snprintf(conf, sizeof(conf), "%s/%d.conf", h->dir, i);
+        FILE *f = fopen(conf, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f,
+                "bind 127.0.0.1\nport %d\ndir %s\ndbfilename %d.rdb\nsave \"\"\n"
+                "repl-diskless-sync-delay 0\n",
+                h->port[i], h->dir, i);
+        if (i == 1)
+            fprintf(f, "replicaof 127.0.0.1 %d\n", h->port[0]);
+        if (i == 2)
+            fprintf(f,
+                    "sentinel monitor t 127.0.0.1 %d 1\nsentinel down-after-milliseconds t 1000\n"
+                    "sentinel failover-timeout t 5000\n",
+                    h->port[0]);
+        fclose(f);
+        h->pid[i] = spawn_redis(conf, i == 2);
+    }
+    /* Ready when the replica is online at the master and the Sentinel knows it. */
+    for (int i = 0; i < 200; i++) {
+        redisReply *r = direct(h->port[2], "SENTINEL REPLICAS t");
+        bool known = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 1;
+        if (r != NULL)
+            freeReplyObject(r);
+        /* The master's view: a replica is online (counted by WAIT) once it acknowledged. */
+        r = direct(h->port[0], "INFO replication");
+        bool synced =
+            r != NULL && r->type == REDIS_REPLY_STRING && strstr(r->str, "state=online") != NULL;
+        if (r != NULL)
+            freeReplyObject(r);
+        if (known && synced)
+            return;
+        clock_sleep_ms(100);
+    }
+    ck_abort_msg("our master, replica and Sentinel did not come up");
+}
+
+static void ha_redis_stop(ha_redis_t *h)
+{
+    for (int i = 0; i < 3; i++) {
+        if (h->pid[i] > 0) {
+            kill(h->pid[i], SIGKILL);
+            waitpid(h->pid[i], NULL, 0);
+        }
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The pool finds the master through the Sentinel; a durable write is on the replica
+ * when answered (WAIT); after SIGKILL of the master, commands fail UNAVAILABLE until
+ * the Sentinel promotes the replica, then succeed there, with the write still in it. */
+START_TEST(test_redis_pool_follows_a_failover)
+{
+    ha_redis_t h = {0};
+    ha_redis_start(&h);
+    err_t err = ERR_INIT;
+    redis_pool_t *p = redis_pool_new("redis://127.0.0.1:1", NULL, 2, 2000, &err);
+    ck_assert_ptr_nonnull(p);
+    char list[64];
+    snprintf(list, sizeof(list), "127.0.0.1:1,127.0.0.1:%d", h.port[2]); /* one dead first */
+    /* The wait must end before the command's timeout; a generous one: a loaded machine
+     * delays the replica's acknowledgement by hundreds of ms (measured on 2 vCPUs). */
+    ck_assert_int_eq(redis_pool_use_sentinels(p, list, "t", 2000, &err), ERR_INVALID);
+    ck_assert_int_eq(redis_pool_use_sentinels(p, list, "t", 1500, &err), 0);
+    const char *set[] = {"SET", "gw:ha:k", "v"};
+    redisReply *r = redis_pool_command_durable(p, 3, set, NULL, &err);
+    ck_assert_msg(r != NULL, "%s", err.msg);
+    freeReplyObject(r);
+    r = direct(h.port[1], "GET gw:ha:k"); /* on the replica when answered */
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+
+    kill(h.pid[0], SIGKILL);
+    waitpid(h.pid[0], NULL, 0);
+    h.pid[0] = 0;
+    int64_t t0 = clock_mono_us();
+    int failed = 0;
+    const char *get[] = {"GET", "gw:ha:k"};
+    for (r = NULL; r == NULL && clock_mono_us() - t0 < 20000000;) {
+        r = redis_pool_command(p, 2, get, NULL, &err);
+        if (r == NULL) {
+            ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+            failed++;
+            clock_sleep_ms(50);
+        }
+    }
+    ck_assert_msg(r != NULL, "no master within 20 s: %s", err.msg);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, "v");
+    freeReplyObject(r);
+    ck_assert_int_gt(failed, 0); /* it did fail over, not answer from the dead one */
+    char role[16];
+    role_of(h.port[1], role);
+    ck_assert_str_eq(role, "master");
+    r = redis_pool_command(p, 3, set, NULL, &err); /* and writes there */
+    ck_assert_msg(r != NULL, "%s", err.msg);
+    freeReplyObject(r);
+    redis_pool_free(p);
+    ha_redis_stop(&h);
+}
+END_TEST
+
+/* A server that says it is a replica is not taken for the master (ROLE), and READONLY
+ * makes the pool ask the Sentinel again rather than fail every later call. */
+START_TEST(test_redis_pool_refuses_a_replica_named_master)
+{
+    ha_redis_t h = {0};
+    ha_redis_start(&h);
+    err_t err = ERR_INIT;
+    redis_pool_t *p = redis_pool_new("redis://127.0.0.1:1", NULL, 1, 500, &err);
+    ck_assert_ptr_nonnull(p);
+    char list[32];
+    snprintf(list, sizeof(list), "127.0.0.1:%d", h.port[2]);
+    ck_assert_int_eq(redis_pool_use_sentinels(p, list, "t", 0, &err), 0);
+    const char *set[] = {"SET", "gw:ha:k", "v"};
+    redisReply *r = redis_pool_command(p, 3, set, NULL, &err);
+    ck_assert_msg(r != NULL, "%s", err.msg);
+    freeReplyObject(r);
+    /* The master becomes a replica of the replica behind the Sentinel's back: the
+     * pool's open connection gets READONLY, its next one finds ROLE slave. */
+    r = direct(h.port[0], "REPLICAOF 127.0.0.1 %d", h.port[1]);
+    freeReplyObject(r);
+    r = direct(h.port[1], "REPLICAOF NO ONE");
+    freeReplyObject(r);
+    r = redis_pool_command(p, 3, set, NULL, &err);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(err.msg, "READONLY") != NULL || strstr(err.msg, "not the master"), "%s",
+                  err.msg);
+    redis_pool_free(p);
+    ha_redis_stop(&h);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("session");
@@ -532,5 +797,11 @@ int main(void)
     tcase_add_test(tc, test_redis_pool_wrong_password_is_refused_and_named);
     tcase_add_test(tc, test_redis_pool_without_credentials_is_refused_and_named);
     tcase_add_test(tc, test_redis_gateway_user_is_confined_to_its_commands_and_keys);
+    /* Sentinels: the settings, and servers of the test's own (no stack needed). */
+    tc = check_case(s, "sentinel", 60);
+    tcase_add_test(tc, test_redis_sentinels_parse_lists);
+    tcase_add_test(tc, test_redis_pool_sentinel_settings_are_checked);
+    tcase_add_test(tc, test_redis_pool_follows_a_failover);
+    tcase_add_test(tc, test_redis_pool_refuses_a_replica_named_master);
     return check_run(s, CK_FORK_GETENV);
 }
