@@ -204,6 +204,7 @@ kill) kill_part "${2:?usage: $0 kill PART}" ;;
 freeze) freeze_part "${2:?usage: $0 freeze PART SECONDS}" "${3:?usage: $0 freeze PART SECONDS}" ;;
 start) start_part "${2:?usage: $0 start PART}" ;;
 answers) part_answers "${2:?usage: $0 answers PART}" ;;
+redis-master) redis_master_part ;;
 create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
 run) run ;;
