@@ -77,7 +77,7 @@ kafka_brokers() {
 # Durability (HA=1, docs/ha-kafka.md): every topic, the internal ones included, on all
 # three nodes, and a write acknowledged (acks=all) only once two of them have it, so
 # one node lost loses nothing and a second one down stops writes rather than risk
-# them (NOT_ENOUGH_REPLICAS). HA=0: one copy, as before.
+# them (they are not acknowledged: docs/ha-kafka.md). HA=0: one copy, as before.
 KAFKA_RF=$((HA ? 3 : 1))
 KAFKA_MIN_ISR=$((HA ? 2 : 1))
 
@@ -163,16 +163,16 @@ PROPS
     # HA=1: durability, then how fast a lost node is noticed (docs/ha-kafka.md has the
     # measurements). A node SIGKILLed or frozen stops heartbeating: the active
     # controller fences it after broker.session.timeout.ms (default 9 s) and moves its
-    # leaderships to the other replicas in the ISR; heartbeats every 500 ms leave 5 of
-    # them to miss before 3 s, enough for a GC pause or a busy 2-vCPU machine (none
-    # fenced in the runs measured). When the lost node was the active controller, the
-    # other two elect a new one first: a follower that heard nothing for
-    # controller.quorum.fetch.timeout.ms (default 2 s) starts an election, which ends
-    # within controller.quorum.election.timeout.ms (default 1 s) plus a random backoff
-    # (up to controller.quorum.election.backoff.max.ms, default 1 s); 1.5 s / 750 ms /
-    # 500 ms here. replica.lag.time.max.ms (default 30 s): a follower that fetches
-    # nothing this long leaves the ISR, so acks=all writes stop waiting for it; a
-    # fenced node leaves at once, this covers a live but stuck one.
+    # leaderships to the other replicas in the ISR; with a heartbeat every 500 ms a
+    # live node must miss six in a row to be fenced, which a GC pause or a busy 2-vCPU
+    # machine did not do in the runs measured. When the lost node was the active
+    # controller, the other two elect a new one first: a follower that heard nothing
+    # for controller.quorum.fetch.timeout.ms (default 2 s) starts an election, which
+    # ends within controller.quorum.election.timeout.ms (default 1 s) plus a random
+    # backoff (up to controller.quorum.election.backoff.max.ms, default 1 s); 1.5 s /
+    # 750 ms / 500 ms here. replica.lag.time.max.ms (default 30 s): a follower that
+    # fetches nothing this long leaves the ISR, so acks=all writes stop waiting for
+    # it; a fenced node leaves at once, this covers a live but stuck one.
     cat <<PROPS
 default.replication.factor=$KAFKA_RF
 min.insync.replicas=$KAFKA_MIN_ISR
@@ -189,13 +189,14 @@ PROPS
 # kcat as admin (every kcat call of the stack scripts), to every node.
 kafka_kcat() { kcat -F "$(kafka_kcat_config admin)" -b "$(kafka_brokers)" "$@"; }
 
-# kafka_node_answers K: node K takes a login and its metadata lists every node of the
-# cluster (so it is registered and the quorum has a leader).
+# kafka_node_answers K: node K takes a login and its metadata lists it (it is
+# registered and unfenced, so the quorum has a leader). kafka_all_answer: a node's
+# metadata lists every node (what a topic of replication factor 3 needs).
 kafka_node_answers() {
-    local meta
-    meta=$(kcat -F "$(kafka_kcat_config admin)" -b "127.0.0.1:$(kafka_port "$1")" -L -m 2 -t __none 2>/dev/null) || return 1
-    grep -q "^ *$KAFKA_NODES brokers:" <<<"$meta"
+    kcat -F "$(kafka_kcat_config admin)" -b "127.0.0.1:$(kafka_port "$1")" -L -m 2 -t __none 2>/dev/null |
+        grep -q "^ *broker $1 at "
 }
+kafka_all_answer() { kafka_kcat -L -m 2 -t __none 2>/dev/null | grep -q "^ *$KAFKA_NODES brokers:"; }
 
 # kafka_node_start K: writes node K's settings, restarts it when they changed, starts
 # it unless it runs (formatting its storage the first time); does not wait.
@@ -255,6 +256,7 @@ kafka_up() {
     kafka_files
     for k in $(kafka_nodes); do kafka_node_start "$k"; done
     for k in $(kafka_nodes); do wait_for 120 "$(kafka_part_name "$k")" kafka_node_answers "$k"; done
+    wait_for 60 "kafka (every node)" kafka_all_answer
     kafka_topics
     kafka_acls
 }
