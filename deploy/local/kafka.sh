@@ -15,6 +15,13 @@
 # Kafka 4's strict RFC 5802 check refuses (fixed in librdkafka 2.6.1), so every SCRAM
 # login fails with "invalid credentials" (docs/decisions.md).
 
+# STACK_SECURITY=off (bench only, lib.sh) needs the plaintext listener that only the
+# single node has: refused with HA=1 before anything starts (docs/ha-kafka.md).
+if ((HA)) && [ "$STACK_SECURITY" = off ]; then
+    echo "STACK_SECURITY=off is not supported with HA=1 (the HA Kafka nodes have no plaintext listener)" >&2
+    exit 2
+fi
+
 # The users: admin and every service's program.
 kafka_users() {
     local svc
@@ -250,9 +257,6 @@ kafka_node_stop() {
 kafka_up() {
     local k
     [ -f "$KAFKA_LIBS/.complete" ] || die "Kafka is not in $KAFKA_LIBS: run make deps"
-    if ((HA)) && [ "$STACK_SECURITY" = off ]; then
-        die "STACK_SECURITY=off is not supported with HA=1 (the HA nodes have no plaintext listener)"
-    fi
     kafka_files
     for k in $(kafka_nodes); do kafka_node_start "$k"; done
     for k in $(kafka_nodes); do wait_for 120 "$(kafka_part_name "$k")" kafka_node_answers "$k"; done
