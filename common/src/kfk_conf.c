@@ -216,7 +216,16 @@ rd_kafka_conf_t *kfk__conf_new(const char *brokers, const char *client_id,
     const char *const base[] = {
         "bootstrap.servers", brokers,
         /* Brokers reap idle connections; each reap is not worth a log line. */
-        "log.connection.close", "false", NULL};
+        "log.connection.close", "false",
+        /* A request without an answer this long is failed and retried elsewhere (a
+         * produce: with the same sequence numbers, which the broker de-duplicates).
+         * A broker that stops answering without closing its connections (frozen, a
+         * lost host) keeps the default's 60 s of in-flight requests; meanwhile its
+         * partitions have other leaders within about 3 s (HA=1: docs/ha-kafka.md),
+         * but an idempotent producer moves a partition only once its in-flight
+         * requests are done. A 15 s freeze of a leader: the first write
+         * acknowledged again after 16.3 s by default, 7.1 s at 6 s. */
+        "socket.timeout.ms", "6000", NULL};
     const char *const id[] = {"client.id", client_id, NULL};
     char user[KFK_AUTH_FIELD_MAX + 1], pass[KFK_AUTH_FIELD_MAX + 1], ca[KFK_AUTH_FIELD_MAX + 1];
     pthread_mutex_lock(&kfk_auth_mu);

@@ -233,6 +233,11 @@ kfk_producer_t *kfk_producer_new(const char *brokers, const char *client_id,
         "socket.nagle.disable",     "true",
         "partitioner",              "murmur2_random",
         "message.max.bytes",        max_bytes,
+        /* How long the broker holds a write for the ISR's acknowledgements (acks=all,
+         * which idempotence implies) before it answers REQUEST_TIMED_OUT, retried:
+         * under socket.timeout.ms (kfk_conf.c), so the broker's answer comes first. A
+         * follower that stops is out of the ISR within about 3 s (HA=1). */
+        "request.timeout.ms",       "5000",
         NULL};
     /* clang-format on */
     rd_kafka_conf_t *c = kfk__conf_new(brokers, client_id, defaults, conf, err);

@@ -34,7 +34,7 @@ part_owner() {
     gateway) echo program ;;
     *-[1-9]) [ -n "$(part_service "$1")" ] && echo program ;;
     esac
-    parts | grep -qxF -- "$1" || die "no part named '$1' (see: stack.sh parts)"
+    parts | grep -xF -- "$1" >/dev/null || die "no part named '$1' (see: stack.sh parts)"
 }
 
 program_part_root_pid() {

@@ -73,11 +73,12 @@ tls_env() {
         "TLS_KEY_FILE=$(tls_key_file "$1")"
 }
 
-# kafka_env PROGRAM: its broker and login as NAME=value words for env(1): the SASL_SSL
-# listener as PROGRAM's principal, or (STACK_SECURITY=off) the bench's plaintext one.
+# kafka_env PROGRAM: its brokers and login as NAME=value words for env(1): the SASL_SSL
+# listener of every node (kafka_brokers) as PROGRAM's principal, or (STACK_SECURITY=off)
+# the bench's plaintext one.
 kafka_env() {
     if [ "$STACK_SECURITY" = off ]; then echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PLAIN_PORT"; return 0; fi
-    printf '%s\n' "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT" "KAFKA_USERNAME=$1" \
+    printf '%s\n' "KAFKA_BROKERS=$(kafka_brokers)" "KAFKA_USERNAME=$1" \
         "KAFKA_PASSWORD_FILE=$(kafka_password_file "$1")"
 }
 

@@ -73,7 +73,7 @@ stack_env() {
     # user: operators' shopctl, the tests' own administration), the CA that verifies
     # the broker, and the admin's configuration for kcat (-F FILE) and the broker's
     # Java tools (--command-config FILE).
-    echo "KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT"
+    echo "KAFKA_BROKERS=$(kafka_brokers)" # every node (HA=1: three)
     for svc in "${SERVICES[@]}"; do
         echo "KAFKA_${svc^^}_USERNAME=${FLEET_PROGRAM[$svc]}"
         echo "KAFKA_${svc^^}_PASSWORD_FILE=$(kafka_password_file "${FLEET_PROGRAM[$svc]}")"
@@ -158,7 +158,10 @@ status() {
             "$(port_open "${PG_PORT[$svc]}" && echo up || echo down)"
     done
     redis_status
-    printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
+    for k in $(kafka_nodes); do
+        printf '%s 127.0.0.1:%s %s\n' "$(kafka_part_name "$k")" "$(kafka_port "$k")" \
+            "$(port_open "$(kafka_port "$k")" && echo up || echo down)"
+    done
     printf 'jaeger http://127.0.0.1:%s %s\n' "$JAEGER_QUERY_PORT" \
         "$(curl -sf "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services" >/dev/null && echo up || echo down)"
     [ "$STACK_PROFILE" != dev ] || printf 'prometheus http://127.0.0.1:%s %s\n' "$PROMETHEUS_PORT" \
