@@ -369,3 +369,18 @@ kafka_part_start() {
     kafka_node_start "$k"
     wait_for 120 "$1" kafka_node_answers "$k"
 }
+
+# kafka_settled: every node is back in every partition's ISR (no partition
+# under-replicated), so the cluster can lose a node again. HA=0: the node answers.
+kafka_settled() {
+    local meta
+    meta=$(kafka_kcat -L -m 5 2>/dev/null) || return 1
+    grep -q "^ *$KAFKA_NODES brokers:" <<<"$meta" || return 1
+    # "partition 0, leader 1, replicas: 1,2,3, isrs: 1,2,3": as many ISR as replicas
+    awk '/ partition [0-9]+, leader/ {
+            r = $0; sub(/.*replicas: /, "", r); sub(/, isrs:.*/, "", r)
+            i = $0; sub(/.*isrs: /, "", i); sub(/[ ,].*/, "", i)
+            if (split(r, a, ",") != split(i, b, ",") || $0 ~ /leader -1/) bad++
+         }
+         END { exit bad > 0 }' <<<"$meta"
+}

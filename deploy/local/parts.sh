@@ -157,3 +157,11 @@ part_answers() {
         ;;
     esac
 }
+
+# stack_settled: true when the stack could lose any one part again: on the HA topology
+# every Kafka node is in every ISR, every database has its synchronous standby, Redis
+# its replica online (the chaos harness waits for this between two faults: HA is
+# built to survive one failure at a time); HA=0: every server answers.
+stack_settled() {
+    kafka_settled && redis_settled && pg_settled
+}

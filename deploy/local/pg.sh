@@ -176,3 +176,12 @@ pg_part_root_pid() {
     return 0
 }
 pg_part_start() { pg_up "${1#postgres/}"; }
+
+# pg_settled: every database can lose a server again; with one server per database,
+# every server answers.
+pg_settled() {
+    local svc
+    for svc in "${PG_SERVICES[@]}"; do
+        "$PG_BIN/pg_isready" -q -t 5 -h 127.0.0.1 -p "${PG_PORT[$svc]}" || return 1
+    done
+}

@@ -353,3 +353,13 @@ redis_status() {
             "$(redis_sentinel_ping "$k" && echo up || echo down)"
     done
 }
+
+# redis_settled: the master has its replica online and in step, so it can fail over
+# again (HA=1); HA=0: the server answers.
+redis_settled() {
+    local info
+    if ((!HA)); then redis_ping; return; fi
+    info=$(redis_cli_at "$(redis_master_port)" info replication 2>/dev/null | tr -d '\r') || return 1
+    grep -qx "role:master" <<<"$info" && grep -qx "connected_slaves:1" <<<"$info" &&
+        grep -q "^slave0:.*state=online" <<<"$info"
+}

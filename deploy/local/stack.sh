@@ -14,6 +14,8 @@
 #   stack.sh freeze PART SECONDS   SIGSTOP one part, SIGCONT it SECONDS later
 #   stack.sh start PART   start one part again and wait until it answers
 #   stack.sh answers PART exit 0 if the part answers now
+#   stack.sh settled      exit 0 if the stack could lose any one part again (HA=1:
+#                         every replica back and in step; parts.sh)
 #   stack.sh redis-master  the part that is Redis's master now (HA=1: as the Sentinels say)
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
 #   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
@@ -208,6 +210,7 @@ freeze) freeze_part "${2:?usage: $0 freeze PART SECONDS}" "${3:?usage: $0 freeze
 start) start_part "${2:?usage: $0 start PART}" ;;
 answers) part_answers "${2:?usage: $0 answers PART}" ;;
 redis-master) redis_master_part ;;
+settled) stack_settled ;;
 create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
 run) run ;;
@@ -215,5 +218,5 @@ status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
 traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|redis-master|create-admin EMAIL|traces ..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|settled|redis-master|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac

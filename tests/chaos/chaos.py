@@ -262,7 +262,7 @@ def main():
     fault_plan = chaos_faults.plan_faults(rng, cfg["faults"], cfg["kinds"], parts, cfg["ha"])
     log(f"fault plan: {[p for _, p in fault_plan]}")
     progress = chaos_faults.Progress(cfg["orders"], len(fault_plan))
-    injector = chaos_faults.FaultInjector(stack, progress, fault_plan, rng, log)
+    injector = chaos_faults.FaultInjector(stack, progress, fault_plan, rng, log, cfg["ha"])
     load = chaos_load.Load(seed, plan, progress, stats, run_id, cfg["threads"], cfg["rate"],
                            log)
     t = time.monotonic()

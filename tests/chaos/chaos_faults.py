@@ -122,9 +122,10 @@ def plan_faults(rng, n_faults, kinds, parts, ha=False):
 class FaultInjector(threading.Thread):
     """Runs the fault plan against the stack while the load runs."""
 
-    def __init__(self, stack, progress, plan, rng, log):
+    def __init__(self, stack, progress, plan, rng, log, ha=False):
         super().__init__(name="faults", daemon=True)
         self.stack, self.progress, self.plan, self.log = stack, progress, plan, log
+        self.ha = ha
         # Drawn up front from the seeded RNG, so a seed replays the same schedule.
         f = len(plan)
         self.points = [int(progress.n_orders * (k + rng.uniform(0.15, 0.85)) / (f + 1))
@@ -159,7 +160,25 @@ class FaultInjector(threading.Thread):
             self.log(f"fault: {part}: {rec['error']}")
             rec["recovered_after_s"] = self._recover(part)
         rec["t_end"] = time.time()
+        if self.ha:
+            self._settle(rec)
         return rec
+
+    def _settle(self, rec, timeout=240):
+        """HA survives one failure at a time: the next fault waits until the stack
+        could lose a part again (`stack.sh settled`: every Kafka node in every ISR,
+        every database with its synchronous standby, Redis with its replica), as an
+        operator waits before the next maintenance. Not settling in time fails the
+        run; the seconds it took are in the fault's record."""
+        t = time.monotonic()
+        while not self.stack.settled():
+            if time.monotonic() - t > timeout:
+                rec["error"] = rec["error"] or f"redundancy not restored {timeout}s after the fault"
+                self.log(f"fault: {rec['part']}: {rec['error']}")
+                break
+            time.sleep(1)
+        rec["settled_s"] = round(time.monotonic() - t, 1)
+        self.log(f"fault: {rec['part']}: redundancy restored after {rec['settled_s']}s")
 
     def _resolve(self, part):
         """The part a role names now (the primary of a database, the Redis master)."""

@@ -88,6 +88,14 @@ class Stack:
         """The part that is the primary of a service's database now (HA topology)."""
         return _run([STACK_SH, "primary", svc], 60).strip()
 
+    def settled(self):
+        """True when the stack could lose any one part again (`stack.sh settled`)."""
+        try:
+            _run([STACK_SH, "settled"], 60)
+        except StackError:
+            return False
+        return True
+
     def redis_master(self):
         """The Redis server that is the master now (HA topology)."""
         return _run([STACK_SH, "redis-master"], 60).strip()
