@@ -379,7 +379,7 @@ kafka_settled() {
     # "partition 0, leader 1, replicas: 1,2,3, isrs: 1,2,3": as many ISR as replicas
     awk '/ partition [0-9]+, leader/ {
             r = $0; sub(/.*replicas: /, "", r); sub(/, isrs:.*/, "", r)
-            i = $0; sub(/.*isrs: /, "", i); sub(/[ ,].*/, "", i)
+            i = $0; sub(/.*isrs: /, "", i); sub(/ .*/, "", i)
             if (split(r, a, ",") != split(i, b, ",") || $0 ~ /leader -1/) bad++
          }
          END { exit bad > 0 }' <<<"$meta"
