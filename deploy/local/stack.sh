@@ -13,6 +13,7 @@
 #   stack.sh kill PART    SIGKILL one part (a PostgreSQL server with all its backends)
 #   stack.sh freeze PART SECONDS   SIGSTOP one part, SIGCONT it SECONDS later
 #   stack.sh start PART   start one part again and wait until it answers
+#   stack.sh primary SVC  the part that is the service's PostgreSQL primary (postgres/order/2)
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
 #   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
 #
@@ -142,14 +143,12 @@ down() {
     kafka_down
     redis_down
     for svc in "${PG_SERVICES[@]}"; do pg_down "$svc"; done
+    pg_monitor_down
 }
 
 status() {
     local svc k
-    for svc in "${PG_SERVICES[@]}"; do
-        printf 'postgres/%s 127.0.0.1:%s %s\n' "$svc" "${PG_PORT[$svc]}" \
-            "$(port_open "${PG_PORT[$svc]}" && echo up || echo down)"
-    done
+    pg_status
     printf 'redis 127.0.0.1:%s %s\n' "$REDIS_PORT" "$(port_open "$REDIS_PORT" && echo up || echo down)"
     printf 'kafka 127.0.0.1:%s %s\n' "$KAFKA_PORT" "$(port_open "$KAFKA_PORT" && echo up || echo down)"
     printf 'jaeger http://127.0.0.1:%s %s\n' "$JAEGER_QUERY_PORT" \
@@ -196,6 +195,7 @@ parts) parts ;;
 kill) kill_part "${2:?usage: $0 kill PART}" ;;
 freeze) freeze_part "${2:?usage: $0 freeze PART SECONDS}" "${3:?usage: $0 freeze PART SECONDS}" ;;
 start) start_part "${2:?usage: $0 start PART}" ;;
+primary) pg_primary "${2:?usage: $0 primary SVC}" ;;
 create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
 run) run ;;
@@ -203,5 +203,5 @@ status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
 traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|create-admin EMAIL|traces ..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|primary SVC|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac
