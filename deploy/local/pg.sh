@@ -386,16 +386,17 @@ pg_monitor_up() {
 
 # pg_monitor_settings: the keepers' role's password, and how fast the monitor decides
 # that a node is gone (docs/ha-postgres.md "Failover"): a health check every second; a
-# node that answers no connection within 2 s three times in a row (1 s apart) is bad,
-# and unhealthy once it also has not reported for 3 s; a primary found unhealthy is
-# given 3 s to demote itself before its standby is promoted.
+# node that answers no connection within 2 s three times in a row (0.5 s apart) is bad,
+# and unhealthy once its keeper also has not reported for 3 s (a busy server whose
+# keeper still reports is never failed over); a primary found unhealthy is given 2 s to
+# demote itself before its standby is promoted.
 PG_MONITOR_SETTINGS=(
     pgautofailover.health_check_period=1000
     pgautofailover.health_check_timeout=2000
     pgautofailover.health_check_max_retries=2
-    pgautofailover.health_check_retry_delay=1000
+    pgautofailover.health_check_retry_delay=500
     pgautofailover.node_considered_unhealthy_timeout=3000
-    pgautofailover.primary_demote_timeout=3000
+    pgautofailover.primary_demote_timeout=2000
     pgautofailover.startup_grace_period=5000
 )
 pg_monitor_settings() {
@@ -409,8 +410,8 @@ pg_monitor_settings() {
 
 # Keeper settings (pg_autoctl.cfg of each node; docs/ha-postgres.md "Split brain"): a
 # primary that has reached neither the monitor nor its standby for 2 s demotes itself,
-# before the monitor (unhealthy after >= 3 s, then 3 s of demote timeout) promotes its
-# standby.
+# before the monitor (unhealthy after >= 3 s without a report, then 2 s of demote
+# timeout) promotes its standby.
 PG_KEEPER_SETTINGS=(
     timeout.network_partition_timeout=2
     timeout.prepare_promotion_catchup=10

@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 STACK_SH = os.path.join(ROOT, "deploy", "local", "stack.sh")
 SVC = os.environ.get("HA_PG_SERVICE", "order")
 MAX_OUTAGE = float(os.environ.get("HA_PG_MAX_OUTAGE", "20"))
-FREEZE_S = float(os.environ.get("HA_PG_FREEZE", "5"))
+FREEZE_S = float(os.environ.get("HA_PG_FREEZE", "10"))
 PRIMARY_STATES = ("single", "primary", "wait_primary")
 
 
@@ -113,6 +113,20 @@ class Stack:
         """sql through the service's multi-host URL, as the service's role."""
         return run(["psql", self.url, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql],
                    timeout)
+
+
+def kill(part):
+    """stack.sh kill PART; returns (when its SIGKILL went out, when it returned): it
+    returns only once every process of the part is reaped, which may take seconds."""
+    p = subprocess.Popen([STACK_SH, "kill", part], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    t_sig = None
+    for line in p.stderr:
+        if "SIGKILL" in line and t_sig is None:
+            t_sig = time.monotonic()
+    if p.wait(120) != 0 or t_sig is None:
+        raise Failed(f"stack.sh kill {part} failed (exit {p.returncode})")
+    return t_sig, time.monotonic()
 
 
 def wait_until(what, fn, timeout, every=0.5):
@@ -217,10 +231,8 @@ def main():
         if not w.acked:
             raise Failed(f"the writer committed nothing in 3 s: {w.failed[-3:]}")
         log(f"kill {prim} (writer at n={w.n}, {len(w.acked)} acknowledged)")
-        t_kill = time.monotonic()
         killed.add(prim)
-        stack("kill", prim, timeout=120)
-        t_killed = time.monotonic()
+        t_kill, t_killed = kill(prim)
         wait_until("writes succeed again after the kill",
                    lambda: (w.first_ack_after(t_killed) is not None, f"n={w.n}"), 90, every=0.1)
         outage = w.first_ack_after(t_killed) - t_kill
@@ -228,9 +240,10 @@ def main():
                                 lambda: ((p := st.primary()) == sec, p), 60)
         time.sleep(2)
         w.finish()
-        log(f"measured: kill -> first acknowledged write on the promoted standby {outage:.1f} s"
-            f" (stack.sh kill itself took {t_killed - t_kill:.1f} s); monitor shows {sec}"
-            f" primary {t_killed - t_kill + t_promoted:.1f} s after the kill (at most)")
+        log(f"measured: SIGKILL -> first acknowledged write on the promoted standby {outage:.1f} s"
+            f" (stack.sh kill returned {t_killed - t_kill:.1f} s after its SIGKILL, once every"
+            f" process was reaped); the monitor named {sec} primary at most"
+            f" {t_killed - t_kill + t_promoted:.1f} s after the SIGKILL")
         if outage > MAX_OUTAGE:
             failures.append(f"write outage {outage:.1f} s > {MAX_OUTAGE} s")
         check_no_loss(st, table, w, "after the kill")
@@ -281,14 +294,18 @@ def main():
                             lambda: check_sync(st), 180)
         sampling.set()
         sampler.join(10)
+        # The monitor never assigns two primaries. (A frozen primary's *reported* state
+        # stays "primary" until it wakes and learns it was demoted: not a second primary.
+        # What it may still take after SIGCONT cannot be acknowledged, its synchronous
+        # standby being gone: the no-loss check below would see such a row missing.)
         double = [s for s in samples
-                  if sum(1 for r, g in s.values() if r in PRIMARY_STATES) > 1]
+                  if sum(1 for r, g in s.values() if g in PRIMARY_STATES) > 1]
         now_primary = st.primary()
         log(f"after the freeze: primary {now_primary} ({'failover' if now_primary != prim else 'no failover'}),"
             f" settled in {settle:.1f} s; {len(samples)} monitor samples, {len(double)} with two"
-            f" nodes reporting a primary state")
+            f" nodes assigned a primary state")
         if double:
-            failures.append(f"two nodes reported a primary state: {double[:3]}")
+            failures.append(f"the monitor assigned two primaries: {double[:3]}")
         roles = []
         for part, port in st.ports.items():
             r = st.su_psql(port, "SELECT pg_is_in_recovery()")
