@@ -333,6 +333,25 @@ START_TEST(test_txn_runs_again_on_a_fresh_connection_after_a_read_only_refusal)
 }
 END_TEST
 
+/* HA=1's URL names every node of a service (deploy/local/lib.sh db_url): libpq tries
+ * them in turn and keeps the one that takes writes. Here the first host refuses
+ * connections (a dead primary) and the second is the test stack's server. */
+START_TEST(test_pool_follows_a_multi_host_url_to_the_server_that_takes_writes)
+{
+    char multi[TDB_URL_MAX + 64];
+    const char *at = strchr(url, '@');
+    ck_assert_ptr_nonnull(at);
+    snprintf(multi, sizeof(multi), "%.*s127.0.0.1:1,%s&target_session_attrs=read-write",
+             (int)(at + 1 - url), url, at + 1);
+    err_t err = ERR_INIT;
+    ck_assert_msg(db_url_check(multi, &err) == 0, "%s", err.msg);
+    db_pool_t *p = db_pool_new(multi, 1, &err);
+    ck_assert_msg(p, "%s", err.msg);
+    ck_assert_msg(db_pool_ping(p, &err) == 0, "%s", err.msg);
+    db_pool_free(p);
+}
+END_TEST
+
 START_TEST(test_release_closes_a_connection_left_inside_a_transaction)
 {
     err_t err = ERR_INIT;
@@ -768,6 +787,7 @@ static Suite *db_suite(void)
     tcase_add_test(pool_tc,
                    test_a_write_refused_as_read_only_is_unavailable_and_drops_the_connection);
     tcase_add_test(pool_tc, test_txn_runs_again_on_a_fresh_connection_after_a_read_only_refusal);
+    tcase_add_test(pool_tc, test_pool_follows_a_multi_host_url_to_the_server_that_takes_writes);
     tcase_add_test(pool_tc, test_release_closes_a_connection_left_inside_a_transaction);
     tcase_add_test(pool_tc, test_pool_ping_answers_and_metrics_show_the_pool);
 
