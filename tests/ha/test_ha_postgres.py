@@ -233,17 +233,25 @@ def main():
         log(f"kill {prim} (writer at n={w.n}, {len(w.acked)} acknowledged)")
         killed.add(prim)
         t_kill, t_killed = kill(prim)
-        wait_until("writes succeed again after the kill",
-                   lambda: (w.first_ack_after(t_killed) is not None, f"n={w.n}"), 90, every=0.1)
+        t_promoted = None
+
+        def promoted_and_writing():  # both, noting when the monitor first names the standby
+            nonlocal t_promoted
+            if t_promoted is None:
+                p = run([STACK_SH, "primary", SVC], 60, check=False).stdout.strip()
+                t_promoted = time.monotonic() if p == sec else None
+            return (t_promoted is not None and w.first_ack_after(t_killed) is not None,
+                    f"n={w.n}, monitor names {sec}: {t_promoted is not None}")
+
+        wait_until("the standby promoted and writes succeeding on it", promoted_and_writing, 90,
+                   every=0.1)
         outage = w.first_ack_after(t_killed) - t_kill
-        t_promoted = wait_until("the monitor names the standby primary",
-                                lambda: ((p := st.primary()) == sec, p), 60)
         time.sleep(2)
         w.finish()
         log(f"measured: SIGKILL -> first acknowledged write on the promoted standby {outage:.1f} s"
             f" (stack.sh kill returned {t_killed - t_kill:.1f} s after its SIGKILL, once every"
-            f" process was reaped); the monitor named {sec} primary at most"
-            f" {t_killed - t_kill + t_promoted:.1f} s after the SIGKILL")
+            f" process was reaped); the monitor named {sec} primary"
+            f" {t_promoted - t_kill:.1f} s after the SIGKILL")
         if outage > MAX_OUTAGE:
             failures.append(f"write outage {outage:.1f} s > {MAX_OUTAGE} s")
         check_no_loss(st, table, w, "after the kill")
