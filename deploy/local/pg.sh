@@ -1,5 +1,6 @@
-# PostgreSQL of the local stack: one cluster per service with a database (sourced by
-# stack.sh after lib.sh, not run).
+# PostgreSQL of the local stack: one cluster per service with a database, or with HA=1
+# a primary and a synchronous standby per service under pg_auto_failover (section
+# "HA=1" below) (sourced by stack.sh after lib.sh, not run).
 
 # The clusters live under $DATA/pg unless the postgres user cannot reach $DATA (a
 # checkout under /root, say); then under /var/lib/shop-fleet, linked from $DATA/pg.
