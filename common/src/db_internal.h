@@ -46,8 +46,9 @@ struct db_conn {
     PGconn *pg;
     db_pool_t *pool;
     bool leased;
-    bool broken;   /* saw a connection-class error: close it on release */
-    int last_code; /* code of the last failed statement in this lease (0: none) */
+    bool broken;    /* saw a connection-class error: close it on release */
+    int last_code;  /* code of the last failed statement in this lease (0: none) */
+    bool read_only; /* the server refused a write as read-only (25006) in this lease */
     db_stmt_t *stmts;
     int n_stmts;
     /* db_txn's transaction: BEGIN is not sent on its own but in front of the first

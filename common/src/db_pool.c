@@ -272,6 +272,7 @@ db_conn_t *db_pool_acquire(db_pool_t *pool, int64_t timeout_ms, err_t *err)
     }
     c->broken = false;
     c->last_code = 0;
+    c->read_only = false;
     return c;
 }
 

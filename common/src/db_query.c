@@ -39,6 +39,9 @@ static int db_code_for_state(const char *state)
         return ERR_ABORTED;
     if (strcmp(state, "57014") == 0)
         return ERR_TIMEOUT;
+    /* A write on a server that takes none: a standby, or a primary being demoted. */
+    if (strcmp(state, "25006") == 0)
+        return ERR_UNAVAILABLE;
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0)
         return ERR_UNAVAILABLE;
     return ERR_INTERNAL;
@@ -136,6 +139,8 @@ int db__fail(db_conn_t *c, const PGresult *res, err_t *err)
         if (err)
             err->code = code;
     }
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    c->read_only = c->read_only || (state && strcmp(state, "25006") == 0);
     c->last_code = code;
     return code;
 }

@@ -32,9 +32,11 @@ static int64_t db_backoff_ms(int attempt)
     return d / 2 + (int64_t)(rng % (uint64_t)(d / 2 + 1));
 }
 
-/* One attempt. BEGIN goes out with fn's first statement (db_pipe.c); *begin_lost
- * tells that the connection died with it, so that nothing ran. */
-static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool *begin_lost)
+/* One attempt. BEGIN goes out with fn's first statement (db_pipe.c); *not_done tells
+ * that nothing of the transaction can have committed although the connection failed:
+ * it died with the BEGIN (nothing ran), or its server refused a write as read-only
+ * (25006: the session is on a standby or a demoted primary, where nothing is written). */
+static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool *not_done)
 {
     db_conn_t *c = db_pool_acquire(pool, DB_TXN_ACQUIRE_MS, err);
     if (!c)
@@ -53,23 +55,24 @@ static int db_txn_once(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, bool
         rc = db__pipe_commit(c, err);
     else
         db__pipe_abort(c);
-    *begin_lost = c->begin_lost;
+    *not_done = c->begin_lost || c->read_only;
     db_pool_release(pool, c);
     return rc;
 }
 
 static int db_txn_retry(db_pool_t *pool, db_txn_fn fn, void *ud, err_t *err, int *attempts)
 {
-    bool retried_begin = false;
+    bool retried_fresh = false;
     for (int attempt = 0;; attempt++) {
         err_clear(err);
-        bool begin_lost = false;
-        int rc = db_txn_once(pool, fn, ud, err, &begin_lost);
+        bool not_done = false;
+        int rc = db_txn_once(pool, fn, ud, err, &not_done);
         *attempts = attempt + 1;
-        /* A pooled connection can die between the liveness check and BEGIN; nothing
-         * has run yet, so one more try on a fresh one is safe. */
-        if (rc == ERR_UNAVAILABLE && begin_lost && !retried_begin) {
-            retried_begin = true;
+        /* A pooled connection can die between the liveness check and BEGIN, or be on a
+         * server that became read-only (a failover); nothing has committed, so one more
+         * try on a fresh connection (which finds the primary) is safe. */
+        if (rc == ERR_UNAVAILABLE && not_done && !retried_fresh) {
+            retried_fresh = true;
             attempt--;
             continue;
         }

@@ -126,9 +126,16 @@ unset svc_ pg_base
 # in a secret file, for a program's DATABASE_URL_FILE. env_prefix PROGRAM: order-svc ->
 # ORDER_SVC (the prefix of <PROGRAM>_ENV_<NAME> settings).
 pg_role_password() { stack_secret "pg-password-$1" random_b64 24; }
+# With HA=1 the URL names both nodes of the service (pg.sh): libpq tries them in turn and
+# keeps the one that takes writes (target_session_attrs=read-write), a frozen one costing
+# connect_timeout (3 s) at most.
 db_url() {
-    local db=${FLEET_DB[$1]}
-    echo "postgresql://$db:$(pg_role_password "$1")@127.0.0.1:${PG_PORT[$1]}/$db?sslmode=verify-full&sslrootcert=$(url_encode "$PKI_DIR/ca.crt")"
+    local db=${FLEET_DB[$1]} hosts="127.0.0.1:${PG_PORT[$1]}" ha=""
+    if ((HA)); then
+        hosts="127.0.0.1:$(pg_node_port "$1" 1),127.0.0.1:$(pg_node_port "$1" 2)"
+        ha="target_session_attrs=read-write&connect_timeout=3&"
+    fi
+    echo "postgresql://$db:$(pg_role_password "$1")@$hosts/$db?${ha}sslmode=verify-full&sslrootcert=$(url_encode "$PKI_DIR/ca.crt")"
 }
 db_url_file() {
     local f="$DATA/secrets/database-url-$1" url

@@ -34,7 +34,9 @@ part_owner() {
     gateway) echo program ;;
     *-[1-9]) [ -n "$(part_service "$1")" ] && echo program ;;
     esac
-    parts | grep -xF -- "$1" >/dev/null || die "no part named '$1' (see: stack.sh parts)"
+    # Not `parts | grep -q`: grep leaves at the first match, and a part list still being
+    # written then dies of SIGPIPE, which pipefail reports as no such part.
+    grep -qxF -- "$1" <<<"$(parts)" || die "no part named '$1' (see: stack.sh parts)"
 }
 
 program_part_root_pid() {

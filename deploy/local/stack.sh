@@ -17,6 +17,7 @@
 #   stack.sh settled      exit 0 if the stack could lose any one part again (HA=1:
 #                         every replica back and in step; parts.sh)
 #   stack.sh redis-master  the part that is Redis's master now (HA=1: as the Sentinels say)
+#   stack.sh primary SVC  the part that is the service's PostgreSQL primary (postgres/order/2)
 #   stack.sh create-admin EMAIL   user-svc create-admin on this stack (password on stdin)
 #   stack.sh traces recent|show ID  this stack's traces from Jaeger (deploy/local/traces.py)
 #
@@ -151,14 +152,12 @@ down() {
     kafka_down
     redis_down
     for svc in "${PG_SERVICES[@]}"; do pg_down "$svc"; done
+    pg_monitor_down
 }
 
 status() {
     local svc k
-    for svc in "${PG_SERVICES[@]}"; do
-        printf 'postgres/%s 127.0.0.1:%s %s\n' "$svc" "${PG_PORT[$svc]}" \
-            "$(port_open "${PG_PORT[$svc]}" && echo up || echo down)"
-    done
+    pg_status
     redis_status
     for k in $(kafka_nodes); do
         printf '%s 127.0.0.1:%s %s\n' "$(kafka_part_name "$k")" "$(kafka_port "$k")" \
@@ -211,6 +210,7 @@ start) start_part "${2:?usage: $0 start PART}" ;;
 answers) part_answers "${2:?usage: $0 answers PART}" ;;
 redis-master) redis_master_part ;;
 settled) stack_settled ;;
+primary) pg_primary "${2:?usage: $0 primary SVC}" ;;
 create-admin) create_admin "${2:?usage: $0 create-admin EMAIL (password on stdin)}" ;;
 down) down ;;
 run) run ;;
@@ -218,5 +218,5 @@ status) status ;;
 wipe) wipe ;;
 env) stack_env ;;
 traces) shift; TRACE_QUERY_URL=$(trace_query_url) exec python3 "$ROOT/deploy/local/traces.py" "$@" ;;
-*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|settled|redis-master|create-admin EMAIL|traces ..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|run|status|wipe|env|parts|kill PART|freeze PART SECONDS|start PART|answers PART|settled|redis-master|primary SVC|create-admin EMAIL|traces ..." >&2; exit 2 ;;
 esac

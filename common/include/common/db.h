@@ -15,6 +15,11 @@
  *   57014 query_canceled        → ERR_TIMEOUT
  *   08xxx, 57P0x, lost socket   → ERR_UNAVAILABLE (the connection is dropped and
  *                                 reopened on next use)
+ *   25006 read_only_sql_transaction → ERR_UNAVAILABLE (dropped too: the session is on
+ *                                 a server that takes no writes, a standby or a
+ *                                 demoted primary; with a multi-host url and
+ *                                 target_session_attrs=read-write the next connection
+ *                                 finds the primary, docs/ha-postgres.md)
  *   anything else               → ERR_INTERNAL
  *
  * Error messages read "postgresql <SQLSTATE>[ (constraint <name>)]: <primary message>"
@@ -89,7 +94,10 @@ void db_pool_stats(db_pool_t *pool, int *open, int *in_use, int *size);
  * run SET TRANSACTION ISOLATION LEVEL SERIALIZABLE as its first statement. Backoff
  * between attempts is 2, 4, 8, ... ms (capped at 100 ms), each jittered down to half.
  * A pooled connection that died while idle is replaced transparently (BEGIN is
- * retried once on a fresh connection). A connection lost inside fn or during COMMIT
+ * retried once on a fresh connection), and so is one whose server refused a write as
+ * read-only (25006: nothing of the transaction can have committed; the whole
+ * transaction runs once more on a fresh connection). A connection lost inside fn or
+ * during COMMIT (57P01 admin_shutdown included)
  * returns ERR_UNAVAILABLE without a retry: after a lost COMMIT the outcome is
  * unknown, so the caller decides (idempotency keys and the inbox make a retry safe).
  * If fn returns 0 after one of its statements failed, the transaction is rolled back

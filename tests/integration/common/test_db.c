@@ -265,6 +265,93 @@ START_TEST(test_txn_reports_unavailable_when_the_backend_dies_midway_then_recove
 }
 END_TEST
 
+/* The pool's one open connection made read-only, as if its server had become a standby
+ * (25006 read_only_sql_transaction on the next write): what a failover looks like to a
+ * session that outlived it. Returns that session's backend pid. */
+static int64_t make_the_open_connection_read_only(void)
+{
+    err_t err = ERR_INIT;
+    arena_t *a = arena_new(0);
+    db_conn_t *c = db_pool_acquire(pool, 1000, &err);
+    ck_assert_msg(c, "%s", err.msg);
+    ck_assert_ptr_nonnull(db_exec(c, a, "SET default_transaction_read_only = on", 0, NULL, &err));
+    db_res_t *r = db_exec(c, a, "SELECT pg_backend_pid()", 0, NULL, &err);
+    ck_assert_ptr_nonnull(r);
+    int64_t pid = db_res_i64(r, 0, 0);
+    db_pool_release(pool, c);
+    arena_free(a);
+    int open;
+    db_pool_stats(pool, &open, NULL, NULL);
+    ck_assert_int_eq(open, 1);
+    return pid;
+}
+
+START_TEST(test_a_write_refused_as_read_only_is_unavailable_and_drops_the_connection)
+{
+    txn_ok("CREATE TABLE t (id int)");
+    int64_t pid = make_the_open_connection_read_only();
+    err_t err = ERR_INIT;
+    arena_t *a = arena_new(0);
+    ck_assert_ptr_null(db_pool_exec(pool, a, "INSERT INTO t VALUES (1)", 0, NULL, &err));
+    ck_assert_int_eq(err.code, ERR_UNAVAILABLE);
+    ck_assert_msg(strstr(err.msg, "25006") != NULL, "%s", err.msg);
+    int open;
+    db_pool_stats(pool, &open, NULL, NULL);
+    ck_assert_int_eq(open, 0); /* dropped: the next lease connects again */
+
+    ck_assert_ptr_nonnull(db_pool_exec(pool, a, "INSERT INTO t VALUES (2)", 0, NULL, &err));
+    ck_assert_int_ne(query_i64("SELECT pg_backend_pid()"), pid);
+    ck_assert_int_eq(query_i64("SELECT count(*) FROM t"), 1);
+    arena_free(a);
+}
+END_TEST
+
+typedef struct insert_ud {
+    int calls;
+} insert_ud_t;
+
+static int fn_insert_counting(db_conn_t *tx, void *ud, err_t *err)
+{
+    ((insert_ud_t *)ud)->calls++;
+    arena_t *a = arena_new(0);
+    int rc = db_exec(tx, a, "INSERT INTO t VALUES (1)", 0, NULL, err) ? 0 : err->code;
+    if (rc == 0)
+        rc = db_exec(tx, a, "INSERT INTO t VALUES (2)", 0, NULL, err) ? 0 : err->code;
+    arena_free(a);
+    return rc;
+}
+
+START_TEST(test_txn_runs_again_on_a_fresh_connection_after_a_read_only_refusal)
+{
+    txn_ok("CREATE TABLE t (id int)");
+    make_the_open_connection_read_only();
+    err_t err = ERR_INIT;
+    insert_ud_t u = {0};
+    ck_assert_msg(db_txn(pool, fn_insert_counting, &u, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(u.calls, 2); /* refused on the read-only session, then committed */
+    ck_assert_int_eq(query_i64("SELECT count(*) FROM t"), 2);
+}
+END_TEST
+
+/* HA=1's URL names every node of a service (deploy/local/lib.sh db_url): libpq tries
+ * them in turn and keeps the one that takes writes. Here the first host refuses
+ * connections (a dead primary) and the second is the test stack's server. */
+START_TEST(test_pool_follows_a_multi_host_url_to_the_server_that_takes_writes)
+{
+    char multi[TDB_URL_MAX + 64];
+    const char *at = strchr(url, '@');
+    ck_assert_ptr_nonnull(at);
+    snprintf(multi, sizeof(multi), "%.*s127.0.0.1:1,%s&target_session_attrs=read-write",
+             (int)(at + 1 - url), url, at + 1);
+    err_t err = ERR_INIT;
+    ck_assert_msg(db_url_check(multi, &err) == 0, "%s", err.msg);
+    db_pool_t *p = db_pool_new(multi, 1, &err);
+    ck_assert_msg(p, "%s", err.msg);
+    ck_assert_msg(db_pool_ping(p, &err) == 0, "%s", err.msg);
+    db_pool_free(p);
+}
+END_TEST
+
 START_TEST(test_release_closes_a_connection_left_inside_a_transaction)
 {
     err_t err = ERR_INIT;
@@ -697,6 +784,10 @@ static Suite *db_suite(void)
     tcase_add_test(pool_tc, test_txn_replaces_an_idle_connection_whose_backend_was_killed);
     tcase_add_test(pool_tc,
                    test_txn_reports_unavailable_when_the_backend_dies_midway_then_recovers);
+    tcase_add_test(pool_tc,
+                   test_a_write_refused_as_read_only_is_unavailable_and_drops_the_connection);
+    tcase_add_test(pool_tc, test_txn_runs_again_on_a_fresh_connection_after_a_read_only_refusal);
+    tcase_add_test(pool_tc, test_pool_follows_a_multi_host_url_to_the_server_that_takes_writes);
     tcase_add_test(pool_tc, test_release_closes_a_connection_left_inside_a_transaction);
     tcase_add_test(pool_tc, test_pool_ping_answers_and_metrics_show_the_pool);
 
