@@ -1298,7 +1298,7 @@ class HAComposeTest(unittest.TestCase):
         for name in self.kafka_nodes:
             with self.subTest(node=name):
                 self.assertEqual(self.env(name)["KAFKA_ADVERTISED_LISTENERS"],
-                                 f"CLIENT://{name}:9092")
+                                 f"CLIENT://{name}:9092,CONTROLLER://{name}:9093")
         for name in (*SERVICES, "shopctl"):
             with self.subTest(client=name):
                 brokers = self.env(name)["KAFKA_BROKERS"].split(",")
