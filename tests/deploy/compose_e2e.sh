@@ -474,8 +474,14 @@ check_refusals() {
     # Kafka: no plaintext, no TLS without a login, no wrong password (SASL PLAIN inside
     # TLS, what the programs use: docs/trust.md); ACLs as the manifest says; the
     # controller listener is not reachable from the network.
-    out=$(net_run "$KAFKA_NODE" 10001 order-svc "topics='$topics' groups='$groups' kafka=$KAFKA_NODE"'
-        t=$(printf "%s\n" request.timeout.ms=5000 default.api.timeout.ms=8000 socket.connection.setup.timeout.ms=3000)
+    # The probes' client timeouts: HA gives them four times as long (the third live HA
+    # run, load about 60 on 2 vCPUs, saw the group probe time out instead of being
+    # refused; three brokers answer slower than one on a busy host)
+    local ms=(5000 8000 3000)
+    ((COMPOSE_HA)) && ms=(20000 32000 12000)
+    out=$(net_run "$KAFKA_NODE" 10001 order-svc "topics='$topics' groups='$groups' kafka=$KAFKA_NODE ms='${ms[*]}'"'
+        read -r rt at ct <<<"$ms"
+        t=$(printf "%s\n" request.timeout.ms=$rt default.api.timeout.ms=$at socket.connection.setup.timeout.ms=$ct)
         ca=/run/secrets/shop/ca.crt
         printf "%s\n" "$t" >/tmp/plain.properties
         printf "%s\n" "$t" security.protocol=SSL ssl.truststore.type=PEM ssl.truststore.location=$ca >/tmp/ssl.properties
