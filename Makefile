@@ -12,7 +12,9 @@
 #   make fuzz          the libFuzzer targets (tests/fuzz), FUZZ_SECONDS in total (default 600)
 #   make peers-test    the project's black-box tests against the bench peers (bench/peers), own stack
 #   make helm-test     the Helm chart (deploy/helm): lint, render, strict check against the API types and the programs
-#   make compose-test  deploy/docker-compose.yml built and run in Docker (tests/deploy/compose_e2e.sh; root)
+#   make compose-test  deploy/docker-compose.yml built and run in Docker (tests/deploy/compose_e2e.sh; root);
+#                      HA=1: with deploy/docker-compose.ha.yml, and a Kafka node, order's
+#                      PostgreSQL primary and the Redis master killed in turn
 #   make format        clang-format every C file; make format-check fails on a difference
 
 SHELL := /bin/bash
@@ -89,7 +91,7 @@ helm-test: release
 # Builds the images, runs the stack, scales it, removes everything (tests/deploy/compose_e2e.sh);
 # exit 77 = skipped (no root or no Docker engine), with the reason.
 compose-test:
-	@tests/deploy/compose_e2e.sh
+	@COMPOSE_HA=$(or $(HA),0) tests/deploy/compose_e2e.sh
 
 format:
 	@clang-format -i $(C_FILES)
