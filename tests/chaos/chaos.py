@@ -149,16 +149,20 @@ def timeouts_by_fault(cfg, snap, injector):
 
 
 def load_rate(load):
-    """Orders per second the load reached: over the whole load, and at its best 10 s."""
+    """Orders per second the load reached: over the whole load; while it flowed (the
+    time between answers, leaving out every pause longer than 1 s: the gate holding
+    the load while a fault lasts); and at its best 10 s."""
     ts = sorted(r["t"] for r in load.results if r and r.get("t"))
     if len(ts) < 2:
-        return {"mean": None, "best_10s": None}
+        return {"mean": None, "flowing": None, "best_10s": None}
     best, j = 0, 0
     for i, t in enumerate(ts):
         while ts[j] < t - 10.0:
             j += 1
         best = max(best, i - j + 1)
-    return {"mean": round(len(ts) / max(ts[-1] - ts[0], 1e-3), 1), "best_10s": round(best / 10.0, 1)}
+    flowing = sum(b - a for a, b in zip(ts, ts[1:]) if b - a <= 1.0)
+    return {"mean": round(len(ts) / max(ts[-1] - ts[0], 1e-3), 1),
+            "flowing": round(len(ts) / max(flowing, 1e-3), 1), "best_10s": round(best / 10.0, 1)}
 
 
 def compensations(snap):
@@ -218,8 +222,8 @@ def summary(cfg, snap, load, injector, stats, checks, times, quiet_state):
     for k, v in timeouts_by_fault(cfg, snap, injector).items():
         lines.append(f"  {k:<12} {v['timeouts']:6d}  {v['share_pct']:5.2f}%  ({v['faults']} faults)")
     rate = load_rate(load)
-    lines.append(f"load: {rate['mean']} orders/s over the run, {rate['best_10s']} at its best 10 s"
-                 f" (asked: {cfg['rate']:g})")
+    lines.append(f"load: {rate['mean']} orders/s over the run, {rate['flowing']} while it flowed,"
+                 f" {rate['best_10s']} at its best 10 s (asked: {cfg['rate']:g})")
     lines.append(f"client retries by cause: {dict(sorted(stats.snapshot().items()))}")
     lines.append("invariants:")
     for c in checks:

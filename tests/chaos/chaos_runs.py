@@ -25,7 +25,7 @@ def main(data, n):
                 kinds.append(k)
     print(f"== chaos: {n} runs ==")
     print(f"{'run':>3}  {'result':<6} {'seed':>10} {'orders':>6} {'invariants':>10} "
-          f"{'TIMEOUT':>7} {'by a fault':>10} {'orders/s':>8} {'best 10s':>8}")
+          f"{'TIMEOUT':>7} {'by a fault':>10} {'orders/s':>8} {'flowing':>8} {'best 10s':>8}")
     for run, r in rows:
         if "error" in r:
             print(f"{run:>3}  no summary ({r['error']})")
@@ -39,7 +39,7 @@ def main(data, n):
         print(f"{run:>3}  {'PASS' if r['passed'] else 'FAIL':<6} {r['config']['seed']:>10} "
               f"{n_orders:>6} {sum(i['passed'] for i in inv):>4}/{len(inv):<5} "
               f"{100.0 * total / max(1, n_orders):>6.2f}% {100.0 * fault / max(1, n_orders):>9.2f}% "
-              f"{rate.get('mean') or 0:>8} {rate.get('best_10s') or 0:>8}")
+              f"{rate.get('mean') or 0:>8} {rate.get('flowing') or 0:>8} {rate.get('best_10s') or 0:>8}")
     print("orders cancelled TIMEOUT by the fault kind near them, % of the run's orders "
           "(faults of the kind):")
     print("  " + " ".join(f"{k:>16}" for k in kinds))
