@@ -421,10 +421,7 @@ PG_KEEPER_SETTINGS=(
 
 pg_monitor_down() {
     ((HA)) || return 0
-    local dir
-    dir="$(pg_root)/monitor"
-    if pid_alive "$(pg_ha_pidfile pg-monitor)" "run --pgdata $dir"; then log "pg-monitor: stopping"; fi
-    stop_pid "$(pg_ha_pidfile pg-monitor)" "run --pgdata $dir" 60
+    pg_ha_stop pg-monitor "$(pg_root)/monitor"
 }
 
 # pg_node_start SVC K: node K of the service's formation, made on first use, running. The
@@ -534,15 +531,43 @@ pg_ha_up() {
 
 # pg_ha_down SVC: the standby first (the primary then stops alone: no failover).
 pg_ha_down() {
-    local svc=$1 first=2 k dir
+    local svc=$1 first=2 k
     [ "$(pg_primary "$svc" 2>/dev/null)" != "postgres/$svc/2" ] || first=1
     for k in $first $((3 - first)); do
-        dir="$(pg_root)/$svc-$k"
-        if pid_alive "$(pg_ha_pidfile "postgres/$svc/$k")" "run --pgdata $dir"; then
-            log "postgres/$svc/$k: stopping"
-        fi
-        stop_pid "$(pg_ha_pidfile "postgres/$svc/$k")" "run --pgdata $dir" 60
+        pg_ha_stop "postgres/$svc/$k" "$(pg_root)/$svc-$k"
     done
+}
+
+# pg_ha_stop PART DIR: SIGTERM to the node's keeper (pg_autoctl run), which stops its
+# PostgreSQL and its own sub-processes, then waits until every process of the node is
+# gone (60 s, then SIGKILL). Not SIGTERM to the part's top process when that is runuser
+# (as root): runuser SIGKILLs its child 2 s after passing a SIGTERM on, which orphans
+# the keeper's sub-processes and leaves PostgreSQL running.
+pg_ha_stop() {
+    local pidfile pattern="run --pgdata $2" root main pids p i alive
+    pidfile=$(pg_ha_pidfile "$1")
+    pid_alive "$pidfile" "$pattern" || { rm -f "$pidfile"; return 0; }
+    log "$1: stopping"
+    root=$(head -n1 "$pidfile")
+    pids=$(proc_tree "$root")
+    main=$root
+    if tr '\0' ' ' <"/proc/$root/cmdline" 2>/dev/null | grep -q '^runuser '; then
+        main=$(pgrep -P "$root" | head -n1)
+    fi
+    kill -TERM "${main:-$root}" 2>/dev/null || true
+    for ((i = 0; i < 600; i++)); do
+        alive=0
+        for p in $pids; do
+            [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && alive=1
+        done
+        ((alive)) || break
+        sleep 0.1
+    done
+    if ((alive)); then
+        log "$1: still running 60 s after SIGTERM, killing it"
+        kill -KILL $pids 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
 }
 
 # pg_primary SVC: the part name of the service's current primary, as the monitor has it
