@@ -17,7 +17,7 @@ SCALE=2; HA=1 the high-availability topology) and always stops it. Settings
   CHAOS_RATE            orders per second at most (12; quick 8) [100; quick 50], so
                         that the load spans the faults instead of waiting for them
   CHAOS_TIMEOUT_MAX_PCT the share of orders a fault may cost as TIMEOUT, checked (none)
-                        [1]
+                        [1; quick: none]
   CHAOS_RUN             the run's number when make chaos RUNS=N runs several: the
                         summary is chaos-summary-<n>.json (also chaos-summary.json)
   CHAOS_CANCEL_SHARE    share of orders their owner cancels once CONFIRMED (0.1)
@@ -74,7 +74,10 @@ def config():
         "threads": setting("CHAOS_THREADS", 24 if ha else 16),
         "rate": setting("CHAOS_RATE", (50.0 if quick else 100.0) if ha else (8.0 if quick else 12.0),
                         float),
-        "timeout_max_pct": setting("CHAOS_TIMEOUT_MAX_PCT", 1.0 if ha else None, float),
+        # A target, checked by make chaos HA=1; the quick run of make test (600 orders:
+        # one order is 0.17 %, on a shared CI machine) reports it only.
+        "timeout_max_pct": setting("CHAOS_TIMEOUT_MAX_PCT", 1.0 if ha and not quick else None,
+                                   float),
         "cancel_share": setting("CHAOS_CANCEL_SHARE", 0.1, float),
         "seed": setting("CHAOS_SEED", random.SystemRandom().randrange(1, 2**31)),
         "saga_timeout_s": setting("CHAOS_SAGA_TIMEOUT_S", 30.0, float),
