@@ -2,7 +2,7 @@
 #
 #   make run           build, start the whole local stack in the foreground; Ctrl-C stops it
 #   make up / down     the same stack in the background / stop it
-#                      (HA=1 on run/up/chaos/bench: the high-availability topology, docs/ha.md)
+#                      (HA=1 on run/up/chaos: the high-availability topology, docs/ha.md)
 #   make test          sanitizer build, own infrastructure on its own ports, all CTest suites
 #   make build         debug build with ASan+UBSan into build/ (what `ctest --test-dir build` reads)
 #   make release       optimized build into build-release/ (what run/up use)
