@@ -93,7 +93,7 @@ def plan_faults(rng, n_faults, kinds, parts, ha=False):
     candidates = {}
     for kind in kinds:
         if kind == "postgres" and ha:
-            c = [PRIMARY_OF + r.name for r in fleet.services() if r.db]
+            c = [PRIMARY_OF + r.name for r in fleet.services() if r.database]
         elif kind == "postgres":
             c = [p for p in parts if p.startswith("postgres/")]
         elif kind == "redis" and ha:

@@ -5,12 +5,14 @@ check, and each kind of damage a fault could do is caught by the check meant for
 
 import copy
 import os
+import random
 import sys
 import unittest
 from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chaos_checks  # noqa: E402
+import chaos_faults  # noqa: E402
 
 U1, U2 = "u1", "u2"
 P1, P2 = "p1", "p2"
@@ -159,6 +161,44 @@ class ChaosChecks(unittest.TestCase):
 
     def test_cancel_the_user_did_not_ask_for_is_caught(self):
         self.assert_caught("USER_REQUESTED", lambda s, c: c.update(user_cancelled=[]))
+
+
+class FaultPlanTest(unittest.TestCase):
+    """The fault plan names real parts: on one node the parts themselves, on the HA
+    topology every Kafka node in turn and the roles (a database's primary, the Redis
+    master) that are resolved when the fault fires."""
+
+    SINGLE = ["postgres/order", "postgres/product", "postgres/user", "redis", "kafka",
+              "order-svc-1", "order-svc-2", "product-svc-1", "user-svc-1", "gateway"]
+    HA = ["pg-monitor", "postgres/order/1", "postgres/order/2", "postgres/product/1",
+          "postgres/product/2", "postgres/user/1", "postgres/user/2", "redis/1", "redis/2",
+          "sentinel/1", "sentinel/2", "sentinel/3", "kafka/1", "kafka/2", "kafka/3",
+          "order-svc-1", "order-svc-2", "product-svc-1", "user-svc-1", "gateway"]
+
+    def plan(self, parts, ha, kinds):
+        return chaos_faults.plan_faults(random.Random(7), 2 * len(kinds), kinds, parts, ha)
+
+    def test_single_node_kinds_hit_existing_parts(self):
+        kinds = chaos_faults.DEFAULT_KINDS[False]
+        self.assertIn("redis", kinds)
+        self.assertNotIn("freeze", kinds)
+        plan = self.plan(self.SINGLE, False, kinds)
+        self.assertEqual({k for k, _ in plan}, set(kinds))
+        for kind, part in plan:
+            self.assertIn(part, self.SINGLE, kind)
+
+    def test_ha_kinds_rotate_over_nodes_and_name_roles(self):
+        kinds = chaos_faults.DEFAULT_KINDS[True]
+        plan = self.plan(self.HA, True, kinds)
+        by = defaultdict(list)
+        for kind, part in plan:
+            by[kind].append(part)
+        self.assertEqual(set(by), set(kinds))
+        self.assertEqual(len(set(by["kafka"])), len(by["kafka"]), "a Kafka node hit twice")
+        self.assertTrue(all(p.startswith("kafka/") for p in by["kafka"]))
+        self.assertTrue(all(p.startswith(chaos_faults.PRIMARY_OF) for p in by["postgres"]))
+        self.assertEqual(set(by["redis"]), {chaos_faults.REDIS_MASTER})
+        self.assertTrue(all(p in self.HA for p in by["freeze"]))
 
 
 if __name__ == "__main__":
