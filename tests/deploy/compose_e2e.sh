@@ -477,10 +477,10 @@ check_refusals() {
     # The probes' client timeouts: HA gives them four times as long (the third live HA
     # run, load about 60 on 2 vCPUs, saw the group probe time out instead of being
     # refused; three brokers answer slower than one on a busy host)
-    local ms=(5000 8000 3000)
-    ((COMPOSE_HA)) && ms=(20000 32000 12000)
+    local ms=(5000 8000 3000 3000)
+    ((COMPOSE_HA)) && ms=(20000 32000 12000 20000)
     out=$(net_run "$KAFKA_NODE" 10001 order-svc "topics='$topics' groups='$groups' kafka=$KAFKA_NODE ms='${ms[*]}'"'
-        read -r rt at ct <<<"$ms"
+        read -r rt at ct wait <<<"$ms"
         t=$(printf "%s\n" request.timeout.ms=$rt default.api.timeout.ms=$at socket.connection.setup.timeout.ms=$ct)
         ca=/run/secrets/shop/ca.crt
         printf "%s\n" "$t" >/tmp/plain.properties
@@ -498,7 +498,7 @@ check_refusals() {
             echo "produce-$topic:$(echo trust-probe | timeout 60 $k/kafka-console-producer.sh --bootstrap-server $kafka:9092 --producer.config /tmp/own.properties --topic $topic 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
         done
         for g in $groups; do
-            echo "group-$g:$(timeout 60 $k/kafka-console-consumer.sh --bootstrap-server $kafka:9092 --consumer.config /tmp/own.properties --topic inventory.events --group $g --timeout-ms 3000 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
+            echo "group-$g:$(timeout 60 $k/kafka-console-consumer.sh --bootstrap-server $kafka:9092 --consumer.config /tmp/own.properties --topic inventory.events --group $g --timeout-ms $wait 2>&1 | grep -v "^\s*at " | tr "\n" " ")"
         done
         (exec 3<>/dev/tcp/$kafka/9093) 2>/dev/null && echo controller:open || echo controller:closed' || true)
     expect_out "kafka plaintext" '^plain:.*(TimeoutException|exited|disconnected)' "$out"
