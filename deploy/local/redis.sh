@@ -13,6 +13,13 @@ redis_admin_password_file() { stack_secret_file redis-admin-password random_b64 
 
 # The gateway's commands: PING (/readyz), EVALSHA/EVAL (its scripts), DEL (logout) and
 # what its scripts call; every key under gw: (REDIS_PREFIX must start with gw:).
+# The `default` user is off: nobody can log in as it, and a connection that has not
+# logged in may run nothing (NOAUTH). Its rules are nonetheless every key and command:
+# Redis 7.0 replays the append-only file as the default user and checks each
+# MULTI/EXEC of it (what a script's writes are logged as) against those rules again,
+# so `-@all` dropped every session a script wrote when a server started again
+# (redis/redis#14541, fixed upstream in 7.2's line by #14545; Debian 12 ships 7.0.15).
+REDIS_DEFAULT_USER='user default off resetpass ~* &* +@all'
 REDIS_GATEWAY_RULES='resetkeys ~gw:* resetchannels -@all +ping +evalsha +eval +del +exists +get +set +hset +hmget +incr +pttl +pexpire'
 
 redis_sha256() { sha256sum <"$1" | cut -d' ' -f1; }
@@ -21,7 +28,7 @@ redis_sha256() { sha256sum <"$1" | cut -d' ' -f1; }
 redis_acl_write() {
     local f="$DATA/redis/users.acl" new
     new=$(printf '%s\n' \
-        "user default off resetkeys resetchannels -@all" \
+        "$REDIS_DEFAULT_USER" \
         "user gateway on #$(redis_sha256 "$(redis_gateway_password_file)") $REDIS_GATEWAY_RULES" \
         "user admin on #$(redis_sha256 "$(redis_admin_password_file)") ~* &* +@all")
     [ "$(cat "$f" 2>/dev/null)" != "$new" ] || return 1
@@ -150,7 +157,7 @@ redis_sentinel_dir() { echo "$DATA/redis/sentinel-$1"; }
 redis_acl_ha_write() {
     local f="$DATA/redis/users.acl" new
     new=$(printf '%s\n' \
-        "user default off resetkeys resetchannels -@all" \
+        "$REDIS_DEFAULT_USER" \
         "user gateway on #$(redis_sha256 "$(redis_gateway_password_file)") $REDIS_GATEWAY_RULES $REDIS_GATEWAY_HA_RULES" \
         "user admin on #$(redis_sha256 "$(redis_admin_password_file)") ~* &* +@all" \
         "user replication on #$(redis_sha256 "$(redis_replication_password_file)") $REDIS_REPLICATION_RULES" \

@@ -93,7 +93,10 @@ def outcome(o):
     return o["status"] if o["status"] != "CANCELLED" else f"CANCELLED {o['reason']}"
 
 
-def extra_checks(cfg, snap, load, injector, quiet_s):
+ACCESS_TOKEN_TTL_S = 15 * 60  # the gateway's default: a 401 before it is a lost session
+
+
+def extra_checks(cfg, snap, load, injector, quiet_s, stats=None, load_s=None):
     """The run's own conditions: quiescence in time, every fault kind injected, every
     client call answered, every outcome present."""
     q = Check(f"quiescence within SAGA_TIMEOUT + {cfg['quiet_margin_s']:.0f}s")
@@ -118,6 +121,15 @@ def extra_checks(cfg, snap, load, injector, quiet_s):
     for w in want:
         o.ok(seen[w] > 0, f"no {w} order")
     checks = [q, f, l, a, o]
+    if stats is not None and load_s is not None and load_s < ACCESS_TOKEN_TTL_S:
+        # Sessions live in Redis (append-only file; with HA, a replica the login waited
+        # for): no fault may log a user out, so no call may be answered 401.
+        s = Check("users stay logged in through every fault (no 401)")
+        s.checked = cfg["users"]
+        s.violations = stats.snapshot().get("http_401", 0)
+        if s.violations:
+            s.examples = [f"{s.violations} calls answered 401 (the client logged in again)"]
+        checks.append(s)
     if cfg["timeout_max_pct"] is not None:
         by = timeouts_by_fault(cfg, snap, injector)
         share = sum(v["share_pct"] for k, v in by.items() if k != "none")
@@ -301,7 +313,7 @@ def main():
                            if r is not None and r.get("user_cancelled")],
     }
     checks = chaos_checks.run_checks(snap, client)
-    checks += extra_checks(cfg, snap, load, injector, quiet_s)
+    checks += extra_checks(cfg, snap, load, injector, quiet_s, stats, times["load"])
     times["checks"] = time.monotonic() - t
     times["total"] = time.monotonic() - T0
 
