@@ -375,6 +375,20 @@ pg_monitor_up() {
             --ssl-mode verify-full --ssl-ca-file "$root/tls/ca.crt" \
             --server-cert "$root/tls/server.crt" --server-key "$root/tls/server.key" \
             >>"$LOGDIR/pg-monitor.log" 2>&1 || die "pg-monitor: pg_autoctl create monitor failed (log: $LOGDIR/pg-monitor.log)"
+        # The keepers' role gets its password before `pg_autoctl run` starts: the
+        # monitor's own listener logs in as autoctl_node at once, and gives up (the
+        # whole monitor stops) after five refusals in a fraction of a second, which a
+        # slow machine hit when the password came after the start. create leaves its
+        # server running (or not): set the password there, then stop it, so that `run`
+        # starts it as its own sub-process.
+        if ! as_pg "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+            touch "$LOGDIR/pg-monitor-create.log"
+            chown "$PG_USER:" "$LOGDIR/pg-monitor-create.log" 2>/dev/null || true
+            as_pg "$PG_BIN/pg_ctl" -D "$dir" -l "$LOGDIR/pg-monitor-create.log" -w -t 60 start >/dev/null
+        fi
+        wait_for 60 "pg-monitor (created, as the superuser)" pg_monitor_psql -tAc "SELECT 1"
+        pg_monitor_settings
+        as_pg "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
         touch "$created"
     fi
     if pg_secure monitor "$dir" monitor && pid_alive "$(pg_ha_pidfile pg-monitor)" "run --pgdata $dir"; then
