@@ -193,11 +193,16 @@ class FaultInjector(threading.Thread):
         self.log(f"fault: SIGSTOP {part} at order {rec['at_order']} for {secs:.1f}s")
         self.stack.freeze(part, secs)
         t = time.monotonic()
-        # Frozen parts do not restart: they answer again by themselves (or not).
-        while not self.stack.serving(part) and time.monotonic() - t < 60:
-            time.sleep(0.5)
+        # Frozen parts do not restart: they answer again by themselves (or not). Asked
+        # once more after it answered, a part just thawed may fail a check it passed a
+        # moment ago (a readiness probe's timeout): the first answer is what counts.
+        answered = False
+        while not answered and time.monotonic() - t < 60:
+            answered = self.stack.serving(part)
+            if not answered:
+                time.sleep(0.5)
         rec["restart_s"] = round(time.monotonic() - t, 1)
-        if not self.stack.serving(part):
+        if not answered:
             rec["error"] = f"{part} does not answer 60s after SIGCONT"
         self.log(f"fault: {part} answers {rec['restart_s']}s after SIGCONT")
 
