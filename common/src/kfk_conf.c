@@ -5,6 +5,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -202,6 +203,22 @@ int kfk_brokers_check(const char *brokers, err_t *err)
             return 0;
         p = comma + 1;
     }
+}
+
+int kfk_instance_id_check(const char *id, err_t *err)
+{
+    size_t n = strlen(id);
+    if (n > 249)
+        return err_set(err, ERR_INVALID, "at most 249 characters, got %zu", n);
+    for (size_t i = 0; i < n; i++) {
+        char ch = id[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        if (!ok)
+            return err_set(err, ERR_INVALID,
+                           "only letters, digits, '.', '_' and '-', got \"%.64s\"", id);
+    }
+    return 0;
 }
 
 rd_kafka_conf_t *kfk__conf_new(const char *brokers, const char *client_id,

@@ -341,6 +341,14 @@ int kfk_consumer_commit(kfk_consumer_t *c, const kfk_msg_t *m, err_t *err)
     return 0;
 }
 
+int kfk_consumer_ping(kfk_consumer_t *c, err_t *err)
+{
+    char why[256];
+    if (rd_kafka_fatal_error(c->rk, why, sizeof(why)) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return err_set(err, ERR_INTERNAL, "kafka consumer failed: %s", why);
+    return 0;
+}
+
 void kfk_consumer_close(kfk_consumer_t *c)
 {
     if (!c)

@@ -290,6 +290,11 @@ saga_consumer_t *saga_consumer_start(const saga_consumer_opts_t *o, err_t *err)
     return NULL;
 }
 
+int saga_consumer_ping(saga_consumer_t *c, err_t *err)
+{
+    return kfk_consumer_ping(c->kc, err);
+}
+
 void saga_consumer_stop(saga_consumer_t *c)
 {
     if (!c)

@@ -37,11 +37,12 @@ typedef struct svc_common_cfg {
     const char *page_token_key;
     int64_t grpc_max_connection_age_ms;
     const char *rpc_user_callers;
+    const char *kafka_group_instance_id;
 } svc_common_cfg_t;
 
 /* The common settings table, with the service's default ports filled in. Loaded
  * settings point into the defaults, so the table lives as long as the settings. */
-#define SVC_N_COMMON 13
+#define SVC_N_COMMON 14
 typedef struct svc_common_table {
     char grpc_def[32];
     char admin_def[32];
@@ -68,6 +69,9 @@ struct svc {
     atomic_int migrated;
     atomic_int started;
     atomic_int stopping;
+    /* Held by a readiness check, which uses the clients; stop() takes it once after
+     * setting `stopping`, so no check is still using what it then frees. */
+    pthread_mutex_t ready_mu;
 };
 
 db_pool_t *svc_pool(const svc_t *s)
@@ -150,6 +154,11 @@ static void common_table_init(svc_common_table_t *t, const svc_def_t *def)
         {"RPC_USER_CALLERS", CFG_STR, 1, 1024, "gateway",
          offsetof(svc_common_cfg_t, rpc_user_callers),
          "comma list of certificate CNs whose x-user-id / x-user-role are believed (TLS)"},
+        {"KAFKA_GROUP_INSTANCE_ID", CFG_STR, 0, 249, "",
+         offsetof(svc_common_cfg_t, kafka_group_instance_id),
+         "static consumer-group membership: an id unique to this instance and kept across "
+         "its restarts (e.g. order-svc-1), so that a restart within the session timeout "
+         "takes its partitions back without a rebalance (empty: dynamic membership)"},
     };
     _Static_assert(sizeof(entries) == sizeof(t->entries), "SVC_N_COMMON is the table's size");
     memcpy(t->entries, entries, sizeof(entries));
@@ -175,6 +184,8 @@ static int load_common_config(svc_t *s, err_t *err)
         return err_set(err, ERR_INVALID, "DATABASE_URL: %s", why.msg);
     if (kfk_brokers_check(s->cfg.kafka_brokers, &why) < 0)
         return err_set(err, ERR_INVALID, "KAFKA_BROKERS: %s", why.msg);
+    if (kfk_instance_id_check(s->cfg.kafka_group_instance_id, &why) < 0)
+        return err_set(err, ERR_INVALID, "KAFKA_GROUP_INSTANCE_ID: %s", why.msg);
     if (rpc_user_callers_check(s->cfg.rpc_user_callers, err) < 0)
         return err->code;
     if (kfk_auth_set(&s->kafka_auth, &why) < 0)
@@ -203,17 +214,20 @@ static int load_common_config(svc_t *s, err_t *err)
 static int svc_ready(void *ud, err_t *err)
 {
     svc_t *s = ud;
+    int rc = 0;
+    pthread_mutex_lock(&s->ready_mu);
     if (atomic_load(&s->stopping))
-        return err_set(err, ERR_UNAVAILABLE, "shutting down");
-    if (!atomic_load(&s->migrated))
-        return err_set(err, ERR_UNAVAILABLE, "database not migrated yet");
-    if (!atomic_load(&s->started))
-        return err_set(err, ERR_UNAVAILABLE, "starting");
-    if (db_pool_ping(s->pool, err) < 0)
-        return err->code;
-    if (s->producer && kfk_producer_ping(s->producer, 500, err) < 0)
-        return err->code;
-    return 0;
+        rc = err_set(err, ERR_UNAVAILABLE, "shutting down");
+    else if (!atomic_load(&s->migrated))
+        rc = err_set(err, ERR_UNAVAILABLE, "database not migrated yet");
+    else if (!atomic_load(&s->started))
+        rc = err_set(err, ERR_UNAVAILABLE, "starting");
+    else if (db_pool_ping(s->pool, err) < 0 ||
+             (s->producer && kfk_producer_ping(s->producer, 500, err) < 0) ||
+             (s->consumer && saga_consumer_ping(s->consumer, err) < 0))
+        rc = err->code;
+    pthread_mutex_unlock(&s->ready_mu);
+    return rc;
 }
 
 /* A pending SIGTERM/SIGINT, without waiting (the signals are blocked in every thread). */
@@ -265,21 +279,24 @@ static int start(svc_t *s, err_t *err)
     if (s->def->init && s->def->init(s, err) < 0)
         return err->code;
     if (s->def->n_routes) {
-        s->consumer =
-            saga_consumer_start(&(saga_consumer_opts_t){.brokers = s->cfg.kafka_brokers,
-                                                        .group = s->process,
-                                                        .topics = s->def->topics,
-                                                        .n_topics = s->def->n_topics,
-                                                        .routes = s->def->routes,
-                                                        .n_routes = s->def->n_routes,
-                                                        .ctx = s,
-                                                        .pool = s->pool,
-                                                        /* its own, without the gap-less
-                                                         * guarantee (saga.h) */
-                                                        .dlq_producer = NULL,
-                                                        .workers = (int)s->cfg.saga_workers,
-                                                        .batch_max = (int)s->cfg.saga_batch},
-                                err);
+        /* KAFKA_GROUP_INSTANCE_ID: static membership (docs/ha-kafka.md). */
+        const char *const static_member[] = {"group.instance.id", s->cfg.kafka_group_instance_id,
+                                             NULL};
+        const saga_consumer_opts_t opts = {
+            .brokers = s->cfg.kafka_brokers,
+            .group = s->process,
+            .topics = s->def->topics,
+            .n_topics = s->def->n_topics,
+            .routes = s->def->routes,
+            .n_routes = s->def->n_routes,
+            .kafka_conf = s->cfg.kafka_group_instance_id[0] ? static_member : NULL,
+            .ctx = s,
+            .pool = s->pool,
+            .dlq_producer = NULL, /* its own, without the gap-less guarantee (saga.h) */
+            .workers = (int)s->cfg.saga_workers,
+            .batch_max = (int)s->cfg.saga_batch,
+        };
+        s->consumer = saga_consumer_start(&opts, err);
         if (!s->consumer)
             return err->code;
     }
@@ -297,6 +314,8 @@ static int start(svc_t *s, err_t *err)
 static void stop(svc_t *s)
 {
     atomic_store(&s->stopping, 1);
+    pthread_mutex_lock(&s->ready_mu); /* a check in progress ends */
+    pthread_mutex_unlock(&s->ready_mu);
     if (s->rpc) {
         rpc_server_set_serving(s->rpc, 0);
         rpc_server_shutdown(s->rpc, s->cfg.shutdown_grace_ms);
@@ -365,7 +384,7 @@ static const svc_command_t *find_command(const svc_def_t *def, const char *proce
 
 int svc_main(const svc_def_t *def, int argc, char **argv)
 {
-    svc_t s = {.def = def};
+    svc_t s = {.def = def, .ready_mu = PTHREAD_MUTEX_INITIALIZER};
     err_t err = ERR_INIT;
     int status = 1;
     snprintf(s.process, sizeof(s.process), "%s-svc", def->name);

@@ -23,6 +23,16 @@ shop_test(test_user_saga
 target_compile_definitions(test_user_saga PRIVATE USER_SVC="$<TARGET_FILE:user-svc>")
 add_dependencies(test_user_saga user-svc)
 
+# Static consumer-group membership (KAFKA_GROUP_INSTANCE_ID) of any service, with
+# user-svc's binary: a killed instance restarted under its id takes its partitions
+# back and the other instance sees no rebalance.
+shop_test(test_user_static_member
+    SOURCES integration/user/test_user_static_member.c
+    LIBS test_support
+    LABELS "integration;user")
+target_compile_definitions(test_user_static_member PRIVATE USER_SVC="$<TARGET_FILE:user-svc>")
+add_dependencies(test_user_static_member user-svc)
+
 # Unit tests of user-svc's logic (user_core, no infrastructure).
 shop_test(test_user_password SOURCES unit/user/test_user_password.c LIBS user_core
           LABELS "unit;user")

@@ -329,6 +329,15 @@ int svc_proc_stop(svc_proc_t *p)
     return -1;
 }
 
+void svc_proc_kill(svc_proc_t *p)
+{
+    if (!p || p->pid <= 0)
+        return;
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+}
+
 void svc_proc_free(svc_proc_t *p, bool keep_log)
 {
     if (!keep_log && p->log[0])

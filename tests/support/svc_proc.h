@@ -46,6 +46,10 @@ int svc_proc_restart(svc_proc_t *p);
  * had to be killed). NULL or a stopped process: 0. */
 int svc_proc_stop(svc_proc_t *p);
 
+/* svc_proc_kill: SIGKILL and wait, as a crash: no drain, no goodbye to the consumer
+ * group. NULL or a stopped process: nothing. */
+void svc_proc_kill(svc_proc_t *p);
+
 /* svc_proc_free: frees the copied env (after svc_proc_stop) and deletes the log file
  * unless keep_log (say so when a test failed: the log is where to look). */
 void svc_proc_free(svc_proc_t *p, bool keep_log);

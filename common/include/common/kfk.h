@@ -174,6 +174,10 @@ kfk_producer_t *kfk_producer_new(const char *brokers, const char *client_id,
  * the bootstrap list every client of the fleet is given. */
 int kfk_brokers_check(const char *brokers, err_t *err);
 
+/* kfk_instance_id_check: ERR_INVALID unless `id` is empty or a legal consumer-group
+ * instance id for static membership (1..249 of [A-Za-z0-9._-], as Kafka's own names). */
+int kfk_instance_id_check(const char *id, err_t *err);
+
 /* kfk_producer_standalone_conf: overrides for kfk_producer_new's `conf` that make a
  * producer of messages that stand alone, each produced after the previous one was
  * acknowledged (dead-letter copies): no idempotence, so no gap-less guarantee to
@@ -282,8 +286,15 @@ void kfk_consumer_set_commit_interval(kfk_consumer_t *c, int64_t ms);
  * processed while one thread polls; per partition, record in offset order. */
 int kfk_consumer_commit(kfk_consumer_t *c, const kfk_msg_t *m, err_t *err);
 
+/* kfk_consumer_ping: 0 while the consumer can work; ERR_INTERNAL after a fatal
+ * error, which no retry heals (another process joined with this member's
+ * group.instance.id and fenced it: restart it with an id of its own). Readiness. */
+int kfk_consumer_ping(kfk_consumer_t *c, err_t *err);
+
 /* kfk_consumer_close: commits what was recorded, leaves the group cleanly (so its
- * partitions move at once) and frees the consumer. NULL is accepted. */
+ * partitions move at once; a static member, with a group.instance.id, stays until its
+ * session runs out, for its restart to take them back) and frees the consumer. NULL
+ * is accepted. */
 void kfk_consumer_close(kfk_consumer_t *c);
 
 /* Message accessors: borrowed, valid until kfk_msg_free. key and value may be NULL

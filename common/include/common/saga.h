@@ -177,6 +177,9 @@ typedef struct saga_consumer_opts {
  * without type or handler, no pool, bad kafka settings). */
 saga_consumer_t *saga_consumer_start(const saga_consumer_opts_t *o, err_t *err);
 
+/* saga_consumer_ping: kfk_consumer_ping of the consumer (readiness). Thread-safe. */
+int saga_consumer_ping(saga_consumer_t *c, err_t *err);
+
 /* saga_consumer_stop: finishes the batches in hand (a retry loop or a DLQ delivery
  * that cannot finish is abandoned unacknowledged, to be redelivered, and so is what
  * was queued behind it), commits the processed offsets, leaves the group and frees

@@ -304,6 +304,9 @@ class Configuration(unittest.TestCase):
         for brokers in ("localhost", "localhost:0", "h:1,", ":9092", "h:notaport"):
             with self.subTest(brokers=brokers):
                 self.run_prog(svc, {"KAFKA_BROKERS": brokers}, "KAFKA_BROKERS")
+        for iid in ("order svc 1", "svc/1", "x" * 250):
+            with self.subTest(instance_id=iid):
+                self.run_prog(svc, {"KAFKA_GROUP_INSTANCE_ID": iid}, "KAFKA_GROUP_INSTANCE_ID")
         gw = STACK.bins["gateway"]
         self.run_prog(gw, {"REDIS_URL": "redis://:secret-pw@127.0.0.1:xx"}, "REDIS_URL")
         self.run_prog(gw, {"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES")
