@@ -285,10 +285,17 @@ until_purchase() {
     log "$what: orders and the purchase work again (${TIMES[$what]} s after the kill)"
 }
 
-# pg_primary FORMATION: the node the monitor has as the formation's primary
+# pg_primary FORMATION: the node the monitor has as the formation's primary (reported
+# and assigned: a dead primary keeps its last report, and is assigned demoted)
 pg_primary() {
     compose exec -T postgres-monitor psql -qtAX -d pg_auto_failover -c \
-        "select nodehost from pgautofailover.node where formationid = '$1' and reportedstate in ('primary', 'wait_primary', 'single') order by nodeid limit 1"
+        "select nodehost from pgautofailover.node where formationid = '$1' and reportedstate in ('primary', 'wait_primary', 'single') and goalstate in ('primary', 'wait_primary', 'single') order by nodeid limit 1"
+}
+
+# pg_state FORMATION NODE: the node's reported state, as the monitor has it
+pg_state() {
+    compose exec -T postgres-monitor psql -qtAX -d pg_auto_failover -c \
+        "select reportedstate from pgautofailover.node where formationid = '$1' and nodehost = '$2'"
 }
 
 # redis_master: the master's host as the first Sentinel that answers says
@@ -302,7 +309,7 @@ redis_master() {
 }
 
 ha_failures() {
-    local victim primary master
+    local victim primary master cid promoted t
     # the gateway of this build: does it know REDIS_SENTINELS (issue 21's gateway)?
     if docker run --rm --entrypoint /usr/local/bin/gateway "$(image_of gateway)" --help 2>/dev/null |
         grep -q REDIS_SENTINELS; then
@@ -319,10 +326,26 @@ ha_failures() {
 
     primary=$(pg_primary order) || die "the monitor names no primary for order"
     [ -n "$primary" ] || die "the monitor names no primary for order"
-    log "docker kill $primary (order's PostgreSQL primary, as the monitor says)"
-    docker kill "$(containers "$primary")" >/dev/null
+    # Kept down until the standby is promoted: with its restart policy the container is
+    # back within seconds, before the monitor's health checks give up on it, and the
+    # node simply goes on as the primary (no failover to show).
+    cid=$(containers "$primary")
+    docker update --restart=no "$cid" >/dev/null
+    log "docker kill $primary (order's PostgreSQL primary, as the monitor says), kept down"
+    docker kill "$cid" >/dev/null
     until_purchase kill_pg_primary
-    log "order's primary now: $(pg_primary order || echo unknown)"
+    promoted=$(pg_primary order) || true
+    [ -n "$promoted" ] && [ "$promoted" != "$primary" ] ||
+        die "order's primary is '${promoted:-none}' after the kill of $primary: no promotion"
+    log "order's primary now: $promoted (promoted)"
+    docker update --restart=unless-stopped "$cid" >/dev/null
+    docker start "$cid" >/dev/null
+    t=$SECONDS
+    until [ "$(pg_state order "$primary" 2>/dev/null)" = secondary ]; do
+        ((SECONDS - t < 180)) || die "$primary, started again, is not order's secondary within 180 s (state: $(pg_state order "$primary" 2>/dev/null))"
+        sleep 2
+    done
+    log "$primary rejoined as order's secondary ($((SECONDS - t)) s after its start)"
 
     master=$(redis_master) || die "no Sentinel names the Redis master"
     log "docker kill $master (the Redis master, as the Sentinels say)"
