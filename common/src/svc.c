@@ -279,7 +279,7 @@ static int start(svc_t *s, err_t *err)
     if (s->def->init && s->def->init(s, err) < 0)
         return err->code;
     if (s->def->n_routes) {
-        /* KAFKA_GROUP_INSTANCE_ID: static membership (docs/ha-kafka.md). */
+        /* KAFKA_GROUP_INSTANCE_ID: static membership (docs/ha.md, "Service instances"). */
         const char *const static_member[] = {"group.instance.id", s->cfg.kafka_group_instance_id,
                                              NULL};
         const saga_consumer_opts_t opts = {
