@@ -5,12 +5,12 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/text.h"
 #include "kfk_internal.h"
 
 /* librdkafka logs with syslog levels: 0–3 emerg..err, 4 warning, 5–6 notice/info,
@@ -210,14 +210,10 @@ int kfk_instance_id_check(const char *id, err_t *err)
     size_t n = strlen(id);
     if (n > 249)
         return err_set(err, ERR_INVALID, "at most 249 characters, got %zu", n);
-    for (size_t i = 0; i < n; i++) {
-        char ch = id[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
-        if (!ok)
+    for (size_t i = 0; i < n; i++)
+        if (!text_name_char(id[i]))
             return err_set(err, ERR_INVALID,
                            "only letters, digits, '.', '_' and '-', got \"%.64s\"", id);
-    }
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "alloc_internal.h"
 #include "common/log.h"
 #include "common/rpc.h"
+#include "common/text.h"
 
 #define RPC_TLS_FILE_MAX (256 * 1024)
 #define RPC_TLS_CN_MAX   256
@@ -194,8 +195,7 @@ int rpc_user_callers_check(const char *list, err_t *err)
             if (*p == '\0')
                 return 0;
             len = 0;
-        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                   (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-') {
+        } else if (text_name_char(*p)) {
             len++;
         } else {
             return err_set(err, ERR_INVALID,

@@ -57,6 +57,12 @@ long text_utf8_len(const char *s, unsigned flags)
     return chars;
 }
 
+bool text_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
 bool text_utf8_valid(const char *s)
 {
     return text_utf8_len(s, TEXT_ALLOW_CONTROLS) >= 0;

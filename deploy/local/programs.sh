@@ -98,7 +98,7 @@ instance_start() { # instance_start SVC K
         # password as a file; TLS_CA_FILE (tls_env) verifies the broker.
         mapfile -t kafka < <(kafka_env "$prog")
         # Static consumer-group membership under the instance's own name: a restarted
-        # instance takes its partitions back without a rebalance (docs/ha-kafka.md).
+        # instance takes its partitions back without a rebalance (docs/ha.md).
         kafka+=("KAFKA_GROUP_INSTANCE_ID=$name")
         env -u PAGE_TOKEN_KEY -u DATABASE_URL -u KAFKA_PASSWORD "${tls[@]}" GRPC_ADDR="127.0.0.1:$(grpc_port "$svc" "$k")" ADMIN_ADDR="127.0.0.1:$(admin_port "$svc" "$k")" \
             DATABASE_URL_FILE="$(db_url_file "$svc")" PAGE_TOKEN_KEY_FILE="$(page_token_key_file "$svc")" \

@@ -72,6 +72,10 @@ char *text_base64url_encode(arena_t *a, const void *in, size_t n);
  * NUL. Returns 0 or ERR_INVALID (out then holds nothing useful). */
 int text_base64url_decode(const char *in, void *out, size_t cap, size_t *n_out);
 
+/* text_name_char: true for the characters of the fleet's plain names (certificate CNs,
+ * Kafka ids): [A-Za-z0-9._-]. */
+bool text_name_char(char c);
+
 /* One name an update_mask may hold and the bit it stands for. */
 typedef struct text_mask_name {
     const char *name;

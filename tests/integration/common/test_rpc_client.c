@@ -67,18 +67,6 @@ static void teardown(void)
     rpc_server_free(srv_a);
 }
 
-/* A port nothing listens on right now. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t len = sizeof(sa);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static int echo_call(rpc_channel_t *c, const char *message, const rpc_metadata_t *md, size_t n_md,
                      int64_t timeout_ms, Shop__Test__V1__EchoResponse **resp, err_t *err)
 {
@@ -245,7 +233,7 @@ END_TEST
 
 START_TEST(test_unreachable_peer_is_unavailable_at_the_deadline)
 {
-    rpc_channel_t *down = channel_to_port(free_port());
+    rpc_channel_t *down = channel_to_port(check_free_port());
     err_t err = ERR_INIT;
     Shop__Test__V1__EchoResponse *resp;
     int64_t start = clock_mono_us();
@@ -409,7 +397,7 @@ static void *start_late(void *arg)
 
 START_TEST(test_call_waits_for_a_server_that_starts_late)
 {
-    late_start_t ls = {.port = free_port(), .ctx = {.instance = "late"}};
+    late_start_t ls = {.port = check_free_port(), .ctx = {.instance = "late"}};
     rpc_channel_t *late = channel_to_port(ls.port);
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, start_late, &ls), 0);

@@ -576,17 +576,6 @@ typedef struct ha_redis {
     pid_t pid[3];
 } ha_redis_t;
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    socklen_t n = sizeof(sa);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &n), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 static pid_t spawn_redis(const char *conf, bool sentinel)
 {
     pid_t pid = fork();
@@ -634,7 +623,7 @@ static void ha_redis_start(ha_redis_t *h)
     snprintf(h->dir, sizeof(h->dir), "/tmp/redis-ha-test-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(h->dir));
     for (int i = 0; i < 3; i++)
-        h->port[i] = free_port();
+        h->port[i] = check_free_port();
     for (int i = 0; i < 3; i++) {
         char conf[128];
         snprintf(conf, sizeof(conf), "%s/%d.conf", h->dir, i);

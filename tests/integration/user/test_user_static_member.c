@@ -1,5 +1,5 @@
 /*
- * Static consumer-group membership (KAFKA_GROUP_INSTANCE_ID, docs/ha-kafka.md), with
+ * Static consumer-group membership (KAFKA_GROUP_INSTANCE_ID, docs/ha.md), with
  * user-svc standing for every service (common/src/svc.c): two instances with ids of
  * their own share the user-svc group of the test stack's Kafka; one is SIGKILLed and
  * started again under the same id. It must take back exactly the partitions it held,
@@ -14,15 +14,12 @@
  * until one ordinary instance holds every partition, so that no member of this test
  * is left for the next one.
  */
-#include <arpa/inet.h>
 #include <check.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "check_util.h"
 #include "common/clock.h"
 #include "svc_proc.h"
 
@@ -38,18 +35,6 @@ static int rebalances(const svc_proc_t *p)
 {
     return svc_log_count(p->log, "\"msg\":\"kafka partitions assigned\"", NULL) +
            svc_log_count(p->log, "\"msg\":\"kafka partitions revoked\"", NULL);
-}
-
-/* A port nothing listens on now (the kernel's pick). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
-    close(fd);
-    return ntohs(sa.sin_port);
 }
 
 /* user-svc as `name`, with KAFKA_GROUP_INSTANCE_ID=instance_id (NULL: none) and its
@@ -128,7 +113,7 @@ END_TEST
 
 START_TEST(test_an_instance_fenced_by_another_with_its_id_reports_not_ready)
 {
-    int want = group_partitions(), port_a = free_port();
+    int want = group_partitions(), port_a = check_free_port();
     svc_proc_t a, b;
     ck_assert_int_eq(start(&a, "user-svc-twin-a", "user-svc-test-twin", port_a), 0);
     char body[4096];
@@ -152,15 +137,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("user_static_member");
-    TCase *tc = tcase_create("static");
-    tcase_set_timeout(tc, 240);
+    TCase *tc = check_case(s, "static", 240);
     tcase_add_test(
         tc, test_a_killed_static_member_restarted_takes_its_partitions_back_without_a_rebalance);
     tcase_add_test(tc, test_an_instance_fenced_by_another_with_its_id_reports_not_ready);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(s, CK_FORK_GETENV);
 }
