@@ -44,6 +44,7 @@
 
 #define KFK_COMMIT_INTERVAL_MS 1000
 #define KFK_STATS_INTERVAL_MS  "5000"
+#define KFK_CLOSE_SYNC_WAIT_MS 5000
 
 struct kfk_consumer {
     rd_kafka_t *rk;
@@ -52,6 +53,7 @@ struct kfk_consumer {
     int64_t commit_interval_us;
     kfk_revoke_fn on_revoke;
     void *on_revoke_ud;
+    bool synced; /* a rebalance callback came: the group answered a SyncGroup */
     char *group;
     pthread_mutex_t mu;                        /* guards assigned */
     rd_kafka_topic_partition_list_t *assigned; /* what the lag gauge reports */
@@ -168,6 +170,7 @@ static void kfk_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                              rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     kfk_consumer_t *c = opaque;
+    c->synced = true; /* librdkafka calls it after every SyncGroup answered (kfk_settle) */
     bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t legacy = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -349,6 +352,31 @@ int kfk_consumer_ping(kfk_consumer_t *c, err_t *err)
     return 0;
 }
 
+/* librdkafka 2.0.2 (Debian 12) aborts in rd_kafka_destroy when the member joined its
+ * group (a JoinGroup answered) but no SyncGroup was answered since: the
+ * cooperative-sticky assignor's state is still NULL and its destructor asserts it is
+ * not (librdkafka issue 4312, fixed in 2.3.0). A service stopped within seconds of its
+ * start did. So a member that joined waits, serving its rebalance callback, until the
+ * group syncs (each sync ends in a callback: rd_kafka_cgrp_handle_assignment); a
+ * message fetched meanwhile is dropped unprocessed, its offset not stored, so the next
+ * owner gets it. A member that has not joined is safe: once closing, librdkafka
+ * ignores a JoinGroup answer. Returns whether rd_kafka_destroy is safe. */
+static bool kfk_settle(kfk_consumer_t *c)
+{
+    int64_t deadline = clock_mono_us() + KFK_CLOSE_SYNC_WAIT_MS * 1000;
+    while (!c->synced) {
+        const char *protocol = rd_kafka_rebalance_protocol(c->rk);
+        if (protocol && strcmp(protocol, "NONE") == 0)
+            return true;
+        if (clock_mono_us() >= deadline)
+            return false;
+        rd_kafka_message_t *rm = rd_kafka_consumer_poll(c->rk, 100);
+        if (rm)
+            rd_kafka_message_destroy(rm);
+    }
+    return true;
+}
+
 void kfk_consumer_close(kfk_consumer_t *c)
 {
     if (!c)
@@ -356,9 +384,17 @@ void kfk_consumer_close(kfk_consumer_t *c)
     metrics_collector_remove(c->lag);
     if (atomic_load(&c->dirty))
         kfk_commit_stored(c, true);
+    bool destroyable = kfk_settle(c);
     rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         LOG_WARN("kafka consumer close", LOG_STR("error", rd_kafka_err2str(e)));
+    if (!destroyable) {
+        /* Left to the process's exit rather than abort it; still reachable (librdkafka's
+         * threads hold the handle, the handle holds c). */
+        LOG_ERR("kafka consumer closed but not destroyed: its group never synced",
+                LOG_STR("client", rd_kafka_name(c->rk)), LOG_STR("group", c->group));
+        return;
+    }
     rd_kafka_destroy(c->rk);
     kfk_consumer_free_state(c);
 }

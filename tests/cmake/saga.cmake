@@ -26,3 +26,6 @@ shop_test(test_saga_batch SOURCES integration/common/test_saga_batch.c
 
 shop_test(test_saga_oversize SOURCES integration/common/test_saga_oversize.c
           LIBS saga_test_support LABELS "integration;common")
+
+shop_test(test_kfk_consumer_close SOURCES integration/common/test_kfk_consumer_close.c
+          LIBS saga_test_support LABELS "integration;common")

@@ -293,8 +293,10 @@ int kfk_consumer_ping(kfk_consumer_t *c, err_t *err);
 
 /* kfk_consumer_close: commits what was recorded, leaves the group cleanly (so its
  * partitions move at once; a static member, with a group.instance.id, stays until its
- * session runs out, for its restart to take them back) and frees the consumer. NULL
- * is accepted. */
+ * session runs out, for its restart to take them back) and frees the consumer. A
+ * member whose group is between its join and its sync first waits for the sync (at
+ * most 5 s; past that the handle is left to the process's exit): librdkafka 2.0.2
+ * aborts if destroyed there (kfk_consumer.c). NULL is accepted. */
 void kfk_consumer_close(kfk_consumer_t *c);
 
 /* Message accessors: borrowed, valid until kfk_msg_free. key and value may be NULL
